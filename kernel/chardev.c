@@ -1,0 +1,257 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * /dev/dm-repl/<group>: the ring for the daemon. mmap() of the ring
+ * (read-only), poll() for committed records, and ioctls for group facts,
+ * counters, the dirty bitmaps and releasing records.
+ */
+#include <linux/fs.h>
+#include <linux/mm.h>
+#include <linux/poll.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+#include <linux/vmalloc.h>
+
+#include "repl.h"
+
+atomic_t repl_live_files = ATOMIC_INIT(0);
+
+/* One per open file. */
+struct repl_file {
+	struct repl_group *group;
+	u64 seen_commits;	/* commit count poll() last reported */
+};
+
+static int repl_open(struct inode *inode, struct file *file)
+{
+	/* misc_open() set private_data and holds misc_mtx: g is registered. */
+	struct repl_group *g = container_of(file->private_data,
+					    struct repl_group, misc);
+	struct repl_file *rf;
+
+	rf = kzalloc(sizeof(*rf), GFP_KERNEL);
+	if (!rf)
+		return -ENOMEM;
+	kref_get(&g->kref);
+	rf->group = g;
+	file->private_data = rf;
+	atomic_inc(&repl_live_files);
+	return stream_open(inode, file);
+}
+
+static int repl_release(struct inode *inode, struct file *file)
+{
+	struct repl_file *rf = file->private_data;
+
+	repl_group_put(rf->group);
+	kfree(rf);
+	atomic_dec(&repl_live_files);
+	return 0;
+}
+
+static __poll_t repl_poll(struct file *file, poll_table *wait)
+{
+	struct repl_file *rf = file->private_data;
+	struct repl_group *g = rf->group;
+	u64 commits;
+
+	poll_wait(file, &g->poll_wait, wait);
+	/* Full barrier: pairs with test_and_set_bit() in repl_group_notify(). */
+	test_and_clear_bit(REPL_WAKE_PENDING, &g->flags);
+	if (READ_ONCE(g->dead))
+		return EPOLLHUP;
+	commits = atomic64_read(&g->commits);
+	if (commits == rf->seen_commits)
+		return 0;
+	rf->seen_commits = commits;
+	return EPOLLIN | EPOLLRDNORM;
+}
+
+static int repl_mmap(struct file *file, struct vm_area_struct *vma)
+{
+	struct repl_file *rf = file->private_data;
+	struct repl_ring *ring = &rf->group->ring;
+	unsigned long len = vma->vm_end - vma->vm_start;
+
+	if (vma->vm_flags & VM_WRITE)
+		return -EPERM;
+	if (vma->vm_pgoff || len > PAGE_SIZE + 2 * ring->size)
+		return -EINVAL;
+	vma->vm_flags &= ~VM_MAYWRITE;
+	return remap_vmalloc_range(vma, ring->ctl, 0);
+}
+
+static void fill_volume_info(struct dm_repl_volume_info *vi,
+			     const struct repl_volume *v)
+{
+	vi->sectors = v->sectors;
+	vi->dirty_regions = atomic64_read(&v->dirty);
+	vi->nr_regions = v->nr_regions;
+	vi->region_sectors = 1U << v->region_shift;
+	vi->index = v->index;
+	vi->dev_major = MAJOR(v->data_dev);
+	vi->dev_minor = MINOR(v->data_dev);
+}
+
+static void fill_ring_info(struct dm_repl_group_info *info,
+			   struct repl_ring *ring)
+{
+	unsigned long flags;
+
+	info->data_size = ring->size;
+	info->mmap_size = PAGE_SIZE + 2 * ring->size;
+	spin_lock_irqsave(&ring->lock, flags);
+	info->next_seq = ring->next_seq;
+	info->epoch = ring->epoch;
+	info->producer_pos = ring->ctl->producer_pos;
+	info->released_pos = ring->ctl->released_pos;
+	info->released_seq = ring->ctl->released_seq;
+	spin_unlock_irqrestore(&ring->lock, flags);
+}
+
+static void fill_group_info(struct dm_repl_group_info *info,
+			    struct repl_group *g)
+{
+	struct repl_counters *c = &g->cnt;
+	unsigned int i;
+
+	info->abi_version = DM_REPL_ABI_VERSION;
+	strscpy(info->name, g->name, sizeof(info->name));
+	fill_ring_info(info, &g->ring);
+	info->state = test_bit(REPL_BEHIND, &g->flags) ?
+		DM_REPL_STATE_BEHIND : DM_REPL_STATE_UPTODATE;
+	info->records = atomic64_read(&c->records);
+	info->record_bytes = atomic64_read(&c->record_bytes);
+	info->discarded = atomic64_read(&c->discarded);
+	info->overflows = atomic64_read(&c->overflows);
+	info->block_waits = atomic64_read(&c->block_waits);
+	info->block_timeouts = atomic64_read(&c->block_timeouts);
+	info->wakeups = atomic64_read(&c->wakeups);
+
+	mutex_lock(&g->lock);
+	for (i = 0; i < DM_REPL_MAX_VOLUMES; i++)
+		if (g->volumes[i])
+			fill_volume_info(&info->volumes[info->nr_volumes++],
+					 g->volumes[i]);
+	mutex_unlock(&g->lock);
+}
+
+/*
+ * A caller of another ABI version gets -EPROTO and, in abi_version, the
+ * module's version, so that it can say which side is too old.
+ */
+static long ioctl_group_info(struct repl_group *g, void __user *arg)
+{
+	struct dm_repl_group_info *info;
+	__u32 version;
+	long r = 0;
+
+	if (get_user(version, (__u32 __user *)arg))
+		return -EFAULT;
+	if (version != DM_REPL_ABI_VERSION) {
+		version = DM_REPL_ABI_VERSION;
+		return put_user(version, (__u32 __user *)arg) ?: -EPROTO;
+	}
+	info = kzalloc(sizeof(*info), GFP_KERNEL);
+	if (!info)
+		return -ENOMEM;
+	fill_group_info(info, g);
+	if (copy_to_user(arg, info, sizeof(*info)))
+		r = -EFAULT;
+	kfree(info);
+	return r;
+}
+
+static long ioctl_release(struct repl_group *g, void __user *arg)
+{
+	u64 seq;
+	int r;
+
+	if (get_user(seq, (u64 __user *)arg))
+		return -EFAULT;
+	r = repl_ring_release(&g->ring, seq);
+	if (!r)
+		repl_group_released(g);
+	return r;
+}
+
+/* Copy out as much of the bitmap as fits; buf_size returns its full size. */
+static long ioctl_get_bitmap(struct repl_group *g, void __user *arg)
+{
+	struct dm_repl_bitmap_req req;
+	struct repl_volume *v;
+	size_t bytes;
+	long r = 0;
+
+	if (copy_from_user(&req, arg, sizeof(req)))
+		return -EFAULT;
+	if (req.abi_version != DM_REPL_ABI_VERSION)
+		return -EPROTO;
+	if (req.reserved[0] || req.reserved[1] ||
+	    req.volume >= DM_REPL_MAX_VOLUMES)
+		return -EINVAL;
+
+	mutex_lock(&g->lock);
+	v = g->volumes[req.volume];
+	if (!v) {
+		r = -ENOENT;
+		goto out;
+	}
+	bytes = BITS_TO_LONGS(v->nr_regions) * sizeof(long);
+	/* Longs of a little-endian host read as bytes in little-endian bit order. */
+	BUILD_BUG_ON(IS_ENABLED(CONFIG_CPU_BIG_ENDIAN));
+	if (copy_to_user(u64_to_user_ptr(req.buf), v->bitmap,
+			 min_t(u64, bytes, req.buf_size))) {
+		r = -EFAULT;
+		goto out;
+	}
+	req.buf_size = bytes;
+	if (copy_to_user(arg, &req, sizeof(req)))
+		r = -EFAULT;
+out:
+	mutex_unlock(&g->lock);
+	return r;
+}
+
+static long repl_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
+{
+	struct repl_file *rf = file->private_data;
+	void __user *uarg = (void __user *)arg;
+
+	switch (cmd) {
+	case DM_REPL_IOC_GROUP_INFO:
+		return ioctl_group_info(rf->group, uarg);
+	case DM_REPL_IOC_RELEASE:
+		return ioctl_release(rf->group, uarg);
+	case DM_REPL_IOC_GET_BITMAP:
+		return ioctl_get_bitmap(rf->group, uarg);
+	}
+	return -ENOTTY;
+}
+
+static const struct file_operations repl_fops = {
+	.owner		= THIS_MODULE,
+	.open		= repl_open,
+	.release	= repl_release,
+	.poll		= repl_poll,
+	.mmap		= repl_mmap,
+	.unlocked_ioctl	= repl_ioctl,
+	.compat_ioctl	= compat_ptr_ioctl,
+	.llseek		= no_llseek,
+};
+
+int repl_chardev_register(struct repl_group *g)
+{
+	snprintf(g->misc_name, sizeof(g->misc_name), "dm-repl-%s", g->name);
+	snprintf(g->nodename, sizeof(g->nodename), "dm-repl/%s", g->name);
+	g->misc.minor = MISC_DYNAMIC_MINOR;
+	g->misc.name = g->misc_name;
+	g->misc.nodename = g->nodename;
+	g->misc.mode = 0600;
+	g->misc.fops = &repl_fops;
+	return misc_register(&g->misc);
+}
+
+void repl_chardev_unregister(struct repl_group *g)
+{
+	misc_deregister(&g->misc);
+}

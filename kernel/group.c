@@ -1,0 +1,332 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Groups and their volumes.
+ *
+ * A group is the unit of consistency: one ring, one sequence space. It is
+ * created by the first table that names it and goes away with the last; the
+ * character device (and any process holding it open) keeps a reference, so
+ * the ring stays valid for a consumer that still has it mapped.
+ */
+#include <linux/bitmap.h>
+#include <linux/ctype.h>
+#include <linux/log2.h>
+#include <linux/mm.h>
+#include <linux/slab.h>
+
+#include "repl.h"
+
+/* Guards repl_groups and the creation and death of groups. */
+static DEFINE_MUTEX(repl_groups_lock);
+static LIST_HEAD(repl_groups);
+
+atomic_t repl_live_groups = ATOMIC_INIT(0);
+atomic_t repl_live_volumes = ATOMIC_INIT(0);
+
+bool repl_group_name_valid(const char *name)
+{
+	size_t len = strnlen(name, DM_REPL_GROUP_NAME_MAX);
+	size_t i;
+
+	if (!len || len >= DM_REPL_GROUP_NAME_MAX || name[0] == '.')
+		return false;
+	for (i = 0; i < len; i++)
+		if (!isalnum(name[i]) && !strchr("_.+-", name[i]))
+			return false;
+	return true;
+}
+
+static struct repl_group *group_find(const char *name)
+{
+	struct repl_group *g;
+
+	list_for_each_entry(g, &repl_groups, list)
+		if (!strcmp(g->name, name))
+			return g;
+	return NULL;
+}
+
+static struct repl_group *group_create(const char *name, unsigned int ring_mb,
+				       char **error)
+{
+	struct repl_group *g;
+	int r;
+
+	g = kzalloc(sizeof(*g), GFP_KERNEL);
+	if (!g) {
+		*error = "Cannot allocate group";
+		return ERR_PTR(-ENOMEM);
+	}
+	kref_init(&g->kref);
+	strscpy(g->name, name, sizeof(g->name));
+	mutex_init(&g->lock);
+	init_waitqueue_head(&g->poll_wait);
+	init_waitqueue_head(&g->room_wait);
+
+	r = repl_ring_init(&g->ring, ring_mb);
+	if (r) {
+		*error = "Cannot allocate ring of ring_mb";
+		goto bad_ring;
+	}
+	r = repl_chardev_register(g);
+	if (r) {
+		*error = "Cannot register the group's character device";
+		goto bad_chardev;
+	}
+	list_add(&g->list, &repl_groups);
+	atomic_inc(&repl_live_groups);
+	return g;
+
+bad_chardev:
+	repl_ring_free(&g->ring);
+bad_ring:
+	kfree(g);
+	return ERR_PTR(r);
+}
+
+static void group_release(struct kref *kref)
+{
+	struct repl_group *g = container_of(kref, struct repl_group, kref);
+
+	repl_ring_free(&g->ring);
+	mutex_destroy(&g->ring.release_lock);
+	mutex_destroy(&g->lock);
+	kfree(g);
+	atomic_dec(&repl_live_groups);
+}
+
+void repl_group_put(struct repl_group *g)
+{
+	kref_put(&g->kref, group_release);
+}
+
+/*
+ * Drop a volume's reference. When the group has no volume left it dies now
+ * (its name is free again, its device node goes) even if a consumer still
+ * holds the device open; that consumer sees POLLHUP.
+ */
+static void group_leave(struct repl_group *g)
+{
+	bool last;
+
+	lockdep_assert_held(&repl_groups_lock);
+	mutex_lock(&g->lock);
+	last = !g->nr_volumes;
+	if (last)
+		g->dead = true;
+	mutex_unlock(&g->lock);
+
+	if (last) {
+		list_del(&g->list);
+		repl_chardev_unregister(g);
+		wake_up_all(&g->poll_wait);
+		wake_up_all(&g->room_wait);
+	}
+	repl_group_put(g);
+}
+
+/* Find or create the group a table names, with a reference for the volume. */
+static struct repl_group *group_join(const struct repl_volume_args *args,
+				     char **error)
+{
+	struct repl_group *g = group_find(args->group);
+
+	if (!g)
+		return group_create(args->group, args->ring_mb, error);
+	if (args->ring_mb_given && ((u64)args->ring_mb << 20) != g->ring.size) {
+		*error = "ring_mb differs from the group's ring";
+		return ERR_PTR(-EINVAL);
+	}
+	kref_get(&g->kref);
+	return g;
+}
+
+/* Caller holds g->lock. */
+static struct repl_volume *volume_find(struct repl_group *g,
+				       struct mapped_device *md,
+				       dev_t data_dev, char **error)
+{
+	unsigned int i;
+
+	for (i = 0; i < DM_REPL_MAX_VOLUMES; i++) {
+		struct repl_volume *v = g->volumes[i];
+
+		if (!v)
+			continue;
+		if (v->md == md)
+			return v;
+		if (v->data_dev == data_dev) {
+			*error = "Data device is used by another volume of the group";
+			return ERR_PTR(-EBUSY);
+		}
+	}
+	return NULL;
+}
+
+/* Caller holds g->lock. */
+static int volume_free_index(struct repl_group *g)
+{
+	unsigned int i;
+
+	for (i = 0; i < DM_REPL_MAX_VOLUMES; i++)
+		if (!g->volumes[i])
+			return i;
+	return -ENOSPC;
+}
+
+static struct repl_volume *volume_create(struct repl_group *g,
+					 struct dm_target *ti,
+					 const struct repl_volume_args *args,
+					 char **error)
+{
+	struct repl_volume *v;
+	int index;
+
+	index = volume_free_index(g);
+	if (index < 0) {
+		*error = "Group has the maximum number of volumes";
+		return ERR_PTR(-ENOSPC);
+	}
+	v = kzalloc(sizeof(*v), GFP_KERNEL);
+	if (!v) {
+		*error = "Cannot allocate volume";
+		return ERR_PTR(-ENOMEM);
+	}
+	v->group = g;
+	v->md = dm_table_get_md(ti->table);
+	v->data_dev = args->data_dev;
+	v->index = index;
+	v->sectors = ti->len;
+	v->region_shift = ilog2(args->region_kb) + 1;	/* KiB to sectors */
+	v->nr_regions = DIV_ROUND_UP_SECTOR_T(ti->len, 1 << v->region_shift);
+	v->bitmap = kvcalloc(BITS_TO_LONGS(v->nr_regions), sizeof(long),
+			     GFP_KERNEL);
+	if (!v->bitmap) {
+		kfree(v);
+		*error = "Cannot allocate dirty bitmap";
+		return ERR_PTR(-ENOMEM);
+	}
+	atomic64_set(&v->dirty, 0);
+	g->volumes[index] = v;
+	g->nr_volumes++;
+	atomic_inc(&repl_live_volumes);
+	return v;
+}
+
+static int volume_check_reload(struct repl_volume *v, struct dm_target *ti,
+			       const struct repl_volume_args *args,
+			       char **error)
+{
+	if (v->sectors != ti->len)
+		*error = "Volume size cannot change in a reload";
+	else if (v->region_shift != ilog2(args->region_kb) + 1)
+		*error = "region_kb cannot change in a reload";
+	else
+		return 0;
+	return -EINVAL;
+}
+
+/* Caller holds repl_groups_lock. */
+static struct repl_volume *volume_attach(struct repl_group *g,
+					 struct dm_target *ti,
+					 const struct repl_volume_args *args,
+					 char **error)
+{
+	struct repl_volume *v;
+	int r;
+
+	mutex_lock(&g->lock);
+	v = volume_find(g, dm_table_get_md(ti->table), args->data_dev, error);
+	if (!v) {
+		v = volume_create(g, ti, args, error);
+	} else if (!IS_ERR(v)) {
+		r = volume_check_reload(v, ti, args, error);
+		if (r)
+			v = ERR_PTR(r);
+	}
+	if (!IS_ERR(v))
+		v->users++;
+	mutex_unlock(&g->lock);
+	return v;
+}
+
+/*
+ * The volume of a new target: the same mapped device reloading its table
+ * shares the volume (and dirty bitmap) it had; a new device gets the lowest
+ * free index in its group, which is created if this is its first volume.
+ */
+struct repl_volume *repl_volume_get(struct dm_target *ti,
+				    const struct repl_volume_args *args,
+				    char **error)
+{
+	struct repl_group *g;
+	struct repl_volume *v;
+
+	mutex_lock(&repl_groups_lock);
+	g = group_join(args, error);
+	if (IS_ERR(g)) {
+		v = ERR_CAST(g);
+		goto out;
+	}
+	v = volume_attach(g, ti, args, error);
+	if (IS_ERR(v))
+		group_leave(g);
+out:
+	mutex_unlock(&repl_groups_lock);
+	return v;
+}
+
+void repl_volume_put(struct repl_volume *v)
+{
+	struct repl_group *g = v->group;
+	bool gone;
+
+	mutex_lock(&repl_groups_lock);
+	mutex_lock(&g->lock);
+	gone = !--v->users;
+	if (gone) {
+		g->volumes[v->index] = NULL;
+		g->nr_volumes--;
+	}
+	mutex_unlock(&g->lock);
+	if (gone) {
+		kvfree(v->bitmap);
+		kfree(v);
+		atomic_dec(&repl_live_volumes);
+	}
+	group_leave(g);
+	mutex_unlock(&repl_groups_lock);
+}
+
+/* Mark every region that [sector, sector + nbytes) touches. Atomic context. */
+void repl_volume_mark_dirty(struct repl_volume *v, sector_t sector,
+			    u32 nbytes)
+{
+	sector_t last = sector + max_t(u32, nbytes >> SECTOR_SHIFT, 1) - 1;
+	unsigned long r, end;
+
+	end = min_t(unsigned long, last >> v->region_shift, v->nr_regions - 1);
+	for (r = sector >> v->region_shift; r <= end; r++)
+		if (!test_and_set_bit(r, v->bitmap))
+			atomic64_inc(&v->dirty);
+	set_bit(REPL_BEHIND, &v->group->flags);
+}
+
+/*
+ * A record was committed: wake poll()ers, once per batch. The bit is cleared
+ * by poll() before it looks at the commit count, so a commit that poll() did
+ * not see always finds it clear and wakes it.
+ */
+void repl_group_notify(struct repl_group *g)
+{
+	atomic64_inc(&g->commits);
+	if (!test_and_set_bit(REPL_WAKE_PENDING, &g->flags)) {
+		atomic64_inc(&g->cnt.wakeups);
+		wake_up(&g->poll_wait);
+	}
+}
+
+/* Room was freed in the ring: let writers waiting under overflow block go. */
+void repl_group_released(struct repl_group *g)
+{
+	wake_up_all(&g->room_wait);
+}

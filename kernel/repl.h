@@ -1,0 +1,188 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * dm-repl internals shared by the target, the ring, the group and the
+ * character device. The ABI is in uapi/linux/dm-repl.h.
+ */
+#ifndef DM_REPL_INTERNAL_H
+#define DM_REPL_INTERNAL_H
+
+#include <linux/atomic.h>
+#include <linux/device-mapper.h>
+#include <linux/kref.h>
+#include <linux/miscdevice.h>
+#include <linux/mutex.h>
+#include <linux/spinlock.h>
+#include <linux/wait.h>
+#include <linux/dm-repl.h>
+
+#define DM_MSG_PREFIX "repl"
+
+/* Table defaults and limits. */
+#define REPL_RING_MB_DEFAULT	64
+#define REPL_RING_MB_MIN	2	/* holds at least one largest record */
+#define REPL_RING_MB_MAX	16384
+#define REPL_REGION_KB_DEFAULT	64
+#define REPL_REGION_KB_MIN	4
+#define REPL_REGION_KB_MAX	(1024 * 1024)
+#define REPL_BLOCK_MS_DEFAULT	100
+#define REPL_BLOCK_MS_MAX	60000
+
+/* A bio yields at most a FLUSH record and one data record. */
+#define REPL_MAX_RECS_PER_BIO	2
+
+/*
+ * The ring of one group: a control page followed by the data area, which is
+ * vmap()ed twice back to back so that a record that starts near the end can
+ * be written and read in one piece (as kernel/bpf/ringbuf.c does).
+ */
+struct repl_ring {
+	/*
+	 * Guards reservation: ctl->producer_pos, next_seq, epoch, and the
+	 * reading of ctl->released_pos against its update by release.
+	 */
+	spinlock_t lock;
+	u64 next_seq;
+	u64 epoch;
+
+	/* Serialises releases (the walk runs outside the spinlock). */
+	struct mutex release_lock;
+
+	struct dm_repl_ring_ctl *ctl;	/* start of the vmap()ed area */
+	void *data;			/* ctl + PAGE_SIZE */
+	u64 size;			/* data area bytes, a power of two */
+	struct page **pages;		/* control page, then the data pages */
+	unsigned int nr_pages;
+};
+
+/* What a bio asks the ring for; filled in by repl_ring_reserve(). */
+struct repl_rec_req {
+	u16 type;
+	u16 flags;
+	u16 volume;
+	u64 sector;
+	u32 nbytes;
+	u32 payload_len;
+	/* out */
+	u64 pos;
+	struct dm_repl_rec *rec;
+};
+
+int repl_ring_init(struct repl_ring *ring, unsigned int ring_mb);
+void repl_ring_free(struct repl_ring *ring);
+int repl_ring_reserve(struct repl_ring *ring, struct repl_rec_req *reqs,
+		      unsigned int nr);
+void repl_ring_commit(struct repl_ring *ring, u64 pos, bool failed);
+void repl_rec_seal(struct dm_repl_rec *rec);
+bool repl_ring_has_room(struct repl_ring *ring, u64 bytes);
+int repl_ring_release(struct repl_ring *ring, u64 seq);
+u32 repl_rec_size(u32 payload_len);
+
+/*
+ * One volume of a group. It outlives a table reload: the old and the new
+ * target of the same mapped device share it (and its dirty bitmap).
+ */
+struct repl_volume {
+	struct repl_group *group;
+	struct mapped_device *md;	/* identity across reloads */
+	dev_t data_dev;
+	unsigned int index;		/* volume index in records */
+	unsigned int users;		/* targets using it, under group->lock */
+	sector_t sectors;
+
+	unsigned int region_shift;	/* log2 of sectors per region */
+	unsigned long nr_regions;
+	unsigned long *bitmap;		/* dirty regions, set_bit()s only */
+	atomic64_t dirty;		/* bits set in bitmap */
+};
+
+/* Counters of a group, read by status and DM_REPL_IOC_GROUP_INFO. */
+struct repl_counters {
+	atomic64_t records;
+	atomic64_t record_bytes;
+	atomic64_t discarded;
+	atomic64_t overflows;
+	atomic64_t block_waits;
+	atomic64_t block_timeouts;
+	atomic64_t wakeups;
+};
+
+#define REPL_WAKE_PENDING	0	/* bit in repl_group.flags */
+#define REPL_BEHIND		1	/* a write went only to the bitmap */
+
+struct repl_group {
+	struct list_head list;		/* on repl_groups, under repl_groups_lock */
+	struct kref kref;		/* one per volume, one per open file */
+	char name[DM_REPL_GROUP_NAME_MAX];
+	char misc_name[DM_REPL_GROUP_NAME_MAX + 8];
+	char nodename[DM_REPL_GROUP_NAME_MAX + 8];
+	struct miscdevice misc;
+
+	/* Guards volumes[], nr_volumes and dead. */
+	struct mutex lock;
+	struct repl_volume *volumes[DM_REPL_MAX_VOLUMES];
+	unsigned int nr_volumes;
+	bool dead;			/* its last volume is gone */
+
+	unsigned long flags;		/* REPL_WAKE_PENDING, REPL_BEHIND */
+	atomic64_t commits;		/* records committed, for poll() */
+	wait_queue_head_t poll_wait;	/* consumers in poll() */
+	wait_queue_head_t room_wait;	/* writers waiting for ring room */
+
+	struct repl_ring ring;
+	struct repl_counters cnt;
+};
+
+/* What a table line says about its volume. */
+struct repl_volume_args {
+	const char *group;
+	unsigned int ring_mb;
+	bool ring_mb_given;
+	unsigned int region_kb;
+	dev_t data_dev;
+};
+
+struct repl_volume *repl_volume_get(struct dm_target *ti,
+				    const struct repl_volume_args *args,
+				    char **error);
+void repl_volume_put(struct repl_volume *v);
+void repl_group_put(struct repl_group *g);
+void repl_volume_mark_dirty(struct repl_volume *v, sector_t sector,
+			    u32 nbytes);
+void repl_group_notify(struct repl_group *g);
+void repl_group_released(struct repl_group *g);
+bool repl_group_name_valid(const char *name);
+
+/* One table line's target. */
+struct repl_target {
+	struct dm_dev *data_dev;
+	struct dm_dev *meta_dev;
+	struct repl_volume *vol;
+	unsigned int ring_mb;
+	unsigned int region_kb;
+	unsigned int block_ms;
+	bool overflow_block;
+};
+
+/* Per-bio data: the records a bio reserved, committed at its completion. */
+struct repl_io {
+	u64 pos[REPL_MAX_RECS_PER_BIO];
+	unsigned int nr;
+	u32 nbytes;
+	sector_t sector;	/* on the volume */
+};
+
+void repl_capture(struct repl_target *rt, struct bio *bio, sector_t sector,
+		  struct repl_io *io);
+void repl_capture_done(struct repl_target *rt, struct repl_io *io,
+		       bool failed);
+int repl_capture_marker(struct repl_target *rt, const char *label);
+
+int repl_chardev_register(struct repl_group *g);
+void repl_chardev_unregister(struct repl_group *g);
+
+/* Live objects, for the leak checks of the tests (module parameter). */
+extern atomic_t repl_live_groups;
+extern atomic_t repl_live_volumes;
+extern atomic_t repl_live_files;
+
+#endif /* DM_REPL_INTERNAL_H */

@@ -1,0 +1,261 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The ring of change records of one group.
+ *
+ * Producer side as in kernel/bpf/ringbuf.c: space and a sequence number are
+ * reserved under a short spinlock, the payload is copied outside it, and the
+ * record is committed at bio completion by clearing the slot's BUSY bit with a
+ * release store. The consumer (userspace, read-only mapping) stops at the
+ * first BUSY slot. Space is given back only by repl_ring_release(), which
+ * refuses to pass a record that is still BUSY.
+ */
+#include <linux/crc32c.h>
+#include <linux/mm.h>
+#include <linux/slab.h>
+#include <linux/timekeeping.h>
+#include <linux/vmalloc.h>
+
+#include "repl.h"
+
+static inline struct dm_repl_slot *ring_slot(struct repl_ring *ring, u64 pos)
+{
+	return ring->data + (pos & (ring->size - 1));
+}
+
+u32 repl_rec_size(u32 payload_len)
+{
+	return ALIGN(DM_REPL_REC_HDR_SIZE + payload_len, DM_REPL_REC_ALIGN);
+}
+
+static u64 slot_span(u32 rec_len)
+{
+	return sizeof(struct dm_repl_slot) + rec_len;
+}
+
+int repl_ring_init(struct repl_ring *ring, unsigned int ring_mb)
+{
+	unsigned int nr_data = (ring_mb << 20) >> PAGE_SHIFT;
+	struct page **map;
+	unsigned int i;
+
+	BUILD_BUG_ON(sizeof(struct dm_repl_rec) != DM_REPL_REC_HDR_SIZE);
+	BUILD_BUG_ON(sizeof(struct dm_repl_ring_ctl) > PAGE_SIZE);
+	BUILD_BUG_ON(sizeof(struct dm_repl_slot) % DM_REPL_REC_ALIGN);
+
+	spin_lock_init(&ring->lock);
+	mutex_init(&ring->release_lock);
+	ring->next_seq = 1;
+	ring->epoch = 1;
+	ring->size = (u64)ring_mb << 20;
+	ring->nr_pages = 1 + nr_data;
+	ring->pages = kvcalloc(ring->nr_pages, sizeof(*ring->pages), GFP_KERNEL);
+	if (!ring->pages)
+		return -ENOMEM;
+
+	for (i = 0; i < ring->nr_pages; i++) {
+		ring->pages[i] = alloc_page(GFP_KERNEL | __GFP_ZERO |
+					    __GFP_NOWARN | __GFP_RETRY_MAYFAIL);
+		if (!ring->pages[i])
+			goto bad_pages;
+	}
+
+	/* Control page, data pages, data pages again. */
+	map = kvcalloc(1 + 2 * nr_data, sizeof(*map), GFP_KERNEL);
+	if (!map)
+		goto bad_pages;
+	map[0] = ring->pages[0];
+	for (i = 0; i < nr_data; i++) {
+		map[1 + i] = ring->pages[1 + i];
+		map[1 + nr_data + i] = ring->pages[1 + i];
+	}
+	ring->ctl = vmap(map, 1 + 2 * nr_data, VM_MAP | VM_USERMAP,
+			 PAGE_KERNEL);
+	kvfree(map);
+	if (!ring->ctl)
+		goto bad_pages;
+	ring->data = (void *)ring->ctl + PAGE_SIZE;
+
+	ring->ctl->magic = DM_REPL_CTL_MAGIC;
+	ring->ctl->abi_version = DM_REPL_ABI_VERSION;
+	ring->ctl->ctl_size = PAGE_SIZE;
+	ring->ctl->slot_size = sizeof(struct dm_repl_slot);
+	ring->ctl->data_size = ring->size;
+	return 0;
+
+bad_pages:
+	while (i--)
+		__free_page(ring->pages[i]);
+	kvfree(ring->pages);
+	ring->pages = NULL;
+	return -ENOMEM;
+}
+
+void repl_ring_free(struct repl_ring *ring)
+{
+	unsigned int i;
+
+	if (!ring->pages)
+		return;
+	vunmap(ring->ctl);
+	for (i = 0; i < ring->nr_pages; i++)
+		__free_page(ring->pages[i]);
+	kvfree(ring->pages);
+	ring->pages = NULL;
+}
+
+/* Caller holds ring->lock. */
+static bool ring_fits(struct repl_ring *ring, u64 bytes)
+{
+	u64 used = ring->ctl->producer_pos - ring->ctl->released_pos;
+
+	return bytes <= ring->size - used;
+}
+
+bool repl_ring_has_room(struct repl_ring *ring, u64 bytes)
+{
+	unsigned long flags;
+	bool room;
+
+	spin_lock_irqsave(&ring->lock, flags);
+	room = ring_fits(ring, bytes);
+	spin_unlock_irqrestore(&ring->lock, flags);
+	return room;
+}
+
+static void rec_fill(struct dm_repl_rec *rec, const struct repl_rec_req *req,
+		     u64 seq, u64 epoch)
+{
+	memset(rec, 0, sizeof(*rec));
+	rec->magic = cpu_to_le32(DM_REPL_REC_MAGIC);
+	rec->type = cpu_to_le16(req->type);
+	rec->flags = cpu_to_le16(req->flags);
+	rec->len = cpu_to_le32(repl_rec_size(req->payload_len));
+	rec->payload_len = cpu_to_le32(req->payload_len);
+	rec->seq = cpu_to_le64(seq);
+	rec->epoch = cpu_to_le64(epoch);
+	rec->sector = cpu_to_le64(req->sector);
+	rec->nbytes = cpu_to_le32(req->nbytes);
+	rec->volume = cpu_to_le16(req->volume);
+	rec->version = cpu_to_le16(DM_REPL_REC_VERSION);
+	rec->time_ns = cpu_to_le64(ktime_get_real_ns());
+}
+
+/*
+ * Reserve all of @reqs or none (-ENOSPC). Each gets a slot marked BUSY, a
+ * sequence number and an epoch; a FLUSH record closes its epoch. The
+ * headers are filled here; the caller copies the payloads, seals each record
+ * with repl_rec_seal() and commits it at completion.
+ */
+int repl_ring_reserve(struct repl_ring *ring, struct repl_rec_req *reqs,
+		      unsigned int nr)
+{
+	u64 seq[REPL_MAX_RECS_PER_BIO], epoch[REPL_MAX_RECS_PER_BIO];
+	struct dm_repl_slot *slot;
+	unsigned long flags;
+	u64 total = 0, pos;
+	unsigned int i;
+
+	for (i = 0; i < nr; i++)
+		total += slot_span(repl_rec_size(reqs[i].payload_len));
+
+	spin_lock_irqsave(&ring->lock, flags);
+	if (!ring_fits(ring, total)) {
+		spin_unlock_irqrestore(&ring->lock, flags);
+		return -ENOSPC;
+	}
+	pos = ring->ctl->producer_pos;
+	for (i = 0; i < nr; i++) {
+		u32 len = repl_rec_size(reqs[i].payload_len);
+
+		slot = ring_slot(ring, pos);
+		slot->len_flags = len | DM_REPL_SLOT_BUSY;
+		slot->reserved = 0;
+		reqs[i].pos = pos;
+		reqs[i].rec = (struct dm_repl_rec *)(slot + 1);
+		seq[i] = ring->next_seq++;
+		epoch[i] = ring->epoch;
+		if (reqs[i].type == DM_REPL_REC_FLUSH)
+			ring->epoch++;
+		pos += slot_span(len);
+	}
+	/*
+	 * Pairs with the consumer's acquire load of producer_pos: the BUSY
+	 * slot headers above are visible before the position that covers them.
+	 */
+	smp_store_release(&ring->ctl->producer_pos, pos);
+	spin_unlock_irqrestore(&ring->lock, flags);
+
+	for (i = 0; i < nr; i++)
+		rec_fill(reqs[i].rec, &reqs[i], seq[i], epoch[i]);
+	return 0;
+}
+
+/* Checksum the header (crc field zero) and the payload that follows it. */
+void repl_rec_seal(struct dm_repl_rec *rec)
+{
+	u32 crc;
+
+	crc = crc32c(~0U, rec, sizeof(*rec));
+	crc = crc32c(crc, rec + 1, le32_to_cpu(rec->payload_len));
+	rec->crc = cpu_to_le32(crc);
+}
+
+void repl_ring_commit(struct repl_ring *ring, u64 pos, bool failed)
+{
+	struct dm_repl_slot *slot = ring_slot(ring, pos);
+	u32 len_flags = slot->len_flags & DM_REPL_SLOT_LEN_MASK;
+
+	if (failed)
+		len_flags |= DM_REPL_SLOT_DISCARDED;
+	/*
+	 * Pairs with the consumer's acquire load of len_flags (and the acquire
+	 * in repl_ring_release()): the record is complete once BUSY is clear.
+	 */
+	smp_store_release(&slot->len_flags, len_flags);
+}
+
+/*
+ * Free every record with a sequence up to @seq. Sequences are contiguous in
+ * position order, so the walk knows each slot's sequence without reading
+ * its header. All or nothing: a BUSY record on the way, or a sequence that
+ * was never reserved, is -EINVAL and frees nothing.
+ */
+int repl_ring_release(struct repl_ring *ring, u64 seq)
+{
+	u64 pos, next_seq, cur;
+	unsigned long flags;
+	int ret = 0;
+
+	mutex_lock(&ring->release_lock);
+	spin_lock_irqsave(&ring->lock, flags);
+	next_seq = ring->next_seq;
+	spin_unlock_irqrestore(&ring->lock, flags);
+
+	cur = ring->ctl->released_seq;
+	pos = ring->ctl->released_pos;
+	if (seq <= cur)
+		goto out;
+	if (seq >= next_seq) {
+		ret = -EINVAL;
+		goto out;
+	}
+	while (cur < seq) {
+		struct dm_repl_slot *slot = ring_slot(ring, pos);
+		u32 len_flags = smp_load_acquire(&slot->len_flags);
+
+		if (len_flags & DM_REPL_SLOT_BUSY) {
+			ret = -EINVAL;
+			goto out;
+		}
+		pos += slot_span(len_flags & DM_REPL_SLOT_LEN_MASK);
+		cur++;
+	}
+
+	spin_lock_irqsave(&ring->lock, flags);
+	WRITE_ONCE(ring->ctl->released_pos, pos);
+	WRITE_ONCE(ring->ctl->released_seq, cur);
+	spin_unlock_irqrestore(&ring->lock, flags);
+out:
+	mutex_unlock(&ring->release_lock);
+	return ret;
+}

@@ -1,0 +1,441 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * dm-repl: the "repl" device-mapper target.
+ *
+ * Table line:
+ *   <data_dev> <meta_dev> <group> <role> [<#opt_args> <opt_args>...]
+ * Optional arguments:
+ *   ring_mb <n>                  ring size of the group, a power of two
+ *   region_kb <n>                dirty bitmap granularity, a power of two
+ *   overflow bitmap|block        what a write does when the ring is full
+ *   block_ms <n>                 overflow block: longest wait for room
+ *
+ * See Documentation/dm-repl.md for the status line and the messages.
+ */
+#include <linux/bio.h>
+#include <linux/ctype.h>
+#include <linux/log2.h>
+#include <linux/mm.h>
+#include <linux/module.h>
+
+#include "repl.h"
+
+struct repl_opts {
+	unsigned int ring_mb;
+	unsigned int region_kb;
+	unsigned int block_ms;
+	bool overflow_block;
+	bool ring_mb_given;
+};
+
+static int parse_pow2(struct dm_arg_set *as, const struct dm_arg *range,
+		      unsigned int *value, char **error)
+{
+	int r = dm_read_arg(range, as, value, error);
+
+	if (r)
+		return r;
+	if (!is_power_of_2(*value)) {
+		*error = range->error;
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int parse_ring_mb(struct dm_arg_set *as, struct repl_opts *o,
+			 char **error)
+{
+	static const struct dm_arg range = {
+		REPL_RING_MB_MIN, REPL_RING_MB_MAX,
+		"ring_mb must be a power of two from 2 to 16384"
+	};
+	int r = parse_pow2(as, &range, &o->ring_mb, error);
+
+	if (r)
+		return r;
+	if (((u64)o->ring_mb << (20 - PAGE_SHIFT)) > totalram_pages() / 2) {
+		*error = "ring_mb exceeds half of the system's memory";
+		return -EINVAL;
+	}
+	o->ring_mb_given = true;
+	return 0;
+}
+
+static int parse_overflow(struct dm_arg_set *as, struct repl_opts *o,
+			  char **error)
+{
+	const char *policy = dm_shift_arg(as);
+
+	if (!policy) {
+		*error = "overflow needs bitmap or block";
+		return -EINVAL;
+	}
+	if (!strcasecmp(policy, "bitmap"))
+		o->overflow_block = false;
+	else if (!strcasecmp(policy, "block"))
+		o->overflow_block = true;
+	else {
+		*error = "overflow must be bitmap or block";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int parse_one_opt(struct dm_arg_set *as, const char *name,
+			 struct repl_opts *o, char **error)
+{
+	static const struct dm_arg region_range = {
+		REPL_REGION_KB_MIN, REPL_REGION_KB_MAX,
+		"region_kb must be a power of two from 4 to 1048576"
+	};
+	static const struct dm_arg block_range = {
+		1, REPL_BLOCK_MS_MAX, "block_ms must be from 1 to 60000"
+	};
+
+	if (!strcasecmp(name, "ring_mb"))
+		return parse_ring_mb(as, o, error);
+	if (!strcasecmp(name, "region_kb"))
+		return parse_pow2(as, &region_range, &o->region_kb, error);
+	if (!strcasecmp(name, "overflow"))
+		return parse_overflow(as, o, error);
+	if (!strcasecmp(name, "block_ms"))
+		return dm_read_arg(&block_range, as, &o->block_ms, error);
+	*error = "Unrecognised optional argument";
+	return -EINVAL;
+}
+
+static int parse_opts(struct dm_arg_set *as, struct repl_opts *o,
+		      char **error)
+{
+	static const struct dm_arg count = {
+		0, 8, "Invalid number of optional arguments"
+	};
+	unsigned int argc, seen = 0;
+	const char *names[] = { "ring_mb", "region_kb", "overflow",
+				"block_ms" };
+	const char *name;
+	unsigned int i;
+	int r;
+
+	o->ring_mb = REPL_RING_MB_DEFAULT;
+	o->region_kb = REPL_REGION_KB_DEFAULT;
+	o->block_ms = REPL_BLOCK_MS_DEFAULT;
+	if (!as->argc)
+		return 0;
+	r = dm_read_arg_group(&count, as, &argc, error);
+	if (r)
+		return r;
+	if (argc != as->argc) {
+		*error = "Optional arguments do not match their count";
+		return -EINVAL;
+	}
+	while (as->argc) {
+		name = dm_shift_arg(as);
+		for (i = 0; i < ARRAY_SIZE(names); i++) {
+			if (strcasecmp(name, names[i]))
+				continue;
+			if (seen & BIT(i)) {
+				*error = "Optional argument given twice";
+				return -EINVAL;
+			}
+			seen |= BIT(i);
+		}
+		r = parse_one_opt(as, name, o, error);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+static int parse_role(const char *role, char **error)
+{
+	if (!strcasecmp(role, "primary"))
+		return 0;
+	if (!strcasecmp(role, "secondary"))
+		*error = "Role secondary is not available in this version";
+	else
+		*error = "Role must be primary or secondary";
+	return -EINVAL;
+}
+
+static void repl_dtr(struct dm_target *ti)
+{
+	struct repl_target *rt = ti->private;
+
+	repl_volume_put(rt->vol);
+	dm_put_device(ti, rt->meta_dev);
+	dm_put_device(ti, rt->data_dev);
+	kfree(rt);
+}
+
+static int repl_ctr(struct dm_target *ti, unsigned int argc, char **argv)
+{
+	struct dm_arg_set as = { .argc = argc, .argv = argv };
+	struct repl_volume_args vargs;
+	struct repl_target *rt;
+	struct repl_opts o;
+	int r;
+
+	if (argc < 4) {
+		ti->error = "Need <data_dev> <meta_dev> <group> <role>";
+		return -EINVAL;
+	}
+	if (!repl_group_name_valid(argv[2])) {
+		ti->error = "Group name must be 1-31 of [A-Za-z0-9_.+-], not starting with a dot";
+		return -EINVAL;
+	}
+	r = parse_role(argv[3], &ti->error);
+	if (r)
+		return r;
+	dm_consume_args(&as, 4);
+	r = parse_opts(&as, &o, &ti->error);
+	if (r)
+		return r;
+
+	rt = kzalloc(sizeof(*rt), GFP_KERNEL);
+	if (!rt) {
+		ti->error = "Cannot allocate target context";
+		return -ENOMEM;
+	}
+	rt->ring_mb = o.ring_mb;
+	rt->region_kb = o.region_kb;
+	rt->block_ms = o.block_ms;
+	rt->overflow_block = o.overflow_block;
+
+	r = dm_get_device(ti, argv[0], dm_table_get_mode(ti->table),
+			  &rt->data_dev);
+	if (r) {
+		ti->error = "Data device lookup failed";
+		goto bad_data;
+	}
+	r = dm_get_device(ti, argv[1], FMODE_READ | FMODE_WRITE,
+			  &rt->meta_dev);
+	if (r) {
+		ti->error = "Metadata device lookup failed";
+		goto bad_meta;
+	}
+	if (rt->meta_dev->bdev == rt->data_dev->bdev) {
+		ti->error = "Data and metadata devices must differ";
+		r = -EINVAL;
+		goto bad_vol;
+	}
+
+	vargs = (struct repl_volume_args) {
+		.group = argv[2],
+		.ring_mb = o.ring_mb,
+		.ring_mb_given = o.ring_mb_given,
+		.region_kb = o.region_kb,
+		.data_dev = rt->data_dev->bdev->bd_dev,
+	};
+	rt->vol = repl_volume_get(ti, &vargs, &ti->error);
+	if (IS_ERR(rt->vol)) {
+		r = PTR_ERR(rt->vol);
+		goto bad_vol;
+	}
+	rt->ring_mb = rt->vol->group->ring.size >> 20;
+
+	r = dm_set_target_max_io_len(ti, DM_REPL_REC_PAYLOAD_MAX >> SECTOR_SHIFT);
+	if (r)
+		goto bad_io_len;
+	ti->num_flush_bios = 1;
+	ti->num_discard_bios = 1;
+	ti->num_write_zeroes_bios = 1;
+	/* Flushes must reach us even over a device without a write cache. */
+	ti->flush_supported = true;
+	ti->per_io_data_size = sizeof(struct repl_io);
+	ti->private = rt;
+	return 0;
+
+bad_io_len:
+	repl_volume_put(rt->vol);
+bad_vol:
+	dm_put_device(ti, rt->meta_dev);
+bad_meta:
+	dm_put_device(ti, rt->data_dev);
+bad_data:
+	kfree(rt);
+	return r;
+}
+
+static int repl_map(struct dm_target *ti, struct bio *bio)
+{
+	struct repl_target *rt = ti->private;
+	struct repl_io *io = dm_per_bio_data(bio, sizeof(struct repl_io));
+	sector_t sector = dm_target_offset(ti, bio->bi_iter.bi_sector);
+
+	io->nr = 0;
+	io->nbytes = 0;
+	if (op_is_write(bio_op(bio)) || (bio->bi_opf & REQ_PREFLUSH))
+		repl_capture(rt, bio, sector, io);
+	bio_set_dev(bio, rt->data_dev->bdev);
+	bio->bi_iter.bi_sector = sector;
+	return DM_MAPIO_REMAPPED;
+}
+
+static int repl_end_io(struct dm_target *ti, struct bio *bio,
+		       blk_status_t *error)
+{
+	struct repl_target *rt = ti->private;
+	struct repl_io *io = dm_per_bio_data(bio, sizeof(struct repl_io));
+
+	if (op_is_write(bio_op(bio)) || (bio->bi_opf & REQ_PREFLUSH))
+		repl_capture_done(rt, io, *error != BLK_STS_OK);
+	return DM_ENDIO_DONE;
+}
+
+static void emit_info(struct repl_target *rt, char *result,
+		      unsigned int maxlen, unsigned int *sz_out)
+{
+	struct repl_volume *v = rt->vol;
+	struct repl_group *g = v->group;
+	struct repl_ring *ring = &g->ring;
+	unsigned int sz = *sz_out;
+	u64 prod, rel, rel_seq, seq;
+	unsigned long flags;
+
+	spin_lock_irqsave(&ring->lock, flags);
+	prod = ring->ctl->producer_pos;
+	rel = ring->ctl->released_pos;
+	rel_seq = ring->ctl->released_seq;
+	seq = ring->next_seq - 1;
+	spin_unlock_irqrestore(&ring->lock, flags);
+
+	DMEMIT("primary %s %u %s %llu %llu %llu/%llu %lld/%lu %lld %lld %lld %lld",
+	       g->name, v->index,
+	       test_bit(REPL_BEHIND, &g->flags) ? "behind" : "uptodate",
+	       seq, rel_seq, prod - rel, ring->size,
+	       atomic64_read(&v->dirty), v->nr_regions,
+	       atomic64_read(&g->cnt.overflows),
+	       atomic64_read(&g->cnt.block_waits),
+	       atomic64_read(&g->cnt.block_timeouts),
+	       atomic64_read(&g->cnt.discarded));
+	*sz_out = sz;
+}
+
+static void repl_status(struct dm_target *ti, status_type_t type,
+			unsigned int status_flags, char *result,
+			unsigned int maxlen)
+{
+	struct repl_target *rt = ti->private;
+	unsigned int sz = 0;
+
+	switch (type) {
+	case STATUSTYPE_INFO:
+		emit_info(rt, result, maxlen, &sz);
+		break;
+	case STATUSTYPE_TABLE:
+		DMEMIT("%s %s %s primary 8 ring_mb %u region_kb %u overflow %s block_ms %u",
+		       rt->data_dev->name, rt->meta_dev->name,
+		       rt->vol->group->name, rt->ring_mb, rt->region_kb,
+		       rt->overflow_block ? "block" : "bitmap", rt->block_ms);
+		break;
+	case STATUSTYPE_IMA:
+		DMEMIT_TARGET_NAME_VERSION(ti->type);
+		DMEMIT(",data_device=%s,meta_device=%s,group=%s,role=primary;",
+		       rt->data_dev->name, rt->meta_dev->name,
+		       rt->vol->group->name);
+		break;
+	}
+}
+
+static bool marker_label_valid(const char *label)
+{
+	size_t len = strlen(label);
+	size_t i;
+
+	if (!len || len > DM_REPL_MARKER_LABEL_MAX)
+		return false;
+	for (i = 0; i < len; i++)
+		if (!isalnum(label[i]) && !strchr("_.:+-@", label[i]))
+			return false;
+	return true;
+}
+
+/* "marker <label>": insert a named consistency point into the stream. */
+static int repl_message(struct dm_target *ti, unsigned int argc, char **argv,
+			char *result, unsigned int maxlen)
+{
+	struct repl_target *rt = ti->private;
+	int r;
+
+	if (argc == 2 && !strcasecmp(argv[0], "marker")) {
+		if (!marker_label_valid(argv[1])) {
+			DMWARN("%s: marker label must be 1-%u of [A-Za-z0-9_.:+-@]",
+			       rt->vol->group->name, DM_REPL_MARKER_LABEL_MAX);
+			return -EINVAL;
+		}
+		r = repl_capture_marker(rt, argv[1]);
+		if (r)
+			DMWARN("%s: no room in the ring for marker %s",
+			       rt->vol->group->name, argv[1]);
+		return r;
+	}
+	DMWARN("%s: unrecognised message (expected: marker <label>)",
+	       rt->vol->group->name);
+	return -EINVAL;
+}
+
+static int repl_iterate_devices(struct dm_target *ti,
+				iterate_devices_callout_fn fn, void *data)
+{
+	struct repl_target *rt = ti->private;
+
+	return fn(ti, rt->data_dev, 0, ti->len, data);
+}
+
+/* Let the block layer build bios no larger than one record's payload. */
+static void repl_io_hints(struct dm_target *ti, struct queue_limits *limits)
+{
+	unsigned int max = DM_REPL_REC_PAYLOAD_MAX >> SECTOR_SHIFT;
+
+	limits->max_sectors = min(limits->max_sectors, max);
+	limits->max_hw_sectors = min(limits->max_hw_sectors, max);
+}
+
+static struct target_type repl_target = {
+	.name		 = "repl",
+	.version	 = {0, 1, 0},
+	.module		 = THIS_MODULE,
+	.ctr		 = repl_ctr,
+	.dtr		 = repl_dtr,
+	.map		 = repl_map,
+	.end_io		 = repl_end_io,
+	.status		 = repl_status,
+	.message	 = repl_message,
+	.iterate_devices = repl_iterate_devices,
+	.io_hints	 = repl_io_hints,
+};
+
+/* Live objects, for the tests' leak checks: "groups volumes files". */
+static int live_objects_get(char *buf, const struct kernel_param *kp)
+{
+	return sysfs_emit(buf, "%d %d %d\n", atomic_read(&repl_live_groups),
+			  atomic_read(&repl_live_volumes),
+			  atomic_read(&repl_live_files));
+}
+
+static const struct kernel_param_ops live_objects_ops = {
+	.get = live_objects_get,
+};
+module_param_cb(live_objects, &live_objects_ops, NULL, 0444);
+MODULE_PARM_DESC(live_objects, "Live groups, volumes and open files");
+
+static int __init dm_repl_init(void)
+{
+	int r = dm_register_target(&repl_target);
+
+	if (r < 0)
+		DMERR("register failed %d", r);
+	return r;
+}
+
+static void __exit dm_repl_exit(void)
+{
+	dm_unregister_target(&repl_target);
+}
+
+module_init(dm_repl_init);
+module_exit(dm_repl_exit);
+
+MODULE_DESCRIPTION(DM_NAME " asynchronous replication target");
+MODULE_LICENSE("GPL");

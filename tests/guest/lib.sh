@@ -1,0 +1,52 @@
+# shellcheck shell=bash
+# Helpers for the guest scenario tests (lvm2 test/shell style): source it
+# after tests/lib/tap.sh. Runs inside the guest, as root, with dm-repl.ko
+# loaded by tests/guest/vm.sh.
+
+# Where the repository is (the guest sees it at the same path).
+TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+REPLTOOL=$TOP/userspace/repltool/repltool
+
+# ram_disks N MB: N brd RAM disks of MB MiB each (/dev/ram0...). brd does not
+# do discard or write-zeroes: use loop_disk for those.
+ram_disks() {
+	rmmod brd 2>/dev/null || true
+	modprobe brd rd_nr="$1" rd_size=$(($2 * 1024))
+}
+
+# loop_disk MB: prints a new loop device over a tmpfs file (discard-capable).
+loop_disk() {
+	local f
+	f=$(mktemp /tmp/loopdisk.XXXXXX)
+	truncate -s "$1M" "$f"
+	losetup -f --show "$f"
+}
+
+loop_disks_free() {
+	local d f
+	for d in $(losetup -n -O NAME); do
+		f=$(losetup -n -O BACK-FILE "$d")
+		losetup -d "$d"
+		case $f in /tmp/loopdisk.*) rm -f "$f" ;; esac
+	done
+}
+
+# dm_create NAME TABLE: create a device and its /dev/mapper node (no udev).
+dm_create() {
+	dmsetup create "$1" --table "$2" && dmsetup mknodes "$1"
+}
+
+dm_remove_all() {
+	dmsetup remove_all --force >/dev/null 2>&1 || true
+}
+
+# The module's count of live objects: "groups volumes files".
+live_objects() {
+	cat /sys/module/dm_repl/parameters/live_objects
+}
+
+# The last line dm-repl's constructor put in the kernel log.
+last_table_error() {
+	dmesg | grep -E 'device-mapper: table: .*repl: ' | tail -1 |
+		sed -E 's/.*repl: //; s/ \(-E[A-Z]+\)$//'
+}

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Table lines: every valid form loads and its TABLE status recreates it;
+# every malformed one fails with its own error and leaves nothing behind.
+set -uo pipefail
+source "$(dirname "$0")/../lib/tap.sh"
+source "$(dirname "$0")/lib.sh"
+
+ram_disks 3 64
+S=$(blockdev --getsz /dev/ram0)
+D=/dev/ram0
+M=/dev/ram1
+
+# expect_ok NAME OPTS EXPECTED_TABLE_TAIL
+expect_ok() {
+	local name=$1 opts=$2 want=$3 got
+	if ! dm_create r0 "0 $S repl $D $M g1 primary $opts" 2>/dev/null; then
+		tap_fail "valid: $name" "refused: $(last_table_error)"
+		return
+	fi
+	got=$(dmsetup table r0 | cut -d' ' -f4-)
+	if [[ ! -c /dev/dm-repl/g1 ]]; then
+		tap_fail "valid: $name" "no /dev/dm-repl/g1"
+	elif [[ "$got" != "$want" ]]; then
+		tap_fail "valid: $name" "table is '$got', want '$want'"
+	else
+		tap_ok "valid: $name"
+	fi
+	dmsetup remove r0
+}
+
+# expect_err NAME TABLE_ARGS ERROR: the table fails with exactly ERROR and
+# nothing is left: no device, no group node, no live object.
+expect_err() {
+	local name=$1 args=$2 want=$3 got
+	dmesg -C
+	if dm_create bad "0 $S repl $args" 2>/dev/null; then
+		tap_fail "rejects $name" "table was accepted"
+		dmsetup remove bad
+		return
+	fi
+	got=$(last_table_error)
+	if [[ "$got" != "$want" ]]; then
+		tap_fail "rejects $name" "error '$got', want '$want'"
+	elif dmsetup info bad >/dev/null 2>&1 || [[ -e /dev/dm-repl/g1 ]] ||
+	     [[ "$(live_objects)" != "0 0 0" ]]; then
+		tap_fail "rejects $name" "left something behind: $(live_objects)"
+	else
+		tap_ok "rejects $name: $want"
+	fi
+}
+
+tap_plan 34
+DEF="ring_mb 64 region_kb 64 overflow bitmap block_ms 100"
+# dm shows devices as major:minor in tables.
+majmin() { echo $((0x$(stat -c %t "$1"))):$((0x$(stat -c %T "$1"))); }
+DD=$(majmin $D)
+MM=$(majmin $M)
+expect_ok "no options" "" "$DD $MM g1 primary 8 $DEF"
+expect_ok "ring_mb" "2 ring_mb 4" "$DD $MM g1 primary 8 ring_mb 4 region_kb 64 overflow bitmap block_ms 100"
+expect_ok "all options" "8 ring_mb 8 region_kb 128 overflow block block_ms 50" \
+	"$DD $MM g1 primary 8 ring_mb 8 region_kb 128 overflow block block_ms 50"
+expect_ok "options in any order, any case" "4 OVERFLOW BITMAP Region_KB 4" \
+	"$DD $MM g1 primary 8 ring_mb 64 region_kb 4 overflow bitmap block_ms 100"
+expect_ok "zero optional arguments" "0" "$DD $MM g1 primary 8 $DEF"
+if dm_create r0 "0 $S repl $DD $M g1 primary" 2>/dev/null; then
+	tap_ok "valid: data device as major:minor"
+	dmsetup remove r0
+else
+	tap_fail "valid: data device as major:minor" "$(last_table_error)"
+fi
+
+expect_err "too few arguments" "$D $M g1" "Need <data_dev> <meta_dev> <group> <role>"
+expect_err "an unknown role" "$D $M g1 tertiary" "Role must be primary or secondary"
+expect_err "a bad group name" "$D $M bad/name primary" \
+	"Group name must be 1-31 of [A-Za-z0-9_.+-], not starting with a dot"
+expect_err "a hidden group name" "$D $M .g1 primary" \
+	"Group name must be 1-31 of [A-Za-z0-9_.+-], not starting with a dot"
+expect_err "a long group name" "$D $M $(printf 'g%.0s' {1..32}) primary" \
+	"Group name must be 1-31 of [A-Za-z0-9_.+-], not starting with a dot"
+expect_err "a missing data device" "/dev/nonexistent $M g1 primary" "Data device lookup failed"
+expect_err "a missing metadata device" "$D /dev/nonexistent g1 primary" "Metadata device lookup failed"
+expect_err "the same device twice" "$D $D g1 primary" "Data and metadata devices must differ"
+expect_err "an extra argument" "$D $M g1 primary extra" "Invalid number of optional arguments"
+expect_err "too many optional arguments" "$D $M g1 primary 10 a b c d e f g h i j" \
+	"Invalid number of optional arguments"
+expect_err "a count larger than the arguments" "$D $M g1 primary 2 ring_mb" "Invalid number of optional arguments"
+expect_err "arguments beyond the count" "$D $M g1 primary 2 ring_mb 4 overflow" \
+	"Optional arguments do not match their count"
+expect_err "an unknown option" "$D $M g1 primary 2 colour 4" "Unrecognised optional argument"
+expect_err "an option given twice" "$D $M g1 primary 4 ring_mb 4 ring_mb 4" "Optional argument given twice"
+expect_err "ring_mb 0" "$D $M g1 primary 2 ring_mb 0" "ring_mb must be a power of two from 2 to 16384"
+expect_err "ring_mb not a power of two" "$D $M g1 primary 2 ring_mb 6" \
+	"ring_mb must be a power of two from 2 to 16384"
+expect_err "ring_mb not a number" "$D $M g1 primary 2 ring_mb 4x" \
+	"ring_mb must be a power of two from 2 to 16384"
+expect_err "a huge ring_mb" "$D $M g1 primary 2 ring_mb 1048576" \
+	"ring_mb must be a power of two from 2 to 16384"
+expect_err "ring_mb beyond half the memory" "$D $M g1 primary 2 ring_mb 16384" \
+	"ring_mb exceeds half of the system's memory"
+expect_err "region_kb not a power of two" "$D $M g1 primary 2 region_kb 96" \
+	"region_kb must be a power of two from 4 to 1048576"
+expect_err "region_kb too small" "$D $M g1 primary 2 region_kb 2" \
+	"region_kb must be a power of two from 4 to 1048576"
+expect_err "an unknown overflow policy" "$D $M g1 primary 2 overflow drop" "overflow must be bitmap or block"
+expect_err "block_ms 0" "$D $M g1 primary 2 block_ms 0" "block_ms must be from 1 to 60000"
+
+# Rules that involve another volume of the group.
+dm_create r0 "0 $S repl $D $M g1 primary 2 ring_mb 4"
+expect_err2() {
+	local name=$1 args=$2 want=$3 got
+	dmesg -C
+	if dm_create bad "0 $S repl $args" 2>/dev/null; then
+		tap_fail "rejects $name" "table was accepted"
+		dmsetup remove bad
+		return
+	fi
+	got=$(last_table_error)
+	if [[ "$got" == "$want" && "$(live_objects)" == "1 1 0" ]]; then
+		tap_ok "rejects $name: $want"
+	else
+		tap_fail "rejects $name" "error '$got' (want '$want'), live $(live_objects)"
+	fi
+}
+expect_err2 "a second ring size for one group" "/dev/ram2 $M g1 primary 2 ring_mb 8" \
+	"ring_mb differs from the group's ring"
+expect_err2 "a data device used twice in a group" "$D /dev/ram2 g1 primary" \
+	"Data device is used by another volume of the group"
+# A reload keeps the volume; a size change in a reload is refused.
+dmsetup reload r0 --table "0 $S repl $D $M g1 primary 2 ring_mb 4" && dmsetup resume r0
+tap_check "a reload keeps the group and volume" test "$(live_objects)" = "1 1 0"
+dmesg -C
+if dmsetup reload r0 --table "0 $((S / 2)) repl $D $M g1 primary" 2>/dev/null; then
+	tap_fail "rejects a size change in a reload" "accepted"
+	dmsetup clear r0
+else
+	tap_check "rejects a size change in a reload" test "$(last_table_error)" = "Volume size cannot change in a reload"
+fi
+dmsetup remove r0
+tap_check "nothing is left after the last volume" test "$(live_objects)" = "0 0 0" -a ! -e /dev/dm-repl/g1
+rmmod brd
+tap_done

@@ -1,0 +1,197 @@
+/* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note */
+/*
+ * dm-repl: the ABI between the "repl" device-mapper target and userspace.
+ *
+ * Three things live here and nowhere else:
+ *  - the change record (header + payload), which is the same bytes in the
+ *    primary's ring, in a "repltool dump --raw" stream and on the wire;
+ *    little-endian, explicit widths, reserved space, crc32c;
+ *  - the ring as mapped by the consumer: a control page, then the data area
+ *    mapped twice so that no record ever appears to wrap;
+ *  - the ioctls of the group's character device /dev/dm-repl/<group>.
+ *
+ * Any change to a layout below bumps DM_REPL_ABI_VERSION. Both sides check
+ * it: the module in every ioctl argument, userspace in the control page.
+ */
+#ifndef _UAPI_LINUX_DM_REPL_H
+#define _UAPI_LINUX_DM_REPL_H
+
+#include <linux/types.h>
+#include <linux/ioctl.h>
+
+#define DM_REPL_ABI_VERSION	1
+
+#define DM_REPL_GROUP_NAME_MAX	32	/* including the terminating NUL */
+#define DM_REPL_DEV_DIR		"/dev/dm-repl"
+
+/* ------------------------------------------------------------------ */
+/* Change records                                                      */
+/* ------------------------------------------------------------------ */
+
+#define DM_REPL_REC_MAGIC	0x4c504552	/* "REPL" read as LE bytes */
+#define DM_REPL_REC_VERSION	1
+#define DM_REPL_REC_ALIGN	8
+
+enum dm_repl_rec_type {
+	DM_REPL_REC_WRITE	 = 1,	/* payload: nbytes of data at sector */
+	DM_REPL_REC_DISCARD	 = 2,	/* no payload; nbytes discarded */
+	DM_REPL_REC_WRITE_ZEROES = 3,	/* no payload; nbytes zeroed */
+	DM_REPL_REC_FLUSH	 = 4,	/* last record of its epoch */
+	DM_REPL_REC_MARKER	 = 5,	/* payload: label, no NUL */
+	DM_REPL_REC_RESYNC	 = 6,	/* payload: a whole region's data */
+	DM_REPL_REC_TYPE_MAX	 = DM_REPL_REC_RESYNC,
+};
+
+/* Record flags (dm_repl_rec.flags). */
+#define DM_REPL_RECF_FUA	(1U << 0)	/* the write carried REQ_FUA */
+#define DM_REPL_RECF_RESYNC_END	(1U << 1)	/* RESYNC: last region of a resync */
+#define DM_REPL_RECF_KNOWN	(DM_REPL_RECF_FUA | DM_REPL_RECF_RESYNC_END)
+
+#define DM_REPL_MARKER_LABEL_MAX 64
+
+/*
+ * The record header. "crc" is crc32c (Castagnoli), seeded with ~0 and not
+ * inverted at the end (the kernel's crc32c() convention, as in ext4), over
+ * the header with crc set to 0 and then over payload_len bytes of payload.
+ * "len" is the whole record, header + payload + padding to
+ * DM_REPL_REC_ALIGN; the padding is zero.
+ */
+struct dm_repl_rec {
+	__le32 magic;		/* DM_REPL_REC_MAGIC */
+	__le16 type;		/* enum dm_repl_rec_type */
+	__le16 flags;		/* DM_REPL_RECF_* */
+	__le32 len;		/* header + payload + padding, in bytes */
+	__le32 payload_len;	/* bytes of payload after the header */
+	__le64 seq;		/* group-wide, strictly increasing */
+	__le64 epoch;		/* flush epoch this record belongs to */
+	__le64 sector;		/* 512-byte sector on the volume */
+	__le32 nbytes;		/* bytes of the volume covered */
+	__le16 volume;		/* volume index within the group */
+	__le16 version;		/* DM_REPL_REC_VERSION */
+	__le64 time_ns;		/* CLOCK_REALTIME at capture */
+	__le32 crc;		/* see above */
+	__le32 reserved;	/* zero */
+};
+
+#define DM_REPL_REC_HDR_SIZE	64
+/* Largest payload a record carries: one bio of at most this size. */
+#define DM_REPL_REC_PAYLOAD_MAX	(1U << 20)
+
+/* ------------------------------------------------------------------ */
+/* The ring                                                            */
+/* ------------------------------------------------------------------ */
+
+/*
+ * mmap() of the group's character device, read-only, offset 0:
+ *
+ *   [control page][data area (data_size bytes)][the same data area again]
+ *
+ * Positions are byte counters that only grow; a position's offset in the
+ * data area is pos & (data_size - 1) (data_size is a power of two). Every
+ * record in the data area is preceded by a struct dm_repl_slot. Because the
+ * data area is mapped twice, a slot that starts near the end is readable in
+ * one piece.
+ *
+ * Consumer protocol: load producer_pos with acquire semantics; from the
+ * consumer's own read position up to it, load each slot's len_flags with
+ * acquire semantics; stop at a BUSY slot (reserved, not yet committed); skip a
+ * DISCARDED one (its write failed: it never reached the disk); otherwise the
+ * record follows the slot. The consumer never writes the mapping; it frees
+ * space with DM_REPL_IOC_RELEASE once the records are durable elsewhere.
+ */
+#define DM_REPL_CTL_MAGIC	0x4c525044	/* "DPRL" read as LE bytes */
+
+struct dm_repl_ring_ctl {
+	__u32 magic;		/* DM_REPL_CTL_MAGIC */
+	__u32 abi_version;	/* DM_REPL_ABI_VERSION */
+	__u32 ctl_size;		/* bytes before the data area (one page) */
+	__u32 slot_size;	/* sizeof(struct dm_repl_slot) */
+	__u64 data_size;	/* bytes in the data area, a power of two */
+	__u64 reserved0[5];
+
+	/* Own cache line: moved by the kernel at every reservation. */
+	__u64 producer_pos;	/* end of the last reserved slot */
+	__u64 reserved1[7];
+
+	/* Own cache line: moved by DM_REPL_IOC_RELEASE. */
+	__u64 released_pos;	/* everything before it is free */
+	__u64 released_seq;	/* highest released sequence */
+	__u64 reserved2[6];
+};
+
+/* Slot header, in the ring only (host byte order): not part of a record. */
+#define DM_REPL_SLOT_BUSY	(1U << 31)
+#define DM_REPL_SLOT_DISCARDED	(1U << 30)
+#define DM_REPL_SLOT_LEN_MASK	(DM_REPL_SLOT_DISCARDED - 1)
+
+struct dm_repl_slot {
+	__u32 len_flags;	/* record len | BUSY | DISCARDED */
+	__u32 reserved;
+};
+
+/* ------------------------------------------------------------------ */
+/* ioctls on /dev/dm-repl/<group>                                       */
+/* ------------------------------------------------------------------ */
+
+#define DM_REPL_IOC_MAGIC	0xd7
+
+#define DM_REPL_MAX_VOLUMES	64
+
+enum dm_repl_group_state {
+	DM_REPL_STATE_UPTODATE	= 0,	/* every write is in the ring */
+	DM_REPL_STATE_BEHIND	= 1,	/* some writes are only in the bitmap */
+};
+
+struct dm_repl_volume_info {
+	__u64 sectors;		/* size of the volume */
+	__u64 dirty_regions;	/* bits set in its dirty bitmap */
+	__u64 nr_regions;	/* bits in its dirty bitmap */
+	__u32 region_sectors;	/* sectors per bitmap region */
+	__u32 index;		/* volume index used in records */
+	__u32 dev_major;	/* the data device */
+	__u32 dev_minor;
+};
+
+/* DM_REPL_IOC_GROUP_INFO: static facts and counters of the group. */
+struct dm_repl_group_info {
+	__u32 abi_version;	/* in: DM_REPL_ABI_VERSION; out: the module's */
+	__u32 nr_volumes;	/* out: entries used in volumes[] */
+	char name[DM_REPL_GROUP_NAME_MAX];
+	__u64 data_size;	/* ring data area in bytes */
+	__u64 mmap_size;	/* bytes to mmap: control page + 2 * data */
+	__u32 state;		/* enum dm_repl_group_state */
+	__u32 reserved0;
+
+	__u64 next_seq;		/* sequence the next record will get */
+	__u64 epoch;		/* current epoch */
+	__u64 producer_pos;
+	__u64 released_pos;
+	__u64 released_seq;
+
+	__u64 records;		/* records reserved */
+	__u64 record_bytes;	/* bytes reserved in the ring */
+	__u64 discarded;	/* records marked DISCARDED (failed writes) */
+	__u64 overflows;	/* writes sent to the bitmap for lack of room */
+	__u64 block_waits;	/* overflow block: writes that waited */
+	__u64 block_timeouts;	/* overflow block: waits that timed out */
+	__u64 wakeups;		/* poll wake-ups issued */
+	__u64 reserved1[8];
+
+	struct dm_repl_volume_info volumes[DM_REPL_MAX_VOLUMES];
+};
+
+/* DM_REPL_IOC_GET_BITMAP: copy one volume's dirty bitmap out. */
+struct dm_repl_bitmap_req {
+	__u32 abi_version;	/* DM_REPL_ABI_VERSION */
+	__u32 volume;		/* volume index */
+	__u64 buf;		/* user pointer, little-endian bit order */
+	__u64 buf_size;		/* in: bytes at buf; out: bytes of the bitmap */
+	__u64 reserved[2];	/* zero */
+};
+
+/* DM_REPL_IOC_RELEASE takes a pointer to the sequence to release up to. */
+#define DM_REPL_IOC_GROUP_INFO	_IOWR(DM_REPL_IOC_MAGIC, 1, struct dm_repl_group_info)
+#define DM_REPL_IOC_RELEASE	_IOW(DM_REPL_IOC_MAGIC, 2, __u64)
+#define DM_REPL_IOC_GET_BITMAP	_IOWR(DM_REPL_IOC_MAGIC, 3, struct dm_repl_bitmap_req)
+
+#endif /* _UAPI_LINUX_DM_REPL_H */
