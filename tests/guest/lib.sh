@@ -17,6 +17,7 @@ ram_disks() {
 # loop_disk MB: prints a new loop device over a tmpfs file (discard-capable).
 loop_disk() {
 	local f
+	modprobe loop
 	f=$(mktemp /tmp/loopdisk.XXXXXX)
 	truncate -s "$1M" "$f"
 	losetup -f --show "$f"

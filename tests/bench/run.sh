@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# make bench: repl against dm-linear on the same RAM disk, in one guest run
+# (absolute numbers under TCG mean little; the ratio does). Results go to
+# build/bench/results.txt; Documentation/benchmarks.md records them.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out=build/bench
+mkdir -p "$out"
+DMREPL_KO=$PWD/dm-repl.ko tests/guest/vm.sh --quiet --mem 4096 --out "$out/guest" \
+	-- bash tests/bench/guest-bench.sh
+grep -vE '^#' "$out/guest/output.log" >"$out/raw.txt"
+grep -E '^# repl status' "$out/guest/output.log" || true
+{
+	printf '%-18s %12s %12s %12s %12s %8s\n' job linear-iops repl-iops \
+		linear-MB/s repl-MB/s ratio
+	awk '{ iops[$1, $2] += $4; mbs[$1, $2] += $5; jobs[$1] = 1 }
+	     END {
+		for (j in jobs) {
+			r = iops[j, "linear"] ? iops[j, "repl"] / iops[j, "linear"] : 0
+			printf "%-18s %12d %12d %12.1f %12.1f %8.2f\n", j,
+				iops[j, "linear"], iops[j, "repl"],
+				mbs[j, "linear"], mbs[j, "repl"], r
+		}
+	     }' "$out/raw.txt" | sort
+	echo "(sums over $(awk '{print $3}' "$out/raw.txt" | sort -u | wc -l) rounds; kernel $(tests/guest/vm.sh --print-kver), $(date -u +%F))"
+} | tee "$out/results.txt"

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * fakedev: a stand-in for /dev/dm-repl/<group> on a host that cannot load
+ * the module. Test binaries are linked with -Wl,--wrap=ioctl,--wrap=mmap so
+ * the library's ioctl() and mmap() on the fake device's file come here:
+ *  - the device is a pipe, opened through /proc/self/fd/N, so poll() is
+ *    real: a byte in the pipe is POLLIN, closing the write end is POLLHUP;
+ *  - DM_REPL_IOC_GROUP_INFO and DM_REPL_IOC_RELEASE are answered from a
+ *    ringsim, like the module would;
+ *  - mmap() returns a read-only [ctl][data][data] view of the ringsim.
+ * Every other fd goes to the real calls.
+ */
+#ifndef FAKEDEV_H
+#define FAKEDEV_H
+
+#include <limits.h>
+
+#include "ringsim.h"
+
+struct fakedev {
+	struct ringsim *sim;
+	int rfd, wfd;			/* the pipe */
+	char path[64];			/* /proc/self/fd/<rfd> */
+	__u32 abi_version;		/* what the "module" speaks */
+	bool refuse_version;		/* EINVAL on a version other than its own */
+	int release_calls;
+	__u64 last_release;
+};
+
+/* Become the (only) fake device, backed by sim. Returns 0 or -errno. */
+int fakedev_create(struct fakedev *d, struct ringsim *sim);
+/* "Remove the group's last volume": close the write end (POLLHUP). */
+void fakedev_remove(struct fakedev *d);
+/* Report records committed (POLLIN until fakedev_drain). */
+void fakedev_wake(struct fakedev *d);
+void fakedev_drain(struct fakedev *d);
+void fakedev_destroy(struct fakedev *d);
+
+#endif

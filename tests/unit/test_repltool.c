@@ -1,0 +1,496 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * repltool's command line, run in-process (its main() is compiled as
+ * repltool_main()) against fakedev: output formats, options, exit status
+ * and error messages of "repltool dump".
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "dmrepl.h"
+#include "fakedev.h"
+#include "kselftest_harness.h"
+
+int repltool_main(int argc, char **argv);
+
+#define DATA_SIZE (64 * 1024)
+#define OUT_MAX (256 * 1024)
+
+struct run {
+	int status;
+	char *out;		/* stdout, NUL-terminated */
+	size_t out_len;
+	char err[4096];		/* stderr */
+};
+
+static size_t slurp(int fd, char *buf, size_t size)
+{
+	ssize_t n;
+
+	lseek(fd, 0, SEEK_SET);
+	n = read(fd, buf, size - 1);
+	if (n < 0)
+		n = 0;
+	buf[n] = '\0';
+	return (size_t)n;
+}
+
+/* Run "repltool ARGS..." with stdout and stderr captured (NULL ends ARGS). */
+static void run_tool(struct run *r, ...)
+{
+	char *argv[16] = { "repltool" };
+	int argc = 1, out, err, save_out, save_err;
+	va_list ap;
+
+	va_start(ap, r);
+	while (argc < 15 && (argv[argc] = va_arg(ap, char *)))
+		argc++;
+	va_end(ap);
+	argv[argc] = NULL;
+
+	out = memfd_create("out", 0);
+	err = memfd_create("err", 0);
+	fflush(stdout);
+	fflush(stderr);
+	save_out = dup(1);
+	save_err = dup(2);
+	dup2(out, 1);
+	dup2(err, 2);
+	r->status = repltool_main(argc, argv);
+	fflush(stdout);
+	fflush(stderr);
+	dup2(save_out, 1);
+	dup2(save_err, 2);
+	close(save_out);
+	close(save_err);
+	if (!r->out)
+		r->out = malloc(OUT_MAX);
+	r->out_len = slurp(out, r->out, OUT_MAX);
+	slurp(err, r->err, sizeof(r->err));
+	close(out);
+	close(err);
+}
+
+FIXTURE(tool) {
+	struct ringsim sim;
+	struct fakedev dev;
+	struct run r;
+};
+
+FIXTURE_SETUP(tool)
+{
+	memset(&self->r, 0, sizeof(self->r));
+	ASSERT_EQ(0, ringsim_create(&self->sim, DATA_SIZE, 0));
+	ASSERT_EQ(0, fakedev_create(&self->dev, &self->sim));
+}
+
+FIXTURE_TEARDOWN(tool)
+{
+	free(self->r.out);
+	fakedev_destroy(&self->dev);
+	ringsim_destroy(&self->sim);
+}
+
+static unsigned char data[8192];
+
+static long long produce(struct ringsim *s, unsigned int type, unsigned int flags,
+			 __u64 sector, __u32 nbytes, const char *label)
+{
+	struct dmrepl_rec_fields f = {
+		.type = type, .flags = flags, .sector = sector, .nbytes = nbytes,
+		.volume = 1, .time_ns = 5,
+	};
+
+	if (type == DM_REPL_REC_WRITE || type == DM_REPL_REC_RESYNC) {
+		f.payload = data;
+		f.payload_len = nbytes;
+	}
+	if (label) {
+		f.payload = label;
+		f.payload_len = (__u32)strlen(label);
+	}
+	return ringsim_produce(s, &f);
+}
+
+/* One record of each type, FUA and RESYNC_END flags, epochs 0 and 1. */
+static int produce_mix(struct ringsim *s)
+{
+	if (produce(s, DM_REPL_REC_WRITE, DM_REPL_RECF_FUA, 16, 4096, NULL) < 0 ||
+	    produce(s, DM_REPL_REC_DISCARD, 0, 2048, 1 << 20, NULL) < 0 ||
+	    produce(s, DM_REPL_REC_WRITE_ZEROES, 0, 4096, 8192, NULL) < 0 ||
+	    produce(s, DM_REPL_REC_FLUSH, 0, 0, 0, NULL) < 0 ||
+	    produce(s, DM_REPL_REC_MARKER, 0, 0, 0, "nightly 03:00") < 0 ||
+	    produce(s, DM_REPL_REC_RESYNC, DM_REPL_RECF_RESYNC_END, 0, 1024, NULL) < 0)
+		return -1;
+	return 0;
+}
+
+TEST_F(tool, dump_prints_one_text_line_per_record)
+{
+	ASSERT_EQ(0, produce_mix(&self->sim));
+	run_tool(&self->r, "dump", self->dev.path, NULL);
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
+	ASSERT_STREQ(
+		"         1      0   1 W 16+8 FUA 4096\n"
+		"         2      0   1 D 2048+2048 - 0\n"
+		"         3      0   1 Z 4096+16 - 0\n"
+		"         4      0   1 F - - 0\n"
+		"         5      1   1 M \"nightly 03:00\" - 13\n"
+		"         6      1   1 R 0+2 END 1024\n", self->r.out);
+	ASSERT_STREQ("", self->r.err);
+}
+
+TEST_F(tool, dump_json_prints_one_object_per_line_from_the_same_fields)
+{
+	ASSERT_EQ(0, produce_mix(&self->sim));
+	run_tool(&self->r, "dump", "-j", self->dev.path, NULL);
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
+	ASSERT_STREQ(
+		"{\"seq\":1,\"epoch\":0,\"volume\":1,\"type\":\"WRITE\",\"sector\":16,\"sectors\":8,"
+		"\"flags\":[\"FUA\"],\"payload_len\":4096,\"time_ns\":5}\n"
+		"{\"seq\":2,\"epoch\":0,\"volume\":1,\"type\":\"DISCARD\",\"sector\":2048,"
+		"\"sectors\":2048,\"flags\":[],\"payload_len\":0,\"time_ns\":5}\n"
+		"{\"seq\":3,\"epoch\":0,\"volume\":1,\"type\":\"WRITE_ZEROES\",\"sector\":4096,"
+		"\"sectors\":16,\"flags\":[],\"payload_len\":0,\"time_ns\":5}\n"
+		"{\"seq\":4,\"epoch\":0,\"volume\":1,\"type\":\"FLUSH\",\"flags\":[],"
+		"\"payload_len\":0,\"time_ns\":5}\n"
+		"{\"seq\":5,\"epoch\":1,\"volume\":1,\"type\":\"MARKER\",\"label\":\"nightly 03:00\","
+		"\"flags\":[],\"payload_len\":13,\"time_ns\":5}\n"
+		"{\"seq\":6,\"epoch\":1,\"volume\":1,\"type\":\"RESYNC\",\"sector\":0,\"sectors\":2,"
+		"\"flags\":[\"RESYNC_END\"],\"payload_len\":1024,\"time_ns\":5}\n", self->r.out);
+}
+
+TEST_F(tool, json_escapes_quotes_in_marker_labels)
+{
+	ASSERT_LE(0, produce(&self->sim, DM_REPL_REC_MARKER, 0, 0, 0, "say \"hi\" \\o/"));
+	run_tool(&self->r, "dump", "--json", self->dev.path, NULL);
+	ASSERT_EQ(0, self->r.status);
+	ASSERT_NE(NULL, strstr(self->r.out, "\"label\":\"say \\\"hi\\\" \\\\o/\""));
+}
+
+TEST_F(tool, stats_prints_a_summary_instead_of_records)
+{
+	struct dmrepl_rec_fields f = { .payload_len = 512 };
+	char want[1024];
+	long long pos;
+
+	ASSERT_EQ(0, produce_mix(&self->sim));
+	pos = ringsim_produce_busy(&self->sim, &f);
+	ASSERT_LE(0, pos);
+	ringsim_discard(&self->sim, (__u64)pos);
+	run_tool(&self->r, "dump", "--stats", self->dev.path, NULL);
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
+	snprintf(want, sizeof(want),
+		 "%s: records 6 bytes 5520 discarded_slots 1\n"
+		 "  WRITE         records 1 bytes 4160 volume_bytes 4096\n"
+		 "  DISCARD       records 1 bytes 64 volume_bytes 1048576\n"
+		 "  WRITE_ZEROES  records 1 bytes 64 volume_bytes 8192\n"
+		 "  FLUSH         records 1 bytes 64 volume_bytes 0\n"
+		 "  MARKER        records 1 bytes 80 volume_bytes 0\n"
+		 "  RESYNC        records 1 bytes 1088 volume_bytes 1024\n"
+		 "  seq 1..6 epochs 2 (0..1)\n", self->dev.path);
+	ASSERT_STREQ(want, self->r.out);
+}
+
+TEST_F(tool, stats_json_is_one_object)
+{
+	ASSERT_LE(0, produce(&self->sim, DM_REPL_REC_WRITE, 0, 0, 512, NULL));
+	run_tool(&self->r, "dump", "--stats", "-j", self->dev.path, NULL);
+	ASSERT_EQ(0, self->r.status);
+	ASSERT_NE(NULL, strstr(self->r.out,
+		"\"records\":1,\"bytes\":576,\"discarded\":0,\"types\":{\"WRITE\":{\"records\":1,"
+		"\"bytes\":576,\"volume_bytes\":512},\"DISCARD\":{\"records\":0,"));
+	ASSERT_NE(NULL, strstr(self->r.out,
+		"\"first_seq\":1,\"last_seq\":1,\"epochs\":1,\"first_epoch\":0,\"last_epoch\":0}\n"));
+	ASSERT_EQ('{', self->r.out[0]);
+	ASSERT_EQ(self->r.out + self->r.out_len - 1, strchr(self->r.out, '\n'));
+}
+
+TEST_F(tool, stats_of_an_empty_ring_has_no_sequences)
+{
+	run_tool(&self->r, "dump", "--stats", "-j", self->dev.path, NULL);
+	ASSERT_EQ(0, self->r.status);
+	ASSERT_NE(NULL, strstr(self->r.out, "\"first_seq\":null,\"last_seq\":null,\"epochs\":0,"
+				       "\"first_epoch\":null,\"last_epoch\":null}"));
+	run_tool(&self->r, "dump", "--stats", self->dev.path, NULL);
+	ASSERT_NE(NULL, strstr(self->r.out, "  seq -..- epochs 0 (-..-)\n"));
+}
+
+TEST_F(tool, raw_writes_the_records_byte_exact)
+{
+	unsigned char buf[8192] __attribute__((aligned(8)));
+	struct dmrepl_stream s;
+	int fd, i;
+
+	ASSERT_EQ(0, produce_mix(&self->sim));
+	run_tool(&self->r, "dump", "--raw", "--stats", self->dev.path, NULL);
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
+	ASSERT_EQ(5520U, self->r.out_len);
+	/* The slot of record 1 is at 0: its record starts 8 bytes in. */
+	ASSERT_EQ(0, memcmp(self->r.out, self->sim.ro + self->sim.ctl_size + 8, 4160));
+	ASSERT_NE(NULL, strstr(self->r.err, "records 6 bytes 5520"));	/* stats to stderr */
+
+	fd = memfd_create("raw", 0);
+	ASSERT_EQ((ssize_t)self->r.out_len, write(fd, self->r.out, self->r.out_len));
+	lseek(fd, 0, SEEK_SET);
+	dmrepl_stream_init(&s, fd);
+	for (i = 1; i <= 6; i++) {
+		ASSERT_EQ(1, dmrepl_stream_read(&s, buf, sizeof(buf), NULL));
+		ASSERT_EQ((__u64)i, dmrepl_rec_seq((void *)buf));
+	}
+	ASSERT_EQ(0, dmrepl_stream_read(&s, buf, sizeof(buf), NULL));
+	close(fd);
+}
+
+TEST_F(tool, raw_refuses_a_terminal)
+{
+	int ptm = posix_openpt(O_RDWR | O_NOCTTY), pts, save;
+
+	ASSERT_LE(0, ptm);
+	ASSERT_EQ(0, grantpt(ptm));
+	ASSERT_EQ(0, unlockpt(ptm));
+	pts = open(ptsname(ptm), O_RDWR | O_NOCTTY);
+	ASSERT_LE(0, pts);
+	save = dup(1);
+	dup2(pts, 1);
+	{
+		char *argv[] = { "repltool", "dump", "--raw", self->dev.path, NULL };
+		int err = dup(2), devnull = open("/dev/null", O_WRONLY);
+
+		dup2(devnull, 2);
+		self->r.status = repltool_main(4, argv);
+		dup2(err, 2);
+		close(err);
+		close(devnull);
+	}
+	dup2(save, 1);
+	close(save);
+	close(pts);
+	close(ptm);
+	ASSERT_EQ(2, self->r.status);
+}
+
+TEST_F(tool, release_frees_what_was_printed)
+{
+	ASSERT_EQ(0, produce_mix(&self->sim));
+	run_tool(&self->r, "dump", "--release", self->dev.path, NULL);
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
+	ASSERT_EQ(1, self->dev.release_calls);
+	ASSERT_EQ(6ULL, self->dev.last_release);
+	ASSERT_EQ(self->sim.ctl->producer_pos, self->sim.ctl->released_pos);
+}
+
+TEST_F(tool, without_release_nothing_is_freed)
+{
+	ASSERT_EQ(0, produce_mix(&self->sim));
+	run_tool(&self->r, "dump", self->dev.path, NULL);
+	ASSERT_EQ(0, self->dev.release_calls);
+	ASSERT_EQ(0ULL, self->sim.ctl->released_pos);
+}
+
+TEST_F(tool, count_stops_after_n_records_and_releases_only_those)
+{
+	ASSERT_EQ(0, produce_mix(&self->sim));
+	run_tool(&self->r, "dump", "-n", "2", "--release", self->dev.path, NULL);
+	ASSERT_EQ(0, self->r.status);
+	ASSERT_STREQ("         1      0   1 W 16+8 FUA 4096\n"
+		     "         2      0   1 D 2048+2048 - 0\n", self->r.out);
+	ASSERT_EQ(2ULL, self->dev.last_release);
+}
+
+TEST_F(tool, unambiguous_prefix_selects_the_command)
+{
+	ASSERT_EQ(0, produce_mix(&self->sim));
+	run_tool(&self->r, "d", "-n", "1", self->dev.path, NULL);
+	ASSERT_EQ(0, self->r.status);
+	ASSERT_STREQ("         1      0   1 W 16+8 FUA 4096\n", self->r.out);
+}
+
+struct later {
+	struct tool_context {
+		struct ringsim *sim;
+		struct fakedev *dev;
+	} c;
+	pthread_t main;
+	enum { LATER_PRODUCE, LATER_REMOVE, LATER_SIGTERM } what;
+};
+
+/* What a follower waits for, 100 ms after it starts. */
+static void *later_thread(void *arg)
+{
+	struct later *l = arg;
+
+	usleep(100 * 1000);
+	switch (l->what) {
+	case LATER_PRODUCE:
+		produce(l->c.sim, DM_REPL_REC_FLUSH, 0, 0, 0, NULL);
+		fakedev_wake(l->c.dev);
+		break;
+	case LATER_REMOVE:
+		produce(l->c.sim, DM_REPL_REC_FLUSH, 0, 0, 0, NULL);
+		fakedev_remove(l->c.dev);
+		break;
+	case LATER_SIGTERM:
+		pthread_kill(l->main, SIGTERM);
+		break;
+	}
+	return NULL;
+}
+
+static void start_later(struct later *l, struct ringsim *sim, struct fakedev *dev,
+			int what, pthread_t *th)
+{
+	l->c.sim = sim;
+	l->c.dev = dev;
+	l->main = pthread_self();
+	l->what = what;
+	pthread_create(th, NULL, later_thread, l);
+}
+
+TEST_F(tool, follow_waits_for_new_records_until_count)
+{
+	struct later l;
+	pthread_t th;
+
+	ASSERT_LE(0, produce(&self->sim, DM_REPL_REC_WRITE, 0, 0, 512, NULL));
+	start_later(&l, &self->sim, &self->dev, LATER_PRODUCE, &th);
+	run_tool(&self->r, "dump", "-f", "-n", "2", self->dev.path, NULL);
+	pthread_join(th, NULL);
+	ASSERT_EQ(0, self->r.status);
+	ASSERT_STREQ("         1      0   1 W 0+1 - 512\n"
+		     "         2      0   1 F - - 0\n", self->r.out);
+}
+
+TEST_F(tool, follow_ends_cleanly_when_the_group_goes_away)
+{
+	struct later l;
+	pthread_t th;
+
+	ASSERT_LE(0, produce(&self->sim, DM_REPL_REC_WRITE, 0, 0, 512, NULL));
+	start_later(&l, &self->sim, &self->dev, LATER_REMOVE, &th);
+	run_tool(&self->r, "dump", "--follow", self->dev.path, NULL);
+	pthread_join(th, NULL);
+	ASSERT_EQ(0, self->r.status);
+	/* The record committed just before the removal is not lost. */
+	ASSERT_STREQ("         1      0   1 W 0+1 - 512\n"
+		     "         2      0   1 F - - 0\n", self->r.out);
+	ASSERT_NE(NULL, strstr(self->r.err, "the group went away"));
+}
+
+TEST_F(tool, sigterm_ends_follow_with_the_summary_and_exit_0)
+{
+	struct later l;
+	pthread_t th;
+
+	ASSERT_LE(0, produce(&self->sim, DM_REPL_REC_WRITE, 0, 0, 512, NULL));
+	start_later(&l, &self->sim, &self->dev, LATER_SIGTERM, &th);
+	run_tool(&self->r, "dump", "-f", "--stats", self->dev.path, NULL);
+	pthread_join(th, NULL);
+	ASSERT_EQ(0, self->r.status);
+	ASSERT_NE(NULL, strstr(self->r.out, ": records 1 bytes 576 discarded_slots 0\n"));
+}
+
+TEST_F(tool, corrupt_ring_is_a_runtime_error_naming_the_reason)
+{
+	long long pos = produce(&self->sim, DM_REPL_REC_WRITE, 0, 0, 512, NULL);
+	unsigned char *rec;
+
+	ASSERT_LE(0, pos);
+	rec = ringsim_rec_at(&self->sim, (__u64)pos);
+	rec[100] ^= 1;
+	run_tool(&self->r, "dump", self->dev.path, NULL);
+	ASSERT_EQ(1, self->r.status);
+	ASSERT_NE(NULL, strstr(self->r.err, ": corrupt ring at position 0: checksum mismatch\n"));
+}
+
+TEST_F(tool, abi_mismatch_names_both_versions)
+{
+	char want[256];
+
+	self->dev.abi_version = 9;
+	run_tool(&self->r, "dump", self->dev.path, NULL);
+	ASSERT_EQ(1, self->r.status);
+	snprintf(want, sizeof(want), "repltool: %s: ABI version mismatch: module speaks "
+		 "version 9, libdmrepl speaks version 1\n", self->dev.path);
+	ASSERT_STREQ(want, self->r.err);
+}
+
+TEST(missing_group_names_the_device_and_asks_if_it_is_loaded)
+{
+	struct run r = { 0 };
+
+	run_tool(&r, "dump", "dmrepl-unit-nosuch", NULL);
+	ASSERT_EQ(1, r.status);
+	ASSERT_STREQ("repltool: /dev/dm-repl/dmrepl-unit-nosuch: No such file or directory "
+		     "(is a repl volume in group \"dmrepl-unit-nosuch\" loaded?)\n", r.err);
+	free(r.out);
+}
+
+TEST(usage_errors_exit_2)
+{
+	struct run r = { 0 };
+
+	run_tool(&r, NULL);
+	ASSERT_EQ(2, r.status);
+	run_tool(&r, "frobnicate", NULL);
+	ASSERT_EQ(2, r.status);
+	ASSERT_NE(NULL, strstr(r.err, "unknown command \"frobnicate\""));
+	run_tool(&r, "dump", NULL);
+	ASSERT_EQ(2, r.status);
+	ASSERT_NE(NULL, strstr(r.err, "missing GROUP or PATH"));
+	run_tool(&r, "dump", "a", "b", NULL);
+	ASSERT_EQ(2, r.status);
+	run_tool(&r, "dump", "-n", "0", "vm1", NULL);
+	ASSERT_EQ(2, r.status);
+	ASSERT_NE(NULL, strstr(r.err, "--count wants a positive number, not \"0\""));
+	run_tool(&r, "dump", "-n", "-3", "vm1", NULL);
+	ASSERT_EQ(2, r.status);
+	run_tool(&r, "dump", "--bogus", "vm1", NULL);
+	ASSERT_EQ(2, r.status);
+	ASSERT_NE(NULL, strstr(r.err, "unknown option \"--bogus\""));
+	run_tool(&r, "dump", "-x", "vm1", NULL);
+	ASSERT_EQ(2, r.status);
+	ASSERT_NE(NULL, strstr(r.err, "unknown option \"-x\""));
+	run_tool(&r, "dump", "vm1", "-n", NULL);
+	ASSERT_EQ(2, r.status);
+	ASSERT_NE(NULL, strstr(r.err, "option \"-n\" needs an argument"));
+	run_tool(&r, "dump", "--raw", "-j", "vm1", NULL);
+	ASSERT_EQ(2, r.status);
+	run_tool(&r, "--frob", NULL);
+	ASSERT_EQ(2, r.status);
+	free(r.out);
+}
+
+TEST(help_goes_to_stdout_and_exits_0)
+{
+	struct run r = { 0 };
+
+	run_tool(&r, "help", NULL);
+	ASSERT_EQ(0, r.status);
+	ASSERT_NE(NULL, strstr(r.out, "  dump "));
+	run_tool(&r, "help", "dump", NULL);
+	ASSERT_EQ(0, r.status);
+	ASSERT_NE(NULL, strstr(r.out, "Usage: repltool dump"));
+	run_tool(&r, "dump", "--help", NULL);
+	ASSERT_EQ(0, r.status);
+	ASSERT_NE(NULL, strstr(r.out, "Usage: repltool dump"));
+	run_tool(&r, "h", "-h", NULL);
+	ASSERT_EQ(0, r.status);
+	ASSERT_NE(NULL, strstr(r.out, "Usage: repltool help"));
+	run_tool(&r, "--help", NULL);
+	ASSERT_EQ(0, r.status);
+	ASSERT_NE(NULL, strstr(r.out, "Exit status: 0 success, 1 runtime error, 2 usage error"));
+	run_tool(&r, "--version", NULL);
+	ASSERT_EQ(0, r.status);
+	ASSERT_NE(NULL, strstr(r.out, "ABI version 1"));
+	free(r.out);
+}
+
+TEST_HARNESS_MAIN

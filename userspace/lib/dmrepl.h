@@ -1,0 +1,289 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * libdmrepl: userspace side of the dm-repl ABI (<linux/dm-repl.h>).
+ *
+ * One prefix per object:
+ *   dmrepl_crc32c   crc32c in the kernel's convention
+ *   dmrepl_rec_*    one change record: accessors, checksum, validation, encoding
+ *   dmrepl_stream_* records back to back on a file descriptor ("dump --raw")
+ *   dmrepl_ring_*   the consumer of a group's ring (/dev/dm-repl/<group>)
+ *
+ * Every function that can fail returns a negative errno value. Nothing here
+ * keeps global state; the library never prints.
+ */
+#ifndef DMREPL_H
+#define DMREPL_H
+
+#include <endian.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <linux/dm-repl.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+_Static_assert(sizeof(struct dm_repl_rec) == DM_REPL_REC_HDR_SIZE,
+	       "record header size");
+_Static_assert(sizeof(struct dm_repl_slot) == 8, "slot header size");
+_Static_assert(sizeof(struct dm_repl_ring_ctl) == 192, "ring control size");
+
+/* Largest record: header + largest payload, already aligned. */
+#define DMREPL_REC_MAX_LEN (DM_REPL_REC_HDR_SIZE + DM_REPL_REC_PAYLOAD_MAX)
+
+/* ------------------------------------------------------------------ */
+/* crc32c                                                              */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Continue a crc32c (Castagnoli) over len bytes. Seed with ~0U; the result is
+ * not inverted (the kernel's crc32c() convention).
+ */
+__u32 dmrepl_crc32c(__u32 crc, const void *p, size_t len);
+
+/* ------------------------------------------------------------------ */
+/* Records                                                             */
+/* ------------------------------------------------------------------ */
+
+static inline __u32 dmrepl_rec_magic(const struct dm_repl_rec *r)
+{
+	return le32toh(r->magic);
+}
+
+static inline unsigned int dmrepl_rec_type(const struct dm_repl_rec *r)
+{
+	return le16toh(r->type);
+}
+
+static inline unsigned int dmrepl_rec_flags(const struct dm_repl_rec *r)
+{
+	return le16toh(r->flags);
+}
+
+static inline __u32 dmrepl_rec_len(const struct dm_repl_rec *r)
+{
+	return le32toh(r->len);
+}
+
+static inline __u32 dmrepl_rec_payload_len(const struct dm_repl_rec *r)
+{
+	return le32toh(r->payload_len);
+}
+
+static inline __u64 dmrepl_rec_seq(const struct dm_repl_rec *r)
+{
+	return le64toh(r->seq);
+}
+
+static inline __u64 dmrepl_rec_epoch(const struct dm_repl_rec *r)
+{
+	return le64toh(r->epoch);
+}
+
+static inline __u64 dmrepl_rec_sector(const struct dm_repl_rec *r)
+{
+	return le64toh(r->sector);
+}
+
+static inline __u32 dmrepl_rec_nbytes(const struct dm_repl_rec *r)
+{
+	return le32toh(r->nbytes);
+}
+
+static inline unsigned int dmrepl_rec_volume(const struct dm_repl_rec *r)
+{
+	return le16toh(r->volume);
+}
+
+static inline unsigned int dmrepl_rec_version(const struct dm_repl_rec *r)
+{
+	return le16toh(r->version);
+}
+
+static inline __u64 dmrepl_rec_time_ns(const struct dm_repl_rec *r)
+{
+	return le64toh(r->time_ns);
+}
+
+static inline __u32 dmrepl_rec_crc(const struct dm_repl_rec *r)
+{
+	return le32toh(r->crc);
+}
+
+static inline const void *dmrepl_rec_payload(const struct dm_repl_rec *r)
+{
+	return (const unsigned char *)r + DM_REPL_REC_HDR_SIZE;
+}
+
+/* Bytes a record with payload_len bytes of payload occupies (len). */
+static inline size_t dmrepl_rec_size(size_t payload_len)
+{
+	return (DM_REPL_REC_HDR_SIZE + payload_len + DM_REPL_REC_ALIGN - 1) &
+	       ~(size_t)(DM_REPL_REC_ALIGN - 1);
+}
+
+/* "WRITE", "DISCARD", ...; NULL for an unknown type. */
+const char *dmrepl_rec_type_name(unsigned int type);
+/* 'W', 'D', 'Z', 'F', 'M', 'R'; '?' for an unknown type. */
+char dmrepl_rec_type_letter(unsigned int type);
+
+/*
+ * The crc a record must carry: header with crc taken as 0, then
+ * payload_len bytes of payload. The caller guarantees those bytes exist.
+ */
+__u32 dmrepl_rec_compute_crc(const struct dm_repl_rec *r);
+
+/*
+ * Validate the record at buf, of which avail bytes are readable. Returns 0,
+ * -EINVAL for a malformed record or -EBADMSG for a checksum mismatch; *why
+ * (if why is not NULL) then points to a static phrase naming the rule.
+ * Reads nothing beyond min(avail, len). buf must be 8-byte aligned (records
+ * are, in the ring and in any buffer from malloc()).
+ */
+int dmrepl_rec_check(const void *buf, size_t avail, const char **why);
+
+/*
+ * The rules of dmrepl_rec_check() that need only the 64 header bytes (magic,
+ * version, type, flags, reserved, len and payload_len against each other and
+ * against avail). Lets a reader judge len before reading the rest.
+ */
+int dmrepl_rec_check_header(const struct dm_repl_rec *r, size_t avail,
+			    const char **why);
+
+/* Fields of a record to encode; byte order is the host's here. */
+struct dmrepl_rec_fields {
+	unsigned int type;
+	unsigned int flags;
+	unsigned int volume;
+	__u64 seq;
+	__u64 epoch;
+	__u64 sector;
+	__u32 nbytes;
+	__u64 time_ns;
+	const void *payload;
+	__u32 payload_len;
+};
+
+/*
+ * Encode a complete record (header, payload, zero padding, crc) into buf.
+ * Returns its len, or -EMSGSIZE if it does not fit in size bytes or the
+ * payload exceeds DM_REPL_REC_PAYLOAD_MAX. Does not judge the fields: run
+ * dmrepl_rec_check() for that.
+ */
+long dmrepl_rec_encode(void *buf, size_t size, const struct dmrepl_rec_fields *f);
+
+/* Recompute and store the crc of a record (its payload must follow it). */
+void dmrepl_rec_seal(struct dm_repl_rec *r);
+
+/* ------------------------------------------------------------------ */
+/* Raw record streams                                                  */
+/* ------------------------------------------------------------------ */
+
+/* A reader of records stored back to back, without slot headers. */
+struct dmrepl_stream {
+	int fd;
+	__u64 offset;		/* bytes consumed so far */
+	__u64 records;		/* records returned so far */
+};
+
+void dmrepl_stream_init(struct dmrepl_stream *s, int fd);
+
+/*
+ * Read exactly one record into buf (size bytes; DMREPL_REC_MAX_LEN always
+ * suffices) and validate it. Returns 1 with a record, 0 at a clean end of
+ * stream (end of file on a record boundary), -ENODATA when the stream ends
+ * inside a record, -EMSGSIZE when the record does not fit in buf,
+ * -EINVAL/-EBADMSG for a bad record (as dmrepl_rec_check) or -errno of
+ * read(2). *why names the problem for the non-errno cases. The stream's
+ * offset tells where the failing record starts.
+ */
+int dmrepl_stream_read(struct dmrepl_stream *s, void *buf, size_t size,
+		       const char **why);
+
+/* ------------------------------------------------------------------ */
+/* Ring consumer                                                       */
+/* ------------------------------------------------------------------ */
+
+struct dmrepl_ring;
+
+/* Length of the buffer dmrepl_ring_open() wants for its error message. */
+#define DMREPL_ERRMSG_LEN 160
+
+/*
+ * Check a mapped control page: magic, ABI version, ctl_size, slot_size,
+ * data_size a power of two, and that map_size covers the control page and
+ * both copies of the data area. Returns 0, -EPROTO for an ABI version other
+ * than DM_REPL_ABI_VERSION, -EINVAL otherwise; if msg is not NULL it then
+ * holds a sentence (naming both versions on -EPROTO).
+ */
+int dmrepl_ring_check_ctl(const void *map, size_t map_size, char *msg,
+			  size_t msg_len);
+
+/*
+ * Consume a ring already mapped at map (control page, data area twice). The
+ * read position starts at the control page's released_pos. The ring does not
+ * own the mapping and has no file descriptor: dmrepl_ring_wait(),
+ * dmrepl_ring_release() and dmrepl_ring_info() return -EBADF.
+ * Returns 0, -ENOMEM or an error of dmrepl_ring_check_ctl().
+ */
+int dmrepl_ring_attach(void *map, size_t map_size, struct dmrepl_ring **out);
+
+/*
+ * Resolve a group name to DM_REPL_DEV_DIR "/<name>"; anything containing a
+ * '/' is taken as a path already. Returns 0, -EINVAL for an empty name or
+ * -ENAMETOOLONG.
+ */
+int dmrepl_ring_path(const char *group_or_path, char *buf, size_t len);
+
+/*
+ * Open a group's character device (group name or path), check the module's
+ * ABI version with DM_REPL_IOC_GROUP_INFO, map the ring read-only and attach
+ * to it. On failure returns -errno (-EPROTO for an ABI mismatch) and, if
+ * errmsg is not NULL, a sentence (without the path) in errmsg.
+ */
+int dmrepl_ring_open(const char *group_or_path, struct dmrepl_ring **out,
+		     char *errmsg, size_t errmsg_len);
+
+/* Unmap and close what dmrepl_ring_open() acquired; frees the ring. */
+void dmrepl_ring_close(struct dmrepl_ring *ring);
+
+/*
+ * Next committed record, in ring (= sequence) order. Returns 1 with *rec
+ * pointing into the mapping (valid until its sequence is released), 0 when
+ * the consumer has caught up or the next slot is still BUSY, or a negative
+ * errno for a corrupt ring or record, in which case the read position stays
+ * on the bad slot and dmrepl_ring_why() names the problem. DISCARDED slots
+ * are skipped and counted.
+ */
+int dmrepl_ring_next(struct dmrepl_ring *ring, const struct dm_repl_rec **rec);
+
+/*
+ * Wait until the module reports new records (POLLIN), for at most
+ * timeout_ms (-1: no limit). Returns 1 when woken (possibly spuriously), 0
+ * on timeout, -ENODEV when the group went away (POLLHUP/POLLERR), -EINTR
+ * when a signal came, -EBADF for an attached ring.
+ */
+int dmrepl_ring_wait(struct dmrepl_ring *ring, int timeout_ms);
+
+/* Free every record with sequence <= seq (DM_REPL_IOC_RELEASE). */
+int dmrepl_ring_release(struct dmrepl_ring *ring, __u64 seq);
+
+/* The module's view of the group (DM_REPL_IOC_GROUP_INFO). -EPROTO on an ABI mismatch. */
+int dmrepl_ring_info(struct dmrepl_ring *ring, struct dm_repl_group_info *info);
+
+/* Read position: end of the last slot consumed. */
+__u64 dmrepl_ring_pos(const struct dmrepl_ring *ring);
+/* DISCARDED slots skipped so far. */
+__u64 dmrepl_ring_discarded(const struct dmrepl_ring *ring);
+/* Why the last dmrepl_ring_next() failed (a static phrase), or NULL. */
+const char *dmrepl_ring_why(const struct dmrepl_ring *ring);
+/* The device path for an opened ring, "" for an attached one. */
+const char *dmrepl_ring_dev_path(const struct dmrepl_ring *ring);
+/* The file descriptor of an opened ring (for an event loop), -1 if attached. */
+int dmrepl_ring_fd(const struct dmrepl_ring *ring);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DMREPL_H */

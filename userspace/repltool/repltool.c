@@ -1,0 +1,140 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * repltool: the administrator's tool for dm-repl. A table of subcommands;
+ * any unambiguous prefix of a name selects it.
+ */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <linux/dm-repl.h>
+
+#include "repltool.h"
+
+#define REPLTOOL_VERSION "0.1"
+
+static int cmd_help(int argc, char **argv);
+static void usage_help(FILE *f);
+
+static const struct cmd cmds[] = {
+	{ "dump", "print or save the records in a group's ring", cmd_dump, usage_dump },
+	{ "help", "show help for repltool or one command", cmd_help, usage_help },
+};
+
+#define NR_CMDS (sizeof(cmds) / sizeof(cmds[0]))
+
+void err_msg(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("repltool: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int usage_err(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "repltool: %s%s", cmd ? cmd : "", cmd ? ": " : "");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry 'repltool %s%s--help'.\n", cmd ? cmd : "", cmd ? " " : "");
+	return EXIT_USAGE;
+}
+
+static void usage_main(FILE *f)
+{
+	size_t i;
+
+	fprintf(f, "Usage: repltool [-V|--version] [-h|--help] COMMAND [OPTIONS] [ARGS]\n\n"
+		   "Commands (any unambiguous prefix will do):\n");
+	for (i = 0; i < NR_CMDS; i++)
+		fprintf(f, "  %-8s %s\n", cmds[i].name, cmds[i].summary);
+	fprintf(f, "\n'repltool COMMAND --help' describes one command.\n"
+		   "Exit status: 0 success, 1 runtime error, 2 usage error.\n");
+}
+
+static void usage_help(FILE *f)
+{
+	fprintf(f, "Usage: repltool help [COMMAND]\n\n"
+		   "Without COMMAND, list the commands; with it, describe COMMAND.\n");
+}
+
+/* Exact name, else the only command the word is a prefix of. */
+static const struct cmd *find_cmd(const char *word)
+{
+	const struct cmd *found = NULL;
+	size_t i, n = strlen(word);
+	int matches = 0;
+
+	for (i = 0; i < NR_CMDS; i++) {
+		if (!strcmp(cmds[i].name, word))
+			return &cmds[i];
+		if (n && !strncmp(cmds[i].name, word, n)) {
+			found = &cmds[i];
+			matches++;
+		}
+	}
+	if (matches > 1) {
+		fprintf(stderr, "repltool: \"%s\" is ambiguous:", word);
+		for (i = 0; i < NR_CMDS; i++)
+			if (!strncmp(cmds[i].name, word, n))
+				fprintf(stderr, " %s", cmds[i].name);
+		fputc('\n', stderr);
+		return NULL;
+	}
+	if (!found)
+		fprintf(stderr, "repltool: unknown command \"%s\"; try 'repltool help'\n",
+			word);
+	return found;
+}
+
+static int cmd_help(int argc, char **argv)
+{
+	const struct cmd *c;
+
+	if (argc > 2)
+		return usage_err("help", "too many arguments");
+	if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+		usage_help(stdout);
+		return EXIT_OK;
+	}
+	if (argc < 2) {
+		usage_main(stdout);
+		return EXIT_OK;
+	}
+	c = find_cmd(argv[1]);
+	if (!c)
+		return EXIT_USAGE;
+	c->usage(stdout);
+	return EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+	const struct cmd *c;
+
+	if (argc < 2) {
+		usage_main(stderr);
+		return EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+		usage_main(stdout);
+		return EXIT_OK;
+	}
+	if (!strcmp(argv[1], "-V") || !strcmp(argv[1], "--version")) {
+		printf("repltool %s (dm-repl ABI version %u)\n", REPLTOOL_VERSION,
+		       DM_REPL_ABI_VERSION);
+		return EXIT_OK;
+	}
+	if (argv[1][0] == '-')
+		return usage_err(NULL, "unknown option \"%s\"", argv[1]);
+	c = find_cmd(argv[1]);
+	if (!c)
+		return EXIT_USAGE;
+	return c->run(argc - 1, argv + 1);
+}

@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#ifndef REPLTOOL_H
+#define REPLTOOL_H
+
+#include <stdio.h>
+
+/* Exit status, as documented in Documentation/repltool.md. */
+enum {
+	EXIT_OK		= 0,
+	EXIT_RUNTIME	= 1,	/* the command could not do its job */
+	EXIT_USAGE	= 2,	/* bad command line */
+};
+
+struct cmd {
+	const char *name;
+	const char *summary;
+	int (*run)(int argc, char **argv);	/* argv[0] is the command name */
+	void (*usage)(FILE *f);
+};
+
+/* "repltool: " + message + '\n' on stderr. */
+void err_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Usage error: message, then "Try 'repltool CMD --help'"; returns EXIT_USAGE. */
+int usage_err(const char *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+int cmd_dump(int argc, char **argv);
+void usage_dump(FILE *f);
+
+#endif
