@@ -129,7 +129,6 @@ void repl_capture(struct repl_target *rt, struct bio *bio, sector_t sector,
 	for (i = 0; i < nr; i++) {
 		if (reqs[i].payload_len)
 			copy_payload(reqs[i].rec, bio);
-		repl_rec_seal(reqs[i].rec);
 		io->pos[i] = reqs[i].pos;
 	}
 	io->nr = nr;
@@ -175,7 +174,6 @@ int repl_capture_marker(struct repl_target *rt, const char *label)
 	payload = (char *)(req.rec + 1);
 	memcpy(payload, label, len);
 	memset(payload + len, 0, repl_rec_size(len) - DM_REPL_REC_HDR_SIZE - len);
-	repl_rec_seal(req.rec);
 	atomic64_inc(&g->cnt.records);
 	atomic64_add(reqs_span(&req, 1), &g->cnt.record_bytes);
 	repl_ring_commit(&g->ring, req.pos, false);

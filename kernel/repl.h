@@ -72,7 +72,6 @@ void repl_ring_free(struct repl_ring *ring);
 int repl_ring_reserve(struct repl_ring *ring, struct repl_rec_req *reqs,
 		      unsigned int nr);
 void repl_ring_commit(struct repl_ring *ring, u64 pos, bool failed);
-void repl_rec_seal(struct dm_repl_rec *rec);
 bool repl_ring_has_room(struct repl_ring *ring, u64 bytes);
 int repl_ring_release(struct repl_ring *ring, u64 seq);
 u32 repl_rec_size(u32 payload_len);

@@ -9,7 +9,6 @@
  * first BUSY slot. Space is given back only by repl_ring_release(), which
  * refuses to pass a record that is still BUSY.
  */
-#include <linux/crc32c.h>
 #include <linux/mm.h>
 #include <linux/slab.h>
 #include <linux/timekeeping.h>
@@ -143,8 +142,8 @@ static void rec_fill(struct dm_repl_rec *rec, const struct repl_rec_req *req,
 /*
  * Reserve all of @reqs or none (-ENOSPC). Each gets a slot marked BUSY, a
  * sequence number and an epoch; a FLUSH record closes its epoch. The
- * headers are filled here; the caller copies the payloads, seals each record
- * with repl_rec_seal() and commits it at completion.
+ * headers are filled here (crc 0: the consumer seals a record when it copies
+ * it out); the caller copies the payloads and commits at completion.
  */
 int repl_ring_reserve(struct repl_ring *ring, struct repl_rec_req *reqs,
 		      unsigned int nr)
@@ -188,16 +187,6 @@ int repl_ring_reserve(struct repl_ring *ring, struct repl_rec_req *reqs,
 	for (i = 0; i < nr; i++)
 		rec_fill(reqs[i].rec, &reqs[i], seq[i], epoch[i]);
 	return 0;
-}
-
-/* Checksum the header (crc field zero) and the payload that follows it. */
-void repl_rec_seal(struct dm_repl_rec *rec)
-{
-	u32 crc;
-
-	crc = crc32c(~0U, rec, sizeof(*rec));
-	crc = crc32c(crc, rec + 1, le32_to_cpu(rec->payload_len));
-	rec->crc = cpu_to_le32(crc);
 }
 
 void repl_ring_commit(struct repl_ring *ring, u64 pos, bool failed)

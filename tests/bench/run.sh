@@ -8,7 +8,8 @@ out=build/bench
 mkdir -p "$out"
 DMREPL_KO=$PWD/dm-repl.ko tests/guest/vm.sh --quiet --mem 4096 --out "$out/guest" \
 	-- bash tests/bench/guest-bench.sh
-grep -vE '^#' "$out/guest/output.log" >"$out/raw.txt"
+# Result lines: job target round iops MB/s.
+awk 'NF == 5 && $2 ~ /^(linear|repl)$/' "$out/guest/output.log" >"$out/raw.txt"
 grep -E '^# repl status' "$out/guest/output.log" || true
 {
 	printf '%-18s %12s %12s %12s %12s %8s\n' job linear-iops repl-iops \

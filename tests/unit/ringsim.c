@@ -163,7 +163,7 @@ long long ringsim_produce_busy(struct ringsim *s, struct dmrepl_rec_fields *f)
 	f->epoch = s->epoch;
 	pos = ringsim_reserve(s, (__u32)dmrepl_rec_size(f->payload_len));
 	if (pos >= 0) {
-		dmrepl_rec_encode(ringsim_rec_at(s, (__u64)pos), DMREPL_REC_MAX_LEN, f);
+		ringsim_encode(s, (__u64)pos, DMREPL_REC_MAX_LEN, f);
 		s->next_seq++;
 		if (f->type == DM_REPL_REC_FLUSH)
 			s->epoch++;
@@ -208,4 +208,16 @@ void ringsim_release_pos(struct ringsim *s, __u64 pos)
 {
 	/* Pairs with the producer's acquire in ringsim_reserve(). */
 	__atomic_store_n(&s->ctl->released_pos, pos, __ATOMIC_RELEASE);
+}
+
+long ringsim_encode(struct ringsim *s, __u64 pos, size_t size,
+		    const struct dmrepl_rec_fields *f)
+{
+	struct dm_repl_rec *r = ringsim_rec_at(s, pos);
+	long len = dmrepl_rec_encode(r, size, f);
+
+	/* As the kernel does: records in the ring are not sealed. */
+	if (len > 0)
+		r->crc = 0;
+	return len;
 }

@@ -83,4 +83,8 @@ static inline unsigned char ringsim_pattern(__u64 seq, size_t i)
 	return (unsigned char)(seq * 131 + i * 7 + (i >> 8));
 }
 
+/* Encode a record at pos the way the kernel leaves it: unsealed (crc 0). */
+long ringsim_encode(struct ringsim *s, __u64 pos, size_t size,
+		    const struct dmrepl_rec_fields *f);
+
 #endif

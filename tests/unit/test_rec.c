@@ -94,6 +94,28 @@ TEST(encoded_records_of_every_type_pass_the_check)
 	}
 }
 
+TEST(ring_records_are_checked_unsealed_and_must_have_crc_zero)
+{
+	unsigned char buf[BUF_SIZE] __attribute__((aligned(8)));
+	const char *why = NULL;
+	long len = make_rec(buf, DM_REPL_REC_WRITE);
+
+	ASSERT_GT(len, 0);
+	/* Sealed, as outside the ring: not a ring record. */
+	ASSERT_EQ(-EINVAL, dmrepl_rec_check_unsealed(buf, (size_t)len, &why));
+	ASSERT_STREQ("a record in the ring must not be sealed (crc 0)", why);
+	hdr(buf)->crc = 0;
+	ASSERT_EQ(0, dmrepl_rec_check_unsealed(buf, (size_t)len, &why));
+	/* Every other rule still holds for an unsealed record. */
+	hdr(buf)->magic = 0;
+	ASSERT_EQ(-EINVAL, dmrepl_rec_check_unsealed(buf, (size_t)len, &why));
+	ASSERT_STREQ("bad magic", why);
+	/* And sealing makes it a valid record outside the ring. */
+	hdr(buf)->magic = htole32(DM_REPL_REC_MAGIC);
+	dmrepl_rec_seal(hdr(buf));
+	ASSERT_EQ(0, dmrepl_rec_check(buf, (size_t)len, &why));
+}
+
 TEST(header_fields_are_little_endian_on_the_wire)
 {
 	unsigned char buf[BUF_SIZE] __attribute__((aligned(8)));

@@ -55,6 +55,11 @@ enum dm_repl_rec_type {
  * the header with crc set to 0 and then over payload_len bytes of payload.
  * "len" is the whole record, header + payload + padding to
  * DM_REPL_REC_ALIGN; the padding is zero.
+ *
+ * In the primary's ring a record is not yet sealed: its crc is 0, so that
+ * the copy of the payload is the only extra work on the VM's write path.
+ * Whoever copies a record out of the ring (a raw stream, the shipper) seals
+ * it; every record outside the ring carries its crc.
  */
 struct dm_repl_rec {
 	__le32 magic;		/* DM_REPL_REC_MAGIC */
@@ -95,8 +100,8 @@ struct dm_repl_rec {
  * Consumer protocol: load producer_pos with acquire semantics; from the
  * consumer's own read position up to it, load each slot's len_flags with
  * acquire semantics; stop at a BUSY slot (reserved, not yet committed); skip a
- * DISCARDED one (its write failed: it never reached the disk); otherwise the
- * record follows the slot. The consumer never writes the mapping; it frees
+ * DISCARDED one (its write failed; its header stays readable, so its
+ * sequence can be released); otherwise the record follows the slot. The consumer never writes the mapping; it frees
  * space with DM_REPL_IOC_RELEASE once the records are durable elsewhere.
  */
 #define DM_REPL_CTL_MAGIC	0x4c525044	/* "DPRL" read as LE bytes */

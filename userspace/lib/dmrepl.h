@@ -143,6 +143,12 @@ __u32 dmrepl_rec_compute_crc(const struct dm_repl_rec *r);
 int dmrepl_rec_check(const void *buf, size_t avail, const char **why);
 
 /*
+ * A record as the ring holds it, not yet sealed: every rule of
+ * dmrepl_rec_check() but the checksum, which must be 0. Returns 0 or -EINVAL.
+ */
+int dmrepl_rec_check_unsealed(const void *buf, size_t avail, const char **why);
+
+/*
  * The rules of dmrepl_rec_check() that need only the 64 header bytes (magic,
  * version, type, flags, reserved, len and payload_len against each other and
  * against avail). Lets a reader judge len before reading the rest.
@@ -248,7 +254,9 @@ int dmrepl_ring_open(const char *group_or_path, struct dmrepl_ring **out,
 void dmrepl_ring_close(struct dmrepl_ring *ring);
 
 /*
- * Next committed record, in ring (= sequence) order. Returns 1 with *rec
+ * Next committed record, in ring (= sequence) order, checked with
+ * dmrepl_rec_check_unsealed(): its crc is 0 until whoever copies it out seals
+ * the copy (dmrepl_rec_seal). Returns 1 with *rec
  * pointing into the mapping (valid until its sequence is released), 0 when
  * the consumer has caught up or the next slot is still BUSY, or a negative
  * errno for a corrupt ring or record, in which case the read position stays

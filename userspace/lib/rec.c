@@ -150,7 +150,8 @@ int dmrepl_rec_check_header(const struct dm_repl_rec *r, size_t avail,
 	return bad ? -EINVAL : 0;
 }
 
-int dmrepl_rec_check(const void *buf, size_t avail, const char **why)
+static int rec_check(const void *buf, size_t avail, bool sealed,
+		     const char **why)
 {
 	const struct dm_repl_rec *r = buf;
 	const char *bad;
@@ -174,6 +175,13 @@ int dmrepl_rec_check(const void *buf, size_t avail, const char **why)
 	bad = check_type_rules(r);
 	if (bad)
 		goto invalid;
+	if (!sealed) {
+		if (dmrepl_rec_crc(r)) {
+			bad = "a record in the ring must not be sealed (crc 0)";
+			goto invalid;
+		}
+		return 0;
+	}
 	if (dmrepl_rec_compute_crc(r) != dmrepl_rec_crc(r)) {
 		if (why)
 			*why = "checksum mismatch";
@@ -185,6 +193,16 @@ invalid:
 	if (why)
 		*why = bad;
 	return -EINVAL;
+}
+
+int dmrepl_rec_check(const void *buf, size_t avail, const char **why)
+{
+	return rec_check(buf, avail, true, why);
+}
+
+int dmrepl_rec_check_unsealed(const void *buf, size_t avail, const char **why)
+{
+	return rec_check(buf, avail, false, why);
 }
 
 long dmrepl_rec_encode(void *buf, size_t size, const struct dmrepl_rec_fields *f)

@@ -176,7 +176,7 @@ static int take_record(struct dmrepl_ring *ring, const struct dm_repl_rec *r,
 	const char *why;
 	int ret;
 
-	ret = dmrepl_rec_check(r, len, &why);
+	ret = dmrepl_rec_check_unsealed(r, len, &why);
 	if (ret)
 		return ring_bad(ring, why, ret);
 	if (dmrepl_rec_len(r) != len)

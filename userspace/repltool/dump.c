@@ -46,6 +46,7 @@ struct dump {
 	struct dump_stats st;
 	bool unreleased;		/* records seen since the last release */
 	__u64 batch_last_seq;
+	struct dm_repl_rec *sealed;	/* --raw: a record copied out and sealed */
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -313,7 +314,10 @@ static int emit(struct dump *d, const struct dm_repl_rec *r)
 	d->unreleased = true;
 	d->batch_last_seq = dmrepl_rec_seq(r);
 	if (d->opts.raw) {
-		ret = write_all(STDOUT_FILENO, r, dmrepl_rec_len(r));
+		/* Records leave the ring sealed (see <linux/dm-repl.h>). */
+		memcpy(d->sealed, r, dmrepl_rec_len(r));
+		dmrepl_rec_seal(d->sealed);
+		ret = write_all(STDOUT_FILENO, d->sealed, dmrepl_rec_len(r));
 		if (ret) {
 			err_msg("write of raw records to stdout: %s", strerror(-ret));
 			return -1;
@@ -459,8 +463,17 @@ int cmd_dump(int argc, char **argv)
 	ret = parse_opts(argc, argv, &d.opts);
 	if (ret)
 		return ret < 0 ? EXIT_OK : ret;
-	if (open_ring(&d, path, sizeof(path)))
+	if (d.opts.raw) {
+		d.sealed = malloc(DMREPL_REC_MAX_LEN);
+		if (!d.sealed) {
+			err_msg("record buffer: %s", strerror(ENOMEM));
+			return EXIT_RUNTIME;
+		}
+	}
+	if (open_ring(&d, path, sizeof(path))) {
+		free(d.sealed);
 		return EXIT_RUNTIME;
+	}
 	out_init(&d.out, stdout, d.opts.json);
 	catch_signals();
 
@@ -476,5 +489,6 @@ int cmd_dump(int argc, char **argv)
 		}
 	}
 	dmrepl_ring_close(d.ring);
+	free(d.sealed);
 	return ret;
 }
