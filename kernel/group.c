@@ -162,13 +162,18 @@ static struct repl_volume *volume_find(struct repl_group *g,
 	return NULL;
 }
 
-/* Caller holds g->lock. */
+/*
+ * The lowest index that no volume uses and that no unreleased record of a
+ * removed volume still names, so that a consumer never confuses the two.
+ * Caller holds g->lock.
+ */
 static int volume_free_index(struct repl_group *g)
 {
+	u64 released = READ_ONCE(g->ring.ctl->released_seq);
 	unsigned int i;
 
 	for (i = 0; i < DM_REPL_MAX_VOLUMES; i++)
-		if (!g->volumes[i])
+		if (!g->volumes[i] && g->index_last_seq[i] <= released)
 			return i;
 	return -ENOSPC;
 }
@@ -183,7 +188,7 @@ static struct repl_volume *volume_create(struct repl_group *g,
 
 	index = volume_free_index(g);
 	if (index < 0) {
-		*error = "Group has the maximum number of volumes";
+		*error = "Group has no free volume index (64 volumes, or records of removed ones not yet released)";
 		return ERR_PTR(-ENOSPC);
 	}
 	v = kzalloc(sizeof(*v), GFP_KERNEL);
@@ -218,6 +223,8 @@ static int volume_check_reload(struct repl_volume *v, struct dm_target *ti,
 {
 	if (v->sectors != ti->len)
 		*error = "Volume size cannot change in a reload";
+	else if (v->data_dev != args->data_dev)
+		*error = "Data device cannot change in a reload";
 	else if (v->region_shift != ilog2(args->region_kb) + 1)
 		*error = "region_kb cannot change in a reload";
 	else
@@ -285,6 +292,7 @@ void repl_volume_put(struct repl_volume *v)
 	gone = !--v->users;
 	if (gone) {
 		g->volumes[v->index] = NULL;
+		g->index_last_seq[v->index] = repl_ring_last_seq(&g->ring);
 		g->nr_volumes--;
 	}
 	mutex_unlock(&g->lock);

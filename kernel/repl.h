@@ -75,6 +75,7 @@ void repl_ring_commit(struct repl_ring *ring, u64 pos, bool failed);
 bool repl_ring_has_room(struct repl_ring *ring, u64 bytes);
 int repl_ring_release(struct repl_ring *ring, u64 seq);
 u32 repl_rec_size(u32 payload_len);
+u64 repl_ring_last_seq(struct repl_ring *ring);
 
 /*
  * One volume of a group. It outlives a table reload: the old and the new
@@ -116,9 +117,11 @@ struct repl_group {
 	char nodename[DM_REPL_GROUP_NAME_MAX + 8];
 	struct miscdevice misc;
 
-	/* Guards volumes[], nr_volumes and dead. */
+	/* Guards volumes[], index_last_seq[], nr_volumes and dead. */
 	struct mutex lock;
 	struct repl_volume *volumes[DM_REPL_MAX_VOLUMES];
+	/* Last sequence of a removed volume's index: reusable once released. */
+	u64 index_last_seq[DM_REPL_MAX_VOLUMES];
 	unsigned int nr_volumes;
 	bool dead;			/* its last volume is gone */
 

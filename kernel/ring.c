@@ -33,9 +33,9 @@ static u64 slot_span(u32 rec_len)
 
 int repl_ring_init(struct repl_ring *ring, unsigned int ring_mb)
 {
-	unsigned int nr_data = (ring_mb << 20) >> PAGE_SHIFT;
+	unsigned int nr_data = ring_mb << (20 - PAGE_SHIFT);
 	struct page **map;
-	unsigned int i;
+	unsigned int i, j;
 
 	BUILD_BUG_ON(sizeof(struct dm_repl_rec) != DM_REPL_REC_HDR_SIZE);
 	BUILD_BUG_ON(sizeof(struct dm_repl_ring_ctl) > PAGE_SIZE);
@@ -63,9 +63,9 @@ int repl_ring_init(struct repl_ring *ring, unsigned int ring_mb)
 	if (!map)
 		goto bad_pages;
 	map[0] = ring->pages[0];
-	for (i = 0; i < nr_data; i++) {
-		map[1 + i] = ring->pages[1 + i];
-		map[1 + nr_data + i] = ring->pages[1 + i];
+	for (j = 0; j < nr_data; j++) {
+		map[1 + j] = ring->pages[1 + j];
+		map[1 + nr_data + j] = ring->pages[1 + j];
 	}
 	ring->ctl = vmap(map, 1 + 2 * nr_data, VM_MAP | VM_USERMAP,
 			 PAGE_KERNEL);
@@ -102,6 +102,18 @@ void repl_ring_free(struct repl_ring *ring)
 	ring->pages = NULL;
 }
 
+/* The last sequence number reserved, 0 if none. */
+u64 repl_ring_last_seq(struct repl_ring *ring)
+{
+	unsigned long flags;
+	u64 seq;
+
+	spin_lock_irqsave(&ring->lock, flags);
+	seq = ring->next_seq - 1;
+	spin_unlock_irqrestore(&ring->lock, flags);
+	return seq;
+}
+
 /* Caller holds ring->lock. */
 static bool ring_fits(struct repl_ring *ring, u64 bytes)
 {
@@ -136,7 +148,7 @@ static void rec_fill(struct dm_repl_rec *rec, const struct repl_rec_req *req,
 	rec->nbytes = cpu_to_le32(req->nbytes);
 	rec->volume = cpu_to_le16(req->volume);
 	rec->version = cpu_to_le16(DM_REPL_REC_VERSION);
-	rec->time_ns = cpu_to_le64(ktime_get_real_ns());
+	rec->time_ns = cpu_to_le64(ktime_get_coarse_real_ns());
 }
 
 /*

@@ -49,7 +49,7 @@ expect_err() {
 	fi
 }
 
-tap_plan 34
+tap_plan 35
 DEF="ring_mb 64 region_kb 64 overflow bitmap block_ms 100"
 # dm shows devices as major:minor in tables.
 majmin() { echo $((0x$(stat -c %t "$1"))):$((0x$(stat -c %T "$1"))); }
@@ -134,6 +134,13 @@ if dmsetup reload r0 --table "0 $((S / 2)) repl $D $M g1 primary" 2>/dev/null; t
 	dmsetup clear r0
 else
 	tap_check "rejects a size change in a reload" test "$(last_table_error)" = "Volume size cannot change in a reload"
+fi
+dmesg -C
+if dmsetup reload r0 --table "0 $S repl /dev/ram2 $M g1 primary 2 ring_mb 4" 2>/dev/null; then
+	tap_fail "rejects a data device change in a reload" "accepted"
+	dmsetup clear r0
+else
+	tap_check "rejects a data device change in a reload" test "$(last_table_error)" = "Data device cannot change in a reload"
 fi
 dmsetup remove r0
 tap_check "nothing is left after the last volume" test "$(live_objects)" = "0 0 0" -a ! -e /dev/dm-repl/g1

@@ -73,7 +73,7 @@ struct dm_repl_rec {
 	__le32 nbytes;		/* bytes of the volume covered */
 	__le16 volume;		/* volume index within the group */
 	__le16 version;		/* DM_REPL_REC_VERSION */
-	__le64 time_ns;		/* CLOCK_REALTIME at capture */
+	__le64 time_ns;		/* CLOCK_REALTIME_COARSE at capture */
 	__le32 crc;		/* see above */
 	__le32 reserved;	/* zero */
 };
