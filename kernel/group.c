@@ -61,6 +61,8 @@ static struct repl_group *group_create(const char *name, unsigned int ring_mb,
 	mutex_init(&g->lock);
 	init_waitqueue_head(&g->poll_wait);
 	init_waitqueue_head(&g->room_wait);
+	init_llist_head(&g->copy_list);
+	INIT_WORK(&g->copy_work, repl_copier_work);
 
 	r = repl_ring_init(&g->ring, ring_mb);
 	if (r) {
@@ -116,6 +118,8 @@ static void group_leave(struct repl_group *g)
 	mutex_unlock(&g->lock);
 
 	if (last) {
+		/* Its bios are all done; the copier may still be returning. */
+		flush_work(&g->copy_work);
 		list_del(&g->list);
 		repl_chardev_unregister(g);
 		wake_up_all(&g->poll_wait);

@@ -9,10 +9,12 @@
 #include <linux/atomic.h>
 #include <linux/device-mapper.h>
 #include <linux/kref.h>
+#include <linux/llist.h>
 #include <linux/miscdevice.h>
 #include <linux/mutex.h>
 #include <linux/spinlock.h>
 #include <linux/wait.h>
+#include <linux/workqueue.h>
 #include <linux/dm-repl.h>
 
 #define DM_MSG_PREFIX "repl"
@@ -132,6 +134,10 @@ struct repl_group {
 
 	struct repl_ring ring;
 	struct repl_counters cnt;
+
+	/* Payloads to copy off the submitter's CPU, and the worker that does. */
+	struct llist_head copy_list;
+	struct work_struct copy_work;
 };
 
 /* What a table line says about its volume. */
@@ -171,12 +177,26 @@ struct repl_io {
 	unsigned int nr;
 	u32 nbytes;
 	sector_t sector;	/* on the volume */
+
+	/*
+	 * A payload copied by the group's copier while the data device
+	 * writes it: the bio completes when both are done.
+	 */
+	bool deferred;
+	atomic_t pending;	/* the copy and the lower write */
+	blk_status_t status;	/* of the lower write */
+	struct dm_repl_rec *rec;	/* the record the payload goes to */
+	struct bvec_iter iter;	/* the payload, as it was at map time */
+	struct bio *bio;
+	struct llist_node copy_node;	/* on repl_group.copy_list */
 };
 
 void repl_capture(struct repl_target *rt, struct bio *bio, sector_t sector,
 		  struct repl_io *io);
-void repl_capture_done(struct repl_target *rt, struct repl_io *io,
-		       bool failed);
+int repl_capture_end(struct repl_target *rt, struct repl_io *io,
+		     blk_status_t *error);
+void repl_copier_work(struct work_struct *work);
+extern struct workqueue_struct *repl_copy_wq;
 int repl_capture_marker(struct repl_target *rt, const char *label);
 
 int repl_chardev_register(struct repl_group *g);

@@ -265,6 +265,7 @@ static int repl_map(struct dm_target *ti, struct bio *bio)
 
 	io->nr = 0;
 	io->nbytes = 0;
+	io->deferred = false;
 	if (op_is_write(bio_op(bio)) || (bio->bi_opf & REQ_PREFLUSH))
 		repl_capture(rt, bio, sector, io);
 	bio_set_dev(bio, rt->data_dev->bdev);
@@ -279,7 +280,7 @@ static int repl_end_io(struct dm_target *ti, struct bio *bio,
 	struct repl_io *io = dm_per_bio_data(bio, sizeof(struct repl_io));
 
 	if (op_is_write(bio_op(bio)) || (bio->bi_opf & REQ_PREFLUSH))
-		repl_capture_done(rt, io, *error != BLK_STS_OK);
+		return repl_capture_end(rt, io, error);
 	return DM_ENDIO_DONE;
 }
 
@@ -420,18 +421,30 @@ static const struct kernel_param_ops live_objects_ops = {
 module_param_cb(live_objects, &live_objects_ops, NULL, 0444);
 MODULE_PARM_DESC(live_objects, "Live groups, volumes and open files");
 
+struct workqueue_struct *repl_copy_wq;
+
 static int __init dm_repl_init(void)
 {
-	int r = dm_register_target(&repl_target);
+	int r;
 
-	if (r < 0)
+	/* In the write path: it must make progress under memory pressure. */
+	repl_copy_wq = alloc_workqueue("dm-repl-copy",
+				       WQ_MEM_RECLAIM | WQ_HIGHPRI,
+				       0);
+	if (!repl_copy_wq)
+		return -ENOMEM;
+	r = dm_register_target(&repl_target);
+	if (r < 0) {
 		DMERR("register failed %d", r);
+		destroy_workqueue(repl_copy_wq);
+	}
 	return r;
 }
 
 static void __exit dm_repl_exit(void)
 {
 	dm_unregister_target(&repl_target);
+	destroy_workqueue(repl_copy_wq);
 }
 
 module_init(dm_repl_init);

@@ -6,7 +6,7 @@ set -euo pipefail
 source "$(dirname "$0")/../guest/lib.sh"
 
 RUNTIME=${BENCH_RUNTIME:-10}
-ROUNDS=${BENCH_ROUNDS:-2}
+ROUNDS=${BENCH_ROUNDS:-3}
 
 ram_disks 2 1024
 S=$(blockdev --getsz /dev/ram0)
