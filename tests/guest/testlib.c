@@ -391,12 +391,13 @@ void *tl_zalloc_aligned(size_t size)
 	return p;
 }
 
-int tl_pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+/* pread or pwrite all of len bytes, in pieces of at most IO_CHUNK. */
+static int io_all(int fd, char *p, size_t len, uint64_t off, bool write)
 {
-	const char *p = buf;
-
 	while (len) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
+		size_t want = len < IO_CHUNK ? len : IO_CHUNK;
+		ssize_t n = write ? pwrite(fd, p, want, (off_t)off) :
+				    pread(fd, p, want, (off_t)off);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -411,25 +412,14 @@ int tl_pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+int tl_pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+	return io_all(fd, (char *)buf, len, off, true);
+}
+
 int tl_pread_all(int fd, void *buf, size_t len, uint64_t off)
 {
-	char *p = buf;
-
-	while (len) {
-		size_t want = len < IO_CHUNK ? len : IO_CHUNK;
-		ssize_t n = pread(fd, p, want, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EIO;
-		p += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return io_all(fd, buf, len, off, false);
 }
 
 int tl_discard(int fd, uint64_t off, uint64_t len)
