@@ -37,7 +37,8 @@ check-run: all
 
 demo: deps
 	$(MAKE) all
-	tests/guest/vm.sh -- bash tests/guest/demo.sh
+	DMREPL_KO=$(CURDIR)/dm-repl.ko tests/guest/vm.sh --quiet --out build/demo \
+		-- bash tests/guest/demo.sh; rc=$$?; cat build/demo/output.log; exit $$rc
 
 bench: deps
 	$(MAKE) all
