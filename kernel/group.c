@@ -147,7 +147,8 @@ static struct repl_group *group_join(const struct repl_volume_args *args,
 /* Caller holds g->lock. */
 static struct repl_volume *volume_find(struct repl_group *g,
 				       struct mapped_device *md,
-				       dev_t data_dev, char **error)
+				       const struct repl_volume_args *args,
+				       char **error)
 {
 	unsigned int i;
 
@@ -158,8 +159,12 @@ static struct repl_volume *volume_find(struct repl_group *g,
 			continue;
 		if (v->md == md)
 			return v;
-		if (v->data_dev == data_dev) {
+		if (v->data_dev == args->data_dev) {
 			*error = "Data device is used by another volume of the group";
+			return ERR_PTR(-EBUSY);
+		}
+		if (!memcmp(v->uuid, args->meta->uuid, sizeof(v->uuid))) {
+			*error = "Metadata is used by another volume of the group";
 			return ERR_PTR(-EBUSY);
 		}
 	}
@@ -203,6 +208,8 @@ static struct repl_volume *volume_create(struct repl_group *g,
 	v->group = g;
 	v->md = dm_table_get_md(ti->table);
 	v->data_dev = args->data_dev;
+	memcpy(v->uuid, args->meta->uuid, sizeof(v->uuid));
+	v->gen_current = args->meta->gen_current;
 	v->index = index;
 	v->sectors = ti->len;
 	v->region_shift = ilog2(args->region_kb) + 1;	/* KiB to sectors */
@@ -229,6 +236,8 @@ static int volume_check_reload(struct repl_volume *v, struct dm_target *ti,
 		*error = "Volume size cannot change in a reload";
 	else if (v->data_dev != args->data_dev)
 		*error = "Data device cannot change in a reload";
+	else if (memcmp(v->uuid, args->meta->uuid, sizeof(v->uuid)))
+		*error = "Metadata cannot change to another volume's in a reload";
 	else if (v->region_shift != ilog2(args->region_kb) + 1)
 		*error = "region_kb cannot change in a reload";
 	else
@@ -246,7 +255,7 @@ static struct repl_volume *volume_attach(struct repl_group *g,
 	int r;
 
 	mutex_lock(&g->lock);
-	v = volume_find(g, dm_table_get_md(ti->table), args->data_dev, error);
+	v = volume_find(g, dm_table_get_md(ti->table), args, error);
 	if (!v) {
 		v = volume_create(g, ti, args, error);
 	} else if (!IS_ERR(v)) {

@@ -23,7 +23,6 @@
 #define REPL_RING_MB_DEFAULT	64
 #define REPL_RING_MB_MIN	2	/* holds at least one largest record */
 #define REPL_RING_MB_MAX	16384
-#define REPL_REGION_KB_DEFAULT	64
 #define REPL_REGION_KB_MIN	4
 #define REPL_REGION_KB_MAX	(1024 * 1024)
 #define REPL_BLOCK_MS_DEFAULT	100
@@ -87,6 +86,8 @@ struct repl_volume {
 	struct repl_group *group;
 	struct mapped_device *md;	/* identity across reloads */
 	dev_t data_dev;
+	u8 uuid[DM_REPL_META_UUID_SIZE];	/* from its metadata */
+	u64 gen_current;
 	unsigned int index;		/* volume index in records */
 	unsigned int users;		/* targets using it, under group->lock */
 	sector_t sectors;
@@ -140,6 +141,25 @@ struct repl_group {
 	struct work_struct copy_work;
 };
 
+/* What the metadata must match, from the table line and the devices. */
+struct repl_meta_args {
+	const char *group;
+	sector_t data_sectors;
+	sector_t meta_sectors;
+	unsigned int region_kb;	/* 0: not given in the table */
+};
+
+/* What the target takes from the metadata superblock. */
+struct repl_meta {
+	u8 uuid[DM_REPL_META_UUID_SIZE];
+	unsigned int region_kb;
+	u64 gen_current;
+};
+
+int repl_meta_load(struct block_device *bdev,
+		   const struct repl_meta_args *args, struct repl_meta *meta,
+		   char **error);
+
 /* What a table line says about its volume. */
 struct repl_volume_args {
 	const char *group;
@@ -147,6 +167,7 @@ struct repl_volume_args {
 	bool ring_mb_given;
 	unsigned int region_kb;
 	dev_t data_dev;
+	const struct repl_meta *meta;
 };
 
 struct repl_volume *repl_volume_get(struct dm_target *ti,

@@ -6,7 +6,7 @@
  *   <data_dev> <meta_dev> <group> <role> [<#opt_args> <opt_args>...]
  * Optional arguments:
  *   ring_mb <n>                  ring size of the group, a power of two
- *   region_kb <n>                dirty bitmap granularity, a power of two
+ *   region_kb <n>                must match the metadata's region size
  *   overflow bitmap|block        what a write does when the ring is full
  *   block_ms <n>                 overflow block: longest wait for room
  *
@@ -118,7 +118,7 @@ static int parse_opts(struct dm_arg_set *as, struct repl_opts *o,
 	int r;
 
 	o->ring_mb = REPL_RING_MB_DEFAULT;
-	o->region_kb = REPL_REGION_KB_DEFAULT;
+	o->region_kb = 0;	/* the metadata's */
 	o->block_ms = REPL_BLOCK_MS_DEFAULT;
 	if (!as->argc)
 		return 0;
@@ -172,6 +172,8 @@ static int repl_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 {
 	struct dm_arg_set as = { .argc = argc, .argv = argv };
 	struct repl_volume_args vargs;
+	struct repl_meta_args margs;
+	struct repl_meta meta;
 	struct repl_target *rt;
 	struct repl_opts o;
 	int r;
@@ -198,7 +200,6 @@ static int repl_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		return -ENOMEM;
 	}
 	rt->ring_mb = o.ring_mb;
-	rt->region_kb = o.region_kb;
 	rt->block_ms = o.block_ms;
 	rt->overflow_block = o.overflow_block;
 
@@ -219,13 +220,24 @@ static int repl_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		r = -EINVAL;
 		goto bad_vol;
 	}
+	margs = (struct repl_meta_args) {
+		.group = argv[2],
+		.data_sectors = ti->len,
+		.meta_sectors = bdev_nr_sectors(rt->meta_dev->bdev),
+		.region_kb = o.region_kb,
+	};
+	r = repl_meta_load(rt->meta_dev->bdev, &margs, &meta, &ti->error);
+	if (r)
+		goto bad_vol;
+	rt->region_kb = meta.region_kb;
 
 	vargs = (struct repl_volume_args) {
 		.group = argv[2],
 		.ring_mb = o.ring_mb,
 		.ring_mb_given = o.ring_mb_given,
-		.region_kb = o.region_kb,
+		.region_kb = meta.region_kb,
 		.data_dev = rt->data_dev->bdev->bd_dev,
+		.meta = &meta,
 	};
 	rt->vol = repl_volume_get(ti, &vargs, &ti->error);
 	if (IS_ERR(rt->vol)) {
@@ -301,7 +313,7 @@ static void emit_info(struct repl_target *rt, char *result,
 	seq = ring->next_seq - 1;
 	spin_unlock_irqrestore(&ring->lock, flags);
 
-	DMEMIT("primary %s %u %s %llu %llu %llu/%llu %lld/%lu %lld %lld %lld %lld",
+	DMEMIT("primary %s %u %s %llu %llu %llu/%llu %lld/%lu %lld %lld %lld %lld %016llx",
 	       g->name, v->index,
 	       test_bit(REPL_BEHIND, &g->flags) ? "behind" : "uptodate",
 	       seq, rel_seq, prod - rel, ring->size,
@@ -309,7 +321,7 @@ static void emit_info(struct repl_target *rt, char *result,
 	       atomic64_read(&g->cnt.overflows),
 	       atomic64_read(&g->cnt.block_waits),
 	       atomic64_read(&g->cnt.block_timeouts),
-	       atomic64_read(&g->cnt.discarded));
+	       atomic64_read(&g->cnt.discarded), v->gen_current);
 	*sz_out = sz;
 }
 

@@ -32,6 +32,7 @@ setup() {
 	case $1 in
 	linear) dm_create bench "0 $S linear /dev/ram0 0" ;;
 	repl)
+		meta_create /dev/ram1 bench /dev/ram0
 		dm_create bench "0 $S repl /dev/ram0 /dev/ram1 bench primary 2 ring_mb 256"
 		"$REPLTOOL" dump --follow --release --stats bench >/tmp/consumer.txt 2>&1 &
 		CONSUMER=$!

@@ -13,6 +13,10 @@ META=$(loop_disk 16)
 SECTORS=$(blockdev --getsz "$DATA")
 echo "data $DATA ($SECTORS sectors), meta $META"
 
+step "Metadata for the volume (superblock, activity log, dirty bitmap), as drbdadm create-md"
+show "$REPLTOOL" meta create --group vm1 --data-dev "$DATA" "$META"
+show "$REPLTOOL" meta show "$META"
+
 step "A repl volume in group vm1, role primary, a 64 MiB ring"
 show dmsetup create vm1-disk0 --table "0 $SECTORS repl $DATA $META vm1 primary 2 ring_mb 64"
 dmsetup mknodes vm1-disk0
@@ -45,7 +49,10 @@ echo "$ repltool dump --release vm1 >/dev/null"
 show dmsetup status vm1-disk0
 
 step "A ring too small for the burst: writes never stall, overflow goes to the dirty bitmap"
-show dmsetup create vm2-disk0 --table "0 $SECTORS repl $(loop_disk 256) $(loop_disk 16) vm2 primary 2 ring_mb 2"
+DATA2=$(loop_disk 256)
+META2=$(loop_disk 16)
+"$REPLTOOL" meta create --group vm2 --data-dev "$DATA2" "$META2" >/dev/null
+show dmsetup create vm2-disk0 --table "0 $SECTORS repl $DATA2 $META2 vm2 primary 2 ring_mb 2"
 dmsetup mknodes vm2-disk0
 show dd if=/dev/urandom of=/dev/mapper/vm2-disk0 bs=1M count=16 oflag=direct status=none
 show dmsetup status vm2-disk0

@@ -13,6 +13,7 @@ HALF=$((S / 2))
 # The data device: its first half works, its second half fails every I/O.
 dm_create halfbad "0 $HALF linear /dev/ram0 0
 $HALF $HALF error"
+meta_create /dev/ram1 gfw /dev/mapper/halfbad
 dm_create fw "0 $S repl /dev/mapper/halfbad /dev/ram1 gfw primary 4 ring_mb 2 region_kb 64"
 
 dd if=/dev/urandom of=/dev/mapper/fw bs=64k count=1 oflag=direct status=none
@@ -24,8 +25,8 @@ stats=$("$REPLTOOL" dump --stats gfw)
 tap_diag "$stats"
 tap_check "the failed write's record is discarded" grep -q "discarded_slots 1$" <<<"$stats"
 tap_check "the good writes are captured" grep -Eq "WRITE +records 2 bytes" <<<"$stats"
-# status: start len repl primary group vol state seq released used/size dirty/regions overflows waits timeouts discarded
-read -r _ _ _ _ _ _ state _ _ _ dirty _ _ _ discarded <<<"$(dmsetup status fw)"
+# status: start len repl primary group vol state seq released used/size dirty/regions overflows waits timeouts discarded, generation
+read -r _ _ _ _ _ _ state _ _ _ dirty _ _ _ discarded _ <<<"$(dmsetup status fw)"
 tap_check "the failed range is dirty" test "$dirty" = "1/$((S / 128))"
 tap_check "status counts the discarded record" test "$discarded" = 1
 tap_check "the group is behind" test "$state" = behind

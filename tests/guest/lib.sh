@@ -32,6 +32,12 @@ loop_disks_free() {
 	done
 }
 
+# meta_create META GROUP DATA: fresh dm-repl metadata on META for a volume
+# of GROUP over DATA (whatever META held before).
+meta_create() {
+	"$REPLTOOL" meta create --force --group "$2" --data-dev "$3" "$1" >/dev/null
+}
+
 # dm_create NAME TABLE: create a device and its /dev/mapper node (no udev).
 dm_create() {
 	dmsetup create "$1" --table "$2" && dmsetup mknodes "$1"

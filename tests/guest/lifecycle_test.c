@@ -408,6 +408,7 @@ TEST_F_TIMEOUT(lifecycle, create_write_remove_cycles_leak_nothing, 180)
 	ASSERT_EQ(0L, vmalloc_entries("repl_ring_init"));
 	ASSERT_EQ(0, tl_loop_create(&self->env, DATA_MB, data, sizeof(data)));
 	ASSERT_EQ(0, tl_loop_create(&self->env, TL_META_MB, meta, sizeof(meta)));
+	ASSERT_EQ(0, tl_meta_create(meta, "lc5", data));
 	for (i = 0; i < 20; i++) {
 		ASSERT_EQ(0, tl_dm_create(&self->env, "lc5", "0 %u repl %s %s lc5 primary %s",
 					  DATA_MB << 11, data, meta, SMALL_RING));

@@ -9,6 +9,8 @@ ram_disks 3 64
 S=$(blockdev --getsz /dev/ram0)
 D=/dev/ram0
 M=/dev/ram1
+LEN=$S		# the length expect_err's tables give
+meta_create $M g1 $D
 
 # expect_ok NAME OPTS EXPECTED_TABLE_TAIL
 expect_ok() {
@@ -34,7 +36,7 @@ expect_ok() {
 expect_err() {
 	local name=$1 args=$2 want=$3 live=${4:-0 0 0} got
 	dmesg -C
-	if dm_create bad "0 $S repl $args" 2>/dev/null; then
+	if dm_create bad "0 $LEN repl $args" 2>/dev/null; then
 		tap_fail "rejects $name" "table was accepted"
 		dmsetup remove bad
 		return
@@ -50,7 +52,7 @@ expect_err() {
 	fi
 }
 
-tap_plan 35
+tap_plan 44
 DEF="ring_mb 64 region_kb 64 overflow bitmap block_ms 100"
 # dm shows devices as major:minor in tables.
 majmin() { echo $((0x$(stat -c %t "$1"))):$((0x$(stat -c %T "$1"))); }
@@ -58,10 +60,10 @@ DD=$(majmin $D)
 MM=$(majmin $M)
 expect_ok "no options" "" "$DD $MM g1 primary 8 $DEF"
 expect_ok "ring_mb" "2 ring_mb 4" "$DD $MM g1 primary 8 ring_mb 4 region_kb 64 overflow bitmap block_ms 100"
-expect_ok "all options" "8 ring_mb 8 region_kb 128 overflow block block_ms 50" \
-	"$DD $MM g1 primary 8 ring_mb 8 region_kb 128 overflow block block_ms 50"
-expect_ok "options in any order, any case" "4 OVERFLOW BITMAP Region_KB 4" \
-	"$DD $MM g1 primary 8 ring_mb 64 region_kb 4 overflow bitmap block_ms 100"
+expect_ok "all options" "8 ring_mb 8 region_kb 64 overflow block block_ms 50" \
+	"$DD $MM g1 primary 8 ring_mb 8 region_kb 64 overflow block block_ms 50"
+expect_ok "options in any order, any case" "4 OVERFLOW BITMAP Region_KB 64" \
+	"$DD $MM g1 primary 8 ring_mb 64 region_kb 64 overflow bitmap block_ms 100"
 expect_ok "zero optional arguments" "0" "$DD $MM g1 primary 8 $DEF"
 if dm_create r0 "0 $S repl $DD $M g1 primary" 2>/dev/null; then
 	tap_ok "valid: data device as major:minor"
@@ -105,12 +107,45 @@ expect_err "region_kb too small" "$D $M g1 primary 2 region_kb 2" \
 expect_err "an unknown overflow policy" "$D $M g1 primary 2 overflow drop" "overflow must be bitmap or block"
 expect_err "block_ms 0" "$D $M g1 primary 2 block_ms 0" "block_ms must be from 1 to 60000"
 
+# The metadata must be intact, known and made for this volume.
+expect_err "metadata that was never created" "$D /dev/ram2 g1 primary" \
+	"Metadata device has no dm-repl superblock (run repltool meta create)"
+expect_err "metadata of another group" "$D $M g2 primary" "Metadata belongs to another group"
+expect_err "a region size other than the metadata's" "$D $M g1 primary 2 region_kb 128" \
+	"region_kb differs from the metadata's"
+LEN=$((S / 2))
+expect_err "metadata made for another data size" "$D $M g1 primary" \
+	"Metadata was made for a data device of another size"
+LEN=$S
+# poke OFFSET BYTES: overwrite bytes of the superblock on /dev/ram2.
+poke() { printf "$2" | dd of=/dev/ram2 bs=1 seek="$1" conv=notrunc status=none; }
+meta_create /dev/ram2 g1 $D
+poke 100 '\xff'
+expect_err "a superblock with a flipped byte" "$D /dev/ram2 g1 primary" \
+	"Metadata superblock checksum mismatch (repltool meta check)"
+meta_create /dev/ram2 g1 $D
+poke 4 '\x02'
+expect_err "a future metadata version" "$D /dev/ram2 g1 primary" \
+	"Metadata format version is newer than this module's"
+"$REPLTOOL" meta create --force --role secondary --group g1 --data-dev $D /dev/ram2 >/dev/null
+expect_err "metadata of a secondary" "$D /dev/ram2 g1 primary" "Metadata role is not primary"
+# A metadata device cut short: only its superblock is left.
+dd if=$M of=/tmp/sb-only.img bs=4k count=1 status=none
+modprobe loop
+SMALL=$(losetup -f --show /tmp/sb-only.img)
+expect_err "a metadata device smaller than its layout" "$D $SMALL g1 primary" \
+	"Metadata device is smaller than its layout"
+losetup -d "$SMALL"
+
 # Rules that involve another volume of the group.
 dm_create r0 "0 $S repl $D $M g1 primary 2 ring_mb 4"
 expect_err "a second ring size for one group" "/dev/ram2 $M g1 primary 2 ring_mb 8" \
 	"ring_mb differs from the group's ring" "1 1 0"
+meta_create /dev/ram2 g1 $D
 expect_err "a data device used twice in a group" "$D /dev/ram2 g1 primary" \
 	"Data device is used by another volume of the group" "1 1 0"
+expect_err "metadata used twice in a group" "/dev/ram2 $M g1 primary" \
+	"Metadata is used by another volume of the group" "1 1 0"
 # A reload keeps the volume; a size change in a reload is refused.
 dmsetup reload r0 --table "0 $S repl $D $M g1 primary 2 ring_mb 4" && dmsetup resume r0
 tap_check "a reload keeps the group and volume" test "$(live_objects)" = "1 1 0"
@@ -119,7 +154,7 @@ if dmsetup reload r0 --table "0 $((S / 2)) repl $D $M g1 primary" 2>/dev/null; t
 	tap_fail "rejects a size change in a reload" "accepted"
 	dmsetup clear r0
 else
-	tap_check "rejects a size change in a reload" test "$(last_table_error)" = "Volume size cannot change in a reload"
+	tap_check "rejects a size change in a reload" test "$(last_table_error)" = "Metadata was made for a data device of another size"
 fi
 dmesg -C
 if dmsetup reload r0 --table "0 $S repl /dev/ram2 $M g1 primary 2 ring_mb 4" 2>/dev/null; then

@@ -308,6 +308,12 @@ int tl_dev_rdev(const char *path, unsigned int *maj, unsigned int *min)
 	return 0;
 }
 
+int tl_meta_create(const char *meta, const char *group, const char *data)
+{
+	return tl_run("%s meta create --force --group %s --data-dev %s %s >/dev/null",
+		      TL_REPLTOOL, group, data, meta);
+}
+
 int tl_vol_create(struct tl_env *e, struct tl_vol *v, const char *name,
 		  const char *group, unsigned int data_mb, const char *opts)
 {
@@ -325,6 +331,9 @@ int tl_vol_create(struct tl_env *e, struct tl_vol *v, const char *name,
 	r = tl_loop_create(e, TL_META_MB, v->meta, sizeof(v->meta));
 	if (r)
 		return r;
+	r = tl_meta_create(v->meta, group, v->data);
+	if (r)
+		return r < 0 ? r : -EIO;
 	r = tl_dm_create(e, name, "0 %zu repl %s %s %s primary %s", v->size >> 9,
 			 v->data, v->meta, group, opts);
 	if (r)

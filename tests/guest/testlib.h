@@ -91,6 +91,8 @@ struct tl_vol {
 	int index;		/* volume index in records, from the group info */
 };
 
+/* repltool meta create for a volume of group over data. */
+int tl_meta_create(const char *meta, const char *group, const char *data);
 int tl_vol_create(struct tl_env *e, struct tl_vol *v, const char *name,
 		  const char *group, unsigned int data_mb, const char *opts);
 /* Fill v->index from the group's info (matching the data device). */

@@ -8,6 +8,7 @@ source "$(dirname "$0")/lib.sh"
 tap_plan 5
 ram_disks 2 16
 S=$(blockdev --getsz /dev/ram0)
+meta_create /dev/ram1 gu /dev/ram0
 dm_create u0 "0 $S repl /dev/ram0 /dev/ram1 gu primary 2 ring_mb 2"
 tap_check "rmmod refuses while a volume exists" bash -c '! rmmod dm_repl 2>/dev/null'
 exec 3</dev/dm-repl/gu

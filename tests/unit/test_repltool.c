@@ -8,7 +8,6 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -16,67 +15,10 @@
 
 #include "dmrepl.h"
 #include "fakedev.h"
+#include "runtool.h"
 #include "kselftest_harness.h"
 
-int repltool_main(int argc, char **argv);
-
 #define DATA_SIZE (64 * 1024)
-#define OUT_MAX (256 * 1024)
-
-struct run {
-	int status;
-	char *out;		/* stdout, NUL-terminated */
-	size_t out_len;
-	char err[4096];		/* stderr */
-};
-
-static size_t slurp(int fd, char *buf, size_t size)
-{
-	ssize_t n;
-
-	lseek(fd, 0, SEEK_SET);
-	n = read(fd, buf, size - 1);
-	if (n < 0)
-		n = 0;
-	buf[n] = '\0';
-	return (size_t)n;
-}
-
-/* Run "repltool ARGS..." with stdout and stderr captured (NULL ends ARGS). */
-static void run_tool(struct run *r, ...)
-{
-	char *argv[16] = { "repltool" };
-	int argc = 1, out, err, save_out, save_err;
-	va_list ap;
-
-	va_start(ap, r);
-	while (argc < 15 && (argv[argc] = va_arg(ap, char *)))
-		argc++;
-	va_end(ap);
-	argv[argc] = NULL;
-
-	out = memfd_create("out", 0);
-	err = memfd_create("err", 0);
-	fflush(stdout);
-	fflush(stderr);
-	save_out = dup(1);
-	save_err = dup(2);
-	dup2(out, 1);
-	dup2(err, 2);
-	r->status = repltool_main(argc, argv);
-	fflush(stdout);
-	fflush(stderr);
-	dup2(save_out, 1);
-	dup2(save_err, 2);
-	close(save_out);
-	close(save_err);
-	if (!r->out)
-		r->out = malloc(OUT_MAX);
-	r->out_len = slurp(out, r->out, OUT_MAX);
-	slurp(err, r->err, sizeof(r->err));
-	close(out);
-	close(err);
-}
 
 FIXTURE(tool) {
 	struct ringsim sim;

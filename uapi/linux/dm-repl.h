@@ -199,4 +199,124 @@ struct dm_repl_bitmap_req {
 #define DM_REPL_IOC_RELEASE	_IOW(DM_REPL_IOC_MAGIC, 2, __u64)
 #define DM_REPL_IOC_GET_BITMAP	_IOWR(DM_REPL_IOC_MAGIC, 3, struct dm_repl_bitmap_req)
 
+/* ------------------------------------------------------------------ */
+/* The metadata device (on-disk format)                                */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Versioned on its own by DM_REPL_META_VERSION, not by DM_REPL_ABI_VERSION.
+ * Documentation/metadata.md gives the rules a reader applies. All of it is
+ * made of 4 KiB blocks, little-endian:
+ *
+ *   block 0                  superblock (struct dm_repl_meta_sb, the rest of
+ *                            the block zero)
+ *   al_offset .. +al_slots   activity log: a ring of transactions, slot i
+ *                            holding the transaction seq with
+ *                            seq % al_slots == i (all zero: never written)
+ *   bm_offset .. +bm_sectors dirty bitmap, DM_REPL_BM_BLOCK_BITS regions per
+ *                            block, each block with its own header and crc
+ *
+ * Offsets and lengths on the metadata device are in 512-byte sectors and
+ * multiples of 8. Every block's crc is crc32c seeded with ~0, not inverted,
+ * over its DM_REPL_META_BLOCK_SIZE bytes with the crc field taken as 0 (the
+ * records' convention). All the superblock's fields lie in its first 512
+ * bytes, so rewriting it in place is atomic on any device.
+ */
+#define DM_REPL_META_VERSION	1
+#define DM_REPL_META_BLOCK_SIZE	4096
+#define DM_REPL_META_BLOCK_SECTORS (DM_REPL_META_BLOCK_SIZE / 512)
+
+#define DM_REPL_META_SB_MAGIC	0x534c5052	/* "RPLS" read as LE bytes */
+#define DM_REPL_META_AL_MAGIC	0x414c5052	/* "RPLA" */
+#define DM_REPL_META_BM_MAGIC	0x424c5052	/* "RPLB" */
+
+#define DM_REPL_META_UUID_SIZE	16
+#define DM_REPL_META_GEN_HISTORY 4
+
+/* Superblock flags (dm_repl_meta_sb.flags). */
+#define DM_REPL_META_F_CLEAN	(1U << 0)	/* shut down cleanly: AL folded into the bitmap */
+#define DM_REPL_META_F_KNOWN	DM_REPL_META_F_CLEAN
+
+enum dm_repl_meta_role {
+	DM_REPL_META_ROLE_PRIMARY   = 1,
+	DM_REPL_META_ROLE_SECONDARY = 2,
+};
+
+/* Bounds of version 1. */
+#define DM_REPL_META_REGION_SECTORS_MIN	8		/* 4 KiB */
+#define DM_REPL_META_REGION_SECTORS_MAX	(1U << 21)	/* 1 GiB */
+#define DM_REPL_META_EXTENT_SECTORS_MAX	(1U << 21)	/* 1 GiB */
+#define DM_REPL_META_AL_SLOTS_MIN	2
+#define DM_REPL_META_AL_SLOTS_MAX	1024
+
+struct dm_repl_meta_sb {
+	__le32 magic;		/*   0 DM_REPL_META_SB_MAGIC */
+	__le32 version;		/*   4 DM_REPL_META_VERSION */
+	__le32 crc;		/*   8 over the whole 4 KiB block */
+	__le32 flags;		/*  12 DM_REPL_META_F_* */
+	__u8 uuid[DM_REPL_META_UUID_SIZE]; /* 16 the volume's identity */
+	char group[DM_REPL_GROUP_NAME_MAX]; /* 32 NUL-terminated, NUL-padded */
+	__le32 role;		/*  64 enum dm_repl_meta_role */
+	__le32 region_sectors;	/*  68 sectors per bitmap region, a power of 2 */
+	__le64 data_sectors;	/*  72 size of the data device */
+	__le64 gen_current;	/*  80 generation identifiers (DRBD's UUIDs) */
+	__le64 gen_bitmap;	/*  88 */
+	__le64 gen_history[DM_REPL_META_GEN_HISTORY]; /* 96 */
+	__le64 released_seq;	/* 128 primary: highest sequence released */
+	__le64 applied_seq;	/* 136 secondary: highest sequence applied */
+	__le64 ctime;		/* 144 creation, seconds since the Epoch */
+	__le64 al_offset;	/* 152 sectors */
+	__le32 al_slots;	/* 160 transactions in the ring */
+	__le32 al_slot_bytes;	/* 164 DM_REPL_META_BLOCK_SIZE */
+	__le32 extent_sectors;	/* 168 hot extent, a power of 2 >= region */
+	__le32 hot_extents;	/* 172 most extents hot at once */
+	__le64 bm_offset;	/* 176 sectors */
+	__le64 bm_sectors;	/* 184 sectors, whole bitmap blocks */
+	__u8 reserved[320];	/* 192 zero */
+};
+
+#define DM_REPL_META_SB_SIZE	512
+
+/* Header of an activity log slot and of a bitmap block. */
+#define DM_REPL_META_HDR_SIZE	64
+
+/* Extent numbers one transaction can name. */
+#define DM_REPL_AL_SLOT_EXTENTS	\
+	((DM_REPL_META_BLOCK_SIZE - DM_REPL_META_HDR_SIZE) / 4)
+
+/*
+ * One activity log transaction: the extents (data sector / extent_sectors)
+ * that may hold writes not yet released. A reader takes the union of the
+ * extents of every current transaction; entries after nr_extents are zero.
+ */
+struct dm_repl_meta_al_slot {
+	__le32 magic;		/*  0 DM_REPL_META_AL_MAGIC */
+	__le32 crc;		/*  4 over the whole slot */
+	__le64 seq;		/*  8 transaction number, from 1 */
+	__le32 nr_extents;	/* 16 entries used in extents[] */
+	__le32 reserved0;	/* 20 zero */
+	__u8 uuid[DM_REPL_META_UUID_SIZE]; /* 24 the superblock's */
+	__u8 reserved1[24];	/* 40 zero */
+	__le32 extents[DM_REPL_AL_SLOT_EXTENTS]; /* 64 */
+};
+
+/* Regions per bitmap block: 504 little-endian 64-bit words. */
+#define DM_REPL_BM_BLOCK_BITS	\
+	((DM_REPL_META_BLOCK_SIZE - DM_REPL_META_HDR_SIZE) * 8)
+
+/*
+ * One block of the dirty bitmap: regions [index * DM_REPL_BM_BLOCK_BITS,
+ * (index + 1) * DM_REPL_BM_BLOCK_BITS), region r of the block at bit r % 64
+ * of bits[r / 64] (= byte r / 8, bit r % 8). Bits past the last region of
+ * the device are zero.
+ */
+struct dm_repl_meta_bm_block {
+	__le32 magic;		/*  0 DM_REPL_META_BM_MAGIC */
+	__le32 crc;		/*  4 over the whole block */
+	__le64 index;		/*  8 block number within the bitmap, from 0 */
+	__u8 uuid[DM_REPL_META_UUID_SIZE]; /* 16 the superblock's */
+	__u8 reserved[32];	/* 32 zero */
+	__le64 bits[DM_REPL_BM_BLOCK_BITS / 64]; /* 64 */
+};
+
 #endif /* _UAPI_LINUX_DM_REPL_H */

@@ -7,6 +7,7 @@
  *   dmrepl_rec_*    one change record: accessors, checksum, validation, encoding
  *   dmrepl_stream_* records back to back on a file descriptor ("dump --raw")
  *   dmrepl_ring_*   the consumer of a group's ring (/dev/dm-repl/<group>)
+ *   dmrepl_meta_*   the metadata device: superblock, activity log, bitmap
  *
  * Every function that can fail returns a negative errno value. Nothing here
  * keeps global state; the library never prints.
@@ -289,6 +290,214 @@ const char *dmrepl_ring_why(const struct dmrepl_ring *ring);
 const char *dmrepl_ring_dev_path(const struct dmrepl_ring *ring);
 /* The file descriptor of an opened ring (for an event loop), -1 if attached. */
 int dmrepl_ring_fd(const struct dmrepl_ring *ring);
+
+/* ------------------------------------------------------------------ */
+/* Metadata device                                                     */
+/* ------------------------------------------------------------------ */
+
+_Static_assert(sizeof(struct dm_repl_meta_sb) == DM_REPL_META_SB_SIZE,
+	       "metadata superblock size");
+_Static_assert(offsetof(struct dm_repl_meta_sb, bm_sectors) == 184,
+	       "metadata superblock layout");
+_Static_assert(sizeof(struct dm_repl_meta_al_slot) == DM_REPL_META_BLOCK_SIZE,
+	       "activity log slot size");
+_Static_assert(offsetof(struct dm_repl_meta_al_slot, extents) == DM_REPL_META_HDR_SIZE,
+	       "activity log slot header size");
+_Static_assert(sizeof(struct dm_repl_meta_bm_block) == DM_REPL_META_BLOCK_SIZE,
+	       "bitmap block size");
+_Static_assert(offsetof(struct dm_repl_meta_bm_block, bits) == DM_REPL_META_HDR_SIZE,
+	       "bitmap block header size");
+
+/*
+ * Blocks passed to dmrepl_meta_* are DM_REPL_META_BLOCK_SIZE bytes, 8-byte
+ * aligned (malloc() and posix_memalign() buffers are).
+ */
+
+/* Defaults of "repltool meta create". */
+#define DMREPL_META_REGION_SECTORS_DEFAULT 128		/* 64 KiB, as the target */
+#define DMREPL_META_EXTENT_SECTORS_DEFAULT 8192		/* 4 MiB */
+#define DMREPL_META_AL_SLOTS_DEFAULT	16
+#define DMREPL_META_HOT_EXTENTS_DEFAULT	512
+
+/* What a metadata device is made for; host byte order. */
+struct dmrepl_meta_geom {
+	__u64 data_sectors;
+	__u32 region_sectors;
+	__u32 extent_sectors;
+	__u32 al_slots;
+	__u32 hot_extents;
+};
+
+/* Where things are, derived from a geometry; sectors unless named. */
+struct dmrepl_meta_layout {
+	__u64 al_offset;
+	__u64 al_sectors;
+	__u64 bm_offset;
+	__u64 bm_sectors;
+	__u64 bm_blocks;
+	__u64 nr_regions;	/* bits in the bitmap */
+	__u64 nr_extents;	/* extent numbers an AL transaction may name */
+	__u64 end;		/* first sector after the bitmap: the minimum size */
+};
+
+/*
+ * Check a geometry against the bounds of version 1 and derive the layout
+ * "repltool meta create" writes (superblock, AL right after it, bitmap right
+ * after the AL). Returns 0 or -EINVAL with *why.
+ */
+int dmrepl_meta_layout(const struct dmrepl_meta_geom *g,
+		       struct dmrepl_meta_layout *l, const char **why);
+
+/*
+ * The smallest metadata device, in bytes, for a data device of data_sectors
+ * with regions of region_sectors and al_slots AL slots. Returns 0 or
+ * -EINVAL when one of them is out of bounds.
+ */
+int dmrepl_meta_min_bytes(__u64 data_sectors, __u32 region_sectors,
+			  __u32 al_slots, __u64 *bytes);
+
+/* A superblock's fields in host byte order. */
+struct dmrepl_meta_sb {
+	__u32 version;
+	__u32 crc;		/* as stored; dmrepl_meta_sb_encode() computes its own */
+	__u32 flags;
+	__u8 uuid[DM_REPL_META_UUID_SIZE];
+	char group[DM_REPL_GROUP_NAME_MAX];
+	__u32 role;
+	__u32 region_sectors;
+	__u64 data_sectors;
+	__u64 gen_current;
+	__u64 gen_bitmap;
+	__u64 gen_history[DM_REPL_META_GEN_HISTORY];
+	__u64 released_seq;
+	__u64 applied_seq;
+	__u64 ctime;
+	__u64 al_offset;
+	__u32 al_slots;
+	__u32 al_slot_bytes;
+	__u32 extent_sectors;
+	__u32 hot_extents;
+	__u64 bm_offset;
+	__u64 bm_sectors;
+};
+
+/* The geometry a superblock describes (not checked). */
+void dmrepl_meta_sb_geom(const struct dmrepl_meta_sb *sb, struct dmrepl_meta_geom *g);
+
+/*
+ * A fresh superblock: version 1, clean, the canonical layout of g, a random
+ * volume UUID and current generation (getrandom(2)), everything else zero.
+ * role is an enum dm_repl_meta_role, ctime seconds since the Epoch. Returns
+ * 0, -EINVAL with *why for a bad group name, role or geometry, or -errno of
+ * getrandom().
+ */
+int dmrepl_meta_sb_init(struct dmrepl_meta_sb *sb, const char *group,
+			unsigned int role, const struct dmrepl_meta_geom *g,
+			__u64 ctime, const char **why);
+
+/* Encode sb into block (DM_REPL_META_BLOCK_SIZE bytes) and seal its crc. */
+void dmrepl_meta_sb_encode(const struct dmrepl_meta_sb *sb, void *block);
+
+/*
+ * Decode block 0. Returns 0; -EMEDIUMTYPE when the magic is not
+ * DM_REPL_META_SB_MAGIC (not dm-repl metadata); -EPROTO for a version this
+ * library does not read (0 or newer than DM_REPL_META_VERSION); -EBADMSG for
+ * a checksum mismatch, with *sb filled all the same; -EINVAL when a reserved
+ * byte is not zero. *why names the problem. Field rules are
+ * dmrepl_meta_sb_check()'s.
+ */
+int dmrepl_meta_sb_decode(const void *block, struct dmrepl_meta_sb *sb,
+			  const char **why);
+
+/*
+ * The field rules of version 1, from rule *next on (start with 0). Returns
+ * 0 when none fails; else -EINVAL, *why, *field (the offending field's name,
+ * as in struct dm_repl_meta_sb) and *next past that rule, so that calling
+ * again finds the next problem. Rules that depend on a broken field are
+ * skipped rather than reported twice.
+ */
+int dmrepl_meta_sb_check(const struct dmrepl_meta_sb *sb, unsigned int *next,
+			 const char **why, const char **field);
+
+/* Byte offset of a field named by dmrepl_meta_sb_check(); 0 if unknown. */
+unsigned int dmrepl_meta_sb_field_offset(const char *field);
+
+/* The layout a (checked) superblock describes. */
+void dmrepl_meta_sb_layout(const struct dmrepl_meta_sb *sb, struct dmrepl_meta_layout *l);
+
+/*
+ * Does a device of dev_bytes hold the whole layout? 0 or -ENOSPC with *why;
+ * *need (if not NULL) gets the bytes the layout needs.
+ */
+int dmrepl_meta_sb_fits(const struct dmrepl_meta_sb *sb, __u64 dev_bytes,
+			__u64 *need, const char **why);
+
+/* "primary", "secondary", or NULL. */
+const char *dmrepl_meta_role_name(unsigned int role);
+/* enum dm_repl_meta_role of a name, or 0. */
+unsigned int dmrepl_meta_role_parse(const char *name);
+
+#define DMREPL_META_UUID_STR_LEN 37	/* 8-4-4-4-12 hex digits and the NUL */
+void dmrepl_meta_uuid_str(const __u8 *uuid, char *buf);
+
+/* One activity log transaction, host byte order. */
+struct dmrepl_meta_al_txn {
+	__u64 seq;
+	__u32 nr_extents;
+	__u32 extents[DM_REPL_AL_SLOT_EXTENTS];
+};
+
+/*
+ * Encode a transaction of the volume sb describes into block and seal it.
+ * Returns 0 or -EINVAL (seq 0, more than hot_extents extents).
+ */
+int dmrepl_meta_al_encode(void *block, const struct dmrepl_meta_sb *sb,
+			  const struct dmrepl_meta_al_txn *t);
+
+/*
+ * Decode AL slot index. Returns 1 with *t; 0 for a slot never written (all
+ * zero); -EBADMSG when it does not hold an intact transaction (bad magic or
+ * checksum mismatch: what a torn write leaves); -EINVAL for an intact one
+ * that breaks a rule (reserved bytes, UUID, seq not belonging in this slot,
+ * nr_extents, an extent beyond the device, a used entry after nr_extents).
+ * *why names the problem. sb must have passed dmrepl_meta_sb_check().
+ */
+int dmrepl_meta_al_decode(const void *block, const struct dmrepl_meta_sb *sb,
+			  __u32 index, struct dmrepl_meta_al_txn *t, const char **why);
+
+/* What a slot means for recovery, given the highest valid seq in the ring. */
+enum dmrepl_meta_al_verdict {
+	DMREPL_AL_CURRENT,	/* valid, the latest of its slot: its extents count */
+	DMREPL_AL_UNUSED,	/* all zero, and no transaction belongs there yet */
+	DMREPL_AL_TORN,		/* not intact (-EBADMSG) where the next transaction goes */
+	DMREPL_AL_BAD,		/* anything else: the AL cannot be trusted */
+};
+
+/*
+ * Judge slot index: decoded is what dmrepl_meta_al_decode() returned for it
+ * (seq its transaction's seq when decoded is 1), max_seq the highest seq of
+ * every slot that decoded to 1 (0 if none). For DMREPL_AL_BAD of a slot that
+ * decoded, *why says what is wrong (a stale or missing transaction); for
+ * the others *why is left alone.
+ */
+enum dmrepl_meta_al_verdict dmrepl_meta_al_judge(const struct dmrepl_meta_sb *sb,
+						 __u32 index, int decoded, __u64 seq,
+						 __u64 max_seq, const char **why);
+
+/*
+ * Encode bitmap block index of the volume sb describes, with the
+ * DM_REPL_BM_BLOCK_BITS / 8 bytes at bits (NULL: all clean), and seal it.
+ */
+void dmrepl_meta_bm_encode(void *block, const struct dmrepl_meta_sb *sb,
+			   __u64 index, const void *bits);
+
+/*
+ * Decode bitmap block index: magic, crc, index, UUID, reserved bytes, bits
+ * past the last region. Returns 0 and the number of dirty regions in
+ * *dirty, -EBADMSG for a checksum mismatch or -EINVAL, with *why.
+ */
+int dmrepl_meta_bm_decode(const void *block, const struct dmrepl_meta_sb *sb,
+			  __u64 index, __u64 *dirty, const char **why);
 
 #ifdef __cplusplus
 }

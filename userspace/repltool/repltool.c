@@ -19,6 +19,7 @@ static void usage_help(FILE *f);
 static const struct cmd cmds[] = {
 	{ "dump", "print or save the records in a group's ring", cmd_dump, usage_dump },
 	{ "help", "show help for repltool or one command", cmd_help, usage_help },
+	{ "meta", "create, show or check a metadata device", cmd_meta, usage_meta },
 };
 
 #define NR_CMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -64,33 +65,40 @@ static void usage_help(FILE *f)
 		   "Without COMMAND, list the commands; with it, describe COMMAND.\n");
 }
 
-/* Exact name, else the only command the word is a prefix of. */
-static const struct cmd *find_cmd(const char *word)
+const struct cmd *cmd_find(const struct cmd *tab, size_t n, const char *parent,
+			    const char *word)
 {
 	const struct cmd *found = NULL;
-	size_t i, n = strlen(word);
+	size_t i, len = strlen(word);
 	int matches = 0;
 
-	for (i = 0; i < NR_CMDS; i++) {
-		if (!strcmp(cmds[i].name, word))
-			return &cmds[i];
-		if (n && !strncmp(cmds[i].name, word, n)) {
-			found = &cmds[i];
+	for (i = 0; i < n; i++) {
+		if (!strcmp(tab[i].name, word))
+			return &tab[i];
+		if (len && !strncmp(tab[i].name, word, len)) {
+			found = &tab[i];
 			matches++;
 		}
 	}
 	if (matches > 1) {
-		fprintf(stderr, "repltool: \"%s\" is ambiguous:", word);
-		for (i = 0; i < NR_CMDS; i++)
-			if (!strncmp(cmds[i].name, word, n))
-				fprintf(stderr, " %s", cmds[i].name);
+		fprintf(stderr, "repltool: %s%s\"%s\" is ambiguous:", parent ? parent : "",
+			parent ? ": " : "", word);
+		for (i = 0; i < n; i++)
+			if (!strncmp(tab[i].name, word, len))
+				fprintf(stderr, " %s", tab[i].name);
 		fputc('\n', stderr);
 		return NULL;
 	}
 	if (!found)
-		fprintf(stderr, "repltool: unknown command \"%s\"; try 'repltool help'\n",
-			word);
+		fprintf(stderr, "repltool: %s%sunknown command \"%s\"; try 'repltool %s%shelp'\n",
+			parent ? parent : "", parent ? ": " : "", word,
+			parent ? parent : "", parent ? " --" : "");
 	return found;
+}
+
+static const struct cmd *find_cmd(const char *word)
+{
+	return cmd_find(cmds, NR_CMDS, NULL, word);
 }
 
 static int cmd_help(int argc, char **argv)

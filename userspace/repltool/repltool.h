@@ -24,7 +24,17 @@ void err_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int usage_err(const char *cmd, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/*
+ * The entry of tab (n entries) named word, or the only one word is a prefix
+ * of; otherwise NULL after saying why on stderr. parent names the command
+ * whose subcommands tab holds (NULL for repltool's own).
+ */
+const struct cmd *cmd_find(const struct cmd *tab, size_t n, const char *parent,
+			    const char *word);
+
 int cmd_dump(int argc, char **argv);
 void usage_dump(FILE *f);
+int cmd_meta(int argc, char **argv);
+void usage_meta(FILE *f);
 
 #endif
