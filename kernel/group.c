@@ -193,7 +193,7 @@ static struct repl_volume *volume_create(struct repl_group *g,
 					 char **error)
 {
 	struct repl_volume *v;
-	int index;
+	int index, r;
 
 	index = volume_free_index(g);
 	if (index < 0) {
@@ -216,16 +216,25 @@ static struct repl_volume *volume_create(struct repl_group *g,
 	v->nr_regions = DIV_ROUND_UP_SECTOR_T(ti->len, 1 << v->region_shift);
 	v->bitmap = kvcalloc(BITS_TO_LONGS(v->nr_regions), sizeof(long),
 			     GFP_KERNEL);
-	if (!v->bitmap) {
-		kfree(v);
+	v->sb = kmemdup(args->meta->sb, DM_REPL_META_BLOCK_SIZE, GFP_KERNEL);
+	if (!v->bitmap || !v->sb) {
 		*error = "Cannot allocate dirty bitmap";
-		return ERR_PTR(-ENOMEM);
+		r = -ENOMEM;
+		goto bad;
 	}
-	atomic64_set(&v->dirty, 0);
+	r = repl_meta_open(args->meta_bdev, v, error);
+	if (r)
+		goto bad;
 	g->volumes[index] = v;
 	g->nr_volumes++;
 	atomic_inc(&repl_live_volumes);
 	return v;
+
+bad:
+	kfree(v->sb);
+	kvfree(v->bitmap);
+	kfree(v);
+	return ERR_PTR(r);
 }
 
 static int volume_check_reload(struct repl_volume *v, struct dm_target *ti,
@@ -295,7 +304,28 @@ out:
 	return v;
 }
 
-void repl_volume_put(struct repl_volume *v)
+static void mark_unreleased(const struct dm_repl_rec *rec, void *arg)
+{
+	struct repl_volume *v = arg;
+
+	if (le16_to_cpu(rec->volume) == v->index && rec->nbytes)
+		repl_volume_mark_dirty(v, le64_to_cpu(rec->sector),
+				       le32_to_cpu(rec->nbytes));
+}
+
+/*
+ * The last target of a volume leaves: its writes still in the ring go to
+ * its bitmap, which the metadata device keeps until the volume comes back.
+ */
+static void volume_save(struct repl_volume *v, struct block_device *meta_bdev)
+{
+	struct repl_ring *ring = &v->group->ring;
+
+	repl_ring_for_each_unreleased(ring, mark_unreleased, v);
+	repl_meta_close(meta_bdev, v, READ_ONCE(ring->ctl->released_seq));
+}
+
+void repl_volume_put(struct repl_volume *v, struct block_device *meta_bdev)
 {
 	struct repl_group *g = v->group;
 	bool gone;
@@ -310,6 +340,8 @@ void repl_volume_put(struct repl_volume *v)
 	}
 	mutex_unlock(&g->lock);
 	if (gone) {
+		volume_save(v, meta_bdev);
+		kfree(v->sb);
 		kvfree(v->bitmap);
 		kfree(v);
 		atomic_dec(&repl_live_volumes);

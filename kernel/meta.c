@@ -11,22 +11,22 @@
 
 #include "repl.h"
 
-static int read_block0(struct block_device *bdev, void *buf)
+/*
+ * Read or write one metadata block synchronously. @buf is a
+ * DM_REPL_META_BLOCK_SIZE kmalloc() buffer: naturally aligned, in one page.
+ */
+static int meta_io(struct block_device *bdev, sector_t sector, void *buf,
+		   blk_opf_t opf)
 {
-	struct page *page = alloc_page(GFP_KERNEL);
-	struct bio *bio;
+	struct bio *bio = bio_alloc(bdev, 1, opf | REQ_SYNC | REQ_META,
+				    GFP_KERNEL);
 	int r;
 
-	if (!page)
-		return -ENOMEM;
-	bio = bio_alloc(bdev, 1, REQ_OP_READ | REQ_SYNC | REQ_META, GFP_KERNEL);
-	bio->bi_iter.bi_sector = 0;
-	__bio_add_page(bio, page, DM_REPL_META_BLOCK_SIZE, 0);
+	bio->bi_iter.bi_sector = sector;
+	__bio_add_page(bio, virt_to_page(buf), DM_REPL_META_BLOCK_SIZE,
+		       offset_in_page(buf));
 	r = submit_bio_wait(bio);
 	bio_put(bio);
-	if (!r)
-		memcpy(buf, page_address(page), DM_REPL_META_BLOCK_SIZE);
-	__free_page(page);
 	return r;
 }
 
@@ -110,7 +110,10 @@ static const char *check_sb(const struct dm_repl_meta_sb *sb,
 	return check_layout(sb, args->meta_sectors);
 }
 
-/* Read and judge the superblock; fills @meta from it. */
+/*
+ * Read and judge the superblock; fills @meta from it. On success @meta->sb is
+ * the superblock's block, for the caller to keep or kfree().
+ */
 int repl_meta_load(struct block_device *bdev,
 		   const struct repl_meta_args *args, struct repl_meta *meta,
 		   char **error)
@@ -129,7 +132,7 @@ int repl_meta_load(struct block_device *bdev,
 		*error = "Cannot allocate metadata buffer";
 		return -ENOMEM;
 	}
-	r = read_block0(bdev, sb);
+	r = meta_io(bdev, 0, sb, REQ_OP_READ);
 	if (r) {
 		*error = "Cannot read the metadata superblock";
 		goto out;
@@ -143,7 +146,169 @@ int repl_meta_load(struct block_device *bdev,
 	memcpy(meta->uuid, sb->uuid, sizeof(meta->uuid));
 	meta->region_kb = le32_to_cpu(sb->region_sectors) >> 1;
 	meta->gen_current = le64_to_cpu(sb->gen_current);
+	meta->sb = sb;
+	return 0;
 out:
 	kfree(sb);
 	return r;
+}
+
+/* Write the volume's superblock, after everything before it is durable. */
+static int write_sb(struct block_device *bdev, struct repl_volume *v)
+{
+	v->sb->crc = cpu_to_le32(block_crc(v->sb,
+				 offsetof(struct dm_repl_meta_sb, crc)));
+	return meta_io(bdev, 0, v->sb,
+		       REQ_OP_WRITE | REQ_PREFLUSH | REQ_FUA);
+}
+
+static u64 bm_block_sector(const struct repl_volume *v, u64 index)
+{
+	return le64_to_cpu(v->sb->bm_offset) +
+	       index * DM_REPL_META_BLOCK_SECTORS;
+}
+
+#define BM_WORDS	(DM_REPL_BM_BLOCK_BITS / 64)
+
+/* Words of the in-memory bitmap that block @index holds. */
+static unsigned long bm_block_words(const struct repl_volume *v, u64 index)
+{
+	unsigned long words = BITS_TO_LONGS(v->nr_regions);
+
+	return min_t(unsigned long, BM_WORDS, words - index * BM_WORDS);
+}
+
+static bool bm_block_valid(const struct repl_volume *v,
+			   const struct dm_repl_meta_bm_block *b, u64 index)
+{
+	return le32_to_cpu(b->magic) == DM_REPL_META_BM_MAGIC &&
+	       le64_to_cpu(b->index) == index &&
+	       !memcmp(b->uuid, v->uuid, sizeof(b->uuid)) &&
+	       block_crc(b, offsetof(struct dm_repl_meta_bm_block, crc)) ==
+	       le32_to_cpu(b->crc);
+}
+
+/* Load one bitmap block; a damaged one makes all its regions dirty. */
+static int bm_load_block(struct block_device *bdev, struct repl_volume *v,
+			 struct dm_repl_meta_bm_block *b, u64 index)
+{
+	unsigned long *words = v->bitmap + index * BM_WORDS;
+	unsigned long i, n = bm_block_words(v, index);
+	int r = meta_io(bdev, bm_block_sector(v, index), b, REQ_OP_READ);
+
+	if (r)
+		return r;
+	if (!bm_block_valid(v, b, index)) {
+		DMWARN("%s: bitmap block %llu is damaged: its regions are dirty",
+		       v->group->name, index);
+		memset(b->bits, 0xff, sizeof(b->bits));
+	}
+	for (i = 0; i < n; i++)
+		words[i] = le64_to_cpu(b->bits[i]);
+	return 0;
+}
+
+static u64 bm_nr_blocks(const struct repl_volume *v)
+{
+	return DIV_ROUND_UP_ULL(v->nr_regions, DM_REPL_BM_BLOCK_BITS);
+}
+
+/* Bits past the last region are never set, whatever the device held. */
+static void bm_count(struct repl_volume *v)
+{
+	if (v->nr_regions % BITS_PER_LONG)
+		v->bitmap[v->nr_regions / BITS_PER_LONG] &=
+			BITMAP_LAST_WORD_MASK(v->nr_regions);
+	atomic64_set(&v->dirty, bitmap_weight(v->bitmap, v->nr_regions));
+}
+
+/*
+ * A volume comes up: its dirty bitmap is the one on the metadata device, or,
+ * if the device was not shut down cleanly, every region (no write the
+ * primary completed before a crash is then forgotten: all is resynced).
+ * Then the superblock says "not clean" before any write can pass.
+ */
+int repl_meta_open(struct block_device *bdev, struct repl_volume *v,
+		   char **error)
+{
+	struct dm_repl_meta_bm_block *b;
+	u64 i;
+	int r = 0;
+
+	if (!(le32_to_cpu(v->sb->flags) & DM_REPL_META_F_CLEAN)) {
+		DMWARN("%s: volume %u was not shut down cleanly: all %lu regions are dirty",
+		       v->group->name, v->index, v->nr_regions);
+		bitmap_fill(v->bitmap, v->nr_regions);
+	} else {
+		b = kmalloc(DM_REPL_META_BLOCK_SIZE, GFP_KERNEL);
+		if (!b) {
+			*error = "Cannot allocate metadata buffer";
+			return -ENOMEM;
+		}
+		for (i = 0; i < bm_nr_blocks(v) && !r; i++)
+			r = bm_load_block(bdev, v, b, i);
+		kfree(b);
+		if (r) {
+			*error = "Cannot read the metadata bitmap";
+			return r;
+		}
+	}
+	bm_count(v);
+	if (atomic64_read(&v->dirty))
+		set_bit(REPL_BEHIND, &v->group->flags);
+
+	v->sb->flags &= cpu_to_le32(~DM_REPL_META_F_CLEAN);
+	r = write_sb(bdev, v);
+	if (r)
+		*error = "Cannot write the metadata superblock";
+	return r;
+}
+
+static void bm_fill_block(const struct repl_volume *v,
+			  struct dm_repl_meta_bm_block *b, u64 index)
+{
+	const unsigned long *words = v->bitmap + index * BM_WORDS;
+	unsigned long i, n = bm_block_words(v, index);
+
+	memset(b, 0, DM_REPL_META_BLOCK_SIZE);
+	b->magic = cpu_to_le32(DM_REPL_META_BM_MAGIC);
+	b->index = cpu_to_le64(index);
+	memcpy(b->uuid, v->uuid, sizeof(b->uuid));
+	for (i = 0; i < n; i++)
+		b->bits[i] = cpu_to_le64(words[i]);
+	b->crc = cpu_to_le32(block_crc(b,
+				offsetof(struct dm_repl_meta_bm_block, crc)));
+}
+
+/*
+ * The volume goes away: its bitmap (with the regions of its records the
+ * consumer has not released yet) reaches the metadata device, and only then
+ * does the superblock say "clean".
+ */
+void repl_meta_close(struct block_device *bdev, struct repl_volume *v,
+		     u64 released_seq)
+{
+	struct dm_repl_meta_bm_block *b;
+	int r = 0;
+	u64 i;
+
+	b = kmalloc(DM_REPL_META_BLOCK_SIZE, GFP_KERNEL);
+	if (!b) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < bm_nr_blocks(v) && !r; i++) {
+		bm_fill_block(v, b, i);
+		r = meta_io(bdev, bm_block_sector(v, i), b, REQ_OP_WRITE);
+	}
+	kfree(b);
+	if (r)
+		goto out;
+	v->sb->flags |= cpu_to_le32(DM_REPL_META_F_CLEAN);
+	v->sb->released_seq = cpu_to_le64(released_seq);
+	r = write_sb(bdev, v);
+out:
+	if (r)
+		DMERR("%s: volume %u: cannot save its bitmap (%d): the next load will mark every region dirty",
+		      v->group->name, v->index, r);
 }

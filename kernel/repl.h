@@ -77,6 +77,10 @@ bool repl_ring_has_room(struct repl_ring *ring, u64 bytes);
 int repl_ring_release(struct repl_ring *ring, u64 seq);
 u32 repl_rec_size(u32 payload_len);
 u64 repl_ring_last_seq(struct repl_ring *ring);
+void repl_ring_for_each_unreleased(struct repl_ring *ring,
+				   void (*fn)(const struct dm_repl_rec *rec,
+					      void *arg),
+				   void *arg);
 
 /*
  * One volume of a group. It outlives a table reload: the old and the new
@@ -88,6 +92,7 @@ struct repl_volume {
 	dev_t data_dev;
 	u8 uuid[DM_REPL_META_UUID_SIZE];	/* from its metadata */
 	u64 gen_current;
+	struct dm_repl_meta_sb *sb;	/* its superblock's block */
 	unsigned int index;		/* volume index in records */
 	unsigned int users;		/* targets using it, under group->lock */
 	sector_t sectors;
@@ -154,11 +159,17 @@ struct repl_meta {
 	u8 uuid[DM_REPL_META_UUID_SIZE];
 	unsigned int region_kb;
 	u64 gen_current;
+	struct dm_repl_meta_sb *sb;	/* its whole block, kmalloc()ed */
 };
 
 int repl_meta_load(struct block_device *bdev,
 		   const struct repl_meta_args *args, struct repl_meta *meta,
 		   char **error);
+struct repl_volume;
+int repl_meta_open(struct block_device *bdev, struct repl_volume *v,
+		   char **error);
+void repl_meta_close(struct block_device *bdev, struct repl_volume *v,
+		     u64 released_seq);
 
 /* What a table line says about its volume. */
 struct repl_volume_args {
@@ -168,12 +179,13 @@ struct repl_volume_args {
 	unsigned int region_kb;
 	dev_t data_dev;
 	const struct repl_meta *meta;
+	struct block_device *meta_bdev;
 };
 
 struct repl_volume *repl_volume_get(struct dm_target *ti,
 				    const struct repl_volume_args *args,
 				    char **error);
-void repl_volume_put(struct repl_volume *v);
+void repl_volume_put(struct repl_volume *v, struct block_device *meta_bdev);
 void repl_group_put(struct repl_group *g);
 void repl_volume_mark_dirty(struct repl_volume *v, sector_t sector,
 			    u32 nbytes);

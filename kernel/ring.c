@@ -260,3 +260,28 @@ out:
 	mutex_unlock(&ring->release_lock);
 	return ret;
 }
+
+/*
+ * Call @fn for every committed record not yet released (not those in flight
+ * nor those DISCARDED). Serialised with release, so none is freed meanwhile.
+ */
+void repl_ring_for_each_unreleased(struct repl_ring *ring,
+				   void (*fn)(const struct dm_repl_rec *rec,
+					      void *arg),
+				   void *arg)
+{
+	u64 pos, prod;
+
+	mutex_lock(&ring->release_lock);
+	pos = ring->ctl->released_pos;
+	prod = smp_load_acquire(&ring->ctl->producer_pos);
+	while (pos < prod) {
+		struct dm_repl_slot *slot = ring_slot(ring, pos);
+		u32 len_flags = smp_load_acquire(&slot->len_flags);
+
+		if (!(len_flags & (DM_REPL_SLOT_BUSY | DM_REPL_SLOT_DISCARDED)))
+			fn((const struct dm_repl_rec *)(slot + 1), arg);
+		pos += slot_span(len_flags & DM_REPL_SLOT_LEN_MASK);
+	}
+	mutex_unlock(&ring->release_lock);
+}

@@ -162,7 +162,7 @@ static void repl_dtr(struct dm_target *ti)
 {
 	struct repl_target *rt = ti->private;
 
-	repl_volume_put(rt->vol);
+	repl_volume_put(rt->vol, rt->meta_dev->bdev);
 	dm_put_device(ti, rt->meta_dev);
 	dm_put_device(ti, rt->data_dev);
 	kfree(rt);
@@ -238,8 +238,10 @@ static int repl_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		.region_kb = meta.region_kb,
 		.data_dev = rt->data_dev->bdev->bd_dev,
 		.meta = &meta,
+		.meta_bdev = rt->meta_dev->bdev,
 	};
 	rt->vol = repl_volume_get(ti, &vargs, &ti->error);
+	kfree(meta.sb);
 	if (IS_ERR(rt->vol)) {
 		r = PTR_ERR(rt->vol);
 		goto bad_vol;
@@ -259,7 +261,7 @@ static int repl_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	return 0;
 
 bad_io_len:
-	repl_volume_put(rt->vol);
+	repl_volume_put(rt->vol, rt->meta_dev->bdev);
 bad_vol:
 	dm_put_device(ti, rt->meta_dev);
 bad_meta:
