@@ -304,15 +304,6 @@ out:
 	return v;
 }
 
-static void mark_unreleased(const struct dm_repl_rec *rec, void *arg)
-{
-	struct repl_volume *v = arg;
-
-	if (le16_to_cpu(rec->volume) == v->index && rec->nbytes)
-		repl_volume_mark_dirty(v, le64_to_cpu(rec->sector),
-				       le32_to_cpu(rec->nbytes));
-}
-
 /*
  * The last target of a volume leaves: its writes still in the ring go to
  * its bitmap, which the metadata device keeps until the volume comes back.
@@ -321,7 +312,7 @@ static void volume_save(struct repl_volume *v, struct block_device *meta_bdev)
 {
 	struct repl_ring *ring = &v->group->ring;
 
-	repl_ring_for_each_unreleased(ring, mark_unreleased, v);
+	repl_ring_mark_unreleased(ring, v);
 	repl_meta_close(meta_bdev, v, READ_ONCE(ring->ctl->released_seq));
 }
 

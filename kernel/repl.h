@@ -77,10 +77,8 @@ bool repl_ring_has_room(struct repl_ring *ring, u64 bytes);
 int repl_ring_release(struct repl_ring *ring, u64 seq);
 u32 repl_rec_size(u32 payload_len);
 u64 repl_ring_last_seq(struct repl_ring *ring);
-void repl_ring_for_each_unreleased(struct repl_ring *ring,
-				   void (*fn)(const struct dm_repl_rec *rec,
-					      void *arg),
-				   void *arg);
+struct repl_volume;
+void repl_ring_mark_unreleased(struct repl_ring *ring, struct repl_volume *v);
 
 /*
  * One volume of a group. It outlives a table reload: the old and the new
@@ -165,7 +163,6 @@ struct repl_meta {
 int repl_meta_load(struct block_device *bdev,
 		   const struct repl_meta_args *args, struct repl_meta *meta,
 		   char **error);
-struct repl_volume;
 int repl_meta_open(struct block_device *bdev, struct repl_volume *v,
 		   char **error);
 void repl_meta_close(struct block_device *bdev, struct repl_volume *v,

@@ -242,6 +242,7 @@ int repl_ring_release(struct repl_ring *ring, u64 seq)
 	}
 	while (cur < seq) {
 		struct dm_repl_slot *slot = ring_slot(ring, pos);
+		/* Pairs with the release store in repl_ring_commit(). */
 		u32 len_flags = smp_load_acquire(&slot->len_flags);
 
 		if (len_flags & DM_REPL_SLOT_BUSY) {
@@ -262,25 +263,28 @@ out:
 }
 
 /*
- * Call @fn for every committed record not yet released (not those in flight
- * nor those DISCARDED). Serialised with release, so none is freed meanwhile.
+ * Mark dirty the ranges of @v's committed records not yet released (not those
+ * in flight, nor those DISCARDED, whose ranges are dirty already).
+ * Serialised with release, so none is freed meanwhile.
  */
-void repl_ring_for_each_unreleased(struct repl_ring *ring,
-				   void (*fn)(const struct dm_repl_rec *rec,
-					      void *arg),
-				   void *arg)
+void repl_ring_mark_unreleased(struct repl_ring *ring, struct repl_volume *v)
 {
 	u64 pos, prod;
 
 	mutex_lock(&ring->release_lock);
 	pos = ring->ctl->released_pos;
+	/* Pairs with the release store of producer_pos in repl_ring_reserve(). */
 	prod = smp_load_acquire(&ring->ctl->producer_pos);
 	while (pos < prod) {
 		struct dm_repl_slot *slot = ring_slot(ring, pos);
+		/* Pairs with the release store in repl_ring_commit(). */
 		u32 len_flags = smp_load_acquire(&slot->len_flags);
+		const struct dm_repl_rec *rec = (const void *)(slot + 1);
 
-		if (!(len_flags & (DM_REPL_SLOT_BUSY | DM_REPL_SLOT_DISCARDED)))
-			fn((const struct dm_repl_rec *)(slot + 1), arg);
+		if (!(len_flags & (DM_REPL_SLOT_BUSY | DM_REPL_SLOT_DISCARDED)) &&
+		    le16_to_cpu(rec->volume) == v->index && rec->nbytes)
+			repl_volume_mark_dirty(v, le64_to_cpu(rec->sector),
+					       le32_to_cpu(rec->nbytes));
 		pos += slot_span(len_flags & DM_REPL_SLOT_LEN_MASK);
 	}
 	mutex_unlock(&ring->release_lock);

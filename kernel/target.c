@@ -111,8 +111,8 @@ static int parse_opts(struct dm_arg_set *as, struct repl_opts *o,
 		0, 8, "Invalid number of optional arguments"
 	};
 	unsigned int argc, seen = 0;
-	const char *names[] = { "ring_mb", "region_kb", "overflow",
-				"block_ms" };
+	static const char * const names[] = { "ring_mb", "region_kb",
+					      "overflow", "block_ms" };
 	const char *name;
 	unsigned int i;
 	int r;

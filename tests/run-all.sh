@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite (what `make check` runs after building):
 #   1. host unit tests (libdmrepl, under ASan/UBSan)
-#   2. dkms: the module source builds through dkms for the guest kernel
+#   2. dkms: the module source builds through dkms for the guest kernel;
+#      style: checkpatch.pl finds nothing in the kernel code
 #   3. guest tests: one qemu run of Debian's kernel with dm-repl.ko loaded
 #      runs every scenario and kselftest program of tests/guest/
 # Each suite leaves its TAP output in build/results/; tests/lib/summary.sh
@@ -25,6 +26,7 @@ run_suite() {
 
 run_suite unit make -s -C tests/unit run
 run_suite dkms tests/dkms-build.sh
+run_suite style tests/checkpatch.sh
 
 make -s -C tests/guest || echo "tests/guest: build failed" >&2
 GUEST_OUT=$TOP/build/guest/out
