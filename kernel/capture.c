@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * The capture path of the primary: every write-type bio becomes records in
- * the group's ring, reserved at submission, committed at completion. The
+ * the group's ring, reserved at submission, committed at completion. A large
  * payload is copied into the ring by the group's copier on another CPU while
  * the data device writes it (the bio's pages cannot change before the bio
  * completes, and it completes only when both are done), so the copy, the
- * only extra work of a write, overlaps the write instead of preceding it.
+ * only extra work of a write, overlaps the write instead of preceding it; a
+ * small one is copied at submission, which costs less than the hand-over.
  * A write that finds no room is never stalled for long: its regions go to
  * the dirty bitmap instead.
  */
@@ -120,6 +121,13 @@ static int copier_cpu(void)
 	return cpu < nr_cpu_ids ? cpu : cpumask_first(cpu_online_mask);
 }
 
+/*
+ * A payload up to this size is copied at submission: handing it to the
+ * copier costs the submitter a cross-CPU wake-up and a completion that
+ * arrives from another CPU, more than copying a few pages itself.
+ */
+#define REPL_COPY_INLINE_MAX	(16U << 10)
+
 /* Hand a payload to the group's copier; the bio completes when it is done. */
 static void defer_copy(struct repl_group *g, struct repl_io *io,
 		       struct bio *bio, struct dm_repl_rec *rec)
@@ -163,6 +171,7 @@ void repl_capture(struct repl_target *rt, struct bio *bio, sector_t sector,
 	struct repl_group *g = v->group;
 	struct repl_rec_req reqs[REPL_MAX_RECS_PER_BIO];
 	unsigned int nr, i;
+	u32 payload_len;
 
 	io->sector = sector;
 	io->nbytes = bio->bi_iter.bi_size;
@@ -186,12 +195,13 @@ void repl_capture(struct repl_target *rt, struct bio *bio, sector_t sector,
 	for (i = 0; i < nr; i++)
 		io->pos[i] = reqs[i].pos;
 	io->nr = nr;
-	atomic64_add(nr, &g->cnt.records);
-	atomic64_add(reqs_span(reqs, nr), &g->cnt.record_bytes);
 
 	/* Only the last record of a bio carries its payload. */
-	if (reqs[nr - 1].payload_len)
+	payload_len = reqs[nr - 1].payload_len;
+	if (payload_len > REPL_COPY_INLINE_MAX)
 		defer_copy(g, io, bio, reqs[nr - 1].rec);
+	else if (payload_len)
+		copy_payload(reqs[nr - 1].rec, bio, bio->bi_iter);
 }
 
 /*
@@ -245,8 +255,6 @@ int repl_capture_marker(struct repl_target *rt, const char *label)
 	payload = (char *)(req.rec + 1);
 	memcpy(payload, label, len);
 	memset(payload + len, 0, repl_rec_size(len) - DM_REPL_REC_HDR_SIZE - len);
-	atomic64_inc(&g->cnt.records);
-	atomic64_add(reqs_span(&req, 1), &g->cnt.record_bytes);
 	repl_ring_commit(&g->ring, req.pos, false);
 	repl_group_notify(g);
 	return 0;

@@ -119,8 +119,9 @@ static void fill_group_info(struct dm_repl_group_info *info,
 	fill_ring_info(info, &g->ring);
 	info->state = test_bit(REPL_BEHIND, &g->flags) ?
 		DM_REPL_STATE_BEHIND : DM_REPL_STATE_UPTODATE;
-	info->records = atomic64_read(&c->records);
-	info->record_bytes = atomic64_read(&c->record_bytes);
+	/* Sequences start at 1, positions at 0, and neither goes back. */
+	info->records = info->next_seq - 1;
+	info->record_bytes = info->producer_pos;
 	info->discarded = atomic64_read(&c->discarded);
 	info->overflows = atomic64_read(&c->overflows);
 	info->block_waits = atomic64_read(&c->block_waits);

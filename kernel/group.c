@@ -358,11 +358,17 @@ void repl_volume_mark_dirty(struct repl_volume *v, sector_t sector,
 /*
  * A record was committed: wake poll()ers, once per batch. The bit is cleared
  * by poll() before it looks at the commit count, so a commit that poll() did
- * not see always finds it clear and wakes it.
+ * not see always finds it clear and wakes it. While it is set (the consumer
+ * has not polled since the last wake-up), a plain read sees so and the
+ * commit leaves the shared cache line alone.
  */
 void repl_group_notify(struct repl_group *g)
 {
 	atomic64_inc(&g->commits);
+	/* Pairs with test_and_clear_bit() in repl_poll(): commits, then bit. */
+	smp_mb__after_atomic();
+	if (test_bit(REPL_WAKE_PENDING, &g->flags))
+		return;
 	if (!test_and_set_bit(REPL_WAKE_PENDING, &g->flags)) {
 		atomic64_inc(&g->cnt.wakeups);
 		wake_up(&g->poll_wait);

@@ -101,10 +101,12 @@ struct repl_volume {
 	atomic64_t dirty;		/* bits set in bitmap */
 };
 
-/* Counters of a group, read by status and DM_REPL_IOC_GROUP_INFO. */
+/*
+ * Counters of a group, read by status and DM_REPL_IOC_GROUP_INFO. Records
+ * and their bytes are not counted on the write path: the ring's next_seq
+ * and producer_pos already say how many were reserved.
+ */
 struct repl_counters {
-	atomic64_t records;
-	atomic64_t record_bytes;
 	atomic64_t discarded;
 	atomic64_t overflows;
 	atomic64_t block_waits;

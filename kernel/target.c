@@ -398,13 +398,21 @@ static int repl_iterate_devices(struct dm_target *ti,
 	return fn(ti, rt->data_dev, 0, ti->len, data);
 }
 
-/* Let the block layer build bios no larger than one record's payload. */
+/*
+ * Bios of one record's payload at most, and as large as that: with
+ * max_io_len set, dm core splits every bio at the device's max_sectors, so
+ * the limit stacked from the data device (255 sectors for brd, the block
+ * layer's default) would cut a 1 MiB write into nine bios and nine records.
+ * The data device gets them whole, as through dm-linear, which does not
+ * split at all: a bio-based device splits what it must itself, and blk-mq
+ * does so for request-based ones.
+ */
 static void repl_io_hints(struct dm_target *ti, struct queue_limits *limits)
 {
 	unsigned int max = DM_REPL_REC_PAYLOAD_MAX >> SECTOR_SHIFT;
 
-	limits->max_sectors = min(limits->max_sectors, max);
-	limits->max_hw_sectors = min(limits->max_hw_sectors, max);
+	limits->max_hw_sectors = max;
+	limits->max_sectors = max;
 }
 
 static struct target_type repl_target = {
