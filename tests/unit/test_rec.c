@@ -278,7 +278,37 @@ static void spoil_type_max(unsigned char *buf, long *len)
 static void spoil_flags(unsigned char *buf, long *len)
 {
 	(void)len;
-	hdr(buf)->flags = htole16(DM_REPL_RECF_FUA | (1U << 2));
+	/* The first bit past the known ones. */
+	hdr(buf)->flags = htole16(DM_REPL_RECF_FUA | (DM_REPL_RECF_KNOWN + 1));
+}
+static void spoil_flags_high(unsigned char *buf, long *len)
+{
+	(void)len;
+	hdr(buf)->flags = htole16(DM_REPL_RECF_VOID | (1U << 15));
+}
+static void add_void_flag(unsigned char *buf)
+{
+	hdr(buf)->flags = htole16(dmrepl_rec_flags(hdr(buf)) | DM_REPL_RECF_VOID);
+}
+/* VOID on the record as it is: the write's payload still there. */
+static void spoil_void_with_payload(unsigned char *buf, long *len)
+{
+	(void)len;
+	add_void_flag(buf);
+}
+/* VOID with len 64 but a payload_len left over. */
+static void spoil_void_payload_len(unsigned char *buf, long *len)
+{
+	add_void_flag(buf);
+	set_len(buf, len, DM_REPL_REC_HDR_SIZE);
+}
+/* VOID without payload but len longer than the header. */
+static void spoil_void_len(unsigned char *buf, long *len)
+{
+	add_void_flag(buf);
+	hdr(buf)->payload_len = 0;
+	memset(buf + DM_REPL_REC_HDR_SIZE, 0, 4096);
+	set_len(buf, len, DM_REPL_REC_HDR_SIZE + 8);
 }
 static void spoil_reserved(unsigned char *buf, long *len)
 {
@@ -377,6 +407,13 @@ REJECT(unknown_version, FLUSH, spoil_version, "unknown record version");
 REJECT(type_zero, FLUSH, spoil_type_zero, "unknown record type");
 REJECT(type_beyond_max, FLUSH, spoil_type_max, "unknown record type");
 REJECT(unknown_flag_bit, WRITE, spoil_flags, "unknown flags");
+REJECT(unknown_flag_bit_on_void, FLUSH, spoil_flags_high, "unknown flags");
+REJECT(void_write_with_its_payload, WRITE, spoil_void_with_payload, "payload on a VOID record");
+REJECT(void_marker_with_its_label, MARKER, spoil_void_with_payload, "payload on a VOID record");
+REJECT(void_with_payload_len_but_len_64, RESYNC, spoil_void_payload_len,
+       "payload on a VOID record");
+REJECT(void_with_padding_beyond_the_header, DISCARD, spoil_void_len,
+       "len has more padding than alignment needs");
 REJECT(reserved_not_zero, WRITE, spoil_reserved, "reserved field is not zero");
 REJECT(len_below_header, FLUSH, spoil_len_short, "len is shorter than the header");
 REJECT(len_not_multiple_of_8, WRITE, spoil_len_odd, "len is not a multiple of 8");
@@ -426,6 +463,83 @@ TEST_F(rejection, is_refused_with_its_reason)
 	dmrepl_rec_seal(hdr(self->buf));	/* the rule, not the crc, must catch it */
 	ASSERT_EQ(-EINVAL, dmrepl_rec_check(self->buf, (size_t)self->len, &why));
 	ASSERT_STREQ(variant->why, why);
+}
+
+TEST(void_form_of_each_type_is_its_header_alone_and_passes_the_check)
+{
+	unsigned char buf[BUF_SIZE] __attribute__((aligned(8)));
+	struct dm_repl_rec v, orig;
+	const char *why = "unset";
+	unsigned int type;
+
+	for (type = 1; type <= DM_REPL_REC_TYPE_MAX; type++) {
+		ASSERT_GT(make_rec(buf, type), 0);
+		hdr(buf)->crc = 0;		/* as in the ring */
+		orig = *hdr(buf);
+		dmrepl_rec_make_void(hdr(buf), &v);
+		EXPECT_EQ(0, dmrepl_rec_check(&v, sizeof(v), &why))
+			TH_LOG("type %u: %s", type, why);
+		EXPECT_EQ(DM_REPL_RECF_VOID, dmrepl_rec_flags(&v) & DM_REPL_RECF_VOID);
+		EXPECT_EQ(64U, dmrepl_rec_len(&v));
+		EXPECT_EQ(0U, dmrepl_rec_payload_len(&v));
+		EXPECT_EQ(dmrepl_rec_compute_crc(&v), dmrepl_rec_crc(&v));
+		/* What was captured stays: type, seq, epoch, volume, extent. */
+		EXPECT_EQ(type, dmrepl_rec_type(&v));
+		EXPECT_EQ(dmrepl_rec_seq(&orig), dmrepl_rec_seq(&v));
+		EXPECT_EQ(dmrepl_rec_epoch(&orig), dmrepl_rec_epoch(&v));
+		EXPECT_EQ(dmrepl_rec_volume(&orig), dmrepl_rec_volume(&v));
+		EXPECT_EQ(dmrepl_rec_sector(&orig), dmrepl_rec_sector(&v));
+		EXPECT_EQ(dmrepl_rec_nbytes(&orig), dmrepl_rec_nbytes(&v));
+		EXPECT_EQ(dmrepl_rec_time_ns(&orig), dmrepl_rec_time_ns(&v));
+		/* The source is left alone. */
+		EXPECT_EQ(0, memcmp(&orig, buf, sizeof(orig)));
+	}
+}
+
+TEST(void_keeps_the_other_flags_and_may_be_made_in_place)
+{
+	unsigned char buf[BUF_SIZE] __attribute__((aligned(8)));
+
+	ASSERT_GT(make_rec(buf, DM_REPL_REC_WRITE), 0);
+	hdr(buf)->flags = htole16(DM_REPL_RECF_FUA);
+	dmrepl_rec_make_void(hdr(buf), hdr(buf));
+	ASSERT_EQ(DM_REPL_RECF_FUA | DM_REPL_RECF_VOID, dmrepl_rec_flags(hdr(buf)));
+	ASSERT_EQ(0, dmrepl_rec_check(buf, DM_REPL_REC_HDR_SIZE, NULL));
+	/* Unsealed, it is a ring record's form like any other. */
+	hdr(buf)->crc = 0;
+	ASSERT_EQ(0, dmrepl_rec_check_unsealed(buf, DM_REPL_REC_HDR_SIZE, NULL));
+}
+
+TEST(void_header_with_nbytes_that_no_type_rule_allows_is_accepted)
+{
+	unsigned char buf[BUF_SIZE] __attribute__((aligned(8)));
+	struct dmrepl_rec_fields f = {
+		.type = DM_REPL_REC_FLUSH, .flags = DM_REPL_RECF_VOID, .nbytes = 4097,
+	};
+	const char *why = NULL;
+
+	/* A FLUSH with nbytes, a WRITE without payload: only VOID allows them. */
+	ASSERT_EQ(64, dmrepl_rec_encode(buf, sizeof(buf), &f));
+	ASSERT_EQ(0, dmrepl_rec_check(buf, 64, &why)) TH_LOG("%s", why);
+	f.type = DM_REPL_REC_WRITE;
+	f.nbytes = 4096;
+	ASSERT_EQ(64, dmrepl_rec_encode(buf, sizeof(buf), &f));
+	ASSERT_EQ(0, dmrepl_rec_check(buf, 64, &why)) TH_LOG("%s", why);
+	f.flags = 0;
+	ASSERT_EQ(64, dmrepl_rec_encode(buf, sizeof(buf), &f));
+	ASSERT_EQ(-EINVAL, dmrepl_rec_check(buf, 64, &why));
+	ASSERT_STREQ("payload_len differs from nbytes", why);
+}
+
+TEST(check_header_refuses_a_void_record_with_a_payload)
+{
+	unsigned char buf[BUF_SIZE] __attribute__((aligned(8)));
+	const char *why;
+
+	ASSERT_GT(make_rec(buf, DM_REPL_REC_WRITE), 0);
+	add_void_flag(buf);
+	ASSERT_EQ(-EINVAL, dmrepl_rec_check_header(hdr(buf), DMREPL_REC_MAX_LEN, &why));
+	ASSERT_STREQ("payload on a VOID record", why);
 }
 
 TEST(marker_label_of_exactly_64_printable_characters_is_accepted)

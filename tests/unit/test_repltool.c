@@ -74,6 +74,41 @@ static int produce_mix(struct ringsim *s)
 	return 0;
 }
 
+/* A record whose write failed: reserved, encoded, then DISCARDED. */
+static long long produce_failed(struct ringsim *s, unsigned int type, unsigned int flags,
+				__u64 sector, __u32 nbytes)
+{
+	struct dmrepl_rec_fields f = {
+		.type = type, .flags = flags, .sector = sector, .nbytes = nbytes,
+		.volume = 1, .time_ns = 5,
+	};
+	long long pos;
+
+	if (type == DM_REPL_REC_WRITE) {
+		f.payload = data;
+		f.payload_len = nbytes;
+	}
+	if (type == DM_REPL_REC_MARKER) {
+		f.payload = "lost";
+		f.payload_len = 4;
+	}
+	pos = ringsim_produce_busy(s, &f);
+	if (pos >= 0)
+		ringsim_discard(s, (__u64)pos);
+	return pos;
+}
+
+/* WRITE 1, a failed FUA WRITE 2, a failed FLUSH 3, WRITE 4. */
+static int produce_with_failed(struct ringsim *s)
+{
+	if (produce(s, DM_REPL_REC_WRITE, 0, 0, 512, NULL) < 0 ||
+	    produce_failed(s, DM_REPL_REC_WRITE, DM_REPL_RECF_FUA, 64, 4096) < 0 ||
+	    produce_failed(s, DM_REPL_REC_FLUSH, 0, 0, 0) < 0 ||
+	    produce(s, DM_REPL_REC_WRITE, 0, 8, 1024, NULL) < 0)
+		return -1;
+	return 0;
+}
+
 TEST_F(tool, dump_prints_one_text_line_per_record)
 {
 	ASSERT_EQ(0, produce_mix(&self->sim));
@@ -107,6 +142,46 @@ TEST_F(tool, dump_json_prints_one_object_per_line_from_the_same_fields)
 		"\"flags\":[],\"payload_len\":13,\"time_ns\":5}\n"
 		"{\"seq\":6,\"epoch\":1,\"volume\":1,\"type\":\"RESYNC\",\"sector\":0,\"sectors\":2,"
 		"\"flags\":[\"RESYNC_END\"],\"payload_len\":1024,\"time_ns\":5}\n", self->r.out);
+}
+
+TEST_F(tool, failed_writes_show_as_void_records_in_their_place)
+{
+	ASSERT_EQ(0, produce_with_failed(&self->sim));
+	run_tool(&self->r, "dump", self->dev.path, NULL);
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
+	ASSERT_STREQ(
+		"         1      0   1 W 0+1 - 512\n"
+		"         2      0   1 W 64+8 FUA,VOID 0\n"
+		"         3      0   1 F - VOID 0\n"
+		"         4      1   1 W 8+2 - 1024\n", self->r.out);
+}
+
+TEST_F(tool, void_marker_shows_no_label)
+{
+	ASSERT_LE(0, produce_failed(&self->sim, DM_REPL_REC_MARKER, 0, 0, 0));
+	run_tool(&self->r, "dump", self->dev.path, NULL);
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
+	ASSERT_STREQ("         1      0   1 M - VOID 0\n", self->r.out);
+	run_tool(&self->r, "dump", "-j", self->dev.path, NULL);
+	ASSERT_STREQ("{\"seq\":1,\"epoch\":0,\"volume\":1,\"type\":\"MARKER\",\"flags\":[\"VOID\"],"
+		     "\"payload_len\":0,\"time_ns\":5}\n", self->r.out);
+}
+
+TEST_F(tool, failed_writes_show_as_void_in_the_json_flags)
+{
+	ASSERT_EQ(0, produce_with_failed(&self->sim));
+	/* VOID records do not count: 2 records, and the VOID ones between. */
+	run_tool(&self->r, "dump", "-j", "-n", "2", self->dev.path, NULL);
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
+	ASSERT_STREQ(
+		"{\"seq\":1,\"epoch\":0,\"volume\":1,\"type\":\"WRITE\",\"sector\":0,\"sectors\":1,"
+		"\"flags\":[],\"payload_len\":512,\"time_ns\":5}\n"
+		"{\"seq\":2,\"epoch\":0,\"volume\":1,\"type\":\"WRITE\",\"sector\":64,\"sectors\":8,"
+		"\"flags\":[\"FUA\",\"VOID\"],\"payload_len\":0,\"time_ns\":5}\n"
+		"{\"seq\":3,\"epoch\":0,\"volume\":1,\"type\":\"FLUSH\",\"flags\":[\"VOID\"],"
+		"\"payload_len\":0,\"time_ns\":5}\n"
+		"{\"seq\":4,\"epoch\":1,\"volume\":1,\"type\":\"WRITE\",\"sector\":8,\"sectors\":2,"
+		"\"flags\":[],\"payload_len\":1024,\"time_ns\":5}\n", self->r.out);
 }
 
 TEST_F(tool, json_escapes_quotes_in_marker_labels)
@@ -197,6 +272,55 @@ TEST_F(tool, raw_writes_the_records_byte_exact)
 	}
 	ASSERT_EQ(0, dmrepl_stream_read(&s, buf, sizeof(buf), NULL));
 	close(fd);
+}
+
+TEST_F(tool, raw_writes_a_void_record_for_a_failed_write_keeping_sequences_contiguous)
+{
+	unsigned char buf[8192] __attribute__((aligned(8)));
+	const struct dm_repl_rec *r = (const void *)buf;
+	struct dmrepl_stream s;
+	const char *why = NULL;
+	int fd, i;
+
+	ASSERT_LE(0, produce(&self->sim, DM_REPL_REC_WRITE, 0, 0, 512, NULL));
+	ASSERT_LE(0, produce_failed(&self->sim, DM_REPL_REC_WRITE, 0, 64, 4096));
+	ASSERT_LE(0, produce(&self->sim, DM_REPL_REC_WRITE, 0, 8, 1024, NULL));
+	run_tool(&self->r, "dump", "--raw", "--stats", self->dev.path, NULL);
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
+	/* 576 + the failed write's header alone + 1088. */
+	ASSERT_EQ(576U + 64 + 1088, self->r.out_len);
+	ASSERT_NE(NULL, strstr(self->r.err, "records 2 bytes 1664 discarded_slots 1\n"));
+
+	fd = memfd_create("raw", 0);
+	ASSERT_EQ((ssize_t)self->r.out_len, write(fd, self->r.out, self->r.out_len));
+	lseek(fd, 0, SEEK_SET);
+	dmrepl_stream_init(&s, fd);
+	for (i = 1; i <= 3; i++) {
+		ASSERT_EQ(1, dmrepl_stream_read(&s, buf, sizeof(buf), &why)) TH_LOG("%s", why);
+		ASSERT_EQ((__u64)i, dmrepl_rec_seq(r));
+		ASSERT_EQ(i == 2 ? DM_REPL_RECF_VOID : 0, dmrepl_rec_flags(r));
+	}
+	ASSERT_EQ(0, dmrepl_stream_read(&s, buf, sizeof(buf), NULL));
+	close(fd);
+	/* The middle one: sealed, header alone, what was captured kept. */
+	r = (const void *)(self->r.out + 576);
+	ASSERT_EQ(0, dmrepl_rec_check(r, 64, &why)) TH_LOG("%s", why);
+	ASSERT_NE(0U, dmrepl_rec_crc(r));
+	ASSERT_EQ(64U, dmrepl_rec_len(r));
+	ASSERT_EQ(0U, dmrepl_rec_payload_len(r));
+	ASSERT_EQ((unsigned int)DM_REPL_REC_WRITE, dmrepl_rec_type(r));
+	ASSERT_EQ(64ULL, dmrepl_rec_sector(r));
+	ASSERT_EQ(4096U, dmrepl_rec_nbytes(r));
+}
+
+TEST_F(tool, release_goes_through_a_failed_write_at_the_end)
+{
+	ASSERT_LE(0, produce(&self->sim, DM_REPL_REC_WRITE, 0, 0, 512, NULL));
+	ASSERT_LE(0, produce_failed(&self->sim, DM_REPL_REC_WRITE, 0, 64, 4096));
+	run_tool(&self->r, "dump", "--release", self->dev.path, NULL);
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
+	ASSERT_EQ(2ULL, self->dev.last_release);
+	ASSERT_EQ(self->sim.ctl->producer_pos, self->sim.ctl->released_pos);
 }
 
 TEST_F(tool, raw_refuses_a_terminal)

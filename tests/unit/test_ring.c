@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * The ring consumer against a userspace producer using the module's layout
- * (ringsim): control page checks, BUSY/commit, DISCARDED slots, records
+ * (ringsim): control page checks, BUSY/commit, DISCARDED slots (skipped by
+ * dmrepl_ring_next(), returned by dmrepl_ring_next_slot()), records
  * straddling the physical end of the data area, wrap-around after release,
  * corrupt slots and records, and a producer thread racing the reader.
  */
@@ -260,6 +261,101 @@ TEST_F(ring, discarded_slot_at_the_head_is_consumed_without_a_record)
 	ASSERT_EQ(0, dmrepl_ring_next(self->ring, &self->rec));
 	ASSERT_EQ(1ULL, dmrepl_ring_discarded(self->ring));
 	ASSERT_EQ(self->sim.ctl->producer_pos, dmrepl_ring_pos(self->ring));
+}
+
+/* A WRITE of 2048 bytes reserved with seq 2 and DISCARDED between 1 and 3. */
+static long long produce_discarded_between(struct ringsim *s)
+{
+	struct dmrepl_rec_fields f = { .payload_len = 2048, .sector = 77 };
+	long long pos;
+
+	if (produce_write(s, 512) < 0)
+		return -1;
+	pos = ringsim_produce_busy(s, &f);
+	if (pos < 0)
+		return pos;
+	ringsim_discard(s, (__u64)pos);
+	if (produce_write(s, 512) < 0)
+		return -1;
+	return pos;
+}
+
+TEST_F(ring, next_slot_returns_a_discarded_slot_saying_so)
+{
+	bool discarded = true;
+	long long pos = produce_discarded_between(&self->sim);
+
+	ASSERT_LE(0, pos);
+	ASSERT_EQ(1, dmrepl_ring_next_slot(self->ring, &self->rec, &discarded));
+	ASSERT_EQ(1ULL, dmrepl_rec_seq(self->rec));
+	ASSERT_FALSE(discarded);
+	ASSERT_EQ(1, dmrepl_ring_next_slot(self->ring, &self->rec, &discarded));
+	ASSERT_TRUE(discarded);
+	ASSERT_EQ(2ULL, dmrepl_rec_seq(self->rec));
+	ASSERT_EQ((unsigned int)DM_REPL_REC_WRITE, dmrepl_rec_type(self->rec));
+	ASSERT_EQ(77ULL, dmrepl_rec_sector(self->rec));
+	ASSERT_EQ(2048U, dmrepl_rec_nbytes(self->rec));
+	/* In the mapping, where the slot is. */
+	ASSERT_EQ((unsigned char *)ringsim_rec_at(&self->sim, (__u64)pos) - self->sim.rw,
+		  (const unsigned char *)self->rec - self->sim.ro);
+	ASSERT_EQ(1ULL, dmrepl_ring_discarded(self->ring));
+	ASSERT_EQ(1, dmrepl_ring_next_slot(self->ring, &self->rec, &discarded));
+	ASSERT_FALSE(discarded);
+	ASSERT_EQ(3ULL, dmrepl_rec_seq(self->rec));
+	ASSERT_EQ(0, dmrepl_ring_next_slot(self->ring, &self->rec, &discarded));
+	ASSERT_EQ(self->sim.ctl->producer_pos, dmrepl_ring_pos(self->ring));
+}
+
+TEST_F(ring, next_skips_the_discarded_slot_next_slot_returns)
+{
+	ASSERT_LE(0, produce_discarded_between(&self->sim));
+	ASSERT_EQ(1, dmrepl_ring_next(self->ring, &self->rec));
+	ASSERT_EQ(1ULL, dmrepl_rec_seq(self->rec));
+	ASSERT_EQ(1, dmrepl_ring_next(self->ring, &self->rec));
+	ASSERT_EQ(3ULL, dmrepl_rec_seq(self->rec));
+	ASSERT_EQ(1ULL, dmrepl_ring_discarded(self->ring));
+}
+
+TEST_F(ring, discarded_slot_is_judged_by_its_header_alone)
+{
+	struct dmrepl_rec_fields f = { .type = DM_REPL_REC_MARKER, .payload = "abc",
+				       .payload_len = 3 };
+	bool discarded;
+	long long pos = ringsim_produce_busy(&self->sim, &f);
+
+	ASSERT_LE(0, pos);
+	/*
+	 * Payload and padding not what a record needs (as a payload never
+	 * copied in full may be): a committed slot would be refused.
+	 */
+	memset((struct dm_repl_rec *)ringsim_rec_at(&self->sim, (__u64)pos) + 1, 1, 8);
+	ringsim_discard(&self->sim, (__u64)pos);
+	ASSERT_EQ(1, dmrepl_ring_next_slot(self->ring, &self->rec, &discarded));
+	ASSERT_TRUE(discarded);
+	ASSERT_EQ(1ULL, dmrepl_rec_seq(self->rec));
+}
+
+TEST_F(ring, discarded_slot_with_a_bad_header_is_an_error_for_both_readers)
+{
+	struct dm_repl_rec *rec;
+	bool discarded;
+	long long pos = produce_discarded_between(&self->sim);
+
+	ASSERT_LE(0, pos);
+	ASSERT_EQ(1, dmrepl_ring_next(self->ring, &self->rec));
+	rec = ringsim_rec_at(&self->sim, (__u64)pos);
+	rec->magic = 0;
+	ASSERT_EQ(-EINVAL, dmrepl_ring_next(self->ring, &self->rec));
+	ASSERT_STREQ("bad magic", dmrepl_ring_why(self->ring));
+	ASSERT_EQ(-EINVAL, dmrepl_ring_next_slot(self->ring, &self->rec, &discarded));
+	rec->magic = htole32(DM_REPL_REC_MAGIC);
+	rec->seq = htole64(1);
+	ASSERT_EQ(-EINVAL, dmrepl_ring_next_slot(self->ring, &self->rec, &discarded));
+	ASSERT_STREQ("sequence number does not increase", dmrepl_ring_why(self->ring));
+	rec->seq = htole64(2);
+	ASSERT_EQ(1, dmrepl_ring_next_slot(self->ring, &self->rec, &discarded));
+	ASSERT_TRUE(discarded);
+	ASSERT_EQ(NULL, dmrepl_ring_why(self->ring));
 }
 
 TEST_F(ring, records_wrap_around_for_many_laps_after_release)

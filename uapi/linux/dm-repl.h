@@ -45,7 +45,17 @@ enum dm_repl_rec_type {
 /* Record flags (dm_repl_rec.flags). */
 #define DM_REPL_RECF_FUA	(1U << 0)	/* the write carried REQ_FUA */
 #define DM_REPL_RECF_RESYNC_END	(1U << 1)	/* RESYNC: last region of a resync */
-#define DM_REPL_RECF_KNOWN	(DM_REPL_RECF_FUA | DM_REPL_RECF_RESYNC_END)
+/*
+ * VOID: the write failed on the primary (its ring slot was DISCARDED):
+ * nothing is applied for it, only its sequence is consumed; the primary
+ * marked its range dirty. A VOID record is its header alone (payload_len 0,
+ * len 64), of any type, with the original type, sector and nbytes. The
+ * module never sets it: whoever copies a DISCARDED slot out of the ring
+ * writes its VOID form, so that sequences stay contiguous.
+ */
+#define DM_REPL_RECF_VOID	(1U << 2)
+#define DM_REPL_RECF_KNOWN	(DM_REPL_RECF_FUA | DM_REPL_RECF_RESYNC_END | \
+				 DM_REPL_RECF_VOID)
 
 #define DM_REPL_MARKER_LABEL_MAX 64
 
@@ -99,9 +109,11 @@ struct dm_repl_rec {
  *
  * Consumer protocol: load producer_pos with acquire semantics; from the
  * consumer's own read position up to it, load each slot's len_flags with
- * acquire semantics; stop at a BUSY slot (reserved, not yet committed); skip a
- * DISCARDED one (its write failed; its header stays readable, so its
- * sequence can be released); otherwise the record follows the slot. The consumer never writes the mapping; it frees
+ * acquire semantics; stop at a BUSY slot (reserved, not yet committed); a
+ * DISCARDED one (its write failed) keeps its header readable, but not
+ * necessarily its payload: its sequence can be released, and outside the
+ * ring it becomes a DM_REPL_RECF_VOID record; otherwise the record follows
+ * the slot. The consumer never writes the mapping; it frees
  * space with DM_REPL_IOC_RELEASE once the records are durable elsewhere.
  */
 #define DM_REPL_CTL_MAGIC	0x4c525044	/* "DPRL" read as LE bytes */

@@ -135,7 +135,10 @@ char dmrepl_rec_type_letter(unsigned int type);
 __u32 dmrepl_rec_compute_crc(const struct dm_repl_rec *r);
 
 /*
- * Validate the record at buf, of which avail bytes are readable. Returns 0,
+ * Validate the record at buf, of which avail bytes are readable. A VOID
+ * record (DM_REPL_RECF_VOID) of any type is valid with no payload (len 64):
+ * the per-type payload rules do not apply to it; with a payload it is not
+ * ("payload on a VOID record"). Returns 0,
  * -EINVAL for a malformed record or -EBADMSG for a checksum mismatch; *why
  * (if why is not NULL) then points to a static phrase naming the rule.
  * Reads nothing beyond min(avail, len). buf must be 8-byte aligned (records
@@ -151,8 +154,9 @@ int dmrepl_rec_check_unsealed(const void *buf, size_t avail, const char **why);
 
 /*
  * The rules of dmrepl_rec_check() that need only the 64 header bytes (magic,
- * version, type, flags, reserved, len and payload_len against each other and
- * against avail). Lets a reader judge len before reading the rest.
+ * version, type, flags, no payload on a VOID record, reserved, len and
+ * payload_len against each other and against avail). Lets a reader judge len
+ * before reading the rest.
  */
 int dmrepl_rec_check_header(const struct dm_repl_rec *r, size_t avail,
 			    const char **why);
@@ -181,6 +185,13 @@ long dmrepl_rec_encode(void *buf, size_t size, const struct dmrepl_rec_fields *f
 
 /* Recompute and store the crc of a record (its payload must follow it). */
 void dmrepl_rec_seal(struct dm_repl_rec *r);
+
+/*
+ * The VOID form of a record whose write failed (a DISCARDED slot): src's
+ * header (only its 64 bytes are read) with DM_REPL_RECF_VOID added,
+ * payload_len 0 and len 64, sealed, into dst (64 bytes; may be src).
+ */
+void dmrepl_rec_make_void(const struct dm_repl_rec *src, struct dm_repl_rec *dst);
 
 /* ------------------------------------------------------------------ */
 /* Raw record streams                                                  */
@@ -255,14 +266,26 @@ int dmrepl_ring_open(const char *group_or_path, struct dmrepl_ring **out,
 void dmrepl_ring_close(struct dmrepl_ring *ring);
 
 /*
- * Next committed record, in ring (= sequence) order, checked with
- * dmrepl_rec_check_unsealed(): its crc is 0 until whoever copies it out seals
- * the copy (dmrepl_rec_seal). Returns 1 with *rec
- * pointing into the mapping (valid until its sequence is released), 0 when
- * the consumer has caught up or the next slot is still BUSY, or a negative
- * errno for a corrupt ring or record, in which case the read position stays
- * on the bad slot and dmrepl_ring_why() names the problem. DISCARDED slots
- * are skipped and counted.
+ * Next slot that is no longer BUSY, in ring (= sequence) order. A committed
+ * record is checked with dmrepl_rec_check_unsealed(): its crc is 0 until
+ * whoever copies it out seals the copy (dmrepl_rec_seal). A DISCARDED slot
+ * (its write failed) is returned too, with *discarded set: only its header
+ * is checked (dmrepl_rec_check_header()), its payload may be partial, so
+ * read nothing past the header (dmrepl_rec_make_void() gives the record to
+ * copy out). Both must fit their slot and have increasing sequences.
+ * Returns 1 with *rec pointing into the mapping (valid until its sequence
+ * is released), 0 when the consumer has caught up or the next slot is still
+ * BUSY, or a negative errno for a corrupt ring or record, in which case the
+ * read position stays on the bad slot and dmrepl_ring_why() names the
+ * problem. DISCARDED slots returned are counted (dmrepl_ring_discarded()).
+ */
+int dmrepl_ring_next_slot(struct dmrepl_ring *ring, const struct dm_repl_rec **rec,
+			  bool *discarded);
+
+/*
+ * Next committed record: dmrepl_ring_next_slot() skipping (and counting)
+ * DISCARDED slots. Returns as dmrepl_ring_next_slot(); *rec is set only
+ * with 1.
  */
 int dmrepl_ring_next(struct dmrepl_ring *ring, const struct dm_repl_rec **rec);
 
@@ -282,9 +305,9 @@ int dmrepl_ring_info(struct dmrepl_ring *ring, struct dm_repl_group_info *info);
 
 /* Read position: end of the last slot consumed. */
 __u64 dmrepl_ring_pos(const struct dmrepl_ring *ring);
-/* DISCARDED slots skipped so far. */
+/* DISCARDED slots consumed so far (returned by _next_slot() or skipped). */
 __u64 dmrepl_ring_discarded(const struct dmrepl_ring *ring);
-/* Why the last dmrepl_ring_next() failed (a static phrase), or NULL. */
+/* Why the last dmrepl_ring_next{,_slot}() failed (a static phrase), or NULL. */
 const char *dmrepl_ring_why(const struct dmrepl_ring *ring);
 /* The device path for an opened ring, "" for an attached one. */
 const char *dmrepl_ring_dev_path(const struct dmrepl_ring *ring);

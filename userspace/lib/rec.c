@@ -74,12 +74,18 @@ static bool label_ok(const unsigned char *p, size_t n)
 	return true;
 }
 
-/* Rules that depend on the type. The payload is known to be readable. */
+/*
+ * Rules that depend on the type. The payload is known to be readable. A VOID
+ * record carries nothing to apply: its header keeps the failed record's
+ * fields, but none of their payload rules hold any more.
+ */
 static const char *check_type_rules(const struct dm_repl_rec *r)
 {
 	__u32 plen = dmrepl_rec_payload_len(r);
 	__u32 nbytes = dmrepl_rec_nbytes(r);
 
+	if (dmrepl_rec_flags(r) & DM_REPL_RECF_VOID)
+		return NULL;
 	switch (dmrepl_rec_type(r)) {
 	case DM_REPL_REC_WRITE:
 	case DM_REPL_REC_RESYNC:
@@ -125,6 +131,8 @@ static const char *header_problem(const struct dm_repl_rec *r, size_t avail)
 		return "unknown record type";
 	if (dmrepl_rec_flags(r) & ~DM_REPL_RECF_KNOWN)
 		return "unknown flags";
+	if ((dmrepl_rec_flags(r) & DM_REPL_RECF_VOID) && plen)
+		return "payload on a VOID record";
 	if (r->reserved)
 		return "reserved field is not zero";
 	if (len < DM_REPL_REC_HDR_SIZE)
@@ -203,6 +211,15 @@ int dmrepl_rec_check(const void *buf, size_t avail, const char **why)
 int dmrepl_rec_check_unsealed(const void *buf, size_t avail, const char **why)
 {
 	return rec_check(buf, avail, false, why);
+}
+
+void dmrepl_rec_make_void(const struct dm_repl_rec *src, struct dm_repl_rec *dst)
+{
+	*dst = *src;
+	dst->flags = htole16(dmrepl_rec_flags(dst) | DM_REPL_RECF_VOID);
+	dst->len = htole32(DM_REPL_REC_HDR_SIZE);
+	dst->payload_len = 0;
+	dmrepl_rec_seal(dst);
 }
 
 long dmrepl_rec_encode(void *buf, size_t size, const struct dmrepl_rec_fields *f)

@@ -30,8 +30,8 @@ struct dmrepl_ring {
 	__u64 pos;		/* read position: end of the last slot consumed */
 	__u64 last_seq;		/* sequence of the last record returned */
 	bool have_seq;		/* last_seq is valid */
-	__u64 discarded;	/* DISCARDED slots skipped */
-	const char *why;	/* reason of the last failure of _next() */
+	__u64 discarded;	/* DISCARDED slots consumed */
+	const char *why;	/* reason of the last failure of _next_slot() */
 
 	/* Only for a ring from dmrepl_ring_open(). */
 	int fd;
@@ -170,13 +170,20 @@ static long slot_len(struct dmrepl_ring *ring, const struct dm_repl_slot *slot,
 	return len;
 }
 
+/*
+ * Judge the record of a slot of len bytes. A DISCARDED slot's payload may
+ * never have been copied in full: only its header is judged.
+ */
 static int take_record(struct dmrepl_ring *ring, const struct dm_repl_rec *r,
-		       __u32 len)
+		       __u32 len, bool discarded)
 {
 	const char *why;
 	int ret;
 
-	ret = dmrepl_rec_check_unsealed(r, len, &why);
+	if (discarded)
+		ret = dmrepl_rec_check_header(r, len, &why);
+	else
+		ret = dmrepl_rec_check_unsealed(r, len, &why);
 	if (ret)
 		return ring_bad(ring, why, ret);
 	if (dmrepl_rec_len(r) != len)
@@ -188,47 +195,72 @@ static int take_record(struct dmrepl_ring *ring, const struct dm_repl_rec *r,
 	return 0;
 }
 
+/*
+ * The slot at the read position, once producer_pos covers its header.
+ * Returns 1 with *slot, 0 when the consumer has caught up, or -EINVAL.
+ */
+static int head_slot(struct dmrepl_ring *ring, const struct dm_repl_slot **slot,
+		     __u64 *avail)
+{
+	/*
+	 * Pairs with the kernel's smp_store_release() of producer_pos at
+	 * reservation, which follows the store of the new slot's BUSY
+	 * len_flags.
+	 */
+	__u64 prod = __atomic_load_n(&ring->ctl->producer_pos, __ATOMIC_ACQUIRE);
+
+	*avail = prod - ring->pos;
+	if (!*avail)
+		return 0;
+	if ((__s64)*avail < 0 || *avail > ring->data_size)
+		return ring_bad(ring, "producer position is outside the ring", -EINVAL);
+	if (*avail < ring->slot_size)
+		return ring_bad(ring, "producer position inside a slot header", -EINVAL);
+	*slot = (const void *)(ring->data + (ring->pos & (ring->data_size - 1)));
+	return 1;
+}
+
+int dmrepl_ring_next_slot(struct dmrepl_ring *ring, const struct dm_repl_rec **rec,
+			  bool *discarded)
+{
+	const struct dm_repl_slot *slot;
+	__u64 avail;
+	__u32 lf;
+	long len;
+	bool dis;
+	int ret;
+
+	ret = head_slot(ring, &slot, &avail);
+	if (ret <= 0)
+		return ret;
+	len = slot_len(ring, slot, avail, &lf);
+	if (len <= 0)
+		return (int)len;
+	dis = lf & DM_REPL_SLOT_DISCARDED;
+	/* The double mapping makes the record contiguous. */
+	ret = take_record(ring, (const void *)(slot + 1), (__u32)len, dis);
+	if (ret)
+		return ret;
+	ring->pos += ring->slot_size + len;
+	ring->discarded += dis;
+	*rec = (const void *)(slot + 1);
+	*discarded = dis;
+	ring->why = NULL;
+	return 1;
+}
+
 int dmrepl_ring_next(struct dmrepl_ring *ring, const struct dm_repl_rec **rec)
 {
-	for (;;) {
-		const struct dm_repl_slot *slot;
-		__u64 prod, avail;
-		__u32 lf;
-		long len;
-		int ret;
+	const struct dm_repl_rec *r;
+	bool discarded;
+	int ret;
 
-		/*
-		 * Pairs with the kernel's smp_store_release() of producer_pos
-		 * at reservation, which follows the store of the new slot's
-		 * BUSY len_flags.
-		 */
-		prod = __atomic_load_n(&ring->ctl->producer_pos, __ATOMIC_ACQUIRE);
-		avail = prod - ring->pos;
-		if (!avail)
-			return 0;
-		if ((__s64)avail < 0 || avail > ring->data_size)
-			return ring_bad(ring, "producer position is outside the ring", -EINVAL);
-		if (avail < ring->slot_size)
-			return ring_bad(ring, "producer position inside a slot header", -EINVAL);
-
-		slot = (const void *)(ring->data + (ring->pos & (ring->data_size - 1)));
-		len = slot_len(ring, slot, avail, &lf);
-		if (len <= 0)
-			return (int)len;
-		if (lf & DM_REPL_SLOT_DISCARDED) {
-			ring->pos += ring->slot_size + len;
-			ring->discarded++;
-			continue;
-		}
-		/* The double mapping makes the record contiguous. */
-		ret = take_record(ring, (const void *)(slot + 1), (__u32)len);
-		if (ret)
-			return ret;
-		ring->pos += ring->slot_size + len;
-		*rec = (const void *)(slot + 1);
-		ring->why = NULL;
-		return 1;
-	}
+	do
+		ret = dmrepl_ring_next_slot(ring, &r, &discarded);
+	while (ret == 1 && discarded);
+	if (ret == 1)
+		*rec = r;
+	return ret;
 }
 
 int dmrepl_ring_path(const char *group_or_path, char *buf, size_t len)

@@ -66,7 +66,9 @@ void usage_dump(FILE *f)
 "Print the change records committed in a group's ring, in sequence order, one\n"
 "line each: SEQ EPOCH VOLUME TYPE SECTOR+SECTORS FLAGS PAYLOAD_BYTES, with TYPE\n"
 "one of W(rite) D(iscard) Z(write zeroes) F(lush) M(arker) R(esync); a MARKER\n"
-"shows its label instead of SECTOR+SECTORS. GROUP means /dev/dm-repl/GROUP.\n"
+"shows its label instead of SECTOR+SECTORS. A write that failed (a DISCARDED\n"
+"slot) shows as its record with flag VOID and no payload, here and in --raw.\n"
+"GROUP means /dev/dm-repl/GROUP.\n"
 "\n"
 "  -f, --follow     wait for new records until interrupted (SIGINT, SIGTERM),\n"
 "                   N records were seen, or the group goes away\n"
@@ -75,7 +77,7 @@ void usage_dump(FILE *f)
 "                   bytes per type, discarded slots, sequences, epochs)\n"
 "      --raw        write the records byte-exact to stdout (not a terminal);\n"
 "                   --stats then goes to stderr\n"
-"  -n, --count N    stop after N records\n"
+"  -n, --count N    stop after N records (VOID ones not counted)\n"
 "  -j, --json       one JSON object per line instead of text\n"
 "  -h, --help       show this text\n");
 }
@@ -155,6 +157,7 @@ static void print_flags(struct out *o, unsigned int flags)
 	static const struct { unsigned int bit; const char *text, *json; } names[] = {
 		{ DM_REPL_RECF_FUA, "FUA", "FUA" },
 		{ DM_REPL_RECF_RESYNC_END, "END", "RESYNC_END" },
+		{ DM_REPL_RECF_VOID, "VOID", "VOID" },
 	};
 	const char *sep = " ";
 	size_t i;
@@ -172,7 +175,10 @@ static void print_flags(struct out *o, unsigned int flags)
 		out_text(o, " -");
 }
 
-/* The extent (sector+sectors), the label of a MARKER, "-" for a FLUSH. */
+/*
+ * The extent (sector+sectors), the label of a MARKER, "-" for a FLUSH and
+ * for a VOID MARKER (its label is gone with its payload).
+ */
 static void print_extent(struct out *o, const struct dm_repl_rec *r)
 {
 	char label[DM_REPL_MARKER_LABEL_MAX + 1];
@@ -183,6 +189,10 @@ static void print_extent(struct out *o, const struct dm_repl_rec *r)
 		out_text(o, " -");
 		return;
 	case DM_REPL_REC_MARKER:
+		if (dmrepl_rec_flags(r) & DM_REPL_RECF_VOID) {
+			out_text(o, " -");
+			return;
+		}
 		/* dmrepl_rec_check() bounded plen to DM_REPL_MARKER_LABEL_MAX. */
 		memcpy(label, dmrepl_rec_payload(r), plen);
 		label[plen] = '\0';
@@ -306,25 +316,46 @@ static int write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-static int emit(struct dump *d, const struct dm_repl_rec *r)
+static int write_raw(const struct dm_repl_rec *r)
 {
-	int ret;
+	int ret = write_all(STDOUT_FILENO, r, dmrepl_rec_len(r));
 
-	count_record(&d->st, r);
+	if (ret) {
+		err_msg("write of raw records to stdout: %s", strerror(-ret));
+		return -1;
+	}
+	return 0;
+}
+
+/* Records leave the ring sealed (see <linux/dm-repl.h>). */
+static const struct dm_repl_rec *seal_copy(struct dump *d, const struct dm_repl_rec *r)
+{
+	memcpy(d->sealed, r, dmrepl_rec_len(r));
+	dmrepl_rec_seal(d->sealed);
+	return d->sealed;
+}
+
+/*
+ * Write out the record of a slot. A DISCARDED slot (a failed write) goes
+ * out as its VOID record, sealed, in its sequence's place: counted as a
+ * discarded slot, not as a record, but released with the batch.
+ */
+static int emit(struct dump *d, const struct dm_repl_rec *r, bool discarded)
+{
+	struct dm_repl_rec void_rec;
+
+	if (discarded) {
+		dmrepl_rec_make_void(r, &void_rec);
+		r = &void_rec;
+	} else {
+		count_record(&d->st, r);
+	}
 	d->unreleased = true;
 	d->batch_last_seq = dmrepl_rec_seq(r);
-	if (d->opts.raw) {
-		/* Records leave the ring sealed (see <linux/dm-repl.h>). */
-		memcpy(d->sealed, r, dmrepl_rec_len(r));
-		dmrepl_rec_seal(d->sealed);
-		ret = write_all(STDOUT_FILENO, d->sealed, dmrepl_rec_len(r));
-		if (ret) {
-			err_msg("write of raw records to stdout: %s", strerror(-ret));
-			return -1;
-		}
-	} else if (!d->opts.stats) {
+	if (d->opts.raw)
+		return write_raw(discarded ? r : seal_copy(d, r));
+	if (!d->opts.stats)
 		print_record(&d->out, r);
-	}
 	return 0;
 }
 
@@ -337,10 +368,11 @@ static bool count_reached(const struct dump *d)
 static int drain(struct dump *d)
 {
 	const struct dm_repl_rec *r;
+	bool discarded;
 	int ret;
 
 	while (!count_reached(d) && !stop_requested) {
-		ret = dmrepl_ring_next(d->ring, &r);
+		ret = dmrepl_ring_next_slot(d->ring, &r, &discarded);
 		if (ret == 0)
 			return 0;
 		if (ret < 0) {
@@ -349,7 +381,7 @@ static int drain(struct dump *d)
 				dmrepl_ring_why(d->ring));
 			return -1;
 		}
-		if (emit(d, r))
+		if (emit(d, r, discarded))
 			return -1;
 	}
 	return 0;
