@@ -82,21 +82,6 @@ void usage_dump(FILE *f)
 "  -h, --help       show this text\n");
 }
 
-static int parse_count(const char *s, __u64 *out)
-{
-	unsigned long long v;
-	char *end;
-
-	if (*s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || *end || v == 0)
-		return -EINVAL;
-	*out = v;
-	return 0;
-}
-
 static int parse_opts(int argc, char **argv, struct dump_opts *o)
 {
 	enum { OPT_RELEASE = 256, OPT_STATS, OPT_RAW };
@@ -123,7 +108,7 @@ static int parse_opts(int argc, char **argv, struct dump_opts *o)
 		case OPT_RAW: o->raw = true; break;
 		case 'j': o->json = true; break;
 		case 'n':
-			if (parse_count(optarg, &o->count))
+			if (parse_positive(optarg, &o->count))
 				return usage_err("dump", "--count wants a positive number, not \"%s\"",
 						 optarg);
 			break;

@@ -217,21 +217,6 @@ static void usage_meta_create(FILE *f)
 "  -h, --help             show this text\n");
 }
 
-static int parse_num(const char *s, __u64 *out)
-{
-	unsigned long long v;
-	char *end;
-
-	if (*s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || *end || v == 0)
-		return -EINVAL;
-	*out = v;
-	return 0;
-}
-
 enum {
 	OPT_FORCE = 256, OPT_GROUP, OPT_ROLE, OPT_REGION, OPT_EXTENT, OPT_SLOTS,
 	OPT_HOT, OPT_SECTORS, OPT_DATA_DEV,
@@ -281,7 +266,7 @@ static int create_opt(struct create_opts *o, int c, char **argv)
 	__u64 *num = num_opt(o, c);
 
 	if (num) {
-		if (parse_num(optarg, num))
+		if (parse_positive(optarg, num))
 			return usage_err("meta create", "--%s wants a positive number, not \"%s\"",
 					 opt_name(c), optarg);
 		return 0;

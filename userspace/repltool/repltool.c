@@ -3,6 +3,7 @@
  * repltool: the administrator's tool for dm-repl. A table of subcommands;
  * any unambiguous prefix of a name selects it.
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,4 +146,19 @@ int main(int argc, char **argv)
 	if (!c)
 		return EXIT_USAGE;
 	return c->run(argc - 1, argv + 1);
+}
+
+int parse_positive(const char *s, __u64 *out)
+{
+	unsigned long long v;
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end || v == 0)
+		return -EINVAL;
+	*out = v;
+	return 0;
 }

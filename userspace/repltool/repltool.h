@@ -3,6 +3,7 @@
 #define REPLTOOL_H
 
 #include <stdio.h>
+#include <linux/types.h>
 
 /* Exit status, as documented in Documentation/repltool.md. */
 enum {
@@ -31,6 +32,9 @@ int usage_err(const char *cmd, const char *fmt, ...)
  */
 const struct cmd *cmd_find(const struct cmd *tab, size_t n, const char *parent,
 			    const char *word);
+
+/* A decimal number > 0 with nothing around it; -EINVAL otherwise. */
+int parse_positive(const char *s, __u64 *out);
 
 int cmd_dump(int argc, char **argv);
 void usage_dump(FILE *f);
