@@ -26,6 +26,7 @@ run_suite() {
 
 run_suite unit make -s -C tests/unit run
 run_suite dkms tests/dkms-build.sh
+run_suite crash tests/crash.sh
 run_suite style tests/checkpatch.sh
 
 make -s -C tests/guest || echo "tests/guest: build failed" >&2
