@@ -149,20 +149,20 @@ expect_err "metadata used twice in a group" "/dev/ram2 $M g1 primary" \
 # A reload keeps the volume; a size change in a reload is refused.
 dmsetup reload r0 --table "0 $S repl $D $M g1 primary 2 ring_mb 4" && dmsetup resume r0
 tap_check "a reload keeps the group and volume" test "$(live_objects)" = "1 1 0"
-dmesg -C
-if dmsetup reload r0 --table "0 $((S / 2)) repl $D $M g1 primary" 2>/dev/null; then
-	tap_fail "rejects a size change in a reload" "accepted"
-	dmsetup clear r0
-else
-	tap_check "rejects a size change in a reload" test "$(last_table_error)" = "Metadata was made for a data device of another size"
-fi
-dmesg -C
-if dmsetup reload r0 --table "0 $S repl /dev/ram2 $M g1 primary 2 ring_mb 4" 2>/dev/null; then
-	tap_fail "rejects a data device change in a reload" "accepted"
-	dmsetup clear r0
-else
-	tap_check "rejects a data device change in a reload" test "$(last_table_error)" = "Data device cannot change in a reload"
-fi
+# expect_reload_err NAME TABLE ERROR: reloading r0 with TABLE fails with ERROR.
+expect_reload_err() {
+	dmesg -C
+	if dmsetup reload r0 --table "$2" 2>/dev/null; then
+		tap_fail "rejects $1" "accepted"
+		dmsetup clear r0
+	else
+		tap_check "rejects $1" test "$(last_table_error)" = "$3"
+	fi
+}
+expect_reload_err "a size change in a reload" "0 $((S / 2)) repl $D $M g1 primary" \
+	"Metadata was made for a data device of another size"
+expect_reload_err "a data device change in a reload" "0 $S repl /dev/ram2 $M g1 primary 2 ring_mb 4" \
+	"Data device cannot change in a reload"
 dmsetup remove r0
 tap_check "nothing is left after the last volume" test "$(live_objects)" = "0 0 0" -a ! -e /dev/dm-repl/g1
 rmmod brd
