@@ -54,16 +54,29 @@ static __poll_t repl_poll(struct file *file, poll_table *wait)
 	struct repl_group *g = rf->group;
 	u64 commits;
 
+	__poll_t out = 0;
+
 	poll_wait(file, &g->poll_wait, wait);
 	/* Full barrier: pairs with test_and_set_bit() in repl_group_notify(). */
 	test_and_clear_bit(REPL_WAKE_PENDING, &g->flags);
 	if (READ_ONCE(g->dead))
 		return EPOLLHUP;
+	/* A secondary takes batches at any time; "commits" count its batches. */
+	if (g->role == DM_REPL_ROLE_SECONDARY)
+		out = EPOLLOUT | EPOLLWRNORM;
 	commits = atomic64_read(&g->commits);
 	if (commits == rf->seen_commits)
-		return 0;
+		return out;
 	rf->seen_commits = commits;
-	return EPOLLIN | EPOLLRDNORM;
+	return out | EPOLLIN | EPOLLRDNORM;
+}
+
+static ssize_t repl_write(struct file *file, const char __user *buf,
+			  size_t count, loff_t *ppos)
+{
+	struct repl_file *rf = file->private_data;
+
+	return repl_apply_write(rf->group, buf, count);
 }
 
 static int repl_mmap(struct file *file, struct vm_area_struct *vma)
@@ -72,6 +85,8 @@ static int repl_mmap(struct file *file, struct vm_area_struct *vma)
 	struct repl_ring *ring = &rf->group->ring;
 	unsigned long len = vma->vm_end - vma->vm_start;
 
+	if (rf->group->role != DM_REPL_ROLE_PRIMARY)
+		return -ENODEV;		/* a secondary's ring is not in use */
 	if (vma->vm_flags & VM_WRITE)
 		return -EPERM;
 	if (vma->vm_pgoff || len > PAGE_SIZE + 2 * ring->size)
@@ -115,6 +130,7 @@ static void fill_group_info(struct dm_repl_group_info *info,
 	unsigned int i;
 
 	info->abi_version = DM_REPL_ABI_VERSION;
+	info->role = g->role;
 	strscpy(info->name, g->name, sizeof(info->name));
 	fill_ring_info(info, &g->ring);
 	info->state = test_bit(REPL_BEHIND, &g->flags) ?
@@ -137,25 +153,51 @@ static void fill_group_info(struct dm_repl_group_info *info,
 }
 
 /*
- * A caller of another ABI version gets -EPROTO and, in abi_version, the
- * module's version, so that it can say which side is too old.
+ * A caller of another ABI version gets -EPROTO and, in abi_version (the
+ * first field of every info structure), the module's version, so that it
+ * can say which side is too old.
  */
-static long ioctl_group_info(struct repl_group *g, void __user *arg)
+static long check_abi_version(void __user *arg)
 {
-	struct dm_repl_group_info *info;
 	__u32 version;
-	long r = 0;
 
 	if (get_user(version, (__u32 __user *)arg))
 		return -EFAULT;
-	if (version != DM_REPL_ABI_VERSION) {
-		version = DM_REPL_ABI_VERSION;
-		return put_user(version, (__u32 __user *)arg) ?: -EPROTO;
-	}
+	if (version == DM_REPL_ABI_VERSION)
+		return 0;
+	version = DM_REPL_ABI_VERSION;
+	return put_user(version, (__u32 __user *)arg) ?: -EPROTO;
+}
+
+static long ioctl_group_info(struct repl_group *g, void __user *arg)
+{
+	struct dm_repl_group_info *info;
+	long r = check_abi_version(arg);
+
+	if (r)
+		return r;
 	info = kzalloc(sizeof(*info), GFP_KERNEL);
 	if (!info)
 		return -ENOMEM;
 	fill_group_info(info, g);
+	if (copy_to_user(arg, info, sizeof(*info)))
+		r = -EFAULT;
+	kfree(info);
+	return r;
+}
+
+static long ioctl_apply_info(struct repl_group *g, void __user *arg)
+{
+	struct dm_repl_apply_info *info;
+	long r = check_abi_version(arg);
+
+	if (r)
+		return r;
+	info = kzalloc(sizeof(*info), GFP_KERNEL);
+	if (!info)
+		return -ENOMEM;
+	info->abi_version = DM_REPL_ABI_VERSION;
+	repl_apply_info(g, info);
 	if (copy_to_user(arg, info, sizeof(*info)))
 		r = -EFAULT;
 	kfree(info);
@@ -167,6 +209,8 @@ static long ioctl_release(struct repl_group *g, void __user *arg)
 	u64 seq;
 	int r;
 
+	if (g->role != DM_REPL_ROLE_PRIMARY)
+		return -EPERM;
 	if (get_user(seq, (u64 __user *)arg))
 		return -EFAULT;
 	r = repl_ring_release(&g->ring, seq);
@@ -225,6 +269,8 @@ static long repl_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return ioctl_release(rf->group, uarg);
 	case DM_REPL_IOC_GET_BITMAP:
 		return ioctl_get_bitmap(rf->group, uarg);
+	case DM_REPL_IOC_APPLY_INFO:
+		return ioctl_apply_info(rf->group, uarg);
 	}
 	return -ENOTTY;
 }
@@ -234,6 +280,7 @@ static const struct file_operations repl_fops = {
 	.open		= repl_open,
 	.release	= repl_release,
 	.poll		= repl_poll,
+	.write		= repl_write,
 	.mmap		= repl_mmap,
 	.unlocked_ioctl	= repl_ioctl,
 	.compat_ioctl	= compat_ptr_ioctl,

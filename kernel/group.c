@@ -8,6 +8,7 @@
  * the ring stays valid for a consumer that still has it mapped.
  */
 #include <linux/bitmap.h>
+#include <linux/crc32c.h>
 #include <linux/ctype.h>
 #include <linux/log2.h>
 #include <linux/mm.h>
@@ -35,6 +36,12 @@ bool repl_group_name_valid(const char *name)
 	return true;
 }
 
+/* The group_tag of a group's records (see uapi/linux/dm-repl.h). */
+u32 repl_group_tag(const char *name)
+{
+	return crc32c(~0U, name, strlen(name));
+}
+
 static struct repl_group *group_find(const char *name)
 {
 	struct repl_group *g;
@@ -45,7 +52,7 @@ static struct repl_group *group_find(const char *name)
 	return NULL;
 }
 
-static struct repl_group *group_create(const char *name, unsigned int ring_mb,
+static struct repl_group *group_create(const struct repl_volume_args *args,
 				       char **error)
 {
 	struct repl_group *g;
@@ -57,18 +64,26 @@ static struct repl_group *group_create(const char *name, unsigned int ring_mb,
 		return ERR_PTR(-ENOMEM);
 	}
 	kref_init(&g->kref);
-	strscpy(g->name, name, sizeof(g->name));
+	strscpy(g->name, args->group, sizeof(g->name));
+	g->role = args->role;
 	mutex_init(&g->lock);
 	init_waitqueue_head(&g->poll_wait);
 	init_waitqueue_head(&g->room_wait);
 	init_llist_head(&g->copy_list);
 	INIT_WORK(&g->copy_work, repl_copier_work);
 
-	r = repl_ring_init(&g->ring, ring_mb);
+	repl_apply_init(g, args->source);
+
+	/*
+	 * A secondary has its ring too: a promotion must not fail for want of
+	 * memory in the middle of a disaster.
+	 */
+	r = repl_ring_init(&g->ring, args->ring_mb);
 	if (r) {
 		*error = "Cannot allocate ring of ring_mb";
 		goto bad_ring;
 	}
+	g->ring.group_tag = repl_group_tag(g->name);
 	r = repl_chardev_register(g);
 	if (r) {
 		*error = "Cannot register the group's character device";
@@ -91,6 +106,7 @@ static void group_release(struct kref *kref)
 
 	repl_ring_free(&g->ring);
 	mutex_destroy(&g->ring.release_lock);
+	mutex_destroy(&g->apply.lock);
 	mutex_destroy(&g->lock);
 	kfree(g);
 	atomic_dec(&repl_live_groups);
@@ -135,9 +151,18 @@ static struct repl_group *group_join(const struct repl_volume_args *args,
 	struct repl_group *g = group_find(args->group);
 
 	if (!g)
-		return group_create(args->group, args->ring_mb, error);
+		return group_create(args, error);
+	if (args->role != g->role) {
+		*error = "Group has volumes of the other role";
+		return ERR_PTR(-EINVAL);
+	}
 	if (args->ring_mb_given && ((u64)args->ring_mb << 20) != g->ring.size) {
 		*error = "ring_mb differs from the group's ring";
+		return ERR_PTR(-EINVAL);
+	}
+	if (args->role == DM_REPL_ROLE_SECONDARY &&
+	    repl_group_tag(args->source) != g->apply.source_tag) {
+		*error = "source differs from the group's source";
 		return ERR_PTR(-EINVAL);
 	}
 	kref_get(&g->kref);
@@ -167,24 +192,29 @@ static struct repl_volume *volume_find(struct repl_group *g,
 			*error = "Metadata is used by another volume of the group";
 			return ERR_PTR(-EBUSY);
 		}
+		if (v->index == args->meta->index) {
+			*error = "Volume index is used by another volume of the group";
+			return ERR_PTR(-EBUSY);
+		}
 	}
 	return NULL;
 }
 
 /*
- * The lowest index that no volume uses and that no unreleased record of a
- * removed volume still names, so that a consumer never confuses the two.
+ * The index the metadata gives, unless an unreleased record of a removed
+ * volume still names it: a consumer must never confuse the two.
  * Caller holds g->lock.
  */
-static int volume_free_index(struct repl_group *g)
+static int volume_check_index(struct repl_group *g, unsigned int index,
+			      char **error)
 {
 	u64 released = READ_ONCE(g->ring.ctl->released_seq);
-	unsigned int i;
 
-	for (i = 0; i < DM_REPL_MAX_VOLUMES; i++)
-		if (!g->volumes[i] && g->index_last_seq[i] <= released)
-			return i;
-	return -ENOSPC;
+	if (g->index_last_seq[index] > released) {
+		*error = "Volume index still names unreleased records of a removed volume";
+		return -EBUSY;
+	}
+	return 0;
 }
 
 static struct repl_volume *volume_create(struct repl_group *g,
@@ -192,14 +222,13 @@ static struct repl_volume *volume_create(struct repl_group *g,
 					 const struct repl_volume_args *args,
 					 char **error)
 {
+	unsigned int index = args->meta->index;
 	struct repl_volume *v;
-	int index, r;
+	int r;
 
-	index = volume_free_index(g);
-	if (index < 0) {
-		*error = "Group has no free volume index (64 volumes, or records of removed ones not yet released)";
-		return ERR_PTR(-ENOSPC);
-	}
+	r = volume_check_index(g, index, error);
+	if (r)
+		return ERR_PTR(r);
 	v = kzalloc(sizeof(*v), GFP_KERNEL);
 	if (!v) {
 		*error = "Cannot allocate volume";
@@ -208,6 +237,8 @@ static struct repl_volume *volume_create(struct repl_group *g,
 	v->group = g;
 	v->md = dm_table_get_md(ti->table);
 	v->data_dev = args->data_dev;
+	v->data_bdev = args->data_bdev;
+	v->meta_bdev = args->meta_bdev;
 	memcpy(v->uuid, args->meta->uuid, sizeof(v->uuid));
 	v->gen_current = args->meta->gen_current;
 	v->index = index;
@@ -245,6 +276,8 @@ static int volume_check_reload(struct repl_volume *v, struct dm_target *ti,
 		*error = "Volume size cannot change in a reload";
 	else if (v->data_dev != args->data_dev)
 		*error = "Data device cannot change in a reload";
+	else if (v->meta_bdev != args->meta_bdev)
+		*error = "Metadata device cannot change in a reload";
 	else if (memcmp(v->uuid, args->meta->uuid, sizeof(v->uuid)))
 		*error = "Metadata cannot change to another volume's in a reload";
 	else if (v->region_shift != ilog2(args->region_kb) + 1)
@@ -321,6 +354,9 @@ void repl_volume_put(struct repl_volume *v, struct block_device *meta_bdev)
 	struct repl_group *g = v->group;
 	bool gone;
 
+	/* Not while a batch is applied to it; and g outlives the unlock. */
+	kref_get(&g->kref);
+	mutex_lock(&g->apply.lock);
 	mutex_lock(&repl_groups_lock);
 	mutex_lock(&g->lock);
 	gone = !--v->users;
@@ -339,6 +375,8 @@ void repl_volume_put(struct repl_volume *v, struct block_device *meta_bdev)
 	}
 	group_leave(g);
 	mutex_unlock(&repl_groups_lock);
+	mutex_unlock(&g->apply.lock);
+	repl_group_put(g);
 }
 
 /* Mark every region that [sector, sector + nbytes) touches. Atomic context. */

@@ -100,8 +100,12 @@ static const char *check_sb(const struct dm_repl_meta_sb *sb,
 		return "Metadata superblock has unknown flags";
 	if (strncmp(sb->group, args->group, sizeof(sb->group)))
 		return "Metadata belongs to another group";
-	if (le32_to_cpu(sb->role) != DM_REPL_META_ROLE_PRIMARY)
-		return "Metadata role is not primary";
+	if (le32_to_cpu(sb->role) != args->role)
+		return args->role == DM_REPL_ROLE_PRIMARY ?
+			"Metadata role is not primary" :
+			"Metadata role is not secondary";
+	if (le16_to_cpu(sb->volume) >= DM_REPL_MAX_VOLUMES)
+		return "Metadata volume index is out of range (0-63)";
 	if (le64_to_cpu(sb->data_sectors) != args->data_sectors)
 		return "Metadata was made for a data device of another size";
 	if (args->region_kb && le32_to_cpu(sb->region_sectors) !=
@@ -146,6 +150,7 @@ int repl_meta_load(struct block_device *bdev,
 	memcpy(meta->uuid, sb->uuid, sizeof(meta->uuid));
 	meta->region_kb = le32_to_cpu(sb->region_sectors) >> 1;
 	meta->gen_current = le64_to_cpu(sb->gen_current);
+	meta->index = le16_to_cpu(sb->volume);
 	meta->sb = sb;
 	return 0;
 out:
@@ -154,7 +159,7 @@ out:
 }
 
 /* Write the volume's superblock, after everything before it is durable. */
-static int write_sb(struct block_device *bdev, struct repl_volume *v)
+int repl_meta_write_sb(struct block_device *bdev, struct repl_volume *v)
 {
 	v->sb->crc = cpu_to_le32(block_crc(v->sb,
 				 offsetof(struct dm_repl_meta_sb, crc)));
@@ -224,8 +229,9 @@ static void bm_count(struct repl_volume *v)
 
 /*
  * A volume comes up: its dirty bitmap is the one on the metadata device, or,
- * if the device was not shut down cleanly, every region (no write the
- * primary completed before a crash is then forgotten: all is resynced).
+ * if a primary's device was not shut down cleanly, every region (no write
+ * the primary completed before a crash is then forgotten: all is resynced).
+ * A secondary takes no write from above: what it applied, applied_seq says.
  * Then the superblock says "not clean" before any write can pass.
  */
 int repl_meta_open(struct block_device *bdev, struct repl_volume *v,
@@ -235,7 +241,8 @@ int repl_meta_open(struct block_device *bdev, struct repl_volume *v,
 	u64 i;
 	int r = 0;
 
-	if (!(le32_to_cpu(v->sb->flags) & DM_REPL_META_F_CLEAN)) {
+	if (!(le32_to_cpu(v->sb->flags) & DM_REPL_META_F_CLEAN) &&
+	    le32_to_cpu(v->sb->role) == DM_REPL_ROLE_PRIMARY) {
 		DMWARN("%s: volume %u was not shut down cleanly: all %lu regions are dirty",
 		       v->group->name, v->index, v->nr_regions);
 		bitmap_fill(v->bitmap, v->nr_regions);
@@ -258,7 +265,7 @@ int repl_meta_open(struct block_device *bdev, struct repl_volume *v,
 		set_bit(REPL_BEHIND, &v->group->flags);
 
 	v->sb->flags &= cpu_to_le32(~DM_REPL_META_F_CLEAN);
-	r = write_sb(bdev, v);
+	r = repl_meta_write_sb(bdev, v);
 	if (r)
 		*error = "Cannot write the metadata superblock";
 	return r;
@@ -305,8 +312,9 @@ void repl_meta_close(struct block_device *bdev, struct repl_volume *v,
 	if (r)
 		goto out;
 	v->sb->flags |= cpu_to_le32(DM_REPL_META_F_CLEAN);
-	v->sb->released_seq = cpu_to_le64(released_seq);
-	r = write_sb(bdev, v);
+	if (le32_to_cpu(v->sb->role) == DM_REPL_ROLE_PRIMARY)
+		v->sb->released_seq = cpu_to_le64(released_seq);
+	r = repl_meta_write_sb(bdev, v);
 out:
 	if (r)
 		DMERR("%s: volume %u: cannot save its bitmap (%d): the next load will mark every region dirty",

@@ -53,6 +53,7 @@ struct repl_ring {
 	u64 size;			/* data area bytes, a power of two */
 	struct page **pages;		/* control page, then the data pages */
 	unsigned int nr_pages;
+	u32 group_tag;			/* the group's, in every record */
 };
 
 /* What a bio asks the ring for; filled in by repl_ring_reserve(). */
@@ -69,6 +70,7 @@ struct repl_rec_req {
 };
 
 int repl_ring_init(struct repl_ring *ring, unsigned int ring_mb);
+u32 repl_group_tag(const char *name);
 void repl_ring_free(struct repl_ring *ring);
 int repl_ring_reserve(struct repl_ring *ring, struct repl_rec_req *reqs,
 		      unsigned int nr);
@@ -88,11 +90,15 @@ struct repl_volume {
 	struct repl_group *group;
 	struct mapped_device *md;	/* identity across reloads */
 	dev_t data_dev;
+	/* Open while the volume lives: a table of its device holds them. */
+	struct block_device *data_bdev;
+	struct block_device *meta_bdev;
 	u8 uuid[DM_REPL_META_UUID_SIZE];	/* from its metadata */
 	u64 gen_current;
 	struct dm_repl_meta_sb *sb;	/* its superblock's block */
 	unsigned int index;		/* volume index in records */
 	unsigned int users;		/* targets using it, under group->lock */
+	bool joined;			/* secondary: in apply's applied_seq */
 	sector_t sectors;
 
 	unsigned int region_shift;	/* log2 of sectors per region */
@@ -117,6 +123,32 @@ struct repl_counters {
 #define REPL_WAKE_PENDING	0	/* bit in repl_group.flags */
 #define REPL_BEHIND		1	/* a write went only to the bitmap */
 
+/* A secondary's apply state (kernel/apply.c). */
+struct repl_apply {
+	/* Serialises batches; taken before repl_groups_lock and group->lock. */
+	struct mutex lock;
+	/* Targets of the group that are suspended (or not resumed yet). */
+	atomic_t suspended;
+	wait_queue_head_t resume_wait;
+	u32 source_tag;		/* group_tag of the records it accepts */
+
+	/* Under lock; read by status without it. */
+	u64 applied_seq;	/* persisted in every volume's superblock */
+	u64 applied_epoch;	/* 0: not known since the load */
+	u64 next_epoch;		/* epoch of applied_seq + 1; 0: not known */
+	bool inconsistent;	/* a resync is under way */
+	unsigned int nr_joined;	/* volumes that ever joined */
+
+	/* Guards the counters and markers below (read by the info ioctl). */
+	spinlock_t stat_lock;
+	u64 batches, records, skipped, bytes, flushes, rejected;
+	u64 last_error_seq;
+	int last_error;
+	unsigned int last_reason;
+	unsigned int nr_markers;
+	struct dm_repl_applied_marker markers[DM_REPL_APPLY_MARKERS];
+};
+
 struct repl_group {
 	struct list_head list;		/* on repl_groups, under repl_groups_lock */
 	struct kref kref;		/* one per volume, one per open file */
@@ -133,6 +165,7 @@ struct repl_group {
 	unsigned int nr_volumes;
 	bool dead;			/* its last volume is gone */
 
+	unsigned int role;		/* enum dm_repl_role, of every volume */
 	unsigned long flags;		/* REPL_WAKE_PENDING, REPL_BEHIND */
 	atomic64_t commits;		/* records committed, for poll() */
 	wait_queue_head_t poll_wait;	/* consumers in poll() */
@@ -144,11 +177,14 @@ struct repl_group {
 	/* Payloads to copy off the submitter's CPU, and the worker that does. */
 	struct llist_head copy_list;
 	struct work_struct copy_work;
+
+	struct repl_apply apply;	/* secondary only */
 };
 
 /* What the metadata must match, from the table line and the devices. */
 struct repl_meta_args {
 	const char *group;
+	unsigned int role;	/* enum dm_repl_role */
 	sector_t data_sectors;
 	sector_t meta_sectors;
 	unsigned int region_kb;	/* 0: not given in the table */
@@ -158,6 +194,7 @@ struct repl_meta_args {
 struct repl_meta {
 	u8 uuid[DM_REPL_META_UUID_SIZE];
 	unsigned int region_kb;
+	unsigned int index;	/* volume index in records */
 	u64 gen_current;
 	struct dm_repl_meta_sb *sb;	/* its whole block, kmalloc()ed */
 };
@@ -169,14 +206,18 @@ int repl_meta_open(struct block_device *bdev, struct repl_volume *v,
 		   char **error);
 void repl_meta_close(struct block_device *bdev, struct repl_volume *v,
 		     u64 released_seq);
+int repl_meta_write_sb(struct block_device *bdev, struct repl_volume *v);
 
 /* What a table line says about its volume. */
 struct repl_volume_args {
 	const char *group;
+	unsigned int role;
+	const char *source;	/* secondary: the primary group's name */
 	unsigned int ring_mb;
 	bool ring_mb_given;
 	unsigned int region_kb;
 	dev_t data_dev;
+	struct block_device *data_bdev;
 	const struct repl_meta *meta;
 	struct block_device *meta_bdev;
 };
@@ -201,6 +242,9 @@ struct repl_target {
 	unsigned int region_kb;
 	unsigned int block_ms;
 	bool overflow_block;
+	bool secondary;		/* role secondary: applies, takes no writes */
+	bool suspended;		/* counted in group->apply.suspended */
+	char *source;		/* secondary: the table's source option */
 };
 
 /* Per-bio data: the records a bio reserved, committed at its completion. */
@@ -230,6 +274,14 @@ int repl_capture_end(struct repl_target *rt, struct repl_io *io,
 void repl_copier_work(struct work_struct *work);
 extern struct workqueue_struct *repl_copy_wq;
 int repl_capture_marker(struct repl_target *rt, const char *label);
+
+void repl_apply_init(struct repl_group *g, const char *source);
+void repl_apply_join(struct repl_group *g, struct repl_volume *v);
+ssize_t repl_apply_write(struct repl_group *g, const char __user *buf,
+			 size_t count);
+void repl_apply_info(struct repl_group *g, struct dm_repl_apply_info *info);
+void repl_apply_suspend(struct repl_target *rt);
+void repl_apply_resume(struct repl_target *rt);
 
 int repl_chardev_register(struct repl_group *g);
 void repl_chardev_unregister(struct repl_group *g);

@@ -134,7 +134,7 @@ bool repl_ring_has_room(struct repl_ring *ring, u64 bytes)
 }
 
 static void rec_fill(struct dm_repl_rec *rec, const struct repl_rec_req *req,
-		     u64 seq, u64 epoch)
+		     u64 seq, u64 epoch, u32 group_tag)
 {
 	memset(rec, 0, sizeof(*rec));
 	rec->magic = cpu_to_le32(DM_REPL_REC_MAGIC);
@@ -149,6 +149,7 @@ static void rec_fill(struct dm_repl_rec *rec, const struct repl_rec_req *req,
 	rec->volume = cpu_to_le16(req->volume);
 	rec->version = cpu_to_le16(DM_REPL_REC_VERSION);
 	rec->time_ns = cpu_to_le64(ktime_get_coarse_real_ns());
+	rec->group_tag = cpu_to_le32(group_tag);
 }
 
 /*
@@ -197,7 +198,7 @@ int repl_ring_reserve(struct repl_ring *ring, struct repl_rec_req *reqs,
 	spin_unlock_irqrestore(&ring->lock, flags);
 
 	for (i = 0; i < nr; i++)
-		rec_fill(reqs[i].rec, &reqs[i], seq[i], epoch[i]);
+		rec_fill(reqs[i].rec, &reqs[i], seq[i], epoch[i], ring->group_tag);
 	return 0;
 }
 

@@ -3,12 +3,15 @@
  * dm-repl: the "repl" device-mapper target.
  *
  * Table line:
- *   <data_dev> <meta_dev> <group> <role> [<#opt_args> <opt_args>...]
+ *   <data_dev> <meta_dev> <group> primary|secondary [<#opt_args> <opt_args>...]
  * Optional arguments:
  *   ring_mb <n>                  ring size of the group, a power of two
  *   region_kb <n>                must match the metadata's region size
- *   overflow bitmap|block        what a write does when the ring is full
- *   block_ms <n>                 overflow block: longest wait for room
+ *   overflow bitmap|block        primary: what a write does when the ring
+ *                                is full
+ *   block_ms <n>                 primary, overflow block: longest wait
+ *   source <group>               secondary: the primary group whose records
+ *                                it applies (default: its own name)
  *
  * See Documentation/dm-repl.md for the status line and the messages.
  */
@@ -26,6 +29,8 @@ struct repl_opts {
 	unsigned int block_ms;
 	bool overflow_block;
 	bool ring_mb_given;
+	bool primary_only;	/* overflow or block_ms given */
+	const char *source;
 };
 
 static int parse_pow2(struct dm_arg_set *as, const struct dm_arg *range,
@@ -96,10 +101,22 @@ static int parse_one_opt(struct dm_arg_set *as, const char *name,
 		return parse_ring_mb(as, o, error);
 	if (!strcasecmp(name, "region_kb"))
 		return parse_pow2(as, &region_range, &o->region_kb, error);
-	if (!strcasecmp(name, "overflow"))
+	if (!strcasecmp(name, "overflow")) {
+		o->primary_only = true;
 		return parse_overflow(as, o, error);
-	if (!strcasecmp(name, "block_ms"))
+	}
+	if (!strcasecmp(name, "block_ms")) {
+		o->primary_only = true;
 		return dm_read_arg(&block_range, as, &o->block_ms, error);
+	}
+	if (!strcasecmp(name, "source")) {
+		o->source = dm_shift_arg(as);
+		if (!o->source || !repl_group_name_valid(o->source)) {
+			*error = "source must be a group name";
+			return -EINVAL;
+		}
+		return 0;
+	}
 	*error = "Unrecognised optional argument";
 	return -EINVAL;
 }
@@ -112,7 +129,7 @@ static int parse_opts(struct dm_arg_set *as, struct repl_opts *o,
 	};
 	unsigned int argc, seen = 0;
 	static const char * const names[] = { "ring_mb", "region_kb",
-					      "overflow", "block_ms" };
+					      "overflow", "block_ms", "source" };
 	const char *name;
 	unsigned int i;
 	int r;
@@ -147,24 +164,48 @@ static int parse_opts(struct dm_arg_set *as, struct repl_opts *o,
 	return 0;
 }
 
-static int parse_role(const char *role, char **error)
+static int parse_role(const char *role, unsigned int *out, char **error)
 {
 	if (!strcasecmp(role, "primary"))
-		return 0;
-	if (!strcasecmp(role, "secondary"))
-		*error = "Role secondary is not available in this version";
-	else
+		*out = DM_REPL_ROLE_PRIMARY;
+	else if (!strcasecmp(role, "secondary"))
+		*out = DM_REPL_ROLE_SECONDARY;
+	else {
 		*error = "Role must be primary or secondary";
-	return -EINVAL;
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Options that one role only takes. */
+static int check_role_opts(unsigned int role, const struct repl_opts *o,
+			   char **error)
+{
+	if (role == DM_REPL_ROLE_SECONDARY && o->primary_only) {
+		*error = "overflow and block_ms apply to role primary only";
+		return -EINVAL;
+	}
+	if (role == DM_REPL_ROLE_PRIMARY && o->source) {
+		*error = "source applies to role secondary only";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static bool is_secondary(const struct repl_target *rt)
+{
+	return rt->secondary;
 }
 
 static void repl_dtr(struct dm_target *ti)
 {
 	struct repl_target *rt = ti->private;
 
+	repl_apply_resume(rt);	/* no longer counted as suspended */
 	repl_volume_put(rt->vol, rt->meta_dev->bdev);
 	dm_put_device(ti, rt->meta_dev);
 	dm_put_device(ti, rt->data_dev);
+	kfree(rt->source);
 	kfree(rt);
 }
 
@@ -175,6 +216,7 @@ static int repl_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	struct repl_meta_args margs;
 	struct repl_meta meta;
 	struct repl_target *rt;
+	unsigned int role;
 	struct repl_opts o;
 	int r;
 
@@ -186,11 +228,14 @@ static int repl_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		ti->error = "Group name must be 1-31 of [A-Za-z0-9_.+-], not starting with a dot";
 		return -EINVAL;
 	}
-	r = parse_role(argv[3], &ti->error);
+	r = parse_role(argv[3], &role, &ti->error);
 	if (r)
 		return r;
 	dm_consume_args(&as, 4);
 	r = parse_opts(&as, &o, &ti->error);
+	if (r)
+		return r;
+	r = check_role_opts(role, &o, &ti->error);
 	if (r)
 		return r;
 
@@ -202,6 +247,15 @@ static int repl_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	rt->ring_mb = o.ring_mb;
 	rt->block_ms = o.block_ms;
 	rt->overflow_block = o.overflow_block;
+	rt->secondary = role == DM_REPL_ROLE_SECONDARY;
+	if (rt->secondary) {
+		rt->source = kstrdup(o.source ?: argv[2], GFP_KERNEL);
+		if (!rt->source) {
+			ti->error = "Cannot allocate target context";
+			r = -ENOMEM;
+			goto bad_data;
+		}
+	}
 
 	r = dm_get_device(ti, argv[0], dm_table_get_mode(ti->table),
 			  &rt->data_dev);
@@ -222,6 +276,7 @@ static int repl_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	}
 	margs = (struct repl_meta_args) {
 		.group = argv[2],
+		.role = role,
 		.data_sectors = ti->len,
 		.meta_sectors = bdev_nr_sectors(rt->meta_dev->bdev),
 		.region_kb = o.region_kb,
@@ -233,10 +288,13 @@ static int repl_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 
 	vargs = (struct repl_volume_args) {
 		.group = argv[2],
+		.role = role,
+		.source = rt->source,
 		.ring_mb = o.ring_mb,
 		.ring_mb_given = o.ring_mb_given,
 		.region_kb = meta.region_kb,
 		.data_dev = rt->data_dev->bdev->bd_dev,
+		.data_bdev = rt->data_dev->bdev,
 		.meta = &meta,
 		.meta_bdev = rt->meta_dev->bdev,
 	};
@@ -247,6 +305,8 @@ static int repl_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		goto bad_vol;
 	}
 	rt->ring_mb = rt->vol->group->ring.size >> 20;
+	if (rt->secondary)
+		repl_apply_join(rt->vol->group, rt->vol);
 
 	r = dm_set_target_max_io_len(ti, DM_REPL_REC_PAYLOAD_MAX >> SECTOR_SHIFT);
 	if (r)
@@ -258,6 +318,8 @@ static int repl_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	ti->flush_supported = true;
 	ti->per_io_data_size = sizeof(struct repl_io);
 	ti->private = rt;
+	/* Not resumed yet: no batch writes under an inactive table. */
+	repl_apply_suspend(rt);
 	return 0;
 
 bad_io_len:
@@ -267,6 +329,7 @@ bad_vol:
 bad_meta:
 	dm_put_device(ti, rt->data_dev);
 bad_data:
+	kfree(rt->source);
 	kfree(rt);
 	return r;
 }
@@ -280,8 +343,13 @@ static int repl_map(struct dm_target *ti, struct bio *bio)
 	io->nr = 0;
 	io->nbytes = 0;
 	io->deferred = false;
-	if (op_is_write(bio_op(bio)) || (bio->bi_opf & REQ_PREFLUSH))
+	if (is_secondary(rt)) {
+		/* Its device is read-only (see repl_resume()). */
+		if (bio_op(bio) != REQ_OP_READ && bio_sectors(bio))
+			return DM_MAPIO_KILL;
+	} else if (op_is_write(bio_op(bio)) || (bio->bi_opf & REQ_PREFLUSH)) {
 		repl_capture(rt, bio, sector, io);
+	}
 	bio_set_dev(bio, rt->data_dev->bdev);
 	bio->bi_iter.bi_sector = sector;
 	return DM_MAPIO_REMAPPED;
@@ -293,7 +361,8 @@ static int repl_end_io(struct dm_target *ti, struct bio *bio,
 	struct repl_target *rt = ti->private;
 	struct repl_io *io = dm_per_bio_data(bio, sizeof(struct repl_io));
 
-	if (op_is_write(bio_op(bio)) || (bio->bi_opf & REQ_PREFLUSH))
+	if (!is_secondary(rt) &&
+	    (op_is_write(bio_op(bio)) || (bio->bi_opf & REQ_PREFLUSH)))
 		return repl_capture_end(rt, io, error);
 	return DM_ENDIO_DONE;
 }
@@ -327,6 +396,41 @@ static void emit_info(struct repl_target *rt, char *result,
 	*sz_out = sz;
 }
 
+static void emit_secondary_info(struct repl_target *rt, char *result,
+				unsigned int maxlen, unsigned int *sz_out)
+{
+	struct repl_volume *v = rt->vol;
+	struct repl_apply *a = &v->group->apply;
+	unsigned int sz = *sz_out;
+	unsigned long flags;
+
+	spin_lock_irqsave(&a->stat_lock, flags);
+	DMEMIT("secondary %s %u %s %llu %llu %llu %llu %llu %llu %016llx",
+	       v->group->name, v->index,
+	       a->inconsistent ? "inconsistent" : "consistent",
+	       a->applied_seq, a->applied_epoch, a->batches, a->records,
+	       a->skipped, a->rejected, v->gen_current);
+	spin_unlock_irqrestore(&a->stat_lock, flags);
+	*sz_out = sz;
+}
+
+static void emit_table(struct repl_target *rt, char *result,
+		       unsigned int maxlen, unsigned int *sz_out)
+{
+	unsigned int sz = *sz_out;
+
+	DMEMIT("%s %s %s ", rt->data_dev->name, rt->meta_dev->name,
+	       rt->vol->group->name);
+	if (is_secondary(rt))
+		DMEMIT("secondary 6 ring_mb %u region_kb %u source %s",
+		       rt->ring_mb, rt->region_kb, rt->source);
+	else
+		DMEMIT("primary 8 ring_mb %u region_kb %u overflow %s block_ms %u",
+		       rt->ring_mb, rt->region_kb,
+		       rt->overflow_block ? "block" : "bitmap", rt->block_ms);
+	*sz_out = sz;
+}
+
 static void repl_status(struct dm_target *ti, status_type_t type,
 			unsigned int status_flags, char *result,
 			unsigned int maxlen)
@@ -336,19 +440,20 @@ static void repl_status(struct dm_target *ti, status_type_t type,
 
 	switch (type) {
 	case STATUSTYPE_INFO:
-		emit_info(rt, result, maxlen, &sz);
+		if (is_secondary(rt))
+			emit_secondary_info(rt, result, maxlen, &sz);
+		else
+			emit_info(rt, result, maxlen, &sz);
 		break;
 	case STATUSTYPE_TABLE:
-		DMEMIT("%s %s %s primary 8 ring_mb %u region_kb %u overflow %s block_ms %u",
-		       rt->data_dev->name, rt->meta_dev->name,
-		       rt->vol->group->name, rt->ring_mb, rt->region_kb,
-		       rt->overflow_block ? "block" : "bitmap", rt->block_ms);
+		emit_table(rt, result, maxlen, &sz);
 		break;
 	case STATUSTYPE_IMA:
 		DMEMIT_TARGET_NAME_VERSION(ti->type);
-		DMEMIT(",data_device=%s,meta_device=%s,group=%s,role=primary;",
+		DMEMIT(",data_device=%s,meta_device=%s,group=%s,role=%s;",
 		       rt->data_dev->name, rt->meta_dev->name,
-		       rt->vol->group->name);
+		       rt->vol->group->name,
+		       is_secondary(rt) ? "secondary" : "primary");
 		break;
 	}
 }
@@ -374,6 +479,11 @@ static int repl_message(struct dm_target *ti, unsigned int argc, char **argv,
 	int r;
 
 	if (argc == 2 && !strcasecmp(argv[0], "marker")) {
+		if (is_secondary(rt)) {
+			DMWARN("%s: markers are inserted on the primary",
+			       rt->vol->group->name);
+			return -EPERM;
+		}
 		if (!marker_label_valid(argv[1])) {
 			DMWARN("%s: marker label must be 1-%u of [A-Za-z0-9_.:+-@]",
 			       rt->vol->group->name, DM_REPL_MARKER_LABEL_MAX);
@@ -388,6 +498,24 @@ static int repl_message(struct dm_target *ti, unsigned int argc, char **argv,
 	DMWARN("%s: unrecognised message (expected: marker <label>)",
 	       rt->vol->group->name);
 	return -EINVAL;
+}
+
+static void repl_presuspend(struct dm_target *ti)
+{
+	repl_apply_suspend(ti->private);
+}
+
+/*
+ * A secondary's device is read-only to everyone above: dm core set its
+ * disk's read-only flag from the table's mode just before this runs.
+ */
+static void repl_resume(struct dm_target *ti)
+{
+	struct repl_target *rt = ti->private;
+
+	if (is_secondary(rt))
+		set_disk_ro(dm_disk(dm_table_get_md(ti->table)), true);
+	repl_apply_resume(rt);
 }
 
 static int repl_iterate_devices(struct dm_target *ti,
@@ -425,6 +553,8 @@ static struct target_type repl_target = {
 	.end_io		 = repl_end_io,
 	.status		 = repl_status,
 	.message	 = repl_message,
+	.presuspend	 = repl_presuspend,
+	.resume		 = repl_resume,
 	.iterate_devices = repl_iterate_devices,
 	.io_hints	 = repl_io_hints,
 };

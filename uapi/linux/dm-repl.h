@@ -19,7 +19,7 @@
 #include <linux/types.h>
 #include <linux/ioctl.h>
 
-#define DM_REPL_ABI_VERSION	1
+#define DM_REPL_ABI_VERSION	2
 
 #define DM_REPL_GROUP_NAME_MAX	32	/* including the terminating NUL */
 #define DM_REPL_DEV_DIR		"/dev/dm-repl"
@@ -85,10 +85,19 @@ struct dm_repl_rec {
 	__le16 version;		/* DM_REPL_REC_VERSION */
 	__le64 time_ns;		/* CLOCK_REALTIME_COARSE at capture */
 	__le32 crc;		/* see above */
-	__le32 reserved;	/* zero */
+	__le32 group_tag;	/* dm_repl_group_tag() of the source group */
 };
 
 #define DM_REPL_REC_HDR_SIZE	64
+
+/*
+ * group_tag is crc32c (seeded with ~0, not inverted) of the name of the
+ * primary's group, without its NUL. A secondary applies only records whose
+ * tag is its source's (the table's "source" option, by default its own
+ * group name), so that a stream fed to the wrong group is refused before
+ * any of it reaches a disk. It guards against mistakes, not attacks (the
+ * transport authenticates its peer).
+ */
 /* Largest payload a record carries: one bio of at most this size. */
 #define DM_REPL_REC_PAYLOAD_MAX	(1U << 20)
 
@@ -159,6 +168,11 @@ enum dm_repl_group_state {
 	DM_REPL_STATE_BEHIND	= 1,	/* some writes are only in the bitmap */
 };
 
+enum dm_repl_role {
+	DM_REPL_ROLE_PRIMARY	= 1,	/* = DM_REPL_META_ROLE_PRIMARY */
+	DM_REPL_ROLE_SECONDARY	= 2,
+};
+
 struct dm_repl_volume_info {
 	__u64 sectors;		/* size of the volume */
 	__u64 dirty_regions;	/* bits set in its dirty bitmap */
@@ -177,7 +191,7 @@ struct dm_repl_group_info {
 	__u64 data_size;	/* ring data area in bytes */
 	__u64 mmap_size;	/* bytes to mmap: control page + 2 * data */
 	__u32 state;		/* enum dm_repl_group_state */
-	__u32 reserved0;
+	__u32 role;		/* enum dm_repl_role */
 
 	__u64 next_seq;		/* sequence the next record will get */
 	__u64 epoch;		/* current epoch */
@@ -206,10 +220,94 @@ struct dm_repl_bitmap_req {
 	__u64 reserved[2];	/* zero */
 };
 
+/* ------------------------------------------------------------------ */
+/* The apply path of a secondary                                        */
+/* ------------------------------------------------------------------ */
+
+/*
+ * write(2) to a secondary group's device takes a batch: whole sealed
+ * records, back to back, at most DM_REPL_APPLY_BATCH_MAX bytes. The batch is
+ * checked whole before any of it reaches a disk; then it is applied one
+ * epoch at a time (an epoch's writes, then a flush of the data devices, and
+ * only then the next epoch's), and applied_seq is persisted in every
+ * volume's superblock before write(2) returns the batch's size. Records at
+ * or below applied_seq are skipped (a resent batch is harmless); the first
+ * record above it must be applied_seq + 1, and each next one its
+ * predecessor + 1. A refused batch returns the errno below, and the reason
+ * and offending sequence are in struct dm_repl_apply_info:
+ *
+ *   EPERM    the group is not secondary
+ *   EINVAL   malformed: truncated, bad magic, version, length, flags,
+ *            type, reserved bits or epoch
+ *   EMSGSIZE a batch or a record larger than the limits
+ *   EBADMSG  a record's crc32c does not match
+ *   EXDEV    a record of another group (group_tag)
+ *   ENXIO    a volume index with no volume in the group
+ *   ERANGE   a record past the end of its volume
+ *   EILSEQ   a sequence gap or a sequence out of order
+ *   EIO      a data or metadata device failed; nothing past the last
+ *            persisted applied_seq counts as applied
+ */
+#define DM_REPL_APPLY_BATCH_MAX	(32U << 20)
+
+enum dm_repl_apply_reason {
+	DM_REPL_APPLY_OK = 0,
+	DM_REPL_APPLY_TRUNCATED,	/* EINVAL: a record runs past the batch */
+	DM_REPL_APPLY_BAD_MAGIC,	/* EINVAL */
+	DM_REPL_APPLY_BAD_VERSION,	/* EINVAL */
+	DM_REPL_APPLY_BAD_LENGTH,	/* EINVAL: len, payload_len, nbytes disagree */
+	DM_REPL_APPLY_BAD_TYPE,		/* EINVAL */
+	DM_REPL_APPLY_BAD_FLAGS,	/* EINVAL */
+	DM_REPL_APPLY_BAD_EPOCH,	/* EINVAL: epochs out of order */
+	DM_REPL_APPLY_TOO_LARGE,	/* EMSGSIZE */
+	DM_REPL_APPLY_BAD_CRC,		/* EBADMSG */
+	DM_REPL_APPLY_OTHER_GROUP,	/* EXDEV */
+	DM_REPL_APPLY_NO_VOLUME,	/* ENXIO */
+	DM_REPL_APPLY_OUT_OF_RANGE,	/* ERANGE */
+	DM_REPL_APPLY_SEQ_GAP,		/* EILSEQ */
+	DM_REPL_APPLY_IO_ERROR,		/* EIO */
+	DM_REPL_APPLY_NOT_SECONDARY,	/* EPERM */
+	DM_REPL_APPLY_REASON_MAX = DM_REPL_APPLY_NOT_SECONDARY,
+};
+
+/* Apply info flags. */
+#define DM_REPL_APPLYF_INCONSISTENT (1U << 0)	/* a resync is under way */
+
+#define DM_REPL_APPLY_MARKERS	8
+
+/* A MARKER record that has been applied: a recovery point can be taken. */
+struct dm_repl_applied_marker {
+	__u64 seq;
+	__u64 epoch;
+	char label[DM_REPL_MARKER_LABEL_MAX + 8];	/* NUL-terminated */
+};
+
+/* DM_REPL_IOC_APPLY_INFO: where a secondary is, and why it refused. */
+struct dm_repl_apply_info {
+	__u32 abi_version;	/* in: DM_REPL_ABI_VERSION; out: the module's */
+	__u32 flags;		/* DM_REPL_APPLYF_* */
+	__u64 applied_seq;	/* persisted: every record up to it is on disk */
+	__u64 applied_epoch;	/* epoch of the record at applied_seq */
+	__u64 batches;		/* batches applied */
+	__u64 records;		/* records applied */
+	__u64 skipped;		/* records at or below applied_seq, skipped */
+	__u64 bytes;		/* payload bytes written */
+	__u64 flushes;		/* data device flushes */
+	__u64 rejected;		/* batches refused */
+	__u64 last_error_seq;	/* sequence of the record refused last */
+	__s32 last_error;	/* its negative errno, 0 if none */
+	__u32 last_reason;	/* its enum dm_repl_apply_reason */
+	__u32 nr_markers;	/* entries used in markers[], newest last */
+	__u32 reserved0;
+	struct dm_repl_applied_marker markers[DM_REPL_APPLY_MARKERS];
+	__u64 reserved1[8];
+};
+
 /* DM_REPL_IOC_RELEASE takes a pointer to the sequence to release up to. */
 #define DM_REPL_IOC_GROUP_INFO	_IOWR(DM_REPL_IOC_MAGIC, 1, struct dm_repl_group_info)
 #define DM_REPL_IOC_RELEASE	_IOW(DM_REPL_IOC_MAGIC, 2, __u64)
 #define DM_REPL_IOC_GET_BITMAP	_IOWR(DM_REPL_IOC_MAGIC, 3, struct dm_repl_bitmap_req)
+#define DM_REPL_IOC_APPLY_INFO	_IOWR(DM_REPL_IOC_MAGIC, 4, struct dm_repl_apply_info)
 
 /* ------------------------------------------------------------------ */
 /* The metadata device (on-disk format)                                */
@@ -247,7 +345,8 @@ struct dm_repl_bitmap_req {
 
 /* Superblock flags (dm_repl_meta_sb.flags). */
 #define DM_REPL_META_F_CLEAN	(1U << 0)	/* shut down cleanly: AL folded into the bitmap */
-#define DM_REPL_META_F_KNOWN	DM_REPL_META_F_CLEAN
+#define DM_REPL_META_F_INCONSISTENT (1U << 1)	/* secondary: a resync is under way */
+#define DM_REPL_META_F_KNOWN	(DM_REPL_META_F_CLEAN | DM_REPL_META_F_INCONSISTENT)
 
 enum dm_repl_meta_role {
 	DM_REPL_META_ROLE_PRIMARY   = 1,
@@ -284,7 +383,9 @@ struct dm_repl_meta_sb {
 	__le32 hot_extents;	/* 172 most extents hot at once */
 	__le64 bm_offset;	/* 176 sectors */
 	__le64 bm_sectors;	/* 184 sectors, whole bitmap blocks */
-	__u8 reserved[320];	/* 192 zero */
+	__le16 volume;		/* 192 volume index in the group's records */
+	__le16 reserved0;	/* 194 zero */
+	__u8 reserved[316];	/* 196 zero */
 };
 
 #define DM_REPL_META_SB_SIZE	512

@@ -1,0 +1,754 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The apply path of a secondary: write(2) of a batch of sealed records to
+ * the group's character device.
+ *
+ * A batch is read and judged whole before any of it reaches a disk: every
+ * record's structure, crc32c, group, volume, bounds, sequence and epoch.
+ * The payloads are copied straight into the pages of the bios that will
+ * write them. Then the batch is applied one epoch at a time: the epoch's
+ * writes are submitted together (a write that overlaps one in flight waits
+ * for it, so overlapping writes land in sequence order), and a FLUSH record
+ * waits for them all and flushes the data devices before any write of the
+ * next epoch is submitted. A crash in the middle of an epoch leaves the
+ * replica at the previous flush plus some of the epoch's writes: what the
+ * primary's own disk may hold after a power loss. At the end of the batch
+ * the data devices are flushed once more and only then is applied_seq
+ * written to every volume's superblock.
+ *
+ * Locking: apply->lock serialises batches and is taken before
+ * repl_groups_lock and group->lock; a volume leaves its group only under it,
+ * so a batch's volumes stay alive. apply->stat_lock guards what status and
+ * the info ioctl read.
+ */
+#include <linux/bio.h>
+#include <linux/blkdev.h>
+#include <linux/crc32c.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+
+#include "repl.h"
+
+/* Writes in flight at once; a full window or an overlap waits for all. */
+#define APPLY_WINDOW	64
+
+struct apply_rec {
+	u64 seq;
+	u64 epoch;
+	sector_t sector;
+	u32 nbytes;
+	u16 type;
+	u16 flags;
+	struct repl_volume *vol;
+	char *label;		/* MARKER: NUL-terminated */
+	struct bio *bio;	/* WRITE, RESYNC: the payload, not submitted */
+};
+
+struct apply_range {
+	struct repl_volume *vol;
+	sector_t start, end;
+};
+
+struct apply_batch {
+	struct repl_group *g;
+	struct repl_volume *vols[DM_REPL_MAX_VOLUMES];
+	struct apply_rec *recs;
+	unsigned int nr, cap;
+
+	/* Why it was refused. */
+	unsigned int reason;
+	u64 bad_seq;
+
+	/* Submission: pending counts the bios in flight, plus one. */
+	atomic_t pending;
+	struct completion done;
+	blk_status_t status;
+	u64 written;		/* volumes written since their last flush */
+	unsigned int nr_window;
+	struct apply_range window[APPLY_WINDOW];
+	bool inconsistent;	/* after the records submitted so far */
+
+	/* What it did. */
+	u64 records, skipped, bytes, flushes;
+};
+
+static const int reason_errno[] = {
+	[DM_REPL_APPLY_TRUNCATED]	= EINVAL,
+	[DM_REPL_APPLY_BAD_MAGIC]	= EINVAL,
+	[DM_REPL_APPLY_BAD_VERSION]	= EINVAL,
+	[DM_REPL_APPLY_BAD_LENGTH]	= EINVAL,
+	[DM_REPL_APPLY_BAD_TYPE]	= EINVAL,
+	[DM_REPL_APPLY_BAD_FLAGS]	= EINVAL,
+	[DM_REPL_APPLY_BAD_EPOCH]	= EINVAL,
+	[DM_REPL_APPLY_TOO_LARGE]	= EMSGSIZE,
+	[DM_REPL_APPLY_BAD_CRC]		= EBADMSG,
+	[DM_REPL_APPLY_OTHER_GROUP]	= EXDEV,
+	[DM_REPL_APPLY_NO_VOLUME]	= ENXIO,
+	[DM_REPL_APPLY_OUT_OF_RANGE]	= ERANGE,
+	[DM_REPL_APPLY_SEQ_GAP]		= EILSEQ,
+	[DM_REPL_APPLY_IO_ERROR]	= EIO,
+	[DM_REPL_APPLY_NOT_SECONDARY]	= EPERM,
+};
+
+static const char * const reason_text[] = {
+	[DM_REPL_APPLY_TRUNCATED]	= "record runs past the end of the batch",
+	[DM_REPL_APPLY_BAD_MAGIC]	= "bad record magic",
+	[DM_REPL_APPLY_BAD_VERSION]	= "unknown record version",
+	[DM_REPL_APPLY_BAD_LENGTH]	= "record lengths disagree",
+	[DM_REPL_APPLY_BAD_TYPE]	= "unknown record type",
+	[DM_REPL_APPLY_BAD_FLAGS]	= "unknown or misplaced record flags",
+	[DM_REPL_APPLY_BAD_EPOCH]	= "epochs out of order",
+	[DM_REPL_APPLY_TOO_LARGE]	= "batch or record too large",
+	[DM_REPL_APPLY_BAD_CRC]		= "record checksum mismatch",
+	[DM_REPL_APPLY_OTHER_GROUP]	= "record of another group",
+	[DM_REPL_APPLY_NO_VOLUME]	= "no volume with the record's index",
+	[DM_REPL_APPLY_OUT_OF_RANGE]	= "record past the end of its volume",
+	[DM_REPL_APPLY_SEQ_GAP]		= "sequence gap",
+	[DM_REPL_APPLY_IO_ERROR]	= "I/O error",
+	[DM_REPL_APPLY_NOT_SECONDARY]	= "group is not secondary",
+};
+
+void repl_apply_init(struct repl_group *g, const char *source)
+{
+	struct repl_apply *a = &g->apply;
+
+	mutex_init(&a->lock);
+	atomic_set(&a->suspended, 0);
+	init_waitqueue_head(&a->resume_wait);
+	spin_lock_init(&a->stat_lock);
+	if (source)
+		a->source_tag = repl_group_tag(source);
+}
+
+/*
+ * A new volume of a secondary group: the group has applied what all its
+ * volumes have. Going back to the lowest is safe: records re-applied in
+ * order onto a later state leave it as it was.
+ */
+void repl_apply_join(struct repl_group *g, struct repl_volume *v)
+{
+	struct repl_apply *a = &g->apply;
+	u64 seq = le64_to_cpu(v->sb->applied_seq);
+	bool inconsistent = le32_to_cpu(v->sb->flags) &
+			    DM_REPL_META_F_INCONSISTENT;
+	unsigned long flags;
+
+	mutex_lock(&a->lock);
+	if (!v->joined) {
+		v->joined = true;
+		spin_lock_irqsave(&a->stat_lock, flags);
+		if (!a->nr_joined++ || seq < a->applied_seq) {
+			if (a->nr_joined > 1)
+				DMWARN("%s: volume %u has applied up to %llu only: the group resumes from there",
+				       g->name, v->index, seq);
+			a->applied_seq = seq;
+			a->applied_epoch = 0;
+			a->next_epoch = 0;
+		}
+		a->inconsistent |= inconsistent;
+		spin_unlock_irqrestore(&a->stat_lock, flags);
+	}
+	mutex_unlock(&a->lock);
+}
+
+/* Counted while not resumed: batches wait until no target is. */
+void repl_apply_suspend(struct repl_target *rt)
+{
+	struct repl_apply *a = &rt->vol->group->apply;
+
+	if (!rt->secondary)
+		return;
+	if (!rt->suspended) {
+		rt->suspended = true;
+		atomic_inc(&a->suspended);
+	}
+	/* The batch being applied finishes before the device suspends. */
+	mutex_lock(&a->lock);
+	mutex_unlock(&a->lock);
+}
+
+void repl_apply_resume(struct repl_target *rt)
+{
+	struct repl_apply *a = &rt->vol->group->apply;
+
+	if (!rt->suspended)
+		return;
+	rt->suspended = false;
+	if (atomic_dec_and_test(&a->suspended))
+		wake_up_all(&a->resume_wait);
+}
+
+static int apply_lock(struct repl_apply *a)
+{
+	int r;
+
+	for (;;) {
+		r = wait_event_killable(a->resume_wait,
+					!atomic_read(&a->suspended));
+		if (r)
+			return r;
+		r = mutex_lock_killable(&a->lock);
+		if (r)
+			return r;
+		if (!atomic_read(&a->suspended))
+			return 0;
+		mutex_unlock(&a->lock);
+	}
+}
+
+static int refuse(struct apply_batch *b, unsigned int reason, u64 seq)
+{
+	b->reason = reason;
+	b->bad_seq = seq;
+	return -reason_errno[reason];
+}
+
+/* Structure of a header: enough to know how much of the batch it takes. */
+static unsigned int check_structure(const struct dm_repl_rec *h, size_t avail)
+{
+	u32 len = le32_to_cpu(h->len);
+	u32 plen = le32_to_cpu(h->payload_len);
+	u32 nbytes = le32_to_cpu(h->nbytes);
+	u16 type = le16_to_cpu(h->type);
+	u16 flags = le16_to_cpu(h->flags);
+
+	if (le32_to_cpu(h->magic) != DM_REPL_REC_MAGIC)
+		return DM_REPL_APPLY_BAD_MAGIC;
+	if (le16_to_cpu(h->version) != DM_REPL_REC_VERSION)
+		return DM_REPL_APPLY_BAD_VERSION;
+	if (plen > DM_REPL_REC_PAYLOAD_MAX ||
+	    len > repl_rec_size(DM_REPL_REC_PAYLOAD_MAX))
+		return DM_REPL_APPLY_TOO_LARGE;
+	if (len != repl_rec_size(plen))
+		return DM_REPL_APPLY_BAD_LENGTH;
+	if (len > avail)
+		return DM_REPL_APPLY_TRUNCATED;
+	if (type < DM_REPL_REC_WRITE || type > DM_REPL_REC_TYPE_MAX)
+		return DM_REPL_APPLY_BAD_TYPE;
+	if ((flags & ~DM_REPL_RECF_KNOWN) ||
+	    ((flags & DM_REPL_RECF_RESYNC_END) && type != DM_REPL_REC_RESYNC))
+		return DM_REPL_APPLY_BAD_FLAGS;
+	if (flags & DM_REPL_RECF_VOID)
+		return plen ? DM_REPL_APPLY_BAD_LENGTH : DM_REPL_APPLY_OK;
+
+	switch (type) {
+	case DM_REPL_REC_WRITE:
+	case DM_REPL_REC_RESYNC:
+		if (plen != nbytes)
+			return DM_REPL_APPLY_BAD_LENGTH;
+		fallthrough;
+	case DM_REPL_REC_DISCARD:
+	case DM_REPL_REC_WRITE_ZEROES:
+		if (!nbytes || nbytes % SECTOR_SIZE ||
+		    (type != DM_REPL_REC_WRITE && type != DM_REPL_REC_RESYNC &&
+		     plen))
+			return DM_REPL_APPLY_BAD_LENGTH;
+		break;
+	case DM_REPL_REC_FLUSH:
+		if (plen || nbytes)
+			return DM_REPL_APPLY_BAD_LENGTH;
+		break;
+	case DM_REPL_REC_MARKER:
+		if (!plen || plen > DM_REPL_MARKER_LABEL_MAX || nbytes)
+			return DM_REPL_APPLY_BAD_LENGTH;
+		break;
+	}
+	return DM_REPL_APPLY_OK;
+}
+
+static struct apply_rec *batch_add(struct apply_batch *b)
+{
+	struct apply_rec *recs;
+	unsigned int cap;
+
+	if (b->nr == b->cap) {
+		cap = b->cap ? 2 * b->cap : 64;
+		recs = kvrealloc(b->recs, b->cap * sizeof(*recs),
+				 cap * sizeof(*recs), GFP_KERNEL | __GFP_ZERO);
+		if (!recs)
+			return NULL;
+		b->recs = recs;
+		b->cap = cap;
+	}
+	return &b->recs[b->nr++];
+}
+
+/* Copy a payload into new pages of a bio, adding it to *crc. */
+static int read_payload_bio(struct apply_rec *rec, const char __user *src,
+			    u32 len, u32 *crc)
+{
+	struct bio *bio;
+	struct page *page;
+	u32 n;
+
+	bio = bio_alloc(NULL, DIV_ROUND_UP(len, PAGE_SIZE), REQ_OP_WRITE,
+			GFP_KERNEL);
+	rec->bio = bio;
+	for (; len; len -= n, src += n) {
+		n = min_t(u32, len, PAGE_SIZE);
+		page = alloc_page(GFP_KERNEL);
+		if (!page)
+			return -ENOMEM;
+		__bio_add_page(bio, page, n, 0);
+		if (copy_from_user(page_address(page), src, n))
+			return -EFAULT;
+		*crc = crc32c(*crc, page_address(page), n);
+	}
+	return 0;
+}
+
+static int read_label(struct apply_rec *rec, const char __user *src, u32 len,
+		      u32 *crc)
+{
+	rec->label = kzalloc(len + 1, GFP_KERNEL);
+	if (!rec->label)
+		return -ENOMEM;
+	if (copy_from_user(rec->label, src, len))
+		return -EFAULT;
+	*crc = crc32c(*crc, rec->label, len);
+	return 0;
+}
+
+/* The payload, into the record; then the record's crc must match. */
+static int read_record(struct apply_batch *b, struct apply_rec *rec,
+		       const struct dm_repl_rec *h, const char __user *src)
+{
+	struct dm_repl_rec zeroed = *h;
+	u32 plen = le32_to_cpu(h->payload_len);
+	u32 crc;
+	int r = 0;
+
+	zeroed.crc = 0;
+	crc = crc32c(~0U, &zeroed, sizeof(zeroed));
+	if (plen && rec->type == DM_REPL_REC_MARKER)
+		r = read_label(rec, src, plen, &crc);
+	else if (plen)
+		r = read_payload_bio(rec, src, plen, &crc);
+	if (r)
+		return r;
+	if (crc != le32_to_cpu(h->crc))
+		return refuse(b, DM_REPL_APPLY_BAD_CRC, rec->seq);
+	return 0;
+}
+
+/* Where the record goes and where it stands in the group's sequence. */
+static int check_place(struct apply_batch *b, struct apply_rec *rec,
+		       const struct dm_repl_rec *h)
+{
+	struct repl_apply *a = &b->g->apply;
+	const struct apply_rec *prev = b->nr > 1 ? rec - 1 : NULL;
+	unsigned int index = le16_to_cpu(h->volume);
+	u64 expect_epoch = 0;
+
+	if (le32_to_cpu(h->group_tag) != a->source_tag)
+		return refuse(b, DM_REPL_APPLY_OTHER_GROUP, rec->seq);
+	if (index >= DM_REPL_MAX_VOLUMES || !b->vols[index])
+		return refuse(b, DM_REPL_APPLY_NO_VOLUME, rec->seq);
+	rec->vol = b->vols[index];
+	if (rec->sector > rec->vol->sectors ||
+	    (rec->nbytes >> SECTOR_SHIFT) > rec->vol->sectors - rec->sector)
+		return refuse(b, DM_REPL_APPLY_OUT_OF_RANGE, rec->seq);
+
+	if (prev ? rec->seq != prev->seq + 1 :
+		   !rec->seq || rec->seq > a->applied_seq + 1)
+		return refuse(b, DM_REPL_APPLY_SEQ_GAP, rec->seq);
+	if (prev)
+		expect_epoch = prev->epoch + (prev->type == DM_REPL_REC_FLUSH);
+	else if (rec->seq == a->applied_seq + 1)
+		expect_epoch = a->next_epoch;
+	if (!rec->epoch || (expect_epoch && rec->epoch != expect_epoch))
+		return refuse(b, DM_REPL_APPLY_BAD_EPOCH, rec->seq);
+	return 0;
+}
+
+static int parse_record(struct apply_batch *b, const char __user *src,
+			size_t avail, u32 *len)
+{
+	struct dm_repl_rec h;
+	struct apply_rec *rec;
+	unsigned int reason;
+	int r;
+
+	if (avail < sizeof(h))
+		return refuse(b, DM_REPL_APPLY_TRUNCATED,
+			      b->nr ? b->recs[b->nr - 1].seq + 1 : 0);
+	if (copy_from_user(&h, src, sizeof(h)))
+		return -EFAULT;
+	reason = check_structure(&h, avail);
+	if (reason)
+		return refuse(b, reason, le64_to_cpu(h.seq));
+
+	rec = batch_add(b);
+	if (!rec)
+		return -ENOMEM;
+	rec->seq = le64_to_cpu(h.seq);
+	rec->epoch = le64_to_cpu(h.epoch);
+	rec->sector = le64_to_cpu(h.sector);
+	rec->nbytes = le32_to_cpu(h.nbytes);
+	rec->type = le16_to_cpu(h.type);
+	rec->flags = le16_to_cpu(h.flags);
+	r = read_record(b, rec, &h, src + sizeof(h));
+	if (r)
+		return r;
+	*len = le32_to_cpu(h.len);
+	return check_place(b, rec, &h);
+}
+
+static int batch_parse(struct apply_batch *b, const char __user *buf,
+		       size_t count)
+{
+	size_t off = 0;
+	u32 len;
+	int r;
+
+	while (off < count) {
+		r = parse_record(b, buf + off, count - off, &len);
+		if (r)
+			return r;
+		off += len;
+	}
+	return 0;
+}
+
+static void apply_end_io(struct bio *bio)
+{
+	struct apply_batch *b = bio->bi_private;
+
+	if (bio->bi_status)
+		WRITE_ONCE(b->status, bio->bi_status);
+	bio_free_pages(bio);
+	bio_put(bio);
+	if (atomic_dec_and_test(&b->pending))
+		complete(&b->done);
+}
+
+/* Wait for every write in flight. */
+static void window_drain(struct apply_batch *b)
+{
+	if (!atomic_dec_and_test(&b->pending))
+		wait_for_completion(&b->done);
+	reinit_completion(&b->done);
+	atomic_set(&b->pending, 1);
+	b->nr_window = 0;
+}
+
+static bool window_overlaps(const struct apply_batch *b,
+			    const struct apply_rec *rec)
+{
+	sector_t end = rec->sector + (rec->nbytes >> SECTOR_SHIFT);
+	unsigned int i;
+
+	for (i = 0; i < b->nr_window; i++)
+		if (b->window[i].vol == rec->vol &&
+		    rec->sector < b->window[i].end &&
+		    b->window[i].start < end)
+			return true;
+	return false;
+}
+
+/* Make room in the window for @rec, after what it overlaps. */
+static void window_enter(struct apply_batch *b, const struct apply_rec *rec)
+{
+	if (b->nr_window == APPLY_WINDOW || window_overlaps(b, rec))
+		window_drain(b);
+	b->window[b->nr_window++] = (struct apply_range) {
+		.vol = rec->vol,
+		.start = rec->sector,
+		.end = rec->sector + (rec->nbytes >> SECTOR_SHIFT),
+	};
+	b->written |= BIT_ULL(rec->vol->index);
+	b->bytes += rec->nbytes;
+}
+
+static void submit_write(struct apply_batch *b, struct apply_rec *rec)
+{
+	struct bio *bio = rec->bio;
+
+	window_enter(b, rec);
+	rec->bio = NULL;	/* apply_end_io() frees it */
+	bio_set_dev(bio, rec->vol->data_bdev);
+	bio->bi_iter.bi_sector = rec->sector;
+	bio->bi_end_io = apply_end_io;
+	bio->bi_private = b;
+	atomic_inc(&b->pending);
+	submit_bio(bio);
+}
+
+/* Discard and write-zeroes: rare, so done synchronously, in order. */
+static void submit_zeroes(struct apply_batch *b, struct apply_rec *rec)
+{
+	struct block_device *bdev = rec->vol->data_bdev;
+	sector_t nr = rec->nbytes >> SECTOR_SHIFT;
+	int r;
+
+	window_enter(b, rec);
+	if (rec->type == DM_REPL_REC_DISCARD && bdev_max_discard_sectors(bdev))
+		r = blkdev_issue_discard(bdev, rec->sector, nr, GFP_KERNEL);
+	else
+		r = blkdev_issue_zeroout(bdev, rec->sector, nr, GFP_KERNEL, 0);
+	if (r)
+		WRITE_ONCE(b->status, BLK_STS_IOERR);
+}
+
+/* The end of an epoch: its writes are complete and durable. */
+static void flush_written(struct apply_batch *b)
+{
+	unsigned int i;
+
+	window_drain(b);
+	for (i = 0; i < DM_REPL_MAX_VOLUMES; i++) {
+		if (!(b->written & BIT_ULL(i)))
+			continue;
+		if (blkdev_issue_flush(b->vols[i]->data_bdev))
+			WRITE_ONCE(b->status, BLK_STS_IOERR);
+		b->flushes++;
+	}
+	b->written = 0;
+}
+
+/* Write applied_seq and the flags into every volume's superblock. */
+static int persist(struct apply_batch *b, u64 seq, bool inconsistent)
+{
+	struct repl_volume *v;
+	unsigned int i;
+	int r = 0;
+
+	for (i = 0; i < DM_REPL_MAX_VOLUMES; i++) {
+		v = b->vols[i];
+		if (!v)
+			continue;
+		v->sb->applied_seq = cpu_to_le64(seq);
+		if (inconsistent)
+			v->sb->flags |= cpu_to_le32(DM_REPL_META_F_INCONSISTENT);
+		else
+			v->sb->flags &= cpu_to_le32(~DM_REPL_META_F_INCONSISTENT);
+		r = repl_meta_write_sb(v->meta_bdev, v) ?: r;
+	}
+	return r;
+}
+
+/* A resync begins: the replica says so on disk before its data changes. */
+static void begin_resync(struct apply_batch *b)
+{
+	window_drain(b);
+	if (persist(b, b->g->apply.applied_seq, true))
+		WRITE_ONCE(b->status, BLK_STS_IOERR);
+	b->inconsistent = true;
+}
+
+static void apply_one(struct apply_batch *b, struct apply_rec *rec)
+{
+	switch (rec->type) {
+	case DM_REPL_REC_RESYNC:
+		if (!b->inconsistent)
+			begin_resync(b);
+		submit_write(b, rec);
+		if (rec->flags & DM_REPL_RECF_RESYNC_END)
+			b->inconsistent = false;
+		break;
+	case DM_REPL_REC_WRITE:
+		submit_write(b, rec);
+		break;
+	case DM_REPL_REC_DISCARD:
+	case DM_REPL_REC_WRITE_ZEROES:
+		submit_zeroes(b, rec);
+		break;
+	case DM_REPL_REC_FLUSH:
+		flush_written(b);
+		break;
+	}
+}
+
+/* Apply the records above applied_seq; returns the last one applied. */
+static struct apply_rec *batch_submit(struct apply_batch *b)
+{
+	struct repl_apply *a = &b->g->apply;
+	struct apply_rec *last = NULL;
+	unsigned int i;
+
+	b->inconsistent = a->inconsistent;
+	for (i = 0; i < b->nr && !READ_ONCE(b->status); i++) {
+		struct apply_rec *rec = &b->recs[i];
+
+		if (rec->seq <= a->applied_seq) {
+			b->skipped++;
+			continue;
+		}
+		/* A failed flush still ends its epoch. */
+		if (!(rec->flags & DM_REPL_RECF_VOID) ||
+		    rec->type == DM_REPL_REC_FLUSH)
+			apply_one(b, rec);
+		last = rec;
+		b->records++;
+	}
+	flush_written(b);
+	return last;
+}
+
+static void note_markers(struct apply_batch *b, u64 from)
+{
+	struct repl_apply *a = &b->g->apply;
+	struct dm_repl_applied_marker *m;
+	unsigned int i;
+
+	for (i = 0; i < b->nr; i++) {
+		if (b->recs[i].type != DM_REPL_REC_MARKER ||
+		    b->recs[i].seq <= from ||
+		    (b->recs[i].flags & DM_REPL_RECF_VOID))
+			continue;
+		if (a->nr_markers == DM_REPL_APPLY_MARKERS) {
+			memmove(a->markers, a->markers + 1,
+				sizeof(a->markers) - sizeof(a->markers[0]));
+			a->nr_markers--;
+		}
+		m = &a->markers[a->nr_markers++];
+		m->seq = b->recs[i].seq;
+		m->epoch = b->recs[i].epoch;
+		strscpy(m->label, b->recs[i].label, sizeof(m->label));
+	}
+}
+
+/* The batch is on disk: make it the group's state. */
+static void batch_done(struct apply_batch *b, const struct apply_rec *last)
+{
+	struct repl_apply *a = &b->g->apply;
+	unsigned long flags;
+	u64 from;
+
+	spin_lock_irqsave(&a->stat_lock, flags);
+	from = a->applied_seq;
+	if (last) {
+		a->applied_seq = last->seq;
+		a->applied_epoch = last->epoch;
+		a->next_epoch = last->epoch +
+				(last->type == DM_REPL_REC_FLUSH);
+		a->inconsistent = b->inconsistent;
+	}
+	note_markers(b, from);
+	a->batches++;
+	a->records += b->records;
+	a->skipped += b->skipped;
+	a->bytes += b->bytes;
+	a->flushes += b->flushes;
+	spin_unlock_irqrestore(&a->stat_lock, flags);
+	repl_group_notify(b->g);
+}
+
+static int batch_apply(struct apply_batch *b)
+{
+	struct apply_rec *last = batch_submit(b);
+
+	if (b->status)
+		return refuse(b, DM_REPL_APPLY_IO_ERROR, last ? last->seq : 0);
+	if (last && persist(b, last->seq, b->inconsistent))
+		return refuse(b, DM_REPL_APPLY_IO_ERROR, last->seq);
+	batch_done(b, last);
+	return 0;
+}
+
+static void note_refusal(struct repl_group *g, unsigned int reason, u64 seq,
+			 int error)
+{
+	struct repl_apply *a = &g->apply;
+	unsigned long flags;
+
+	spin_lock_irqsave(&a->stat_lock, flags);
+	a->rejected++;
+	a->last_error_seq = seq;
+	a->last_error = error;
+	a->last_reason = reason;
+	spin_unlock_irqrestore(&a->stat_lock, flags);
+	DMWARN_LIMIT("%s: batch refused at seq %llu: %s", g->name, seq,
+		     reason_text[reason]);
+}
+
+static struct apply_batch *batch_alloc(struct repl_group *g)
+{
+	struct apply_batch *b = kzalloc(sizeof(*b), GFP_KERNEL);
+
+	if (!b)
+		return NULL;
+	b->g = g;
+	atomic_set(&b->pending, 1);
+	init_completion(&b->done);
+	mutex_lock(&g->lock);
+	memcpy(b->vols, g->volumes, sizeof(b->vols));
+	mutex_unlock(&g->lock);
+	return b;
+}
+
+static void batch_free(struct apply_batch *b)
+{
+	unsigned int i;
+
+	for (i = 0; i < b->nr; i++) {
+		if (b->recs[i].bio) {
+			bio_free_pages(b->recs[i].bio);
+			bio_put(b->recs[i].bio);
+		}
+		kfree(b->recs[i].label);
+	}
+	kvfree(b->recs);
+	kfree(b);
+}
+
+ssize_t repl_apply_write(struct repl_group *g, const char __user *buf,
+			 size_t count)
+{
+	struct repl_apply *a = &g->apply;
+	struct apply_batch *b;
+	int r;
+
+	if (g->role != DM_REPL_ROLE_SECONDARY)
+		return -EPERM;
+	if (count > DM_REPL_APPLY_BATCH_MAX) {
+		note_refusal(g, DM_REPL_APPLY_TOO_LARGE, 0, -EMSGSIZE);
+		return -EMSGSIZE;
+	}
+	if (!count)
+		return 0;
+	r = apply_lock(a);
+	if (r)
+		return r;
+	if (READ_ONCE(g->dead)) {
+		r = -ENODEV;
+		goto out;
+	}
+	b = batch_alloc(g);
+	if (!b) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = batch_parse(b, buf, count);
+	if (!r)
+		r = batch_apply(b);
+	if (b->reason)
+		note_refusal(g, b->reason, b->bad_seq, r);
+	batch_free(b);
+out:
+	mutex_unlock(&a->lock);
+	return r ?: count;
+}
+
+void repl_apply_info(struct repl_group *g, struct dm_repl_apply_info *info)
+{
+	struct repl_apply *a = &g->apply;
+	unsigned long flags;
+
+	spin_lock_irqsave(&a->stat_lock, flags);
+	info->flags = a->inconsistent ? DM_REPL_APPLYF_INCONSISTENT : 0;
+	info->applied_seq = a->applied_seq;
+	info->applied_epoch = a->applied_epoch;
+	info->batches = a->batches;
+	info->records = a->records;
+	info->skipped = a->skipped;
+	info->bytes = a->bytes;
+	info->flushes = a->flushes;
+	info->rejected = a->rejected;
+	info->last_error_seq = a->last_error_seq;
+	info->last_error = a->last_error;
+	info->last_reason = a->last_reason;
+	info->nr_markers = a->nr_markers;
+	memcpy(info->markers, a->markers, sizeof(info->markers));
+	spin_unlock_irqrestore(&a->stat_lock, flags);
+}
