@@ -116,8 +116,8 @@ void repl_apply_init(struct repl_group *g, const char *source)
 	atomic_set(&a->suspended, 0);
 	init_waitqueue_head(&a->resume_wait);
 	spin_lock_init(&a->stat_lock);
-	if (source)
-		a->source_tag = repl_group_tag(source);
+	strscpy(a->source, source ?: g->name, sizeof(a->source));
+	a->source_tag = repl_group_tag(a->source);
 }
 
 /*
@@ -156,8 +156,6 @@ void repl_apply_suspend(struct repl_target *rt)
 {
 	struct repl_apply *a = &rt->vol->group->apply;
 
-	if (!rt->secondary)
-		return;
 	if (!rt->suspended) {
 		rt->suspended = true;
 		atomic_inc(&a->suspended);

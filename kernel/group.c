@@ -17,7 +17,7 @@
 #include "repl.h"
 
 /* Guards repl_groups and the creation and death of groups. */
-static DEFINE_MUTEX(repl_groups_lock);
+DEFINE_MUTEX(repl_groups_lock);
 static LIST_HEAD(repl_groups);
 
 atomic_t repl_live_groups = ATOMIC_INIT(0);
@@ -161,7 +161,7 @@ static struct repl_group *group_join(const struct repl_volume_args *args,
 		return ERR_PTR(-EINVAL);
 	}
 	if (args->role == DM_REPL_ROLE_SECONDARY &&
-	    repl_group_tag(args->source) != g->apply.source_tag) {
+	    strcmp(args->source, g->apply.source)) {
 		*error = "source differs from the group's source";
 		return ERR_PTR(-EINVAL);
 	}

@@ -81,6 +81,7 @@ u32 repl_rec_size(u32 payload_len);
 u64 repl_ring_last_seq(struct repl_ring *ring);
 struct repl_volume;
 void repl_ring_mark_unreleased(struct repl_ring *ring, struct repl_volume *v);
+void repl_ring_restart(struct repl_ring *ring, u64 next_seq, u64 epoch);
 
 /*
  * One volume of a group. It outlives a table reload: the old and the new
@@ -131,6 +132,7 @@ struct repl_apply {
 	atomic_t suspended;
 	wait_queue_head_t resume_wait;
 	u32 source_tag;		/* group_tag of the records it accepts */
+	char source[DM_REPL_GROUP_NAME_MAX];	/* the name it comes from */
 
 	/* Under lock; read by status without it. */
 	u64 applied_seq;	/* persisted in every volume's superblock */
@@ -227,6 +229,7 @@ struct repl_volume *repl_volume_get(struct dm_target *ti,
 				    char **error);
 void repl_volume_put(struct repl_volume *v, struct block_device *meta_bdev);
 void repl_group_put(struct repl_group *g);
+extern struct mutex repl_groups_lock;
 void repl_volume_mark_dirty(struct repl_volume *v, sector_t sector,
 			    u32 nbytes);
 void repl_group_notify(struct repl_group *g);
@@ -242,9 +245,7 @@ struct repl_target {
 	unsigned int region_kb;
 	unsigned int block_ms;
 	bool overflow_block;
-	bool secondary;		/* role secondary: applies, takes no writes */
 	bool suspended;		/* counted in group->apply.suspended */
-	char *source;		/* secondary: the table's source option */
 };
 
 /* Per-bio data: the records a bio reserved, committed at its completion. */
@@ -282,6 +283,9 @@ ssize_t repl_apply_write(struct repl_group *g, const char __user *buf,
 void repl_apply_info(struct repl_group *g, struct dm_repl_apply_info *info);
 void repl_apply_suspend(struct repl_target *rt);
 void repl_apply_resume(struct repl_target *rt);
+
+int repl_role_message(struct repl_group *g, unsigned int argc, char **argv);
+int repl_source_message(struct repl_group *g, unsigned int argc, char **argv);
 
 int repl_chardev_register(struct repl_group *g);
 void repl_chardev_unregister(struct repl_group *g);

@@ -290,3 +290,22 @@ void repl_ring_mark_unreleased(struct repl_ring *ring, struct repl_volume *v)
 	}
 	mutex_unlock(&ring->release_lock);
 }
+
+/*
+ * Drop every record and number the next ones from @next_seq in @epoch. For
+ * a role change: nothing is in flight, and whatever the records held is
+ * marked dirty or no longer needed.
+ */
+void repl_ring_restart(struct repl_ring *ring, u64 next_seq, u64 epoch)
+{
+	unsigned long flags;
+
+	mutex_lock(&ring->release_lock);
+	spin_lock_irqsave(&ring->lock, flags);
+	WRITE_ONCE(ring->ctl->released_pos, ring->ctl->producer_pos);
+	WRITE_ONCE(ring->ctl->released_seq, next_seq - 1);
+	ring->next_seq = next_seq;
+	ring->epoch = epoch;
+	spin_unlock_irqrestore(&ring->lock, flags);
+	mutex_unlock(&ring->release_lock);
+}

@@ -192,9 +192,10 @@ static int check_role_opts(unsigned int role, const struct repl_opts *o,
 	return 0;
 }
 
+/* The group's role: a message can change it under a live table. */
 static bool is_secondary(const struct repl_target *rt)
 {
-	return rt->secondary;
+	return READ_ONCE(rt->vol->group->role) == DM_REPL_ROLE_SECONDARY;
 }
 
 static void repl_dtr(struct dm_target *ti)
@@ -205,7 +206,6 @@ static void repl_dtr(struct dm_target *ti)
 	repl_volume_put(rt->vol, rt->meta_dev->bdev);
 	dm_put_device(ti, rt->meta_dev);
 	dm_put_device(ti, rt->data_dev);
-	kfree(rt->source);
 	kfree(rt);
 }
 
@@ -247,15 +247,6 @@ static int repl_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	rt->ring_mb = o.ring_mb;
 	rt->block_ms = o.block_ms;
 	rt->overflow_block = o.overflow_block;
-	rt->secondary = role == DM_REPL_ROLE_SECONDARY;
-	if (rt->secondary) {
-		rt->source = kstrdup(o.source ?: argv[2], GFP_KERNEL);
-		if (!rt->source) {
-			ti->error = "Cannot allocate target context";
-			r = -ENOMEM;
-			goto bad_data;
-		}
-	}
 
 	r = dm_get_device(ti, argv[0], dm_table_get_mode(ti->table),
 			  &rt->data_dev);
@@ -289,7 +280,8 @@ static int repl_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	vargs = (struct repl_volume_args) {
 		.group = argv[2],
 		.role = role,
-		.source = rt->source,
+		.source = role == DM_REPL_ROLE_SECONDARY ?
+			  o.source ?: argv[2] : NULL,
 		.ring_mb = o.ring_mb,
 		.ring_mb_given = o.ring_mb_given,
 		.region_kb = meta.region_kb,
@@ -305,7 +297,7 @@ static int repl_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		goto bad_vol;
 	}
 	rt->ring_mb = rt->vol->group->ring.size >> 20;
-	if (rt->secondary)
+	if (role == DM_REPL_ROLE_SECONDARY)
 		repl_apply_join(rt->vol->group, rt->vol);
 
 	r = dm_set_target_max_io_len(ti, DM_REPL_REC_PAYLOAD_MAX >> SECTOR_SHIFT);
@@ -329,7 +321,6 @@ bad_vol:
 bad_meta:
 	dm_put_device(ti, rt->data_dev);
 bad_data:
-	kfree(rt->source);
 	kfree(rt);
 	return r;
 }
@@ -423,7 +414,8 @@ static void emit_table(struct repl_target *rt, char *result,
 	       rt->vol->group->name);
 	if (is_secondary(rt))
 		DMEMIT("secondary 6 ring_mb %u region_kb %u source %s",
-		       rt->ring_mb, rt->region_kb, rt->source);
+		       rt->ring_mb, rt->region_kb,
+		       rt->vol->group->apply.source);
 	else
 		DMEMIT("primary 8 ring_mb %u region_kb %u overflow %s block_ms %u",
 		       rt->ring_mb, rt->region_kb,
@@ -471,7 +463,11 @@ static bool marker_label_valid(const char *label)
 	return true;
 }
 
-/* "marker <label>": insert a named consistency point into the stream. */
+/*
+ * "marker <label>": insert a named consistency point into the stream.
+ * "role primary|secondary [force]": change the group's role, and
+ * "source <group>": what a secondary applies (kernel/role.c).
+ */
 static int repl_message(struct dm_target *ti, unsigned int argc, char **argv,
 			char *result, unsigned int maxlen)
 {
@@ -495,7 +491,11 @@ static int repl_message(struct dm_target *ti, unsigned int argc, char **argv,
 			       rt->vol->group->name, argv[1]);
 		return r;
 	}
-	DMWARN("%s: unrecognised message (expected: marker <label>)",
+	if (argc && !strcasecmp(argv[0], "role"))
+		return repl_role_message(rt->vol->group, argc, argv);
+	if (argc && !strcasecmp(argv[0], "source"))
+		return repl_source_message(rt->vol->group, argc, argv);
+	DMWARN("%s: unrecognised message (expected: marker <label>, role primary|secondary [force], source <group>)",
 	       rt->vol->group->name);
 	return -EINVAL;
 }
