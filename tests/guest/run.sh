@@ -7,7 +7,7 @@ set -uo pipefail
 RESULTS=${1:?usage: run.sh RESULTS_DIR}
 cd "$(dirname "$0")"
 
-suites=(smoke.sh table.sh failed-writes.sh metadata.sh)
+suites=(smoke.sh table.sh failed-writes.sh metadata.sh failover.sh)
 for t in *_test; do
 	[[ -x $t ]] && suites+=("$t")
 done
