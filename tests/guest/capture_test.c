@@ -406,10 +406,12 @@ TEST_F_TIMEOUT(capture, two_volumes_share_one_sequence_and_rebuild_each, 300)
 
 	ASSERT_EQ(0, tl_vol_create(&self->env, &self->vols[0], "cap2a", "cap2",
 				   DATA_MB, RING_OPTS));
-	ASSERT_EQ(0, tl_vol_create(&self->env, &self->vols[1], "cap2b", "cap2",
-				   DATA_MB, RING_OPTS));
+	ASSERT_EQ(0, tl_vol_create_vol(&self->env, &self->vols[1], "cap2b", "cap2",
+				       DATA_MB, RING_OPTS, 1));
 	runner_init(_metadata, r, &self->env, self->vols, 2, "cap2");
-	ASSERT_NE(self->vols[0].index, self->vols[1].index);
+	/* The index each volume's superblock names (meta create --volume). */
+	ASSERT_EQ(0, self->vols[0].index);
+	ASSERT_EQ(1, self->vols[1].index);
 	for (i = 0; i < RANDOM_OPS && !r->err[0]; i++) {
 		struct op op = random_op(r, i);
 

@@ -43,6 +43,9 @@ show "$REPLTOOL" dump --stats vm1
 step "Status: role group volume state seq released ring_used/size dirty/regions overflows ..."
 show dmsetup status vm1-disk0
 
+step "The same, one fact per line, from the group's device"
+show "$REPLTOOL" status vm1
+
 step "The consumer releases what it shipped: ring space comes back"
 echo "$ repltool dump --release vm1 >/dev/null"
 "$REPLTOOL" dump --release vm1 >/dev/null

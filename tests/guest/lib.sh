@@ -32,10 +32,12 @@ loop_disks_free() {
 	done
 }
 
-# meta_create META GROUP DATA: fresh dm-repl metadata on META for a volume
-# of GROUP over DATA (whatever META held before).
+# meta_create META GROUP DATA [VOLUME]: fresh dm-repl metadata on META for
+# the volume of GROUP over DATA with volume index VOLUME (default 0; each
+# volume of a group needs its own), whatever META held before.
 meta_create() {
-	"$REPLTOOL" meta create --force --group "$2" --data-dev "$3" "$1" >/dev/null
+	"$REPLTOOL" meta create --force --group "$2" --volume "${4:-0}" \
+		--data-dev "$3" "$1" >/dev/null
 }
 
 # dm_create NAME TABLE: create a device and its /dev/mapper node (no udev).

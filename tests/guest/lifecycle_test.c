@@ -190,7 +190,8 @@ TEST_F_TIMEOUT(lifecycle, same_name_while_the_old_group_is_open_is_a_new_ring, 1
 	expect_live(_metadata, "1 0 1");
 	ASSERT_EQ(0, dmrepl_ring_info(ra, &a0));
 
-	ASSERT_EQ(0, tl_vol_create(&self->env, &self->vol2, "lc2b", "lc2", DATA_MB, SMALL_RING));
+	ASSERT_EQ(0, tl_vol_create_vol(&self->env, &self->vol2, "lc2b", "lc2", DATA_MB,
+				       SMALL_RING, 1));
 	EXPECT_EQ(0, access("/dev/dm-repl/lc2", F_OK));
 	expect_live(_metadata, "2 1 1");
 	ASSERT_EQ(0, tl_ring_open(&self->env, "lc2", &rb, msg, sizeof(msg))) {
@@ -201,11 +202,13 @@ TEST_F_TIMEOUT(lifecycle, same_name_while_the_old_group_is_open_is_a_new_ring, 1
 	EXPECT_EQ(1ULL, b.next_seq);
 	EXPECT_EQ(0ULL, b.producer_pos);
 	EXPECT_EQ(1U, b.nr_volumes);
+	EXPECT_EQ(1U, b.volumes[0].index);	/* its superblock's, not the lowest free */
 
 	ASSERT_EQ(0, write_seeded(&self->vol2, self->buf, 4096, 4096, 4));
 	ASSERT_EQ(1, dmrepl_ring_next(rb, &rec));
 	EXPECT_EQ(1ULL, dmrepl_rec_seq(rec));
 	EXPECT_EQ(8ULL, dmrepl_rec_sector(rec));
+	EXPECT_EQ(1U, dmrepl_rec_volume(rec));
 	tl_fill(self->buf, 4096, 4);
 	EXPECT_EQ(0, memcmp(self->buf, dmrepl_rec_payload(rec), 4096));
 	EXPECT_EQ(0, dmrepl_ring_next(rb, &rec));

@@ -52,7 +52,7 @@ expect_err() {
 	fi
 }
 
-tap_plan 44
+tap_plan 49
 DEF="ring_mb 64 region_kb 64 overflow bitmap block_ms 100"
 # dm shows devices as major:minor in tables.
 majmin() { echo $((0x$(stat -c %t "$1"))):$((0x$(stat -c %T "$1"))); }
@@ -106,6 +106,7 @@ expect_err "region_kb too small" "$D $M g1 primary 2 region_kb 2" \
 	"region_kb must be a power of two from 4 to 1048576"
 expect_err "an unknown overflow policy" "$D $M g1 primary 2 overflow drop" "overflow must be bitmap or block"
 expect_err "block_ms 0" "$D $M g1 primary 2 block_ms 0" "block_ms must be from 1 to 60000"
+expect_err "source on a primary" "$D $M g1 primary 2 source g0" "source applies to role secondary only"
 
 # The metadata must be intact, known and made for this volume.
 expect_err "metadata that was never created" "$D /dev/ram2 g1 primary" \
@@ -129,6 +130,9 @@ expect_err "a future metadata version" "$D /dev/ram2 g1 primary" \
 	"Metadata format version is newer than this module's"
 "$REPLTOOL" meta create --force --role secondary --group g1 --data-dev $D /dev/ram2 >/dev/null
 expect_err "metadata of a secondary" "$D /dev/ram2 g1 primary" "Metadata role is not primary"
+expect_err "overflow on a secondary" "$D /dev/ram2 g1 secondary 2 overflow block" \
+	"overflow and block_ms apply to role primary only"
+expect_err "a secondary table on primary metadata" "$D $M g1 secondary" "Metadata role is not secondary"
 # A metadata device cut short: only its superblock is left.
 dd if=$M of=/tmp/sb-only.img bs=4k count=1 status=none
 modprobe loop
@@ -146,6 +150,21 @@ expect_err "a data device used twice in a group" "$D /dev/ram2 g1 primary" \
 	"Data device is used by another volume of the group" "1 1 0"
 expect_err "metadata used twice in a group" "/dev/ram2 $M g1 primary" \
 	"Metadata is used by another volume of the group" "1 1 0"
+# The volume index is the superblock's: two volumes of a group need two.
+D2=$(loop_disk 64)
+M2=$(loop_disk 4)
+meta_create $M2 g1 $D2
+expect_err "a volume index used twice in a group" "$D2 $M2 g1 primary 2 ring_mb 4" \
+	"Volume index is used by another volume of the group" "1 1 0"
+meta_create $M2 g1 $D2 1
+if dm_create r1 "0 $S repl $D2 $M2 g1 primary 2 ring_mb 4" 2>/dev/null; then
+	tap_check "a second volume with its own index joins the group" \
+		test "$(live_objects)" = "1 2 0"
+	dmsetup remove r1
+else
+	tap_fail "a second volume with its own index joins the group" "$(last_table_error)"
+fi
+loop_disks_free
 # A reload keeps the volume; a size change in a reload is refused.
 dmsetup reload r0 --table "0 $S repl $D $M g1 primary 2 ring_mb 4" && dmsetup resume r0
 tap_check "a reload keeps the group and volume" test "$(live_objects)" = "1 1 0"

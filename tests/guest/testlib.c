@@ -308,14 +308,27 @@ int tl_dev_rdev(const char *path, unsigned int *maj, unsigned int *min)
 	return 0;
 }
 
+int tl_meta_create_vol(const char *meta, const char *group, const char *data,
+		       unsigned int volume)
+{
+	return tl_run("%s meta create --force --group %s --volume %u --data-dev %s %s "
+		      ">/dev/null", TL_REPLTOOL, group, volume, data, meta);
+}
+
 int tl_meta_create(const char *meta, const char *group, const char *data)
 {
-	return tl_run("%s meta create --force --group %s --data-dev %s %s >/dev/null",
-		      TL_REPLTOOL, group, data, meta);
+	return tl_meta_create_vol(meta, group, data, 0);
 }
 
 int tl_vol_create(struct tl_env *e, struct tl_vol *v, const char *name,
 		  const char *group, unsigned int data_mb, const char *opts)
+{
+	return tl_vol_create_vol(e, v, name, group, data_mb, opts, 0);
+}
+
+int tl_vol_create_vol(struct tl_env *e, struct tl_vol *v, const char *name,
+		      const char *group, unsigned int data_mb, const char *opts,
+		      unsigned int volume)
 {
 	int r;
 
@@ -331,7 +344,7 @@ int tl_vol_create(struct tl_env *e, struct tl_vol *v, const char *name,
 	r = tl_loop_create(e, TL_META_MB, v->meta, sizeof(v->meta));
 	if (r)
 		return r;
-	r = tl_meta_create(v->meta, group, v->data);
+	r = tl_meta_create_vol(v->meta, group, v->data, volume);
 	if (r)
 		return r < 0 ? r : -EIO;
 	r = tl_dm_create(e, name, "0 %zu repl %s %s %s primary %s", v->size >> 9,

@@ -88,13 +88,22 @@ struct tl_vol {
 	char meta[TL_NAME_LEN];
 	size_t size;
 	int fd;
-	int index;		/* volume index in records, from the group info */
+	int index;		/* volume index in records, from the group info
+				 * (tl_vol_find_index); its superblock's */
 };
 
-/* repltool meta create for a volume of group over data. */
+/* repltool meta create for a volume of group over data (volume index 0). */
 int tl_meta_create(const char *meta, const char *group, const char *data);
+/* The same with volume index volume (--volume): one per volume of a group. */
+int tl_meta_create_vol(const char *meta, const char *group, const char *data,
+		       unsigned int volume);
+/* A primary volume with volume index 0 ... */
 int tl_vol_create(struct tl_env *e, struct tl_vol *v, const char *name,
 		  const char *group, unsigned int data_mb, const char *opts);
+/* ... or with volume index volume (each volume of a group needs its own). */
+int tl_vol_create_vol(struct tl_env *e, struct tl_vol *v, const char *name,
+		      const char *group, unsigned int data_mb, const char *opts,
+		      unsigned int volume);
 /* Fill v->index from the group's info (matching the data device). */
 int tl_vol_find_index(struct tl_vol *v, const struct dm_repl_group_info *info);
 

@@ -17,6 +17,8 @@
 int __real_ioctl(int fd, unsigned long req, ...);
 void *__real_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
 int __wrap_ioctl(int fd, unsigned long req, ...);
+ssize_t __real_write(int fd, const void *buf, size_t len);
+ssize_t __wrap_write(int fd, const void *buf, size_t len);
 void *__wrap_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
 
 static struct fakedev *the_dev;
@@ -32,6 +34,7 @@ int fakedev_create(struct fakedev *d, struct ringsim *sim)
 	d->rfd = p[0];
 	d->wfd = p[1];
 	d->abi_version = DM_REPL_ABI_VERSION;
+	d->role = DM_REPL_ROLE_PRIMARY;
 	snprintf(d->path, sizeof(d->path), "/proc/self/fd/%d", d->rfd);
 	the_dev = d;
 	return 0;
@@ -95,6 +98,14 @@ static int fake_group_info(struct dm_repl_group_info *info)
 	info->released_pos = s->ctl->released_pos;
 	info->released_seq = s->ctl->released_seq;
 	info->nr_volumes = 1;
+	info->role = the_dev->role;
+	info->volumes[0].sectors = 2048;
+	info->volumes[0].dirty_regions = 3;
+	info->volumes[0].nr_regions = 16;
+	info->volumes[0].region_sectors = 128;
+	info->volumes[0].index = 0;
+	info->volumes[0].dev_major = 7;
+	info->volumes[0].dev_minor = 1;
 	return 0;
 }
 
@@ -127,6 +138,10 @@ int __wrap_ioctl(int fd, unsigned long req, ...)
 		return fake_group_info(arg);
 	case DM_REPL_IOC_RELEASE:
 		return fake_release(arg);
+	case DM_REPL_IOC_APPLY_INFO:
+		*(struct dm_repl_apply_info *)arg = the_dev->apply_info;
+		((struct dm_repl_apply_info *)arg)->abi_version = the_dev->abi_version;
+		return 0;
 	}
 	errno = ENOTTY;
 	return -1;
@@ -144,4 +159,18 @@ void *__wrap_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off
 		return MAP_FAILED;
 	}
 	return ringsim_map(s->memfd, s->ctl_size, s->data_size, PROT_READ);
+}
+
+ssize_t __wrap_write(int fd, const void *buf, size_t len)
+{
+	if (!is_fake(fd))
+		return __real_write(fd, buf, len);
+	the_dev->writes++;
+	if (the_dev->write_errno) {
+		errno = the_dev->write_errno;
+		return -1;
+	}
+	if (the_dev->write_short && len > the_dev->write_short)
+		len = the_dev->write_short;
+	return __real_write(fd, buf, len);
 }

@@ -7,7 +7,9 @@
  *    real: a byte in the pipe is POLLIN, closing the write end is POLLHUP;
  *  - DM_REPL_IOC_GROUP_INFO and DM_REPL_IOC_RELEASE are answered from a
  *    ringsim, like the module would;
- *  - mmap() returns a read-only [ctl][data][data] view of the ringsim.
+ *  - mmap() returns a read-only [ctl][data][data] view of the ringsim;
+ *  - DM_REPL_IOC_APPLY_INFO returns apply_info; write(2) (a batch) goes
+ *    into the pipe, unless write_errno or write_short say otherwise.
  * Every other fd goes to the real calls.
  */
 #ifndef FAKEDEV_H
@@ -25,6 +27,11 @@ struct fakedev {
 	bool refuse_version;		/* EINVAL on a version other than its own */
 	int release_calls;
 	__u64 last_release;
+	__u32 role;			/* GROUP_INFO's role (default primary) */
+	struct dm_repl_apply_info apply_info;	/* what APPLY_INFO answers */
+	int write_errno;		/* a write(2) fails with it (0: no) */
+	size_t write_short;		/* a write(2) takes at most this (0: all) */
+	int writes;			/* write(2) calls on the device */
 };
 
 /* Become the (only) fake device, backed by sim. Returns 0 or -errno. */

@@ -167,7 +167,7 @@ TEST_F(meta, show_json_has_the_same_fields_as_text)
 {
 	static const char *keys[] = {
 		"device", "magic", "version", "crc", "flags", "uuid", "group", "role",
-		"gen_current", "gen_bitmap", "gen_history", "released_seq",
+		"volume", "gen_current", "gen_bitmap", "gen_history", "released_seq",
 		"applied_seq", "ctime", "data_sectors", "region_sectors", "nr_regions",
 		"extent_sectors", "hot_extents", "al_offset", "al_slots",
 		"al_slot_bytes", "bm_offset", "bm_sectors", "meta_sectors", "al_in_use",
@@ -195,7 +195,7 @@ TEST_F(meta, show_json_has_the_same_fields_as_text)
 	dmrepl_meta_uuid_str(sb.uuid, uuid);
 	snprintf(want, sizeof(want), "\"uuid\":\"%s\"", uuid);
 	EXPECT_NE(NULL, strstr(self->r.out, want));
-	EXPECT_NE(NULL, strstr(self->r.out, "\"group\":\"vm1\",\"role\":\"primary\""));
+	EXPECT_NE(NULL, strstr(self->r.out, "\"group\":\"vm1\",\"role\":\"primary\",\"volume\":0,"));
 	EXPECT_NE(NULL, strstr(self->r.out, "\"flags\":[\"CLEAN\"]"));
 	EXPECT_NE(NULL, strstr(self->r.out, "\"nr_regions\":16384,"));
 }
@@ -246,6 +246,112 @@ TEST_F(meta, create_takes_the_size_from_data_dev_and_the_options)
 	EXPECT_EQ(8U + 4 * 8, sb.bm_offset);
 	EXPECT_EQ(8U, sb.bm_sectors);
 	EXPECT_STREQ("g.2", sb.group);
+}
+
+TEST_F(meta, create_stores_the_volume_index_and_show_prints_it)
+{
+	struct dmrepl_meta_sb sb;
+
+	run_tool(&self->r, "meta", "create", "--group", "vm1", "--volume", "63",
+		 "--data-sectors", DATA_SECTORS, self->path, NULL);
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
+	ASSERT_NE(NULL, strstr(self->r.out, "created: group vm1, primary, volume index 63, uuid "));
+	ASSERT_EQ(0, read_sb(self->path, &sb));
+	EXPECT_EQ(63U, sb.volume);
+	run_tool(&self->r, "meta", "show", self->path, NULL);
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
+	EXPECT_NE(NULL, strstr(self->r.out, "\nrole            primary\nvolume          63\n"));
+	run_tool(&self->r, "meta", "check", self->path, NULL);
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.out);
+	/* The default is 0, at offset 192, little-endian. */
+	ASSERT_EQ(0, create_force_other(&self->r, self->path));
+	ASSERT_EQ(0, read_sb(self->path, &sb));
+	EXPECT_EQ(0U, sb.volume);
+}
+
+TEST_F(meta, volume_is_a_le16_at_192)
+{
+	static unsigned char block[BLOCK] __attribute__((aligned(8)));
+
+	run_tool(&self->r, "meta", "create", "--group", "vm1", "--volume", "7",
+		 "--data-sectors", DATA_SECTORS, self->path, NULL);
+	ASSERT_EQ(0, self->r.status);
+	rd(self->path, block, BLOCK, 0);
+	EXPECT_EQ(7, block[192]);
+	EXPECT_EQ(0, block[193]);
+}
+
+TEST_F(meta, show_prints_the_sequences_and_every_flag)
+{
+	struct dmrepl_meta_sb sb;
+
+	ASSERT_EQ(0, create(&self->r, self->path));
+	ASSERT_EQ(0, read_sb(self->path, &sb));
+	sb.flags = DM_REPL_META_F_CLEAN | DM_REPL_META_F_INCONSISTENT;
+	sb.applied_seq = 1234;
+	sb.released_seq = 77;
+	write_sb(self->path, &sb);
+	run_tool(&self->r, "meta", "show", self->path, NULL);
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
+	EXPECT_NE(NULL, strstr(self->r.out, "\nflags           CLEAN INCONSISTENT\n"));
+	EXPECT_NE(NULL, strstr(self->r.out, "\nreleased_seq    77\napplied_seq     1234\n"));
+	run_tool(&self->r, "meta", "show", "-j", self->path, NULL);
+	EXPECT_NE(NULL, strstr(self->r.out, "\"flags\":[\"CLEAN\",\"INCONSISTENT\"]"));
+	EXPECT_NE(NULL, strstr(self->r.out, "\"released_seq\":77,\"applied_seq\":1234,"));
+	sb.flags = DM_REPL_META_F_INCONSISTENT;
+	write_sb(self->path, &sb);
+	run_tool(&self->r, "meta", "show", self->path, NULL);
+	EXPECT_NE(NULL, strstr(self->r.out, "\nflags           INCONSISTENT\n"));
+	sb.flags = 0;
+	write_sb(self->path, &sb);
+	run_tool(&self->r, "meta", "show", self->path, NULL);
+	EXPECT_NE(NULL, strstr(self->r.out, "\nflags           -\n"));
+	run_tool(&self->r, "meta", "check", self->path, NULL);
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.out);
+}
+
+TEST_F(meta, check_finds_a_volume_index_of_64)
+{
+	struct dmrepl_meta_sb sb;
+
+	ASSERT_EQ(0, create(&self->r, self->path));
+	ASSERT_EQ(0, read_sb(self->path, &sb));
+	sb.volume = DM_REPL_MAX_VOLUMES;
+	write_sb(self->path, &sb);
+	CHECK_FINDS(": superblock field volume at byte 192: volume index is not from 0 to 63\n");
+	ASSERT_NE(NULL, strstr(self->r.out, ": 1 problem found\n")) TH_LOG("%s", self->r.out);
+	run_tool(&self->r, "meta", "show", self->path, NULL);
+	ASSERT_EQ(1, self->r.status);
+}
+
+/* Set byte off of the superblock and seal it again: only a rule can notice. */
+static void poke_sealed(const char *path, size_t off, unsigned char v)
+{
+	static unsigned char block[BLOCK] __attribute__((aligned(8)));
+	static const unsigned char zero[4];
+	__u32 crc;
+
+	rd(path, block, BLOCK, 0);
+	block[off] = v;
+	crc = dmrepl_crc32c(~0U, block, 8);
+	crc = dmrepl_crc32c(crc, zero, 4);
+	crc = dmrepl_crc32c(crc, block + 12, BLOCK - 12);
+	crc = htole32(crc);
+	memcpy(block + 8, &crc, 4);
+	wr(path, block, BLOCK, 0);
+}
+
+TEST_F(meta, check_finds_reserved_bytes_after_the_volume_field)
+{
+	ASSERT_EQ(0, create(&self->r, self->path));
+	poke_sealed(self->path, 194, 1);	/* reserved0 */
+	CHECK_FINDS(": superblock at byte 0: reserved bytes are not zero\n");
+	ASSERT_EQ(0, create_force_other(&self->r, self->path));
+	poke_sealed(self->path, 196, 1);	/* reserved */
+	CHECK_FINDS(": superblock at byte 0: reserved bytes are not zero\n");
+	ASSERT_EQ(0, create_force_other(&self->r, self->path));
+	poke_sealed(self->path, 193, 1);	/* volume 256: a field rule */
+	CHECK_FINDS(": superblock field volume at byte 192: volume index is not from 0 to 63\n");
 }
 
 /* ---- what create refuses ------------------------------------------------ */
@@ -334,6 +440,24 @@ TEST(create_usage_errors_exit_2)
 	ASSERT_NE(NULL, strstr(r.err, "hot extent count is not from 1 to 1008"));
 	run_tool(&r, "meta", "create", "--group", "g", "--data-sectors", "8", NULL);
 	ASSERT_NE(NULL, strstr(r.err, "missing META_DEV"));
+	run_tool(&r, "meta", "create", "--group", "g", "--data-sectors", "8",
+		 "--volume", "64", "f", NULL);
+	ASSERT_EQ(2, r.status);
+	ASSERT_STREQ("repltool: meta create: --volume wants a volume index from 0 to 63, "
+		     "not \"64\"\nTry 'repltool meta create --help'.\n", r.err);
+	run_tool(&r, "meta", "create", "--group", "g", "--data-sectors", "8",
+		 "--volume", "-1", "f", NULL);
+	ASSERT_EQ(2, r.status);
+	ASSERT_NE(NULL, strstr(r.err, "--volume wants a volume index from 0 to 63, not \"-1\""));
+	run_tool(&r, "meta", "create", "--group", "g", "--data-sectors", "8",
+		 "--volume", "one", "f", NULL);
+	ASSERT_EQ(2, r.status);
+	run_tool(&r, "meta", "create", "--group", "g", "--data-sectors", "8",
+		 "--volume", "00", "f", NULL);
+	ASSERT_EQ(2, r.status);
+	run_tool(&r, "meta", "create", "--group", "g", "--data-sectors", "8", "--volume", NULL);
+	ASSERT_EQ(2, r.status);
+	ASSERT_NE(NULL, strstr(r.err, "option \"--volume\" needs an argument"));
 	free(r.out);
 }
 

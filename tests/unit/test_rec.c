@@ -18,7 +18,7 @@ static long make_rec(unsigned char *buf, unsigned int type)
 {
 	struct dmrepl_rec_fields f = {
 		.type = type, .seq = 42, .epoch = 7, .volume = 3,
-		.time_ns = 1700000000000000000ULL,
+		.time_ns = 1700000000000000000ULL, .group_tag = 0x1CF96D7C,
 	};
 
 	switch (type) {
@@ -310,11 +310,6 @@ static void spoil_void_len(unsigned char *buf, long *len)
 	memset(buf + DM_REPL_REC_HDR_SIZE, 0, 4096);
 	set_len(buf, len, DM_REPL_REC_HDR_SIZE + 8);
 }
-static void spoil_reserved(unsigned char *buf, long *len)
-{
-	(void)len;
-	hdr(buf)->reserved = htole32(1);
-}
 static void spoil_len_short(unsigned char *buf, long *len)
 {
 	(void)len;
@@ -414,7 +409,6 @@ REJECT(void_with_payload_len_but_len_64, RESYNC, spoil_void_payload_len,
        "payload on a VOID record");
 REJECT(void_with_padding_beyond_the_header, DISCARD, spoil_void_len,
        "len has more padding than alignment needs");
-REJECT(reserved_not_zero, WRITE, spoil_reserved, "reserved field is not zero");
 REJECT(len_below_header, FLUSH, spoil_len_short, "len is shorter than the header");
 REJECT(len_not_multiple_of_8, WRITE, spoil_len_odd, "len is not a multiple of 8");
 REJECT(len_beyond_available, WRITE, spoil_avail_short, "len runs past the available bytes");
@@ -491,6 +485,7 @@ TEST(void_form_of_each_type_is_its_header_alone_and_passes_the_check)
 		EXPECT_EQ(dmrepl_rec_sector(&orig), dmrepl_rec_sector(&v));
 		EXPECT_EQ(dmrepl_rec_nbytes(&orig), dmrepl_rec_nbytes(&v));
 		EXPECT_EQ(dmrepl_rec_time_ns(&orig), dmrepl_rec_time_ns(&v));
+		EXPECT_EQ(0x1CF96D7CU, dmrepl_rec_group_tag(&v));
 		/* The source is left alone. */
 		EXPECT_EQ(0, memcmp(&orig, buf, sizeof(orig)));
 	}
@@ -594,6 +589,37 @@ TEST(check_header_judges_len_before_the_payload_is_read)
 	hdr(buf)->magic = 0;
 	ASSERT_EQ(-EINVAL, dmrepl_rec_check_header(hdr(buf), DMREPL_REC_MAX_LEN, &why));
 	ASSERT_STREQ("bad magic", why);
+}
+
+TEST(group_tag_is_crc32c_of_the_name_seeded_not_inverted)
+{
+	/* The Castagnoli check value: the kernel's crc32c(~0, "123456789", 9). */
+	ASSERT_EQ(0x1CF96D7CU, dmrepl_group_tag("123456789"));
+	ASSERT_EQ(dmrepl_crc32c(~0U, "vm1", 3), dmrepl_group_tag("vm1"));
+	ASSERT_NE(dmrepl_group_tag("vm1"), dmrepl_group_tag("vm2"));
+	/* No NUL: the empty name leaves the seed alone. */
+	ASSERT_EQ(~0U, dmrepl_group_tag(""));
+}
+
+TEST(group_tag_is_stored_little_endian_at_60_and_covered_by_the_crc)
+{
+	unsigned char buf[BUF_SIZE] __attribute__((aligned(8)));
+	const char *why;
+	long len = make_rec(buf, DM_REPL_REC_WRITE);
+
+	ASSERT_GT(len, 0);
+	ASSERT_EQ(0x7C, buf[60]);
+	ASSERT_EQ(0x6D, buf[61]);
+	ASSERT_EQ(0xF9, buf[62]);
+	ASSERT_EQ(0x1C, buf[63]);
+	ASSERT_EQ(0x1CF96D7CU, dmrepl_rec_group_tag(hdr(buf)));
+	/* Any tag is valid (the field is no longer reserved)... */
+	ASSERT_EQ(0, dmrepl_rec_check(buf, (size_t)len, &why));
+	/* ...but a changed one no longer matches the crc. */
+	hdr(buf)->group_tag = htole32(dmrepl_group_tag("other"));
+	ASSERT_EQ(-EBADMSG, dmrepl_rec_check(buf, (size_t)len, &why));
+	dmrepl_rec_seal(hdr(buf));
+	ASSERT_EQ(0, dmrepl_rec_check(buf, (size_t)len, &why));
 }
 
 TEST_HARNESS_MAIN

@@ -492,7 +492,7 @@ TEST_F(tool, abi_mismatch_names_both_versions)
 	run_tool(&self->r, "dump", self->dev.path, NULL);
 	ASSERT_EQ(1, self->r.status);
 	snprintf(want, sizeof(want), "repltool: %s: ABI version mismatch: module speaks "
-		 "version 9, libdmrepl speaks version 1\n", self->dev.path);
+		 "version 9, libdmrepl speaks version 2\n", self->dev.path);
 	ASSERT_STREQ(want, self->r.err);
 }
 
@@ -563,7 +563,276 @@ TEST(help_goes_to_stdout_and_exits_0)
 	ASSERT_NE(NULL, strstr(r.out, "Exit status: 0 success, 1 runtime error, 2 usage error"));
 	run_tool(&r, "--version", NULL);
 	ASSERT_EQ(0, r.status);
-	ASSERT_NE(NULL, strstr(r.out, "ABI version 1"));
+	ASSERT_NE(NULL, strstr(r.out, "ABI version 2"));
+	free(r.out);
+}
+
+/* ---- apply and status ------------------------------------------------------ */
+
+/* A sealed stream of WRITE 1 (512), FLUSH 2, WRITE 3 (1024) in a memfd. */
+static int stream_file(char *path, size_t len, size_t *bytes)
+{
+	static unsigned char rec[2048] __attribute__((aligned(8)));
+	struct dmrepl_rec_fields f = { .type = DM_REPL_REC_WRITE, .seq = 1, .nbytes = 512,
+				       .payload = data, .payload_len = 512 };
+	int fd = memfd_create("stream", 0);
+	long n;
+
+	*bytes = 0;
+	n = dmrepl_rec_encode(rec, sizeof(rec), &f);
+	*bytes += (size_t)write(fd, rec, (size_t)n);
+	f = (struct dmrepl_rec_fields){ .type = DM_REPL_REC_FLUSH, .seq = 2 };
+	n = dmrepl_rec_encode(rec, sizeof(rec), &f);
+	*bytes += (size_t)write(fd, rec, (size_t)n);
+	f = (struct dmrepl_rec_fields){ .type = DM_REPL_REC_WRITE, .seq = 3, .epoch = 1,
+					.nbytes = 1024, .payload = data, .payload_len = 1024 };
+	n = dmrepl_rec_encode(rec, sizeof(rec), &f);
+	*bytes += (size_t)write(fd, rec, (size_t)n);
+	snprintf(path, len, "/proc/self/fd/%d", fd);
+	return fd;
+}
+
+/* What the fake device received (its pipe), up to len bytes. */
+static ssize_t received(struct fakedev *d, void *buf, size_t len)
+{
+	ssize_t n = read(d->rfd, buf, len);
+
+	return n < 0 ? 0 : n;
+}
+
+static void secondary(struct fakedev *d)
+{
+	d->role = DM_REPL_ROLE_SECONDARY;
+	fcntl(d->wfd, F_SETPIPE_SZ, 1 << 20);
+}
+
+/*
+ * repltool apply [--batch-kb KB] of the three-record stream to the fake
+ * secondary; *bytes gets the stream's size; fix (if not NULL) may change
+ * the stream first (its fd).
+ */
+static void apply_stream(FIXTURE_DATA(tool) *self, const char *kb, size_t *bytes,
+			 void (*fix)(int fd))
+{
+	char in[64];
+	int fd = stream_file(in, sizeof(in), bytes);
+
+	secondary(&self->dev);
+	if (fix)
+		fix(fd);
+	if (kb)
+		run_tool(&self->r, "apply", "--stats", "--batch-kb", kb, "-i", in,
+			 self->dev.path, NULL);
+	else
+		run_tool(&self->r, "apply", "--stats", "-i", in, self->dev.path, NULL);
+	close(fd);
+}
+
+TEST_F(tool, apply_writes_the_stream_to_the_device_and_prints_stats)
+{
+	unsigned char got[4096], sent[4096];
+	char in[64], want[256];
+	size_t bytes;
+	int fd = stream_file(in, sizeof(in), &bytes);
+
+	self->dev.apply_info.applied_seq = 3;
+	apply_stream(self, NULL, &bytes, NULL);
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
+	ASSERT_EQ(1, self->dev.writes);
+	ASSERT_EQ((ssize_t)bytes, received(&self->dev, got, sizeof(got)));
+	ASSERT_EQ((ssize_t)bytes, pread(fd, sent, bytes, 0));
+	ASSERT_EQ(0, memcmp(got, sent, bytes));
+	snprintf(want, sizeof(want), "%s: records 3 batches 1 bytes %zu skipped 0 "
+		 "applied_seq 3\n", self->dev.path, bytes);
+	ASSERT_STREQ(want, self->r.out);
+	close(fd);
+}
+
+TEST_F(tool, apply_cuts_batches_at_the_flush)
+{
+	unsigned char got[4096];
+	size_t bytes;
+
+	/* 1 KiB: 576 + 64 fit, the 1088 of seq 3 do not; then seq 3 alone. */
+	apply_stream(self, "1", &bytes, NULL);
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
+	ASSERT_EQ(2, self->dev.writes);
+	ASSERT_EQ((ssize_t)bytes, received(&self->dev, got, sizeof(got)));
+	ASSERT_NE(NULL, strstr(self->r.out, ": records 3 batches 2 bytes "));
+}
+
+TEST_F(tool, apply_names_the_reason_of_a_refused_batch)
+{
+	char want[256];
+	size_t bytes;
+
+	self->dev.write_errno = EILSEQ;
+	self->dev.apply_info.last_error = -EILSEQ;
+	self->dev.apply_info.last_reason = DM_REPL_APPLY_SEQ_GAP;
+	self->dev.apply_info.last_error_seq = 1234;
+	apply_stream(self, NULL, &bytes, NULL);
+	ASSERT_EQ(1, self->r.status);
+	snprintf(want, sizeof(want), "repltool: apply: %s: batch refused at seq 1234: "
+		 "sequence gap (%s)\n", self->dev.path, strerror(EILSEQ));
+	ASSERT_STREQ(want, self->r.err);
+}
+
+TEST_F(tool, apply_calls_a_short_write_an_error)
+{
+	char want[256];
+	size_t bytes;
+
+	self->dev.write_short = 100;
+	apply_stream(self, NULL, &bytes, NULL);
+	ASSERT_EQ(1, self->r.status);
+	snprintf(want, sizeof(want), "repltool: apply: %s: short write of the batch of "
+		 "seq 1..3: 100 of %zu bytes\n", self->dev.path, bytes);
+	ASSERT_STREQ(want, self->r.err);
+}
+
+/* Flip a bit in the payload of seq 3 (after 576 + 64 bytes). */
+static void spoil_third(int fd)
+{
+	unsigned char c = 0;
+
+	if (pread(fd, &c, 1, 740) != 1)
+		abort();
+	c ^= 1;
+	if (pwrite(fd, &c, 1, 740) != 1)
+		abort();
+}
+
+TEST_F(tool, apply_stops_at_a_bad_record_after_writing_the_good_ones)
+{
+	unsigned char got[4096];
+	size_t bytes;
+
+	apply_stream(self, NULL, &bytes, spoil_third);
+	ASSERT_EQ(1, self->r.status);
+	ASSERT_NE(NULL, strstr(self->r.err, ": bad record at stream offset 640 (seq 3): "
+			       "checksum mismatch\n")) TH_LOG("%s", self->r.err);
+	ASSERT_EQ(640, received(&self->dev, got, sizeof(got)));
+}
+
+TEST_F(tool, apply_refuses_a_primary_group)
+{
+	char in[64], want[256];
+	size_t bytes;
+	int fd = stream_file(in, sizeof(in), &bytes);
+
+	run_tool(&self->r, "apply", "-i", in, self->dev.path, NULL);
+	ASSERT_EQ(1, self->r.status);
+	snprintf(want, sizeof(want), "repltool: apply: %s: group \"fake\" is primary; apply "
+		 "writes to a secondary group only\n", self->dev.path);
+	ASSERT_STREQ(want, self->r.err);
+	ASSERT_EQ(0, self->dev.writes);
+	close(fd);
+}
+
+TEST_F(tool, status_of_a_primary_lists_the_group_and_its_volumes)
+{
+	ASSERT_LE(0, produce(&self->sim, DM_REPL_REC_WRITE, 0, 0, 512, NULL));
+	run_tool(&self->r, "status", self->dev.path, NULL);
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
+	ASSERT_NE(NULL, strstr(self->r.out, "group             fake\n"));
+	ASSERT_NE(NULL, strstr(self->r.out, "\nrole              primary\n"));
+	ASSERT_NE(NULL, strstr(self->r.out, "\nstate             uptodate\n"));
+	ASSERT_NE(NULL, strstr(self->r.out, "\nnext_seq          2\n"));
+	ASSERT_NE(NULL, strstr(self->r.out, "\nvolumes           1\nvolume 0\n"
+			       "  data_dev        7:1\n  sectors         2048\n"
+			       "  dirty_regions   3\n"));
+	ASSERT_EQ(NULL, strstr(self->r.out, "apply"));
+	run_tool(&self->r, "status", "-j", self->dev.path, NULL);
+	ASSERT_EQ(0, self->r.status);
+	ASSERT_NE(NULL, strstr(self->r.out, "\"volumes\":[{\"index\":0,\"data_dev\":\"7:1\","
+			       "\"sectors\":2048,\"dirty_regions\":3,\"nr_regions\":16,"
+			       "\"region_sectors\":128}]}\n"));
+}
+
+TEST_F(tool, status_of_a_secondary_shows_the_apply_path)
+{
+	struct dm_repl_apply_info *ai = &self->dev.apply_info;
+
+	secondary(&self->dev);
+	ai->flags = DM_REPL_APPLYF_INCONSISTENT;
+	ai->applied_seq = 99;
+	ai->rejected = 1;
+	ai->last_error = -EXDEV;
+	ai->last_reason = DM_REPL_APPLY_OTHER_GROUP;
+	ai->last_error_seq = 100;
+	ai->nr_markers = 1;
+	ai->markers[0].seq = 42;
+	ai->markers[0].epoch = 7;
+	strcpy(ai->markers[0].label, "nightly");
+	run_tool(&self->r, "status", self->dev.path, NULL);
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
+	ASSERT_NE(NULL, strstr(self->r.out, "\napply\n  consistency     inconsistent\n"
+			       "  applied_seq     99\n")) TH_LOG("%s", self->r.out);
+	ASSERT_NE(NULL, strstr(self->r.out, "\n  rejected        1\n  last_error      record of "
+			       "another group (group_tag) at seq 100 (Invalid cross-device "
+			       "link)\n  marker          seq 42 epoch 7 \"nightly\"\n"))
+		TH_LOG("%s", self->r.out);
+	run_tool(&self->r, "status", "--json", self->dev.path, NULL);
+	ASSERT_NE(NULL, strstr(self->r.out, "\"apply\":{\"consistency\":\"inconsistent\","
+			       "\"applied_seq\":99,"));
+	ASSERT_NE(NULL, strstr(self->r.out, "\"last_error\":{\"errno\":18,\"error\":"
+			       "\"Invalid cross-device link\",\"reason\":10,\"reason_name\":"
+			       "\"record of another group (group_tag)\",\"seq\":100},\"markers\":"
+			       "[{\"seq\":42,\"epoch\":7,\"label\":\"nightly\"}]}}\n"))
+		TH_LOG("%s", self->r.out);
+}
+
+TEST(apply_and_status_usage_errors_exit_2)
+{
+	struct run r = { 0 };
+
+	run_tool(&r, "apply", "-i", "/dev/null", NULL);
+	ASSERT_EQ(2, r.status);
+	ASSERT_NE(NULL, strstr(r.err, "apply: missing GROUP or PATH"));
+	run_tool(&r, "apply", "-i", "/dev/null", "--batch-kb", "0", "g", NULL);
+	ASSERT_EQ(2, r.status);
+	ASSERT_NE(NULL, strstr(r.err, "--batch-kb wants a number from 1 to 32768, not \"0\""));
+	run_tool(&r, "apply", "-i", "/dev/null", "--batch-kb", "32769", "g", NULL);
+	ASSERT_EQ(2, r.status);
+	ASSERT_NE(NULL, strstr(r.err, "--batch-kb wants a number from 1 to 32768, not \"32769\""));
+	run_tool(&r, "apply", "-i", "/dev/null", "--batch-kb", "4k", "g", NULL);
+	ASSERT_EQ(2, r.status);
+	run_tool(&r, "apply", "-i", "/dev/null", "g", "h", NULL);
+	ASSERT_EQ(2, r.status);
+	ASSERT_NE(NULL, strstr(r.err, "only one GROUP or PATH, please"));
+	run_tool(&r, "apply", "--frob", "g", NULL);
+	ASSERT_EQ(2, r.status);
+	ASSERT_NE(NULL, strstr(r.err, "apply: unknown option \"--frob\""));
+	run_tool(&r, "apply", "g", "-i", NULL);
+	ASSERT_EQ(2, r.status);
+	ASSERT_NE(NULL, strstr(r.err, "option \"-i\" needs an argument"));
+	run_tool(&r, "status", NULL);
+	ASSERT_EQ(2, r.status);
+	ASSERT_NE(NULL, strstr(r.err, "status: missing GROUP or PATH"));
+	run_tool(&r, "status", "-x", "g", NULL);
+	ASSERT_EQ(2, r.status);
+	run_tool(&r, "status", "--help", NULL);
+	ASSERT_EQ(0, r.status);
+	ASSERT_NE(NULL, strstr(r.out, "Usage: repltool status"));
+	run_tool(&r, "apply", "--help", NULL);
+	ASSERT_EQ(0, r.status);
+	ASSERT_NE(NULL, strstr(r.out, "Usage: repltool apply"));
+	free(r.out);
+}
+
+TEST(apply_and_status_on_a_missing_group_are_runtime_errors)
+{
+	struct run r = { 0 };
+
+	run_tool(&r, "status", "dmrepl-unit-nosuch", NULL);
+	ASSERT_EQ(1, r.status);
+	ASSERT_STREQ("repltool: /dev/dm-repl/dmrepl-unit-nosuch: No such file or directory "
+		     "(is a repl volume in group \"dmrepl-unit-nosuch\" loaded?)\n", r.err);
+	run_tool(&r, "apply", "-i", "/dev/null", "dmrepl-unit-nosuch", NULL);
+	ASSERT_EQ(1, r.status);
+	run_tool(&r, "apply", "-i", "/nonexistent/stream", "dmrepl-unit-nosuch", NULL);
+	ASSERT_EQ(1, r.status);
+	ASSERT_STREQ("repltool: /nonexistent/stream: No such file or directory\n", r.err);
 	free(r.out);
 }
 

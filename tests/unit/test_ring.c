@@ -86,7 +86,7 @@ TEST_F(ctl, other_abi_version_is_refused_with_eproto_naming_both)
 	ASSERT_EQ(NULL, ring);
 	ASSERT_EQ(-EPROTO, dmrepl_ring_check_ctl(self->sim.ro, self->sim.map_size,
 						 self->msg, sizeof(self->msg)));
-	ASSERT_STREQ("ABI version mismatch: ring has version 2, libdmrepl speaks version 1",
+	ASSERT_STREQ("ABI version mismatch: ring has version 3, libdmrepl speaks version 2",
 		     self->msg);
 }
 

@@ -102,7 +102,7 @@ TEST_F(dev, module_with_another_abi_version_is_refused_naming_both)
 	ASSERT_EQ(-EPROTO, dmrepl_ring_open(self->dev.path, &self->ring, self->msg,
 					    sizeof(self->msg)));
 	ASSERT_EQ(NULL, self->ring);
-	ASSERT_STREQ("ABI version mismatch: module speaks version 2, libdmrepl speaks version 1",
+	ASSERT_STREQ("ABI version mismatch: module speaks version 3, libdmrepl speaks version 2",
 		     self->msg);
 }
 
@@ -120,7 +120,7 @@ TEST_F(dev, control_page_with_another_abi_version_is_refused)
 	self->sim.ctl->abi_version = DM_REPL_ABI_VERSION + 1;
 	ASSERT_EQ(-EPROTO, dmrepl_ring_open(self->dev.path, &self->ring, self->msg,
 					    sizeof(self->msg)));
-	ASSERT_STREQ("ABI version mismatch: ring has version 2, libdmrepl speaks version 1",
+	ASSERT_STREQ("ABI version mismatch: ring has version 3, libdmrepl speaks version 2",
 		     self->msg);
 }
 

@@ -7,6 +7,9 @@
  *   dmrepl_rec_*    one change record: accessors, checksum, validation, encoding
  *   dmrepl_stream_* records back to back on a file descriptor ("dump --raw")
  *   dmrepl_ring_*   the consumer of a group's ring (/dev/dm-repl/<group>)
+ *   dmrepl_group_*  a group's device: open, GROUP_INFO
+ *   dmrepl_apply_*  a secondary's apply path: APPLY_INFO, refusal reasons
+ *   dmrepl_batch_*  records gathered into batches for write(2) to a secondary
  *   dmrepl_meta_*   the metadata device: superblock, activity log, bitmap
  *
  * Every function that can fail returns a negative errno value. Nothing here
@@ -111,6 +114,12 @@ static inline __u32 dmrepl_rec_crc(const struct dm_repl_rec *r)
 	return le32toh(r->crc);
 }
 
+/* dmrepl_group_tag() of the group that captured the record. */
+static inline __u32 dmrepl_rec_group_tag(const struct dm_repl_rec *r)
+{
+	return le32toh(r->group_tag);
+}
+
 static inline const void *dmrepl_rec_payload(const struct dm_repl_rec *r)
 {
 	return (const unsigned char *)r + DM_REPL_REC_HDR_SIZE;
@@ -154,8 +163,8 @@ int dmrepl_rec_check_unsealed(const void *buf, size_t avail, const char **why);
 
 /*
  * The rules of dmrepl_rec_check() that need only the 64 header bytes (magic,
- * version, type, flags, no payload on a VOID record, reserved, len and
- * payload_len against each other and against avail). Lets a reader judge len
+ * version, type, flags, no payload on a VOID record, len and payload_len
+ * against each other and against avail). Lets a reader judge len
  * before reading the rest.
  */
 int dmrepl_rec_check_header(const struct dm_repl_rec *r, size_t avail,
@@ -171,9 +180,16 @@ struct dmrepl_rec_fields {
 	__u64 sector;
 	__u32 nbytes;
 	__u64 time_ns;
+	__u32 group_tag;	/* dmrepl_group_tag() of the capturing group */
 	const void *payload;
 	__u32 payload_len;
 };
+
+/*
+ * The group_tag of records captured by group_name (no NUL): crc32c seeded
+ * with ~0, not inverted, as the kernel's crc32c(~0, name, strlen(name)).
+ */
+__u32 dmrepl_group_tag(const char *group_name);
 
 /*
  * Encode a complete record (header, payload, zero padding, crc) into buf.
@@ -189,7 +205,8 @@ void dmrepl_rec_seal(struct dm_repl_rec *r);
 /*
  * The VOID form of a record whose write failed (a DISCARDED slot): src's
  * header (only its 64 bytes are read) with DM_REPL_RECF_VOID added,
- * payload_len 0 and len 64, sealed, into dst (64 bytes; may be src).
+ * payload_len 0 and len 64, sealed, into dst (64 bytes; may be src). The
+ * rest (seq, epoch, volume, group_tag, ...) is kept.
  */
 void dmrepl_rec_make_void(const struct dm_repl_rec *src, struct dm_repl_rec *dst);
 
@@ -315,6 +332,93 @@ const char *dmrepl_ring_dev_path(const struct dmrepl_ring *ring);
 int dmrepl_ring_fd(const struct dmrepl_ring *ring);
 
 /* ------------------------------------------------------------------ */
+/* A group's device                                                    */
+/* ------------------------------------------------------------------ */
+
+/*
+ * DM_REPL_IOC_GROUP_INFO on fd, asking for DM_REPL_ABI_VERSION. Returns 0,
+ * -EPROTO when the module speaks another version, or -errno; msg (if not
+ * NULL) then holds a sentence.
+ */
+int dmrepl_group_info(int fd, struct dm_repl_group_info *info, char *msg,
+		      size_t msg_len);
+
+/*
+ * Open a group's character device (group name or path, as
+ * dmrepl_ring_path()) with flags (O_RDONLY, O_WRONLY; O_CLOEXEC is added)
+ * and read its info, checking the ABI version. Returns the fd, or -errno
+ * (-EPROTO for an ABI mismatch) with a sentence (without the path) in errmsg.
+ * Nothing is mapped: this works for both roles.
+ */
+int dmrepl_group_open(const char *group_or_path, int flags,
+		      struct dm_repl_group_info *info, char *errmsg, size_t errmsg_len);
+
+/* ------------------------------------------------------------------ */
+/* Apply path of a secondary                                           */
+/* ------------------------------------------------------------------ */
+
+_Static_assert(sizeof(struct dm_repl_applied_marker) == 88, "applied marker size");
+
+/*
+ * DM_REPL_IOC_APPLY_INFO on fd. Returns 0, -EPROTO when the module speaks
+ * another ABI version, or -errno of ioctl(2).
+ */
+int dmrepl_apply_info(int fd, struct dm_repl_apply_info *ai);
+
+/*
+ * A phrase for an enum dm_repl_apply_reason ("sequence gap", ...), NULL
+ * for a value this library does not know.
+ */
+const char *dmrepl_apply_reason_name(unsigned int reason);
+
+/* Default batch size of "repltool apply". */
+#define DMREPL_APPLY_BATCH_DEFAULT (4096U << 10)
+
+/*
+ * Records gathered into batches, each written to a secondary's device (or
+ * any fd) with one write(2). The cut rule keeps an interrupted feeder's
+ * replica at a flush boundary whenever epochs are smaller than a batch:
+ * when the next record does not fit, the batch ends after the last FLUSH
+ * record it holds, the records after it starting the next batch; only a
+ * batch without a FLUSH is cut where it is full. A record larger than the
+ * batch limit goes in a batch of its own.
+ */
+struct dmrepl_batch {
+	unsigned char *buf;
+	size_t limit;		/* most bytes in a batch */
+	size_t cap;		/* bytes at buf: limit, or one largest record */
+	size_t len;		/* bytes buffered */
+	size_t flush_end;	/* end of the last FLUSH buffered, 0 if none */
+	__u64 nr;		/* records buffered */
+	__u64 flush_nr;		/* of those, up to flush_end */
+
+	/* Totals of the batches written. */
+	__u64 batches;
+	__u64 records;
+	__u64 bytes;
+
+	/* The batch written last (or being written when it failed). */
+	__u64 first_seq, last_seq;
+	size_t batch_len;
+	long written;		/* what write(2) returned for it */
+};
+
+/* limit from 1 to DM_REPL_APPLY_BATCH_MAX bytes. 0, -EINVAL or -ENOMEM. */
+int dmrepl_batch_init(struct dmrepl_batch *b, size_t limit);
+void dmrepl_batch_free(struct dmrepl_batch *b);
+
+/*
+ * Add a record that passed dmrepl_rec_check(), first writing to fd the
+ * batches the cut rule ends. Returns 0, -errno of write(2) (retried on
+ * EINTR), or -EIO for a short write (written < batch_len). The failed
+ * batch stays buffered.
+ */
+int dmrepl_batch_add(struct dmrepl_batch *b, const struct dm_repl_rec *r, int fd);
+
+/* Write everything buffered as one batch (input paused, or ended). As above. */
+int dmrepl_batch_flush(struct dmrepl_batch *b, int fd);
+
+/* ------------------------------------------------------------------ */
 /* Metadata device                                                     */
 /* ------------------------------------------------------------------ */
 
@@ -322,6 +426,8 @@ _Static_assert(sizeof(struct dm_repl_meta_sb) == DM_REPL_META_SB_SIZE,
 	       "metadata superblock size");
 _Static_assert(offsetof(struct dm_repl_meta_sb, bm_sectors) == 184,
 	       "metadata superblock layout");
+_Static_assert(offsetof(struct dm_repl_meta_sb, volume) == 192,
+	       "metadata superblock volume field");
 _Static_assert(sizeof(struct dm_repl_meta_al_slot) == DM_REPL_META_BLOCK_SIZE,
 	       "activity log slot size");
 _Static_assert(offsetof(struct dm_repl_meta_al_slot, extents) == DM_REPL_META_HDR_SIZE,
@@ -402,6 +508,7 @@ struct dmrepl_meta_sb {
 	__u32 hot_extents;
 	__u64 bm_offset;
 	__u64 bm_sectors;
+	__u32 volume;		/* index in the group's records, < DM_REPL_MAX_VOLUMES */
 };
 
 /* The geometry a superblock describes (not checked). */
@@ -409,7 +516,8 @@ void dmrepl_meta_sb_geom(const struct dmrepl_meta_sb *sb, struct dmrepl_meta_geo
 
 /*
  * A fresh superblock: version 1, clean, the canonical layout of g, a random
- * volume UUID and current generation (getrandom(2)), everything else zero.
+ * volume UUID and current generation (getrandom(2)), everything else zero
+ * (volume index 0: set sb->volume afterwards for another).
  * role is an enum dm_repl_meta_role, ctime seconds since the Epoch. Returns
  * 0, -EINVAL with *why for a bad group name, role or geometry, or -errno of
  * getrandom().
@@ -426,8 +534,8 @@ void dmrepl_meta_sb_encode(const struct dmrepl_meta_sb *sb, void *block);
  * DM_REPL_META_SB_MAGIC (not dm-repl metadata); -EPROTO for a version this
  * library does not read (0 or newer than DM_REPL_META_VERSION); -EBADMSG for
  * a checksum mismatch, with *sb filled all the same; -EINVAL when a reserved
- * byte is not zero. *why names the problem. Field rules are
- * dmrepl_meta_sb_check()'s.
+ * byte (reserved0, reserved, bytes 512..4095) is not zero. *why names the
+ * problem. Field rules are dmrepl_meta_sb_check()'s.
  */
 int dmrepl_meta_sb_decode(const void *block, struct dmrepl_meta_sb *sb,
 			  const char **why);

@@ -299,6 +299,7 @@ void dmrepl_meta_sb_encode(const struct dmrepl_meta_sb *sb, void *block)
 	d->hot_extents = htole32(sb->hot_extents);
 	d->bm_offset = htole64(sb->bm_offset);
 	d->bm_sectors = htole64(sb->bm_sectors);
+	d->volume = htole16((__u16)sb->volume);
 	d->crc = htole32(block_crc(block, offsetof(struct dm_repl_meta_sb, crc)));
 }
 
@@ -327,6 +328,7 @@ static void sb_fields(const struct dm_repl_meta_sb *d, struct dmrepl_meta_sb *sb
 	sb->hot_extents = le32toh(d->hot_extents);
 	sb->bm_offset = le64toh(d->bm_offset);
 	sb->bm_sectors = le64toh(d->bm_sectors);
+	sb->volume = le16toh(d->volume);
 }
 
 int dmrepl_meta_sb_decode(const void *block, struct dmrepl_meta_sb *sb,
@@ -351,7 +353,7 @@ int dmrepl_meta_sb_decode(const void *block, struct dmrepl_meta_sb *sb,
 		*why = "checksum mismatch";
 		return -EBADMSG;
 	}
-	if (!all_zero(d->reserved, sizeof(d->reserved)) ||
+	if (d->reserved0 || !all_zero(d->reserved, sizeof(d->reserved)) ||
 	    !all_zero(p + DM_REPL_META_SB_SIZE, BLOCK - DM_REPL_META_SB_SIZE)) {
 		*why = "reserved bytes are not zero";
 		return -EINVAL;
@@ -460,6 +462,11 @@ static const char *rule_bm_sectors(const struct dmrepl_meta_sb *sb)
 	return NULL;
 }
 
+static const char *rule_volume(const struct dmrepl_meta_sb *sb)
+{
+	return sb->volume < DM_REPL_MAX_VOLUMES ? NULL : "volume index is not from 0 to 63";
+}
+
 #define SB_FIELD(name) #name, offsetof(struct dm_repl_meta_sb, name)
 
 static const struct {
@@ -481,6 +488,7 @@ static const struct {
 	{ SB_FIELD(hot_extents), rule_hot },
 	{ SB_FIELD(bm_offset), rule_bm_offset },
 	{ SB_FIELD(bm_sectors), rule_bm_sectors },
+	{ SB_FIELD(volume), rule_volume },
 };
 
 #define NR_SB_RULES (sizeof(sb_rules) / sizeof(sb_rules[0]))

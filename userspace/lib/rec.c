@@ -133,8 +133,6 @@ static const char *header_problem(const struct dm_repl_rec *r, size_t avail)
 		return "unknown flags";
 	if ((dmrepl_rec_flags(r) & DM_REPL_RECF_VOID) && plen)
 		return "payload on a VOID record";
-	if (r->reserved)
-		return "reserved field is not zero";
 	if (len < DM_REPL_REC_HDR_SIZE)
 		return "len is shorter than the header";
 	if (len % DM_REPL_REC_ALIGN)
@@ -222,6 +220,11 @@ void dmrepl_rec_make_void(const struct dm_repl_rec *src, struct dm_repl_rec *dst
 	dmrepl_rec_seal(dst);
 }
 
+__u32 dmrepl_group_tag(const char *group_name)
+{
+	return dmrepl_crc32c(~0U, group_name, strlen(group_name));
+}
+
 long dmrepl_rec_encode(void *buf, size_t size, const struct dmrepl_rec_fields *f)
 {
 	struct dm_repl_rec *r = buf;
@@ -246,6 +249,7 @@ long dmrepl_rec_encode(void *buf, size_t size, const struct dmrepl_rec_fields *f
 	r->volume = htole16(f->volume);
 	r->version = htole16(DM_REPL_REC_VERSION);
 	r->time_ns = htole64(f->time_ns);
+	r->group_tag = htole32(f->group_tag);
 	if (f->payload_len)
 		memcpy((unsigned char *)buf + DM_REPL_REC_HDR_SIZE, f->payload,
 		       f->payload_len);

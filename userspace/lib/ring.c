@@ -278,7 +278,7 @@ int dmrepl_ring_path(const char *group_or_path, char *buf, size_t len)
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
-static int group_info(int fd, struct dm_repl_group_info *info, char *msg,
+int dmrepl_group_info(int fd, struct dm_repl_group_info *info, char *msg,
 		      size_t msg_len)
 {
 	char ebuf[64];
@@ -304,6 +304,32 @@ mismatch:
 	return -EPROTO;
 }
 
+int dmrepl_group_open(const char *group_or_path, int flags,
+		      struct dm_repl_group_info *info, char *errmsg, size_t errmsg_len)
+{
+	char path[PATH_MAX], ebuf[64];
+	int fd, ret;
+
+	ret = dmrepl_ring_path(group_or_path, path, sizeof(path));
+	if (ret) {
+		set_msg(errmsg, errmsg_len, "%s", ret == -EINVAL ?
+			"empty group name" : "group name too long");
+		return ret;
+	}
+	fd = open(path, flags | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		set_msg(errmsg, errmsg_len, "%s", strerror_r(-ret, ebuf, sizeof(ebuf)));
+		return ret;
+	}
+	ret = dmrepl_group_info(fd, info, errmsg, errmsg_len);
+	if (ret) {
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
 static int map_ring(int fd, const struct dm_repl_group_info *info, void **map,
 		    char *msg, size_t msg_len)
 {
@@ -327,23 +353,19 @@ static int map_ring(int fd, const struct dm_repl_group_info *info, void **map,
 }
 
 /* Map and attach; on success the ring owns fd and the mapping. */
-static int open_fd(int fd, const char *path, struct dmrepl_ring **out,
-		   char *msg, size_t msg_len)
+static int open_fd(int fd, const struct dm_repl_group_info *info, const char *path,
+		   struct dmrepl_ring **out, char *msg, size_t msg_len)
 {
-	struct dm_repl_group_info info;
 	struct dmrepl_ring *ring;
 	void *map;
 	int ret;
 
-	ret = group_info(fd, &info, msg, msg_len);
+	ret = map_ring(fd, info, &map, msg, msg_len);
 	if (ret)
 		return ret;
-	ret = map_ring(fd, &info, &map, msg, msg_len);
-	if (ret)
-		return ret;
-	ret = dmrepl_ring_check_ctl(map, info.mmap_size, msg, msg_len);
+	ret = dmrepl_ring_check_ctl(map, info->mmap_size, msg, msg_len);
 	if (!ret)
-		ret = dmrepl_ring_attach(map, info.mmap_size, &ring);
+		ret = dmrepl_ring_attach(map, info->mmap_size, &ring);
 	if (!ret) {
 		ring->path = strdup(path);
 		if (!ring->path) {
@@ -354,12 +376,12 @@ static int open_fd(int fd, const char *path, struct dmrepl_ring **out,
 	if (ret) {
 		if (ret == -ENOMEM)
 			set_msg(msg, msg_len, "out of memory");
-		munmap(map, info.mmap_size);
+		munmap(map, info->mmap_size);
 		return ret;
 	}
 	ring->fd = fd;
 	ring->map = map;
-	ring->map_size = info.mmap_size;
+	ring->map_size = info->mmap_size;
 	*out = ring;
 	return 0;
 }
@@ -367,22 +389,15 @@ static int open_fd(int fd, const char *path, struct dmrepl_ring **out,
 int dmrepl_ring_open(const char *group_or_path, struct dmrepl_ring **out,
 		     char *errmsg, size_t errmsg_len)
 {
-	char path[PATH_MAX], ebuf[64];
+	struct dm_repl_group_info info;
+	char path[PATH_MAX];
 	int fd, ret;
 
-	ret = dmrepl_ring_path(group_or_path, path, sizeof(path));
-	if (ret) {
-		set_msg(errmsg, errmsg_len, "%s", ret == -EINVAL ?
-			"empty group name" : "group name too long");
-		return ret;
-	}
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		ret = -errno;
-		set_msg(errmsg, errmsg_len, "%s", strerror_r(-ret, ebuf, sizeof(ebuf)));
-		return ret;
-	}
-	ret = open_fd(fd, path, out, errmsg, errmsg_len);
+	fd = dmrepl_group_open(group_or_path, O_RDONLY, &info, errmsg, errmsg_len);
+	if (fd < 0)
+		return fd;
+	dmrepl_ring_path(group_or_path, path, sizeof(path));
+	ret = open_fd(fd, &info, path, out, errmsg, errmsg_len);
 	if (ret)
 		close(fd);
 	return ret;
@@ -432,7 +447,7 @@ int dmrepl_ring_info(struct dmrepl_ring *ring, struct dm_repl_group_info *info)
 {
 	if (ring->fd < 0)
 		return -EBADF;
-	return group_info(ring->fd, info, NULL, 0);
+	return dmrepl_group_info(ring->fd, info, NULL, 0);
 }
 
 __u64 dmrepl_ring_pos(const struct dmrepl_ring *ring)

@@ -463,11 +463,7 @@ static int open_ring(struct dump *d, char *path, size_t path_len)
 	ret = dmrepl_ring_open(d->opts.target, &d->ring, msg, sizeof(msg));
 	if (!ret)
 		return 0;
-	if (ret == -ENOENT && !strchr(d->opts.target, '/'))
-		err_msg("%s: %s (is a repl volume in group \"%s\" loaded?)", path, msg,
-			d->opts.target);
-	else
-		err_msg("%s: %s", path, msg);
+	report_open_error(d->opts.target, path, ret, msg);
 	return -1;
 }
 

@@ -185,6 +185,7 @@ struct create_opts {
 	const char *data_dev;
 	const char *meta;
 	unsigned int role;
+	unsigned int volume;
 	__u64 region_kb, extent_kb, al_slots, hot_extents, data_sectors;
 };
 
@@ -192,7 +193,7 @@ static void usage_meta_create(FILE *f)
 {
 	fprintf(f,
 "Usage: repltool meta create [--force] --group NAME [--role primary|secondary]\n"
-"                            [--region-kb N] [--extent-kb N] [--al-slots N]\n"
+"                            [--volume N] [--region-kb N] [--extent-kb N] [--al-slots N]\n"
 "                            [--hot-extents N] --data-sectors N|--data-dev PATH\n"
 "                            META_DEV\n"
 "\n"
@@ -205,6 +206,8 @@ static void usage_meta_create(FILE *f)
 "\n"
 "      --group NAME       replication group (1-31 of [A-Za-z0-9_.+-])\n"
 "      --role ROLE        primary (default) or secondary\n"
+"      --volume N         volume index in the group's records, 0-63 (default 0);\n"
+"                         each volume of a group needs its own\n"
 "      --region-kb N      dirty bitmap granularity, a power of two from 4 to\n"
 "                         1048576 (default 64, as the target's region_kb)\n"
 "      --extent-kb N      hot extent of the activity log, a power of two from the\n"
@@ -218,7 +221,7 @@ static void usage_meta_create(FILE *f)
 }
 
 enum {
-	OPT_FORCE = 256, OPT_GROUP, OPT_ROLE, OPT_REGION, OPT_EXTENT, OPT_SLOTS,
+	OPT_FORCE = 256, OPT_GROUP, OPT_ROLE, OPT_VOLUME, OPT_REGION, OPT_EXTENT, OPT_SLOTS,
 	OPT_HOT, OPT_SECTORS, OPT_DATA_DEV,
 };
 
@@ -226,6 +229,7 @@ static const struct option create_lopts[] = {
 	{ "force", no_argument, NULL, OPT_FORCE },
 	{ "group", required_argument, NULL, OPT_GROUP },
 	{ "role", required_argument, NULL, OPT_ROLE },
+	{ "volume", required_argument, NULL, OPT_VOLUME },
 	{ "region-kb", required_argument, NULL, OPT_REGION },
 	{ "extent-kb", required_argument, NULL, OPT_EXTENT },
 	{ "al-slots", required_argument, NULL, OPT_SLOTS },
@@ -260,6 +264,18 @@ static __u64 *num_opt(struct create_opts *o, int c)
 	return NULL;
 }
 
+/* --volume: 0 to DM_REPL_MAX_VOLUMES - 1. */
+static int parse_volume(struct create_opts *o, const char *arg)
+{
+	__u64 v = 0;
+
+	if (strcmp(arg, "0") && (parse_positive(arg, &v) || v >= DM_REPL_MAX_VOLUMES))
+		return usage_err("meta create", "--volume wants a volume index from 0 to %u, "
+				 "not \"%s\"", DM_REPL_MAX_VOLUMES - 1, arg);
+	o->volume = (unsigned int)v;
+	return 0;
+}
+
 /* One option. Returns 0, -1 for --help, or EXIT_USAGE (reported). */
 static int create_opt(struct create_opts *o, int c, char **argv)
 {
@@ -275,6 +291,8 @@ static int create_opt(struct create_opts *o, int c, char **argv)
 	case OPT_FORCE: o->force = true; return 0;
 	case OPT_GROUP: o->group = optarg; return 0;
 	case OPT_DATA_DEV: o->data_dev = optarg; return 0;
+	case OPT_VOLUME:
+		return parse_volume(o, optarg);
 	case OPT_ROLE:
 		o->role = dmrepl_meta_role_parse(optarg);
 		if (!o->role)
@@ -508,9 +526,10 @@ static void created(const struct meta_dev *d, const struct dmrepl_meta_sb *sb,
 	char uuid[DMREPL_META_UUID_STR_LEN];
 
 	dmrepl_meta_uuid_str(sb->uuid, uuid);
-	printf("%s: dm-repl metadata version %u created: group %s, %s, volume %s\n"
+	printf("%s: dm-repl metadata version %u created: group %s, %s, volume index %u, uuid %s\n"
 	       "  %llu regions of %u sectors, %llu AL slots, %llu bitmap blocks, %llu bytes used\n",
-	       d->path, sb->version, sb->group, dmrepl_meta_role_name(sb->role), uuid,
+	       d->path, sb->version, sb->group, dmrepl_meta_role_name(sb->role),
+	       sb->volume, uuid,
 	       (unsigned long long)l->nr_regions, sb->region_sectors,
 	       (unsigned long long)sb->al_slots, (unsigned long long)l->bm_blocks,
 	       (unsigned long long)(l->end * 512));
@@ -567,6 +586,7 @@ static int meta_create(int argc, char **argv)
 		err_msg("random volume UUID: getrandom: %s", strerror(-ret));
 		return EXIT_RUNTIME;
 	}
+	sb.volume = o.volume;
 	dmrepl_meta_layout(&g, &l, &why);
 	return create_write(&o, &sb, &l);
 }

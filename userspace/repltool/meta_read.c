@@ -5,7 +5,6 @@
  * through the same printer.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -296,40 +295,6 @@ static int scan(struct scan *s)
 	return ret ? ret : scan_bitmap(s);
 }
 
-/* ---- options shared by show and check ------------------------------------ */
-
-static int read_opts(int argc, char **argv, const char *name, void (*usage)(FILE *),
-		     bool *json, const char **dev)
-{
-	static const struct option lopts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	int c;
-
-	*json = false;
-	opterr = 0;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, ":jh", lopts, NULL)) != -1) {
-		if (c == 'j') {
-			*json = true;
-		} else if (c == 'h') {
-			usage(stdout);
-			return -1;
-		} else if (optopt) {
-			return usage_err(name, "unknown option \"-%c\"", optopt);
-		} else {
-			return usage_err(name, "unknown option \"%s\"", argv[optind - 1]);
-		}
-	}
-	if (optind != argc - 1)
-		return usage_err(name, optind == argc ? "missing META_DEV" :
-				 "only one META_DEV, please");
-	*dev = argv[optind];
-	return 0;
-}
-
 static int io_error(const struct scan *s, int ret)
 {
 	err_msg("%s: read: %s", s->dev.path, strerror(-ret));
@@ -352,24 +317,12 @@ void usage_meta_show(FILE *f)
 "  -h, --help   show this text\n");
 }
 
-static void kv_u64(struct out *o, const char *key, __u64 v)
-{
-	out_text(o, "%-16s", key);
-	out_u64(o, OUT_ANY, key, "%llu\n", v);
-}
-
-static void kv_str(struct out *o, const char *key, const char *v)
-{
-	out_text(o, "%-16s", key);
-	out_str(o, OUT_ANY, key, "%s\n", v);
-}
-
 static void kv_hex(struct out *o, const char *key, __u64 v)
 {
 	char hex[24];
 
 	snprintf(hex, sizeof(hex), "0x%016llx", (unsigned long long)v);
-	kv_str(o, key, hex);
+	out_kv_str(o, key, hex);
 }
 
 static void kv_hex32(struct out *o, const char *key, __u32 v)
@@ -377,7 +330,29 @@ static void kv_hex32(struct out *o, const char *key, __u32 v)
 	char hex[16];
 
 	snprintf(hex, sizeof(hex), "0x%08x", v);
-	kv_str(o, key, hex);
+	out_kv_str(o, key, hex);
+}
+
+/* "CLEAN INCONSISTENT", "-" for none; a JSON array of the same names. */
+static void show_flags(struct out *o, __u32 flags)
+{
+	static const struct { __u32 bit; const char *name; } names[] = {
+		{ DM_REPL_META_F_CLEAN, "CLEAN" },
+		{ DM_REPL_META_F_INCONSISTENT, "INCONSISTENT" },
+	};
+	const char *sep = "";
+	size_t i;
+
+	out_text(o, "%-16s", "flags");
+	out_open_array(o, "flags");
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (!(flags & names[i].bit))
+			continue;
+		out_str(o, OUT_ANY, NULL, sep[0] ? " %s" : "%s", names[i].name);
+		sep = " ";
+	}
+	out_close_array(o);
+	out_text(o, "%s\n", sep[0] ? "" : "-");
 }
 
 static void show_identity(struct out *o, const struct scan *s)
@@ -388,22 +363,16 @@ static void show_identity(struct out *o, const struct scan *s)
 
 	memcpy(group, sb->group, DM_REPL_GROUP_NAME_MAX);
 	dmrepl_meta_uuid_str(sb->uuid, uuid);
-	kv_str(o, "device", s->dev.path);
-	kv_u64(o, "device_bytes", s->dev.bytes);
+	out_kv_str(o, "device", s->dev.path);
+	out_kv_u64(o, "device_bytes", s->dev.bytes);
 	kv_hex32(o, "magic", DM_REPL_META_SB_MAGIC);
-	kv_u64(o, "version", sb->version);
+	out_kv_u64(o, "version", sb->version);
 	kv_hex32(o, "crc", sb->crc);
-	out_text(o, "%-16s", "flags");
-	out_open_array(o, "flags");
-	if (sb->flags & DM_REPL_META_F_CLEAN)
-		out_str(o, OUT_ANY, NULL, "%s", "CLEAN");
-	else
-		out_text(o, "-");
-	out_close_array(o);
-	out_text(o, "\n");
-	kv_str(o, "uuid", uuid);
-	kv_str(o, "group", group);
-	kv_str(o, "role", dmrepl_meta_role_name(sb->role));
+	show_flags(o, sb->flags);
+	out_kv_str(o, "uuid", uuid);
+	out_kv_str(o, "group", group);
+	out_kv_str(o, "role", dmrepl_meta_role_name(sb->role));
+	out_kv_u64(o, "volume", sb->volume);
 }
 
 static void show_state(struct out *o, const struct dmrepl_meta_sb *sb)
@@ -423,8 +392,8 @@ static void show_state(struct out *o, const struct dmrepl_meta_sb *sb)
 	}
 	out_close_array(o);
 	out_text(o, "\n");
-	kv_u64(o, "released_seq", sb->released_seq);
-	kv_u64(o, "applied_seq", sb->applied_seq);
+	out_kv_u64(o, "released_seq", sb->released_seq);
+	out_kv_u64(o, "applied_seq", sb->applied_seq);
 	if (gmtime_r(&t, &tm))
 		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	out_text(o, "%-16s", "ctime");
@@ -436,30 +405,30 @@ static void show_layout(struct out *o, const struct scan *s)
 {
 	const struct dmrepl_meta_sb *sb = &s->sb;
 
-	kv_u64(o, "data_sectors", sb->data_sectors);
-	kv_u64(o, "region_sectors", sb->region_sectors);
-	kv_u64(o, "nr_regions", s->lay.nr_regions);
-	kv_u64(o, "extent_sectors", sb->extent_sectors);
-	kv_u64(o, "nr_extents", s->lay.nr_extents);
-	kv_u64(o, "hot_extents", sb->hot_extents);
-	kv_u64(o, "al_offset", sb->al_offset);
-	kv_u64(o, "al_slots", sb->al_slots);
-	kv_u64(o, "al_slot_bytes", sb->al_slot_bytes);
-	kv_u64(o, "bm_offset", sb->bm_offset);
-	kv_u64(o, "bm_sectors", sb->bm_sectors);
-	kv_u64(o, "meta_sectors", s->lay.end);
+	out_kv_u64(o, "data_sectors", sb->data_sectors);
+	out_kv_u64(o, "region_sectors", sb->region_sectors);
+	out_kv_u64(o, "nr_regions", s->lay.nr_regions);
+	out_kv_u64(o, "extent_sectors", sb->extent_sectors);
+	out_kv_u64(o, "nr_extents", s->lay.nr_extents);
+	out_kv_u64(o, "hot_extents", sb->hot_extents);
+	out_kv_u64(o, "al_offset", sb->al_offset);
+	out_kv_u64(o, "al_slots", sb->al_slots);
+	out_kv_u64(o, "al_slot_bytes", sb->al_slot_bytes);
+	out_kv_u64(o, "bm_offset", sb->bm_offset);
+	out_kv_u64(o, "bm_sectors", sb->bm_sectors);
+	out_kv_u64(o, "meta_sectors", s->lay.end);
 }
 
 static void show_contents(struct out *o, const struct scan *s)
 {
-	kv_u64(o, "al_in_use", s->al_current);
-	kv_u64(o, "al_last_seq", s->al_max_seq);
-	kv_u64(o, "al_torn", s->al_torn);
-	kv_u64(o, "al_bad", s->al_bad);
-	kv_u64(o, "al_hot_extents", s->al_hot);
-	kv_u64(o, "bm_blocks", s->lay.bm_blocks);
-	kv_u64(o, "bm_bad_blocks", s->bm_bad);
-	kv_u64(o, "bm_dirty", s->bm_dirty);
+	out_kv_u64(o, "al_in_use", s->al_current);
+	out_kv_u64(o, "al_last_seq", s->al_max_seq);
+	out_kv_u64(o, "al_torn", s->al_torn);
+	out_kv_u64(o, "al_bad", s->al_bad);
+	out_kv_u64(o, "al_hot_extents", s->al_hot);
+	out_kv_u64(o, "bm_blocks", s->lay.bm_blocks);
+	out_kv_u64(o, "bm_bad_blocks", s->bm_bad);
+	out_kv_u64(o, "bm_dirty", s->bm_dirty);
 }
 
 int meta_show(int argc, char **argv)
@@ -470,7 +439,8 @@ int meta_show(int argc, char **argv)
 	bool json;
 	int ret;
 
-	ret = read_opts(argc, argv, "meta show", usage_meta_show, &json, &path);
+	ret = parse_json_opts(argc, argv, "meta show", usage_meta_show, "META_DEV", &json,
+			      &path);
 	if (ret)
 		return ret < 0 ? EXIT_OK : ret;
 	if (meta_dev_open(&s.dev, path, false))
@@ -537,7 +507,8 @@ int meta_check(int argc, char **argv)
 	bool json;
 	int ret;
 
-	ret = read_opts(argc, argv, "meta check", usage_meta_check, &json, &path);
+	ret = parse_json_opts(argc, argv, "meta check", usage_meta_check, "META_DEV", &json,
+			      &path);
 	if (ret)
 		return ret < 0 ? EXIT_OK : ret;
 	if (meta_dev_open(&s.dev, path, false))

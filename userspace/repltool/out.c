@@ -12,6 +12,8 @@ void out_init(struct out *o, FILE *f, bool json)
 	o->json = json;
 	o->depth = 0;
 	o->need_comma[0] = false;
+	o->kv_indent = 0;
+	o->kv_width = 16;
 }
 
 static void json_string(FILE *f, const char *s)
@@ -134,6 +136,23 @@ void out_text(struct out *o, const char *fmt, ...)
 	va_start(ap, fmt);
 	vfprintf(o->f, fmt, ap);
 	va_end(ap);
+}
+
+void out_kv_key(struct out *o, const char *key)
+{
+	out_text(o, "%*s%-*s ", o->kv_indent, "", o->kv_width - o->kv_indent - 1, key);
+}
+
+void out_kv_u64(struct out *o, const char *key, unsigned long long v)
+{
+	out_kv_key(o, key);
+	out_u64(o, OUT_ANY, key, "%llu\n", v);
+}
+
+void out_kv_str(struct out *o, const char *key, const char *v)
+{
+	out_kv_key(o, key);
+	out_str(o, OUT_ANY, key, "%s\n", v);
 }
 
 void out_newline(struct out *o)

@@ -24,6 +24,8 @@ struct out {
 	bool json;
 	int depth;			/* open JSON objects and arrays */
 	bool need_comma[OUT_MAX_DEPTH];
+	int kv_indent;			/* out_kv_*: spaces before the key (text) */
+	int kv_width;			/* out_kv_*: key column width (text), 16 */
 };
 
 void out_init(struct out *o, FILE *f, bool json);
@@ -43,6 +45,14 @@ void out_null(struct out *o, enum out_to to, const char *key, const char *fmt);
 /* Text only. */
 void out_text(struct out *o, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/*
+ * One fact: text "KEY VALUE\n", the key after kv_indent spaces, padded to
+ * kv_width columns; JSON "key":value.
+ */
+void out_kv_u64(struct out *o, const char *key, unsigned long long v);
+/* The text part of those alone: indent, key, padding. */
+void out_kv_key(struct out *o, const char *key);
+void out_kv_str(struct out *o, const char *key, const char *v);
 /* End of a line (text) or of a top-level JSON value (JSON Lines). */
 void out_newline(struct out *o);
 

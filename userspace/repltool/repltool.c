@@ -4,6 +4,8 @@
  * any unambiguous prefix of a name selects it.
  */
 #include <errno.h>
+#include <getopt.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,9 +20,12 @@ static int cmd_help(int argc, char **argv);
 static void usage_help(FILE *f);
 
 static const struct cmd cmds[] = {
+	{ "apply", "write a record stream to a secondary group", cmd_apply, usage_apply },
 	{ "dump", "print or save the records in a group's ring", cmd_dump, usage_dump },
 	{ "help", "show help for repltool or one command", cmd_help, usage_help },
 	{ "meta", "create, show or check a metadata device", cmd_meta, usage_meta },
+	{ "status", "show a group's role, state, volumes and apply progress",
+	  cmd_status, usage_status },
 };
 
 #define NR_CMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -160,5 +165,80 @@ int parse_positive(const char *s, __u64 *out)
 	if (errno || *end || v == 0)
 		return -EINVAL;
 	*out = v;
+	return 0;
+}
+
+void report_open_error(const char *target, const char *path, int ret, const char *msg)
+{
+	if (ret == -ENOENT && !strchr(target, '/'))
+		err_msg("%s: %s (is a repl volume in group \"%s\" loaded?)", path, msg,
+			target);
+	else
+		err_msg("%s: %s", path, msg);
+}
+
+int open_group(const char *target, int flags, struct dm_repl_group_info *info,
+	       char *path, size_t path_len)
+{
+	char msg[DMREPL_ERRMSG_LEN];
+	int fd;
+
+	if (dmrepl_ring_path(target, path, path_len)) {
+		err_msg("%s: %s", target, strlen(target) ? "group name too long" :
+			"empty group name");
+		return -1;
+	}
+	fd = dmrepl_group_open(target, flags, info, msg, sizeof(msg));
+	if (fd >= 0)
+		return fd;
+	report_open_error(target, path, fd, msg);
+	return -1;
+}
+
+const char *role_name(unsigned int role, char *buf, size_t len)
+{
+	const char *name = dmrepl_meta_role_name(role);
+
+	if (name)
+		return name;
+	snprintf(buf, len, "role %u", role);
+	return buf;
+}
+
+int getopt_error(const char *cmd, int c, char **argv)
+{
+	if (c == ':')
+		return usage_err(cmd, "option \"%s\" needs an argument", argv[optind - 1]);
+	if (optopt)
+		return usage_err(cmd, "unknown option \"-%c\"", optopt);
+	return usage_err(cmd, "unknown option \"%s\"", argv[optind - 1]);
+}
+
+int parse_json_opts(int argc, char **argv, const char *cmd, void (*usage)(FILE *),
+		    const char *what, bool *json, const char **arg)
+{
+	static const struct option lopts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	*json = false;
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, ":jh", lopts, NULL)) != -1) {
+		if (c == 'j') {
+			*json = true;
+		} else if (c == 'h') {
+			usage(stdout);
+			return -1;
+		} else {
+			return getopt_error(cmd, c, argv);
+		}
+	}
+	if (optind != argc - 1)
+		return usage_err(cmd, "%s %s", optind == argc ? "missing" : "only one", what);
+	*arg = argv[optind];
 	return 0;
 }

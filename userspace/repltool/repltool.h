@@ -2,8 +2,11 @@
 #ifndef REPLTOOL_H
 #define REPLTOOL_H
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <linux/types.h>
+
+#include "dmrepl.h"
 
 /* Exit status, as documented in Documentation/repltool.md. */
 enum {
@@ -33,12 +36,47 @@ int usage_err(const char *cmd, const char *fmt, ...)
 const struct cmd *cmd_find(const struct cmd *tab, size_t n, const char *parent,
 			    const char *word);
 
+/*
+ * The usage error for what getopt_long() returned as c when it is ':' (a
+ * missing argument) or '?' (an unknown option); call right after it.
+ * Returns EXIT_USAGE.
+ */
+int getopt_error(const char *cmd, int c, char **argv);
+
+/*
+ * The options of a command that takes only -j|--json, -h|--help and one
+ * argument (what names it in messages): *arg gets it. Returns 0, -1 after
+ * --help, or EXIT_USAGE (reported).
+ */
+int parse_json_opts(int argc, char **argv, const char *cmd, void (*usage)(FILE *),
+		    const char *what, bool *json, const char **arg);
+
 /* A decimal number > 0 with nothing around it; -EINVAL otherwise. */
 int parse_positive(const char *s, __u64 *out);
+
+/*
+ * Say why a group's device could not be opened: "PATH: MSG", with a hint
+ * when target is a group name whose device does not exist (ret -ENOENT).
+ */
+void report_open_error(const char *target, const char *path, int ret, const char *msg);
+
+/*
+ * Open a group's device for status and apply (dmrepl_group_open()): path
+ * (path_len bytes) gets its path. Returns the fd or -1 (reported).
+ */
+int open_group(const char *target, int flags, struct dm_repl_group_info *info,
+	       char *path, size_t path_len);
+
+/* "primary", "secondary", or "role N" in buf. */
+const char *role_name(unsigned int role, char *buf, size_t len);
 
 int cmd_dump(int argc, char **argv);
 void usage_dump(FILE *f);
 int cmd_meta(int argc, char **argv);
 void usage_meta(FILE *f);
+int cmd_apply(int argc, char **argv);
+void usage_apply(FILE *f);
+int cmd_status(int argc, char **argv);
+void usage_status(FILE *f);
 
 #endif

@@ -1,0 +1,234 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * repltool status: a group's role, state and counters, its volumes, and for
+ * a secondary where applying stands, one fact per line (or one JSON object).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stddef.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dmrepl.h"
+#include "out.h"
+#include "repltool.h"
+
+void usage_status(FILE *f)
+{
+	fprintf(f,
+"Usage: repltool status [-j|--json] GROUP|PATH\n"
+"\n"
+"Show a replication group as the module sees it: role, state, sequences and\n"
+"counters of the group; each volume (index, data device, size, dirty regions);\n"
+"for a secondary, the apply path (applied sequence and epoch, batches,\n"
+"records, skipped, bytes, flushes, refused batches and the last refusal,\n"
+"consistent or not, the markers applied last). One \"key value\" line per\n"
+"fact. GROUP means /dev/dm-repl/GROUP.\n"
+"\n"
+"  -j, --json   one JSON object instead of text\n"
+"  -h, --help   show this text\n");
+}
+
+/* ---- the group -------------------------------------------------------------- */
+
+static const char *state_name(__u32 state)
+{
+	switch (state) {
+	case DM_REPL_STATE_UPTODATE:
+		return "uptodate";
+	case DM_REPL_STATE_BEHIND:
+		return "behind";
+	}
+	return "unknown";
+}
+
+#define GI(field) { #field, offsetof(struct dm_repl_group_info, field) }
+#define AI(field) { #field, offsetof(struct dm_repl_apply_info, field) }
+
+/* __u64 fields shown as they are, in this order. */
+struct u64_field {
+	const char *key;
+	size_t off;
+};
+
+static const struct u64_field group_fields[] = {
+	GI(next_seq), GI(epoch), GI(released_seq), GI(data_size), GI(records),
+	GI(record_bytes), GI(discarded), GI(overflows), GI(block_waits),
+	GI(block_timeouts), GI(wakeups),
+};
+
+static const struct u64_field apply_fields[] = {
+	AI(applied_seq), AI(applied_epoch), AI(batches), AI(records), AI(skipped),
+	AI(bytes), AI(flushes), AI(rejected),
+};
+
+static void show_u64_fields(struct out *o, const void *info, const struct u64_field *f,
+			    size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		out_kv_u64(o, f[i].key, *(const __u64 *)((const char *)info + f[i].off));
+}
+
+static void show_group(struct out *o, const char *path, const struct dm_repl_group_info *gi)
+{
+	char name[DM_REPL_GROUP_NAME_MAX + 1] = { 0 }, buf[32];
+
+	memcpy(name, gi->name, DM_REPL_GROUP_NAME_MAX);
+	out_kv_str(o, "group", name);
+	out_kv_str(o, "device", path);
+	out_kv_str(o, "role", role_name(gi->role, buf, sizeof(buf)));
+	out_kv_str(o, "state", state_name(gi->state));
+	show_u64_fields(o, gi, group_fields, sizeof(group_fields) / sizeof(group_fields[0]));
+	out_kv_u64(o, "ring_used", gi->producer_pos - gi->released_pos);
+}
+
+static void show_volume(struct out *o, const struct dm_repl_volume_info *v)
+{
+	char dev[32];
+
+	snprintf(dev, sizeof(dev), "%u:%u", v->dev_major, v->dev_minor);
+	out_open_object(o, NULL);
+	out_text(o, "volume %u\n", v->index);
+	out_u64(o, OUT_JSON, "index", NULL, v->index);
+	o->kv_indent = 2;
+	out_kv_str(o, "data_dev", dev);
+	out_kv_u64(o, "sectors", v->sectors);
+	out_kv_u64(o, "dirty_regions", v->dirty_regions);
+	out_kv_u64(o, "nr_regions", v->nr_regions);
+	out_kv_u64(o, "region_sectors", v->region_sectors);
+	o->kv_indent = 0;
+	out_close_object(o);
+}
+
+static void show_volumes(struct out *o, const struct dm_repl_group_info *gi)
+{
+	__u32 i, n = gi->nr_volumes;
+
+	if (n > DM_REPL_MAX_VOLUMES)
+		n = DM_REPL_MAX_VOLUMES;
+	out_kv_key(o, "volumes");
+	out_u64(o, OUT_TEXT, NULL, "%llu\n", n);
+	out_open_array(o, "volumes");
+	for (i = 0; i < n; i++)
+		show_volume(o, &gi->volumes[i]);
+	out_close_array(o);
+}
+
+/* ---- the apply path of a secondary ------------------------------------------- */
+
+static void show_last_error(struct out *o, const struct dm_repl_apply_info *ai)
+{
+	const char *reason = dmrepl_apply_reason_name(ai->last_reason);
+	char text[160];
+
+	out_open_object(o, "last_error");
+	out_kv_key(o, "last_error");
+	if (!ai->last_error) {
+		out_text(o, "none\n");
+		out_u64(o, OUT_JSON, "errno", NULL, 0);
+		out_close_object(o);
+		return;
+	}
+	snprintf(text, sizeof(text), "%s at seq %llu (%s)", reason ? reason : "unknown reason",
+		 (unsigned long long)ai->last_error_seq, strerror(-ai->last_error));
+	out_text(o, "%s\n", text);
+	out_u64(o, OUT_JSON, "errno", NULL, (unsigned long long)-ai->last_error);
+	out_str(o, OUT_JSON, "error", NULL, strerror(-ai->last_error));
+	out_u64(o, OUT_JSON, "reason", NULL, ai->last_reason);
+	out_str(o, OUT_JSON, "reason_name", NULL, reason ? reason : "unknown reason");
+	out_u64(o, OUT_JSON, "seq", NULL, ai->last_error_seq);
+	out_close_object(o);
+}
+
+static void show_markers(struct out *o, const struct dm_repl_apply_info *ai)
+{
+	char label[sizeof(ai->markers[0].label) + 1];
+	__u32 i, n = ai->nr_markers;
+
+	if (n > DM_REPL_APPLY_MARKERS)
+		n = DM_REPL_APPLY_MARKERS;
+	out_open_array(o, "markers");
+	for (i = 0; i < n; i++) {
+		const struct dm_repl_applied_marker *m = &ai->markers[i];
+
+		memcpy(label, m->label, sizeof(m->label));
+		label[sizeof(m->label)] = '\0';
+		out_open_object(o, NULL);
+		out_kv_key(o, "marker");
+		out_u64(o, OUT_ANY, "seq", "seq %llu", m->seq);
+		out_u64(o, OUT_ANY, "epoch", " epoch %llu", m->epoch);
+		out_str(o, OUT_ANY, "label", " \"%s\"\n", label);
+		out_close_object(o);
+	}
+	out_close_array(o);
+}
+
+static void show_apply(struct out *o, const struct dm_repl_apply_info *ai)
+{
+	bool inconsistent = ai->flags & DM_REPL_APPLYF_INCONSISTENT;
+
+	out_open_object(o, "apply");
+	out_text(o, "apply\n");
+	o->kv_indent = 2;
+	out_kv_str(o, "consistency", inconsistent ? "inconsistent" : "consistent");
+	show_u64_fields(o, ai, apply_fields, sizeof(apply_fields) / sizeof(apply_fields[0]));
+	show_last_error(o, ai);
+	show_markers(o, ai);
+	o->kv_indent = 0;
+	out_close_object(o);
+}
+
+/* ---- the command ---------------------------------------------------------------- */
+
+static int show(const char *path, int fd, const struct dm_repl_group_info *gi, bool json)
+{
+	struct dm_repl_apply_info ai;
+	struct out o;
+	int ret = 0;
+
+	if (gi->role == DM_REPL_ROLE_SECONDARY) {
+		ret = dmrepl_apply_info(fd, &ai);
+		if (ret) {
+			err_msg("%s: DM_REPL_IOC_APPLY_INFO: %s", path, strerror(-ret));
+			return EXIT_RUNTIME;
+		}
+	}
+	out_init(&o, stdout, json);
+	o.kv_width = 18;
+	out_open_object(&o, NULL);
+	show_group(&o, path, gi);
+	show_volumes(&o, gi);
+	if (gi->role == DM_REPL_ROLE_SECONDARY)
+		show_apply(&o, &ai);
+	out_close_object(&o);
+	if (json)
+		out_newline(&o);
+	if (fflush(stdout)) {
+		err_msg("write to stdout: %s", strerror(errno));
+		return EXIT_RUNTIME;
+	}
+	return EXIT_OK;
+}
+
+int cmd_status(int argc, char **argv)
+{
+	struct dm_repl_group_info gi;
+	char path[PATH_MAX];
+	const char *target = NULL;
+	bool json;
+	int fd, ret;
+
+	ret = parse_json_opts(argc, argv, "status", usage_status, "GROUP or PATH", &json,
+			      &target);
+	if (ret)
+		return ret < 0 ? EXIT_OK : ret;
+	fd = open_group(target, O_RDONLY, &gi, path, sizeof(path));
+	if (fd < 0)
+		return EXIT_RUNTIME;
+	ret = show(path, fd, &gi, json);
+	close(fd);
+	return ret;
+}
