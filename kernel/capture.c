@@ -195,6 +195,7 @@ void repl_capture(struct repl_target *rt, struct bio *bio, sector_t sector,
 	for (i = 0; i < nr; i++)
 		io->pos[i] = reqs[i].pos;
 	io->nr = nr;
+	io->seq = le64_to_cpu(reqs[nr - 1].rec->seq);
 
 	/* Only the last record of a bio carries its payload. */
 	payload_len = reqs[nr - 1].payload_len;

@@ -248,7 +248,7 @@ static struct repl_volume *volume_create(struct repl_group *g,
 	v->bitmap = kvcalloc(BITS_TO_LONGS(v->nr_regions), sizeof(long),
 			     GFP_KERNEL);
 	v->sb = kmemdup(args->meta->sb, DM_REPL_META_BLOCK_SIZE, GFP_KERNEL);
-	if (!v->bitmap || !v->sb) {
+	if (!v->bitmap || !v->sb || repl_al_create(v)) {
 		*error = "Cannot allocate dirty bitmap";
 		r = -ENOMEM;
 		goto bad;
@@ -262,6 +262,7 @@ static struct repl_volume *volume_create(struct repl_group *g,
 	return v;
 
 bad:
+	repl_al_destroy(v);
 	kfree(v->sb);
 	kvfree(v->bitmap);
 	kfree(v);
@@ -345,6 +346,7 @@ static void volume_save(struct repl_volume *v, struct block_device *meta_bdev)
 {
 	struct repl_ring *ring = &v->group->ring;
 
+	repl_al_destroy(v);	/* its worker is idle from here */
 	repl_ring_mark_unreleased(ring, v);
 	repl_meta_close(meta_bdev, v, READ_ONCE(ring->ctl->released_seq));
 }

@@ -30,7 +30,7 @@ static int meta_io(struct block_device *bdev, sector_t sector, void *buf,
 	return r;
 }
 
-static u32 block_crc(const void *block, size_t crc_offset)
+u32 repl_meta_crc(const void *block, size_t crc_offset)
 {
 	static const u8 zero[4];
 	u32 crc;
@@ -93,7 +93,7 @@ static const char *check_sb(const struct dm_repl_meta_sb *sb,
 		return "Metadata format version is newer than this module's";
 	if (version != DM_REPL_META_VERSION)
 		return "Metadata format version is unknown";
-	if (block_crc(sb, offsetof(struct dm_repl_meta_sb, crc)) !=
+	if (repl_meta_crc(sb, offsetof(struct dm_repl_meta_sb, crc)) !=
 	    le32_to_cpu(sb->crc))
 		return "Metadata superblock checksum mismatch (repltool meta check)";
 	if (le32_to_cpu(sb->flags) & ~DM_REPL_META_F_KNOWN)
@@ -161,7 +161,7 @@ out:
 /* Write the volume's superblock, after everything before it is durable. */
 int repl_meta_write_sb(struct block_device *bdev, struct repl_volume *v)
 {
-	v->sb->crc = cpu_to_le32(block_crc(v->sb,
+	v->sb->crc = cpu_to_le32(repl_meta_crc(v->sb,
 				 offsetof(struct dm_repl_meta_sb, crc)));
 	return meta_io(bdev, 0, v->sb,
 		       REQ_OP_WRITE | REQ_PREFLUSH | REQ_FUA);
@@ -189,7 +189,7 @@ static bool bm_block_valid(const struct repl_volume *v,
 	return le32_to_cpu(b->magic) == DM_REPL_META_BM_MAGIC &&
 	       le64_to_cpu(b->index) == index &&
 	       !memcmp(b->uuid, v->uuid, sizeof(b->uuid)) &&
-	       block_crc(b, offsetof(struct dm_repl_meta_bm_block, crc)) ==
+	       repl_meta_crc(b, offsetof(struct dm_repl_meta_bm_block, crc)) ==
 	       le32_to_cpu(b->crc);
 }
 
@@ -227,42 +227,87 @@ static void bm_count(struct repl_volume *v)
 	atomic64_set(&v->dirty, bitmap_weight(v->bitmap, v->nr_regions));
 }
 
+static int bm_load(struct block_device *bdev, struct repl_volume *v)
+{
+	struct dm_repl_meta_bm_block *b;
+	int r = 0;
+	u64 i;
+
+	b = kmalloc(DM_REPL_META_BLOCK_SIZE, GFP_KERNEL);
+	if (!b)
+		return -ENOMEM;
+	for (i = 0; i < bm_nr_blocks(v) && !r; i++)
+		r = bm_load_block(bdev, v, b, i);
+	kfree(b);
+	return r;
+}
+
 /*
- * A volume comes up: its dirty bitmap is the one on the metadata device, or,
- * if a primary's device was not shut down cleanly, every region (no write
- * the primary completed before a crash is then forgotten: all is resynced).
+ * A primary that crashed: the writes it may forget are in the extents its
+ * activity log names. An AL that cannot be trusted makes every region
+ * dirty: never assume clean.
+ */
+static int recover(struct repl_volume *v)
+{
+	u64 before = atomic64_read(&v->dirty);
+	int txns = repl_al_recover(v);
+
+	if (txns == -EUCLEAN) {
+		DMWARN("%s: volume %u was not shut down cleanly and its activity log cannot be trusted: all %lu regions are dirty",
+		       v->group->name, v->index, v->nr_regions);
+		bitmap_fill(v->bitmap, v->nr_regions);
+	} else if (txns < 0) {
+		return txns;
+	}
+	bm_count(v);
+	if (txns >= 0)
+		DMWARN("%s: volume %u was not shut down cleanly: %d activity log transactions made %llu regions dirty (%llu in all)",
+		       v->group->name, v->index, txns,
+		       (u64)atomic64_read(&v->dirty) - before,
+		       (u64)atomic64_read(&v->dirty));
+	return 0;
+}
+
+static int save_bitmap(struct repl_volume *v)
+{
+	return repl_meta_save_regions(v, 0, v->nr_regions - 1);
+}
+
+/*
+ * A volume comes up: its dirty bitmap is the one on the metadata device,
+ * plus, if a primary's device was not shut down cleanly, every region of
+ * the extents its activity log names (saved at once: the AL starts afresh).
  * A secondary takes no write from above: what it applied, applied_seq says.
  * Then the superblock says "not clean" before any write can pass.
  */
 int repl_meta_open(struct block_device *bdev, struct repl_volume *v,
 		   char **error)
 {
-	struct dm_repl_meta_bm_block *b;
-	u64 i;
-	int r = 0;
+	bool clean = le32_to_cpu(v->sb->flags) & DM_REPL_META_F_CLEAN;
+	int r;
 
-	if (!(le32_to_cpu(v->sb->flags) & DM_REPL_META_F_CLEAN) &&
-	    le32_to_cpu(v->sb->role) == DM_REPL_ROLE_PRIMARY) {
-		DMWARN("%s: volume %u was not shut down cleanly: all %lu regions are dirty",
-		       v->group->name, v->index, v->nr_regions);
-		bitmap_fill(v->bitmap, v->nr_regions);
-	} else {
-		b = kmalloc(DM_REPL_META_BLOCK_SIZE, GFP_KERNEL);
-		if (!b) {
-			*error = "Cannot allocate metadata buffer";
-			return -ENOMEM;
-		}
-		for (i = 0; i < bm_nr_blocks(v) && !r; i++)
-			r = bm_load_block(bdev, v, b, i);
-		kfree(b);
+	r = bm_load(bdev, v);
+	if (r) {
+		*error = "Cannot read the metadata bitmap";
+		return r;
+	}
+	bm_count(v);
+	if (!clean && le32_to_cpu(v->sb->role) == DM_REPL_ROLE_PRIMARY) {
+		r = recover(v);
+		if (!r)
+			r = save_bitmap(v);
 		if (r) {
-			*error = "Cannot read the metadata bitmap";
+			*error = "Cannot recover from the activity log";
 			return r;
 		}
 	}
-	bm_count(v);
 	if (atomic64_read(&v->dirty))
 		set_bit(REPL_BEHIND, &v->group->flags);
+	r = repl_al_reset(v);
+	if (r) {
+		*error = "Cannot write the activity log";
+		return r;
+	}
 
 	v->sb->flags &= cpu_to_le32(~DM_REPL_META_F_CLEAN);
 	r = repl_meta_write_sb(bdev, v);
@@ -283,8 +328,67 @@ static void bm_fill_block(const struct repl_volume *v,
 	memcpy(b->uuid, v->uuid, sizeof(b->uuid));
 	for (i = 0; i < n; i++)
 		b->bits[i] = cpu_to_le64(words[i]);
-	b->crc = cpu_to_le32(block_crc(b,
+	b->crc = cpu_to_le32(repl_meta_crc(b,
 				offsetof(struct dm_repl_meta_bm_block, crc)));
+}
+
+/*
+ * Write the bitmap blocks that hold regions @first to @last, with FUA: for
+ * the AL, whose extents go cold only when their dirty bits are on disk.
+ */
+int repl_meta_save_regions(struct repl_volume *v, unsigned long first,
+			   unsigned long last)
+{
+	struct dm_repl_meta_bm_block *b;
+	u64 i;
+	int r = 0;
+
+	b = kmalloc(DM_REPL_META_BLOCK_SIZE, GFP_KERNEL);
+	if (!b)
+		return -ENOMEM;
+	for (i = first / DM_REPL_BM_BLOCK_BITS;
+	     i <= last / DM_REPL_BM_BLOCK_BITS && !r; i++) {
+		bm_fill_block(v, b, i);
+		r = meta_io(v->meta_bdev, bm_block_sector(v, i), b,
+			    REQ_OP_WRITE | REQ_FUA);
+	}
+	kfree(b);
+	return r;
+}
+
+static sector_t al_slot_sector(const struct repl_volume *v, unsigned int slot)
+{
+	return le64_to_cpu(v->sb->al_offset) +
+	       (sector_t)slot * DM_REPL_META_BLOCK_SECTORS;
+}
+
+int repl_meta_read_al(struct repl_volume *v, void *block, unsigned int slot)
+{
+	return meta_io(v->meta_bdev, al_slot_sector(v, slot), block,
+		       REQ_OP_READ);
+}
+
+int repl_meta_zero_al(struct repl_volume *v, void *zero_block,
+		      unsigned int slot)
+{
+	return meta_io(v->meta_bdev, al_slot_sector(v, slot), zero_block,
+		       REQ_OP_WRITE | REQ_FUA);
+}
+
+/* Transaction @seq, its extents filled in by the caller, goes to its slot. */
+int repl_meta_write_al(struct repl_volume *v, struct dm_repl_meta_al_slot *s,
+		       u64 seq, unsigned int nr_extents)
+{
+	s->magic = cpu_to_le32(DM_REPL_META_AL_MAGIC);
+	s->seq = cpu_to_le64(seq);
+	s->nr_extents = cpu_to_le32(nr_extents);
+	memcpy(s->uuid, v->uuid, sizeof(s->uuid));
+	s->crc = 0;
+	s->crc = cpu_to_le32(repl_meta_crc(s,
+			offsetof(struct dm_repl_meta_al_slot, crc)));
+	return meta_io(v->meta_bdev,
+		       al_slot_sector(v, seq % le32_to_cpu(v->sb->al_slots)),
+		       s, REQ_OP_WRITE | REQ_FUA);
 }
 
 /*

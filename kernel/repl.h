@@ -102,6 +102,8 @@ struct repl_volume {
 	bool joined;			/* secondary: in apply's applied_seq */
 	sector_t sectors;
 
+	struct repl_al *al;		/* its activity log (kernel/al.c) */
+
 	unsigned int region_shift;	/* log2 of sectors per region */
 	unsigned long nr_regions;
 	unsigned long *bitmap;		/* dirty regions, set_bit()s only */
@@ -209,6 +211,28 @@ int repl_meta_open(struct block_device *bdev, struct repl_volume *v,
 void repl_meta_close(struct block_device *bdev, struct repl_volume *v,
 		     u64 released_seq);
 int repl_meta_write_sb(struct block_device *bdev, struct repl_volume *v);
+u32 repl_meta_crc(const void *block, size_t crc_offset);
+int repl_meta_save_regions(struct repl_volume *v, unsigned long first,
+			   unsigned long last);
+int repl_meta_read_al(struct repl_volume *v, void *block, unsigned int slot);
+int repl_meta_write_al(struct repl_volume *v, struct dm_repl_meta_al_slot *s,
+		       u64 seq, unsigned int nr_extents);
+int repl_meta_zero_al(struct repl_volume *v, void *zero_block,
+		      unsigned int slot);
+
+struct repl_al_stats {
+	unsigned int hot, max_hot;
+	u64 txns, evictions, fallbacks;
+};
+
+struct repl_io;
+int repl_al_create(struct repl_volume *v);
+void repl_al_destroy(struct repl_volume *v);
+bool repl_al_admit(struct repl_volume *v, struct bio *bio,
+		   const struct repl_io *io);
+int repl_al_recover(struct repl_volume *v);
+int repl_al_reset(struct repl_volume *v);
+void repl_al_stats(const struct repl_volume *v, struct repl_al_stats *st);
 
 /* What a table line says about its volume. */
 struct repl_volume_args {
@@ -254,6 +278,8 @@ struct repl_io {
 	unsigned int nr;
 	u32 nbytes;
 	sector_t sector;	/* on the volume */
+	u64 seq;		/* of its last record; 0 if none */
+	bool al_fallback;	/* no room in the AL: bitmap written first */
 
 	/*
 	 * A payload copied by the group's copier while the data device

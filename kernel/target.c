@@ -309,6 +309,8 @@ static int repl_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	/* Flushes must reach us even over a device without a write cache. */
 	ti->flush_supported = true;
 	ti->per_io_data_size = sizeof(struct repl_io);
+	/* The AL worker submits the writes it held with dm_submit_bio_remap(). */
+	ti->accounts_remapped_io = true;
 	ti->private = rt;
 	/* Not resumed yet: no batch writes under an inactive table. */
 	repl_apply_suspend(rt);
@@ -333,6 +335,7 @@ static int repl_map(struct dm_target *ti, struct bio *bio)
 
 	io->nr = 0;
 	io->nbytes = 0;
+	io->seq = 0;
 	io->deferred = false;
 	if (is_secondary(rt)) {
 		/* Its device is read-only (see repl_resume()). */
@@ -343,6 +346,9 @@ static int repl_map(struct dm_target *ti, struct bio *bio)
 	}
 	bio_set_dev(bio, rt->data_dev->bdev);
 	bio->bi_iter.bi_sector = sector;
+	/* A write into an extent the activity log does not name yet waits. */
+	if (io->nbytes && !repl_al_admit(rt->vol, bio, io))
+		return DM_MAPIO_SUBMITTED;
 	return DM_MAPIO_REMAPPED;
 }
 
@@ -366,6 +372,7 @@ static void emit_info(struct repl_target *rt, char *result,
 	struct repl_ring *ring = &g->ring;
 	unsigned int sz = *sz_out;
 	u64 prod, rel, rel_seq, seq;
+	struct repl_al_stats al;
 	unsigned long flags;
 
 	spin_lock_irqsave(&ring->lock, flags);
@@ -375,7 +382,8 @@ static void emit_info(struct repl_target *rt, char *result,
 	seq = ring->next_seq - 1;
 	spin_unlock_irqrestore(&ring->lock, flags);
 
-	DMEMIT("primary %s %u %s %llu %llu %llu/%llu %lld/%lu %lld %lld %lld %lld %016llx",
+	repl_al_stats(v, &al);
+	DMEMIT("primary %s %u %s %llu %llu %llu/%llu %lld/%lu %lld %lld %lld %lld %016llx %u/%u %llu %llu %llu",
 	       g->name, v->index,
 	       test_bit(REPL_BEHIND, &g->flags) ? "behind" : "uptodate",
 	       seq, rel_seq, prod - rel, ring->size,
@@ -383,7 +391,8 @@ static void emit_info(struct repl_target *rt, char *result,
 	       atomic64_read(&g->cnt.overflows),
 	       atomic64_read(&g->cnt.block_waits),
 	       atomic64_read(&g->cnt.block_timeouts),
-	       atomic64_read(&g->cnt.discarded), v->gen_current);
+	       atomic64_read(&g->cnt.discarded), v->gen_current,
+	       al.hot, al.max_hot, al.txns, al.evictions, al.fallbacks);
 	*sz_out = sz;
 }
 
