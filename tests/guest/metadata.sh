@@ -2,13 +2,14 @@
 # The dirty bitmap lives on the metadata device: what was dirty, and the
 # writes still unreleased in the ring, are dirty again after the volume is
 # removed and loaded again; a metadata device that was not shut down cleanly
-# comes back with every region dirty. repltool meta check agrees with what
+# comes back with the extents its activity log names dirty (every region if
+# the log cannot be trusted). repltool meta check agrees with what
 # the kernel wrote.
 set -uo pipefail
 source "$(dirname "$0")/../lib/tap.sh"
 source "$(dirname "$0")/lib.sh"
 
-ram_disks 3 64
+ram_disks 4 64
 S=$(blockdev --getsz /dev/ram0)
 D=/dev/ram0
 M=/dev/ram1
@@ -20,7 +21,7 @@ field() { "$REPLTOOL" meta show "$M" | awk -v f="$1" '$1 == f { print $2 }'; }
 dirty() { dmsetup status mv | awk '{ split($11, d, "/"); print d[1] }'; }
 load() { dm_create mv "0 $S repl $D $M gm primary 2 ring_mb $1"; }
 
-tap_plan 12
+tap_plan 14
 meta_create $M gm $D
 load 64
 tap_check "a loaded volume's metadata is not clean" test "$(field flags)" = "-"
@@ -54,15 +55,37 @@ tap_check "overflow leaves dirty regions ($before of 256)" test "$before" -gt 0
 tap_check "the metadata keeps them and the unreleased ones" test "$(field bm_dirty)" = 256
 tap_check "repltool meta check accepts the kernel's bitmap" "$REPLTOOL" meta check "$M"
 
-# An unclean shutdown: the copy of a live volume's metadata, as a crash
-# would leave it, comes back with every region dirty.
+# An unclean shutdown: a copy of a live volume's metadata, as a crash would
+# leave it. Only the extents the activity log names come back dirty (4 MiB
+# extents: 64 regions each), and none if nothing was written since the load.
 meta_create $M gm $D
 load 64
-dd if=$M of=/dev/ram2 bs=1M status=none
+dd if=$M of=/dev/ram2 bs=1M iflag=direct oflag=direct status=none
+dd if=/dev/urandom of=/dev/mapper/mv bs=4k count=4 seek=100 oflag=direct status=none
+dd if=/dev/urandom of=/dev/mapper/mv bs=4k count=4 seek=5000 oflag=direct status=none
+crashed=/dev/ram3
+dd if=$M of=$crashed bs=1M iflag=direct oflag=direct status=none
 dmsetup remove mv
 M=/dev/ram2
 load 64
-tap_check "after an unclean shutdown every region is dirty" test "$(dirty)" = "$REGIONS"
+tap_check "a crash with no write since the load leaves nothing dirty" test "$(dirty)" = 0
+dmsetup remove mv
+M=$crashed
+load 64
+tap_check "after a crash the two logged extents are dirty (128 regions)" test "$(dirty)" = 128
+dmsetup remove mv
+# Two damaged AL slots: the log cannot be trusted, so every region is dirty.
+meta_create /dev/ram1 gm $D
+M=/dev/ram1
+load 64
+dd if=/dev/urandom of=/dev/mapper/mv bs=4k count=4 seek=100 oflag=direct status=none
+dd if=$M of=$crashed bs=1M iflag=direct oflag=direct status=none
+dmsetup remove mv
+printf 'XXXX' | dd of=$crashed bs=1 seek=$((8 * 512 + 4096 + 100)) conv=notrunc status=none
+printf 'XXXX' | dd of=$crashed bs=1 seek=$((8 * 512 + 3 * 4096 + 100)) conv=notrunc status=none
+M=$crashed
+load 64
+tap_check "an activity log that cannot be trusted makes every region dirty" test "$(dirty)" = "$REGIONS"
 dmsetup remove mv
 tap_check "nothing is left" test "$(live_objects)" = "0 0 0"
 rmmod brd
