@@ -28,20 +28,28 @@ fio_job() {
 JOBS=("randwrite-4k-qd32 --rw=randwrite --bs=4k --iodepth=32"
       "write-1m-qd4 --rw=write --bs=1M --iodepth=4")
 
+# Targets: dm-linear; repl with the default activity log (512 hot extents
+# of 4 MiB: the 1 GiB working set fits); repl-al-small, an AL of 16 hot
+# extents of 1 MiB that the random writes keep evicting (its cost).
+TARGETS=(${BENCH_TARGETS:-linear repl repl-al-small})
+
+repl_setup() {
+	"$REPLTOOL" meta create --force --group bench "$@" --data-dev /dev/ram0 /dev/ram1 >/dev/null
+	dm_create bench "0 $S repl /dev/ram0 /dev/ram1 bench primary 2 ring_mb 256"
+	"$REPLTOOL" dump --follow --release --stats bench >/tmp/consumer.txt 2>&1 &
+	CONSUMER=$!
+}
+
 setup() {
 	case $1 in
 	linear) dm_create bench "0 $S linear /dev/ram0 0" ;;
-	repl)
-		meta_create /dev/ram1 bench /dev/ram0
-		dm_create bench "0 $S repl /dev/ram0 /dev/ram1 bench primary 2 ring_mb 256"
-		"$REPLTOOL" dump --follow --release --stats bench >/tmp/consumer.txt 2>&1 &
-		CONSUMER=$!
-		;;
+	repl) repl_setup ;;
+	repl-al-small) repl_setup --extent-kb 1024 --hot-extents 16 ;;
 	esac
 }
 
 teardown() {
-	if [[ $1 == repl ]]; then
+	if [[ $1 == repl* ]]; then
 		echo "# repl status: $(dmsetup status bench)"
 		kill -INT "$CONSUMER"
 		wait "$CONSUMER" || true
@@ -52,7 +60,7 @@ teardown() {
 for job in "${JOBS[@]}"; do
 	read -r name args <<<"$job"
 	for ((round = 1; round <= ROUNDS; round++)); do
-		for target in linear repl; do
+		for target in "${TARGETS[@]}"; do
 			setup $target
 			# shellcheck disable=SC2086
 			echo "$name $target $round $(fio_job "$name" /dev/mapper/bench $args)"

@@ -9,18 +9,21 @@ mkdir -p "$out"
 DMREPL_KO=$PWD/dm-repl.ko tests/guest/vm.sh --quiet --mem 4096 --out "$out/guest" \
 	-- bash tests/bench/guest-bench.sh
 # Result lines: job target round iops MB/s.
-awk 'NF == 5 && $2 ~ /^(linear|repl)$/' "$out/guest/output.log" >"$out/raw.txt"
+awk 'NF == 5 && $2 ~ /^(linear|repl|repl-al-small)$/' "$out/guest/output.log" >"$out/raw.txt"
 grep -E '^# repl status' "$out/guest/output.log" || true
 {
-	printf '%-18s %12s %12s %12s %12s %8s\n' job linear-iops repl-iops \
-		linear-MB/s repl-MB/s ratio
-	awk '{ iops[$1, $2] += $4; mbs[$1, $2] += $5; jobs[$1] = 1 }
+	# One line per job and repl target: its IOPS and MB/s against
+	# dm-linear's in the same run.
+	printf '%-18s %-13s %12s %12s %12s %12s %8s\n' job target linear-iops \
+		iops linear-MB/s MB/s ratio
+	awk '{ iops[$1, $2] += $4; mbs[$1, $2] += $5; jobs[$1] = 1; t[$2] = 1 }
 	     END {
-		for (j in jobs) {
-			r = iops[j, "linear"] ? iops[j, "repl"] / iops[j, "linear"] : 0
-			printf "%-18s %12d %12d %12.1f %12.1f %8.2f\n", j,
-				iops[j, "linear"], iops[j, "repl"],
-				mbs[j, "linear"], mbs[j, "repl"], r
+		for (j in jobs) for (x in t) {
+			if (x == "linear") continue
+			r = iops[j, "linear"] ? iops[j, x] / iops[j, "linear"] : 0
+			printf "%-18s %-13s %12d %12d %12.1f %12.1f %8.2f\n", j, x,
+				iops[j, "linear"], iops[j, x],
+				mbs[j, "linear"], mbs[j, x], r
 		}
 	     }' "$out/raw.txt" | sort
 	echo "(sums over $(awk '{print $3}' "$out/raw.txt" | sort -u | wc -l) rounds; kernel $(tests/guest/vm.sh --print-kver), $(date -u +%F))"
