@@ -1,67 +1,89 @@
 #!/usr/bin/env bash
-# The main job, in a guest (make demo): a repl volume captures a VM-like
-# workload into its ring, and repltool shows what it captured.
+# The main job, in a guest (make demo): a primary volume captures a VM-like
+# workload, a pipe ships its records to a secondary volume in the same guest
+# (the network daemon's place), the replica ends identical; then a planned
+# failover turns the replication around.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 step() { printf '\n=== %s\n' "$*"; }
 show() { printf '$ %s\n' "$*"; "$@"; }
 
-step "Two disks: data and metadata (loop devices over tmpfs files)"
+# applied GROUP: the secondary's applied sequence.
+applied() { "$REPLTOOL" status "$1" | awk '$1 == "applied_seq" { print $2 }'; }
+# last_seq DEV: the last sequence a primary's volume reserved.
+last_seq() { dmsetup status "$1" | awk '{ print $8 }'; }
+# wait_applied DEV GROUP: until GROUP has applied everything DEV's group captured.
+wait_applied() {
+	local want i
+	want=$(last_seq "$1")
+	for ((i = 0; i < 300; i++)); do
+		[[ $(applied "$2") == "$want" ]] && return 0
+		sleep 0.1
+	done
+	echo "demo: $2 did not reach sequence $want" >&2
+	return 1
+}
+
+step "Four disks: data and metadata for the primary site and for the replica site"
 DATA=$(loop_disk 256)
 META=$(loop_disk 16)
+RDATA=$(loop_disk 256)
+RMETA=$(loop_disk 16)
 SECTORS=$(blockdev --getsz "$DATA")
-echo "data $DATA ($SECTORS sectors), meta $META"
+echo "primary: data $DATA meta $META; replica: data $RDATA meta $RMETA"
 
-step "Metadata for the volume (superblock, activity log, dirty bitmap), as drbdadm create-md"
+step "Metadata for both volumes (superblock, activity log, dirty bitmap), as drbdadm create-md"
 show "$REPLTOOL" meta create --group vm1 --data-dev "$DATA" "$META"
-show "$REPLTOOL" meta show "$META"
+show "$REPLTOOL" meta create --group vm1-dr --role secondary --data-dev "$RDATA" "$RMETA"
 
-step "A repl volume in group vm1, role primary, a 64 MiB ring"
+step "The primary volume (group vm1) and the replica (group vm1-dr, applying vm1's records)"
 show dmsetup create vm1-disk0 --table "0 $SECTORS repl $DATA $META vm1 primary 2 ring_mb 64"
-dmsetup mknodes vm1-disk0
+show dmsetup create vm1-dr-disk0 --table "0 $SECTORS repl $RDATA $RMETA vm1-dr secondary 2 source vm1"
+dmsetup mknodes
 show ls -l /dev/dm-repl/
-show dmsetup table vm1-disk0
+show blockdev --getro /dev/mapper/vm1-dr-disk0
 
-step "A workload: 4 KiB random writes, then a flush, then a named marker"
-echo "$ fio --rw=randwrite --bs=4k --iodepth=16 --io_size=4M --end_fsync=1 ..."
+step "The shipper: the primary's records, streamed and applied on the replica"
+echo "$ repltool dump --raw --follow --release vm1 | repltool apply vm1-dr &"
+"$REPLTOOL" dump --raw --follow --release vm1 | "$REPLTOOL" apply vm1-dr &
+SHIPPER=$!
+
+step "A workload on the primary: random writes with fsyncs, a named marker, a discard"
+echo "$ fio --rw=randwrite --bsrange=4k-256k --iodepth=16 --io_size=32M --fsync=32 ..."
 fio --name=demo --filename=/dev/mapper/vm1-disk0 --direct=1 --ioengine=libaio \
-	--rw=randwrite --bs=4k --iodepth=16 --size=16M --io_size=4M --randseed=1 \
-	--end_fsync=1 --output-format=terse --terse-version=3 >/dev/null
+	--rw=randwrite --bsrange=4k-256k --iodepth=16 --size=256M --io_size=32M \
+	--fsync=32 --randseed=1 --output-format=terse --terse-version=3 >/dev/null
 show dmsetup message vm1-disk0 0 marker before-upgrade
 show blkdiscard -o 0 -l 1M /dev/mapper/vm1-disk0
+wait_applied vm1-disk0 vm1-dr
 
-step "The first records, as blkparse would show them: seq epoch vol type sector+len flags bytes"
-"$REPLTOOL" dump vm1 >/tmp/records.txt
-head -5 /tmp/records.txt
-echo "..."
-tail -5 /tmp/records.txt
+step "Status: role group volume state seq released ring_used/size dirty/regions ..."
+show dmsetup status
+show "$REPLTOOL" status vm1-dr
 
-step "What the ring holds"
-show "$REPLTOOL" dump --stats vm1
+step "The replica equals the primary, byte for byte"
+show cmp "$DATA" "$RDATA"
+echo "identical"
 
-step "Status: role group volume state seq released ring_used/size dirty/regions overflows ..."
-show dmsetup status vm1-disk0
+step "Planned failover: stop the VM and the shipper, demote the primary, promote the replica"
+kill "$SHIPPER" 2>/dev/null || true
+pkill -f "repltool dump --raw --follow --release vm1" || true
+wait 2>/dev/null || true
+show dmsetup message vm1-disk0 0 role secondary
+show dmsetup message vm1-disk0 0 source vm1-dr
+show dmsetup message vm1-dr-disk0 0 role primary
+show dmsetup status
 
-step "The same, one fact per line, from the group's device"
-show "$REPLTOOL" status vm1
-
-step "The consumer releases what it shipped: ring space comes back"
-echo "$ repltool dump --release vm1 >/dev/null"
-"$REPLTOOL" dump --release vm1 >/dev/null
-show dmsetup status vm1-disk0
-
-step "A ring too small for the burst: writes never stall, overflow goes to the dirty bitmap"
-DATA2=$(loop_disk 256)
-META2=$(loop_disk 16)
-"$REPLTOOL" meta create --group vm2 --data-dev "$DATA2" "$META2" >/dev/null
-show dmsetup create vm2-disk0 --table "0 $SECTORS repl $DATA2 $META2 vm2 primary 2 ring_mb 2"
-dmsetup mknodes vm2-disk0
-show dd if=/dev/urandom of=/dev/mapper/vm2-disk0 bs=1M count=16 oflag=direct status=none
-show dmsetup status vm2-disk0
+step "The VM runs at the replica site now; its writes flow back"
+show dd if=/dev/urandom of=/dev/mapper/vm1-dr-disk0 bs=64k count=64 seek=100 oflag=direct status=none
+echo "$ repltool dump --raw --release vm1-dr | repltool apply --stats vm1"
+"$REPLTOOL" dump --raw --release vm1-dr | "$REPLTOOL" apply --stats vm1
+show cmp "$DATA" "$RDATA"
+echo "identical"
 
 step "Clean up"
 dmsetup remove vm1-disk0
-dmsetup remove vm2-disk0
+dmsetup remove vm1-dr-disk0
 loop_disks_free
 echo "live objects (groups volumes files): $(live_objects)"

@@ -80,6 +80,9 @@ static void show_group(struct out *o, const char *path, const struct dm_repl_gro
 	out_kv_str(o, "group", name);
 	out_kv_str(o, "device", path);
 	out_kv_str(o, "role", role_name(gi->role, buf, sizeof(buf)));
+	/* A secondary's ring waits, unused, for a promotion. */
+	if (gi->role == DM_REPL_ROLE_SECONDARY)
+		return;
 	out_kv_str(o, "state", state_name(gi->state));
 	show_u64_fields(o, gi, group_fields, sizeof(group_fields) / sizeof(group_fields[0]));
 	out_kv_u64(o, "ring_used", gi->producer_pos - gi->released_pos);
