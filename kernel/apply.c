@@ -64,6 +64,7 @@ struct apply_batch {
 	struct completion done;
 	blk_status_t status;
 	u64 written;		/* volumes written since their last flush */
+	u64 touched;		/* volumes written in the batch */
 	unsigned int nr_window;
 	struct apply_range window[APPLY_WINDOW];
 	bool inconsistent;	/* after the records submitted so far */
@@ -455,7 +456,7 @@ static void window_enter(struct apply_batch *b, const struct apply_rec *rec)
 		.end = rec->sector + (rec->nbytes >> SECTOR_SHIFT),
 	};
 	b->written |= BIT_ULL(rec->vol->index);
-	b->bytes += rec->nbytes;
+	b->touched |= BIT_ULL(rec->vol->index);
 }
 
 static void submit_write(struct apply_batch *b, struct apply_rec *rec)
@@ -463,6 +464,7 @@ static void submit_write(struct apply_batch *b, struct apply_rec *rec)
 	struct bio *bio = rec->bio;
 
 	window_enter(b, rec);
+	b->bytes += rec->nbytes;
 	rec->bio = NULL;	/* apply_end_io() frees it */
 	bio_set_dev(bio, rec->vol->data_bdev);
 	bio->bi_iter.bi_sector = rec->sector;
@@ -632,10 +634,24 @@ static void batch_done(struct apply_batch *b, const struct apply_rec *last)
 	repl_group_notify(b->g);
 }
 
+/*
+ * The batch went to the data devices under the volumes' own devices: what
+ * a reader of those has in its page cache is stale now.
+ */
+static void invalidate_touched(struct apply_batch *b)
+{
+	unsigned int i;
+
+	for (i = 0; i < DM_REPL_MAX_VOLUMES; i++)
+		if (b->touched & BIT_ULL(i))
+			invalidate_bdev(dm_disk(b->vols[i]->md)->part0);
+}
+
 static int batch_apply(struct apply_batch *b)
 {
 	struct apply_rec *last = batch_submit(b);
 
+	invalidate_touched(b);
 	if (b->status)
 		return refuse(b, DM_REPL_APPLY_IO_ERROR, last ? last->seq : 0);
 	if (last && persist(b, last->seq, b->inconsistent))

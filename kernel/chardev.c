@@ -169,36 +169,31 @@ static long check_abi_version(void __user *arg)
 	return put_user(version, (__u32 __user *)arg) ?: -EPROTO;
 }
 
-static long ioctl_group_info(struct repl_group *g, void __user *arg)
+static void fill_info(struct repl_group *g, void *info, unsigned int cmd)
 {
-	struct dm_repl_group_info *info;
-	long r = check_abi_version(arg);
-
-	if (r)
-		return r;
-	info = kzalloc(sizeof(*info), GFP_KERNEL);
-	if (!info)
-		return -ENOMEM;
-	fill_group_info(info, g);
-	if (copy_to_user(arg, info, sizeof(*info)))
-		r = -EFAULT;
-	kfree(info);
-	return r;
+	if (cmd == DM_REPL_IOC_GROUP_INFO) {
+		fill_group_info(info, g);
+	} else {
+		((struct dm_repl_apply_info *)info)->abi_version =
+			DM_REPL_ABI_VERSION;
+		repl_apply_info(g, info);
+	}
 }
 
-static long ioctl_apply_info(struct repl_group *g, void __user *arg)
+/* DM_REPL_IOC_GROUP_INFO and DM_REPL_IOC_APPLY_INFO. */
+static long ioctl_info(struct repl_group *g, void __user *arg,
+		       unsigned int cmd)
 {
-	struct dm_repl_apply_info *info;
 	long r = check_abi_version(arg);
+	void *info;
 
 	if (r)
 		return r;
-	info = kzalloc(sizeof(*info), GFP_KERNEL);
+	info = kzalloc(_IOC_SIZE(cmd), GFP_KERNEL);
 	if (!info)
 		return -ENOMEM;
-	info->abi_version = DM_REPL_ABI_VERSION;
-	repl_apply_info(g, info);
-	if (copy_to_user(arg, info, sizeof(*info)))
+	fill_info(g, info, cmd);
+	if (copy_to_user(arg, info, _IOC_SIZE(cmd)))
 		r = -EFAULT;
 	kfree(info);
 	return r;
@@ -264,13 +259,12 @@ static long repl_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 
 	switch (cmd) {
 	case DM_REPL_IOC_GROUP_INFO:
-		return ioctl_group_info(rf->group, uarg);
+	case DM_REPL_IOC_APPLY_INFO:
+		return ioctl_info(rf->group, uarg, cmd);
 	case DM_REPL_IOC_RELEASE:
 		return ioctl_release(rf->group, uarg);
 	case DM_REPL_IOC_GET_BITMAP:
 		return ioctl_get_bitmap(rf->group, uarg);
-	case DM_REPL_IOC_APPLY_INFO:
-		return ioctl_apply_info(rf->group, uarg);
 	}
 	return -ENOTTY;
 }

@@ -2,13 +2,18 @@
 # The crash test (issue 3): no write that completed is forgotten when the
 # primary's host loses power.
 #
-# Three raw disk files in build/crash/ (data 64 MiB, meta 8 MiB, log 8 MiB)
-# are the guest's /dev/vda, vdb and vdc in every boot; they keep what the
-# guest saw complete across a guest reset. Each round is one guest boot of
-# tests/guest/crash-guest.sh: it checks the round before (after the reset,
-# every write the log says had completed must have its regions dirty), then
-# starts afresh, writes with crashwriter, and resets the guest with sysrq-b
-# after a delay drawn from the round's seed. A last boot only checks.
+# Four raw disk files in build/crash/ (data 64 MiB; meta, log and rel 8 MiB)
+# are the guest's /dev/vda, vdb, vdc and vdd in every boot; they keep what
+# the guest saw complete across a guest reset. Each round is one guest boot
+# of tests/guest/crash-guest.sh: it checks the round before (after the
+# reset, every write the log says had completed must have its regions dirty
+# or its records among those the consumer released), then starts afresh,
+# writes with crashwriter, and resets the guest with sysrq-b after a delay
+# drawn from the round's seed. A last boot only checks. Rounds run in
+# "consumer" mode (a consumer releases records, so the activity log's small
+# hot set is evicted all the time), every 4th in "overflow" mode (a 2 MiB
+# ring, no consumer: the writes overflow into the bitmap); odd rounds have
+# 2 AL slots, even ones 16; crash-guest.sh says more.
 #
 # usage: tests/crash.sh     (TAP on stdout, one test per round)
 # Environment: CRASH_ROUNDS (default 20), CRASH_SEED (the first round's
@@ -46,6 +51,7 @@ mkdir -p "$DIR"
 truncate -s 64M "$DIR/data"
 truncate -s 8M "$DIR/meta"
 truncate -s 8M "$DIR/log"
+truncate -s 8M "$DIR/rel"
 
 # boot N ARGS...: guest boot N running crash-guest.sh ARGS; sets $status.
 # vm.sh's own messages (status, splat lines) go to build/crash/vm-N.log.
@@ -53,7 +59,7 @@ boot() {
 	local n=$1
 	shift
 	DMREPL_KO=$TOP/dm-repl.ko tests/guest/vm.sh --quiet --timeout "$BOOT_TIMEOUT" \
-		--disk "$DIR/data" --disk "$DIR/meta" --disk "$DIR/log" \
+		--disk "$DIR/data" --disk "$DIR/meta" --disk "$DIR/log" --disk "$DIR/rel" \
 		--out "$DIR/out-$n" -- bash tests/guest/crash-guest.sh "$@" \
 		>"$DIR/vm-$n.log" 2>&1
 	status=$?
@@ -89,12 +95,16 @@ boot_trouble() {
 tap_plan "$ROUNDS"
 tap_diag "seeds $SEED to $((SEED + ROUNDS - 1)) (CRASH_SEED=$SEED repeats this run)"
 start=$SECONDS
+declare -A total	# per mode: rounds passed, and sums of their counts
 # Boot N writes round N (it also checks round N - 1, below); boot N + 1
 # checks it. $status is always the last boot's.
 boot 1 1 "$SEED"
 for ((round = 1; round <= ROUNDS; round++)); do
 	seed=$((SEED + round - 1))
-	name="round $round (seed $seed): every completed write is dirty after the reset"
+	# As crash-guest.sh chooses them.
+	if ((round % 4 == 0)); then mode=overflow; else mode=consumer; fi
+	if ((round % 2)); then al_slots=2; else al_slots=16; fi
+	name="round $round (seed $seed, $mode, $al_slots AL slots): no completed write is forgotten after the reset"
 
 	why=$(boot_trouble "$round" reset)
 	if [[ -n $why ]]; then
@@ -113,15 +123,20 @@ for ((round = 1; round <= ROUNDS; round++)); do
 	check=$DIR/out-$n/check
 	completed=$(field completed "$check")
 	forgotten=$(field forgotten "$check")
-	summary="round $round: $completed writes completed before the reset at ${delay} ms, $(field dirty "$check")/$(field regions "$check") regions dirty after, forgotten writes = $forgotten"
+	summary="round $round ($mode, $al_slots AL slots): $completed writes completed before the reset at ${delay} ms: $(field by_dirty "$check") in dirty regions, $(field by_released "$check") in released records ($(field released "$check") released), $(field by_al "$check") only in the AL's $(field al_extents "$check") extents, forgotten = $forgotten; $(field dirty "$check")/$(field regions "$check") regions dirty"
 	if [[ -z $forgotten ]]; then
 		why="no check result for round $round from boot $n (vm.sh status $status):
 $(tail -15 "$DIR/out-$n/output.log" 2>/dev/null)"
 	elif ((forgotten != 0)); then
 		why="$summary
 $(grep 'forgotten:' "$check" | head -20)"
+	elif [[ $(sed -n 's/^check_rc=//p' "$check") != 0 ]]; then
+		why="$summary: the check failed:
+$(cat "$check")"
 	elif ((completed == 0)); then
 		why="$summary: no write completed, the round proves nothing"
+	elif [[ $mode == consumer ]] && (($(field released "$check") == 0)); then
+		why="$summary: the consumer released nothing, no extent could go cold"
 	elif ((round == ROUNDS)); then
 		why=$(boot_trouble "$n" "exit 0")
 	else
@@ -133,10 +148,18 @@ $(grep 'forgotten:' "$check" | head -20)"
 	fi
 	tap_ok "$name"
 	tap_diag "$summary"
+	total[$mode]=$((${total[$mode]:-0} + 1))
+	for f in completed by_dirty by_released by_al dirty regions; do
+		total[$mode.$f]=$((${total[$mode.$f]:-0} + $(field $f "$check")))
+	done
 done
 # After a failure the remaining rounds did not run.
 for ((round++; round <= ROUNDS; round++)); do
 	tap_skip "round $round" "the run stopped at the first failure; disks kept in $DIR"
+done
+for mode in consumer overflow; do
+	((${total[$mode]:-0})) || continue
+	tap_diag "$mode: ${total[$mode]} rounds, ${total[$mode.completed]} writes completed, ${total[$mode.by_dirty]} in dirty regions, ${total[$mode.by_released]} in released records, ${total[$mode.by_al]} only in the AL's extents, none forgotten; $((100 * total[$mode.dirty] / total[$mode.regions]))% of the regions dirty after the resets"
 done
 tap_diag "$((SECONDS - start)) s of guest boots"
 tap_done

@@ -27,12 +27,13 @@ run_suite() {
 run_suite unit make -s -C tests/unit run
 run_suite dkms tests/dkms-build.sh
 run_suite crash tests/crash.sh
+run_suite apply-crash tests/apply-crash.sh
 run_suite style tests/checkpatch.sh
 
 make -s -C tests/guest || echo "tests/guest: build failed" >&2
 GUEST_OUT=$TOP/build/guest/out
 echo "== guest (Debian $(tests/guest/vm.sh --print-kver) under qemu)"
-DMREPL_KO=$TOP/dm-repl.ko tests/guest/vm.sh --quiet --out "$GUEST_OUT" \
+DMREPL_KO=$TOP/dm-repl.ko tests/guest/vm.sh --quiet --timeout 2700 --out "$GUEST_OUT" \
 	-- bash tests/guest/run.sh "$RESULTS"
 rc=$?
 # The guest's own verdict on its console: no BUG, WARNING, Oops, lockdep.

@@ -28,7 +28,7 @@ fails_with() {
 }
 write_random() { dd if=/dev/urandom of="/dev/mapper/$1" bs=4k count="$2" seek="$3" oflag=direct status=none; }
 
-tap_plan 20
+tap_plan 21
 meta_create /dev/ram1 g1 /dev/ram0
 "$REPLTOOL" meta create --force --role secondary --group g2 --data-dev /dev/ram2 /dev/ram3 >/dev/null
 dm_create p1 "0 $S repl /dev/ram0 /dev/ram1 g1 primary"
@@ -37,7 +37,10 @@ write_random p1 200 0
 
 tap_check "demotion is refused while records are unreleased" \
 	fails_with "200 records not released" dmsetup message p1 0 role secondary
+cat /dev/mapper/s1 >/dev/null	# the replica's old data in the page cache
 tap_check "shipping them leaves the replica identical" ship_and_compare g1 g2
+tap_check "a buffered reader of the replica's device sees the new data" \
+	cmp /dev/mapper/p1 /dev/mapper/s1
 exec 3</dev/mapper/p1
 tap_check "demotion is refused while a volume is open" \
 	fails_with "volume 0 is open" dmsetup message p1 0 role secondary

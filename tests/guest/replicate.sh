@@ -1,0 +1,288 @@
+#!/usr/bin/env bash
+# Local replication end to end, the procedure of
+# Documentation/replication-local.md command for command: a primary group
+# fed by fio (random sizes, verify, discards, fsyncs, O_DIRECT), its records
+# piped by `repltool dump --raw -f --release` into `repltool apply` on a
+# secondary group; once the secondary has applied the primary's last
+# sequence the two are byte for byte the same. With one volume per group,
+# with two, and by media: a seed copy made with dd, record files carried
+# and applied with `repltool apply -i`, one of them twice.
+#
+# TEST_SEED in the environment replays fio's random choices.
+set -uo pipefail
+source "$(dirname "$0")/../lib/tap.sh"
+source "$(dirname "$0")/lib.sh"
+
+# Job control: a background pipeline gets its own process group, whose id
+# is the pid of its first command (the dump), so that the dump alone can be
+# stopped and the apply left to drain the pipe.
+set -m
+
+MB=64				# data device of each volume
+S=$((MB * 2048))
+SEED=${TEST_SEED:-$(date +%s)}
+W=$(mktemp -d /tmp/replicate.XXXXXX)
+FEED_PID=""			# the dump of the running feeder
+APPLY_PID=""			# its apply
+
+cleanup() {
+	if [[ -n $FEED_PID ]]; then
+		kill -TERM "$FEED_PID" 2>/dev/null
+		wait 2>/dev/null
+	fi
+	dm_remove_all
+	loop_disks_free
+	rm -rf "$W"
+}
+trap cleanup EXIT
+
+# status_of GROUP KEY: a "key value" line of `repltool status GROUP`.
+status_of() {
+	"$REPLTOOL" status "$1" | awk -v k="$2" '$1 == k { print $2; exit }'
+}
+
+# last_seq GROUP: the primary's last sequence (next_seq - 1).
+last_seq() {
+	echo $(($(status_of "$1" next_seq) - 1))
+}
+
+# quiesce PRIMARY SECONDARY: wait (up to 300 s) until the secondary has
+# applied the primary's last sequence.
+quiesce() {
+	local want got i
+	want=$(last_seq "$1")
+	for ((i = 0; i < 3000; i++)); do
+		got=$(status_of "$2" applied_seq)
+		[[ $got == "$want" ]] && return 0
+		sleep 0.1
+	done
+	echo "applied_seq of $2 is $got after 300 s, the last sequence of $1 is $want"
+	return 1
+}
+
+# feed_start PRIMARY SECONDARY: the pipe, in the background.
+feed_start() {
+	"$REPLTOOL" dump --raw -f --release "$1" 2>"$W/dump.err" |
+		"$REPLTOOL" apply --stats "$2" >"$W/apply.out" 2>"$W/apply.err" &
+	APPLY_PID=$!
+	FEED_PID=$(jobs -p %1)
+}
+
+# feed_stop: stop the dump; the apply drains the pipe and ends with status 0.
+# Runs in this shell (not in $(...)): it waits for this shell's children.
+feed_stop() {
+	local rc=0 drc=0
+	kill -TERM "$FEED_PID" 2>/dev/null
+	wait "$FEED_PID" || drc=$?
+	wait "$APPLY_PID" || rc=$?
+	FEED_PID=""
+	if ((rc != 0 || (drc != 0 && drc != 143))); then
+		echo "dump exited $drc, apply exited $rc"
+		cat "$W/dump.err" "$W/apply.err"
+		return 1
+	fi
+	return 0
+}
+
+# volume NAME GROUP ROLE INDEX [SOURCE]: loop disks, metadata and the dm
+# device over them, as in Documentation/replication-local.md.
+volume() {
+	local name=$1 group=$2 role=$3 index=$4 src=${5:-} data meta opts
+	data=$(loop_disk $MB)
+	meta=$(loop_disk 4)
+	"$REPLTOOL" meta create --role "$role" --volume "$index" --group "$group" \
+		--data-dev "$data" "$meta" >/dev/null || return 1
+	if [[ $role == primary ]]; then
+		opts="2 ring_mb 128"
+	else
+		opts="2 source $src"
+	fi
+	dm_create "$name" "0 $(blockdev --getsz "$data") repl $data $meta $group $role $opts"
+}
+
+# fio_run SEED DEV...: random writes of random sizes with crc32c verify and
+# fsyncs, then discards, then more writes, all O_DIRECT, on every DEV.
+fio_run() {
+	local seed=$1 dev n=0
+	shift
+	{
+		cat <<-EOF
+		[global]
+		direct=1
+		randseed=$seed
+		verify_fatal=1
+		verify_state_save=0
+		EOF
+		for dev in "$@"; do
+			n=$((n + 1))
+			cat <<-EOF
+			[write$n]
+			filename=$dev
+			new_group
+			rw=randwrite
+			ioengine=libaio
+			iodepth=8
+			bsrange=4k-256k
+			size=$((MB * 3 / 4))m
+			fsync=16
+			verify=crc32c
+			EOF
+		done
+		n=0
+		for dev in "$@"; do
+			n=$((n + 1))
+			cat <<-EOF
+			[trim$n]
+			filename=$dev
+			stonewall
+			rw=randtrim
+			ioengine=psync
+			bsrange=64k-1m
+			offset=$((MB / 8))m
+			size=$((MB / 4))m
+			number_ios=24
+			EOF
+		done
+		n=0
+		for dev in "$@"; do
+			n=$((n + 1))
+			cat <<-EOF
+			[rewrite$n]
+			filename=$dev
+			stonewall
+			rw=randwrite
+			ioengine=libaio
+			iodepth=4
+			bsrange=512-64k
+			offset=$((MB / 16))m
+			size=$((MB / 2))m
+			number_ios=400
+			fsync=8
+			verify=crc32c
+			EOF
+		done
+	} >"$W/job.fio"
+	fio --output="$W/fio.out" "$W/job.fio" >/dev/null 2>&1 || {
+		echo "fio failed:"
+		tail -20 "$W/fio.out"
+		return 1
+	}
+	# trims and writes that completed
+	awk '/issued rwts:/ { split($3, a, "[=,]"); w += a[3]; t += a[4] } END { print w " writes, " t " trims" }' \
+		"$W/fio.out"
+}
+
+# counters SECONDARY: what the apply path took, for the TAP log.
+counters() {
+	"$REPLTOOL" status "$1" | awk '
+		/^apply/ { a = 1 }
+		a && $1 ~ /^(applied_seq|applied_epoch|batches|records|skipped|bytes|flushes|rejected)$/ { printf "%s %s ", $1, $2 }
+		END { print "" }'
+}
+
+tap_plan 27
+tap_diag "seed $SEED (set TEST_SEED to replay)"
+
+# ---------------------------------------------------------------------------
+# One volume per group: vm0 to vm0r.
+volume vm0-disk0 vm0 primary 0 || tap_diag "primary volume: failed"
+volume vm0r-disk0 vm0r secondary 0 vm0 || tap_diag "secondary volume: failed"
+tap_check "one volume: primary and secondary loaded" \
+	test -c /dev/dm-repl/vm0 -a -c /dev/dm-repl/vm0r
+tap_check "the secondary says it is one" \
+	bash -c "dmsetup status vm0r-disk0 | grep -q ' repl secondary vm0r 0 consistent 0 '"
+
+feed_start vm0 vm0r
+out=$(fio_run "$SEED" /dev/mapper/vm0-disk0) && tap_ok "fio on the primary, verified: $out" ||
+	tap_fail "fio on the primary" "$out"
+dmsetup message vm0-disk0 0 marker before-compare
+out=$(quiesce vm0 vm0r) && tap_ok "the secondary applied the primary's last sequence $(last_seq vm0)" ||
+	tap_fail "quiesce" "$out"
+tap_check "no write overflowed the primary's ring" \
+	test "$(status_of vm0 overflows)" = 0
+tap_check "the replica is the primary, byte for byte" \
+	cmp /dev/mapper/vm0-disk0 /dev/mapper/vm0r-disk0
+tap_check "the marker is listed as applied" \
+	bash -c "'$REPLTOOL' status vm0r | grep -q 'before-compare'"
+tap_diag "replicated: $(counters vm0r)"
+rec=$(status_of vm0r applied_seq)
+tap_check "records were replicated (applied_seq $rec)" test "$rec" -gt 100
+feed_stop >"$W/stop.out" && tap_ok "the feeder stops cleanly" ||
+	tap_fail "the feeder stops cleanly" "$(cat "$W/stop.out")"
+tap_diag "apply: $(cat "$W/apply.out" "$W/apply.err")"
+tap_check "the secondary refused nothing" test "$(status_of vm0r rejected)" = 0
+tap_check "the replica's volume stays read-only" \
+	bash -c "! dd if=/dev/zero of=/dev/mapper/vm0r-disk0 bs=4k count=1 oflag=direct status=none 2>/dev/null"
+dmsetup remove vm0-disk0
+dmsetup remove vm0r-disk0
+loop_disks_free
+tap_check "nothing is left of the first pair" test "$(live_objects)" = "0 0 0"
+
+# ---------------------------------------------------------------------------
+# Two volumes per group: vm1 (volumes 0 and 1) to vm1r, the example of
+# Documentation/replication-local.md.
+volume vm1-disk0 vm1 primary 0 || tap_diag "primary volume 0: failed"
+volume vm1-disk1 vm1 primary 1 || tap_diag "primary volume 1: failed"
+volume vm1r-disk0 vm1r secondary 0 vm1 || tap_diag "secondary volume 0: failed"
+volume vm1r-disk1 vm1r secondary 1 vm1 || tap_diag "secondary volume 1: failed"
+tap_check "two volumes: both groups have two" \
+	test "$(dmsetup status | grep -c ' repl ')" = 4
+feed_start vm1 vm1r
+out=$(fio_run "$((SEED + 1))" /dev/mapper/vm1-disk0 /dev/mapper/vm1-disk1) &&
+	tap_ok "fio on both primary volumes, verified: $out" || tap_fail "fio on both primary volumes" "$out"
+out=$(quiesce vm1 vm1r) && tap_ok "the secondary applied the primary's last sequence $(last_seq vm1)" ||
+	tap_fail "quiesce (two volumes)" "$out"
+tap_check "volume 0 is replicated byte for byte" cmp /dev/mapper/vm1-disk0 /dev/mapper/vm1r-disk0
+tap_check "volume 1 is replicated byte for byte" cmp /dev/mapper/vm1-disk1 /dev/mapper/vm1r-disk1
+tap_diag "replicated: $(counters vm1r)"
+feed_stop >"$W/stop.out" && tap_ok "the feeder stops cleanly (two volumes)" ||
+	tap_fail "the feeder stops cleanly (two volumes)" "$(cat "$W/stop.out")"
+tap_diag "apply: $(cat "$W/apply.out" "$W/apply.err")"
+dmsetup remove vm1-disk0
+dmsetup remove vm1-disk1
+dmsetup remove vm1r-disk0
+dmsetup remove vm1r-disk1
+loop_disks_free
+tap_check "nothing is left of the second pair" test "$(live_objects)" = "0 0 0"
+
+# ---------------------------------------------------------------------------
+# By media. The primary's disk already holds data: seeded to the replica
+# with dd (the volume not loaded, so not written), then the changes go as
+# record files, applied in order; the first one applied again is skipped.
+# Both "hosts" are this guest: the replica's group has its own name and
+# names its source.
+D=$(loop_disk $MB)
+M=$(loop_disk 4)
+RD=$(loop_disk $MB)
+RM=$(loop_disk 4)
+dd if=/dev/urandom of="$D" bs=1M count=$MB oflag=direct status=none
+dd if="$D" of="$W/vm3-seed.img" bs=1M iflag=direct status=none
+dd if="$W/vm3-seed.img" of="$RD" bs=1M oflag=direct conv=fsync status=none
+"$REPLTOOL" meta create --role primary --group vm3 --data-dev "$D" "$M" >/dev/null
+dm_create vm3-disk0 "0 $(blockdev --getsz "$D") repl $D $M vm3 primary 2 ring_mb 128"
+"$REPLTOOL" meta create --role secondary --group vm3r --data-dev "$RD" "$RM" >/dev/null
+dm_create vm3r-disk0 "0 $(blockdev --getsz "$RD") repl $RD $RM vm3r secondary 2 source vm3"
+tap_check "seeded: the replica starts as the primary" cmp /dev/mapper/vm3-disk0 /dev/mapper/vm3r-disk0
+
+out=$(fio_run "$((SEED + 2))" /dev/mapper/vm3-disk0) || tap_diag "$out"
+"$REPLTOOL" dump --raw --release vm3 >"$W/vm3-0001.rec"
+n1=$(last_seq vm3)		# the first file holds sequences 1..n1
+out=$(fio_run "$((SEED + 3))" /dev/mapper/vm3-disk0) || tap_diag "$out"
+"$REPLTOOL" dump --raw --release vm3 >"$W/vm3-0002.rec"
+tap_diag "record files: $(stat -c '%n %s bytes' "$W"/vm3-*.rec | tr '\n' ' ')"
+tap_check "the first file applies" "$REPLTOOL" apply -i "$W/vm3-0001.rec" vm3r
+tap_check "the second file applies" "$REPLTOOL" apply -i "$W/vm3-0002.rec" vm3r
+tap_check "the replica's applied_seq is the primary's last sequence" \
+	test "$(status_of vm3r applied_seq)" = "$(last_seq vm3)"
+tap_check "the replica is the primary, byte for byte, also by checksum" \
+	test "$(sha256sum </dev/mapper/vm3-disk0)" = "$(sha256sum </dev/mapper/vm3r-disk0)"
+skipped=$(status_of vm3r skipped)
+tap_check "the first file applied again is harmless" "$REPLTOOL" apply -i "$W/vm3-0001.rec" vm3r
+tap_check "its $n1 records were all skipped" \
+	test "$(status_of vm3r skipped)" = "$((skipped + n1))"
+tap_diag "by media: $(counters vm3r)"
+dmsetup remove vm3-disk0
+dmsetup remove vm3r-disk0
+loop_disks_free
+tap_check "nothing is left" test "$(live_objects)" = "0 0 0"
+tap_done
