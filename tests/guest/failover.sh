@@ -28,7 +28,7 @@ fails_with() {
 }
 write_random() { dd if=/dev/urandom of="/dev/mapper/$1" bs=4k count="$2" seek="$3" oflag=direct status=none; }
 
-tap_plan 21
+tap_plan 22
 meta_create /dev/ram1 g1 /dev/ram0
 "$REPLTOOL" meta create --force --role secondary --group g2 --data-dev /dev/ram2 /dev/ram3 >/dev/null
 dm_create p1 "0 $S repl /dev/ram0 /dev/ram1 g1 primary"
@@ -79,6 +79,8 @@ write_random s1 16 1024
 dmsetup message s1 0 role secondary force
 tap_check "a forced demotion marks the unreleased writes dirty" \
 	bash -c "\"$REPLTOOL\" status g2 | grep -q 'dirty_regions *1\$'"
+tap_check "and they are on the metadata device at once (a crash keeps them)" \
+	test "$(meta_field /dev/ram3 bm_dirty)" = 1
 
 dmsetup remove p1
 dmsetup remove s1
