@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Runs in the guest (tests/bench/run.sh): the same fio jobs on dm-linear and
-# on repl over the same RAM disk, with `repltool dump -f --release` draining
-# the ring as a daemon would. Prints one line per job and the ratios.
+# on repl over the same data device, with `repltool dump -f --release`
+# draining the ring as a daemon would. The data devices: a RAM disk (the
+# capture path's cost laid bare) and, if tests/bench/run.sh attached one, a
+# virtio disk backed by a host file (what a VM's volume is). The metadata is
+# on a second RAM disk. Prints one line per job, target and round.
 set -euo pipefail
 source "$(dirname "$0")/../guest/lib.sh"
 
@@ -9,10 +12,13 @@ RUNTIME=${BENCH_RUNTIME:-10}
 ROUNDS=${BENCH_ROUNDS:-3}
 
 ram_disks 2 1024
-S=$(blockdev --getsz /dev/ram0)
-# brd allocates a page at its first write: fill the disk once so that no
-# run pays for that.
-dd if=/dev/zero of=/dev/ram0 bs=1M oflag=direct status=none || true
+# brd allocates a page at its first write, and the host file behind a
+# virtio disk its blocks: fill each once so that no run pays for that.
+DEVICES=(/dev/ram0)
+[[ -b /dev/vda ]] && DEVICES+=(/dev/vda)
+for d in "${DEVICES[@]}"; do
+	dd if=/dev/zero of="$d" bs=1M count=1024 oflag=direct status=none || true
+done
 
 # fio_job NAME DEV ARGS...: prints "iops MB/s" of the write side (terse v3:
 # field 48 is write bandwidth in KiB/s, 49 write IOPS).
@@ -34,15 +40,15 @@ JOBS=("randwrite-4k-qd32 --rw=randwrite --bs=4k --iodepth=32"
 TARGETS=(${BENCH_TARGETS:-linear repl repl-al-small})
 
 repl_setup() {
-	"$REPLTOOL" meta create --force --group bench "$@" --data-dev /dev/ram0 /dev/ram1 >/dev/null
-	dm_create bench "0 $S repl /dev/ram0 /dev/ram1 bench primary 2 ring_mb 256"
+	"$REPLTOOL" meta create --force --group bench "$@" --data-dev "$DATA" /dev/ram1 >/dev/null
+	dm_create bench "0 $S repl $DATA /dev/ram1 bench primary 2 ring_mb 256"
 	"$REPLTOOL" dump --follow --release --stats bench >/tmp/consumer.txt 2>&1 &
 	CONSUMER=$!
 }
 
 setup() {
 	case $1 in
-	linear) dm_create bench "0 $S linear /dev/ram0 0" ;;
+	linear) dm_create bench "0 $S linear $DATA 0" ;;
 	repl) repl_setup ;;
 	repl-al-small) repl_setup --extent-kb 1024 --hot-extents 16 ;;
 	esac
@@ -57,14 +63,18 @@ teardown() {
 	dmsetup remove bench
 }
 
-for job in "${JOBS[@]}"; do
-	read -r name args <<<"$job"
-	for ((round = 1; round <= ROUNDS; round++)); do
-		for target in "${TARGETS[@]}"; do
-			setup $target
-			# shellcheck disable=SC2086
-			echo "$name $target $round $(fio_job "$name" /dev/mapper/bench $args)"
-			teardown $target
+for DATA in "${DEVICES[@]}"; do
+	S=$(blockdev --getsz "$DATA")
+	for job in "${JOBS[@]}"; do
+		read -r name args <<<"$job"
+		name=$name@${DATA#/dev/}
+		for ((round = 1; round <= ROUNDS; round++)); do
+			for target in "${TARGETS[@]}"; do
+				setup $target
+				# shellcheck disable=SC2086
+				echo "$name $target $round $(fio_job "$name" /dev/mapper/bench $args)"
+				teardown $target
+			done
 		done
 	done
 done

@@ -6,22 +6,26 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=build/bench
 mkdir -p "$out"
-DMREPL_KO=$PWD/dm-repl.ko tests/guest/vm.sh --quiet --mem 4096 --out "$out/guest" \
-	-- bash tests/bench/guest-bench.sh
+# The virtio data disk: a sparse host file, filled by the guest first.
+rm -f "$out/vda.img"
+truncate -s 1G "$out/vda.img"
+DMREPL_KO=$PWD/dm-repl.ko tests/guest/vm.sh --quiet --mem 4096 --timeout 3600 \
+	--disk "$out/vda.img" --out "$out/guest" -- bash tests/bench/guest-bench.sh
+rm -f "$out/vda.img"
 # Result lines: job target round iops MB/s.
 awk 'NF == 5 && $2 ~ /^(linear|repl|repl-al-small)$/' "$out/guest/output.log" >"$out/raw.txt"
 grep -E '^# repl status' "$out/guest/output.log" || true
 {
 	# One line per job and repl target: its IOPS and MB/s against
 	# dm-linear's in the same run.
-	printf '%-18s %-13s %12s %12s %12s %12s %8s\n' job target linear-iops \
+	printf '%-23s %-13s %12s %12s %12s %12s %8s\n' job target linear-iops \
 		iops linear-MB/s MB/s ratio
 	awk '{ iops[$1, $2] += $4; mbs[$1, $2] += $5; jobs[$1] = 1; t[$2] = 1 }
 	     END {
 		for (j in jobs) for (x in t) {
 			if (x == "linear") continue
 			r = iops[j, "linear"] ? iops[j, x] / iops[j, "linear"] : 0
-			printf "%-18s %-13s %12d %12d %12.1f %12.1f %8.2f\n", j, x,
+			printf "%-23s %-13s %12d %12d %12.1f %12.1f %8.2f\n", j, x,
 				iops[j, "linear"], iops[j, x],
 				mbs[j, "linear"], mbs[j, x], r
 		}

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job, in a guest (make demo): a primary volume captures a VM-like
-# workload, a pipe ships its records to a secondary volume in the same guest
-# (the network daemon's place), the replica ends identical; then a planned
-# failover turns the replication around.
+# workload, repltool replicate ships its records to a secondary volume in the
+# same guest (the network daemon's place), releasing only what the replica
+# applied; the replica ends identical; then a planned failover turns the
+# replication around.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -44,9 +45,9 @@ dmsetup mknodes
 show ls -l /dev/dm-repl/
 show blockdev --getro /dev/mapper/vm1-dr-disk0
 
-step "The shipper: the primary's records, streamed and applied on the replica"
-echo "$ repltool dump --raw --follow --release vm1 | repltool apply vm1-dr &"
-"$REPLTOOL" dump --raw --follow --release vm1 | "$REPLTOOL" apply vm1-dr &
+step "The shipper: the primary's records, applied on the replica, then released"
+echo "$ repltool replicate --stats vm1 vm1-dr &"
+"$REPLTOOL" replicate --stats vm1 vm1-dr &
 SHIPPER=$!
 
 step "A workload on the primary: random writes with fsyncs, a named marker, a discard"
@@ -67,9 +68,9 @@ show cmp "$DATA" "$RDATA"
 echo "identical"
 
 step "Planned failover: stop the VM and the shipper, demote the primary, promote the replica"
-kill "$SHIPPER" 2>/dev/null || true
-pkill -f "repltool dump --raw --follow --release vm1" || true
-wait 2>/dev/null || true
+echo "$ kill -TERM <the shipper>"
+kill -TERM "$SHIPPER"
+wait "$SHIPPER"
 show dmsetup message vm1-disk0 0 role secondary
 show dmsetup message vm1-disk0 0 source vm1-dr
 show dmsetup message vm1-dr-disk0 0 role primary
@@ -77,8 +78,7 @@ show dmsetup status
 
 step "The VM runs at the replica site now; its writes flow back"
 show dd if=/dev/urandom of=/dev/mapper/vm1-dr-disk0 bs=64k count=64 seek=100 oflag=direct status=none
-echo "$ repltool dump --raw --release vm1-dr | repltool apply --stats vm1"
-"$REPLTOOL" dump --raw --release vm1-dr | "$REPLTOOL" apply --stats vm1
+show "$REPLTOOL" replicate --once --stats vm1-dr vm1
 show cmp "$DATA" "$RDATA"
 echo "identical"
 

@@ -9,7 +9,11 @@
  *    ringsim, like the module would;
  *  - mmap() returns a read-only [ctl][data][data] view of the ringsim;
  *  - DM_REPL_IOC_APPLY_INFO returns apply_info; write(2) (a batch) goes
- *    into the pipe, unless write_errno or write_short say otherwise.
+ *    into the pipe, unless write_errno or write_short say otherwise, or
+ *    with apply_writes is judged and applied as the module would (every
+ *    record checked, crc included, and in sequence after applied_seq; the
+ *    counters, applied_seq and a refusal's reason in apply_info).
+ * Up to FAKEDEV_MAX devices exist at once (a primary and a secondary).
  * Every other fd goes to the real calls.
  */
 #ifndef FAKEDEV_H
@@ -18,6 +22,8 @@
 #include <limits.h>
 
 #include "ringsim.h"
+
+#define FAKEDEV_MAX 2
 
 struct fakedev {
 	struct ringsim *sim;
@@ -30,11 +36,16 @@ struct fakedev {
 	__u32 role;			/* GROUP_INFO's role (default primary) */
 	struct dm_repl_apply_info apply_info;	/* what APPLY_INFO answers */
 	int write_errno;		/* a write(2) fails with it (0: no) */
+	int write_errno_after;		/* ... but not the first this many */
 	size_t write_short;		/* a write(2) takes at most this (0: all) */
 	int writes;			/* write(2) calls on the device */
+	bool apply_writes;		/* write(2) applies the batch (see above) */
+	/* Called at each DM_REPL_IOC_RELEASE, before it is done. */
+	void (*on_release)(struct fakedev *d, __u64 seq);
+	void *priv;			/* the test's, for on_release */
 };
 
-/* Become the (only) fake device, backed by sim. Returns 0 or -errno. */
+/* Become a fake device, backed by sim. Returns 0 or -errno (-EBUSY: too many). */
 int fakedev_create(struct fakedev *d, struct ringsim *sim);
 /* "Remove the group's last volume": close the write end (POLLHUP). */
 void fakedev_remove(struct fakedev *d);

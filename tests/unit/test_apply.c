@@ -184,10 +184,26 @@ TEST_F(batch, a_failed_write_is_reported_and_the_batch_kept)
 	ASSERT_EQ(-1, self->b.written);
 	ASSERT_EQ(1ULL, self->b.first_seq);
 	ASSERT_EQ(2ULL, self->b.last_seq);
+	ASSERT_EQ(0ULL, self->b.written_seq);
 	ASSERT_EQ(W1K_LEN + FLUSH_LEN, self->b.len);
 	ASSERT_EQ(0ULL, self->b.batches);
 	ASSERT_EQ(0, dmrepl_batch_flush(&self->b, self->p[1]));
+	ASSERT_EQ(2ULL, self->b.written_seq);
 	ASSERT_EQ(W1K_LEN + FLUSH_LEN, drain(self->p[0]));
+}
+
+TEST_F(batch, written_seq_stays_at_the_last_batch_written_in_full)
+{
+	ADD(W1K);
+	ADD(0);
+	ADD(W1K);
+	ADD(W1K);
+	ASSERT_EQ(0ULL, self->b.written_seq);
+	ADD(W1K);	/* does not fit: 1..2 go out */
+	ASSERT_EQ(2ULL, self->b.written_seq);
+	ASSERT_EQ(-EBADF, dmrepl_batch_flush(&self->b, self->p[0]));
+	ASSERT_EQ(5ULL, self->b.last_seq);		/* the batch that failed */
+	ASSERT_EQ(2ULL, self->b.written_seq);		/* what was written */
 }
 
 TEST_F(batch, a_short_write_is_an_error)

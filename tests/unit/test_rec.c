@@ -505,6 +505,29 @@ TEST(void_keeps_the_other_flags_and_may_be_made_in_place)
 	ASSERT_EQ(0, dmrepl_rec_check_unsealed(buf, DM_REPL_REC_HDR_SIZE, NULL));
 }
 
+TEST(a_record_leaves_the_ring_sealed_or_as_its_void_form)
+{
+	unsigned char buf[BUF_SIZE] __attribute__((aligned(8)));
+	unsigned char out[BUF_SIZE] __attribute__((aligned(8)));
+	long len = make_rec(buf, DM_REPL_REC_WRITE);
+	struct dm_repl_rec *r;
+
+	ASSERT_GT(len, 64);
+	hdr(buf)->crc = 0;		/* as in the ring */
+	r = dmrepl_rec_copy_out(hdr(out), hdr(buf), false);
+	ASSERT_EQ((void *)out, (void *)r);
+	ASSERT_EQ(0, dmrepl_rec_check(out, sizeof(out), NULL));
+	ASSERT_EQ(0, memcmp(buf + 64, out + 64, (size_t)len - 64));
+	ASSERT_EQ(0U, dmrepl_rec_crc(hdr(buf)));	/* the ring is left alone */
+	/* A DISCARDED slot: its header alone, VOID, sealed. */
+	memset(out, 0xa5, sizeof(out));
+	dmrepl_rec_copy_out(hdr(out), hdr(buf), true);
+	ASSERT_EQ(0, dmrepl_rec_check(out, 64, NULL));
+	ASSERT_EQ(64U, dmrepl_rec_len(hdr(out)));
+	ASSERT_NE(0U, dmrepl_rec_flags(hdr(out)) & DM_REPL_RECF_VOID);
+	ASSERT_EQ(0xa5, out[64]);			/* nothing past the header */
+}
+
 TEST(void_header_with_nbytes_that_no_type_rule_allows_is_accepted)
 {
 	unsigned char buf[BUF_SIZE] __attribute__((aligned(8)));

@@ -836,4 +836,262 @@ TEST(apply_and_status_on_a_missing_group_are_runtime_errors)
 	free(r.out);
 }
 
+/* ---- replicate ---------------------------------------------------------------- */
+
+/* A primary (src) whose ring replicate reads, a secondary (dst) that applies. */
+FIXTURE(repl) {
+	struct ringsim src_sim, dst_sim;
+	struct fakedev src, dst;
+	struct run r;
+	int too_far;		/* releases beyond what dst had applied */
+};
+
+/* The source's releases, checked against what the secondary has applied. */
+static void check_release(struct fakedev *src, __u64 seq)
+{
+	FIXTURE_DATA(repl) *self = src->priv;
+
+	if (seq > self->dst.apply_info.applied_seq)
+		self->too_far++;
+}
+
+FIXTURE_SETUP(repl)
+{
+	memset(&self->r, 0, sizeof(self->r));
+	self->too_far = 0;
+	ASSERT_EQ(0, ringsim_create(&self->src_sim, DATA_SIZE, 0));
+	ASSERT_EQ(0, ringsim_create(&self->dst_sim, DATA_SIZE, 0));
+	ASSERT_EQ(0, fakedev_create(&self->src, &self->src_sim));
+	ASSERT_EQ(0, fakedev_create(&self->dst, &self->dst_sim));
+	self->dst.role = DM_REPL_ROLE_SECONDARY;
+	self->dst.apply_writes = true;
+	self->src.priv = self;
+	self->src.on_release = check_release;
+}
+
+FIXTURE_TEARDOWN(repl)
+{
+	EXPECT_EQ(0, self->too_far);	/* in every test, whatever else happens */
+	free(self->r.out);
+	fakedev_destroy(&self->src);
+	fakedev_destroy(&self->dst);
+	ringsim_destroy(&self->src_sim);
+	ringsim_destroy(&self->dst_sim);
+}
+
+
+/* W 1, F 2, W 3, F 4, W 5, W 6, F 7: WRITEs of 512 bytes (576-byte records). */
+static int produce_epochs(struct ringsim *s)
+{
+	static const unsigned int types[] = { 1, 4, 1, 4, 1, 1, 4 };
+	size_t i;
+
+	for (i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+		if (produce(s, types[i], 0, 8 * i, types[i] == 1 ? 512 : 0, NULL) < 0)
+			return -1;
+	return 0;
+}
+
+/* produce_epochs(), then "repltool replicate --once --stats [--batch-kb KB]". */
+static int replicate_epochs(FIXTURE_DATA(repl) *self, const char *kb)
+{
+	if (produce_epochs(&self->src_sim))
+		return -1;
+	if (kb)
+		run_tool(&self->r, "replicate", "--once", "--stats", "--batch-kb", kb,
+			 self->src.path, self->dst.path, NULL);
+	else
+		run_tool(&self->r, "replicate", "--once", "--stats", self->src.path,
+			 self->dst.path, NULL);
+	return 0;
+}
+
+TEST_F(repl, once_ships_sealed_records_and_releases_what_was_applied)
+{
+	char want[256];
+
+	ASSERT_EQ(0, produce_mix(&self->src_sim));
+	ASSERT_EQ(0, produce_with_failed(&self->src_sim));
+	run_tool(&self->r, "replicate", "--once", "--stats", self->src.path, self->dst.path,
+		 NULL);
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
+	ASSERT_STREQ("", self->r.err);
+	/* The fake secondary checks every record, crc included: all sealed. */
+	ASSERT_EQ(10ULL, self->dst.apply_info.applied_seq);
+	ASSERT_EQ(0ULL, self->dst.apply_info.rejected);
+	ASSERT_EQ(10ULL, self->src.last_release);
+	/* 5520 bytes of produce_mix(), 1792 of produce_with_failed() (VOID: 64 each). */
+	snprintf(want, sizeof(want), "%s: records 10 batches 1 bytes 7312 skipped 0 "
+		 "applied_seq 10\n", self->dst.path);
+	ASSERT_STREQ(want, self->r.out);
+}
+
+TEST_F(repl, every_release_follows_the_write_of_its_batch)
+{
+	ASSERT_EQ(0, replicate_epochs(self, "1"));
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
+	/* Batches 1..2, 3..4, 5 (no FLUSH to cut at), 6..7: one release each. */
+	ASSERT_EQ(4ULL, self->dst.apply_info.batches);
+	ASSERT_EQ(4, self->src.release_calls);
+	ASSERT_EQ(7ULL, self->src.last_release);
+}
+
+TEST_F(repl, records_already_applied_are_released_without_being_sent)
+{
+	self->dst.apply_info.applied_seq = 3;	/* a previous run died before releasing */
+	ASSERT_EQ(0, replicate_epochs(self, NULL));
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
+	ASSERT_EQ(4ULL, self->dst.apply_info.records);
+	ASSERT_EQ(0ULL, self->dst.apply_info.skipped);	/* 1..3 were not sent */
+	ASSERT_EQ(7ULL, self->src.last_release);
+	ASSERT_NE(NULL, strstr(self->r.out, ": records 4 batches 1 bytes 1280 skipped 3 "
+			       "applied_seq 7\n"));
+}
+
+TEST_F(repl, a_ring_applied_in_full_is_released_and_nothing_sent)
+{
+	self->dst.apply_info.applied_seq = 7;
+	ASSERT_EQ(0, replicate_epochs(self, NULL));
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
+	ASSERT_EQ(0, self->dst.writes);
+	ASSERT_EQ(7ULL, self->src.last_release);
+}
+
+TEST_F(repl, a_secondary_ahead_of_the_primary_is_refused)
+{
+	char want[256];
+
+	self->dst.apply_info.applied_seq = 100;
+	ASSERT_EQ(0, replicate_epochs(self, NULL));
+	ASSERT_EQ(1, self->r.status);
+	snprintf(want, sizeof(want), "repltool: replicate: %s: applied sequence 100 is past "
+		 "the last sequence of %s (7): a replica of another group?\n",
+		 self->dst.path, self->src.path);
+	ASSERT_STREQ(want, self->r.err);
+	ASSERT_EQ(0, self->dst.writes);
+	ASSERT_EQ(0, self->src.release_calls);
+}
+
+TEST_F(repl, a_refused_batch_names_the_reason_and_releases_nothing)
+{
+	char want[256];
+
+	self->dst.write_errno = EXDEV;
+	self->dst.apply_info.last_error = -EXDEV;
+	self->dst.apply_info.last_reason = DM_REPL_APPLY_OTHER_GROUP;
+	self->dst.apply_info.last_error_seq = 1;
+	ASSERT_EQ(0, replicate_epochs(self, NULL));
+	ASSERT_EQ(1, self->r.status);
+	snprintf(want, sizeof(want), "repltool: replicate: %s: batch refused at seq 1: "
+		 "record of another group (group_tag) (%s)\n", self->dst.path,
+		 strerror(EXDEV));
+	ASSERT_STREQ(want, self->r.err);
+	ASSERT_EQ(0, self->src.release_calls);
+	ASSERT_EQ(0ULL, self->src_sim.ctl->released_seq);
+}
+
+TEST_F(repl, after_a_refused_batch_only_the_batches_before_it_are_released)
+{
+	self->dst.write_errno = EIO;
+	self->dst.write_errno_after = 1;	/* 1..2 are applied, 3..4 fail */
+	ASSERT_EQ(0, replicate_epochs(self, "1"));
+	ASSERT_EQ(1, self->r.status);
+	ASSERT_NE(NULL, strstr(self->r.err, "batch of seq 3..4 refused: Input/output error"))
+		TH_LOG("%s", self->r.err);
+	ASSERT_EQ(2ULL, self->dst.apply_info.applied_seq);
+	ASSERT_EQ(1, self->src.release_calls);
+	ASSERT_EQ(2ULL, self->src.last_release);
+}
+
+TEST_F(repl, a_gap_is_refused_by_the_secondary)
+{
+	ASSERT_EQ(0, produce_epochs(&self->src_sim));
+	ASSERT_EQ(0, ringsim_release(&self->src_sim, 2));	/* lost by a pipe */
+	run_tool(&self->r, "replicate", "--once", self->src.path, self->dst.path, NULL);
+	ASSERT_EQ(1, self->r.status);
+	ASSERT_NE(NULL, strstr(self->r.err, "batch refused at seq 3: sequence gap"))
+		TH_LOG("%s", self->r.err);
+	ASSERT_EQ(0, self->src.release_calls);
+}
+
+TEST_F(repl, the_records_before_a_corrupt_slot_are_shipped_and_released)
+{
+	long long pos;
+
+	ASSERT_LE(0, produce(&self->src_sim, DM_REPL_REC_WRITE, 0, 0, 512, NULL));
+	ASSERT_LE(0, produce(&self->src_sim, DM_REPL_REC_FLUSH, 0, 0, 0, NULL));
+	pos = produce(&self->src_sim, DM_REPL_REC_WRITE, 0, 0, 512, NULL);
+	ASSERT_LE(0, pos);
+	((unsigned char *)ringsim_rec_at(&self->src_sim, (__u64)pos))[0] ^= 1;
+	run_tool(&self->r, "replicate", "--once", self->src.path, self->dst.path, NULL);
+	ASSERT_EQ(1, self->r.status);
+	ASSERT_NE(NULL, strstr(self->r.err, ": corrupt ring at position 656: bad magic\n"))
+		TH_LOG("%s", self->r.err);
+	ASSERT_EQ(2ULL, self->dst.apply_info.applied_seq);
+	ASSERT_EQ(2ULL, self->src.last_release);
+}
+
+TEST_F(repl, sigterm_finishes_the_batch_and_exits_0)
+{
+	struct later l;
+	pthread_t th;
+
+	ASSERT_EQ(0, produce_epochs(&self->src_sim));
+	start_later(&l, &self->src_sim, &self->src, LATER_SIGTERM, &th);
+	run_tool(&self->r, "replicate", self->src.path, self->dst.path, NULL);
+	pthread_join(th, NULL);
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
+	ASSERT_EQ(7ULL, self->dst.apply_info.applied_seq);
+	ASSERT_EQ(7ULL, self->src.last_release);
+}
+
+TEST_F(repl, follows_new_records_until_the_source_goes_away)
+{
+	struct later l;
+	pthread_t th;
+
+	ASSERT_LE(0, produce(&self->src_sim, DM_REPL_REC_WRITE, 0, 0, 512, NULL));
+	start_later(&l, &self->src_sim, &self->src, LATER_REMOVE, &th);
+	run_tool(&self->r, "replicate", self->src.path, self->dst.path, NULL);
+	pthread_join(th, NULL);
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
+	/* The record committed just before the removal is shipped too. */
+	ASSERT_EQ(2ULL, self->dst.apply_info.applied_seq);
+	ASSERT_EQ(2ULL, self->src.last_release);
+	ASSERT_NE(NULL, strstr(self->r.err, "the group went away"));
+}
+
+TEST_F(repl, a_primary_target_is_refused)
+{
+	self->dst.role = DM_REPL_ROLE_PRIMARY;
+	run_tool(&self->r, "replicate", "--once", self->src.path, self->dst.path, NULL);
+	ASSERT_EQ(1, self->r.status);
+	ASSERT_NE(NULL, strstr(self->r.err, ": group \"fake\" is primary; replicate writes "
+			       "to a secondary group only\n"));
+	ASSERT_EQ(0, self->src.release_calls);
+}
+
+TEST(replicate_usage_errors_exit_2)
+{
+	struct run r = { 0 };
+
+	run_tool(&r, "replicate", "g1", NULL);
+	ASSERT_EQ(2, r.status);
+	ASSERT_NE(NULL, strstr(r.err, "replicate: wants SOURCE_GROUP and TARGET_GROUP"));
+	run_tool(&r, "replicate", "g1", "g2", "g3", NULL);
+	ASSERT_EQ(2, r.status);
+	run_tool(&r, "replicate", "--batch-kb", "0", "g1", "g2", NULL);
+	ASSERT_EQ(2, r.status);
+	ASSERT_NE(NULL, strstr(r.err, "replicate: --batch-kb wants a number from 1 to 32768"));
+	run_tool(&r, "replicate", "--frob", "g1", "g2", NULL);
+	ASSERT_EQ(2, r.status);
+	run_tool(&r, "replicate", "--help", NULL);
+	ASSERT_EQ(0, r.status);
+	ASSERT_NE(NULL, strstr(r.out, "Usage: repltool replicate"));
+	run_tool(&r, "replicate", "--once", "dmrepl-unit-nosuch", "g2", NULL);
+	ASSERT_EQ(1, r.status);
+	ASSERT_NE(NULL, strstr(r.err, "is a repl volume in group \"dmrepl-unit-nosuch\" loaded?"));
+	free(r.out);
+}
+
 TEST_HARNESS_MAIN

@@ -105,6 +105,7 @@ static int write_batch(struct dmrepl_batch *b, size_t len, __u64 nr, int fd)
 		return -errno;
 	if ((size_t)n != len)
 		return -EIO;
+	b->written_seq = b->last_seq;
 	b->batches++;
 	b->records += nr;
 	b->bytes += len;

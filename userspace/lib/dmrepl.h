@@ -210,6 +210,15 @@ void dmrepl_rec_seal(struct dm_repl_rec *r);
  */
 void dmrepl_rec_make_void(const struct dm_repl_rec *src, struct dm_repl_rec *dst);
 
+/*
+ * A slot's record as it leaves the ring (dmrepl_ring_next_slot()): copied
+ * to dst and sealed, or, for a DISCARDED slot, its VOID form (only its
+ * header is read). dst holds dmrepl_rec_len(src) bytes (DMREPL_REC_MAX_LEN
+ * always suffices) and does not overlap src. Returns dst.
+ */
+struct dm_repl_rec *dmrepl_rec_copy_out(struct dm_repl_rec *dst,
+					const struct dm_repl_rec *src, bool discarded);
+
 /* ------------------------------------------------------------------ */
 /* Raw record streams                                                  */
 /* ------------------------------------------------------------------ */
@@ -396,6 +405,9 @@ struct dmrepl_batch {
 	__u64 batches;
 	__u64 records;
 	__u64 bytes;
+
+	/* Last sequence of the last batch written in full (0: none yet). */
+	__u64 written_seq;
 
 	/* The batch written last (or being written when it failed). */
 	__u64 first_seq, last_seq;

@@ -220,6 +220,18 @@ void dmrepl_rec_make_void(const struct dm_repl_rec *src, struct dm_repl_rec *dst
 	dmrepl_rec_seal(dst);
 }
 
+struct dm_repl_rec *dmrepl_rec_copy_out(struct dm_repl_rec *dst,
+					const struct dm_repl_rec *src, bool discarded)
+{
+	if (discarded) {
+		dmrepl_rec_make_void(src, dst);
+		return dst;
+	}
+	memcpy(dst, src, dmrepl_rec_len(src));
+	dmrepl_rec_seal(dst);
+	return dst;
+}
+
 __u32 dmrepl_group_tag(const char *group_name)
 {
 	return dmrepl_crc32c(~0U, group_name, strlen(group_name));

@@ -6,7 +6,6 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -14,9 +13,6 @@
 #include "dmrepl.h"
 #include "out.h"
 #include "repltool.h"
-
-/* While following, wake up this often to notice a signal that raced poll(). */
-#define WAIT_SLICE_MS 1000
 
 struct dump_opts {
 	bool follow, release, stats, raw, json;
@@ -48,14 +44,6 @@ struct dump {
 	__u64 batch_last_seq;
 	struct dm_repl_rec *sealed;	/* --raw: a record copied out and sealed */
 };
-
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	stop_requested = 1;
-}
 
 void usage_dump(FILE *f)
 {
@@ -312,33 +300,28 @@ static int write_raw(const struct dm_repl_rec *r)
 	return 0;
 }
 
-/* Records leave the ring sealed (see <linux/dm-repl.h>). */
-static const struct dm_repl_rec *seal_copy(struct dump *d, const struct dm_repl_rec *r)
-{
-	memcpy(d->sealed, r, dmrepl_rec_len(r));
-	dmrepl_rec_seal(d->sealed);
-	return d->sealed;
-}
-
 /*
  * Write out the record of a slot. A DISCARDED slot (a failed write) goes
  * out as its VOID record, sealed, in its sequence's place: counted as a
- * discarded slot, not as a record, but released with the batch.
+ * discarded slot, not as a record, but released with the batch. Raw
+ * records leave the ring sealed (see <linux/dm-repl.h>).
  */
 static int emit(struct dump *d, const struct dm_repl_rec *r, bool discarded)
 {
 	struct dm_repl_rec void_rec;
 
-	if (discarded) {
+	if (d->opts.raw) {
+		r = dmrepl_rec_copy_out(d->sealed, r, discarded);
+	} else if (discarded) {
 		dmrepl_rec_make_void(r, &void_rec);
 		r = &void_rec;
-	} else {
-		count_record(&d->st, r);
 	}
+	if (!discarded)
+		count_record(&d->st, r);
 	d->unreleased = true;
 	d->batch_last_seq = dmrepl_rec_seq(r);
 	if (d->opts.raw)
-		return write_raw(discarded ? r : seal_copy(d, r));
+		return write_raw(r);
 	if (!d->opts.stats)
 		print_record(&d->out, r);
 	return 0;
@@ -357,15 +340,9 @@ static int drain(struct dump *d)
 	int ret;
 
 	while (!count_reached(d) && !stop_requested) {
-		ret = dmrepl_ring_next_slot(d->ring, &r, &discarded);
-		if (ret == 0)
-			return 0;
-		if (ret < 0) {
-			err_msg("%s: corrupt ring at position %llu: %s", d->path,
-				(unsigned long long)dmrepl_ring_pos(d->ring),
-				dmrepl_ring_why(d->ring));
-			return -1;
-		}
+		ret = next_slot(d->ring, d->path, &r, &discarded);
+		if (ret <= 0)
+			return ret;
 		if (emit(d, r, discarded))
 			return -1;
 	}
@@ -375,96 +352,30 @@ static int drain(struct dump *d)
 /* Make the batch reach stdout, then free it in the ring if asked. */
 static int end_batch(struct dump *d, bool gone)
 {
-	int ret;
-
 	if (fflush(stdout) || ferror(stdout)) {
 		err_msg("write to stdout: %s", strerror(errno));
 		return -1;
 	}
 	if (!d->opts.release || !d->unreleased)
 		return 0;
-	ret = dmrepl_ring_release(d->ring, d->batch_last_seq);
-	if (ret && !(gone && ret == -ENODEV)) {
-		err_msg("%s: release up to sequence %llu: %s", d->path,
-			(unsigned long long)d->batch_last_seq, strerror(-ret));
+	if (release_ring(d->ring, d->path, d->batch_last_seq, gone))
 		return -1;
-	}
 	d->unreleased = false;
 	return 0;
 }
 
-/* Wait for records. Returns 0 (more may be there), 1 (stop) or -1 (reported). */
-static int wait_records(struct dump *d)
+static int dump_step(void *arg, bool gone)
 {
-	int ret;
+	struct dump *d = arg;
 
-	for (;;) {
-		if (stop_requested)
-			return 1;
-		ret = dmrepl_ring_wait(d->ring, WAIT_SLICE_MS);
-		if (ret == 1)
-			return 0;
-		if (ret == 0 || ret == -EINTR)
-			continue;
-		if (ret == -ENODEV)
-			return -ENODEV;
-		err_msg("%s: poll: %s", d->path, strerror(-ret));
-		return -1;
-	}
+	return drain(d) || end_batch(d, gone) ? -1 : 0;
 }
 
-static int dump_loop(struct dump *d)
+static bool dump_done(void *arg)
 {
-	bool gone = false;
-	int ret;
+	const struct dump *d = arg;
 
-	for (;;) {
-		if (drain(d) || end_batch(d, gone))
-			return EXIT_RUNTIME;
-		if (gone) {
-			err_msg("%s: the group went away (its last volume was removed)",
-				d->path);
-			return EXIT_OK;
-		}
-		if (!d->opts.follow || count_reached(d) || stop_requested)
-			return EXIT_OK;
-		ret = wait_records(d);
-		if (ret == 1)
-			return EXIT_OK;
-		if (ret == -ENODEV)
-			gone = true;	/* one last drain of what was committed */
-		else if (ret)
-			return EXIT_RUNTIME;
-	}
-}
-
-static void catch_signals(void)
-{
-	struct sigaction sa = { .sa_handler = on_signal };
-
-	/* No SA_RESTART: poll() returns EINTR and the loop sees the flag. */
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-}
-
-static int open_ring(struct dump *d, char *path, size_t path_len)
-{
-	char msg[DMREPL_ERRMSG_LEN];
-	int ret;
-
-	ret = dmrepl_ring_path(d->opts.target, path, path_len);
-	if (ret) {
-		err_msg("%s: %s", d->opts.target, ret == -ENAMETOOLONG ?
-			"group name too long" : "empty group name");
-		return -1;
-	}
-	d->path = path;
-	ret = dmrepl_ring_open(d->opts.target, &d->ring, msg, sizeof(msg));
-	if (!ret)
-		return 0;
-	report_open_error(d->opts.target, path, ret, msg);
-	return -1;
+	return !d->opts.follow || count_reached(d);
 }
 
 int cmd_dump(int argc, char **argv)
@@ -483,14 +394,15 @@ int cmd_dump(int argc, char **argv)
 			return EXIT_RUNTIME;
 		}
 	}
-	if (open_ring(&d, path, sizeof(path))) {
+	d.path = path;
+	if (open_ring(d.opts.target, &d.ring, path, sizeof(path))) {
 		free(d.sealed);
 		return EXIT_RUNTIME;
 	}
 	out_init(&d.out, stdout, d.opts.json);
-	catch_signals();
+	catch_stop_signals();
 
-	ret = dump_loop(&d);
+	ret = follow_ring(d.ring, d.path, dump_step, dump_done, &d);
 	if (d.opts.stats) {
 		struct out so;
 

@@ -24,6 +24,8 @@ static const struct cmd cmds[] = {
 	{ "dump", "print or save the records in a group's ring", cmd_dump, usage_dump },
 	{ "help", "show help for repltool or one command", cmd_help, usage_help },
 	{ "meta", "create, show or check a metadata device", cmd_meta, usage_meta },
+	{ "replicate", "ship a primary group's ring to a secondary group",
+	  cmd_replicate, usage_replicate },
 	{ "status", "show a group's role, state, volumes and apply progress",
 	  cmd_status, usage_status },
 };
@@ -60,7 +62,7 @@ static void usage_main(FILE *f)
 	fprintf(f, "Usage: repltool [-V|--version] [-h|--help] COMMAND [OPTIONS] [ARGS]\n\n"
 		   "Commands (any unambiguous prefix will do):\n");
 	for (i = 0; i < NR_CMDS; i++)
-		fprintf(f, "  %-8s %s\n", cmds[i].name, cmds[i].summary);
+		fprintf(f, "  %-9s %s\n", cmds[i].name, cmds[i].summary);
 	fprintf(f, "\n'repltool COMMAND --help' describes one command.\n"
 		   "Exit status: 0 success, 1 runtime error, 2 usage error.\n");
 }

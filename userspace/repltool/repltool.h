@@ -2,6 +2,8 @@
 #ifndef REPLTOOL_H
 #define REPLTOOL_H
 
+#include <limits.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <linux/types.h>
@@ -70,6 +72,99 @@ int open_group(const char *target, int flags, struct dm_repl_group_info *info,
 /* "primary", "secondary", or "role N" in buf. */
 const char *role_name(unsigned int role, char *buf, size_t len);
 
+/* ---- reading a primary's ring (follow.c): dump, replicate ---- */
+
+/* Set by SIGINT and SIGTERM once catch_stop_signals() ran. */
+extern volatile sig_atomic_t stop_requested;
+void catch_stop_signals(void);
+
+/* Open and map a group's ring; path gets its device. 0 or -1 (reported). */
+int open_ring(const char *target, struct dmrepl_ring **ring, char *path, size_t path_len);
+
+/* dmrepl_ring_next_slot(), saying why on a corrupt ring: 1, 0, or -1 (reported). */
+int next_slot(struct dmrepl_ring *ring, const char *path, const struct dm_repl_rec **r,
+	      bool *discarded);
+
+
+/*
+ * Release up to seq. 0 or -1 (reported); once the group is gone (gone) a
+ * release it refuses with ENODEV is no error.
+ */
+int release_ring(struct dmrepl_ring *ring, const char *path, __u64 seq, bool gone);
+
+/*
+ * The loop of a ring's consumer: step(arg, gone) takes what is committed
+ * (0, or -1 reported); then, unless done(arg) or a stop signal came, wait
+ * for more and step again. When the group goes away there is one last
+ * step with gone set, and a word on stderr. Returns EXIT_OK or EXIT_RUNTIME.
+ */
+int follow_ring(struct dmrepl_ring *ring, const char *path,
+		int (*step)(void *arg, bool gone), bool (*done)(void *arg), void *arg);
+
+/* ---- writing batches to a secondary (secondary.c): apply, replicate ---- */
+
+struct secondary {
+	const char *target;		/* group name or path, as given */
+	char path[PATH_MAX];
+	int info_fd, dev_fd;		/* the group's device: ioctls, batches */
+	struct dm_repl_apply_info before;	/* at the start */
+};
+
+/* The options of apply and replicate: theirs in common, and their help. */
+struct batch_opts {
+	__u64 batch_kb;
+	bool stats;
+};
+
+/* getopt_long() values of the common options; a command's own from OPT_OWN. */
+enum { OPT_BATCH_KB = 256, OPT_STATS, OPT_OWN };
+
+#define BATCH_LONG_OPTS \
+	{ "batch-kb", required_argument, NULL, OPT_BATCH_KB }, \
+	{ "stats", no_argument, NULL, OPT_STATS }, \
+	{ "help", no_argument, NULL, 'h' }
+
+#define BATCH_OPTS_HELP \
+"      --batch-kb N   batch size in KiB, 1-32768 (default 4096); a record\n" \
+"                     larger than that goes in a batch of its own\n" \
+"      --stats        at the end, print records, batches, bytes, records\n" \
+"                     skipped (already applied) and the applied sequence\n"
+
+/* The defaults; getopt_long() starts over. */
+void batch_opts_init(struct batch_opts *o);
+
+/*
+ * What getopt_long() returned as c, when it is no option of the command's
+ * own: a common one, -h (the usage on stdout), or an error. Returns 0, -1
+ * after --help, or EXIT_USAGE (reported).
+ */
+int batch_opt(const char *cmd, int c, struct batch_opts *o, void (*usage)(FILE *),
+	      char **argv);
+
+/*
+ * Open a secondary group's device for ioctls and for batches and read its
+ * apply info (s->before); any other role is refused. 0 or -1 (reported);
+ * close_secondary() in both cases.
+ */
+int open_secondary(const char *cmd, const char *target, struct secondary *s);
+void close_secondary(struct secondary *s);
+
+/*
+ * Why a batch of b was not written (err from dmrepl_batch_add() or _flush()):
+ * a short write, or the module's reason from its apply info.
+ */
+void report_refused(const char *cmd, const struct secondary *s,
+		    const struct dmrepl_batch *b, int err);
+
+/*
+ * The end of a command that wrote batches, whose exit status is ret: with
+ * stats (and the device open), "PATH: records N batches N bytes N skipped N
+ * applied_seq N" on stdout: the batches of b, skipped plus what the module
+ * skipped since the start. Returns ret, or EXIT_RUNTIME when stdout fails.
+ */
+int finish_batches(const struct secondary *s, const struct dmrepl_batch *b, bool stats,
+		   __u64 skipped, int ret);
+
 int cmd_dump(int argc, char **argv);
 void usage_dump(FILE *f);
 int cmd_meta(int argc, char **argv);
@@ -78,5 +173,7 @@ int cmd_apply(int argc, char **argv);
 void usage_apply(FILE *f);
 int cmd_status(int argc, char **argv);
 void usage_status(FILE *f);
+int cmd_replicate(int argc, char **argv);
+void usage_replicate(FILE *f);
 
 #endif
