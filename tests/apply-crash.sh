@@ -55,38 +55,9 @@ truncate -s 8M "$DIR/pmeta" "$DIR/smeta"
 truncate -s 48M "$DIR/log"
 STREAM=$DIR/stream
 
-# boot N ARGS...: guest boot N running apply-crash-guest.sh ARGS; sets $status.
-boot() {
-	local n=$1
-	shift
-	DMREPL_KO=$TOP/dm-repl.ko tests/guest/vm.sh --quiet --timeout "$BOOT_TIMEOUT" \
-		--disk "$DIR/pdata" --disk "$DIR/pmeta" --disk "$DIR/log" \
-		--disk "$DIR/sdata" --disk "$DIR/smeta" \
-		--out "$DIR/out-$n" -- bash tests/guest/apply-crash-guest.sh "$@" \
-		>"$DIR/vm-$n.log" 2>&1
-	status=$?
-}
-
-# boot_trouble N EXPECTED: why boot N did not end as EXPECTED ("reset" or
-# "exit 0"), or nothing if it did.
-boot_trouble() {
-	local n=$1 expected=$2 out=$DIR/out-$1
-	if ((status == 123)); then
-		echo "kernel splat in boot $n:"
-		grep 'vm.sh:   ' "$DIR/vm-$n.log" | head -20
-	elif ((status == 124)); then
-		echo "boot $n timed out after ${BOOT_TIMEOUT}s"
-	elif [[ $expected == reset ]]; then
-		if ((status == 125)) && [[ -s $out/reset && ! -e $out/rc ]]; then
-			return
-		fi
-		echo "boot $n did not reset when expected (vm.sh status $status):"
-		tail -15 "$out/output.log" 2>/dev/null
-	elif ((status != 0)); then
-		echo "boot $n ended with status $status instead of 0:"
-		tail -15 "$out/output.log" 2>/dev/null
-	fi
-}
+DISKS=(pdata pmeta log sdata smeta)
+GUEST_SCRIPT=tests/guest/apply-crash-guest.sh
+source tests/lib/reset.sh
 
 # field NAME FILE: NAME=VALUE from FILE's first lwcheck line.
 field() {

@@ -53,43 +53,14 @@ truncate -s 8M "$DIR/meta"
 truncate -s 8M "$DIR/log"
 truncate -s 8M "$DIR/rel"
 
-# boot N ARGS...: guest boot N running crash-guest.sh ARGS; sets $status.
-# vm.sh's own messages (status, splat lines) go to build/crash/vm-N.log.
-boot() {
-	local n=$1
-	shift
-	DMREPL_KO=$TOP/dm-repl.ko tests/guest/vm.sh --quiet --timeout "$BOOT_TIMEOUT" \
-		--disk "$DIR/data" --disk "$DIR/meta" --disk "$DIR/log" --disk "$DIR/rel" \
-		--out "$DIR/out-$n" -- bash tests/guest/crash-guest.sh "$@" \
-		>"$DIR/vm-$n.log" 2>&1
-	status=$?
-}
+DISKS=(data meta log rel)
+GUEST_SCRIPT=tests/guest/crash-guest.sh
+source tests/lib/reset.sh
 
 # field NAME FILE: the value of NAME=VALUE in FILE's crashcheck line.
 field() {
 	grep -m1 '^crashcheck: round=' "$2" 2>/dev/null | tr ' ' '\n' |
 		sed -n "s/^$1=//p"
-}
-
-# boot_trouble N EXPECTED: why boot N did not end as EXPECTED ("reset" or
-# "exit 0"), or nothing if it did.
-boot_trouble() {
-	local n=$1 expected=$2 out=$DIR/out-$1
-	if ((status == 123)); then
-		echo "kernel splat in boot $n:"
-		grep 'vm.sh:   ' "$DIR/vm-$n.log" | head -20
-	elif ((status == 124)); then
-		echo "boot $n timed out after ${BOOT_TIMEOUT}s"
-	elif [[ $expected == reset ]]; then
-		if ((status == 125)) && [[ -s $out/reset && ! -e $out/rc ]]; then
-			return
-		fi
-		echo "boot $n did not reset when expected (vm.sh status $status):"
-		tail -15 "$out/output.log" 2>/dev/null
-	elif ((status != 0)); then
-		echo "boot $n ended with status $status instead of 0:"
-		tail -15 "$out/output.log" 2>/dev/null
-	fi
 }
 
 tap_plan "$ROUNDS"
