@@ -105,7 +105,7 @@ bool repl_al_admit(struct repl_volume *v, struct bio *bio,
 		bio_list_add(&al->waiting, bio);
 	spin_unlock_irqrestore(&al->lock, flags);
 	if (!hot)
-		queue_work(repl_copy_wq, &al->work);
+		queue_work(repl_wq, &al->work);
 	return hot;
 }
 
@@ -167,40 +167,48 @@ static bool al_evict_one(struct repl_al *al)
 }
 
 /*
+ * Extent @e of a waiting write: found, or taken from the free list (hot, not
+ * yet logged), and stamped with the write. False if the hot set is full.
+ */
+static bool al_take(struct repl_al *al, u32 e, const struct repl_io *io)
+{
+	struct repl_al_extent *x;
+	unsigned long flags;
+
+	spin_lock_irqsave(&al->lock, flags);
+	x = al_find(al, e);
+	if (!x && !list_empty(&al->free)) {
+		x = list_first_entry(&al->free, typeof(*x), list);
+		list_move_tail(&x->list, &al->hot);
+		x->nr = e;
+		x->logged = false;
+		x->last_seq = 0;
+		hlist_add_head(&x->hash, &al->table[hash_32(e, AL_HASH_BITS)]);
+		al->nr_hot++;
+	}
+	if (x) {
+		x->last_seq = max(x->last_seq, io->seq);
+		x->stamp = ++al->clock;
+	}
+	spin_unlock_irqrestore(&al->lock, flags);
+	return x;
+}
+
+/*
  * Make the extents of a waiting write hot (not yet logged). False when the
  * hot set is full of extents that cannot go cold. Caller holds txn_lock.
  */
 static bool al_make_hot(struct repl_al *al, const struct repl_io *io)
 {
-	struct repl_al_extent *x;
-	unsigned long flags;
-	u32 e, first, last;
 	unsigned int tries = 0;
+	u32 e, first, last;
 
 	extent_range(al, io->sector, io->nbytes, &first, &last);
 	for (e = first; e <= last; e++) {
-		spin_lock_irqsave(&al->lock, flags);
-		x = al_find(al, e);
-		if (!x && !list_empty(&al->free)) {
-			x = list_first_entry(&al->free, typeof(*x), list);
-			list_move_tail(&x->list, &al->hot);
-			x->nr = e;
-			x->logged = false;
-			x->last_seq = 0;
-			hlist_add_head(&x->hash,
-				       &al->table[hash_32(e, AL_HASH_BITS)]);
-			al->nr_hot++;
+		while (!al_take(al, e, io)) {
+			if (tries++ == al->max_hot || !al_evict_one(al))
+				return false;
 		}
-		if (x) {
-			x->last_seq = max(x->last_seq, io->seq);
-			x->stamp = ++al->clock;
-		}
-		spin_unlock_irqrestore(&al->lock, flags);
-		if (x)
-			continue;
-		if (tries++ == al->max_hot || !al_evict_one(al))
-			return false;
-		e--;	/* again, with the room made */
 	}
 	return true;
 }

@@ -233,14 +233,13 @@ static unsigned int check_structure(const struct dm_repl_rec *h, size_t avail)
 	switch (type) {
 	case DM_REPL_REC_WRITE:
 	case DM_REPL_REC_RESYNC:
-		if (plen != nbytes)
+		/* The data of whole sectors: payload_len == nbytes. */
+		if (plen != nbytes || !nbytes || nbytes % SECTOR_SIZE)
 			return DM_REPL_APPLY_BAD_LENGTH;
-		fallthrough;
+		break;
 	case DM_REPL_REC_DISCARD:
 	case DM_REPL_REC_WRITE_ZEROES:
-		if (!nbytes || nbytes % SECTOR_SIZE ||
-		    (type != DM_REPL_REC_WRITE && type != DM_REPL_REC_RESYNC &&
-		     plen))
+		if (plen || !nbytes || nbytes % SECTOR_SIZE)
 			return DM_REPL_APPLY_BAD_LENGTH;
 		break;
 	case DM_REPL_REC_FLUSH:

@@ -138,7 +138,7 @@ static void defer_copy(struct repl_group *g, struct repl_io *io,
 	io->iter = bio->bi_iter;
 	io->bio = bio;
 	llist_add(&io->copy_node, &g->copy_list);
-	queue_work_on(copier_cpu(), repl_copy_wq, &g->copy_work);
+	queue_work_on(copier_cpu(), repl_wq, &g->copy_work);
 }
 
 /*

@@ -268,7 +268,8 @@ static int recover(struct repl_volume *v)
 	return 0;
 }
 
-static int save_bitmap(struct repl_volume *v)
+/* The whole bitmap, with FUA. */
+int repl_meta_save_bitmap(struct repl_volume *v)
 {
 	return repl_meta_save_regions(v, 0, v->nr_regions - 1);
 }
@@ -295,7 +296,7 @@ int repl_meta_open(struct block_device *bdev, struct repl_volume *v,
 	if (!clean && le32_to_cpu(v->sb->role) == DM_REPL_ROLE_PRIMARY) {
 		r = recover(v);
 		if (!r)
-			r = save_bitmap(v);
+			r = repl_meta_save_bitmap(v);
 		if (r) {
 			*error = "Cannot recover from the activity log";
 			return r;

@@ -214,6 +214,7 @@ int repl_meta_write_sb(struct block_device *bdev, struct repl_volume *v);
 u32 repl_meta_crc(const void *block, size_t crc_offset);
 int repl_meta_save_regions(struct repl_volume *v, unsigned long first,
 			   unsigned long last);
+int repl_meta_save_bitmap(struct repl_volume *v);
 int repl_meta_read_al(struct repl_volume *v, void *block, unsigned int slot);
 int repl_meta_write_al(struct repl_volume *v, struct dm_repl_meta_al_slot *s,
 		       u64 seq, unsigned int nr_extents);
@@ -299,7 +300,7 @@ void repl_capture(struct repl_target *rt, struct bio *bio, sector_t sector,
 int repl_capture_end(struct repl_target *rt, struct repl_io *io,
 		     blk_status_t *error);
 void repl_copier_work(struct work_struct *work);
-extern struct workqueue_struct *repl_copy_wq;
+extern struct workqueue_struct *repl_wq;
 int repl_capture_marker(struct repl_target *rt, const char *label);
 
 void repl_apply_init(struct repl_group *g, const char *source);

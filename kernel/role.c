@@ -152,7 +152,7 @@ static int persist_role(struct repl_group *g, unsigned int role)
 		 * The dirty bits first (a forced demotion just set some): a
 		 * secondary that crashes takes its bitmap from the disk.
 		 */
-		r = repl_meta_save_regions(v, 0, v->nr_regions - 1) ?:
+		r = repl_meta_save_bitmap(v) ?:
 		    repl_meta_write_sb(v->meta_bdev, v) ?: r;
 		set_disk_ro(dm_disk(v->md), role == DM_REPL_ROLE_SECONDARY);
 	}

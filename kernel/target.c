@@ -582,22 +582,23 @@ static const struct kernel_param_ops live_objects_ops = {
 module_param_cb(live_objects, &live_objects_ops, NULL, 0444);
 MODULE_PARM_DESC(live_objects, "Live groups, volumes and open files");
 
-struct workqueue_struct *repl_copy_wq;
+struct workqueue_struct *repl_wq;
 
 static int __init dm_repl_init(void)
 {
 	int r;
 
-	/* In the write path: it must make progress under memory pressure. */
-	repl_copy_wq = alloc_workqueue("dm-repl-copy",
-				       WQ_MEM_RECLAIM | WQ_HIGHPRI,
-				       0);
-	if (!repl_copy_wq)
+	/*
+	 * The copier and the activity log's worker are in the write path:
+	 * they must make progress under memory pressure.
+	 */
+	repl_wq = alloc_workqueue("dm-repl", WQ_MEM_RECLAIM | WQ_HIGHPRI, 0);
+	if (!repl_wq)
 		return -ENOMEM;
 	r = dm_register_target(&repl_target);
 	if (r < 0) {
 		DMERR("register failed %d", r);
-		destroy_workqueue(repl_copy_wq);
+		destroy_workqueue(repl_wq);
 	}
 	return r;
 }
@@ -605,7 +606,7 @@ static int __init dm_repl_init(void)
 static void __exit dm_repl_exit(void)
 {
 	dm_unregister_target(&repl_target);
-	destroy_workqueue(repl_copy_wq);
+	destroy_workqueue(repl_wq);
 }
 
 module_init(dm_repl_init);
