@@ -630,7 +630,7 @@ static void batch_done(struct apply_batch *b, const struct apply_rec *last)
 	a->bytes += b->bytes;
 	a->flushes += b->flushes;
 	spin_unlock_irqrestore(&a->stat_lock, flags);
-	repl_group_notify(b->g);
+	repl_group_notify_now(b->g);
 }
 
 /*

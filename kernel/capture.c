@@ -223,7 +223,7 @@ static void capture_done(struct repl_target *rt, struct repl_io *io,
 		repl_ring_commit(&g->ring, io->pos[i], failed);
 	if (failed)
 		atomic64_add(io->nr, &g->cnt.discarded);
-	repl_group_notify(g);
+	repl_group_notify(g, io->nr);
 }
 
 /* The lower write ended; DM_ENDIO_INCOMPLETE while the copier still runs. */
@@ -257,6 +257,6 @@ int repl_capture_marker(struct repl_target *rt, const char *label)
 	memcpy(payload, label, len);
 	memset(payload + len, 0, repl_rec_size(len) - DM_REPL_REC_HDR_SIZE - len);
 	repl_ring_commit(&g->ring, req.pos, false);
-	repl_group_notify(g);
+	repl_group_notify_now(g);
 	return 0;
 }

@@ -57,7 +57,7 @@ static __poll_t repl_poll(struct file *file, poll_table *wait)
 	__poll_t out = 0;
 
 	poll_wait(file, &g->poll_wait, wait);
-	/* Full barrier: pairs with test_and_set_bit() in repl_group_notify(). */
+	/* Full barrier: pairs with test_and_set_bit() in group_wake(). */
 	test_and_clear_bit(REPL_WAKE_PENDING, &g->flags);
 	if (READ_ONCE(g->dead))
 		return EPOLLHUP;

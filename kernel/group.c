@@ -13,6 +13,7 @@
 #include <linux/log2.h>
 #include <linux/mm.h>
 #include <linux/slab.h>
+#include <linux/timer.h>
 
 #include "repl.h"
 
@@ -52,6 +53,68 @@ static struct repl_group *group_find(const char *name)
 	return NULL;
 }
 
+/*
+ * Wake poll()ers, once per batch. The bit is cleared by poll() before it
+ * looks at the commit count, so a commit that poll() did not see always
+ * finds it clear and wakes it. While it is set (the consumer has not polled
+ * since the last wake-up), a plain read sees so and the commit leaves the
+ * shared cache line alone.
+ */
+static void group_wake(struct repl_group *g)
+{
+	if (test_bit(REPL_WAKE_PENDING, &g->flags))
+		return;
+	if (!test_and_set_bit(REPL_WAKE_PENDING, &g->flags)) {
+		WRITE_ONCE(g->woken_commits, atomic64_read(&g->commits));
+		atomic64_inc(&g->cnt.wakeups);
+		wake_up(&g->poll_wait);
+	}
+}
+
+static void group_wake_timer(struct timer_list *t)
+{
+	struct repl_group *g = from_timer(g, t, wake_timer);
+
+	if (atomic64_read(&g->commits) != READ_ONCE(g->woken_commits))
+		group_wake(g);
+}
+
+/*
+ * Records were committed. Waking the consumer for each one would cost the
+ * writer a cross-CPU wake-up per write and the consumer a poll() and a
+ * release per record, so wake-ups are coalesced: at once when
+ * REPL_WAKE_RECORDS records wait or a quarter of the ring is in use, else
+ * by a timer at the next tick. A poll() always sees every committed record;
+ * only the wake-up of a sleeping consumer waits, for a tick at most.
+ */
+void repl_group_notify(struct repl_group *g, unsigned int nr)
+{
+	struct repl_ring *ring = &g->ring;
+	u64 commits, used;
+
+	commits = atomic64_add_return(nr, &g->commits);
+	/* Pairs with test_and_clear_bit() in repl_poll(): commits, then bit. */
+	smp_mb__after_atomic();
+	if (test_bit(REPL_WAKE_PENDING, &g->flags))
+		return;
+	used = READ_ONCE(ring->ctl->producer_pos) -
+	       READ_ONCE(ring->ctl->released_pos);
+	if (commits - READ_ONCE(g->woken_commits) >= REPL_WAKE_RECORDS ||
+	    used >= ring->size / 4)
+		group_wake(g);
+	else if (!timer_pending(&g->wake_timer))
+		mod_timer(&g->wake_timer, jiffies + 1);
+}
+
+/* Something a consumer should see at once: a marker, an applied batch. */
+void repl_group_notify_now(struct repl_group *g)
+{
+	atomic64_inc(&g->commits);
+	/* Pairs with test_and_clear_bit() in repl_poll(): commits, then bit. */
+	smp_mb__after_atomic();
+	group_wake(g);
+}
+
 static struct repl_group *group_create(const struct repl_volume_args *args,
 				       char **error)
 {
@@ -71,6 +134,7 @@ static struct repl_group *group_create(const struct repl_volume_args *args,
 	init_waitqueue_head(&g->room_wait);
 	init_llist_head(&g->copy_list);
 	INIT_WORK(&g->copy_work, repl_copier_work);
+	timer_setup(&g->wake_timer, group_wake_timer, 0);
 
 	repl_apply_init(g, args->source);
 
@@ -136,6 +200,8 @@ static void group_leave(struct repl_group *g)
 	if (last) {
 		/* Its bios are all done; the copier may still be returning. */
 		flush_work(&g->copy_work);
+		/* Nothing commits any more: no new arming after this. */
+		del_timer_sync(&g->wake_timer);
 		list_del(&g->list);
 		repl_chardev_unregister(g);
 		wake_up_all(&g->poll_wait);
@@ -393,26 +459,6 @@ void repl_volume_mark_dirty(struct repl_volume *v, sector_t sector,
 		if (!test_and_set_bit(r, v->bitmap))
 			atomic64_inc(&v->dirty);
 	set_bit(REPL_BEHIND, &v->group->flags);
-}
-
-/*
- * A record was committed: wake poll()ers, once per batch. The bit is cleared
- * by poll() before it looks at the commit count, so a commit that poll() did
- * not see always finds it clear and wakes it. While it is set (the consumer
- * has not polled since the last wake-up), a plain read sees so and the
- * commit leaves the shared cache line alone.
- */
-void repl_group_notify(struct repl_group *g)
-{
-	atomic64_inc(&g->commits);
-	/* Pairs with test_and_clear_bit() in repl_poll(): commits, then bit. */
-	smp_mb__after_atomic();
-	if (test_bit(REPL_WAKE_PENDING, &g->flags))
-		return;
-	if (!test_and_set_bit(REPL_WAKE_PENDING, &g->flags)) {
-		atomic64_inc(&g->cnt.wakeups);
-		wake_up(&g->poll_wait);
-	}
 }
 
 /* Room was freed in the ring: let writers waiting under overflow block go. */

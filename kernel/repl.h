@@ -124,6 +124,8 @@ struct repl_counters {
 };
 
 #define REPL_WAKE_PENDING	0	/* bit in repl_group.flags */
+/* Committed records that wake a consumer at once (else the next tick). */
+#define REPL_WAKE_RECORDS	64
 #define REPL_BEHIND		1	/* a write went only to the bitmap */
 
 /* A secondary's apply state (kernel/apply.c). */
@@ -172,6 +174,8 @@ struct repl_group {
 	unsigned int role;		/* enum dm_repl_role, of every volume */
 	unsigned long flags;		/* REPL_WAKE_PENDING, REPL_BEHIND */
 	atomic64_t commits;		/* records committed, for poll() */
+	u64 woken_commits;		/* commits at the last wake-up */
+	struct timer_list wake_timer;	/* a wake-up the next tick */
 	wait_queue_head_t poll_wait;	/* consumers in poll() */
 	wait_queue_head_t room_wait;	/* writers waiting for ring room */
 
@@ -257,7 +261,8 @@ void repl_group_put(struct repl_group *g);
 extern struct mutex repl_groups_lock;
 void repl_volume_mark_dirty(struct repl_volume *v, sector_t sector,
 			    u32 nbytes);
-void repl_group_notify(struct repl_group *g);
+void repl_group_notify(struct repl_group *g, unsigned int nr);
+void repl_group_notify_now(struct repl_group *g);
 void repl_group_released(struct repl_group *g);
 bool repl_group_name_valid(const char *name);
 

@@ -9,7 +9,8 @@ mkdir -p "$out"
 # The virtio data disk: a sparse host file, filled by the guest first.
 rm -f "$out/vda.img"
 truncate -s 1G "$out/vda.img"
-DMREPL_KO=$PWD/dm-repl.ko tests/guest/vm.sh --quiet --mem 4096 --timeout 3600 \
+VM_ENV="BENCH_ROUNDS BENCH_RUNTIME BENCH_TARGETS" \
+	DMREPL_KO=$PWD/dm-repl.ko tests/guest/vm.sh --quiet --mem 4096 --timeout 3600 \
 	--disk "$out/vda.img" --out "$out/guest" -- bash tests/bench/guest-bench.sh
 rm -f "$out/vda.img"
 # Result lines: job target round iops MB/s.

@@ -8,9 +8,12 @@
  * in the environment replays a run; the seed is printed.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kselftest_harness.h"
@@ -420,6 +423,77 @@ TEST_F_TIMEOUT(capture, two_volumes_share_one_sequence_and_rebuild_each, 300)
 	check_final(_metadata, r);
 	EXPECT_LT(0U, r->n[OP_WRITE]);
 }
+
+struct sleeper {
+	struct dmrepl_ring *ring;
+	atomic_int asleep;	/* about to poll with nothing pending */
+	int ret;
+};
+
+static void *sleeper_thread(void *arg)
+{
+	struct sleeper *s = arg;
+
+	atomic_store(&s->asleep, 1);
+	s->ret = dmrepl_ring_wait(s->ring, 60000);
+	return NULL;
+}
+
+/*
+ * Wake-ups are coalesced (a burst of records, or the next tick), but never
+ * at a record's expense: poll() reports a committed record at once, and a
+ * consumer asleep in poll() is woken for a single record with nothing
+ * after it, by exactly one wake-up.
+ */
+TEST_F_TIMEOUT(capture, poll_reports_each_record_and_wakes_a_sleeper_for_one, 120)
+{
+	struct dm_repl_group_info before, after;
+	struct timespec pause = { 0, 200 * 1000000L };
+	struct tl_vol *v = &self->vols[0];
+	struct sleeper s = { 0 };
+	char msg[DMREPL_ERRMSG_LEN];
+	struct dmrepl_ring *ring;
+	pthread_t th;
+	void *buf;
+
+	ASSERT_EQ(0, tl_vol_create(&self->env, v, "cap3", "cap3", DATA_MB,
+				   RING_OPTS));
+	ASSERT_EQ(0, tl_ring_open(&self->env, "cap3", &ring, msg, sizeof(msg))) {
+		TH_LOG("%s", msg);
+	}
+	buf = tl_zalloc_aligned(4096);
+	ASSERT_NE(NULL, buf);
+	while (dmrepl_ring_wait(ring, 0) == 1)
+		;
+
+	/* Seen by poll() before any wake-up could have come. */
+	ASSERT_EQ(0, dmrepl_ring_info(ring, &before));
+	ASSERT_EQ(0, tl_pwrite_all(v->fd, buf, 4096, 0));
+	ASSERT_EQ(1, dmrepl_ring_wait(ring, 0));
+	ASSERT_EQ(0, dmrepl_ring_wait(ring, 0));
+	/* Its wake-up comes all the same, once, at the next tick. */
+	do {
+		nanosleep(&pause, NULL);
+		ASSERT_EQ(0, dmrepl_ring_info(ring, &after));
+	} while (after.wakeups == before.wakeups);
+	EXPECT_EQ(before.wakeups + 1, after.wakeups);
+
+	/* One record, well after the sleeper went to sleep. */
+	before = after;
+	s.ring = ring;
+	ASSERT_EQ(0, pthread_create(&th, NULL, sleeper_thread, &s));
+	while (!atomic_load(&s.asleep))
+		nanosleep(&pause, NULL);
+	nanosleep(&pause, NULL);
+	ASSERT_EQ(0, tl_pwrite_all(v->fd, buf, 4096, 4096));
+	ASSERT_EQ(0, pthread_join(th, NULL));
+	ASSERT_EQ(0, dmrepl_ring_info(ring, &after));
+	EXPECT_EQ(1, s.ret);
+	EXPECT_EQ(before.next_seq + 1, after.next_seq);
+	EXPECT_EQ(before.wakeups + 1, after.wakeups);
+	free(buf);
+}
+
 
 /* dmsetup message <dev> 0 <words>: its exit status. */
 static int dm_message(const char *dev, const char *words)
