@@ -75,6 +75,13 @@ static void group_wake_timer(struct timer_list *t)
 {
 	struct repl_group *g = from_timer(g, t, wake_timer);
 
+	/*
+	 * Pairs with atomic64_add_return() in repl_group_notify(): either that
+	 * commit sees this timer no longer pending and arms it again, or this
+	 * read sees the commit. The timer core's unlock before calling us
+	 * orders nothing against a later load.
+	 */
+	smp_mb();
 	if (atomic64_read(&g->commits) != READ_ONCE(g->woken_commits))
 		group_wake(g);
 }

@@ -39,6 +39,7 @@ PACKAGES=(
 	libext2fs-dev
 	comerr-dev
 	bc
+	linux-perf
 )
 
 check_only=0

@@ -9,7 +9,7 @@ set -euo pipefail
 source "$(dirname "$0")/../guest/lib.sh"
 
 RUNTIME=${BENCH_RUNTIME:-10}
-ROUNDS=${BENCH_ROUNDS:-3}
+ROUNDS=${BENCH_ROUNDS:-5}
 
 ram_disks 2 1024
 # brd allocates a page at its first write, and the host file behind a
@@ -20,15 +20,34 @@ for d in "${DEVICES[@]}"; do
 	dd if=/dev/zero of="$d" bs=1M count=1024 oflag=direct status=none || true
 done
 
+# BENCH_PROFILE=1: each run under `perf record` (cpu-clock, every CPU), its
+# busiest tasks and symbols on stderr as "# perf" lines. Slower: compare
+# profiles with each other, not their figures with a plain run's.
+PERF=()
+[[ -n ${BENCH_PROFILE:-} ]] &&
+	PERF=(perf record -q -F 999 -e cpu-clock -a -o /tmp/perf.data --)
+
+perf_top() {
+	[[ -n ${BENCH_PROFILE:-} ]] || return 0
+	{
+		perf report -i /tmp/perf.data --stdio --sort cpu,comm 2>/dev/null |
+			grep '%' | head -8
+		perf report -i /tmp/perf.data --stdio --sort sym 2>/dev/null |
+			grep '%' | grep -v native_safe_halt | head -30
+	} | sed 's/^/# perf /' >&2
+}
+
 # fio_job NAME DEV ARGS...: prints "iops MB/s" of the write side (terse v3:
 # field 48 is write bandwidth in KiB/s, 49 write IOPS).
 fio_job() {
 	local name=$1 dev=$2
 	shift 2
-	fio --name="$name" --filename="$dev" --direct=1 --ioengine=libaio \
-		--time_based --runtime="$RUNTIME" --ramp_time=2 --size=1G \
-		--output-format=terse --terse-version=3 "$@" |
-		awk -F';' '{ printf "%d %.1f\n", $49, $48 / 1024 }'
+	"${PERF[@]}" fio --name="$name" --filename="$dev" --direct=1 \
+		--ioengine=libaio --time_based --runtime="$RUNTIME" \
+		--ramp_time=2 --size=1G --output-format=terse \
+		--terse-version=3 "$@" |
+		awk -F';' 'NF > 49 { printf "%d %.1f\n", $49, $48 / 1024 }'
+	perf_top
 }
 
 JOBS=("randwrite-4k-qd32 --rw=randwrite --bs=4k --iodepth=32"
@@ -37,7 +56,7 @@ JOBS=("randwrite-4k-qd32 --rw=randwrite --bs=4k --iodepth=32"
 # Targets: dm-linear; repl with the default activity log (512 hot extents
 # of 4 MiB: the 1 GiB working set fits); repl-al-small, an AL of 16 hot
 # extents of 1 MiB that the random writes keep evicting (its cost).
-TARGETS=(${BENCH_TARGETS:-linear repl repl-al-small})
+read -r -a TARGETS <<<"${BENCH_TARGETS:-linear repl repl-al-small}"
 
 repl_setup() {
 	"$REPLTOOL" meta create --force --group bench "$@" --data-dev "$DATA" /dev/ram1 >/dev/null
@@ -57,6 +76,9 @@ setup() {
 teardown() {
 	if [[ $1 == repl* ]]; then
 		echo "# repl status: $(dmsetup status bench)"
+		echo "# repl wake-ups: $("$REPLTOOL" status bench |
+			awk '/^(next_seq|wakeups) / { v[$1] = $2 }
+			     END { print v["wakeups"], "for", v["next_seq"] - 1, "records" }')"
 		kill -INT "$CONSUMER"
 		wait "$CONSUMER" || true
 	fi
@@ -70,10 +92,10 @@ for DATA in "${DEVICES[@]}"; do
 		name=$name@${DATA#/dev/}
 		for ((round = 1; round <= ROUNDS; round++)); do
 			for target in "${TARGETS[@]}"; do
-				setup $target
+				setup "$target"
 				# shellcheck disable=SC2086
 				echo "$name $target $round $(fio_job "$name" /dev/mapper/bench $args)"
-				teardown $target
+				teardown "$target"
 			done
 		done
 	done

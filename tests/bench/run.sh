@@ -9,13 +9,13 @@ mkdir -p "$out"
 # The virtio data disk: a sparse host file, filled by the guest first.
 rm -f "$out/vda.img"
 truncate -s 1G "$out/vda.img"
-VM_ENV="BENCH_ROUNDS BENCH_RUNTIME BENCH_TARGETS" \
+VM_ENV="BENCH_ROUNDS BENCH_RUNTIME BENCH_TARGETS BENCH_PROFILE" \
 	DMREPL_KO=$PWD/dm-repl.ko tests/guest/vm.sh --quiet --mem 4096 --timeout 3600 \
 	--disk "$out/vda.img" --out "$out/guest" -- bash tests/bench/guest-bench.sh
 rm -f "$out/vda.img"
 # Result lines: job target round iops MB/s.
 awk 'NF == 5 && $2 ~ /^(linear|repl|repl-al-small)$/' "$out/guest/output.log" >"$out/raw.txt"
-grep -E '^# repl status' "$out/guest/output.log" || true
+grep -E '^# (repl status|repl wake-ups|perf)' "$out/guest/output.log" || true
 {
 	# One line per job and repl target: its IOPS and MB/s against
 	# dm-linear's in the same run.

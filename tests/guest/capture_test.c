@@ -22,7 +22,7 @@
 #define DATA_MB		64
 #define RING_OPTS	"2 ring_mb 64"
 #define RANDOM_OPS	500
-#define MAX_WRITE	(256U << 10)
+#define MAX_WRITE	(1U << 20)	/* a record's largest payload */
 #define MAX_RANGE	(1U << 20)	/* discards and zeroings */
 #define RELEASE_EVERY	32		/* ops between releases */
 
@@ -493,7 +493,6 @@ TEST_F_TIMEOUT(capture, poll_reports_each_record_and_wakes_a_sleeper_for_one, 12
 	EXPECT_EQ(before.wakeups + 1, after.wakeups);
 	free(buf);
 }
-
 
 /* dmsetup message <dev> 0 <words>: its exit status. */
 static int dm_message(const char *dev, const char *words)
