@@ -18,17 +18,27 @@ awk 'NF == 5 && $2 ~ /^(linear|repl|repl-al-small)$/' "$out/guest/output.log" >"
 grep -E '^# (repl status|repl wake-ups|perf)' "$out/guest/output.log" || true
 {
 	# One line per job and repl target: its IOPS and MB/s against
-	# dm-linear's in the same run.
-	printf '%-23s %-13s %12s %12s %12s %12s %8s\n' job target linear-iops \
-		iops linear-MB/s MB/s ratio
-	awk '{ iops[$1, $2] += $4; mbs[$1, $2] += $5; jobs[$1] = 1; t[$2] = 1 }
+	# dm-linear's in the same run (the ratio of the sums), and the lowest
+	# and highest ratio of a single round, which show the run's noise.
+	printf '%-23s %-13s %12s %12s %12s %12s %8s %11s\n' job target \
+		linear-iops iops linear-MB/s MB/s ratio rounds
+	awk '{ iops[$1, $2] += $4; mbs[$1, $2] += $5; jobs[$1] = 1; t[$2] = 1
+	       round[$1, $2, $3] = $4; rounds[$3] = 1 }
 	     END {
 		for (j in jobs) for (x in t) {
 			if (x == "linear") continue
 			r = iops[j, "linear"] ? iops[j, x] / iops[j, "linear"] : 0
-			printf "%-23s %-13s %12d %12d %12.1f %12.1f %8.2f\n", j, x,
-				iops[j, "linear"], iops[j, x],
-				mbs[j, "linear"], mbs[j, x], r
+			lo = hi = ""
+			for (n in rounds) {
+				l = round[j, "linear", n]
+				if (!l) continue
+				q = round[j, x, n] / l
+				if (lo == "" || q < lo) lo = q
+				if (hi == "" || q > hi) hi = q
+			}
+			printf "%-23s %-13s %12d %12d %12.1f %12.1f %8.2f %5.2f-%.2f\n",
+				j, x, iops[j, "linear"], iops[j, x],
+				mbs[j, "linear"], mbs[j, x], r, lo, hi
 		}
 	     }' "$out/raw.txt" | sort
 	echo "(sums over $(awk '{print $3}' "$out/raw.txt" | sort -u | wc -l) rounds; kernel $(tests/guest/vm.sh --print-kver), $(date -u +%F))"
