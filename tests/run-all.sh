@@ -1,18 +1,29 @@
 #!/usr/bin/env bash
 # The whole test suite (what `make check` runs after building):
-#   1. host unit tests (libdmrepl, under ASan/UBSan)
+#   0. build: the unit and guest test programs build (the compiler's
+#      message is the failure's diagnostic), and tests/manifest names every
+#      test program source
+#   1. host unit tests (libdmrepl, under ASan/UBSan), one TAP file each
 #   2. dkms: the module source builds through dkms for the guest kernel;
-#      style: checkpatch.pl finds nothing in the kernel code
+#      crash and apply-crash power-cut tests; style: checkpatch.pl finds
+#      nothing in the kernel code
 #   3. guest tests: one qemu run of Debian's kernel with dm-repl.ko loaded
-#      runs every scenario and kselftest program of tests/guest/
+#      runs the "guest" suites of tests/manifest (tests/guest/run.sh); a
+#      second, short one with more memory runs the "bigmem" suites
 # Each suite leaves its TAP output in build/results/; tests/lib/summary.sh
-# prints the totals ("N passed, N failed, N skipped") and sets the status.
+# checks them against tests/manifest, prints the totals ("N passed,
+# N failed, N skipped") and sets the status.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 TOP=$PWD
 RESULTS=$TOP/build/results
+# shellcheck source=tests/lib/manifest.sh
+source tests/lib/manifest.sh
 rm -rf "$RESULTS"
 mkdir -p "$RESULTS"
+
+# Memory of the second guest: the 4 GiB ring needs more than 8 GiB.
+BIGMEM_MB=${BIGMEM_MB:-10240}
 
 # run_suite NAME CMD...: run CMD, keep its output and exit status.
 run_suite() {
@@ -21,38 +32,107 @@ run_suite() {
 	echo "== $name"
 	"$@" >"$RESULTS/$name.tap" 2>&1
 	echo $? >"$RESULTS/$name.tap.rc"
-	grep -E '^(not )?ok ' "$RESULTS/$name.tap" | sed 's/^/   /'
+	grep -E '^(not )?ok |^Bail out!' "$RESULTS/$name.tap" | sed 's/^/   /'
 }
 
-run_suite unit make -s -C tests/unit run
+# build_check N WHAT CMD...: TAP line N, ok when CMD succeeds; its output
+# (the compiler's messages) as diagnostics, and on stderr, when it fails.
+build_check() {
+	local n=$1 what=$2 out
+	shift 2
+	if out=$("$@" 2>&1); then
+		echo "ok $n - $what"
+	else
+		echo "not ok $n - $what"
+		printf '%s\n' "$out" | tail -40 | sed 's/^/# /'
+		printf '%s\n' "$out" | tail -40 | sed "s|^|$what: |" >&2
+	fi
+}
+
+# Every test program source is a suite of the manifest (or it would be
+# built and never run).
+manifest_covers_sources() {
+	local f name missing=0
+	for f in tests/unit/test_*.c; do
+		name=$(basename "$f" .c)
+		manifest_entries unit | grep -qx "$name" ||
+			{ echo "$f: no 'unit $name' line in $MANIFEST" && missing=1; }
+	done
+	for f in tests/guest/*_test.c; do
+		name=$(basename "$f" .c)
+		{ manifest_entries guest && manifest_entries bigmem; } | awk '{ print $1 }' |
+			grep -qx "$name" ||
+			{ echo "$f: no 'guest $name' (or 'bigmem $name') line in $MANIFEST" && missing=1; }
+	done
+	return $missing
+}
+
+echo "== build"
+{
+	echo "1..3"
+	build_check 1 "tests/unit builds" make -s -C tests/unit all
+	# No program of an earlier build may stand in for one that fails now.
+	rm -f tests/guest/*_test
+	build_check 2 "tests/guest builds" make -s -C tests/guest
+	build_check 3 "tests/manifest names every test program" manifest_covers_sources
+} >"$RESULTS/build.tap"
+grep -E '^(not )?ok ' "$RESULTS/build.tap" | sed 's/^/   /'
+
+# A program that did not build leaves no results: summary.sh counts it.
+while read -r t _; do
+	[[ -x tests/unit/$t ]] || continue
+	# shellcheck disable=SC2016 # $1 is the inner shell's
+	run_suite "$(manifest_result unit "$t")" bash -c 'cd tests/unit && exec "./$1"' - "$t"
+done < <(manifest_entries unit)
 run_suite dkms tests/dkms-build.sh
 run_suite crash tests/crash.sh
 run_suite apply-crash tests/apply-crash.sh
 run_suite style tests/checkpatch.sh
 
-make -s -C tests/guest || echo "tests/guest: build failed" >&2
+# guest_verdict SUITE VM_STATUS OUT DONE_FILE: the host's verdict on a guest
+# run: its kernel log is clean, and its run.sh finished, said so (DONE_FILE,
+# written last, holds run.sh's exit status) and vm.sh returned that status.
+guest_verdict() {
+	local suite=$1 rc=$2 out=$3 done_file=$4 st=""
+	[[ -r $done_file ]] && st=$(tr -dc '0-9' <"$done_file")
+	{
+		echo "1..2"
+		if ((rc == 123)); then
+			echo "not ok 1 - guest console free of kernel errors"
+			grep -E 'BUG:|WARNING:|Oops|KASAN|general protection|circular locking|blocked for more|Kernel panic|UBSAN' \
+				"$out/console.log" "$out/dmesg.log" | head -20 | sed 's/^/# /'
+		else
+			echo "ok 1 - guest console free of kernel errors"
+		fi
+		if [[ -n $st ]] && ((rc == st || rc == 123)); then
+			echo "ok 2 - guest run.sh finished and wrote its completion marker (status $st)"
+		else
+			echo "not ok 2 - guest run.sh finished and wrote its completion marker"
+			if [[ -z $st ]]; then
+				echo "# no completion marker $(basename "$done_file"): run.sh ended early or did not run (vm.sh status $rc)"
+			else
+				echo "# run.sh said $st, vm.sh status $rc"
+			fi
+			tail -20 "$out/output.log" "$out/console.log" 2>/dev/null | sed 's/^/# /'
+		fi
+	} >"$RESULTS/$suite.tap"
+}
+
 GUEST_OUT=$TOP/build/guest/out
 echo "== guest (Debian $(tests/guest/vm.sh --print-kver) under qemu)"
 DMREPL_KO=$TOP/dm-repl.ko tests/guest/vm.sh --quiet --timeout 2700 --out "$GUEST_OUT" \
-	-- bash tests/guest/run.sh "$RESULTS"
-rc=$?
-# The guest's own verdict on its console: no BUG, WARNING, Oops, lockdep.
-{
-	echo "1..1"
-	if ((rc == 123)); then
-		echo "not ok 1 - guest console free of kernel errors"
-		grep -E 'BUG:|WARNING:|Oops|KASAN|general protection|circular locking|blocked for more|Kernel panic|UBSAN' \
-			"$GUEST_OUT/console.log" "$GUEST_OUT/dmesg.log" | head -20 | sed 's/^/# /'
-	elif ((rc >= 124)); then
-		echo "not ok 1 - guest run completed (vm.sh status $rc)"
-		tail -20 "$GUEST_OUT/console.log" | sed 's/^/# /'
-	else
-		echo "ok 1 - guest console free of kernel errors"
-	fi
-} >"$RESULTS/guest-console.tap"
+	-- bash tests/guest/run.sh "$RESULTS" guest
+guest_verdict guest-console $? "$GUEST_OUT" "$RESULTS/guest-run.done"
+
+BIG_OUT=$TOP/build/guest/out-bigmem
+echo "== guest with ${BIGMEM_MB} MB (the bigmem suites)"
+DMREPL_KO=$TOP/dm-repl.ko tests/guest/vm.sh --quiet --mem "$BIGMEM_MB" --timeout 900 \
+	--out "$BIG_OUT" -- bash tests/guest/run.sh "$RESULTS" bigmem
+guest_verdict guest-bigmem-console $? "$BIG_OUT" "$RESULTS/guest-bigmem-run.done"
+
 for f in "$RESULTS"/guest-*.tap; do
 	echo "== $(basename "$f" .tap)"
-	grep -E '^(not )?ok ' "$f" | sed 's/^/   /'
+	grep -E '^(not )?ok |^Bail out!' "$f" | sed 's/^/   /'
 done
 
 echo
