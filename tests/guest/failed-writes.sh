@@ -7,6 +7,7 @@ source "$(dirname "$0")/../lib/tap.sh"
 source "$(dirname "$0")/lib.sh"
 
 tap_plan 7
+tap_strict
 ram_disks 2 16
 S=$(blockdev --getsz /dev/ram0)
 HALF=$((S / 2))

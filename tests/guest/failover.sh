@@ -29,6 +29,7 @@ fails_with() {
 write_random() { dd if=/dev/urandom of="/dev/mapper/$1" bs=4k count="$2" seek="$3" oflag=direct status=none; }
 
 tap_plan 22
+tap_strict
 meta_create /dev/ram1 g1 /dev/ram0
 "$REPLTOOL" meta create --force --role secondary --group g2 --data-dev /dev/ram2 /dev/ram3 >/dev/null
 dm_create p1 "0 $S repl /dev/ram0 /dev/ram1 g1 primary"

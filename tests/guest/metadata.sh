@@ -22,6 +22,7 @@ dirty() { dmsetup status mv | awk '{ split($11, d, "/"); print d[1] }'; }
 load() { dm_create mv "0 $S repl $D $M gm primary 2 ring_mb $1"; }
 
 tap_plan 14
+tap_strict
 meta_create $M gm $D
 load 64
 tap_check "a loaded volume's metadata is not clean" test "$(field flags)" = "-"

@@ -180,13 +180,14 @@ counters() {
 		END { print "" }'
 }
 
-tap_plan 27
+tap_plan 32
+tap_strict
 tap_diag "seed $SEED (set TEST_SEED to replay)"
 
 # ---------------------------------------------------------------------------
 # One volume per group: vm0 to vm0r.
-volume vm0-disk0 vm0 primary 0 || tap_diag "primary volume: failed"
-volume vm0r-disk0 vm0r secondary 0 vm0 || tap_diag "secondary volume: failed"
+tap_setup "primary volume" volume vm0-disk0 vm0 primary 0
+tap_setup "secondary volume" volume vm0r-disk0 vm0r secondary 0 vm0
 tap_check "one volume: primary and secondary loaded" \
 	test -c /dev/dm-repl/vm0 -a -c /dev/dm-repl/vm0r
 tap_check "the secondary says it is one" \
@@ -221,10 +222,10 @@ tap_check "nothing is left of the first pair" test "$(live_objects)" = "0 0 0"
 # ---------------------------------------------------------------------------
 # Two volumes per group: vm1 (volumes 0 and 1) to vm1r, the example of
 # Documentation/replication-local.md.
-volume vm1-disk0 vm1 primary 0 || tap_diag "primary volume 0: failed"
-volume vm1-disk1 vm1 primary 1 || tap_diag "primary volume 1: failed"
-volume vm1r-disk0 vm1r secondary 0 vm1 || tap_diag "secondary volume 0: failed"
-volume vm1r-disk1 vm1r secondary 1 vm1 || tap_diag "secondary volume 1: failed"
+tap_setup "primary volume 0" volume vm1-disk0 vm1 primary 0
+tap_setup "primary volume 1" volume vm1-disk1 vm1 primary 1
+tap_setup "secondary volume 0" volume vm1r-disk0 vm1r secondary 0 vm1
+tap_setup "secondary volume 1" volume vm1r-disk1 vm1r secondary 1 vm1
 tap_check "two volumes: both groups have two" \
 	test "$(dmsetup status | grep -c ' repl ')" = 4
 feed_start vm1 vm1r
@@ -235,6 +236,8 @@ out=$(quiesce vm1 vm1r) && tap_ok "the secondary applied the primary's last sequ
 tap_check "volume 0 is replicated byte for byte" cmp /dev/mapper/vm1-disk0 /dev/mapper/vm1r-disk0
 tap_check "volume 1 is replicated byte for byte" cmp /dev/mapper/vm1-disk1 /dev/mapper/vm1r-disk1
 tap_diag "replicated: $(counters vm1r)"
+rec=$(status_of vm1r applied_seq)
+tap_check "records were replicated (two volumes, applied_seq $rec)" test "$rec" -gt 100
 feed_stop >"$W/stop.out" && tap_ok "the feeder stops cleanly (two volumes)" ||
 	tap_fail "the feeder stops cleanly (two volumes)" "$(cat "$W/stop.out")"
 tap_diag "apply: $(cat "$W/apply.out" "$W/apply.err")"
@@ -251,24 +254,40 @@ tap_check "nothing is left of the second pair" test "$(live_objects)" = "0 0 0"
 # record files, applied in order; the first one applied again is skipped.
 # Both "hosts" are this guest: the replica's group has its own name and
 # names its source.
-D=$(loop_disk $MB)
-M=$(loop_disk 4)
-RD=$(loop_disk $MB)
-RM=$(loop_disk 4)
-dd if=/dev/urandom of="$D" bs=1M count=$MB oflag=direct status=none
-dd if="$D" of="$W/vm3-seed.img" bs=1M iflag=direct status=none
-dd if="$W/vm3-seed.img" of="$RD" bs=1M oflag=direct conv=fsync status=none
-"$REPLTOOL" meta create --role primary --group vm3 --data-dev "$D" "$M" >/dev/null
-dm_create vm3-disk0 "0 $(blockdev --getsz "$D") repl $D $M vm3 primary 2 ring_mb 128"
-"$REPLTOOL" meta create --role secondary --group vm3r --data-dev "$RD" "$RM" >/dev/null
-dm_create vm3r-disk0 "0 $(blockdev --getsz "$RD") repl $RD $RM vm3r secondary 2 source vm3"
+# Set-up steps, not tests: a failure ends the suite (Bail out!).
+D=$(loop_disk $MB) && M=$(loop_disk 4) && RD=$(loop_disk $MB) && RM=$(loop_disk 4) ||
+	tap_bail "by media: loop disks"
+tap_setup "by media: random data on the primary's disk" \
+	dd if=/dev/urandom of="$D" bs=1M count=$MB oflag=direct status=none
+tap_setup "by media: the seed copy" dd if="$D" of="$W/vm3-seed.img" bs=1M iflag=direct status=none
+tap_setup "by media: the seed copy onto the replica's disk" \
+	dd if="$W/vm3-seed.img" of="$RD" bs=1M oflag=direct conv=fsync status=none
+tap_setup "by media: primary metadata" \
+	"$REPLTOOL" meta create --role primary --group vm3 --data-dev "$D" "$M"
+tap_setup "by media: primary volume" \
+	dm_create vm3-disk0 "0 $(blockdev --getsz "$D") repl $D $M vm3 primary 2 ring_mb 128"
+tap_setup "by media: secondary metadata" \
+	"$REPLTOOL" meta create --role secondary --group vm3r --data-dev "$RD" "$RM"
+tap_setup "by media: secondary volume" \
+	dm_create vm3r-disk0 "0 $(blockdev --getsz "$RD") repl $RD $RM vm3r secondary 2 source vm3"
 tap_check "seeded: the replica starts as the primary" cmp /dev/mapper/vm3-disk0 /dev/mapper/vm3r-disk0
 
-out=$(fio_run "$((SEED + 2))" /dev/mapper/vm3-disk0) || tap_diag "$out"
-"$REPLTOOL" dump --raw --release vm3 >"$W/vm3-0001.rec"
+# A failed workload is a failed test, and a file of no records proves
+# nothing: the seeded replica already equals the primary.
+out=$(fio_run "$((SEED + 2))" /dev/mapper/vm3-disk0) &&
+	tap_ok "fio on the primary for the first file, verified: $out" ||
+	tap_fail "fio on the primary for the first file" "$out"
+tap_setup "by media: dump the first file" \
+	bash -c "'$REPLTOOL' dump --raw --release vm3 >'$W/vm3-0001.rec'"
 n1=$(last_seq vm3)		# the first file holds sequences 1..n1
-out=$(fio_run "$((SEED + 3))" /dev/mapper/vm3-disk0) || tap_diag "$out"
-"$REPLTOOL" dump --raw --release vm3 >"$W/vm3-0002.rec"
+out=$(fio_run "$((SEED + 3))" /dev/mapper/vm3-disk0) &&
+	tap_ok "fio on the primary for the second file, verified: $out" ||
+	tap_fail "fio on the primary for the second file" "$out"
+tap_setup "by media: dump the second file" \
+	bash -c "'$REPLTOOL' dump --raw --release vm3 >'$W/vm3-0002.rec'"
+tap_check "the first file holds records (sequences 1 to $n1)" test "$n1" -gt 100
+tap_check "the second file holds records (sequences $((n1 + 1)) to $(last_seq vm3))" \
+	test "$(last_seq vm3)" -gt "$((n1 + 100))"
 tap_diag "record files: $(stat -c '%n %s bytes' "$W"/vm3-*.rec | tr '\n' ' ')"
 tap_check "the first file applies" "$REPLTOOL" apply -i "$W/vm3-0001.rec" vm3r
 tap_check "the second file applies" "$REPLTOOL" apply -i "$W/vm3-0002.rec" vm3r

@@ -7,6 +7,8 @@
 #   tap_ok "something that was checked by hand"
 #   tap_fail "name" "why it failed"
 #   tap_skip "name" "why it was skipped"
+#   tap_setup "what" CMD [ARGS...]   # a set-up step: not a test
+#   tap_strict          # any failing step outside a test ends the suite
 #   tap_done            # exits 1 if any test failed, else 0
 #
 # Output is TAP 13 (ok N - name / not ok N - name / ok N - name # SKIP why),
@@ -59,6 +61,36 @@ tap_check() {
 		tap_fail "$name" "command failed (exit $rc): $*${output:+
 $output}"
 	fi
+}
+
+# tap_setup WHAT CMD [ARGS...]: a set-up or tear-down step, not a test: not
+# counted when CMD succeeds; when it fails, "Bail out!" with its output, and
+# the suite ends with status 1 (tests/lib/summary.sh counts it as a failure).
+tap_setup() {
+	local what=$1 output rc=0
+	shift
+	output=$("$@" 2>&1) || rc=$?
+	((rc == 0)) && return 0
+	tap_bail "$what (exit $rc): $*${output:+
+$output}"
+}
+
+# tap_bail WHY: abort the suite: "Bail out! WHY" (first line; the rest as
+# diagnostics), exit status 1.
+tap_bail() {
+	echo "Bail out! ${1%%$'\n'*}"
+	[[ "$1" == *$'\n'* ]] && tap_diag "${1#*$'\n'}"
+	exit 1
+}
+
+# tap_strict: from here on, a command that fails outside a test and outside
+# a condition (a set-up or workload step: a dd, a dmsetup create, a fio run)
+# ends the suite with "Bail out!" naming it: a failed step is a failure,
+# never a diagnostic. (An ERR trap: commands in tap_check, if, while, && and
+# || lists, and inside functions are not caught.)
+tap_strict() {
+	# shellcheck disable=SC2154 # set by the trap
+	trap 'tap_bail "a step failed (exit $?, line $LINENO): $BASH_COMMAND"' ERR
 }
 
 # tap_done: close the run; exit status 1 if anything failed or the plan was
