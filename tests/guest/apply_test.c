@@ -19,6 +19,8 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <linux/fs.h>
@@ -1451,6 +1453,7 @@ struct poller {
 	int timeout_ms;
 	short revents;
 	int ret;
+	atomic_int tid;		/* the thread's, once it runs */
 };
 
 static void *poll_thread(void *arg)
@@ -1458,6 +1461,7 @@ static void *poll_thread(void *arg)
 	struct poller *p = arg;
 	struct pollfd pfd = { .fd = p->fd, .events = POLLIN };
 
+	atomic_store(&p->tid, gettid());
 	p->ret = poll(&pfd, 1, p->timeout_ms);
 	p->revents = pfd.revents;
 	return NULL;
@@ -1468,7 +1472,7 @@ TEST_F_TIMEOUT(apply, poll_reports_a_batch_applied, 120)
 {
 	struct ctx *c = &self->c;
 	struct pollfd pfd;
-	struct poller p;
+	struct poller p = { 0 };
 	pthread_t th;
 	int pfd_fd;
 
@@ -1487,7 +1491,12 @@ TEST_F_TIMEOUT(apply, poll_reports_a_batch_applied, 120)
 	p.fd = pfd_fd;
 	p.timeout_ms = 20000;
 	ASSERT_EQ(0, pthread_create(&th, NULL, poll_thread, &p));
-	usleep(300 * 1000);
+	while (!atomic_load(&p.tid))
+		sched_yield();
+	/* Asleep in poll() for sure: its state, not a guess at a duration. */
+	ASSERT_EQ(0, tl_wait_sleeping_in_poll(atomic_load(&p.tid), 60)) {
+		TH_LOG("the poller never slept in poll()");
+	}
 	batch_reset(&c->b);
 	b_random(c, &c->b, &c->s, 20, true);
 	apply_ok(_metadata, c, "the batch that wakes the poller");

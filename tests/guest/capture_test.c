@@ -426,7 +426,7 @@ TEST_F_TIMEOUT(capture, two_volumes_share_one_sequence_and_rebuild_each, 300)
 
 struct sleeper {
 	struct dmrepl_ring *ring;
-	atomic_int asleep;	/* about to poll with nothing pending */
+	atomic_int tid;		/* the thread's, once it runs */
 	int ret;
 };
 
@@ -434,7 +434,7 @@ static void *sleeper_thread(void *arg)
 {
 	struct sleeper *s = arg;
 
-	atomic_store(&s->asleep, 1);
+	atomic_store(&s->tid, gettid());
 	s->ret = dmrepl_ring_wait(s->ring, 60000);
 	return NULL;
 }
@@ -478,13 +478,15 @@ TEST_F_TIMEOUT(capture, poll_reports_each_record_and_wakes_a_sleeper_for_one, 12
 	} while (after.wakeups == before.wakeups);
 	EXPECT_EQ(before.wakeups + 1, after.wakeups);
 
-	/* One record, well after the sleeper went to sleep. */
+	/* One record, once the sleeper sleeps in poll() (its state, not a guess). */
 	before = after;
 	s.ring = ring;
 	ASSERT_EQ(0, pthread_create(&th, NULL, sleeper_thread, &s));
-	while (!atomic_load(&s.asleep))
+	while (!atomic_load(&s.tid))
 		nanosleep(&pause, NULL);
-	nanosleep(&pause, NULL);
+	ASSERT_EQ(0, tl_wait_sleeping_in_poll(atomic_load(&s.tid), 60)) {
+		TH_LOG("the sleeper never slept in poll()");
+	}
 	ASSERT_EQ(0, tl_pwrite_all(v->fd, buf, 4096, 4096));
 	ASSERT_EQ(0, pthread_join(th, NULL));
 	ASSERT_EQ(0, dmrepl_ring_info(ring, &after));

@@ -65,23 +65,25 @@ static int write_seeded(struct tl_vol *v, unsigned char *buf, uint32_t len,
 struct poller {
 	struct dmrepl_ring *ring;
 	atomic_int blocking;	/* about to wait with nothing pending */
+	atomic_int tid;		/* the thread's, once it runs */
 	atomic_int done;
 	int ret;
 };
 
-/* Wait until the group goes away (or 10 s): the first POLLINs are old news. */
+/* Wait until the group goes away: the first POLLINs are old news. */
 static void *poll_thread(void *arg)
 {
 	struct poller *p = arg;
 	int r;
 
+	atomic_store(&p->tid, gettid());
 	while ((r = dmrepl_ring_wait(p->ring, 0)) == 1)
 		;
 	atomic_store(&p->blocking, 1);
 	if (r == 0) {
 		do
 			r = dmrepl_ring_wait(p->ring, 10000);
-		while (r == 1);
+		while (r == 1 || r == 0);
 	}
 	p->ret = r;
 	atomic_store(&p->done, 1);
@@ -131,7 +133,10 @@ TEST_F_TIMEOUT(lifecycle, remove_under_a_mapped_polled_ring_hangs_up_and_keeps_t
 	ASSERT_EQ(0, pthread_create(&t, NULL, poll_thread, &p));
 	while (!atomic_load(&p.blocking))
 		sleep_ms(10);
-	sleep_ms(300);
+	/* Asleep in poll(): its state, not a guess at a duration. */
+	ASSERT_EQ(0, tl_wait_sleeping_in_poll(atomic_load(&p.tid), 60)) {
+		TH_LOG("the poller never slept in poll()");
+	}
 	EXPECT_EQ(0, atomic_load(&p.done)) {
 		TH_LOG("the poller did not block (returned %d)", p.ret);
 	}
@@ -434,54 +439,6 @@ TEST_F_TIMEOUT(lifecycle, create_write_remove_cycles_leak_nothing, 180)
 	}
 	EXPECT_EQ(0L, vmalloc_entries("repl_ring_init"));
 	EXPECT_EQ(0L, vmalloc_entries("dm_repl"));
-}
-
-static long long mem_total_kb(void)
-{
-	char out[64];
-
-	if (tl_run_out(out, sizeof(out), "awk '/^MemTotal:/ { print $2 }' /proc/meminfo"))
-		return -1;
-	return strtoll(out, NULL, 10);
-}
-
-/*
- * ring_mb is documented from 2 to 16384 (as memory allows): a 4 GiB ring has
- * 4 GiB of data and maps whole. Needs a guest with more than 8 GiB (the
- * table refuses a ring over half the memory): vm.sh --mem 9216. Writes
- * nothing to the volume: with a ring smaller than it claims, a write would
- * land outside the vmap area.
- */
-TEST_F_TIMEOUT(lifecycle, a_4096_mb_ring_has_4096_mb_and_maps_whole, 120)
-{
-	struct dm_repl_group_info info;
-	struct dmrepl_ring *ring;
-	char msg[DMREPL_ERRMSG_LEN], vm[512] = "";
-	long long kb = mem_total_kb();
-	int fd, r;
-
-	if (kb / 2 < (4096LL << 10) + (256LL << 10))
-		SKIP(return, "needs more than 8 GiB of guest memory (vm.sh --mem 9216), have %lld KiB", kb);
-	ASSERT_EQ(0, tl_vol_create(&self->env, &self->vol, "lc6", "lc6", DATA_MB,
-				   "2 ring_mb 4096"));
-	fd = tl_env_track_fd(&self->env, open("/dev/dm-repl/lc6", O_RDONLY | O_CLOEXEC));
-	ASSERT_LE(0, fd);
-	memset(&info, 0, sizeof(info));
-	info.abi_version = DM_REPL_ABI_VERSION;
-	ASSERT_EQ(0, ioctl(fd, DM_REPL_IOC_GROUP_INFO, &info));
-	EXPECT_EQ(4096ULL << 20, info.data_size);
-	tl_run_out(vm, sizeof(vm), "grep repl_ring_init /proc/vmallocinfo");
-	TH_LOG("vmallocinfo: %s", vm);
-	/* The kernel's area: control page + twice the data (+ guard page). */
-	EXPECT_LE((4096ULL << 21) + 4096, strtoull(strchr(vm, ' ') ?: "0", NULL, 10)) {
-		TH_LOG("the ring's vmap area is smaller than its data_size");
-	}
-	r = dmrepl_ring_open("lc6", &ring, msg, sizeof(msg));
-	EXPECT_EQ(0, r) {
-		TH_LOG("map %llu bytes: %s", (unsigned long long)info.mmap_size, msg);
-	}
-	if (!r)
-		dmrepl_ring_close(ring);
 }
 
 /*

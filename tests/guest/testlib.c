@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -708,4 +709,61 @@ int tl_get_bitmap(struct dmrepl_ring *ring, unsigned int volume, void *buf,
 	if (full_size)
 		*full_size = req.buf_size;
 	return 0;
+}
+
+/* The state letter of /proc/self/task/TID/stat, after "(comm) ". */
+static char task_state(pid_t tid)
+{
+	char path[64], buf[512], *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	p = strrchr(buf, ')');
+	return p && p[1] == ' ' ? p[2] : 0;
+}
+
+/* The system call TID is in (/proc/self/task/TID/syscall), or -1. */
+static long task_syscall(pid_t tid)
+{
+	char path[64], buf[256];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	if (buf[0] < '0' || buf[0] > '9')	/* "running" */
+		return -1;
+	return strtol(buf, NULL, 10);
+}
+
+int tl_wait_sleeping_in_poll(pid_t tid, int timeout_s)
+{
+	struct timespec tick = { 0, 1000000L };
+	long i, nr;
+
+	for (i = 0; i < timeout_s * 1000L; i++) {
+		nr = task_syscall(tid);
+		/* The state after the call: both say the same sleep. */
+		if ((nr == SYS_poll || nr == SYS_ppoll) && task_state(tid) == 'S' &&
+		    task_syscall(tid) == nr)
+			return 0;
+		nanosleep(&tick, NULL);
+	}
+	return -1;
 }

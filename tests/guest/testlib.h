@@ -70,6 +70,13 @@ int tl_dm_remove(struct tl_env *e, const char *name);
 
 /* "groups volumes files" from /sys/module/dm_repl/parameters/live_objects. */
 int tl_live_objects(char *buf, size_t len);
+
+/*
+ * Wait until thread TID of this process sleeps in poll() or ppoll() (its
+ * /proc state 'S' with that system call in progress): a state, not a
+ * duration. 0 once it does, -1 if it did not within timeout_s seconds.
+ */
+int tl_wait_sleeping_in_poll(pid_t tid, int timeout_s);
 /* Size in bytes of a block device (by fd). */
 int64_t tl_dev_bytes(int fd);
 /* major:minor of the block device at path. */
