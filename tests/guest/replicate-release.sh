@@ -72,22 +72,52 @@ load_stop() {
 	LOAD_PID=""
 }
 
-# released_le_applied N: N samples, 50 ms apart, of released_seq (g1), then
-# applied_seq (g2); fails naming the first sample where released passed it.
-released_le_applied() {
-	local i rel app
-	for ((i = 0; i < $1; i++)); do
-		rel=$(status_of g1 released_seq)
-		app=$(status_of g2 applied_seq)
-		if ((rel > app)); then
-			echo "released_seq $rel > applied_seq $app"
-			return 1
-		fi
-		sleep 0.05
+# Every release a replicate makes is checked as it happens, before it
+# happens, by tests/guest/releasecheck.so (LD_PRELOAD): the sequence
+# released must be at most g2's applied_seq. checked_replicate LOG ARGS...
+# execs `repltool replicate ARGS...` so, one line per release into LOG: run
+# it in the background (&), where its pid is the replicate's own.
+CHECK_SO=$(cd "$(dirname "$0")" && pwd)/releasecheck.so
+checked_replicate() {
+	local log=$1
+	shift
+	LD_PRELOAD=$CHECK_SO RELEASECHECK_TARGET=/dev/dm-repl/g2 RELEASECHECK_LOG=$log \
+		exec "$REPLTOOL" replicate "$@"
+}
+
+# releases_checked LOG: LOG has releases, each at most applied_seq then.
+releases_checked() {
+	local n bad
+	n=$(grep -c '^release ' "$1")
+	bad=$(grep -v ' ok$' "$1" | head -5)
+	if [[ -n $bad ]]; then
+		echo "$bad"
+		return 1
+	fi
+	((n > 0)) || { echo "no release was made" && return 1; }
+	echo "$n releases, each at most applied_seq"
+}
+
+# wait_releases LOG N: until LOG has N releases (at most 120 s).
+wait_releases() {
+	local i n
+	for ((i = 0; i < 1200; i++)); do
+		n=$(grep -c '^release ' "$1" 2>/dev/null)
+		((${n:-0} >= $2)) && return 0
+		sleep 0.1
 	done
 }
 
-tap_plan 20
+# released_le_applied: released_seq (g1) is at most applied_seq (g2) now
+# (read with no replicate running: neither moves).
+released_le_applied() {
+	local rel app
+	rel=$(status_of g1 released_seq)
+	app=$(status_of g2 applied_seq)
+	((rel <= app)) || { echo "released_seq $rel > applied_seq $app" && return 1; }
+}
+
+tap_plan 21
 tap_strict
 meta_create /dev/ram1 g1 /dev/ram0
 "$REPLTOOL" meta create --force --role secondary --group g2 --data-dev /dev/ram2 /dev/ram3 >/dev/null
@@ -117,23 +147,30 @@ tap_check "the replica saw none of them again" \
 # ---- killed while it follows a write load ----
 before=$(status_of g2 applied_seq)
 load_start
-"$REPLTOOL" replicate g1 g2 2>"$W/repl1.err" &
+[[ -x $CHECK_SO ]] || tap_bail "no $CHECK_SO: make -C tests/guest"
+checked_replicate "$W/rel1.log" g1 g2 2>"$W/repl1.err" &
 REPL_PID=$!
-tap_check "under load, released_seq never passes applied_seq" released_le_applied 40
+# It runs until it has released some records (a state, not a duration),
+# then a random while more.
+wait_releases "$W/rel1.log" 3
 sleep 0.$((RANDOM % 10))
 kill -KILL "$REPL_PID"
 wait "$REPL_PID" 2>/dev/null || true	# 137: the kill
 REPL_PID=""
+tap_check "under load, no release passed applied_seq ($(grep -c '^release ' "$W/rel1.log" 2>/dev/null) checked)" \
+	releases_checked "$W/rel1.log"
 tap_check "it applied records before it was killed" \
 	test "$(status_of g2 applied_seq)" -gt "$before"
-tap_check "after SIGKILL released_seq is still at most applied_seq" released_le_applied 10
+tap_check "after SIGKILL released_seq is still at most applied_seq" released_le_applied
 tap_diag "overflows $(status_of g1 overflows); killed at released_seq $(status_of g1 released_seq), applied_seq $(status_of g2 applied_seq), last_seq $(last_seq)"
 
-"$REPLTOOL" replicate --stats g1 g2 >"$W/repl2.out" 2>"$W/repl2.err" &
+checked_replicate "$W/rel2.log" --stats g1 g2 >"$W/repl2.out" 2>"$W/repl2.err" &
 REPL_PID=$!
-tap_check "restarted under load, released_seq never passes applied_seq" released_le_applied 20
+wait_releases "$W/rel2.log" 3
 load_stop
 tap_check "the restarted replicate catches up" quiesce
+tap_check "restarted under load, no release passed applied_seq ($(grep -c '^release ' "$W/rel2.log" 2>/dev/null) checked)" \
+	releases_checked "$W/rel2.log"
 kill -TERM "$REPL_PID"
 rc=0
 wait "$REPL_PID" || rc=$?
@@ -161,6 +198,14 @@ tap_check "with the right source the same records go through" \
 	"$REPLTOOL" replicate --once g1 g2
 tap_check "and are released" test "$(status_of g1 released_seq)" = "$(last_seq)"
 tap_check "and the replica is identical" same /dev/ram0 /dev/ram2
+
+# The control: the check sees a release of records never applied (dump
+# --release frees them at once).
+write_random 16 12288
+LD_PRELOAD=$CHECK_SO RELEASECHECK_TARGET=/dev/dm-repl/g2 RELEASECHECK_LOG=$W/control.log \
+	"$REPLTOOL" dump --raw --release g1 >/dev/null
+tap_check "the release check catches a release past applied_seq (control)" \
+	grep -q ' VIOLATION$' "$W/control.log"
 
 dmsetup remove p1
 dmsetup remove s1
