@@ -7,7 +7,7 @@ set -uo pipefail
 RESULTS=${1:?usage: run.sh RESULTS_DIR}
 cd "$(dirname "$0")"
 
-suites=(smoke.sh table.sh failed-writes.sh metadata.sh failover.sh replicate.sh replicate-release.sh apply-crash.sh)
+suites=(smoke.sh table.sh failed-writes.sh metadata.sh failover.sh stream.sh replicate.sh replicate-release.sh apply-crash.sh)
 for t in *_test; do
 	[[ -x $t ]] && suites+=("$t")
 done

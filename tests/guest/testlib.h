@@ -158,7 +158,9 @@ int tl_apply(unsigned char *img, size_t size, const struct dm_repl_rec *r);
  * strictly increasing; a jump
  * over sequences is counted in gap (only DISCARDED slots may cause one).
  * The first problem is kept in err. The headers of all records taken are
- * kept in hdrs (when keep_headers), for later analysis.
+ * kept in hdrs (when keep_headers), for later analysis. The ring's own
+ * records (STREAM, GAP) are checked and counted in stream_records and
+ * by_type only: records, hdrs and hook see the records operations made.
  */
 struct tl_consumer {
 	struct dmrepl_ring *ring;
@@ -172,6 +174,7 @@ struct tl_consumer {
 	uint64_t last_seq;		/* sequence of the last record taken */
 	uint64_t released;		/* last sequence released */
 	uint64_t records;
+	uint64_t stream_records;	/* STREAM and GAP */
 	uint64_t payload_bytes;
 	uint64_t by_type[DM_REPL_REC_TYPE_MAX + 1];
 	uint64_t gap;			/* sequences never seen */
