@@ -213,12 +213,15 @@ for _ in $(seq 600); do
 	(($(pseq) > 1)) && break
 	sleep 0.1
 done
+# Held open here too, as a VM holds its disk, whatever fio's phase.
+exec 4</dev/mapper/p1
 tries=0 refused=0
 while kill -0 "$fpid" 2>/dev/null; do
 	tries=$((tries + 1))
 	role p1 secondary 2>/dev/null || refused=$((refused + 1))
 	sleep 0.2
 done
+exec 4<&-
 wait "$fpid"
 frc=$?
 tap_check "roles under fio: fio verified every write (role changes tried $tries times)" \
