@@ -543,7 +543,7 @@ void repl_group_extend_lease(struct repl_group *g)
 	if (!r)
 		repl_ring_set_limit(&g->ring, limit);
 	else
-		DMERR("%s: cannot raise the sequence bound in every superblock (%d)",
+		DMERR_LIMIT("%s: cannot raise the sequence bound in every superblock (%d)",
 		      g->name, r);
 out:
 	mutex_unlock(&g->lock);
