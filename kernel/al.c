@@ -25,6 +25,8 @@
 #include <linux/log2.h>
 #include <linux/slab.h>
 
+#include <linux/sched/mm.h>
+
 #include "repl.h"
 
 struct repl_al_extent {
@@ -258,9 +260,12 @@ static void al_work(struct work_struct *work)
 	struct bio_list bios;
 	struct repl_io *io;
 	unsigned long flags;
+	unsigned int noio;
 	struct bio *bio;
 	int r = 0;
 
+	/* Writes wait for us: no allocation may recurse into I/O. */
+	noio = memalloc_noio_save();
 	mutex_lock(&al->txn_lock);
 	spin_lock_irqsave(&al->lock, flags);
 	bios = al->waiting;
@@ -286,6 +291,7 @@ static void al_work(struct work_struct *work)
 			dm_submit_bio_remap(bio, NULL);
 	}
 	mutex_unlock(&al->txn_lock);
+	memalloc_noio_restore(noio);
 }
 
 int repl_al_create(struct repl_volume *v)

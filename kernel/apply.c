@@ -34,13 +34,17 @@
 
 struct apply_rec {
 	u64 seq;
+	u64 stream;
+	u64 time_ns;
 	u64 epoch;
+	bool skip;		/* applied before: at or below applied_seq */
 	sector_t sector;
 	u32 nbytes;
 	u16 type;
 	u16 flags;
 	struct repl_volume *vol;
 	char *label;		/* MARKER: NUL-terminated */
+	struct dm_repl_stream_link *link;	/* STREAM */
 	struct bio *bio;	/* WRITE, RESYNC: the payload, not submitted */
 };
 
@@ -68,6 +72,9 @@ struct apply_batch {
 	unsigned int nr_window;
 	struct apply_range window[APPLY_WINDOW];
 	bool inconsistent;	/* after the records submitted so far */
+	bool outdated;		/* after the records submitted so far */
+	u64 consistent_seq, consistent_time_ns;
+	const struct apply_rec *applied;	/* the last one submitted */
 
 	/* What it did. */
 	u64 records, skipped, bytes, flushes;
@@ -89,6 +96,7 @@ static const int reason_errno[] = {
 	[DM_REPL_APPLY_SEQ_GAP]		= EILSEQ,
 	[DM_REPL_APPLY_IO_ERROR]	= EIO,
 	[DM_REPL_APPLY_NOT_SECONDARY]	= EPERM,
+	[DM_REPL_APPLY_UNKNOWN_STREAM]	= EILSEQ,
 };
 
 static const char * const reason_text[] = {
@@ -107,6 +115,7 @@ static const char * const reason_text[] = {
 	[DM_REPL_APPLY_SEQ_GAP]		= "sequence gap",
 	[DM_REPL_APPLY_IO_ERROR]	= "I/O error",
 	[DM_REPL_APPLY_NOT_SECONDARY]	= "group is not secondary",
+	[DM_REPL_APPLY_UNKNOWN_STREAM]	= "record of a stream that does not follow the applied one",
 };
 
 void repl_apply_init(struct repl_group *g, const char *source)
@@ -129,9 +138,9 @@ void repl_apply_init(struct repl_group *g, const char *source)
 void repl_apply_join(struct repl_group *g, struct repl_volume *v)
 {
 	struct repl_apply *a = &g->apply;
-	u64 seq = le64_to_cpu(v->sb->applied_seq);
-	bool inconsistent = le32_to_cpu(v->sb->flags) &
-			    DM_REPL_META_F_INCONSISTENT;
+	const struct dm_repl_meta_sb *sb = v->sb;
+	u64 seq = le64_to_cpu(sb->applied_seq);
+	u32 sb_flags = le32_to_cpu(sb->flags);
 	unsigned long flags;
 
 	mutex_lock(&a->lock);
@@ -143,10 +152,18 @@ void repl_apply_join(struct repl_group *g, struct repl_volume *v)
 				DMWARN("%s: volume %u has applied up to %llu only: the group resumes from there",
 				       g->name, v->index, seq);
 			a->applied_seq = seq;
+			a->applied_stream = le64_to_cpu(sb->stream);
+			a->applied_time_ns = 0;
 			a->applied_epoch = 0;
-			a->next_epoch = 0;
+			a->next_epoch = le64_to_cpu(sb->next_epoch);
 		}
-		a->inconsistent |= inconsistent;
+		a->inconsistent |= sb_flags & DM_REPL_META_F_INCONSISTENT;
+		if ((sb_flags & DM_REPL_META_F_OUTDATED) && !a->outdated) {
+			a->outdated = true;
+			a->consistent_seq = le64_to_cpu(sb->consistent_seq);
+			a->consistent_time_ns =
+				le64_to_cpu(sb->consistent_time_ns);
+		}
 		spin_unlock_irqrestore(&a->stat_lock, flags);
 	}
 	mutex_unlock(&a->lock);
@@ -225,7 +242,14 @@ static unsigned int check_structure(const struct dm_repl_rec *h, size_t avail)
 	if (type < DM_REPL_REC_WRITE || type > DM_REPL_REC_TYPE_MAX)
 		return DM_REPL_APPLY_BAD_TYPE;
 	if ((flags & ~DM_REPL_RECF_KNOWN) ||
-	    ((flags & DM_REPL_RECF_RESYNC_END) && type != DM_REPL_REC_RESYNC))
+	    ((flags & DM_REPL_RECF_RESYNC_END) && type != DM_REPL_REC_RESYNC) ||
+	    ((flags & DM_REPL_RECF_GAP) && type != DM_REPL_REC_STREAM))
+		return DM_REPL_APPLY_BAD_FLAGS;
+	if (h->reserved)
+		return DM_REPL_APPLY_BAD_FLAGS;
+	/* The ring's own records never fail: no VOID form. */
+	if ((flags & DM_REPL_RECF_VOID) &&
+	    (type == DM_REPL_REC_STREAM || type == DM_REPL_REC_GAP))
 		return DM_REPL_APPLY_BAD_FLAGS;
 	if (flags & DM_REPL_RECF_VOID)
 		return plen ? DM_REPL_APPLY_BAD_LENGTH : DM_REPL_APPLY_OK;
@@ -248,6 +272,14 @@ static unsigned int check_structure(const struct dm_repl_rec *h, size_t avail)
 		break;
 	case DM_REPL_REC_MARKER:
 		if (!plen || plen > DM_REPL_MARKER_LABEL_MAX || nbytes)
+			return DM_REPL_APPLY_BAD_LENGTH;
+		break;
+	case DM_REPL_REC_STREAM:
+		if (plen != sizeof(struct dm_repl_stream_link) || nbytes)
+			return DM_REPL_APPLY_BAD_LENGTH;
+		break;
+	case DM_REPL_REC_GAP:
+		if (plen || nbytes)
 			return DM_REPL_APPLY_BAD_LENGTH;
 		break;
 	}
@@ -278,9 +310,16 @@ static int read_payload_bio(struct apply_rec *rec, const char __user *src,
 	struct bio *bio;
 	struct page *page;
 	u32 n;
+	unsigned short nr_vecs = DIV_ROUND_UP(len, PAGE_SIZE);
 
-	bio = bio_alloc(NULL, DIV_ROUND_UP(len, PAGE_SIZE), REQ_OP_WRITE,
-			GFP_KERNEL);
+	/*
+	 * A batch holds its payloads until it is judged whole: its own
+	 * allocations, never a bio_set's reserve that I/O relies on.
+	 */
+	bio = bio_kmalloc(nr_vecs, GFP_KERNEL);
+	if (!bio)
+		return -ENOMEM;
+	bio_init(bio, NULL, bio->bi_inline_vecs, nr_vecs, REQ_OP_WRITE);
 	rec->bio = bio;
 	for (; len; len -= n, src += n) {
 		n = min_t(u32, len, PAGE_SIZE);
@@ -295,6 +334,13 @@ static int read_payload_bio(struct apply_rec *rec, const char __user *src,
 	return 0;
 }
 
+static void payload_bio_free(struct bio *bio)
+{
+	bio_free_pages(bio);
+	bio_uninit(bio);
+	kfree(bio);
+}
+
 static int read_label(struct apply_rec *rec, const char __user *src, u32 len,
 		      u32 *crc)
 {
@@ -304,6 +350,18 @@ static int read_label(struct apply_rec *rec, const char __user *src, u32 len,
 	if (copy_from_user(rec->label, src, len))
 		return -EFAULT;
 	*crc = crc32c(*crc, rec->label, len);
+	return 0;
+}
+
+static int read_link(struct apply_rec *rec, const char __user *src, u32 len,
+		     u32 *crc)
+{
+	rec->link = kmalloc(len, GFP_KERNEL);
+	if (!rec->link)
+		return -ENOMEM;
+	if (copy_from_user(rec->link, src, len))
+		return -EFAULT;
+	*crc = crc32c(*crc, rec->link, len);
 	return 0;
 }
 
@@ -320,6 +378,8 @@ static int read_record(struct apply_batch *b, struct apply_rec *rec,
 	crc = crc32c(~0U, &zeroed, sizeof(zeroed));
 	if (plen && rec->type == DM_REPL_REC_MARKER)
 		r = read_label(rec, src, plen, &crc);
+	else if (plen && rec->type == DM_REPL_REC_STREAM)
+		r = read_link(rec, src, plen, &crc);
 	else if (plen)
 		r = read_payload_bio(rec, src, plen, &crc);
 	if (r)
@@ -329,17 +389,25 @@ static int read_record(struct apply_batch *b, struct apply_rec *rec,
 	return 0;
 }
 
+static int check_sequence(struct apply_batch *b, struct apply_rec *rec,
+			  const struct apply_rec *prev);
+
 /* Where the record goes and where it stands in the group's sequence. */
 static int check_place(struct apply_batch *b, struct apply_rec *rec,
 		       const struct dm_repl_rec *h)
 {
-	struct repl_apply *a = &b->g->apply;
 	const struct apply_rec *prev = b->nr > 1 ? rec - 1 : NULL;
+	struct repl_apply *a = &b->g->apply;
 	unsigned int index = le16_to_cpu(h->volume);
-	u64 expect_epoch = 0;
 
 	if (le32_to_cpu(h->group_tag) != a->source_tag)
 		return refuse(b, DM_REPL_APPLY_OTHER_GROUP, rec->seq);
+	/* The ring's own records: of the group, on no volume. */
+	if (rec->type == DM_REPL_REC_STREAM || rec->type == DM_REPL_REC_GAP) {
+		if (index)
+			return refuse(b, DM_REPL_APPLY_NO_VOLUME, rec->seq);
+		return check_sequence(b, rec, prev);
+	}
 	if (index >= DM_REPL_MAX_VOLUMES || !b->vols[index])
 		return refuse(b, DM_REPL_APPLY_NO_VOLUME, rec->seq);
 	rec->vol = b->vols[index];
@@ -347,13 +415,76 @@ static int check_place(struct apply_batch *b, struct apply_rec *rec,
 	    (rec->nbytes >> SECTOR_SHIFT) > rec->vol->sectors - rec->sector)
 		return refuse(b, DM_REPL_APPLY_OUT_OF_RANGE, rec->seq);
 
+	return check_sequence(b, rec, prev);
+}
+
+static bool link_names(const struct dm_repl_stream_link *link, u64 stream)
+{
+	unsigned int i;
+
+	for (i = 0; i < DM_REPL_STREAM_HISTORY; i++)
+		if (le64_to_cpu(link->prev[i]) == stream)
+			return true;
+	return false;
+}
+
+/*
+ * A STREAM record begins a stream after the one the replica is at (@stream,
+ * up to @seq): it must name that stream among those before it and, unless
+ * it says GAP, go on right after it. A replica that never applied a stream
+ * (0) takes the first one it is given.
+ */
+static int check_new_stream(struct apply_batch *b, struct apply_rec *rec,
+			    u64 stream, u64 seq, u64 expect_epoch)
+{
+	bool gap = rec->flags & DM_REPL_RECF_GAP;
+
+	if (rec->type != DM_REPL_REC_STREAM ||
+	    (stream && !link_names(rec->link, stream)))
+		return refuse(b, DM_REPL_APPLY_UNKNOWN_STREAM, rec->seq);
+	if (!gap && rec->seq != seq + 1)
+		return refuse(b, DM_REPL_APPLY_SEQ_GAP, rec->seq);
+	if (!rec->epoch || (!gap && expect_epoch && rec->epoch != expect_epoch))
+		return refuse(b, DM_REPL_APPLY_BAD_EPOCH, rec->seq);
+	return 0;
+}
+
+/*
+ * Where the record stands: right after the one before it in the batch (or,
+ * for the first, at or below applied_seq + 1 of the applied stream, those
+ * at or below being skipped), or at the start of a new stream. Records
+ * count as applied by (stream, sequence), never by the sequence alone.
+ */
+static int check_sequence(struct apply_batch *b, struct apply_rec *rec,
+			  const struct apply_rec *prev)
+{
+	struct repl_apply *a = &b->g->apply;
+	u64 stream = prev ? prev->stream : a->applied_stream;
+	/* After records skipped, the replica is where it was. */
+	u64 seq = prev && !prev->skip ? prev->seq : a->applied_seq;
+	u64 expect_epoch;
+
+	if (!rec->seq || rec->seq >= REPL_SEQ_MAX)
+		return refuse(b, DM_REPL_APPLY_SEQ_GAP, rec->seq);
+
+	if (prev)
+		expect_epoch = prev->epoch + (prev->type == DM_REPL_REC_FLUSH);
+	else
+		expect_epoch = a->next_epoch;
+	if (!rec->stream)
+		return refuse(b, DM_REPL_APPLY_UNKNOWN_STREAM, rec->seq);
+	/* A replica that never applied a stream adopts the first record's. */
+	if (rec->stream != stream &&
+	    (prev || stream || rec->type == DM_REPL_REC_STREAM))
+		return check_new_stream(b, rec, stream, seq, expect_epoch);
+
 	if (prev ? rec->seq != prev->seq + 1 :
 		   !rec->seq || rec->seq > a->applied_seq + 1)
 		return refuse(b, DM_REPL_APPLY_SEQ_GAP, rec->seq);
-	if (prev)
-		expect_epoch = prev->epoch + (prev->type == DM_REPL_REC_FLUSH);
-	else if (rec->seq == a->applied_seq + 1)
-		expect_epoch = a->next_epoch;
+	rec->skip = prev ? prev->skip && rec->seq <= a->applied_seq :
+			   rec->seq <= a->applied_seq;
+	if (!prev && rec->seq != seq + 1)
+		expect_epoch = 0;
 	if (!rec->epoch || (expect_epoch && rec->epoch != expect_epoch))
 		return refuse(b, DM_REPL_APPLY_BAD_EPOCH, rec->seq);
 	return 0;
@@ -380,6 +511,8 @@ static int parse_record(struct apply_batch *b, const char __user *src,
 	if (!rec)
 		return -ENOMEM;
 	rec->seq = le64_to_cpu(h.seq);
+	rec->stream = le64_to_cpu(h.stream);
+	rec->time_ns = le64_to_cpu(h.time_ns);
 	rec->epoch = le64_to_cpu(h.epoch);
 	rec->sector = le64_to_cpu(h.sector);
 	rec->nbytes = le32_to_cpu(h.nbytes);
@@ -414,8 +547,7 @@ static void apply_end_io(struct bio *bio)
 
 	if (bio->bi_status)
 		WRITE_ONCE(b->status, bio->bi_status);
-	bio_free_pages(bio);
-	bio_put(bio);
+	payload_bio_free(bio);
 	if (atomic_dec_and_test(&b->pending))
 		complete(&b->done);
 }
@@ -505,34 +637,109 @@ static void flush_written(struct apply_batch *b)
 	b->written = 0;
 }
 
-/* Write applied_seq and the flags into every volume's superblock. */
-static int persist(struct apply_batch *b, u64 seq, bool inconsistent)
+static void sb_flag(struct dm_repl_meta_sb *sb, u32 flag, bool set)
 {
+	if (set)
+		sb->flags |= cpu_to_le32(flag);
+	else
+		sb->flags &= cpu_to_le32(~flag);
+}
+
+void repl_apply_to_sb(const struct repl_apply_point *p,
+		      struct dm_repl_meta_sb *sb)
+{
+	sb->applied_seq = cpu_to_le64(p->applied_seq);
+	sb->stream = cpu_to_le64(p->applied_stream);
+	sb->next_epoch = cpu_to_le64(p->next_epoch);
+	sb->consistent_seq = cpu_to_le64(p->outdated ? p->consistent_seq : 0);
+	sb->consistent_time_ns =
+		cpu_to_le64(p->outdated ? p->consistent_time_ns : 0);
+	sb_flag(sb, DM_REPL_META_F_INCONSISTENT, p->inconsistent);
+	sb_flag(sb, DM_REPL_META_F_OUTDATED, p->outdated);
+}
+
+/* Where the group is now. Caller holds a->lock. */
+void repl_apply_point(const struct repl_apply *a, struct repl_apply_point *p)
+{
+	*p = (struct repl_apply_point) {
+		.applied_seq = a->applied_seq,
+		.applied_stream = a->applied_stream,
+		.next_epoch = a->next_epoch,
+		.inconsistent = a->inconsistent,
+		.outdated = a->outdated,
+		.consistent_seq = a->consistent_seq,
+		.consistent_time_ns = a->consistent_time_ns,
+	};
+}
+
+/* The point after the records of the batch submitted so far. */
+static void batch_point(const struct apply_batch *b,
+			struct repl_apply_point *p)
+{
+	const struct apply_rec *last = b->applied;
+
+	repl_apply_point(&b->g->apply, p);
+	if (last) {
+		p->applied_seq = last->seq;
+		p->applied_stream = last->stream;
+		p->next_epoch = last->epoch + (last->type == DM_REPL_REC_FLUSH);
+	}
+	p->inconsistent = b->inconsistent;
+	p->outdated = b->outdated;
+	p->consistent_seq = b->consistent_seq;
+	p->consistent_time_ns = b->consistent_time_ns;
+}
+
+/* Write the batch's point into every volume's superblock. */
+static int persist(struct apply_batch *b)
+{
+	struct repl_apply_point p;
 	struct repl_volume *v;
 	unsigned int i;
 	int r = 0;
 
+	batch_point(b, &p);
 	for (i = 0; i < DM_REPL_MAX_VOLUMES; i++) {
 		v = b->vols[i];
 		if (!v)
 			continue;
-		v->sb->applied_seq = cpu_to_le64(seq);
-		if (inconsistent)
-			v->sb->flags |= cpu_to_le32(DM_REPL_META_F_INCONSISTENT);
-		else
-			v->sb->flags &= cpu_to_le32(~DM_REPL_META_F_INCONSISTENT);
+		repl_apply_to_sb(&p, v->sb);
 		r = repl_meta_write_sb(v->meta_bdev, v) ?: r;
 	}
 	return r;
 }
 
+/*
+ * From this record on the replica is not crash-consistent: what came before
+ * it is the last consistent state, which status reports until a resync.
+ */
+static void become_outdated(struct apply_batch *b)
+{
+	const struct apply_rec *last = b->applied;
+
+	if (b->outdated)
+		return;
+	b->outdated = true;
+	b->consistent_seq = last ? last->seq : b->g->apply.applied_seq;
+	b->consistent_time_ns = last ? last->time_ns :
+				b->g->apply.applied_time_ns;
+	/*
+	 * On disk before anything past the gap lands: a crash from here on
+	 * must not leave a replica that says consistent. What came before
+	 * the gap is made durable first, so the point persisted is true.
+	 */
+	flush_written(b);
+	if (persist(b))
+		WRITE_ONCE(b->status, BLK_STS_IOERR);
+}
+
 /* A resync begins: the replica says so on disk before its data changes. */
 static void begin_resync(struct apply_batch *b)
 {
-	window_drain(b);
-	if (persist(b, b->g->apply.applied_seq, true))
-		WRITE_ONCE(b->status, BLK_STS_IOERR);
+	flush_written(b);
 	b->inconsistent = true;
+	if (persist(b))
+		WRITE_ONCE(b->status, BLK_STS_IOERR);
 }
 
 static void apply_one(struct apply_batch *b, struct apply_rec *rec)
@@ -542,8 +749,18 @@ static void apply_one(struct apply_batch *b, struct apply_rec *rec)
 		if (!b->inconsistent)
 			begin_resync(b);
 		submit_write(b, rec);
-		if (rec->flags & DM_REPL_RECF_RESYNC_END)
+		/* The resync made the replica whole again. */
+		if (rec->flags & DM_REPL_RECF_RESYNC_END) {
 			b->inconsistent = false;
+			b->outdated = false;
+		}
+		break;
+	case DM_REPL_REC_STREAM:
+		if (rec->flags & DM_REPL_RECF_GAP)
+			become_outdated(b);
+		break;
+	case DM_REPL_REC_GAP:
+		become_outdated(b);
 		break;
 	case DM_REPL_REC_WRITE:
 		submit_write(b, rec);
@@ -566,33 +783,42 @@ static struct apply_rec *batch_submit(struct apply_batch *b)
 	unsigned int i;
 
 	b->inconsistent = a->inconsistent;
+	b->outdated = a->outdated;
+	b->consistent_seq = a->consistent_seq;
+	b->consistent_time_ns = a->consistent_time_ns;
 	for (i = 0; i < b->nr && !READ_ONCE(b->status); i++) {
 		struct apply_rec *rec = &b->recs[i];
 
-		if (rec->seq <= a->applied_seq) {
+		if (rec->skip) {
 			b->skipped++;
 			continue;
 		}
-		/* A failed flush still ends its epoch. */
+		/*
+		 * A write that failed on the primary left its range there
+		 * undefined and dirty: a hole here. A failed flush still ends
+		 * its epoch.
+		 */
+		if (rec->flags & DM_REPL_RECF_VOID)
+			become_outdated(b);
 		if (!(rec->flags & DM_REPL_RECF_VOID) ||
 		    rec->type == DM_REPL_REC_FLUSH)
 			apply_one(b, rec);
 		last = rec;
+		b->applied = rec;
 		b->records++;
 	}
 	flush_written(b);
 	return last;
 }
 
-static void note_markers(struct apply_batch *b, u64 from)
+static void note_markers(struct apply_batch *b)
 {
 	struct repl_apply *a = &b->g->apply;
 	struct dm_repl_applied_marker *m;
 	unsigned int i;
 
 	for (i = 0; i < b->nr; i++) {
-		if (b->recs[i].type != DM_REPL_REC_MARKER ||
-		    b->recs[i].seq <= from ||
+		if (b->recs[i].type != DM_REPL_REC_MARKER || b->recs[i].skip ||
 		    (b->recs[i].flags & DM_REPL_RECF_VOID))
 			continue;
 		if (a->nr_markers == DM_REPL_APPLY_MARKERS) {
@@ -612,18 +838,21 @@ static void batch_done(struct apply_batch *b, const struct apply_rec *last)
 {
 	struct repl_apply *a = &b->g->apply;
 	unsigned long flags;
-	u64 from;
 
 	spin_lock_irqsave(&a->stat_lock, flags);
-	from = a->applied_seq;
 	if (last) {
 		a->applied_seq = last->seq;
+		a->applied_stream = last->stream;
+		a->applied_time_ns = last->time_ns;
 		a->applied_epoch = last->epoch;
 		a->next_epoch = last->epoch +
 				(last->type == DM_REPL_REC_FLUSH);
 		a->inconsistent = b->inconsistent;
+		a->outdated = b->outdated;
+		a->consistent_seq = b->consistent_seq;
+		a->consistent_time_ns = b->consistent_time_ns;
 	}
-	note_markers(b, from);
+	note_markers(b);
 	a->batches++;
 	a->records += b->records;
 	a->skipped += b->skipped;
@@ -646,14 +875,36 @@ static void invalidate_touched(struct apply_batch *b)
 			invalidate_bdev(dm_disk(b->vols[i]->md)->part0);
 }
 
+/*
+ * The batch failed half-way: the superblocks may already say INCONSISTENT
+ * (a resync began) or OUTDATED (a gap), and so must the group, whatever
+ * applied_seq says.
+ */
+static void note_failed_point(struct apply_batch *b)
+{
+	struct repl_apply *a = &b->g->apply;
+	unsigned long flags;
+
+	spin_lock_irqsave(&a->stat_lock, flags);
+	a->inconsistent |= b->inconsistent;
+	if (b->outdated && !a->outdated) {
+		a->outdated = true;
+		a->consistent_seq = b->consistent_seq;
+		a->consistent_time_ns = b->consistent_time_ns;
+	}
+	spin_unlock_irqrestore(&a->stat_lock, flags);
+}
+
 static int batch_apply(struct apply_batch *b)
 {
 	struct apply_rec *last = batch_submit(b);
 
 	invalidate_touched(b);
-	if (b->status)
+	if (b->status) {
+		note_failed_point(b);
 		return refuse(b, DM_REPL_APPLY_IO_ERROR, last ? last->seq : 0);
-	if (last && persist(b, last->seq, b->inconsistent))
+	}
+	if (last && persist(b))
 		return refuse(b, DM_REPL_APPLY_IO_ERROR, last->seq);
 	batch_done(b, last);
 	return 0;
@@ -678,14 +929,22 @@ static void note_refusal(struct repl_group *g, unsigned int reason, u64 seq,
 static struct apply_batch *batch_alloc(struct repl_group *g)
 {
 	struct apply_batch *b = kzalloc(sizeof(*b), GFP_KERNEL);
+	unsigned int i;
 
 	if (!b)
 		return NULL;
 	b->g = g;
 	atomic_set(&b->pending, 1);
 	init_completion(&b->done);
+	/*
+	 * Only volumes that joined (under a->lock, held here): a volume whose
+	 * table is still being built may be behind the group, and a batch
+	 * must not carry it past records it never had.
+	 */
 	mutex_lock(&g->lock);
-	memcpy(b->vols, g->volumes, sizeof(b->vols));
+	for (i = 0; i < DM_REPL_MAX_VOLUMES; i++)
+		if (g->volumes[i] && g->volumes[i]->joined)
+			b->vols[i] = g->volumes[i];
 	mutex_unlock(&g->lock);
 	return b;
 }
@@ -695,11 +954,10 @@ static void batch_free(struct apply_batch *b)
 	unsigned int i;
 
 	for (i = 0; i < b->nr; i++) {
-		if (b->recs[i].bio) {
-			bio_free_pages(b->recs[i].bio);
-			bio_put(b->recs[i].bio);
-		}
+		if (b->recs[i].bio)
+			payload_bio_free(b->recs[i].bio);
 		kfree(b->recs[i].label);
+		kfree(b->recs[i].link);
 	}
 	kvfree(b->recs);
 	kfree(b);
@@ -727,6 +985,12 @@ ssize_t repl_apply_write(struct repl_group *g, const char __user *buf,
 		r = -ENODEV;
 		goto out;
 	}
+	/* A promotion may have come while this write waited for the lock. */
+	if (g->role != DM_REPL_ROLE_SECONDARY) {
+		note_refusal(g, DM_REPL_APPLY_NOT_SECONDARY, 0, -EPERM);
+		r = -EPERM;
+		goto out;
+	}
 	b = batch_alloc(g);
 	if (!b) {
 		r = -ENOMEM;
@@ -749,7 +1013,11 @@ void repl_apply_info(struct repl_group *g, struct dm_repl_apply_info *info)
 	unsigned long flags;
 
 	spin_lock_irqsave(&a->stat_lock, flags);
-	info->flags = a->inconsistent ? DM_REPL_APPLYF_INCONSISTENT : 0;
+	info->flags = (a->inconsistent ? DM_REPL_APPLYF_INCONSISTENT : 0) |
+		      (a->outdated ? DM_REPL_APPLYF_OUTDATED : 0);
+	info->applied_stream = a->applied_stream;
+	info->consistent_seq = a->outdated ? a->consistent_seq : 0;
+	info->consistent_time_ns = a->outdated ? a->consistent_time_ns : 0;
 	info->applied_seq = a->applied_seq;
 	info->applied_epoch = a->applied_epoch;
 	info->batches = a->batches;

@@ -178,13 +178,16 @@ void repl_capture(struct repl_target *rt, struct bio *bio, sector_t sector,
 	nr = bio_records(bio, sector, v->index, reqs);
 	if (!nr) {
 		/* A write we cannot describe still must not be forgotten. */
-		if (io->nbytes)
+		if (io->nbytes) {
 			repl_volume_mark_dirty(v, sector, io->nbytes);
+			repl_ring_note_overflow(&g->ring);
+		}
 		return;
 	}
 	if (repl_ring_reserve(&g->ring, reqs, nr) &&
 	    (!rt->overflow_block || reserve_blocking(rt, bio, reqs, nr))) {
 		atomic64_inc(&g->cnt.overflows);
+		repl_ring_note_overflow(&g->ring);
 		if (io->nbytes)
 			repl_volume_mark_dirty(v, sector, io->nbytes);
 		else

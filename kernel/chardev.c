@@ -120,6 +120,7 @@ static void fill_ring_info(struct dm_repl_group_info *info,
 	info->producer_pos = ring->ctl->producer_pos;
 	info->released_pos = ring->ctl->released_pos;
 	info->released_seq = ring->ctl->released_seq;
+	info->stream = ring->stream;
 	spin_unlock_irqrestore(&ring->lock, flags);
 }
 
@@ -214,12 +215,17 @@ static long ioctl_release(struct repl_group *g, void __user *arg)
 	return r;
 }
 
-/* Copy out as much of the bitmap as fits; buf_size returns its full size. */
+/*
+ * Copy out as much of the bitmap as fits; buf_size returns its full size.
+ * The bits are taken under g->lock (the volume may go), copied to the user
+ * without it (the copy may fault and sleep).
+ */
 static long ioctl_get_bitmap(struct repl_group *g, void __user *arg)
 {
 	struct dm_repl_bitmap_req req;
 	struct repl_volume *v;
-	size_t bytes;
+	unsigned long *bits = NULL;
+	size_t bytes = 0;
 	long r = 0;
 
 	if (copy_from_user(&req, arg, sizeof(req)))
@@ -230,25 +236,28 @@ static long ioctl_get_bitmap(struct repl_group *g, void __user *arg)
 	    req.volume >= DM_REPL_MAX_VOLUMES)
 		return -EINVAL;
 
-	mutex_lock(&g->lock);
-	v = g->volumes[req.volume];
-	if (!v) {
-		r = -ENOENT;
-		goto out;
-	}
-	bytes = BITS_TO_LONGS(v->nr_regions) * sizeof(long);
 	/* Longs of a little-endian host read as bytes in little-endian bit order. */
 	BUILD_BUG_ON(IS_ENABLED(CONFIG_CPU_BIG_ENDIAN));
-	if (copy_to_user(u64_to_user_ptr(req.buf), v->bitmap,
-			 min_t(u64, bytes, req.buf_size))) {
-		r = -EFAULT;
-		goto out;
+	mutex_lock(&g->lock);
+	v = g->volumes[req.volume];
+	if (v) {
+		bytes = BITS_TO_LONGS(v->nr_regions) * sizeof(long);
+		bits = kvmalloc(bytes, GFP_KERNEL);
+		if (bits)
+			memcpy(bits, v->bitmap, bytes);
 	}
-	req.buf_size = bytes;
-	if (copy_to_user(arg, &req, sizeof(req)))
-		r = -EFAULT;
-out:
 	mutex_unlock(&g->lock);
+	if (!v)
+		return -ENOENT;
+	if (!bits)
+		return -ENOMEM;
+	if (copy_to_user(u64_to_user_ptr(req.buf), bits,
+			 min_t(u64, bytes, req.buf_size)))
+		r = -EFAULT;
+	kvfree(bits);
+	req.buf_size = bytes;
+	if (!r && copy_to_user(arg, &req, sizeof(req)))
+		r = -EFAULT;
 	return r;
 }
 

@@ -155,6 +155,8 @@ static struct repl_group *group_create(const struct repl_volume_args *args,
 		goto bad_ring;
 	}
 	g->ring.group_tag = repl_group_tag(g->name);
+	if (args->role == DM_REPL_ROLE_PRIMARY)
+		repl_ring_from_sb(&g->ring, args->meta->sb);
 	r = repl_chardev_register(g);
 	if (r) {
 		*error = "Cannot register the group's character device";
@@ -326,6 +328,9 @@ static struct repl_volume *volume_create(struct repl_group *g,
 		r = -ENOMEM;
 		goto bad;
 	}
+	/* A primary's superblock names the running stream before any write. */
+	if (g->role == DM_REPL_ROLE_PRIMARY)
+		repl_ring_to_sb(&g->ring, v->sb);
 	r = repl_meta_open(args->meta_bdev, v, error);
 	if (r)
 		goto bad;
@@ -415,12 +420,25 @@ out:
  * The last target of a volume leaves: its writes still in the ring go to
  * its bitmap, which the metadata device keeps until the volume comes back.
  */
-static void volume_save(struct repl_volume *v, struct block_device *meta_bdev)
+static void volume_save(struct repl_volume *v, struct block_device *meta_bdev,
+			bool last)
 {
-	struct repl_ring *ring = &v->group->ring;
+	struct repl_group *g = v->group;
+	struct repl_ring *ring = &g->ring;
 
 	repl_al_destroy(v);	/* its worker is idle from here */
 	repl_ring_mark_unreleased(ring, v);
+	/*
+	 * The stream ends with the group's last volume: only its superblock
+	 * may say exactly where. A volume that leaves earlier keeps the bound.
+	 */
+	if (g->role == DM_REPL_ROLE_PRIMARY) {
+		repl_ring_to_sb(ring, v->sb);
+		/* A gap not in the ring yet: the bound stays, so the next says it. */
+		if (last && !repl_ring_gap_owed(ring))
+			v->sb->seq_next =
+				cpu_to_le64(repl_ring_last_seq(ring) + 1);
+	}
 	repl_meta_close(meta_bdev, v, READ_ONCE(ring->ctl->released_seq));
 }
 
@@ -442,7 +460,7 @@ void repl_volume_put(struct repl_volume *v, struct block_device *meta_bdev)
 	}
 	mutex_unlock(&g->lock);
 	if (gone) {
-		volume_save(v, meta_bdev);
+		volume_save(v, meta_bdev, !g->nr_volumes);
 		kfree(v->sb);
 		kvfree(v->bitmap);
 		kfree(v);
@@ -452,6 +470,26 @@ void repl_volume_put(struct repl_volume *v, struct block_device *meta_bdev)
 	mutex_unlock(&repl_groups_lock);
 	mutex_unlock(&g->apply.lock);
 	repl_group_put(g);
+}
+
+/*
+ * A target of the volume resumes (or stops being live). Under g->lock, as
+ * role changes check that none is: a resume waits for a role change in
+ * progress, and its bios are mapped under the new role.
+ */
+void repl_volume_set_active(struct repl_target *rt, bool active)
+{
+	struct repl_group *g = rt->vol->group;
+
+	mutex_lock(&g->lock);
+	if (rt->active != active) {
+		rt->active = active;
+		if (active)
+			atomic_inc(&rt->vol->active);
+		else
+			atomic_dec(&rt->vol->active);
+	}
+	mutex_unlock(&g->lock);
 }
 
 /* Mark every region that [sector, sector + nbytes) touches. Atomic context. */
@@ -472,4 +510,41 @@ void repl_volume_mark_dirty(struct repl_volume *v, sector_t sector,
 void repl_group_released(struct repl_group *g)
 {
 	wake_up_all(&g->room_wait);
+	repl_group_extend_lease(g);
+	if (READ_ONCE(g->role) == DM_REPL_ROLE_PRIMARY &&
+	    repl_ring_emit_gap(&g->ring))
+		repl_group_notify_now(g);
+}
+
+/*
+ * Raise the bound of the stream's sequences in every superblock before the
+ * ring may use it (see REPL_SEQ_LEASE). Process context.
+ */
+void repl_group_extend_lease(struct repl_group *g)
+{
+	struct repl_volume *v;
+	unsigned int i;
+	u64 limit;
+	int r = 0;
+
+	if (!repl_ring_lease_low(&g->ring, &limit))
+		return;
+	mutex_lock(&g->lock);
+	if (g->role != DM_REPL_ROLE_PRIMARY ||
+	    !repl_ring_lease_low(&g->ring, &limit))
+		goto out;
+	for (i = 0; i < DM_REPL_MAX_VOLUMES; i++) {
+		v = g->volumes[i];
+		if (!v)
+			continue;
+		v->sb->seq_next = cpu_to_le64(limit);
+		r = repl_meta_write_sb(v->meta_bdev, v) ?: r;
+	}
+	if (!r)
+		repl_ring_set_limit(&g->ring, limit);
+	else
+		DMERR_LIMIT("%s: cannot raise the sequence bound in every superblock (%d)",
+		      g->name, r);
+out:
+	mutex_unlock(&g->lock);
 }

@@ -18,8 +18,8 @@
 static int meta_io(struct block_device *bdev, sector_t sector, void *buf,
 		   blk_opf_t opf)
 {
-	struct bio *bio = bio_alloc(bdev, 1, opf | REQ_SYNC | REQ_META,
-				    GFP_KERNEL);
+	struct bio *bio = bio_alloc_bioset(bdev, 1, opf | REQ_SYNC | REQ_META,
+					   GFP_NOIO, &repl_bio_set);
 	int r;
 
 	bio->bi_iter.bi_sector = sector;
@@ -59,10 +59,6 @@ static const char *check_layout(const struct dm_repl_meta_sb *sb,
 	u32 region = le32_to_cpu(sb->region_sectors);
 	u64 regions;
 
-	if (!is_power_of_2(region) ||
-	    region < DM_REPL_META_REGION_SECTORS_MIN ||
-	    region > DM_REPL_META_REGION_SECTORS_MAX)
-		return "Metadata region size is invalid";
 	if (al_offset < DM_REPL_META_BLOCK_SECTORS ||
 	    al_offset % DM_REPL_META_BLOCK_SECTORS ||
 	    bm_offset < al_offset + al_sectors ||
@@ -74,6 +70,50 @@ static const char *check_layout(const struct dm_repl_meta_sb *sb,
 	regions = DIV_ROUND_UP_ULL(le64_to_cpu(sb->data_sectors), region);
 	if (bm_sectors != bm_blocks(regions) * DM_REPL_META_BLOCK_SECTORS)
 		return "Metadata bitmap does not match the data device";
+	return NULL;
+}
+
+static bool all_zero(const u8 *p, size_t n)
+{
+	return !n || (!p[0] && !memcmp(p, p + 1, n - 1));
+}
+
+/*
+ * The activity log's and the extents' fields, each with its own reason:
+ * the AL code divides by al_slots, writes hot_extents entries into one
+ * block and names extents with 32 bits. Values as repltool meta check
+ * judges them (Documentation/metadata.md).
+ */
+static const char *check_region(const struct dm_repl_meta_sb *sb)
+{
+	u32 region = le32_to_cpu(sb->region_sectors);
+
+	if (!is_power_of_2(region) ||
+	    region < DM_REPL_META_REGION_SECTORS_MIN ||
+	    region > DM_REPL_META_REGION_SECTORS_MAX)
+		return "Metadata region size is invalid";
+	return NULL;
+}
+
+static const char *check_al(const struct dm_repl_meta_sb *sb)
+{
+	u32 slots = le32_to_cpu(sb->al_slots);
+	u32 extent = le32_to_cpu(sb->extent_sectors);
+	u32 region = le32_to_cpu(sb->region_sectors);
+	u32 hot = le32_to_cpu(sb->hot_extents);
+
+	if (slots < DM_REPL_META_AL_SLOTS_MIN ||
+	    slots > DM_REPL_META_AL_SLOTS_MAX)
+		return "Metadata AL slot count is not from 2 to 1024";
+	if (le32_to_cpu(sb->al_slot_bytes) != DM_REPL_META_BLOCK_SIZE)
+		return "Metadata AL slot size is not 4096 bytes";
+	if (!is_power_of_2(extent) || extent < region ||
+	    extent > DM_REPL_META_EXTENT_SECTORS_MAX)
+		return "Metadata hot extent size is not a power of two from the region size to 1 GiB";
+	if (DIV_ROUND_UP_ULL(le64_to_cpu(sb->data_sectors), extent) > U32_MAX)
+		return "Metadata names more hot extents than 32-bit extent numbers hold";
+	if (!hot || hot > DM_REPL_AL_SLOT_EXTENTS)
+		return "Metadata hot extent count is not from 1 to 1008";
 	return NULL;
 }
 
@@ -98,6 +138,21 @@ static const char *check_sb(const struct dm_repl_meta_sb *sb,
 		return "Metadata superblock checksum mismatch (repltool meta check)";
 	if (le32_to_cpu(sb->flags) & ~DM_REPL_META_F_KNOWN)
 		return "Metadata superblock has unknown flags";
+	if (sb->reserved0 || sb->reserved1 ||
+	    !all_zero(sb->reserved, sizeof(sb->reserved)) ||
+	    !all_zero((const u8 *)sb + DM_REPL_META_SB_SIZE,
+		      DM_REPL_META_BLOCK_SIZE - DM_REPL_META_SB_SIZE))
+		return "Metadata superblock has reserved bytes that are not zero";
+	if (all_zero(sb->uuid, sizeof(sb->uuid)))
+		return "Metadata volume UUID is all zero";
+	if (le64_to_cpu(sb->released_seq) >= REPL_SEQ_MAX ||
+	    le64_to_cpu(sb->applied_seq) >= REPL_SEQ_MAX ||
+	    le64_to_cpu(sb->seq_next) >= REPL_SEQ_MAX ||
+	    le64_to_cpu(sb->next_epoch) >= REPL_SEQ_MAX ||
+	    le64_to_cpu(sb->consistent_seq) >= REPL_SEQ_MAX)
+		return "Metadata sequence or epoch is out of range (2^62 and above)";
+	if (strnlen(sb->group, sizeof(sb->group)) == sizeof(sb->group))
+		return "Metadata group name is not NUL-terminated";
 	if (strncmp(sb->group, args->group, sizeof(sb->group)))
 		return "Metadata belongs to another group";
 	if (le32_to_cpu(sb->role) != args->role)
@@ -111,7 +166,8 @@ static const char *check_sb(const struct dm_repl_meta_sb *sb,
 	if (args->region_kb && le32_to_cpu(sb->region_sectors) !=
 	    args->region_kb << 1)
 		return "region_kb differs from the metadata's";
-	return check_layout(sb, args->meta_sectors);
+	return check_region(sb) ?: check_al(sb) ?:
+	       check_layout(sb, args->meta_sectors);
 }
 
 /*

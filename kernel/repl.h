@@ -30,6 +30,15 @@
 
 /* A bio yields at most a FLUSH record and one data record. */
 #define REPL_MAX_RECS_PER_BIO	2
+/* Before them the ring may put a STREAM and a GAP record. */
+#define REPL_MAX_PREFIX_RECS	2
+/*
+ * Sequences a stream may use past what is persisted: far more than a ring
+ * holds (16 GiB / 88 bytes < 2^28), raised when half of it is released.
+ */
+#define REPL_SEQ_LEASE		(1ULL << 32)
+/* Sequences and epochs stay below it, so no bound ever wraps. */
+#define REPL_SEQ_MAX		(1ULL << 62)
 
 /*
  * The ring of one group: a control page followed by the data area, which is
@@ -44,6 +53,14 @@ struct repl_ring {
 	spinlock_t lock;
 	u64 next_seq;
 	u64 epoch;
+	/* The stream (see uapi/linux/dm-repl.h): in every record. */
+	u64 stream;
+	u64 history[DM_REPL_STREAM_HISTORY];	/* its STREAM record's payload */
+	bool stream_pending;	/* that record is not in the ring yet */
+	bool stream_gap;	/* it carries DM_REPL_RECF_GAP */
+	bool gap_pending;	/* a write overflowed: a GAP record goes next */
+	/* No sequence reaches it: persisted ahead, so a crash reuses none. */
+	u64 seq_limit;
 
 	/* Serialises releases (the walk runs outside the spinlock). */
 	struct mutex release_lock;
@@ -82,6 +99,17 @@ u64 repl_ring_last_seq(struct repl_ring *ring);
 struct repl_volume;
 void repl_ring_mark_unreleased(struct repl_ring *ring, struct repl_volume *v);
 void repl_ring_restart(struct repl_ring *ring, u64 next_seq, u64 epoch);
+void repl_ring_new_stream(struct repl_ring *ring, u64 next_seq, u64 epoch,
+			  const u64 *prev, bool gap);
+void repl_ring_note_overflow(struct repl_ring *ring);
+bool repl_ring_emit_gap(struct repl_ring *ring);
+u64 repl_ring_applied_stream(struct repl_ring *ring, bool *gap);
+bool repl_ring_gap_owed(struct repl_ring *ring);
+bool repl_ring_lease_low(struct repl_ring *ring, u64 *limit);
+void repl_ring_set_limit(struct repl_ring *ring, u64 limit);
+void repl_ring_to_sb(struct repl_ring *ring, struct dm_repl_meta_sb *sb);
+void repl_ring_from_sb(struct repl_ring *ring,
+		       const struct dm_repl_meta_sb *sb);
 
 /*
  * One volume of a group. It outlives a table reload: the old and the new
@@ -100,6 +128,8 @@ struct repl_volume {
 	unsigned int index;		/* volume index in records */
 	unsigned int users;		/* targets using it, under group->lock */
 	bool joined;			/* secondary: in apply's applied_seq */
+	/* Its targets that are resumed: a role change wants none. */
+	atomic_t active;
 	sector_t sectors;
 
 	struct repl_al *al;		/* its activity log (kernel/al.c) */
@@ -140,9 +170,14 @@ struct repl_apply {
 
 	/* Under lock; read by status without it. */
 	u64 applied_seq;	/* persisted in every volume's superblock */
+	u64 applied_stream;	/* stream of applied_seq; 0: none yet */
+	u64 applied_time_ns;	/* capture time of applied_seq */
 	u64 applied_epoch;	/* 0: not known since the load */
 	u64 next_epoch;		/* epoch of applied_seq + 1; 0: not known */
 	bool inconsistent;	/* a resync is under way */
+	/* Past a gap: the last consistent state was consistent_seq. */
+	bool outdated;
+	u64 consistent_seq, consistent_time_ns;
 	unsigned int nr_joined;	/* volumes that ever joined */
 
 	/* Guards the counters and markers below (read by the info ioctl). */
@@ -264,6 +299,9 @@ void repl_volume_mark_dirty(struct repl_volume *v, sector_t sector,
 void repl_group_notify(struct repl_group *g, unsigned int nr);
 void repl_group_notify_now(struct repl_group *g);
 void repl_group_released(struct repl_group *g);
+void repl_group_extend_lease(struct repl_group *g);
+struct repl_target;
+void repl_volume_set_active(struct repl_target *rt, bool active);
 bool repl_group_name_valid(const char *name);
 
 /* One table line's target. */
@@ -276,6 +314,10 @@ struct repl_target {
 	unsigned int block_ms;
 	bool overflow_block;
 	bool suspended;		/* counted in group->apply.suspended */
+	bool active;		/* resumed: counted in vol->active */
+	/* As the table line said (status prints it, whatever the role now). */
+	unsigned int table_role;
+	char source[DM_REPL_GROUP_NAME_MAX];
 };
 
 /* Per-bio data: the records a bio reserved, committed at its completion. */
@@ -306,6 +348,8 @@ int repl_capture_end(struct repl_target *rt, struct repl_io *io,
 		     blk_status_t *error);
 void repl_copier_work(struct work_struct *work);
 extern struct workqueue_struct *repl_wq;
+/* Metadata I/O: not from fs_bio_set, whose reserve belongs to filesystems. */
+extern struct bio_set repl_bio_set;
 int repl_capture_marker(struct repl_target *rt, const char *label);
 
 void repl_apply_init(struct repl_group *g, const char *source);
@@ -315,6 +359,15 @@ ssize_t repl_apply_write(struct repl_group *g, const char __user *buf,
 void repl_apply_info(struct repl_group *g, struct dm_repl_apply_info *info);
 void repl_apply_suspend(struct repl_target *rt);
 void repl_apply_resume(struct repl_target *rt);
+struct repl_apply_point {
+	u64 applied_seq, applied_stream, next_epoch;
+	bool inconsistent, outdated;
+	u64 consistent_seq, consistent_time_ns;
+};
+
+void repl_apply_point(const struct repl_apply *a, struct repl_apply_point *p);
+void repl_apply_to_sb(const struct repl_apply_point *p,
+		      struct dm_repl_meta_sb *sb);
 
 int repl_role_message(struct repl_group *g, unsigned int argc, char **argv);
 int repl_source_message(struct repl_group *g, unsigned int argc, char **argv);

@@ -10,6 +10,8 @@
  * refuses to pass a record that is still BUSY.
  */
 #include <linux/mm.h>
+#include <linux/random.h>
+#include <linux/sched.h>
 #include <linux/slab.h>
 #include <linux/timekeeping.h>
 #include <linux/vmalloc.h>
@@ -45,6 +47,7 @@ int repl_ring_init(struct repl_ring *ring, unsigned int ring_mb)
 	mutex_init(&ring->release_lock);
 	ring->next_seq = 1;
 	ring->epoch = 1;
+	ring->seq_limit = U64_MAX;
 	ring->size = (u64)ring_mb << 20;
 	ring->nr_pages = 1 + nr_data;
 	ring->pages = kvcalloc(ring->nr_pages, sizeof(*ring->pages), GFP_KERNEL);
@@ -134,7 +137,7 @@ bool repl_ring_has_room(struct repl_ring *ring, u64 bytes)
 }
 
 static void rec_fill(struct dm_repl_rec *rec, const struct repl_rec_req *req,
-		     u64 seq, u64 epoch, u32 group_tag)
+		     u64 seq, u64 epoch, u32 group_tag, u64 stream)
 {
 	memset(rec, 0, sizeof(*rec));
 	rec->magic = cpu_to_le32(DM_REPL_REC_MAGIC);
@@ -150,6 +153,42 @@ static void rec_fill(struct dm_repl_rec *rec, const struct repl_rec_req *req,
 	rec->version = cpu_to_le16(DM_REPL_REC_VERSION);
 	rec->time_ns = cpu_to_le64(ktime_get_coarse_real_ns());
 	rec->group_tag = cpu_to_le32(group_tag);
+	rec->stream = cpu_to_le64(stream);
+}
+
+/*
+ * The records the ring owes its consumer before the next one: the STREAM
+ * record of a stream that has none in the ring yet, and a GAP record after
+ * an overflow. Caller holds ring->lock.
+ */
+static unsigned int ring_prefix(struct repl_ring *ring,
+				struct repl_rec_req *pre)
+{
+	unsigned int nr = 0;
+
+	if (ring->stream_pending)
+		pre[nr++] = (struct repl_rec_req) {
+			.type = DM_REPL_REC_STREAM,
+			.flags = ring->stream_gap ? DM_REPL_RECF_GAP : 0,
+			.payload_len = sizeof(struct dm_repl_stream_link),
+		};
+	if (ring->gap_pending)
+		pre[nr++] = (struct repl_rec_req) { .type = DM_REPL_REC_GAP };
+	return nr;
+}
+
+/* A prefix record is whole at once: fill and commit it. */
+static void prefix_fill(struct repl_ring *ring, struct repl_rec_req *req,
+			u64 seq, u64 epoch, u64 stream, const u64 *history)
+{
+	struct dm_repl_stream_link *link = (void *)(req->rec + 1);
+	unsigned int i;
+
+	rec_fill(req->rec, req, seq, epoch, ring->group_tag, stream);
+	if (req->type == DM_REPL_REC_STREAM)
+		for (i = 0; i < DM_REPL_STREAM_HISTORY; i++)
+			link->prev[i] = cpu_to_le64(history[i]);
+	repl_ring_commit(ring, req->pos, false);
 }
 
 /*
@@ -161,35 +200,46 @@ static void rec_fill(struct dm_repl_rec *rec, const struct repl_rec_req *req,
 int repl_ring_reserve(struct repl_ring *ring, struct repl_rec_req *reqs,
 		      unsigned int nr)
 {
-	u64 seq[REPL_MAX_RECS_PER_BIO], epoch[REPL_MAX_RECS_PER_BIO];
+	struct repl_rec_req pre[REPL_MAX_PREFIX_RECS];
+	struct repl_rec_req *all[REPL_MAX_PREFIX_RECS + REPL_MAX_RECS_PER_BIO];
+	u64 seq[ARRAY_SIZE(all)], epoch[ARRAY_SIZE(all)];
+	u64 history[DM_REPL_STREAM_HISTORY];
 	struct dm_repl_slot *slot;
+	unsigned int i, n, npre;
 	unsigned long flags;
-	u64 total = 0, pos;
-	unsigned int i;
-
-	for (i = 0; i < nr; i++)
-		total += slot_span(repl_rec_size(reqs[i].payload_len));
+	u64 total = 0, pos, stream;
 
 	spin_lock_irqsave(&ring->lock, flags);
-	if (!ring_fits(ring, total)) {
+	npre = ring_prefix(ring, pre);
+	for (n = 0; n < npre; n++)
+		all[n] = &pre[n];
+	for (i = 0; i < nr; i++)
+		all[n++] = &reqs[i];
+	for (i = 0; i < n; i++)
+		total += slot_span(repl_rec_size(all[i]->payload_len));
+	if (!ring_fits(ring, total) || ring->next_seq + n >= ring->seq_limit) {
 		spin_unlock_irqrestore(&ring->lock, flags);
 		return -ENOSPC;
 	}
 	pos = ring->ctl->producer_pos;
-	for (i = 0; i < nr; i++) {
-		u32 len = repl_rec_size(reqs[i].payload_len);
+	for (i = 0; i < n; i++) {
+		u32 len = repl_rec_size(all[i]->payload_len);
 
 		slot = ring_slot(ring, pos);
 		slot->len_flags = len | DM_REPL_SLOT_BUSY;
 		slot->reserved = 0;
-		reqs[i].pos = pos;
-		reqs[i].rec = (struct dm_repl_rec *)(slot + 1);
+		all[i]->pos = pos;
+		all[i]->rec = (struct dm_repl_rec *)(slot + 1);
 		seq[i] = ring->next_seq++;
 		epoch[i] = ring->epoch;
-		if (reqs[i].type == DM_REPL_REC_FLUSH)
+		if (all[i]->type == DM_REPL_REC_FLUSH)
 			ring->epoch++;
 		pos += slot_span(len);
 	}
+	stream = ring->stream;
+	memcpy(history, ring->history, sizeof(history));
+	ring->stream_pending = false;
+	ring->gap_pending = false;
 	/*
 	 * Pairs with the consumer's acquire load of producer_pos: the BUSY
 	 * slot headers above are visible before the position that covers them.
@@ -197,9 +247,68 @@ int repl_ring_reserve(struct repl_ring *ring, struct repl_rec_req *reqs,
 	smp_store_release(&ring->ctl->producer_pos, pos);
 	spin_unlock_irqrestore(&ring->lock, flags);
 
-	for (i = 0; i < nr; i++)
-		rec_fill(reqs[i].rec, &reqs[i], seq[i], epoch[i], ring->group_tag);
+	for (i = 0; i < npre; i++)
+		prefix_fill(ring, &pre[i], seq[i], epoch[i], stream, history);
+	for (; i < n; i++)
+		rec_fill(all[i]->rec, all[i], seq[i], epoch[i],
+			 ring->group_tag, stream);
 	return 0;
+}
+
+/*
+ * Put a pending GAP record (and the STREAM record before it, if that is
+ * pending too) in the ring now, if it has room: the consumer must learn of
+ * the gap even if no write comes after the overflow. True if it did.
+ */
+bool repl_ring_emit_gap(struct repl_ring *ring)
+{
+	unsigned long flags;
+	bool pending;
+
+	spin_lock_irqsave(&ring->lock, flags);
+	pending = ring->gap_pending;
+	spin_unlock_irqrestore(&ring->lock, flags);
+	return pending && !repl_ring_reserve(ring, NULL, 0);
+}
+
+/*
+ * The stream a demoted group has applied, and whether a gap is owed to
+ * whoever follows it: a stream that has not put its STREAM record out yet
+ * is the one before it, with that record's GAP.
+ */
+u64 repl_ring_applied_stream(struct repl_ring *ring, bool *gap)
+{
+	unsigned long flags;
+	u64 stream;
+
+	spin_lock_irqsave(&ring->lock, flags);
+	stream = ring->stream_pending ? ring->history[0] : ring->stream;
+	*gap = ring->gap_pending || (ring->stream_pending && ring->stream_gap);
+	spin_unlock_irqrestore(&ring->lock, flags);
+	return stream;
+}
+
+/* A GAP (or a STREAM record with GAP) the ring still owes its consumer. */
+bool repl_ring_gap_owed(struct repl_ring *ring)
+{
+	bool gap;
+
+	repl_ring_applied_stream(ring, &gap);
+	return gap;
+}
+
+/*
+ * A write went only to the bitmap: the next record the ring takes is
+ * preceded by a GAP record. Noted under the lock that orders reservations,
+ * so every record reserved after this write gave up comes after the GAP.
+ */
+void repl_ring_note_overflow(struct repl_ring *ring)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&ring->lock, flags);
+	ring->gap_pending = true;
+	spin_unlock_irqrestore(&ring->lock, flags);
 }
 
 void repl_ring_commit(struct repl_ring *ring, u64 pos, bool failed)
@@ -252,6 +361,9 @@ int repl_ring_release(struct repl_ring *ring, u64 seq)
 		}
 		pos += slot_span(len_flags & DM_REPL_SLOT_LEN_MASK);
 		cur++;
+		/* A large ring holds millions of records. */
+		if (!(cur % 4096))
+			cond_resched();
 	}
 
 	spin_lock_irqsave(&ring->lock, flags);
@@ -287,6 +399,7 @@ void repl_ring_mark_unreleased(struct repl_ring *ring, struct repl_volume *v)
 			repl_volume_mark_dirty(v, le64_to_cpu(rec->sector),
 					       le32_to_cpu(rec->nbytes));
 		pos += slot_span(len_flags & DM_REPL_SLOT_LEN_MASK);
+		cond_resched();
 	}
 	mutex_unlock(&ring->release_lock);
 }
@@ -308,4 +421,100 @@ void repl_ring_restart(struct repl_ring *ring, u64 next_seq, u64 epoch)
 	ring->epoch = epoch;
 	spin_unlock_irqrestore(&ring->lock, flags);
 	mutex_unlock(&ring->release_lock);
+}
+
+/*
+ * Begin a new stream at @next_seq in @epoch: every record is dropped (as in
+ * repl_ring_restart()), and the next record reserved is the stream's STREAM
+ * record naming @prev (DM_REPL_STREAM_HISTORY streams, newest first).
+ */
+void repl_ring_new_stream(struct repl_ring *ring, u64 next_seq, u64 epoch,
+			  const u64 *prev, bool gap)
+{
+	unsigned long flags;
+	u64 stream;
+
+	do {
+		stream = get_random_u64();
+	} while (!stream);
+	repl_ring_restart(ring, next_seq, epoch);
+	spin_lock_irqsave(&ring->lock, flags);
+	ring->stream = stream;
+	memcpy(ring->history, prev, sizeof(ring->history));
+	ring->stream_pending = true;
+	ring->stream_gap = gap;
+	ring->gap_pending = false;
+	ring->seq_limit = next_seq + REPL_SEQ_LEASE;
+	spin_unlock_irqrestore(&ring->lock, flags);
+}
+
+/*
+ * The first stream of a group loaded as primary, from a volume's superblock:
+ * above every sequence the last stream used (exactly where it ended if it
+ * was shut down cleanly; past its persisted bound if not), naming it, with
+ * GAP unless it ended cleanly with every record released.
+ */
+void repl_ring_from_sb(struct repl_ring *ring,
+		       const struct dm_repl_meta_sb *sb)
+{
+	bool clean = le32_to_cpu(sb->flags) & DM_REPL_META_F_CLEAN;
+	u64 released = le64_to_cpu(sb->released_seq);
+	u64 next = le64_to_cpu(sb->seq_next);
+	u64 prev[DM_REPL_STREAM_HISTORY];
+	u64 epoch = le64_to_cpu(sb->next_epoch);
+	bool gap;
+	int i;
+
+	prev[0] = le64_to_cpu(sb->stream);
+	for (i = 1; i < DM_REPL_STREAM_HISTORY; i++)
+		prev[i] = le64_to_cpu(sb->stream_history[i - 1]);
+	/*
+	 * A gap unless the last stream ended cleanly, whole and released (a
+	 * crash of metadata from before streams, stream 0, is a gap too).
+	 */
+	gap = !clean || (prev[0] && released + 1 != next);
+	next = max3(next, released + 1, 1ULL);
+	repl_ring_new_stream(ring, next, max(epoch, 1ULL), prev, gap);
+}
+
+/* What the superblock of a primary's volume says while the ring runs. */
+void repl_ring_to_sb(struct repl_ring *ring, struct dm_repl_meta_sb *sb)
+{
+	unsigned long flags;
+	int i;
+
+	spin_lock_irqsave(&ring->lock, flags);
+	sb->stream = cpu_to_le64(ring->stream);
+	for (i = 1; i < DM_REPL_STREAM_HISTORY; i++)
+		sb->stream_history[i - 1] = cpu_to_le64(ring->history[i - 1]);
+	sb->seq_next = cpu_to_le64(ring->seq_limit);
+	sb->next_epoch = cpu_to_le64(ring->epoch);
+	spin_unlock_irqrestore(&ring->lock, flags);
+}
+
+/*
+ * Half of the persisted bound is released: *@limit is the next one, to be
+ * persisted before repl_ring_set_limit().
+ */
+bool repl_ring_lease_low(struct repl_ring *ring, u64 *limit)
+{
+	u64 released = READ_ONCE(ring->ctl->released_seq);
+	unsigned long flags;
+	bool low;
+
+	spin_lock_irqsave(&ring->lock, flags);
+	low = ring->seq_limit != U64_MAX &&
+	      released + REPL_SEQ_LEASE / 2 > ring->seq_limit;
+	spin_unlock_irqrestore(&ring->lock, flags);
+	*limit = released + REPL_SEQ_LEASE;
+	return low;
+}
+
+void repl_ring_set_limit(struct repl_ring *ring, u64 limit)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&ring->lock, flags);
+	ring->seq_limit = max(ring->seq_limit, limit);
+	spin_unlock_irqrestore(&ring->lock, flags);
 }

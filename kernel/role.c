@@ -16,8 +16,10 @@
  * applied_seq + 1 and a new generation identifier begins, the old one going
  * to the history.
  *
- * Either way the superblocks say the new role before the message returns,
- * and the volumes' disks become read-only (secondary) or writable.
+ * Either way every volume of the group must be suspended (no bio mapped
+ * under one role completes under the other), the superblocks say the new
+ * role before the message returns, and the volumes' disks become
+ * read-only (secondary) or writable.
  *
  * "source <group>" names the primary group whose records a secondary
  * applies (after a failover, the peer's group).
@@ -47,6 +49,25 @@ static bool volume_open(const struct repl_volume *v)
 	return atomic_read(&dm_disk(v->md)->part0->bd_openers);
 }
 
+/*
+ * No bio may be mapped under one role and completed under the other: every
+ * volume's device is suspended (its bios all completed) for the change.
+ * Caller holds g->lock.
+ */
+static int all_suspended(struct repl_group *g, const char *to)
+{
+	unsigned int i;
+
+	for (i = 0; i < DM_REPL_MAX_VOLUMES; i++) {
+		if (g->volumes[i] && atomic_read(&g->volumes[i]->active)) {
+			DMWARN("%s: cannot become %s: volume %u is not suspended (dmsetup suspend every volume of the group first)",
+			       g->name, to, i);
+			return -EBUSY;
+		}
+	}
+	return 0;
+}
+
 /* Caller holds g->lock. */
 static int may_demote(struct repl_group *g, bool force)
 {
@@ -71,9 +92,18 @@ static int may_demote(struct repl_group *g, bool force)
 
 static int may_promote(struct repl_group *g, bool force)
 {
-	if (g->apply.inconsistent && !force) {
+	struct repl_apply *a = &g->apply;
+
+	if (force)
+		return 0;
+	if (a->inconsistent) {
 		DMWARN("%s: cannot become primary: a resync is under way and the data is inconsistent; \"role primary force\" promotes it anyway",
 		       g->name);
+		return -EBUSY;
+	}
+	if (a->outdated) {
+		DMWARN("%s: cannot become primary: the replica is outdated past a gap in the stream at seq %llu (last consistent at seq %llu) and needs a resync; \"role primary force\" promotes it anyway",
+		       g->name, a->applied_seq, a->consistent_seq);
 		return -EBUSY;
 	}
 	return 0;
@@ -86,7 +116,8 @@ static void demote(struct repl_group *g)
 	struct repl_ring *ring = &g->ring;
 	unsigned long flags;
 	unsigned int i;
-	u64 last;
+	u64 last, stream;
+	bool gap_owed;
 
 	for (i = 0; i < DM_REPL_MAX_VOLUMES; i++) {
 		if (!g->volumes[i])
@@ -95,14 +126,24 @@ static void demote(struct repl_group *g)
 		g->volumes[i]->joined = true;
 	}
 	last = repl_ring_last_seq(ring);
+	stream = repl_ring_applied_stream(ring, &gap_owed);
 	repl_ring_restart(ring, last + 1, ring->epoch);
 
 	spin_lock_irqsave(&a->stat_lock, flags);
 	a->applied_seq = last;
+	a->applied_stream = stream;
+	a->applied_time_ns = 0;
 	a->applied_epoch = 0;
 	a->next_epoch = ring->epoch;
 	a->nr_joined = g->nr_volumes;
 	a->inconsistent = false;
+	/*
+	 * Writes only in the bitmap (an overflow, a forced demotion) are not
+	 * on the peer: this copy is not one of the peer's states.
+	 */
+	a->outdated = test_bit(REPL_BEHIND, &g->flags) || gap_owed;
+	a->consistent_seq = 0;
+	a->consistent_time_ns = 0;
 	strscpy(a->source, g->name, sizeof(a->source));
 	a->source_tag = g->ring.group_tag;
 	spin_unlock_irqrestore(&a->stat_lock, flags);
@@ -127,10 +168,14 @@ static void promote(struct repl_group *g)
 {
 	struct repl_apply *a = &g->apply;
 	u64 epoch = a->next_epoch ?: a->applied_epoch + 1;
+	u64 prev[DM_REPL_STREAM_HISTORY] = { a->applied_stream };
 	unsigned int i;
 
-	repl_ring_restart(&g->ring, max(a->applied_seq + 1, g->ring.next_seq),
-			  max(epoch, g->ring.epoch));
+	/* A forced promotion of a copy that is not whole says so. */
+	repl_ring_new_stream(&g->ring,
+			     max(a->applied_seq + 1, g->ring.next_seq),
+			     max(epoch, g->ring.epoch), prev,
+			     a->inconsistent || a->outdated);
 	for (i = 0; i < DM_REPL_MAX_VOLUMES; i++)
 		if (g->volumes[i])
 			new_generation(g->volumes[i]);
@@ -138,16 +183,27 @@ static void promote(struct repl_group *g)
 
 static int persist_role(struct repl_group *g, unsigned int role)
 {
+	struct repl_apply_point point;
 	struct repl_volume *v;
 	unsigned int i;
 	int r = 0;
 
+	repl_apply_point(&g->apply, &point);
+	if (role == DM_REPL_ROLE_PRIMARY)
+		point = (struct repl_apply_point) {
+			.applied_seq = g->apply.applied_seq,
+		};
 	for (i = 0; i < DM_REPL_MAX_VOLUMES; i++) {
 		v = g->volumes[i];
 		if (!v)
 			continue;
 		v->sb->role = cpu_to_le32(role);
-		v->sb->applied_seq = cpu_to_le64(g->apply.applied_seq);
+		repl_apply_to_sb(&point, v->sb);
+		if (role == DM_REPL_ROLE_PRIMARY) {
+			v->sb->released_seq =
+				cpu_to_le64(READ_ONCE(g->ring.ctl->released_seq));
+			repl_ring_to_sb(&g->ring, v->sb);
+		}
 		/*
 		 * The dirty bits first (a forced demotion just set some): a
 		 * secondary that crashes takes its bitmap from the disk.
@@ -168,6 +224,10 @@ static int change_role(struct repl_group *g, unsigned int role, bool force)
 	int r;
 
 	mutex_lock(&g->lock);
+	r = all_suspended(g, role == DM_REPL_ROLE_PRIMARY ?
+			  "primary" : "secondary");
+	if (r)
+		goto out;
 	if (role == DM_REPL_ROLE_SECONDARY)
 		r = may_demote(g, force);
 	else

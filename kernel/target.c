@@ -203,6 +203,7 @@ static void repl_dtr(struct dm_target *ti)
 	struct repl_target *rt = ti->private;
 
 	repl_apply_resume(rt);	/* no longer counted as suspended */
+	repl_volume_set_active(rt, false);
 	repl_volume_put(rt->vol, rt->meta_dev->bdev);
 	dm_put_device(ti, rt->meta_dev);
 	dm_put_device(ti, rt->data_dev);
@@ -222,6 +223,11 @@ static int repl_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 
 	if (argc < 4) {
 		ti->error = "Need <data_dev> <meta_dev> <group> <role>";
+		return -EINVAL;
+	}
+	/* A volume is one device: one repl target covers it whole. */
+	if (ti->begin) {
+		ti->error = "A repl target must be its table's only target (it starts at sector 0)";
 		return -EINVAL;
 	}
 	if (!repl_group_name_valid(argv[2])) {
@@ -246,6 +252,8 @@ static int repl_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	}
 	rt->ring_mb = o.ring_mb;
 	rt->block_ms = o.block_ms;
+	rt->table_role = role;
+	strscpy(rt->source, o.source ?: argv[2], sizeof(rt->source));
 	rt->overflow_block = o.overflow_block;
 
 	r = dm_get_device(ti, argv[0], dm_table_get_mode(ti->table),
@@ -383,7 +391,7 @@ static void emit_info(struct repl_target *rt, char *result,
 	spin_unlock_irqrestore(&ring->lock, flags);
 
 	repl_al_stats(v, &al);
-	DMEMIT("primary %s %u %s %llu %llu %llu/%llu %lld/%lu %lld %lld %lld %lld %016llx %u/%u %llu %llu %llu",
+	DMEMIT("primary %s %u %s %llu %llu %llu/%llu %lld/%lu %lld %lld %lld %lld %016llx %u/%u %llu %llu %llu %016llx",
 	       g->name, v->index,
 	       test_bit(REPL_BEHIND, &g->flags) ? "behind" : "uptodate",
 	       seq, rel_seq, prod - rel, ring->size,
@@ -392,7 +400,8 @@ static void emit_info(struct repl_target *rt, char *result,
 	       atomic64_read(&g->cnt.block_waits),
 	       atomic64_read(&g->cnt.block_timeouts),
 	       atomic64_read(&g->cnt.discarded), v->gen_current,
-	       al.hot, al.max_hot, al.txns, al.evictions, al.fallbacks);
+	       al.hot, al.max_hot, al.txns, al.evictions, al.fallbacks,
+	       READ_ONCE(ring->stream));
 	*sz_out = sz;
 }
 
@@ -405,11 +414,13 @@ static void emit_secondary_info(struct repl_target *rt, char *result,
 	unsigned long flags;
 
 	spin_lock_irqsave(&a->stat_lock, flags);
-	DMEMIT("secondary %s %u %s %llu %llu %llu %llu %llu %llu %016llx",
+	DMEMIT("secondary %s %u %s %llu %llu %llu %llu %llu %llu %016llx %016llx %llu",
 	       v->group->name, v->index,
-	       a->inconsistent ? "inconsistent" : "consistent",
+	       a->inconsistent ? "inconsistent" :
+	       a->outdated ? "outdated" : "consistent",
 	       a->applied_seq, a->applied_epoch, a->batches, a->records,
-	       a->skipped, a->rejected, v->gen_current);
+	       a->skipped, a->rejected, v->gen_current, a->applied_stream,
+	       a->outdated ? a->consistent_seq : a->applied_seq);
 	spin_unlock_irqrestore(&a->stat_lock, flags);
 	*sz_out = sz;
 }
@@ -421,10 +432,9 @@ static void emit_table(struct repl_target *rt, char *result,
 
 	DMEMIT("%s %s %s ", rt->data_dev->name, rt->meta_dev->name,
 	       rt->vol->group->name);
-	if (is_secondary(rt))
+	if (rt->table_role == DM_REPL_ROLE_SECONDARY)
 		DMEMIT("secondary 6 ring_mb %u region_kb %u source %s",
-		       rt->ring_mb, rt->region_kb,
-		       rt->vol->group->apply.source);
+		       rt->ring_mb, rt->region_kb, rt->source);
 	else
 		DMEMIT("primary 8 ring_mb %u region_kb %u overflow %s block_ms %u",
 		       rt->ring_mb, rt->region_kb,
@@ -514,6 +524,31 @@ static void repl_presuspend(struct dm_target *ti)
 	repl_apply_suspend(ti->private);
 }
 
+/* A table that has other targets after this one cannot go live. */
+static int repl_preresume(struct dm_target *ti)
+{
+	struct repl_target *rt = ti->private;
+
+	if (dm_table_get_size(ti->table) != ti->len) {
+		DMERR("%s: a repl target must be its table's only target",
+		      rt->vol->group->name);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* A suspend that was interrupted: dm calls this, not resume. */
+static void repl_presuspend_undo(struct dm_target *ti)
+{
+	repl_apply_resume(ti->private);
+}
+
+/* Every bio of the target has completed: a role change may come. */
+static void repl_postsuspend(struct dm_target *ti)
+{
+	repl_volume_set_active(ti->private, false);
+}
+
 /*
  * A secondary's device is read-only to everyone above: dm core set its
  * disk's read-only flag from the table's mode just before this runs.
@@ -524,6 +559,7 @@ static void repl_resume(struct dm_target *ti)
 
 	if (is_secondary(rt))
 		set_disk_ro(dm_disk(dm_table_get_md(ti->table)), true);
+	repl_volume_set_active(rt, true);
 	repl_apply_resume(rt);
 }
 
@@ -563,6 +599,9 @@ static struct target_type repl_target = {
 	.status		 = repl_status,
 	.message	 = repl_message,
 	.presuspend	 = repl_presuspend,
+	.presuspend_undo = repl_presuspend_undo,
+	.preresume	 = repl_preresume,
+	.postsuspend	 = repl_postsuspend,
 	.resume		 = repl_resume,
 	.iterate_devices = repl_iterate_devices,
 	.io_hints	 = repl_io_hints,
@@ -584,6 +623,8 @@ MODULE_PARM_DESC(live_objects, "Live groups, volumes and open files");
 
 struct workqueue_struct *repl_wq;
 
+struct bio_set repl_bio_set;
+
 static int __init dm_repl_init(void)
 {
 	int r;
@@ -595,17 +636,27 @@ static int __init dm_repl_init(void)
 	repl_wq = alloc_workqueue("dm-repl", WQ_MEM_RECLAIM | WQ_HIGHPRI, 0);
 	if (!repl_wq)
 		return -ENOMEM;
+	r = bioset_init(&repl_bio_set, BIO_POOL_SIZE, 0, BIOSET_NEED_BVECS);
+	if (r)
+		goto bad_bioset;
 	r = dm_register_target(&repl_target);
 	if (r < 0) {
 		DMERR("register failed %d", r);
-		destroy_workqueue(repl_wq);
+		goto bad_register;
 	}
+	return 0;
+
+bad_register:
+	bioset_exit(&repl_bio_set);
+bad_bioset:
+	destroy_workqueue(repl_wq);
 	return r;
 }
 
 static void __exit dm_repl_exit(void)
 {
 	dm_unregister_target(&repl_target);
+	bioset_exit(&repl_bio_set);
 	destroy_workqueue(repl_wq);
 }
 

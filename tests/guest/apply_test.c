@@ -51,11 +51,15 @@ struct sec {
 	unsigned char *img;	/* what the device must read */
 };
 
+/* The stream of the records these tests make by hand. */
+#define TEST_STREAM	0x5eed0000000000a1ULL
+
 /* Where a record stream comes from: the next sequence, epoch and the tag. */
 struct src {
 	uint64_t seq;
 	uint64_t epoch;
 	uint32_t tag;
+	uint64_t stream;	/* in every record; a fresh replica adopts it */
 };
 
 /* Records back to back, as write(2) takes them. */
@@ -156,6 +160,7 @@ static long b_add(struct batch *b, struct src *s, struct dmrepl_rec_fields *f)
 	f->seq = s->seq++;
 	f->epoch = s->epoch;
 	f->group_tag = s->tag;
+	f->stream = s->stream;
 	f->time_ns = 1700000000ULL * 1000000000ULL + f->seq;
 	len = dmrepl_rec_encode(b->buf + b->len, need, f);
 	if (len != (long)need) {
@@ -178,6 +183,23 @@ static long b_add(struct batch *b, struct src *s, struct dmrepl_rec_fields *f)
 	b->offs[b->nrec] = b->len;
 	b->len += need;
 	return (long)b->nrec++;
+}
+
+/*
+ * The STREAM record that begins @stream, naming @prev as the one before it
+ * (flags: DM_REPL_RECF_GAP or 0); the records after it are of @stream.
+ */
+static long b_stream(struct batch *b, struct src *s, uint64_t stream, uint64_t prev,
+		     unsigned int flags)
+{
+	struct dm_repl_stream_link link = { .prev = { htole64(prev) } };
+	struct dmrepl_rec_fields f = {
+		.type = DM_REPL_REC_STREAM, .flags = flags,
+		.payload = &link, .payload_len = sizeof(link),
+	};
+
+	s->stream = stream;
+	return b_add(b, s, &f);
 }
 
 /* WRITE (or RESYNC) of tl_fill(seed) at off; applied to img when not NULL. */
@@ -436,6 +458,7 @@ static void ctx_init(struct __test_metadata *_metadata, struct ctx *c, const cha
 	c->s.seq = 1;
 	c->s.epoch = FIRST_EPOCH;
 	c->s.tag = dmrepl_group_tag(group);
+	c->s.stream = TEST_STREAM;
 	c->scratch = tl_zalloc_aligned(DM_REPL_REC_PAYLOAD_MAX + 4096);
 	c->rbuf = tl_zalloc_aligned((size_t)DATA_MB << 20);
 	ASSERT_NE(NULL, c->scratch);
@@ -924,6 +947,101 @@ static uint64_t mk_bad_in_middle(struct ctx *c, struct batch *b, struct src *s)
 	return bad;
 }
 
+/* A write of another stream, with no STREAM record to place it. */
+static uint64_t mk_other_stream(struct ctx *c, struct batch *b, struct src *s)
+{
+	uint64_t first = s->seq;
+
+	b_write(c, b, s, 0, 0, 4096, 1, NULL);
+	s->stream = TEST_STREAM + 1;
+	b_write(c, b, s, 0, 8192, 4096, 2, NULL);
+	return first + 1;
+}
+
+/* A STREAM record that does not name the stream applied. */
+static uint64_t mk_stream_not_named(struct ctx *c, struct batch *b, struct src *s)
+{
+	uint64_t first = s->seq;
+
+	b_stream(b, s, TEST_STREAM + 2, TEST_STREAM + 1, DM_REPL_RECF_GAP);
+	b_write(c, b, s, 0, 0, 4096, 1, NULL);
+	return first;
+}
+
+/* A STREAM record without GAP must go on right after the applied one. */
+static uint64_t mk_stream_jumps(struct ctx *c, struct batch *b, struct src *s)
+{
+	s->seq += 5;
+	b_stream(b, s, TEST_STREAM + 2, TEST_STREAM, 0);
+	return s->seq - 1;
+}
+
+/* Stream 0 is no stream. */
+static uint64_t mk_stream_zero(struct ctx *c, struct batch *b, struct src *s)
+{
+	uint64_t first = three_writes(c, b, s);
+
+	rec_at(b, 1)->stream = 0;
+	b_reseal(b, 1);
+	return first + 1;
+}
+
+static uint64_t mk_reserved_set(struct ctx *c, struct batch *b, struct src *s)
+{
+	uint64_t first = three_writes(c, b, s);
+
+	rec_at(b, 2)->reserved = htole64(1ULL << 40);
+	b_reseal(b, 2);
+	return first + 2;
+}
+
+static uint64_t mk_gap_flag_on_write(struct ctx *c, struct batch *b, struct src *s)
+{
+	uint64_t first = three_writes(c, b, s);
+
+	rec_at(b, 0)->flags = htole16(DM_REPL_RECF_GAP);
+	b_reseal(b, 0);
+	return first;
+}
+
+/* A STREAM or GAP record names no volume. */
+static uint64_t mk_stream_on_a_volume(struct ctx *c, struct batch *b, struct src *s)
+{
+	uint64_t first = s->seq;
+
+	b_stream(b, s, TEST_STREAM + 2, TEST_STREAM, 0);
+	rec_at(b, 0)->volume = htole16(1);
+	b_reseal(b, 0);
+	return first;
+}
+
+static uint64_t mk_stream_short_link(struct ctx *c, struct batch *b, struct src *s)
+{
+	struct dmrepl_rec_fields f = {
+		.type = DM_REPL_REC_STREAM, .payload = c->scratch, .payload_len = 24,
+	};
+	uint64_t first = s->seq;
+
+	memset(c->scratch, 0, 24);
+	s->stream = TEST_STREAM + 2;
+	b_add(b, s, &f);
+	return first;
+}
+
+/* The VOID form of a STREAM record: it would have no link to place it by. */
+static uint64_t mk_void_stream(struct ctx *c, struct batch *b, struct src *s)
+{
+	struct dmrepl_rec_fields f = {
+		.type = DM_REPL_REC_STREAM, .flags = DM_REPL_RECF_VOID,
+	};
+	uint64_t first = s->seq;
+
+	(void)c;
+	s->stream = TEST_STREAM + 2;
+	b_add(b, s, &f);
+	return first;
+}
+
 #define REFUSE(name, fn, e, why)					\
 	FIXTURE_VARIANT_ADD(refuse, name) {				\
 		.make = fn, .err = e, .reason = DM_REPL_APPLY_##why,	\
@@ -955,6 +1073,15 @@ REFUSE(epoch_without_flush, mk_epoch_without_flush, EINVAL, BAD_EPOCH);
 REFUSE(epoch_skipped, mk_epoch_skipped, EINVAL, BAD_EPOCH);
 REFUSE(epoch_back, mk_epoch_back, EINVAL, BAD_EPOCH);
 REFUSE(bad_record_in_a_good_batch, mk_bad_in_middle, EBADMSG, BAD_CRC);
+REFUSE(record_of_another_stream, mk_other_stream, EILSEQ, UNKNOWN_STREAM);
+REFUSE(stream_not_naming_the_applied_one, mk_stream_not_named, EILSEQ, UNKNOWN_STREAM);
+REFUSE(stream_without_gap_that_jumps, mk_stream_jumps, EILSEQ, SEQ_GAP);
+REFUSE(stream_zero, mk_stream_zero, EILSEQ, UNKNOWN_STREAM);
+REFUSE(reserved_header_bytes, mk_reserved_set, EINVAL, BAD_FLAGS);
+REFUSE(gap_flag_on_a_write, mk_gap_flag_on_write, EINVAL, BAD_FLAGS);
+REFUSE(stream_record_on_a_volume, mk_stream_on_a_volume, ENXIO, NO_VOLUME);
+REFUSE(stream_record_with_a_short_link, mk_stream_short_link, EINVAL, BAD_LENGTH);
+REFUSE(void_stream_record, mk_void_stream, EINVAL, BAD_FLAGS);
 
 FIXTURE_SETUP(refuse)
 {
@@ -1172,8 +1299,9 @@ TEST_F_TIMEOUT(apply, applied_seq_survives_a_reload, 180)
 	struct ctx *c = &self->c;
 	struct dm_repl_apply_info ai;
 	struct sec_status st;
-	char out[64];
+	char out[64], state[16];
 	uint64_t applied;
+	uint32_t flags;
 
 	ctx_init(_metadata, c, "ap4");
 	group_create(_metadata, c, 1, "");
@@ -1181,6 +1309,11 @@ TEST_F_TIMEOUT(apply, applied_seq_survives_a_reload, 180)
 	b_random(c, &c->b, &c->s, 60, true);
 	apply_ok(_metadata, c, "before the reload");
 	applied = c->s.seq - 1;
+	/* Random batches have VOID records (outdated) or not: kept as it was. */
+	ASSERT_EQ(0, apply_info(c->fd, &ai));
+	flags = ai.flags;
+	ASSERT_EQ(0, sec_status(&c->vols[0], &st));
+	snprintf(state, sizeof(state), "%s", st.state);
 
 	/* Removed: the superblock says it, and repltool reads it there. */
 	tl_env_close_fd(&c->env, c->fd);
@@ -1199,10 +1332,11 @@ TEST_F_TIMEOUT(apply, applied_seq_survives_a_reload, 180)
 
 	ASSERT_EQ(0, apply_info(c->fd, &ai));
 	EXPECT_EQ(applied, ai.applied_seq);
-	EXPECT_EQ(0U, ai.flags);
+	EXPECT_EQ(flags, ai.flags);
+	EXPECT_EQ(TEST_STREAM, ai.applied_stream);
 	ASSERT_EQ(0, sec_status(&c->vols[0], &st));
 	EXPECT_EQ(applied, st.applied_seq);
-	EXPECT_STREQ("consistent", st.state);
+	EXPECT_STREQ(state, st.state);
 	check_devs(_metadata, c, "after the reload");
 
 	/* Only applied_seq + 1 continues the stream. */
@@ -1341,6 +1475,154 @@ TEST_F_TIMEOUT(apply, void_records_consume_sequences, 120)
 	b_void(&c->b, &c->s, DM_REPL_REC_WRITE, 0, 0, 512);
 	b_void(&c->b, &c->s, DM_REPL_REC_WRITE, 0, 4096, 512);
 	apply_ok(_metadata, c, "VOID records alone");
+}
+
+/*
+ * Streams: a STREAM record that names the applied stream and goes on right
+ * after it continues it (a clean reload); the replica stays consistent.
+ */
+TEST_F_TIMEOUT(apply, a_stream_that_follows_the_applied_one_continues_it, 120)
+{
+	struct ctx *c = &self->c;
+	struct dm_repl_apply_info ai;
+
+	ctx_init(_metadata, c, "st1");
+	group_create(_metadata, c, 1, "");
+	batch_reset(&c->b);
+	b_write(c, &c->b, &c->s, 0, 0, 4096, 1, c->vols[0].img);
+	b_flush(&c->b, &c->s);
+	apply_ok(_metadata, c, "the first stream");
+	batch_reset(&c->b);
+	b_stream(&c->b, &c->s, TEST_STREAM + 7, TEST_STREAM, 0);
+	b_write(c, &c->b, &c->s, 0, 8192, 4096, 2, c->vols[0].img);
+	apply_ok(_metadata, c, "the next stream");
+	ASSERT_EQ(0, apply_info(c->fd, &ai));
+	EXPECT_EQ(TEST_STREAM + 7, ai.applied_stream);
+	EXPECT_EQ(0U, ai.flags);
+	/* And a batch of the old stream, sent again, is refused: not skipped. */
+	c->s.stream = TEST_STREAM;
+	c->s.seq = 2;
+	batch_reset(&c->b);
+	b_write(c, &c->b, &c->s, 0, 0, 4096, 9, NULL);
+	refused(_metadata, c, c->b.buf, c->b.len, EILSEQ, DM_REPL_APPLY_UNKNOWN_STREAM, 2,
+		"a record of the stream before");
+}
+
+/*
+ * A gap: a STREAM record with GAP, a GAP record, a VOID record. From it on
+ * the replica is outdated, says its last consistent sequence, keeps it
+ * across a reload, and a resync that ends makes it consistent again.
+ */
+FIXTURE(gap) {
+	struct ctx c;
+};
+
+FIXTURE_VARIANT(gap) {
+	int kind;	/* 0 STREAM with GAP, 1 GAP record, 2 VOID record */
+};
+
+FIXTURE_VARIANT_ADD(gap, stream_with_gap) { .kind = 0 };
+FIXTURE_VARIANT_ADD(gap, gap_record) { .kind = 1 };
+FIXTURE_VARIANT_ADD(gap, void_record) { .kind = 2 };
+
+FIXTURE_SETUP(gap)
+{
+}
+
+FIXTURE_TEARDOWN(gap)
+{
+	ctx_free(&self->c);
+	TL_TEARDOWN(&self->c.env);
+}
+
+static void b_gap(struct ctx *c, struct batch *b, struct src *s, int kind)
+{
+	struct dmrepl_rec_fields gap = { .type = DM_REPL_REC_GAP };
+
+	if (kind == 0)
+		b_stream(b, s, TEST_STREAM + 9, TEST_STREAM, DM_REPL_RECF_GAP);
+	else if (kind == 1)
+		b_add(b, s, &gap);
+	else
+		b_void(b, s, DM_REPL_REC_WRITE, 0, 0, 4096);
+	(void)c;
+}
+
+TEST_F_TIMEOUT(gap, makes_the_replica_outdated_until_a_resync, 180)
+{
+	struct ctx *c = &self->c;
+	struct dm_repl_apply_info ai;
+	struct sec_status st;
+
+	ctx_init(_metadata, c, "gp");
+	group_create(_metadata, c, 1, "");
+	batch_reset(&c->b);
+	b_write(c, &c->b, &c->s, 0, 0, 4096, 1, c->vols[0].img);
+	b_flush(&c->b, &c->s);
+	apply_ok(_metadata, c, "before the gap");
+
+	batch_reset(&c->b);
+	b_write(c, &c->b, &c->s, 0, 8192, 4096, 2, c->vols[0].img);
+	b_gap(c, &c->b, &c->s, variant->kind);
+	b_write(c, &c->b, &c->s, 0, 16384, 4096, 3, c->vols[0].img);
+	apply_ok(_metadata, c, "the gap, and writes after it");
+	ASSERT_EQ(0, apply_info(c->fd, &ai));
+	EXPECT_EQ((uint32_t)DM_REPL_APPLYF_OUTDATED, ai.flags);
+	EXPECT_EQ(3ULL, ai.consistent_seq);
+	EXPECT_EQ(1700000000ULL * 1000000000ULL + 3, ai.consistent_time_ns);
+	EXPECT_EQ(5ULL, ai.applied_seq);
+	ASSERT_EQ(0, sec_status(&c->vols[0], &st));
+	EXPECT_STREQ("outdated", st.state);
+
+	/* On disk: a reload keeps it. */
+	ASSERT_EQ(0, group_reload(c));
+	ASSERT_EQ(0, apply_info(c->fd, &ai));
+	EXPECT_EQ((uint32_t)DM_REPL_APPLYF_OUTDATED, ai.flags);
+	EXPECT_EQ(3ULL, ai.consistent_seq);
+	ASSERT_EQ(0, tl_run("dmsetup suspend %s", c->vols[0].name));
+	EXPECT_NE(0, tl_run("dmsetup message %s 0 role primary 2>/dev/null",
+			    c->vols[0].name));
+	ASSERT_EQ(0, tl_run("dmsetup resume %s", c->vols[0].name));
+
+	/* A resync makes it whole. */
+	batch_reset(&c->b);
+	b_data(c, &c->b, &c->s, DM_REPL_REC_RESYNC, 0, 0, 0, 65536, 4, c->vols[0].img);
+	b_data(c, &c->b, &c->s, DM_REPL_REC_RESYNC, DM_REPL_RECF_RESYNC_END, 0, 65536,
+	       65536, 5, c->vols[0].img);
+	apply_ok(_metadata, c, "a resync");
+	ASSERT_EQ(0, apply_info(c->fd, &ai));
+	EXPECT_EQ(0U, ai.flags);
+	EXPECT_EQ(0ULL, ai.consistent_seq);
+}
+
+/*
+ * After a gap a new stream may number its records below what the replica
+ * applied of the old one (a forced promotion of a peer that was behind):
+ * they are applied, never skipped as "already applied".
+ */
+TEST_F_TIMEOUT(apply, a_new_stream_below_applied_seq_is_applied_not_skipped, 120)
+{
+	struct ctx *c = &self->c;
+	struct dm_repl_apply_info ai;
+	long n;
+
+	ctx_init(_metadata, c, "st2");
+	group_create(_metadata, c, 1, "");
+	batch_reset(&c->b);
+	b_random(c, &c->b, &c->s, 40, true);
+	apply_ok(_metadata, c, "the first stream");
+	c->s.seq = 10;
+	batch_reset(&c->b);
+	b_stream(&c->b, &c->s, TEST_STREAM + 3, TEST_STREAM, DM_REPL_RECF_GAP);
+	b_write(c, &c->b, &c->s, 0, 0, 65536, 11, c->vols[0].img);
+	n = apply_buf(c->fd, c->b.buf, c->b.len);
+	ASSERT_EQ((long)c->b.len, n);
+	ASSERT_EQ(0, apply_info(c->fd, &ai));
+	EXPECT_EQ(11ULL, ai.applied_seq);
+	EXPECT_EQ(TEST_STREAM + 3, ai.applied_stream);
+	EXPECT_EQ(0ULL, ai.skipped);
+	EXPECT_EQ((uint32_t)DM_REPL_APPLYF_OUTDATED, ai.flags & DM_REPL_APPLYF_OUTDATED);
+	check_devs(_metadata, c, "the new stream's write");
 }
 
 /* Applied markers are listed with seq, epoch and label, the newest 8, newest last. */

@@ -288,7 +288,7 @@ static void check_final(struct __test_metadata *_metadata, struct runner *r)
 	EXPECT_EQ(info.next_seq - 1, r->c.last_seq);
 	EXPECT_EQ(dmrepl_ring_discarded(r->ring), r->c.gap);
 	EXPECT_EQ(info.discarded, r->c.gap);
-	EXPECT_EQ(info.records, r->c.records + r->c.gap);
+	EXPECT_EQ(info.records, r->c.records + r->c.stream_records + r->c.gap);
 	/* Every fsync made exactly one FLUSH (each was also checked in place). */
 	EXPECT_EQ(r->n[OP_FSYNC], r->c.by_type[DM_REPL_REC_FLUSH]);
 	EXPECT_EQ(0, check_epochs(r->c.hdrs, r->c.nhdrs, err, sizeof(err))) {

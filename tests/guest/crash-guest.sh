@@ -29,8 +29,9 @@
 #    once they were there); and the same against the metadata as the crash
 #    left it (copied before the load): the extents the current AL
 #    transactions name and the on-disk bitmap, which recovery must all have
-#    marked dirty. A forgotten write ends the boot here, with the disks as
-#    the crash left them.
+#    marked dirty. And the group goes on above every sequence the crashed
+#    stream could use (its persisted bound). A forgotten write ends the boot
+#    here, with the disks as the crash left them.
 # 2. Unless --check-only: fresh metadata and empty logs, the volume, the
 #    consumer (consumer mode), crashwriter writing, and after a delay drawn
 #    from SEED (0.5 to 3 s) a reset with sysrq-b: no sync, no unmount, a
@@ -112,6 +113,13 @@ if ((ROUND > 1)); then
 	dmsetup status $NAME
 	result=$("$WRITER" check -m /tmp/meta-before $GROUP $LOG $((ROUND - 1)) "${rel[@]}" 2>&1)
 	rc=$?
+	# The crashed stream's sequences are never used again: the new one
+	# starts at the bound persisted before the crash (Documentation/dm-repl.md).
+	next=$("$REPLTOOL" status $GROUP | awk '$1 == "next_seq" { print $2 }')
+	if ((rc == 0 && next <= 4294967296)); then
+		result+=$'\n'"after the crash the next sequence is ${next}: not above the persisted bound"
+		rc=1
+	fi
 	printf 'mode=%s\n%s\ncheck_rc=%s\n' "$mode" "$result" "$rc" | tee "$OUT/check"
 	dmsetup remove $NAME || die "cannot remove the volume"
 	((rc == 0)) || exit "$rc"

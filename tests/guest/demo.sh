@@ -68,12 +68,17 @@ show cmp "$DATA" "$RDATA"
 echo "identical"
 
 step "Planned failover: stop the VM and the shipper, demote the primary, promote the replica"
+echo "(a role changes only while every volume of its group is suspended)"
 echo "$ kill -TERM <the shipper>"
 kill -TERM "$SHIPPER"
 wait "$SHIPPER"
+show dmsetup suspend vm1-disk0
 show dmsetup message vm1-disk0 0 role secondary
 show dmsetup message vm1-disk0 0 source vm1-dr
+show dmsetup resume vm1-disk0
+show dmsetup suspend vm1-dr-disk0
 show dmsetup message vm1-dr-disk0 0 role primary
+show dmsetup resume vm1-dr-disk0
 show dmsetup status
 
 step "The VM runs at the replica site now; its writes flow back"

@@ -26,9 +26,10 @@ stats=$("$REPLTOOL" dump --stats gfw)
 tap_diag "$stats"
 tap_check "the failed write's record is discarded" grep -q "discarded_slots 1$" <<<"$stats"
 tap_check "the good writes are captured" grep -Eq "WRITE +records 2 bytes" <<<"$stats"
-# Outside the ring the failed write is a VOID record in its place: seq 2 of 3.
+# Outside the ring the failed write is a VOID record in its place: seq 3 of
+# 4 (seq 1 is the stream's STREAM record).
 tap_check "dump shows it as VOID between the good ones" \
-	bash -c "\"$REPLTOOL\" dump gfw | awk '{ print \$1, (\$0 ~ /VOID/) }' | tr '\n' ' ' | grep -qx '1 0 2 1 3 0 '"
+	bash -c "\"$REPLTOOL\" dump gfw | awk '{ print \$1, (\$0 ~ /VOID/) }' | tr '\n' ' ' | grep -qx '1 0 2 0 3 1 4 0 '"
 # status: start len repl primary group vol state seq released used/size dirty/regions overflows waits timeouts discarded, generation
 read -r _ _ _ _ _ _ state _ _ _ dirty _ _ _ discarded _ <<<"$(dmsetup status fw)"
 tap_check "the failed range is dirty" test "$dirty" = "1/$((S / 128))"

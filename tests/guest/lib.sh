@@ -59,3 +59,20 @@ last_table_error() {
 	dmesg | grep -E 'device-mapper: table: .*repl: ' | tail -1 |
 		sed -E 's/.*repl: //; s/ \(-E[A-Z]+\)$//'
 }
+
+# role DEV ROLE [force]: the role message, with the device suspended for it.
+role() {
+	local dev=$1 r=0
+	shift
+	dmsetup suspend "$dev" || return 1
+	dmsetup message "$dev" 0 role "$@" || r=1
+	dmsetup resume "$dev" || r=1
+	return $r
+}
+
+# fails_with TEXT CMD...: CMD fails and the kernel log's last repl line has TEXT.
+fails_with() {
+	local text=$1
+	shift
+	! "$@" 2>/dev/null && dmesg | grep 'device-mapper: repl: ' | tail -1 | grep -qF "$text"
+}

@@ -628,10 +628,15 @@ static void take(struct tl_consumer *c, const struct dm_repl_rec *r)
 	else
 		c->gap += seq - c->last_seq - 1;
 	c->last_seq = seq;
-	c->records++;
-	c->payload_bytes += dmrepl_rec_payload_len(r);
 	if (type <= DM_REPL_REC_TYPE_MAX)
 		c->by_type[type]++;
+	/* The ring's own records: no operation of a test made them. */
+	if (type == DM_REPL_REC_STREAM || type == DM_REPL_REC_GAP) {
+		c->stream_records++;
+		return;
+	}
+	c->records++;
+	c->payload_bytes += dmrepl_rec_payload_len(r);
 	if (vol < TL_MAX_VOLS && c->img[vol]) {
 		ret = tl_apply(c->img[vol], c->img_size[vol], r);
 		if (ret)
@@ -654,6 +659,18 @@ static void take(struct tl_consumer *c, const struct dm_repl_rec *r)
 		keep_header(c, r);
 	if (c->hook)
 		c->hook(c->hook_arg, r);
+}
+
+int tl_ring_next_op(struct dmrepl_ring *ring, const struct dm_repl_rec **rec)
+{
+	unsigned int type;
+	int ret;
+
+	do {
+		ret = dmrepl_ring_next(ring, rec);
+		type = ret == 1 ? dmrepl_rec_type(*rec) : 0;
+	} while (type == DM_REPL_REC_STREAM || type == DM_REPL_REC_GAP);
+	return ret;
 }
 
 long tl_consume(struct tl_consumer *c, bool release)

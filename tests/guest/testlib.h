@@ -165,7 +165,9 @@ int tl_apply(unsigned char *img, size_t size, const struct dm_repl_rec *r);
  * strictly increasing; a jump
  * over sequences is counted in gap (only DISCARDED slots may cause one).
  * The first problem is kept in err. The headers of all records taken are
- * kept in hdrs (when keep_headers), for later analysis.
+ * kept in hdrs (when keep_headers), for later analysis. The ring's own
+ * records (STREAM, GAP) are checked and counted in stream_records and
+ * by_type only: records, hdrs and hook see the records operations made.
  */
 struct tl_consumer {
 	struct dmrepl_ring *ring;
@@ -179,6 +181,7 @@ struct tl_consumer {
 	uint64_t last_seq;		/* sequence of the last record taken */
 	uint64_t released;		/* last sequence released */
 	uint64_t records;
+	uint64_t stream_records;	/* STREAM and GAP */
 	uint64_t payload_bytes;
 	uint64_t by_type[DM_REPL_REC_TYPE_MAX + 1];
 	uint64_t gap;			/* sequences never seen */
@@ -196,6 +199,12 @@ struct tl_consumer {
  * says why). Check problems do not stop it: see err.
  */
 long tl_consume(struct tl_consumer *c, bool release);
+
+/*
+ * dmrepl_ring_next() past the ring's own records (STREAM, GAP): the next
+ * record an operation of the test made. Returns as dmrepl_ring_next().
+ */
+int tl_ring_next_op(struct dmrepl_ring *ring, const struct dm_repl_rec **rec);
 void tl_consumer_free(struct tl_consumer *c);
 
 /* DM_REPL_IOC_GET_BITMAP of one volume into buf (size bytes); 0 or -errno. */

@@ -121,6 +121,8 @@ static int fake_group_info(struct fakedev *d, struct dm_repl_group_info *info)
 	info->released_seq = s->ctl->released_seq;
 	info->nr_volumes = 1;
 	info->role = d->role;
+	if (d->role != DM_REPL_ROLE_SECONDARY)
+		info->stream = s->stream;
 	info->volumes[0].sectors = 2048;
 	info->volumes[0].dirty_regions = 3;
 	info->volumes[0].nr_regions = 16;
@@ -235,6 +237,7 @@ static ssize_t apply_batch(struct fakedev *d, const unsigned char *buf, size_t l
 		}
 		ai->applied_seq = dmrepl_rec_seq(r);
 		ai->applied_epoch = dmrepl_rec_epoch(r);
+		ai->applied_stream = dmrepl_rec_stream(r);
 		ai->records++;
 	}
 	ai->batches++;

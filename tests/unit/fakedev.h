@@ -5,14 +5,17 @@
  * the library's ioctl() and mmap() on the fake device's file come here:
  *  - the device is a pipe, opened through /proc/self/fd/N, so poll() is
  *    real: a byte in the pipe is POLLIN, closing the write end is POLLHUP;
- *  - DM_REPL_IOC_GROUP_INFO and DM_REPL_IOC_RELEASE are answered from a
- *    ringsim, like the module would;
+ *  - DM_REPL_IOC_GROUP_INFO (the ring's stream included, on a primary)
+ *    and DM_REPL_IOC_RELEASE are answered from a ringsim, like the module
+ *    would;
  *  - mmap() returns a read-only [ctl][data][data] view of the ringsim;
  *  - DM_REPL_IOC_APPLY_INFO returns apply_info; write(2) (a batch) goes
  *    into the pipe, unless write_errno or write_short say otherwise, or
  *    with apply_writes is judged and applied as the module would (every
  *    record checked, crc included, and in sequence after applied_seq; the
- *    counters, applied_seq and a refusal's reason in apply_info).
+ *    counters, applied_seq, its stream and a refusal's reason in
+ *    apply_info). Streams are not judged: no STREAM record is needed and
+ *    none refused.
  * Up to FAKEDEV_MAX devices exist at once (a primary and a secondary).
  * Every other fd goes to the real calls.
  */

@@ -57,6 +57,7 @@ int ringsim_create(struct ringsim *s, __u64 data_size, __u64 start_pos)
 	s->ctl->producer_pos = start_pos;
 	s->ctl->released_pos = start_pos;
 	s->next_seq = 1;
+	s->stream = RINGSIM_STREAM;
 	return 0;
 fail:
 	ringsim_destroy(s);
@@ -161,6 +162,8 @@ long long ringsim_produce_busy(struct ringsim *s, struct dmrepl_rec_fields *f)
 	}
 	f->seq = s->next_seq;
 	f->epoch = s->epoch;
+	if (!f->stream)
+		f->stream = s->stream;
 	pos = ringsim_reserve(s, (__u32)dmrepl_rec_size(f->payload_len));
 	if (pos >= 0) {
 		ringsim_encode(s, (__u64)pos, DMREPL_REC_MAX_LEN, f);

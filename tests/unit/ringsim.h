@@ -34,10 +34,14 @@ struct ringsim {
 
 	__u64 next_seq;
 	__u64 epoch;
+	__u64 stream;		/* of every record produced (RINGSIM_STREAM) */
 	/* Reservations not yet released, oldest first (for RELEASE by seq). */
 	struct ringsim_rec *recs;
 	size_t nr_recs, cap_recs;
 };
+
+/* The stream ringsim_create() gives the ring: the kernel never uses 0. */
+#define RINGSIM_STREAM 0x5354524541d00001ULL
 
 /* data_size: a power of two, a multiple of the page size. start_pos: the
  * initial producer/released position (lets a test start near the end). */
@@ -61,8 +65,9 @@ void ringsim_discard(struct ringsim *s, __u64 pos);
 void ringsim_set_len_flags(struct ringsim *s, __u64 pos, __u32 len_flags);
 
 /*
- * Reserve, encode and commit a record. f->seq is assigned; type WRITE with
- * payload_len of a deterministic pattern unless f says otherwise.
+ * Reserve, encode and commit a record. f->seq is assigned, and f->stream
+ * if 0 (s->stream); type WRITE with payload_len of a deterministic pattern
+ * unless f says otherwise.
  * Returns the slot position or a negative errno.
  */
 long long ringsim_produce(struct ringsim *s, struct dmrepl_rec_fields *f);

@@ -15,9 +15,9 @@
 #include "dmrepl.h"
 #include "kselftest_harness.h"
 
-#define W1K 1024		/* a WRITE of 1 KiB: a 1088-byte record */
-#define W1K_LEN 1088U
-#define FLUSH_LEN 64U
+#define W1K 1024		/* a WRITE of 1 KiB: a 1104-byte record */
+#define W1K_LEN (DM_REPL_REC_HDR_SIZE + 1024U)
+#define FLUSH_LEN ((unsigned int)DM_REPL_REC_HDR_SIZE)
 
 static unsigned char data[8192];
 
@@ -82,10 +82,10 @@ TEST_F(batch, a_batch_ends_after_the_last_flush_when_the_next_record_does_not_fi
 {
 	ADD(W1K);
 	ADD(W1K);
-	ADD(0);				/* flush: epoch 0 ends at 2240 bytes */
-	ADD(W1K);
+	ADD(0);				/* flush: epoch 0 ends at 2288 bytes */
+	ADD(W1K);			/* 3392 */
 	ASSERT_EQ(0U, drain(self->p[0]));
-	ADD(W1K);			/* 4416 > 4096: seq 1..3 go, 4 stays */
+	ADD(W1K);			/* 4496 > 4096: seq 1..3 go, 4 stays */
 	ASSERT_EQ(2 * W1K_LEN + FLUSH_LEN, drain(self->p[0]));
 	ASSERT_EQ(1ULL, self->b.batches);
 	ASSERT_EQ(3ULL, self->b.records);
@@ -106,9 +106,9 @@ TEST_F(batch, the_cut_is_after_the_last_flush_not_the_first)
 	ADD(W1K);
 	ADD(0);
 	ADD(W1K);
-	ADD(0);				/* 2304 */
-	ADD(W1K);			/* 3392 */
-	ADD(W1K);			/* 4480: cut at 2304, 4 records */
+	ADD(0);				/* 2368 */
+	ADD(W1K);			/* 3472 */
+	ADD(W1K);			/* 4576: cut at 2368, 4 records */
 	ASSERT_EQ(2 * (W1K_LEN + FLUSH_LEN), drain(self->p[0]));
 	ASSERT_EQ(4ULL, self->b.last_seq);
 }
@@ -117,16 +117,16 @@ TEST_F(batch, without_a_flush_a_batch_is_cut_where_it_is_full)
 {
 	ADD(W1K);
 	ADD(W1K);
-	ADD(W1K);			/* 3264 */
-	ADD(W1K);			/* 4352 > 4096 */
+	ADD(W1K);			/* 3312 */
+	ADD(W1K);			/* 4416 > 4096 */
 	ASSERT_EQ(3 * W1K_LEN, drain(self->p[0]));
 	ASSERT_EQ(W1K_LEN, self->b.len);
 }
 
 TEST_F(batch, a_batch_that_is_exactly_full_is_not_cut_early)
 {
-	/* 4096 = 4032 + 64: a write of 3968 bytes and a flush. */
-	ADD(3968);
+	/* 4096 = (80 + 3936) + 80: a write of 3936 bytes and a flush. */
+	ADD(4096 - 2 * DM_REPL_REC_HDR_SIZE);
 	ADD(0);
 	ASSERT_EQ(4096U, self->b.len);
 	ASSERT_EQ(0U, drain(self->p[0]));
@@ -136,23 +136,23 @@ TEST_F(batch, a_batch_that_is_exactly_full_is_not_cut_early)
 
 TEST_F(batch, the_rest_after_the_flush_may_need_a_second_cut)
 {
-	ADD(0);				/* 64 */
+	ADD(0);				/* 80 */
 	ADD(W1K);
-	ADD(W1K);			/* 2240 */
-	ADD(2048);			/* 2112: 64 goes, 2176 + 2112 still too much */
+	ADD(W1K);			/* 2288 */
+	ADD(2048);			/* 2128: 80 goes, 2208 + 2128 still too much */
 	ASSERT_EQ(FLUSH_LEN + 2 * W1K_LEN, drain(self->p[0]));
 	ASSERT_EQ(2ULL, self->b.batches);
-	ASSERT_EQ(2112U, self->b.len);
+	ASSERT_EQ(DM_REPL_REC_HDR_SIZE + 2048U, self->b.len);
 }
 
 TEST_F(batch, a_record_larger_than_the_limit_goes_alone)
 {
 	ADD(W1K);
-	ADD(8192);			/* 8256 > 4096: the 1088 go first */
+	ADD(8192);			/* 8272 > 4096: the 1104 go first */
 	ASSERT_EQ(W1K_LEN, drain(self->p[0]));
-	ASSERT_EQ(8256U, self->b.len);
+	ASSERT_EQ(DM_REPL_REC_HDR_SIZE + 8192U, self->b.len);
 	ADD(0);
-	ASSERT_EQ(8256U, drain(self->p[0]));
+	ASSERT_EQ(DM_REPL_REC_HDR_SIZE + 8192U, drain(self->p[0]));
 	ASSERT_EQ(FLUSH_LEN, self->b.len);
 }
 

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -168,7 +169,9 @@ TEST_F(meta, show_json_has_the_same_fields_as_text)
 	static const char *keys[] = {
 		"device", "magic", "version", "crc", "flags", "uuid", "group", "role",
 		"volume", "gen_current", "gen_bitmap", "gen_history", "released_seq",
-		"applied_seq", "ctime", "data_sectors", "region_sectors", "nr_regions",
+		"applied_seq", "stream", "stream_history", "seq_next", "next_epoch",
+		"consistent_seq", "consistent_time_ns", "ctime", "data_sectors",
+		"region_sectors", "nr_regions",
 		"extent_sectors", "hot_extents", "al_offset", "al_slots",
 		"al_slot_bytes", "bm_offset", "bm_sectors", "meta_sectors", "al_in_use",
 		"al_last_seq", "al_hot_extents", "bm_dirty", "bm_bad_blocks",
@@ -287,21 +290,26 @@ TEST_F(meta, show_prints_the_sequences_and_every_flag)
 
 	ASSERT_EQ(0, create(&self->r, self->path));
 	ASSERT_EQ(0, read_sb(self->path, &sb));
-	sb.flags = DM_REPL_META_F_CLEAN | DM_REPL_META_F_INCONSISTENT;
+	sb.flags = DM_REPL_META_F_CLEAN | DM_REPL_META_F_INCONSISTENT | DM_REPL_META_F_OUTDATED;
 	sb.applied_seq = 1234;
 	sb.released_seq = 77;
 	write_sb(self->path, &sb);
 	run_tool(&self->r, "meta", "show", self->path, NULL);
 	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
-	EXPECT_NE(NULL, strstr(self->r.out, "\nflags           CLEAN INCONSISTENT\n"));
+	EXPECT_NE(NULL, strstr(self->r.out, "\nflags           CLEAN INCONSISTENT OUTDATED\n"))
+		TH_LOG("%s", self->r.out);
 	EXPECT_NE(NULL, strstr(self->r.out, "\nreleased_seq    77\napplied_seq     1234\n"));
 	run_tool(&self->r, "meta", "show", "-j", self->path, NULL);
-	EXPECT_NE(NULL, strstr(self->r.out, "\"flags\":[\"CLEAN\",\"INCONSISTENT\"]"));
+	EXPECT_NE(NULL, strstr(self->r.out, "\"flags\":[\"CLEAN\",\"INCONSISTENT\",\"OUTDATED\"]"));
 	EXPECT_NE(NULL, strstr(self->r.out, "\"released_seq\":77,\"applied_seq\":1234,"));
 	sb.flags = DM_REPL_META_F_INCONSISTENT;
 	write_sb(self->path, &sb);
 	run_tool(&self->r, "meta", "show", self->path, NULL);
 	EXPECT_NE(NULL, strstr(self->r.out, "\nflags           INCONSISTENT\n"));
+	sb.flags = DM_REPL_META_F_OUTDATED;
+	write_sb(self->path, &sb);
+	run_tool(&self->r, "meta", "show", self->path, NULL);
+	EXPECT_NE(NULL, strstr(self->r.out, "\nflags           OUTDATED\n"));
 	sb.flags = 0;
 	write_sb(self->path, &sb);
 	run_tool(&self->r, "meta", "show", self->path, NULL);
@@ -343,15 +351,124 @@ static void poke_sealed(const char *path, size_t off, unsigned char v)
 
 TEST_F(meta, check_finds_reserved_bytes_after_the_volume_field)
 {
-	ASSERT_EQ(0, create(&self->r, self->path));
-	poke_sealed(self->path, 194, 1);	/* reserved0 */
-	CHECK_FINDS(": superblock at byte 0: reserved bytes are not zero\n");
+	static const size_t reserved[] = {
+		194, 195,			/* reserved0 */
+		196, 199,			/* reserved1 */
+		264, 300, DM_REPL_META_SB_SIZE - 1,	/* reserved, after the streams */
+	};
+	size_t i;
+
+	ASSERT_EQ(264U, offsetof(struct dm_repl_meta_sb, reserved));
+	for (i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++) {
+		ASSERT_EQ(0, create_force_other(&self->r, self->path));
+		poke_sealed(self->path, reserved[i], 1);
+		CHECK_FINDS(": superblock at byte 0: reserved bytes are not zero\n");
+	}
+	/* What was reserved before streams (200..263) no longer is. */
 	ASSERT_EQ(0, create_force_other(&self->r, self->path));
-	poke_sealed(self->path, 196, 1);	/* reserved */
-	CHECK_FINDS(": superblock at byte 0: reserved bytes are not zero\n");
+	poke_sealed(self->path, 200, 1);	/* stream 1 */
+	run_tool(&self->r, "meta", "check", self->path, NULL);
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.out);
 	ASSERT_EQ(0, create_force_other(&self->r, self->path));
 	poke_sealed(self->path, 193, 1);	/* volume 256: a field rule */
 	CHECK_FINDS(": superblock field volume at byte 192: volume index is not from 0 to 63\n");
+}
+
+TEST(superblock_stream_fields_are_at_their_offsets)
+{
+	ASSERT_EQ(512U, sizeof(struct dm_repl_meta_sb));
+	ASSERT_EQ((size_t)DM_REPL_META_SB_SIZE, sizeof(struct dm_repl_meta_sb));
+	ASSERT_EQ(192U, offsetof(struct dm_repl_meta_sb, volume));
+	ASSERT_EQ(194U, offsetof(struct dm_repl_meta_sb, reserved0));
+	ASSERT_EQ(196U, offsetof(struct dm_repl_meta_sb, reserved1));
+	ASSERT_EQ(200U, offsetof(struct dm_repl_meta_sb, stream));
+	ASSERT_EQ(208U, offsetof(struct dm_repl_meta_sb, stream_history));
+	ASSERT_EQ(232U, offsetof(struct dm_repl_meta_sb, seq_next));
+	ASSERT_EQ(240U, offsetof(struct dm_repl_meta_sb, next_epoch));
+	ASSERT_EQ(248U, offsetof(struct dm_repl_meta_sb, consistent_seq));
+	ASSERT_EQ(256U, offsetof(struct dm_repl_meta_sb, consistent_time_ns));
+	ASSERT_EQ(264U, offsetof(struct dm_repl_meta_sb, reserved));
+	ASSERT_EQ(1U << 2, DM_REPL_META_F_OUTDATED);
+	ASSERT_NE(0U, DM_REPL_META_F_KNOWN & DM_REPL_META_F_OUTDATED);
+}
+
+/* An le64 at off of a block. */
+static __u64 le64_at(const unsigned char *block, size_t off)
+{
+	__u64 v = 0;
+	int i;
+
+	for (i = 7; i >= 0; i--)
+		v = (v << 8) | block[off + (size_t)i];
+	return v;
+}
+
+TEST_F(meta, stream_fields_round_trip_little_endian_and_show_prints_them)
+{
+	static unsigned char block[BLOCK] __attribute__((aligned(8)));
+	struct dmrepl_meta_sb sb, back;
+	const char *why = NULL;
+	size_t off;
+
+	ASSERT_EQ(0, create(&self->r, self->path));
+	ASSERT_EQ(0, read_sb(self->path, &sb));
+	/* A new volume: no stream yet. */
+	EXPECT_EQ(0ULL, sb.stream);
+	EXPECT_EQ(0ULL, sb.seq_next);
+	sb.flags = DM_REPL_META_F_OUTDATED;
+	sb.stream = 0x0123456789abcdefULL;
+	sb.stream_history[0] = 0x1111111111111111ULL;
+	sb.stream_history[1] = 0x2222222222222222ULL;
+	sb.stream_history[2] = 0x8000000000000003ULL;
+	sb.seq_next = 5000;
+	sb.next_epoch = 77;
+	sb.consistent_seq = 4321;
+	sb.consistent_time_ns = 1700000000123456789ULL;
+	write_sb(self->path, &sb);
+
+	rd(self->path, block, BLOCK, 0);
+	EXPECT_EQ(0x0123456789abcdefULL, le64_at(block, 200));
+	EXPECT_EQ(0xef, block[200]);			/* low byte first */
+	EXPECT_EQ(0x1111111111111111ULL, le64_at(block, 208));
+	EXPECT_EQ(0x2222222222222222ULL, le64_at(block, 216));
+	EXPECT_EQ(0x8000000000000003ULL, le64_at(block, 224));
+	EXPECT_EQ(5000ULL, le64_at(block, 232));
+	EXPECT_EQ(77ULL, le64_at(block, 240));
+	EXPECT_EQ(4321ULL, le64_at(block, 248));
+	EXPECT_EQ(1700000000123456789ULL, le64_at(block, 256));
+	for (off = 264; off < DM_REPL_META_SB_SIZE; off++)
+		ASSERT_EQ(0, block[off]) TH_LOG("byte %zu", off);
+	for (off = 194; off < 200; off++)
+		ASSERT_EQ(0, block[off]) TH_LOG("byte %zu", off);
+
+	ASSERT_EQ(0, dmrepl_meta_sb_decode(block, &back, &why)) TH_LOG("%s", why);
+	EXPECT_EQ(sb.stream, back.stream);
+	EXPECT_EQ(sb.stream_history[0], back.stream_history[0]);
+	EXPECT_EQ(sb.stream_history[1], back.stream_history[1]);
+	EXPECT_EQ(sb.stream_history[2], back.stream_history[2]);
+	EXPECT_EQ(sb.seq_next, back.seq_next);
+	EXPECT_EQ(sb.next_epoch, back.next_epoch);
+	EXPECT_EQ(sb.consistent_seq, back.consistent_seq);
+	EXPECT_EQ(sb.consistent_time_ns, back.consistent_time_ns);
+	EXPECT_EQ((__u32)DM_REPL_META_F_OUTDATED, back.flags);
+
+	/* Covered by the crc. */
+	flip_byte(self->path, 205);
+	run_tool(&self->r, "meta", "check", self->path, NULL);
+	ASSERT_EQ(1, self->r.status);
+	ASSERT_NE(NULL, strstr(self->r.out, ": superblock at byte 0: checksum mismatch\n"))
+		TH_LOG("%s", self->r.out);
+	flip_byte(self->path, 205);
+
+	run_tool(&self->r, "meta", "check", self->path, NULL);
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.out);
+	run_tool(&self->r, "meta", "show", "-j", self->path, NULL);
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
+	EXPECT_NE(NULL, strstr(self->r.out, "\"stream\":\"0x0123456789abcdef\",\"stream_history\":"
+			       "[\"0x1111111111111111\",\"0x2222222222222222\","
+			       "\"0x8000000000000003\"],\"seq_next\":5000,\"next_epoch\":77,"
+			       "\"consistent_seq\":4321,\"consistent_time_ns\":1700000000123456789,"))
+		TH_LOG("%s", self->r.out);
 }
 
 /* ---- what create refuses ------------------------------------------------ */

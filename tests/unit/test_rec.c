@@ -4,14 +4,32 @@
  * of dmrepl_rec_check().
  */
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "dmrepl.h"
 #include "kselftest_harness.h"
 
 #define BUF_SIZE 8192
+#define HDR DM_REPL_REC_HDR_SIZE
+
+/* The stream of every record make_rec() builds, and the two before it. */
+#define STREAM_ID 0x0123456789abcdefULL
+#define STREAM_PREV0 0x1122334455667788ULL
+#define STREAM_PREV1 0x99aabbccddeeff00ULL
 
 static unsigned char payload_4k[4096];
+
+/* The link of a STREAM record: two streams before it, newest first. */
+static const struct dm_repl_stream_link *stream_link(void)
+{
+	static struct dm_repl_stream_link link;
+
+	memset(&link, 0, sizeof(link));
+	link.prev[0] = htole64(STREAM_PREV0);
+	link.prev[1] = htole64(STREAM_PREV1);
+	return &link;
+}
 
 /* A valid record of the given type into buf; returns its len. */
 static long make_rec(unsigned char *buf, unsigned int type)
@@ -19,6 +37,7 @@ static long make_rec(unsigned char *buf, unsigned int type)
 	struct dmrepl_rec_fields f = {
 		.type = type, .seq = 42, .epoch = 7, .volume = 3,
 		.time_ns = 1700000000000000000ULL, .group_tag = 0x1CF96D7C,
+		.stream = STREAM_ID,
 	};
 
 	switch (type) {
@@ -37,6 +56,14 @@ static long make_rec(unsigned char *buf, unsigned int type)
 	case DM_REPL_REC_MARKER:
 		f.payload = "daily-0300";
 		f.payload_len = 10;
+		break;
+	case DM_REPL_REC_STREAM:
+		f.volume = 0;
+		f.payload = stream_link();
+		f.payload_len = sizeof(struct dm_repl_stream_link);
+		break;
+	case DM_REPL_REC_GAP:
+		f.volume = 0;
 		break;
 	}
 	return dmrepl_rec_encode(buf, BUF_SIZE, &f);
@@ -136,7 +163,8 @@ TEST(header_fields_are_little_endian_on_the_wire)
 	ASSERT_EQ(4096U, dmrepl_rec_nbytes(hdr(buf)));
 	ASSERT_EQ(3U, dmrepl_rec_volume(hdr(buf)));
 	ASSERT_EQ(1700000000000000000ULL, dmrepl_rec_time_ns(hdr(buf)));
-	ASSERT_EQ(4160U, dmrepl_rec_len(hdr(buf)));
+	ASSERT_EQ(STREAM_ID, dmrepl_rec_stream(hdr(buf)));
+	ASSERT_EQ(HDR + 4096U, dmrepl_rec_len(hdr(buf)));
 	ASSERT_EQ(4096U, dmrepl_rec_payload_len(hdr(buf)));
 	ASSERT_EQ(buf + DM_REPL_REC_HDR_SIZE, (unsigned char *)dmrepl_rec_payload(hdr(buf)));
 }
@@ -148,13 +176,16 @@ TEST(encode_rounds_len_up_to_8_with_zero_padding)
 
 	memset(buf, 0xaa, sizeof(buf));
 	len = make_rec(buf, DM_REPL_REC_MARKER);
-	ASSERT_EQ(80, len);		/* 64 + 10 -> 80 */
+	ASSERT_EQ(HDR + 16, len);	/* header + 10 -> header + 16 */
 	ASSERT_EQ(10U, dmrepl_rec_payload_len(hdr(buf)));
-	ASSERT_EQ(0, memcmp(buf + 64, "daily-0300", 10));
-	ASSERT_EQ(0, buf[74]);
-	ASSERT_EQ(0, buf[79]);
-	ASSERT_EQ(80U, dmrepl_rec_size(10));
-	ASSERT_EQ(64U, dmrepl_rec_size(0));
+	ASSERT_EQ(0, memcmp(buf + HDR, "daily-0300", 10));
+	ASSERT_EQ(0, buf[HDR + 10]);
+	ASSERT_EQ(0, buf[HDR + 15]);
+	ASSERT_EQ(0xaa, buf[HDR + 16]);	/* nothing written past len */
+	ASSERT_EQ(HDR + 16U, dmrepl_rec_size(10));
+	ASSERT_EQ(HDR + 8U, dmrepl_rec_size(1));
+	ASSERT_EQ(HDR + 8U, dmrepl_rec_size(8));
+	ASSERT_EQ((size_t)HDR, dmrepl_rec_size(0));
 }
 
 TEST(encode_refuses_a_buffer_too_small)
@@ -165,8 +196,8 @@ TEST(encode_refuses_a_buffer_too_small)
 		.payload = payload_4k, .payload_len = 4096,
 	};
 
-	ASSERT_EQ(-EMSGSIZE, dmrepl_rec_encode(buf, 4159, &f));
-	ASSERT_EQ(4160, dmrepl_rec_encode(buf, 4160, &f));
+	ASSERT_EQ(-EMSGSIZE, dmrepl_rec_encode(buf, HDR + 4096 - 1, &f));
+	ASSERT_EQ(HDR + 4096, dmrepl_rec_encode(buf, HDR + 4096, &f));
 	f.payload_len = DM_REPL_REC_PAYLOAD_MAX + 512;
 	ASSERT_EQ(-EMSGSIZE, dmrepl_rec_encode(buf, sizeof(buf), &f));
 }
@@ -183,8 +214,15 @@ TEST(type_names_and_letters)
 	ASSERT_EQ('F', dmrepl_rec_type_letter(DM_REPL_REC_FLUSH));
 	ASSERT_EQ('M', dmrepl_rec_type_letter(DM_REPL_REC_MARKER));
 	ASSERT_EQ('R', dmrepl_rec_type_letter(DM_REPL_REC_RESYNC));
+	ASSERT_EQ('S', dmrepl_rec_type_letter(DM_REPL_REC_STREAM));
+	ASSERT_EQ('G', dmrepl_rec_type_letter(DM_REPL_REC_GAP));
+	ASSERT_STREQ("STREAM", dmrepl_rec_type_name(DM_REPL_REC_STREAM));
+	ASSERT_STREQ("GAP", dmrepl_rec_type_name(DM_REPL_REC_GAP));
+	ASSERT_EQ(7, DM_REPL_REC_STREAM);
+	ASSERT_EQ(8, DM_REPL_REC_GAP);
+	ASSERT_EQ(DM_REPL_REC_GAP, DM_REPL_REC_TYPE_MAX);
 	ASSERT_EQ('?', dmrepl_rec_type_letter(0));
-	ASSERT_EQ('?', dmrepl_rec_type_letter(7));
+	ASSERT_EQ('?', dmrepl_rec_type_letter(DM_REPL_REC_TYPE_MAX + 1));
 }
 
 TEST(a_changed_payload_byte_is_a_checksum_mismatch)
@@ -193,7 +231,7 @@ TEST(a_changed_payload_byte_is_a_checksum_mismatch)
 	const char *why;
 	long len = make_rec(buf, DM_REPL_REC_WRITE);
 
-	buf[64 + 1000] ^= 1;
+	buf[HDR + 1000] ^= 1;
 	ASSERT_EQ(-EBADMSG, dmrepl_rec_check(buf, (size_t)len, &why));
 	ASSERT_STREQ("checksum mismatch", why);
 }
@@ -296,7 +334,7 @@ static void spoil_void_with_payload(unsigned char *buf, long *len)
 	(void)len;
 	add_void_flag(buf);
 }
-/* VOID with len 64 but a payload_len left over. */
+/* VOID with len of the header alone but a payload_len left over. */
 static void spoil_void_payload_len(unsigned char *buf, long *len)
 {
 	add_void_flag(buf);
@@ -313,11 +351,12 @@ static void spoil_void_len(unsigned char *buf, long *len)
 static void spoil_len_short(unsigned char *buf, long *len)
 {
 	(void)len;
-	hdr(buf)->len = htole32(56);	/* 64 bytes still readable */
+	/* 8 short of a header, the whole header still readable. */
+	hdr(buf)->len = htole32(HDR - 8);
 }
 static void spoil_len_odd(unsigned char *buf, long *len)
 {
-	set_len(buf, len, 4164);
+	set_len(buf, len, HDR + 4096 + 4);
 }
 static void spoil_avail_short(unsigned char *buf, long *len)
 {
@@ -327,16 +366,17 @@ static void spoil_avail_short(unsigned char *buf, long *len)
 static void spoil_payload_len_big(unsigned char *buf, long *len)
 {
 	(void)len;
-	hdr(buf)->payload_len = htole32(4104);
+	hdr(buf)->payload_len = htole32(4096 + 8);
 }
 static void spoil_extra_padding(unsigned char *buf, long *len)
 {
-	set_len(buf, len, 4168);
+	set_len(buf, len, HDR + 4096 + 8);
 }
 static void spoil_padding(unsigned char *buf, long *len)
 {
 	(void)len;
-	buf[78] = 1;	/* marker: 64 + 10 bytes of label, padding to 80 */
+	/* marker: header + 10 bytes of label, padding to header + 16 */
+	buf[HDR + 14] = 1;
 }
 static void spoil_nbytes_payload(unsigned char *buf, long *len)
 {
@@ -356,7 +396,7 @@ static void spoil_nbytes_unaligned(unsigned char *buf, long *len)
 static void spoil_payload_on_empty(unsigned char *buf, long *len)
 {
 	hdr(buf)->payload_len = htole32(8);
-	set_len(buf, len, 72);
+	set_len(buf, len, HDR + 8);
 }
 static void spoil_nbytes_set(unsigned char *buf, long *len)
 {
@@ -365,30 +405,88 @@ static void spoil_nbytes_set(unsigned char *buf, long *len)
 }
 static void spoil_label_empty(unsigned char *buf, long *len)
 {
-	memset(buf + 64, 0, 16);
+	memset(buf + HDR, 0, 16);
 	hdr(buf)->payload_len = 0;
-	set_len(buf, len, 64);
+	set_len(buf, len, HDR);
 }
 static void spoil_label_long(unsigned char *buf, long *len)
 {
-	memset(buf + 64, 'a', DM_REPL_MARKER_LABEL_MAX + 1);
+	memset(buf + HDR, 'a', DM_REPL_MARKER_LABEL_MAX + 1);
 	hdr(buf)->payload_len = htole32(DM_REPL_MARKER_LABEL_MAX + 1);
 	set_len(buf, len, (__u32)dmrepl_rec_size(DM_REPL_MARKER_LABEL_MAX + 1));
 }
 static void spoil_label_newline(unsigned char *buf, long *len)
 {
 	(void)len;
-	buf[64 + 5] = '\n';
+	buf[HDR + 5] = '\n';
 }
 static void spoil_label_del(unsigned char *buf, long *len)
 {
 	(void)len;
-	buf[64] = 0x7f;
+	buf[HDR] = 0x7f;
 }
 static void spoil_label_high(unsigned char *buf, long *len)
 {
 	(void)len;
-	buf[64 + 9] = 0xc3;
+	buf[HDR + 9] = 0xc3;
+}
+/*
+ * A STREAM whose payload is not one struct dm_repl_stream_link: cut (what
+ * is cut off zeroed, so that it is padding that passes) or longer (the
+ * fixture's buffer is zero past the link).
+ */
+static void set_stream_payload_len(unsigned char *buf, long *len, __u32 plen)
+{
+	const __u32 link = sizeof(struct dm_repl_stream_link);
+
+	if (plen < link)
+		memset(buf + HDR + plen, 0, link - plen);
+	hdr(buf)->payload_len = htole32(plen);
+	set_len(buf, len, (__u32)dmrepl_rec_size(plen));
+}
+static void spoil_link_short(unsigned char *buf, long *len)
+{
+	set_stream_payload_len(buf, len, sizeof(struct dm_repl_stream_link) - 8);
+}
+static void spoil_link_long(unsigned char *buf, long *len)
+{
+	set_stream_payload_len(buf, len, sizeof(struct dm_repl_stream_link) + 8);
+}
+static void spoil_link_unaligned(unsigned char *buf, long *len)
+{
+	set_stream_payload_len(buf, len, sizeof(struct dm_repl_stream_link) - 1);
+}
+static void spoil_link_missing(unsigned char *buf, long *len)
+{
+	set_stream_payload_len(buf, len, 0);
+}
+static void spoil_volume_set(unsigned char *buf, long *len)
+{
+	(void)len;
+	hdr(buf)->volume = htole16(1);
+}
+static void spoil_gap_flag(unsigned char *buf, long *len)
+{
+	(void)len;
+	hdr(buf)->flags = htole16(dmrepl_rec_flags(hdr(buf)) | DM_REPL_RECF_GAP);
+}
+/* The VOID form (header alone) of a record that is not a STREAM, with GAP. */
+static void spoil_void_gap_flag(unsigned char *buf, long *len)
+{
+	memset(buf + HDR, 0, 4096);
+	hdr(buf)->payload_len = 0;
+	hdr(buf)->flags = htole16(DM_REPL_RECF_VOID | DM_REPL_RECF_GAP);
+	set_len(buf, len, HDR);
+}
+static void spoil_reserved_low(unsigned char *buf, long *len)
+{
+	(void)len;
+	hdr(buf)->reserved = htole64(1);
+}
+static void spoil_reserved_high(unsigned char *buf, long *len)
+{
+	(void)len;
+	hdr(buf)->reserved = htole64(1ULL << 63);
 }
 
 #define REJECT(name, t, fn, reason)				\
@@ -405,7 +503,7 @@ REJECT(unknown_flag_bit, WRITE, spoil_flags, "unknown flags");
 REJECT(unknown_flag_bit_on_void, FLUSH, spoil_flags_high, "unknown flags");
 REJECT(void_write_with_its_payload, WRITE, spoil_void_with_payload, "payload on a VOID record");
 REJECT(void_marker_with_its_label, MARKER, spoil_void_with_payload, "payload on a VOID record");
-REJECT(void_with_payload_len_but_len_64, RESYNC, spoil_void_payload_len,
+REJECT(void_with_payload_len_but_len_of_the_header, RESYNC, spoil_void_payload_len,
        "payload on a VOID record");
 REJECT(void_with_padding_beyond_the_header, DISCARD, spoil_void_len,
        "len has more padding than alignment needs");
@@ -448,6 +546,27 @@ REJECT(marker_label_with_del, MARKER, spoil_label_del,
        "marker label is not 1..64 printable characters");
 REJECT(marker_label_not_ascii, MARKER, spoil_label_high,
        "marker label is not 1..64 printable characters");
+REJECT(stream_link_8_bytes_short, STREAM, spoil_link_short, "payload of a STREAM is not its link");
+REJECT(stream_link_8_bytes_long, STREAM, spoil_link_long, "payload of a STREAM is not its link");
+REJECT(stream_link_1_byte_short, STREAM, spoil_link_unaligned,
+       "payload of a STREAM is not its link");
+REJECT(stream_without_its_link, STREAM, spoil_link_missing, "payload of a STREAM is not its link");
+REJECT(stream_with_nbytes, STREAM, spoil_nbytes_set, "nbytes or volume is not zero on a STREAM");
+REJECT(stream_with_volume, STREAM, spoil_volume_set, "nbytes or volume is not zero on a STREAM");
+REJECT(gap_with_payload, GAP, spoil_payload_on_empty, "payload on a record that carries none");
+REJECT(gap_with_nbytes, GAP, spoil_nbytes_set, "nbytes or volume is not zero on a GAP");
+REJECT(gap_with_volume, GAP, spoil_volume_set, "nbytes or volume is not zero on a GAP");
+REJECT(gap_flag_on_a_write, WRITE, spoil_gap_flag, "GAP flag on a record that is not a STREAM");
+REJECT(gap_flag_on_a_flush, FLUSH, spoil_gap_flag, "GAP flag on a record that is not a STREAM");
+REJECT(gap_flag_on_a_marker, MARKER, spoil_gap_flag, "GAP flag on a record that is not a STREAM");
+REJECT(gap_flag_on_a_gap_record, GAP, spoil_gap_flag,
+       "GAP flag on a record that is not a STREAM");
+REJECT(gap_flag_on_a_void_write, WRITE, spoil_void_gap_flag,
+       "GAP flag on a record that is not a STREAM");
+REJECT(reserved_low_bit_on_a_write, WRITE, spoil_reserved_low, "reserved bytes are not zero");
+REJECT(reserved_high_bit_on_a_flush, FLUSH, spoil_reserved_high, "reserved bytes are not zero");
+REJECT(reserved_on_a_stream, STREAM, spoil_reserved_low, "reserved bytes are not zero");
+REJECT(reserved_on_a_gap, GAP, spoil_reserved_high, "reserved bytes are not zero");
 
 TEST_F(rejection, is_refused_with_its_reason)
 {
@@ -467,6 +586,9 @@ TEST(void_form_of_each_type_is_its_header_alone_and_passes_the_check)
 	unsigned int type;
 
 	for (type = 1; type <= DM_REPL_REC_TYPE_MAX; type++) {
+		/* The ring's own records never fail (see below). */
+		if (type == DM_REPL_REC_STREAM || type == DM_REPL_REC_GAP)
+			continue;
 		ASSERT_GT(make_rec(buf, type), 0);
 		hdr(buf)->crc = 0;		/* as in the ring */
 		orig = *hdr(buf);
@@ -474,7 +596,7 @@ TEST(void_form_of_each_type_is_its_header_alone_and_passes_the_check)
 		EXPECT_EQ(0, dmrepl_rec_check(&v, sizeof(v), &why))
 			TH_LOG("type %u: %s", type, why);
 		EXPECT_EQ(DM_REPL_RECF_VOID, dmrepl_rec_flags(&v) & DM_REPL_RECF_VOID);
-		EXPECT_EQ(64U, dmrepl_rec_len(&v));
+		EXPECT_EQ((__u32)HDR, dmrepl_rec_len(&v));
 		EXPECT_EQ(0U, dmrepl_rec_payload_len(&v));
 		EXPECT_EQ(dmrepl_rec_compute_crc(&v), dmrepl_rec_crc(&v));
 		/* What was captured stays: type, seq, epoch, volume, extent. */
@@ -486,6 +608,7 @@ TEST(void_form_of_each_type_is_its_header_alone_and_passes_the_check)
 		EXPECT_EQ(dmrepl_rec_nbytes(&orig), dmrepl_rec_nbytes(&v));
 		EXPECT_EQ(dmrepl_rec_time_ns(&orig), dmrepl_rec_time_ns(&v));
 		EXPECT_EQ(0x1CF96D7CU, dmrepl_rec_group_tag(&v));
+		EXPECT_EQ(STREAM_ID, dmrepl_rec_stream(&v));
 		/* The source is left alone. */
 		EXPECT_EQ(0, memcmp(&orig, buf, sizeof(orig)));
 	}
@@ -512,20 +635,24 @@ TEST(a_record_leaves_the_ring_sealed_or_as_its_void_form)
 	long len = make_rec(buf, DM_REPL_REC_WRITE);
 	struct dm_repl_rec *r;
 
-	ASSERT_GT(len, 64);
+	ASSERT_GT(len, HDR);
 	hdr(buf)->crc = 0;		/* as in the ring */
 	r = dmrepl_rec_copy_out(hdr(out), hdr(buf), false);
 	ASSERT_EQ((void *)out, (void *)r);
 	ASSERT_EQ(0, dmrepl_rec_check(out, sizeof(out), NULL));
-	ASSERT_EQ(0, memcmp(buf + 64, out + 64, (size_t)len - 64));
+	/* Only the crc (at 56) differs: the stream (at 64) goes out as it is. */
+	ASSERT_EQ(0, memcmp(buf, out, 56));
+	ASSERT_EQ(0, memcmp(buf + 60, out + 60, (size_t)len - 60));
+	ASSERT_EQ(STREAM_ID, dmrepl_rec_stream(hdr(out)));
 	ASSERT_EQ(0U, dmrepl_rec_crc(hdr(buf)));	/* the ring is left alone */
 	/* A DISCARDED slot: its header alone, VOID, sealed. */
 	memset(out, 0xa5, sizeof(out));
 	dmrepl_rec_copy_out(hdr(out), hdr(buf), true);
-	ASSERT_EQ(0, dmrepl_rec_check(out, 64, NULL));
-	ASSERT_EQ(64U, dmrepl_rec_len(hdr(out)));
+	ASSERT_EQ(0, dmrepl_rec_check(out, HDR, NULL));
+	ASSERT_EQ((__u32)HDR, dmrepl_rec_len(hdr(out)));
 	ASSERT_NE(0U, dmrepl_rec_flags(hdr(out)) & DM_REPL_RECF_VOID);
-	ASSERT_EQ(0xa5, out[64]);			/* nothing past the header */
+	ASSERT_EQ(STREAM_ID, dmrepl_rec_stream(hdr(out)));
+	ASSERT_EQ(0xa5, out[HDR]);			/* nothing past the header */
 }
 
 TEST(void_header_with_nbytes_that_no_type_rule_allows_is_accepted)
@@ -537,15 +664,15 @@ TEST(void_header_with_nbytes_that_no_type_rule_allows_is_accepted)
 	const char *why = NULL;
 
 	/* A FLUSH with nbytes, a WRITE without payload: only VOID allows them. */
-	ASSERT_EQ(64, dmrepl_rec_encode(buf, sizeof(buf), &f));
-	ASSERT_EQ(0, dmrepl_rec_check(buf, 64, &why)) TH_LOG("%s", why);
+	ASSERT_EQ(HDR, dmrepl_rec_encode(buf, sizeof(buf), &f));
+	ASSERT_EQ(0, dmrepl_rec_check(buf, HDR, &why)) TH_LOG("%s", why);
 	f.type = DM_REPL_REC_WRITE;
 	f.nbytes = 4096;
-	ASSERT_EQ(64, dmrepl_rec_encode(buf, sizeof(buf), &f));
-	ASSERT_EQ(0, dmrepl_rec_check(buf, 64, &why)) TH_LOG("%s", why);
+	ASSERT_EQ(HDR, dmrepl_rec_encode(buf, sizeof(buf), &f));
+	ASSERT_EQ(0, dmrepl_rec_check(buf, HDR, &why)) TH_LOG("%s", why);
 	f.flags = 0;
-	ASSERT_EQ(64, dmrepl_rec_encode(buf, sizeof(buf), &f));
-	ASSERT_EQ(-EINVAL, dmrepl_rec_check(buf, 64, &why));
+	ASSERT_EQ(HDR, dmrepl_rec_encode(buf, sizeof(buf), &f));
+	ASSERT_EQ(-EINVAL, dmrepl_rec_check(buf, HDR, &why));
 	ASSERT_STREQ("payload_len differs from nbytes", why);
 }
 
@@ -573,7 +700,7 @@ TEST(marker_label_of_exactly_64_printable_characters_is_accepted)
 	memset(label, '~', sizeof(label));
 	label[0] = ' ';
 	len = dmrepl_rec_encode(buf, sizeof(buf), &f);
-	ASSERT_EQ(128, len);
+	ASSERT_EQ(HDR + DM_REPL_MARKER_LABEL_MAX, len);
 	ASSERT_EQ(0, dmrepl_rec_check(buf, (size_t)len, NULL));
 }
 
@@ -643,6 +770,230 @@ TEST(group_tag_is_stored_little_endian_at_60_and_covered_by_the_crc)
 	ASSERT_EQ(-EBADMSG, dmrepl_rec_check(buf, (size_t)len, &why));
 	dmrepl_rec_seal(hdr(buf));
 	ASSERT_EQ(0, dmrepl_rec_check(buf, (size_t)len, &why));
+}
+
+/* ---- the header's layout, streams and the reserved bytes ------------- */
+
+TEST(header_is_80_bytes_with_stream_at_64_and_reserved_at_72)
+{
+	ASSERT_EQ(80, DM_REPL_REC_HDR_SIZE);
+	ASSERT_EQ((size_t)DM_REPL_REC_HDR_SIZE, sizeof(struct dm_repl_rec));
+	ASSERT_EQ(0, DM_REPL_REC_HDR_SIZE % DM_REPL_REC_ALIGN);
+	ASSERT_EQ(56U, offsetof(struct dm_repl_rec, crc));
+	ASSERT_EQ(60U, offsetof(struct dm_repl_rec, group_tag));
+	ASSERT_EQ(64U, offsetof(struct dm_repl_rec, stream));
+	ASSERT_EQ(72U, offsetof(struct dm_repl_rec, reserved));
+	ASSERT_EQ(2, DM_REPL_REC_VERSION);
+	ASSERT_EQ(3, DM_REPL_ABI_VERSION);
+	ASSERT_EQ(32U, sizeof(struct dm_repl_stream_link));
+	ASSERT_EQ(DM_REPL_STREAM_HISTORY,
+		  (int)(sizeof(struct dm_repl_stream_link) / sizeof(__le64)));
+	/* GAP is a known flag, one of its own. */
+	ASSERT_EQ(1U << 3, DM_REPL_RECF_GAP);
+	ASSERT_NE(0U, DM_REPL_RECF_KNOWN & DM_REPL_RECF_GAP);
+	ASSERT_EQ(0U, (DM_REPL_RECF_FUA | DM_REPL_RECF_RESYNC_END | DM_REPL_RECF_VOID) &
+		      DM_REPL_RECF_GAP);
+}
+
+TEST(stream_record_with_its_link_passes_the_check)
+{
+	unsigned char buf[BUF_SIZE] __attribute__((aligned(8)));
+	const struct dm_repl_stream_link *link;
+	const char *why = "unset";
+	long len;
+
+	memset(buf, 0xaa, sizeof(buf));
+	len = make_rec(buf, DM_REPL_REC_STREAM);
+	ASSERT_EQ((long)(HDR + sizeof(struct dm_repl_stream_link)), len);
+	ASSERT_EQ(0, dmrepl_rec_check(buf, (size_t)len, &why)) TH_LOG("%s", why);
+	ASSERT_EQ(NULL, why);
+	ASSERT_EQ((unsigned int)DM_REPL_REC_STREAM, dmrepl_rec_type(hdr(buf)));
+	ASSERT_EQ(STREAM_ID, dmrepl_rec_stream(hdr(buf)));
+	ASSERT_EQ(0U, dmrepl_rec_nbytes(hdr(buf)));
+	ASSERT_EQ(0U, dmrepl_rec_volume(hdr(buf)));
+	ASSERT_EQ((__u32)sizeof(*link), dmrepl_rec_payload_len(hdr(buf)));
+	link = dmrepl_rec_payload(hdr(buf));
+	ASSERT_EQ(STREAM_PREV0, le64toh(link->prev[0]));
+	ASSERT_EQ(STREAM_PREV1, le64toh(link->prev[1]));
+	ASSERT_EQ(0ULL, le64toh(link->prev[2]));
+	ASSERT_EQ(0ULL, le64toh(link->prev[3]));
+	/* With GAP: records of the stream before may have been lost. */
+	hdr(buf)->flags = htole16(DM_REPL_RECF_GAP);
+	dmrepl_rec_seal(hdr(buf));
+	ASSERT_EQ(0, dmrepl_rec_check(buf, (size_t)len, &why)) TH_LOG("%s", why);
+	/* As the ring holds it: unsealed. */
+	hdr(buf)->crc = 0;
+	ASSERT_EQ(0, dmrepl_rec_check_unsealed(buf, (size_t)len, &why)) TH_LOG("%s", why);
+	/* The first stream of a group: a link naming none. */
+	memset(buf + HDR, 0, sizeof(*link));
+	dmrepl_rec_seal(hdr(buf));
+	ASSERT_EQ(0, dmrepl_rec_check(buf, (size_t)len, &why)) TH_LOG("%s", why);
+}
+
+TEST(gap_record_is_its_header_alone_and_passes_the_check)
+{
+	unsigned char buf[BUF_SIZE] __attribute__((aligned(8)));
+	const char *why = "unset";
+	long len;
+
+	memset(buf, 0xaa, sizeof(buf));
+	len = make_rec(buf, DM_REPL_REC_GAP);
+	ASSERT_EQ(HDR, len);
+	ASSERT_EQ(0, dmrepl_rec_check(buf, (size_t)len, &why)) TH_LOG("%s", why);
+	ASSERT_EQ((unsigned int)DM_REPL_REC_GAP, dmrepl_rec_type(hdr(buf)));
+	ASSERT_EQ(0U, dmrepl_rec_payload_len(hdr(buf)));
+	ASSERT_EQ(STREAM_ID, dmrepl_rec_stream(hdr(buf)));
+	ASSERT_EQ(0xaa, buf[HDR]);		/* nothing written past the header */
+	hdr(buf)->crc = 0;
+	ASSERT_EQ(0, dmrepl_rec_check_unsealed(buf, (size_t)len, &why)) TH_LOG("%s", why);
+}
+
+/*
+ * The ring's own records (STREAM, GAP) are committed whole and never fail:
+ * a VOID form of one is refused (a STREAM record without its link would
+ * leave a replica unable to place the stream).
+ */
+TEST(void_form_of_a_stream_or_gap_record_is_refused)
+{
+	unsigned char buf[BUF_SIZE] __attribute__((aligned(8)));
+	static const unsigned int types[] = { DM_REPL_REC_STREAM, DM_REPL_REC_GAP };
+	struct dm_repl_rec v;
+	const char *why = "unset";
+	size_t i;
+
+	for (i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		ASSERT_GT(make_rec(buf, types[i]), 0);
+		hdr(buf)->crc = 0;
+		dmrepl_rec_make_void(hdr(buf), &v);
+		EXPECT_EQ(-EINVAL, dmrepl_rec_check(&v, sizeof(v), &why));
+		EXPECT_STREQ("VOID flag on a STREAM or GAP record (they never fail)", why);
+	}
+}
+
+TEST(stream_round_trips_through_encode_little_endian_at_64)
+{
+	unsigned char buf[BUF_SIZE] __attribute__((aligned(8)));
+	static const __u64 streams[] = {
+		1, 0x0123456789abcdefULL, 0x8000000000000000ULL, ~0ULL,
+	};
+	unsigned int type;
+	size_t i;
+
+	for (type = 1; type <= DM_REPL_REC_TYPE_MAX; type++) {
+		long len = make_rec(buf, type);
+
+		ASSERT_GT(len, 0);
+		ASSERT_EQ(STREAM_ID, dmrepl_rec_stream(hdr(buf))) TH_LOG("type %u", type);
+	}
+	for (i = 0; i < sizeof(streams) / sizeof(streams[0]); i++) {
+		struct dmrepl_rec_fields f = {
+			.type = DM_REPL_REC_FLUSH, .seq = 9, .stream = streams[i],
+		};
+		unsigned int b;
+
+		memset(buf, 0xaa, sizeof(buf));
+		ASSERT_EQ(HDR, dmrepl_rec_encode(buf, sizeof(buf), &f));
+		ASSERT_EQ(streams[i], dmrepl_rec_stream(hdr(buf)));
+		for (b = 0; b < 8; b++)
+			ASSERT_EQ((unsigned char)(streams[i] >> (8 * b)), buf[64 + b]);
+		/* The reserved bytes are zeroed, whatever the buffer held. */
+		for (b = 72; b < HDR; b++)
+			ASSERT_EQ(0, buf[b]) TH_LOG("byte %u", b);
+		ASSERT_EQ(0, dmrepl_rec_check(buf, HDR, NULL));
+	}
+}
+
+TEST(a_changed_stream_is_a_checksum_mismatch)
+{
+	unsigned char buf[BUF_SIZE] __attribute__((aligned(8)));
+	unsigned int type, bit;
+	const char *why;
+
+	for (type = 1; type <= DM_REPL_REC_TYPE_MAX; type++) {
+		long len = make_rec(buf, type);
+
+		ASSERT_GT(len, 0);
+		/* Every bit of the stream is covered by the crc. */
+		for (bit = 0; bit < 64; bit++) {
+			hdr(buf)->stream = htole64(STREAM_ID ^ (1ULL << bit));
+			why = NULL;
+			ASSERT_EQ(-EBADMSG, dmrepl_rec_check(buf, (size_t)len, &why))
+				TH_LOG("type %u bit %u", type, bit);
+			ASSERT_STREQ("checksum mismatch", why);
+		}
+		hdr(buf)->stream = htole64(STREAM_ID);
+		ASSERT_EQ(0, dmrepl_rec_check(buf, (size_t)len, NULL));
+		/* Sealed again, another stream is a valid record of that stream. */
+		hdr(buf)->stream = htole64(STREAM_ID + 1);
+		dmrepl_rec_seal(hdr(buf));
+		ASSERT_EQ(0, dmrepl_rec_check(buf, (size_t)len, NULL));
+		ASSERT_EQ(STREAM_ID + 1, dmrepl_rec_stream(hdr(buf)));
+	}
+}
+
+TEST(record_crc_covers_the_stream_as_part_of_the_header)
+{
+	unsigned char buf[BUF_SIZE] __attribute__((aligned(8)));
+	unsigned char raw[HDR];
+	__u32 crc;
+
+	ASSERT_GT(make_rec(buf, DM_REPL_REC_STREAM), 0);
+	/* The crc's input: all 80 header bytes, crc zeroed, then the link. */
+	memcpy(raw, buf, HDR);
+	memset(raw + 56, 0, 4);
+	crc = dmrepl_crc32c(~0U, raw, HDR);
+	crc = dmrepl_crc32c(crc, buf + HDR, sizeof(struct dm_repl_stream_link));
+	ASSERT_EQ(crc, dmrepl_rec_crc(hdr(buf)));
+}
+
+TEST(every_reserved_byte_of_the_header_is_checked)
+{
+	unsigned char buf[BUF_SIZE] __attribute__((aligned(8)));
+	unsigned int off;
+	const char *why;
+	long len = make_rec(buf, DM_REPL_REC_WRITE);
+
+	ASSERT_GT(len, 0);
+	for (off = offsetof(struct dm_repl_rec, reserved); off < HDR; off++) {
+		buf[off] = 0x01;
+		dmrepl_rec_seal(hdr(buf));	/* the rule, not the crc, must catch it */
+		why = NULL;
+		ASSERT_EQ(-EINVAL, dmrepl_rec_check(buf, (size_t)len, &why)) TH_LOG("byte %u", off);
+		ASSERT_STREQ("reserved bytes are not zero", why);
+		ASSERT_EQ(-EINVAL, dmrepl_rec_check_header(hdr(buf), (size_t)len, &why));
+		ASSERT_STREQ("reserved bytes are not zero", why);
+		/* In the ring too. */
+		hdr(buf)->crc = 0;
+		ASSERT_EQ(-EINVAL, dmrepl_rec_check_unsealed(buf, (size_t)len, &why));
+		ASSERT_STREQ("reserved bytes are not zero", why);
+		buf[off] = 0;
+	}
+	dmrepl_rec_seal(hdr(buf));
+	ASSERT_EQ(0, dmrepl_rec_check(buf, (size_t)len, NULL));
+}
+
+TEST(gap_flag_is_refused_on_every_type_but_stream)
+{
+	unsigned char buf[BUF_SIZE] __attribute__((aligned(8)));
+	unsigned int type;
+	const char *why;
+
+	for (type = 1; type <= DM_REPL_REC_TYPE_MAX; type++) {
+		long len = make_rec(buf, type);
+
+		ASSERT_GT(len, 0);
+		hdr(buf)->flags = htole16(DM_REPL_RECF_GAP);
+		dmrepl_rec_seal(hdr(buf));
+		why = NULL;
+		if (type == DM_REPL_REC_STREAM) {
+			ASSERT_EQ(0, dmrepl_rec_check(buf, (size_t)len, &why)) TH_LOG("%s", why);
+			continue;
+		}
+		ASSERT_EQ(-EINVAL, dmrepl_rec_check(buf, (size_t)len, &why)) TH_LOG("type %u", type);
+		ASSERT_STREQ("GAP flag on a record that is not a STREAM", why);
+		ASSERT_EQ(-EINVAL, dmrepl_rec_check_header(hdr(buf), (size_t)len, &why));
+		ASSERT_STREQ("GAP flag on a record that is not a STREAM", why);
+	}
 }
 
 TEST_HARNESS_MAIN

@@ -19,6 +19,14 @@
 #include "kselftest_harness.h"
 
 #define DATA_SIZE (64 * 1024)
+#define HDR DM_REPL_REC_HDR_SIZE
+/* Bytes of a record with n bytes of payload, and of a slot's header. */
+#define RECLEN(n) ((unsigned int)dmrepl_rec_size(n))
+#define SLOT_HDR ((unsigned int)sizeof(struct dm_repl_slot))
+/* produce_mix(): W 4096, D, Z, F, M "nightly 03:00", R 1024. */
+#define MIX_BYTES (RECLEN(4096) + 3 * HDR + RECLEN(13) + RECLEN(1024))
+/* produce_with_failed(): W 512, two VOID headers, W 1024. */
+#define WITH_FAILED_BYTES (RECLEN(512) + 2 * HDR + RECLEN(1024))
 
 FIXTURE(tool) {
 	struct ringsim sim;
@@ -204,26 +212,37 @@ TEST_F(tool, stats_prints_a_summary_instead_of_records)
 	ringsim_discard(&self->sim, (__u64)pos);
 	run_tool(&self->r, "dump", "--stats", self->dev.path, NULL);
 	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
+	/* 5616 = 4176 + 3 * 80 + 96 + 1104 */
 	snprintf(want, sizeof(want),
-		 "%s: records 6 bytes 5520 discarded_slots 1\n"
-		 "  WRITE         records 1 bytes 4160 volume_bytes 4096\n"
-		 "  DISCARD       records 1 bytes 64 volume_bytes 1048576\n"
-		 "  WRITE_ZEROES  records 1 bytes 64 volume_bytes 8192\n"
-		 "  FLUSH         records 1 bytes 64 volume_bytes 0\n"
-		 "  MARKER        records 1 bytes 80 volume_bytes 0\n"
-		 "  RESYNC        records 1 bytes 1088 volume_bytes 1024\n"
-		 "  seq 1..6 epochs 2 (0..1)\n", self->dev.path);
+		 "%s: records 6 bytes %u discarded_slots 1\n"
+		 "  WRITE         records 1 bytes %u volume_bytes 4096\n"
+		 "  DISCARD       records 1 bytes %u volume_bytes 1048576\n"
+		 "  WRITE_ZEROES  records 1 bytes %u volume_bytes 8192\n"
+		 "  FLUSH         records 1 bytes %u volume_bytes 0\n"
+		 "  MARKER        records 1 bytes %u volume_bytes 0\n"
+		 "  RESYNC        records 1 bytes %u volume_bytes 1024\n"
+		 "  STREAM        records 0 bytes 0 volume_bytes 0\n"
+		 "  GAP           records 0 bytes 0 volume_bytes 0\n"
+		 "  seq 1..6 epochs 2 (0..1)\n", self->dev.path, MIX_BYTES, RECLEN(4096),
+		 HDR, HDR, HDR, RECLEN(13), RECLEN(1024));
 	ASSERT_STREQ(want, self->r.out);
 }
 
 TEST_F(tool, stats_json_is_one_object)
 {
+	char want[256];
+
 	ASSERT_LE(0, produce(&self->sim, DM_REPL_REC_WRITE, 0, 0, 512, NULL));
 	run_tool(&self->r, "dump", "--stats", "-j", self->dev.path, NULL);
 	ASSERT_EQ(0, self->r.status);
-	ASSERT_NE(NULL, strstr(self->r.out,
-		"\"records\":1,\"bytes\":576,\"discarded\":0,\"types\":{\"WRITE\":{\"records\":1,"
-		"\"bytes\":576,\"volume_bytes\":512},\"DISCARD\":{\"records\":0,"));
+	snprintf(want, sizeof(want),
+		 "\"records\":1,\"bytes\":%u,\"discarded\":0,\"types\":{\"WRITE\":{\"records\":1,"
+		 "\"bytes\":%u,\"volume_bytes\":512},\"DISCARD\":{\"records\":0,",
+		 RECLEN(512), RECLEN(512));
+	ASSERT_NE(NULL, strstr(self->r.out, want)) TH_LOG("%s", self->r.out);
+	ASSERT_NE(NULL, strstr(self->r.out, "\"STREAM\":{\"records\":0,\"bytes\":0,"
+			       "\"volume_bytes\":0},\"GAP\":{\"records\":0,\"bytes\":0,"
+			       "\"volume_bytes\":0}}")) TH_LOG("%s", self->r.out);
 	ASSERT_NE(NULL, strstr(self->r.out,
 		"\"first_seq\":1,\"last_seq\":1,\"epochs\":1,\"first_epoch\":0,\"last_epoch\":0}\n"));
 	ASSERT_EQ('{', self->r.out[0]);
@@ -245,21 +264,25 @@ TEST_F(tool, raw_writes_the_records_byte_exact)
 	unsigned char buf[8192] __attribute__((aligned(8)));
 	const unsigned char *ring_rec;
 	struct dmrepl_stream s;
+	char want[64];
 	int fd, i;
 
 	ASSERT_EQ(0, produce_mix(&self->sim));
 	run_tool(&self->r, "dump", "--raw", "--stats", self->dev.path, NULL);
 	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
-	ASSERT_EQ(5520U, self->r.out_len);
+	ASSERT_EQ(MIX_BYTES, self->r.out_len);
 	/*
 	 * The slot of record 1 is at 0: its record starts 8 bytes in. The
-	 * output is the ring's record, sealed: only the crc (at 56) differs.
+	 * output is the ring's record, sealed: only the crc (at 56) differs;
+	 * the stream (at 64) and the rest go out as they are.
 	 */
-	ring_rec = self->sim.ro + self->sim.ctl_size + 8;
+	ring_rec = self->sim.ro + self->sim.ctl_size + SLOT_HDR;
 	ASSERT_EQ(0, memcmp(self->r.out, ring_rec, 56));
-	ASSERT_EQ(0, memcmp(self->r.out + 60, ring_rec + 60, 4160 - 60));
+	ASSERT_EQ(0, memcmp(self->r.out + 60, ring_rec + 60, RECLEN(4096) - 60));
 	ASSERT_EQ(0U, dmrepl_rec_crc((const void *)ring_rec));
-	ASSERT_NE(NULL, strstr(self->r.err, "records 6 bytes 5520"));	/* stats to stderr */
+	ASSERT_EQ(RINGSIM_STREAM, dmrepl_rec_stream((const void *)self->r.out));
+	snprintf(want, sizeof(want), "records 6 bytes %u", MIX_BYTES);
+	ASSERT_NE(NULL, strstr(self->r.err, want));	/* stats to stderr */
 
 	fd = memfd_create("raw", 0);
 	ASSERT_EQ((ssize_t)self->r.out_len, write(fd, self->r.out, self->r.out_len));
@@ -269,6 +292,7 @@ TEST_F(tool, raw_writes_the_records_byte_exact)
 		/* The stream reader checks every crc. */
 		ASSERT_EQ(1, dmrepl_stream_read(&s, buf, sizeof(buf), NULL));
 		ASSERT_EQ((__u64)i, dmrepl_rec_seq((void *)buf));
+		ASSERT_EQ(RINGSIM_STREAM, dmrepl_rec_stream((void *)buf));
 	}
 	ASSERT_EQ(0, dmrepl_stream_read(&s, buf, sizeof(buf), NULL));
 	close(fd);
@@ -280,6 +304,7 @@ TEST_F(tool, raw_writes_a_void_record_for_a_failed_write_keeping_sequences_conti
 	const struct dm_repl_rec *r = (const void *)buf;
 	struct dmrepl_stream s;
 	const char *why = NULL;
+	char want[64];
 	int fd, i;
 
 	ASSERT_LE(0, produce(&self->sim, DM_REPL_REC_WRITE, 0, 0, 512, NULL));
@@ -287,9 +312,11 @@ TEST_F(tool, raw_writes_a_void_record_for_a_failed_write_keeping_sequences_conti
 	ASSERT_LE(0, produce(&self->sim, DM_REPL_REC_WRITE, 0, 8, 1024, NULL));
 	run_tool(&self->r, "dump", "--raw", "--stats", self->dev.path, NULL);
 	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
-	/* 576 + the failed write's header alone + 1088. */
-	ASSERT_EQ(576U + 64 + 1088, self->r.out_len);
-	ASSERT_NE(NULL, strstr(self->r.err, "records 2 bytes 1664 discarded_slots 1\n"));
+	/* 592 + the failed write's header alone (80) + 1104. */
+	ASSERT_EQ(RECLEN(512) + HDR + RECLEN(1024), self->r.out_len);
+	snprintf(want, sizeof(want), "records 2 bytes %u discarded_slots 1\n",
+		 RECLEN(512) + RECLEN(1024));
+	ASSERT_NE(NULL, strstr(self->r.err, want)) TH_LOG("%s", self->r.err);
 
 	fd = memfd_create("raw", 0);
 	ASSERT_EQ((ssize_t)self->r.out_len, write(fd, self->r.out, self->r.out_len));
@@ -303,10 +330,11 @@ TEST_F(tool, raw_writes_a_void_record_for_a_failed_write_keeping_sequences_conti
 	ASSERT_EQ(0, dmrepl_stream_read(&s, buf, sizeof(buf), NULL));
 	close(fd);
 	/* The middle one: sealed, header alone, what was captured kept. */
-	r = (const void *)(self->r.out + 576);
-	ASSERT_EQ(0, dmrepl_rec_check(r, 64, &why)) TH_LOG("%s", why);
+	r = (const void *)(self->r.out + RECLEN(512));
+	ASSERT_EQ(0, dmrepl_rec_check(r, HDR, &why)) TH_LOG("%s", why);
 	ASSERT_NE(0U, dmrepl_rec_crc(r));
-	ASSERT_EQ(64U, dmrepl_rec_len(r));
+	ASSERT_EQ((__u32)HDR, dmrepl_rec_len(r));
+	ASSERT_EQ(RINGSIM_STREAM, dmrepl_rec_stream(r));
 	ASSERT_EQ(0U, dmrepl_rec_payload_len(r));
 	ASSERT_EQ((unsigned int)DM_REPL_REC_WRITE, dmrepl_rec_type(r));
 	ASSERT_EQ(64ULL, dmrepl_rec_sector(r));
@@ -461,6 +489,7 @@ TEST_F(tool, follow_ends_cleanly_when_the_group_goes_away)
 TEST_F(tool, sigterm_ends_follow_with_the_summary_and_exit_0)
 {
 	struct later l;
+	char want[64];
 	pthread_t th;
 
 	ASSERT_LE(0, produce(&self->sim, DM_REPL_REC_WRITE, 0, 0, 512, NULL));
@@ -468,7 +497,8 @@ TEST_F(tool, sigterm_ends_follow_with_the_summary_and_exit_0)
 	run_tool(&self->r, "dump", "-f", "--stats", self->dev.path, NULL);
 	pthread_join(th, NULL);
 	ASSERT_EQ(0, self->r.status);
-	ASSERT_NE(NULL, strstr(self->r.out, ": records 1 bytes 576 discarded_slots 0\n"));
+	snprintf(want, sizeof(want), ": records 1 bytes %u discarded_slots 0\n", RECLEN(512));
+	ASSERT_NE(NULL, strstr(self->r.out, want)) TH_LOG("%s", self->r.out);
 }
 
 TEST_F(tool, corrupt_ring_is_a_runtime_error_naming_the_reason)
@@ -492,7 +522,7 @@ TEST_F(tool, abi_mismatch_names_both_versions)
 	run_tool(&self->r, "dump", self->dev.path, NULL);
 	ASSERT_EQ(1, self->r.status);
 	snprintf(want, sizeof(want), "repltool: %s: ABI version mismatch: module speaks "
-		 "version 9, libdmrepl speaks version 2\n", self->dev.path);
+		 "version 9, libdmrepl speaks version %d\n", self->dev.path, DM_REPL_ABI_VERSION);
 	ASSERT_STREQ(want, self->r.err);
 }
 
@@ -545,6 +575,7 @@ TEST(usage_errors_exit_2)
 TEST(help_goes_to_stdout_and_exits_0)
 {
 	struct run r = { 0 };
+	char abi[32];
 
 	run_tool(&r, "help", NULL);
 	ASSERT_EQ(0, r.status);
@@ -563,7 +594,8 @@ TEST(help_goes_to_stdout_and_exits_0)
 	ASSERT_NE(NULL, strstr(r.out, "Exit status: 0 success, 1 runtime error, 2 usage error"));
 	run_tool(&r, "--version", NULL);
 	ASSERT_EQ(0, r.status);
-	ASSERT_NE(NULL, strstr(r.out, "ABI version 2"));
+	snprintf(abi, sizeof(abi), "ABI version %d", DM_REPL_ABI_VERSION);
+	ASSERT_NE(NULL, strstr(r.out, abi)) TH_LOG("%s", r.out);
 	free(r.out);
 }
 
@@ -653,7 +685,7 @@ TEST_F(tool, apply_cuts_batches_at_the_flush)
 	unsigned char got[4096];
 	size_t bytes;
 
-	/* 1 KiB: 576 + 64 fit, the 1088 of seq 3 do not; then seq 3 alone. */
+	/* 1 KiB: 592 + 80 fit, the 1104 of seq 3 do not; then seq 3 alone. */
 	apply_stream(self, "1", &bytes, NULL);
 	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
 	ASSERT_EQ(2, self->dev.writes);
@@ -690,28 +722,33 @@ TEST_F(tool, apply_calls_a_short_write_an_error)
 	ASSERT_STREQ(want, self->r.err);
 }
 
-/* Flip a bit in the payload of seq 3 (after 576 + 64 bytes). */
+/* Where seq 3 begins in stream_file(): after W 512 and a FLUSH. */
+#define THIRD_OFF (RECLEN(512) + HDR)
+
+/* Flip a bit in the payload of seq 3 (100 bytes in). */
 static void spoil_third(int fd)
 {
 	unsigned char c = 0;
 
-	if (pread(fd, &c, 1, 740) != 1)
+	if (pread(fd, &c, 1, THIRD_OFF + HDR + 100) != 1)
 		abort();
 	c ^= 1;
-	if (pwrite(fd, &c, 1, 740) != 1)
+	if (pwrite(fd, &c, 1, THIRD_OFF + HDR + 100) != 1)
 		abort();
 }
 
 TEST_F(tool, apply_stops_at_a_bad_record_after_writing_the_good_ones)
 {
 	unsigned char got[4096];
+	char want[128];
 	size_t bytes;
 
 	apply_stream(self, NULL, &bytes, spoil_third);
 	ASSERT_EQ(1, self->r.status);
-	ASSERT_NE(NULL, strstr(self->r.err, ": bad record at stream offset 640 (seq 3): "
-			       "checksum mismatch\n")) TH_LOG("%s", self->r.err);
-	ASSERT_EQ(640, received(&self->dev, got, sizeof(got)));
+	snprintf(want, sizeof(want), ": bad record at stream offset %u (seq 3): "
+		 "checksum mismatch\n", THIRD_OFF);
+	ASSERT_NE(NULL, strstr(self->r.err, want)) TH_LOG("%s", self->r.err);
+	ASSERT_EQ((ssize_t)THIRD_OFF, received(&self->dev, got, sizeof(got)));
 }
 
 TEST_F(tool, apply_refuses_a_primary_group)
@@ -736,7 +773,8 @@ TEST_F(tool, status_of_a_primary_lists_the_group_and_its_volumes)
 	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
 	ASSERT_NE(NULL, strstr(self->r.out, "group             fake\n"));
 	ASSERT_NE(NULL, strstr(self->r.out, "\nrole              primary\n"));
-	ASSERT_NE(NULL, strstr(self->r.out, "\nstate             uptodate\n"));
+	ASSERT_NE(NULL, strstr(self->r.out, "\nstate             uptodate\n"
+			       "stream            5354524541d00001\n")) TH_LOG("%s", self->r.out);
 	ASSERT_NE(NULL, strstr(self->r.out, "\nnext_seq          2\n"));
 	ASSERT_NE(NULL, strstr(self->r.out, "\nvolumes           1\nvolume 0\n"
 			       "  data_dev        7:1\n  sectors         2048\n"
@@ -756,6 +794,7 @@ TEST_F(tool, status_of_a_secondary_shows_the_apply_path)
 	secondary(&self->dev);
 	ai->flags = DM_REPL_APPLYF_INCONSISTENT;
 	ai->applied_seq = 99;
+	ai->applied_stream = RINGSIM_STREAM;
 	ai->rejected = 1;
 	ai->last_error = -EXDEV;
 	ai->last_reason = DM_REPL_APPLY_OTHER_GROUP;
@@ -767,6 +806,7 @@ TEST_F(tool, status_of_a_secondary_shows_the_apply_path)
 	run_tool(&self->r, "status", self->dev.path, NULL);
 	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
 	ASSERT_NE(NULL, strstr(self->r.out, "\napply\n  consistency     inconsistent\n"
+			       "  applied_stream  5354524541d00001\n"
 			       "  applied_seq     99\n")) TH_LOG("%s", self->r.out);
 	ASSERT_NE(NULL, strstr(self->r.out, "\n  rejected        1\n  last_error      record of "
 			       "another group (group_tag) at seq 100 (Invalid cross-device "
@@ -774,7 +814,8 @@ TEST_F(tool, status_of_a_secondary_shows_the_apply_path)
 		TH_LOG("%s", self->r.out);
 	run_tool(&self->r, "status", "--json", self->dev.path, NULL);
 	ASSERT_NE(NULL, strstr(self->r.out, "\"apply\":{\"consistency\":\"inconsistent\","
-			       "\"applied_seq\":99,"));
+			       "\"applied_stream\":\"5354524541d00001\",\"applied_seq\":99,"))
+		TH_LOG("%s", self->r.out);
 	ASSERT_NE(NULL, strstr(self->r.out, "\"last_error\":{\"errno\":18,\"error\":"
 			       "\"Invalid cross-device link\",\"reason\":10,\"reason_name\":"
 			       "\"record of another group (group_tag)\",\"seq\":100},\"markers\":"
@@ -880,7 +921,7 @@ FIXTURE_TEARDOWN(repl)
 }
 
 
-/* W 1, F 2, W 3, F 4, W 5, W 6, F 7: WRITEs of 512 bytes (576-byte records). */
+/* W 1, F 2, W 3, F 4, W 5, W 6, F 7: WRITEs of 512 bytes (592-byte records). */
 static int produce_epochs(struct ringsim *s)
 {
 	static const unsigned int types[] = { 1, 4, 1, 4, 1, 1, 4 };
@@ -920,9 +961,11 @@ TEST_F(repl, once_ships_sealed_records_and_releases_what_was_applied)
 	ASSERT_EQ(10ULL, self->dst.apply_info.applied_seq);
 	ASSERT_EQ(0ULL, self->dst.apply_info.rejected);
 	ASSERT_EQ(10ULL, self->src.last_release);
-	/* 5520 bytes of produce_mix(), 1792 of produce_with_failed() (VOID: 64 each). */
-	snprintf(want, sizeof(want), "%s: records 10 batches 1 bytes 7312 skipped 0 "
-		 "applied_seq 10\n", self->dst.path);
+	/* The records went as they were: of the source's stream. */
+	ASSERT_EQ(RINGSIM_STREAM, self->dst.apply_info.applied_stream);
+	/* 5616 bytes of produce_mix(), 1856 of produce_with_failed() (VOID: 80 each). */
+	snprintf(want, sizeof(want), "%s: records 10 batches 1 bytes %u skipped 0 "
+		 "applied_seq 10\n", self->dst.path, MIX_BYTES + WITH_FAILED_BYTES);
 	ASSERT_STREQ(want, self->r.out);
 }
 
@@ -938,14 +981,19 @@ TEST_F(repl, every_release_follows_the_write_of_its_batch)
 
 TEST_F(repl, records_already_applied_are_released_without_being_sent)
 {
+	char want[128];
+
 	self->dst.apply_info.applied_seq = 3;	/* a previous run died before releasing */
+	self->dst.apply_info.applied_stream = RINGSIM_STREAM;
 	ASSERT_EQ(0, replicate_epochs(self, NULL));
 	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
 	ASSERT_EQ(4ULL, self->dst.apply_info.records);
 	ASSERT_EQ(0ULL, self->dst.apply_info.skipped);	/* 1..3 were not sent */
 	ASSERT_EQ(7ULL, self->src.last_release);
-	ASSERT_NE(NULL, strstr(self->r.out, ": records 4 batches 1 bytes 1280 skipped 3 "
-			       "applied_seq 7\n"));
+	/* F 4, W 5, W 6, F 7 */
+	snprintf(want, sizeof(want), ": records 4 batches 1 bytes %u skipped 3 "
+		 "applied_seq 7\n", 2 * HDR + 2 * RECLEN(512));
+	ASSERT_NE(NULL, strstr(self->r.out, want)) TH_LOG("%s", self->r.out);
 }
 
 TEST_F(repl, a_ring_applied_in_full_is_released_and_nothing_sent)
@@ -1016,6 +1064,7 @@ TEST_F(repl, a_gap_is_refused_by_the_secondary)
 
 TEST_F(repl, the_records_before_a_corrupt_slot_are_shipped_and_released)
 {
+	char want[128];
 	long long pos;
 
 	ASSERT_LE(0, produce(&self->src_sim, DM_REPL_REC_WRITE, 0, 0, 512, NULL));
@@ -1025,8 +1074,10 @@ TEST_F(repl, the_records_before_a_corrupt_slot_are_shipped_and_released)
 	((unsigned char *)ringsim_rec_at(&self->src_sim, (__u64)pos))[0] ^= 1;
 	run_tool(&self->r, "replicate", "--once", self->src.path, self->dst.path, NULL);
 	ASSERT_EQ(1, self->r.status);
-	ASSERT_NE(NULL, strstr(self->r.err, ": corrupt ring at position 656: bad magic\n"))
-		TH_LOG("%s", self->r.err);
+	/* The third slot: after the slots of W 512 and of a FLUSH. */
+	snprintf(want, sizeof(want), ": corrupt ring at position %u: bad magic\n",
+		 2 * SLOT_HDR + RECLEN(512) + HDR);
+	ASSERT_NE(NULL, strstr(self->r.err, want)) TH_LOG("%s", self->r.err);
 	ASSERT_EQ(2ULL, self->dst.apply_info.applied_seq);
 	ASSERT_EQ(2ULL, self->src.last_release);
 }

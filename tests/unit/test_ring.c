@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "dmrepl.h"
@@ -16,6 +17,7 @@
 #include "kselftest_harness.h"
 
 #define DATA_SIZE (64 * 1024)
+#define HDR DM_REPL_REC_HDR_SIZE
 
 static long long produce_write(struct ringsim *s, __u32 bytes)
 {
@@ -34,6 +36,14 @@ static long long produce_type(struct ringsim *s, unsigned int type)
 	if (type == DM_REPL_REC_MARKER) {
 		f.payload = "point";
 		f.payload_len = 5;
+	}
+	if (type == DM_REPL_REC_STREAM) {
+		static struct dm_repl_stream_link link;
+
+		link.prev[0] = htole64(RINGSIM_STREAM - 1);
+		f.flags = DM_REPL_RECF_GAP;
+		f.payload = &link;
+		f.payload_len = sizeof(link);
 	}
 	return ringsim_produce(s, &f);
 }
@@ -80,14 +90,23 @@ TEST_F(ctl, valid_control_page_attaches)
 TEST_F(ctl, other_abi_version_is_refused_with_eproto_naming_both)
 {
 	struct dmrepl_ring *ring = NULL;
+	char want[128];
 
 	self->sim.ctl->abi_version = DM_REPL_ABI_VERSION + 1;
 	ASSERT_EQ(-EPROTO, dmrepl_ring_attach(self->sim.ro, self->sim.map_size, &ring));
 	ASSERT_EQ(NULL, ring);
 	ASSERT_EQ(-EPROTO, dmrepl_ring_check_ctl(self->sim.ro, self->sim.map_size,
 						 self->msg, sizeof(self->msg)));
-	ASSERT_STREQ("ABI version mismatch: ring has version 3, libdmrepl speaks version 2",
-		     self->msg);
+	snprintf(want, sizeof(want), "ABI version mismatch: ring has version %d, "
+		 "libdmrepl speaks version %d", DM_REPL_ABI_VERSION + 1, DM_REPL_ABI_VERSION);
+	ASSERT_STREQ(want, self->msg);
+	/* An older one (ABI 2: 64-byte records, no streams) is refused too. */
+	self->sim.ctl->abi_version = DM_REPL_ABI_VERSION - 1;
+	ASSERT_EQ(-EPROTO, dmrepl_ring_check_ctl(self->sim.ro, self->sim.map_size,
+						 self->msg, sizeof(self->msg)));
+	snprintf(want, sizeof(want), "ABI version mismatch: ring has version %d, "
+		 "libdmrepl speaks version %d", DM_REPL_ABI_VERSION - 1, DM_REPL_ABI_VERSION);
+	ASSERT_STREQ(want, self->msg);
 }
 
 TEST_F(ctl, bad_magic_is_refused)
@@ -205,6 +224,61 @@ TEST_F(ring, committed_records_come_once_in_sequence_order)
 	ASSERT_EQ(0, dmrepl_ring_next(self->ring, &self->rec));
 	ASSERT_EQ(self->sim.ctl->producer_pos, dmrepl_ring_pos(self->ring));
 	ASSERT_EQ(0ULL, dmrepl_ring_discarded(self->ring));
+}
+
+TEST_F(ring, stream_and_gap_records_are_read_like_any_other)
+{
+	unsigned int types[] = { DM_REPL_REC_STREAM, DM_REPL_REC_WRITE, DM_REPL_REC_GAP,
+				 DM_REPL_REC_WRITE, DM_REPL_REC_FLUSH };
+	unsigned char out[8192] __attribute__((aligned(8)));
+	const struct dm_repl_stream_link *link;
+	__u64 seq;
+
+	ASSERT_LE(0, produce_type(&self->sim, DM_REPL_REC_STREAM));
+	ASSERT_LE(0, produce_write(&self->sim, 1024));
+	ASSERT_LE(0, produce_type(&self->sim, DM_REPL_REC_GAP));
+	ASSERT_LE(0, produce_write(&self->sim, 512));
+	ASSERT_LE(0, produce_type(&self->sim, DM_REPL_REC_FLUSH));
+	for (seq = 1; seq <= 5; seq++) {
+		ASSERT_EQ(1, dmrepl_ring_next(self->ring, &self->rec))
+			TH_LOG("seq %llu: %s", (unsigned long long)seq,
+			       dmrepl_ring_why(self->ring));
+		ASSERT_EQ(seq, dmrepl_rec_seq(self->rec));
+		ASSERT_EQ(types[seq - 1], dmrepl_rec_type(self->rec));
+		ASSERT_EQ(RINGSIM_STREAM, dmrepl_rec_stream(self->rec));
+		ASSERT_EQ(0U, dmrepl_rec_crc(self->rec));	/* in the ring: unsealed */
+		/* Copied out, sealed: the stream is kept and the crc covers it. */
+		dmrepl_rec_copy_out((void *)out, self->rec, false);
+		ASSERT_EQ(0, dmrepl_rec_check(out, sizeof(out), NULL));
+		ASSERT_EQ(RINGSIM_STREAM, dmrepl_rec_stream((const void *)out));
+		if (seq != 1)
+			continue;
+		/* The STREAM record: its link and its GAP flag, as produced. */
+		ASSERT_EQ(DM_REPL_RECF_GAP, dmrepl_rec_flags(self->rec));
+		ASSERT_EQ(HDR + sizeof(*link), dmrepl_rec_len(self->rec));
+		link = dmrepl_rec_payload(self->rec);
+		ASSERT_EQ(RINGSIM_STREAM - 1, le64toh(link->prev[0]));
+		ASSERT_EQ(0ULL, link->prev[1]);
+	}
+	ASSERT_EQ(0, dmrepl_ring_next(self->ring, &self->rec));
+}
+
+TEST_F(ring, record_with_reserved_bytes_set_is_an_error_and_is_not_skipped)
+{
+	struct dm_repl_rec *rec;
+	long long pos;
+
+	pos = produce_write(&self->sim, 512);
+	ASSERT_LE(0, pos);
+	rec = ringsim_rec_at(&self->sim, (__u64)pos);
+	rec->reserved = htole64(1);
+	ASSERT_EQ(-EINVAL, dmrepl_ring_next(self->ring, &self->rec));
+	ASSERT_STREQ("reserved bytes are not zero", dmrepl_ring_why(self->ring));
+	ASSERT_EQ(-EINVAL, dmrepl_ring_next(self->ring, &self->rec));
+	ASSERT_EQ(variant->start_pos, dmrepl_ring_pos(self->ring));
+	rec->reserved = 0;
+	ASSERT_EQ(1, dmrepl_ring_next(self->ring, &self->rec));
+	ASSERT_EQ(1ULL, dmrepl_rec_seq(self->rec));
 }
 
 TEST_F(ring, busy_slot_stops_the_reader_until_it_is_committed)
@@ -417,7 +491,9 @@ FIXTURE_VARIANT(straddle) {
 
 FIXTURE_VARIANT_ADD(straddle, header_split_by_the_end) { .back = 8 + 24 };
 FIXTURE_VARIANT_ADD(straddle, record_begins_at_the_end) { .back = 8 };
-FIXTURE_VARIANT_ADD(straddle, payload_split_by_the_end) { .back = 8 + 64 + 1000 };
+/* The header before the end but its last field (reserved), which is past it. */
+FIXTURE_VARIANT_ADD(straddle, header_tail_past_the_end) { .back = 8 + HDR - 8 };
+FIXTURE_VARIANT_ADD(straddle, payload_split_by_the_end) { .back = 8 + HDR + 1000 };
 
 FIXTURE_SETUP(straddle)
 {
@@ -501,14 +577,15 @@ FIXTURE_VARIANT(bad_slot) {
 
 #define SLOT_LEN_BAD "slot length is not a record length within the ring"
 FIXTURE_VARIANT_ADD(bad_slot, len_zero) { .len_flags = 0, .why = SLOT_LEN_BAD };
-FIXTURE_VARIANT_ADD(bad_slot, len_below_a_header) { .len_flags = 56, .why = SLOT_LEN_BAD };
-FIXTURE_VARIANT_ADD(bad_slot, len_not_8_aligned) { .len_flags = 4164, .why = SLOT_LEN_BAD };
+FIXTURE_VARIANT_ADD(bad_slot, len_below_a_header) { .len_flags = HDR - 8, .why = SLOT_LEN_BAD };
+FIXTURE_VARIANT_ADD(bad_slot, len_not_8_aligned) {
+	.len_flags = HDR + 4096 + 4, .why = SLOT_LEN_BAD };
 FIXTURE_VARIANT_ADD(bad_slot, len_beyond_the_data_area) {
 	.len_flags = DATA_SIZE, .why = SLOT_LEN_BAD };
 FIXTURE_VARIANT_ADD(bad_slot, discarded_len_beyond_the_data_area) {
 	.len_flags = DM_REPL_SLOT_DISCARDED | (DATA_SIZE + 8), .why = SLOT_LEN_BAD };
 FIXTURE_VARIANT_ADD(bad_slot, past_the_producer_position) {
-	.len_flags = 4160 + 64, .why = "slot runs past the producer position" };
+	.len_flags = HDR + 4096 + HDR, .why = "slot runs past the producer position" };
 
 FIXTURE_SETUP(bad_slot)
 {
@@ -589,9 +666,9 @@ TEST_F(corrupt, record_shorter_than_its_slot_is_an_error)
 	const char *why;
 
 	ASSERT_EQ(1, dmrepl_ring_next(self->c.ring, &self->c.rec));	/* seq 2 */
-	pos = ringsim_reserve(&self->c.sim, 72);	/* a 64-byte FLUSH in a 72-byte slot */
+	pos = ringsim_reserve(&self->c.sim, HDR + 8);	/* a FLUSH in a slot 8 bytes longer */
 	ASSERT_LE(0, pos);
-	ASSERT_EQ(64, ringsim_encode(&self->c.sim, (__u64)pos, 72, &f));
+	ASSERT_EQ(HDR, ringsim_encode(&self->c.sim, (__u64)pos, HDR + 8, &f));
 	ringsim_commit(&self->c.sim, (__u64)pos);
 	ASSERT_EQ(-EINVAL, next_twice(self->c.ring, &self->c.rec, &why));
 	ASSERT_STREQ("record len differs from its slot", why);
@@ -604,9 +681,9 @@ TEST_F(corrupt, sequence_that_does_not_increase_is_an_error)
 	const char *why;
 
 	ASSERT_EQ(1, dmrepl_ring_next(self->c.ring, &self->c.rec));	/* seq 2 */
-	pos = ringsim_reserve(&self->c.sim, 64);
+	pos = ringsim_reserve(&self->c.sim, HDR);
 	ASSERT_LE(0, pos);
-	ASSERT_EQ(64, ringsim_encode(&self->c.sim, (__u64)pos, 64, &f));
+	ASSERT_EQ(HDR, ringsim_encode(&self->c.sim, (__u64)pos, HDR, &f));
 	ringsim_commit(&self->c.sim, (__u64)pos);
 	ASSERT_EQ(-EINVAL, next_twice(self->c.ring, &self->c.rec, &why));
 	ASSERT_STREQ("sequence number does not increase", why);

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -36,6 +37,16 @@ FIXTURE_TEARDOWN(dev)
 	dmrepl_ring_close(self->ring);
 	fakedev_destroy(&self->dev);
 	ringsim_destroy(&self->sim);
+}
+
+/* "ABI version mismatch: <who> <verb> version <theirs>, libdmrepl speaks ..." */
+static const char *abi_mismatch(const char *who, __u32 theirs)
+{
+	static char msg[128];
+
+	snprintf(msg, sizeof(msg), "ABI version mismatch: %s version %u, libdmrepl speaks "
+		 "version %u", who, theirs, DM_REPL_ABI_VERSION);
+	return msg;
 }
 
 static long long produce(struct ringsim *s, __u32 bytes)
@@ -91,6 +102,8 @@ TEST_F(dev, open_maps_the_ring_read_only_and_reads_records)
 	ASSERT_EQ(FD_CLOEXEC, fcntl(dmrepl_ring_fd(self->ring), F_GETFD) & FD_CLOEXEC);
 	ASSERT_EQ(1, dmrepl_ring_next(self->ring, &self->rec));
 	ASSERT_EQ(1ULL, dmrepl_rec_seq(self->rec));
+	ASSERT_EQ(RINGSIM_STREAM, dmrepl_rec_stream(self->rec));
+	ASSERT_EQ(DM_REPL_REC_HDR_SIZE + 4096U, dmrepl_rec_len(self->rec));
 	ASSERT_EQ(1, dmrepl_ring_next(self->ring, &self->rec));
 	ASSERT_EQ(2ULL, dmrepl_rec_seq(self->rec));
 	ASSERT_EQ(0, dmrepl_ring_next(self->ring, &self->rec));
@@ -102,8 +115,12 @@ TEST_F(dev, module_with_another_abi_version_is_refused_naming_both)
 	ASSERT_EQ(-EPROTO, dmrepl_ring_open(self->dev.path, &self->ring, self->msg,
 					    sizeof(self->msg)));
 	ASSERT_EQ(NULL, self->ring);
-	ASSERT_STREQ("ABI version mismatch: module speaks version 3, libdmrepl speaks version 2",
-		     self->msg);
+	ASSERT_STREQ(abi_mismatch("module speaks", DM_REPL_ABI_VERSION + 1), self->msg);
+	/* The ABI of 64-byte records, before streams. */
+	self->dev.abi_version = 2;
+	ASSERT_EQ(-EPROTO, dmrepl_ring_open(self->dev.path, &self->ring, self->msg,
+					    sizeof(self->msg)));
+	ASSERT_STREQ(abi_mismatch("module speaks", 2), self->msg);
 }
 
 TEST_F(dev, module_refusing_our_abi_version_is_an_error_in_words)
@@ -120,8 +137,7 @@ TEST_F(dev, control_page_with_another_abi_version_is_refused)
 	self->sim.ctl->abi_version = DM_REPL_ABI_VERSION + 1;
 	ASSERT_EQ(-EPROTO, dmrepl_ring_open(self->dev.path, &self->ring, self->msg,
 					    sizeof(self->msg)));
-	ASSERT_STREQ("ABI version mismatch: ring has version 3, libdmrepl speaks version 2",
-		     self->msg);
+	ASSERT_STREQ(abi_mismatch("ring has", DM_REPL_ABI_VERSION + 1), self->msg);
 }
 
 TEST_F(dev, info_returns_the_module_view_of_the_group)
@@ -135,6 +151,7 @@ TEST_F(dev, info_returns_the_module_view_of_the_group)
 	ASSERT_EQ((__u64)DATA_SIZE, info.data_size);
 	ASSERT_EQ(self->sim.map_size, info.mmap_size);
 	ASSERT_EQ(2ULL, info.next_seq);
+	ASSERT_EQ(RINGSIM_STREAM, info.stream);
 	ASSERT_STREQ("fake", info.name);
 	self->dev.abi_version = 7;
 	ASSERT_EQ(-EPROTO, dmrepl_ring_info(self->ring, &info));

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -13,6 +14,7 @@
 #include "kselftest_harness.h"
 
 #define STREAM_BUF 16384
+#define HDR DM_REPL_REC_HDR_SIZE
 
 FIXTURE(stream) {
 	int fd;			/* a memfd holding the stream */
@@ -89,17 +91,33 @@ TEST_F(stream, records_come_back_one_per_read_then_clean_end)
 TEST_F(stream, end_inside_a_header_is_a_truncated_record)
 {
 	const char *why;
+	long l1 = append(self->fd, self->rec, 1, 512);
 
-	ASSERT_GT(append(self->fd, self->rec, 1, 512), 0);
-	ASSERT_EQ(0, ftruncate(self->fd, 576 + 20));	/* 20 bytes of a 2nd header */
-	lseek(self->fd, 576, SEEK_SET);
+	ASSERT_EQ(HDR + 512, l1);
+	ASSERT_EQ(0, ftruncate(self->fd, l1 + 20));	/* 20 bytes of a 2nd header */
+	lseek(self->fd, l1, SEEK_SET);
 	ASSERT_EQ(20, write(self->fd, self->rec, 20));
 	rewind_fd(self->fd);
 
 	ASSERT_EQ(1, dmrepl_stream_read(&self->s, self->buf, sizeof(self->buf), &why));
 	ASSERT_EQ(-ENODATA, dmrepl_stream_read(&self->s, self->buf, sizeof(self->buf), &why));
 	ASSERT_STREQ("stream ends inside a record header", why);
-	ASSERT_EQ(576ULL, self->s.offset);
+	ASSERT_EQ((__u64)l1, self->s.offset);
+}
+
+TEST_F(stream, end_in_the_last_bytes_of_a_header_is_a_truncated_record)
+{
+	const char *why;
+
+	/* A header but for its last field (reserved): a read must not stop short. */
+	ASSERT_EQ(HDR, append(self->fd, self->rec, 1, 0));
+	ASSERT_EQ(0, ftruncate(self->fd, HDR - 8));
+	rewind_fd(self->fd);
+
+	ASSERT_EQ(-ENODATA, dmrepl_stream_read(&self->s, self->buf, sizeof(self->buf), &why));
+	ASSERT_STREQ("stream ends inside a record header", why);
+	ASSERT_EQ(0ULL, self->s.offset);
+	ASSERT_EQ(0ULL, self->s.records);
 }
 
 TEST_F(stream, end_inside_a_payload_is_a_truncated_record)
@@ -121,13 +139,78 @@ TEST_F(stream, bad_header_is_refused_without_reading_its_payload)
 
 	ASSERT_GT(append(self->fd, self->rec, 1, 4096), 0);
 	self->rec[0] ^= 0xff;
-	ASSERT_EQ(64, pwrite(self->fd, self->rec, 64, 0));
+	ASSERT_EQ(HDR, pwrite(self->fd, self->rec, HDR, 0));
 	rewind_fd(self->fd);
 
 	ASSERT_EQ(-EINVAL, dmrepl_stream_read(&self->s, self->buf, sizeof(self->buf), &why));
 	ASSERT_STREQ("bad magic", why);
-	ASSERT_EQ(64, lseek(self->fd, 0, SEEK_CUR));
+	ASSERT_EQ(HDR, lseek(self->fd, 0, SEEK_CUR));
 	ASSERT_EQ(0ULL, self->s.offset);
+}
+
+TEST_F(stream, header_with_reserved_bytes_set_is_refused_without_reading_its_payload)
+{
+	struct dm_repl_rec *r = (void *)self->rec;
+	const char *why;
+
+	ASSERT_GT(append(self->fd, self->rec, 1, 4096), 0);
+	r->reserved = htole64(1ULL << 40);
+	dmrepl_rec_seal(r);
+	ASSERT_EQ(HDR, pwrite(self->fd, self->rec, HDR, 0));
+	rewind_fd(self->fd);
+
+	ASSERT_EQ(-EINVAL, dmrepl_stream_read(&self->s, self->buf, sizeof(self->buf), &why));
+	ASSERT_STREQ("reserved bytes are not zero", why);
+	ASSERT_EQ(HDR, lseek(self->fd, 0, SEEK_CUR));
+}
+
+TEST_F(stream, stream_and_gap_records_come_back_with_their_stream)
+{
+	struct dm_repl_stream_link link = { .prev = { htole64(0x51), 0, 0, 0 } };
+	struct dmrepl_rec_fields f = {
+		.type = DM_REPL_REC_STREAM, .seq = 100, .stream = 0x52,
+		.flags = DM_REPL_RECF_GAP, .payload = &link, .payload_len = sizeof(link),
+	};
+	const struct dm_repl_rec *r = (const void *)self->buf;
+	const char *why = NULL;
+	long l1, l2;
+
+	l1 = dmrepl_rec_encode(self->rec, sizeof(self->rec), &f);
+	ASSERT_EQ((long)(HDR + sizeof(link)), l1);
+	ASSERT_EQ(l1, write(self->fd, self->rec, (size_t)l1));
+	f = (struct dmrepl_rec_fields){ .type = DM_REPL_REC_GAP, .seq = 101, .stream = 0x52 };
+	l2 = dmrepl_rec_encode(self->rec, sizeof(self->rec), &f);
+	ASSERT_EQ(HDR, l2);
+	ASSERT_EQ(l2, write(self->fd, self->rec, (size_t)l2));
+	rewind_fd(self->fd);
+
+	ASSERT_EQ(1, dmrepl_stream_read(&self->s, self->buf, sizeof(self->buf), &why))
+		TH_LOG("%s", why);
+	ASSERT_EQ((unsigned int)DM_REPL_REC_STREAM, dmrepl_rec_type(r));
+	ASSERT_EQ(DM_REPL_RECF_GAP, dmrepl_rec_flags(r));
+	ASSERT_EQ(0x52ULL, dmrepl_rec_stream(r));
+	ASSERT_EQ(0, memcmp(&link, dmrepl_rec_payload(r), sizeof(link)));
+	ASSERT_EQ(1, dmrepl_stream_read(&self->s, self->buf, sizeof(self->buf), &why))
+		TH_LOG("%s", why);
+	ASSERT_EQ((unsigned int)DM_REPL_REC_GAP, dmrepl_rec_type(r));
+	ASSERT_EQ(101ULL, dmrepl_rec_seq(r));
+	ASSERT_EQ(0x52ULL, dmrepl_rec_stream(r));
+	ASSERT_EQ((__u64)(l1 + l2), self->s.offset);
+	ASSERT_EQ(0, dmrepl_stream_read(&self->s, self->buf, sizeof(self->buf), &why));
+}
+
+TEST_F(stream, a_stream_changed_on_the_way_is_ebadmsg)
+{
+	const char *why;
+	unsigned char c;
+
+	ASSERT_GT(append(self->fd, self->rec, 1, 512), 0);
+	ASSERT_EQ(1, pread(self->fd, &c, 1, offsetof(struct dm_repl_rec, stream)));
+	c ^= 0x80;
+	ASSERT_EQ(1, pwrite(self->fd, &c, 1, offsetof(struct dm_repl_rec, stream)));
+	rewind_fd(self->fd);
+	ASSERT_EQ(-EBADMSG, dmrepl_stream_read(&self->s, self->buf, sizeof(self->buf), &why));
+	ASSERT_STREQ("checksum mismatch", why);
 }
 
 TEST_F(stream, absurd_len_is_refused_before_any_allocation_or_read)
@@ -138,7 +221,7 @@ TEST_F(stream, absurd_len_is_refused_before_any_allocation_or_read)
 	ASSERT_GT(append(self->fd, self->rec, 1, 0), 0);
 	r->len = htole32(0x7ffffff8);
 	dmrepl_rec_seal(r);
-	ASSERT_EQ(64, pwrite(self->fd, self->rec, 64, 0));
+	ASSERT_EQ(HDR, pwrite(self->fd, self->rec, HDR, 0));
 	rewind_fd(self->fd);
 
 	ASSERT_EQ(-EINVAL, dmrepl_stream_read(&self->s, self->buf, sizeof(self->buf), &why));
@@ -161,7 +244,7 @@ TEST_F(stream, checksum_mismatch_in_the_payload_is_ebadmsg)
 	const char *why;
 
 	ASSERT_GT(append(self->fd, self->rec, 1, 1024), 0);
-	ASSERT_EQ(1, pwrite(self->fd, "\x55", 1, 64 + 100));
+	ASSERT_EQ(1, pwrite(self->fd, "\x55", 1, HDR + 100));
 	rewind_fd(self->fd);
 	ASSERT_EQ(-EBADMSG, dmrepl_stream_read(&self->s, self->buf, sizeof(self->buf), &why));
 	ASSERT_STREQ("checksum mismatch", why);
@@ -193,7 +276,7 @@ static void *trickle_writer(void *arg)
 
 TEST(short_reads_from_a_pipe_are_reassembled)
 {
-	static unsigned char stream[3 * 2200] __attribute__((aligned(8)));
+	static unsigned char stream[3 * (HDR + 2048)] __attribute__((aligned(8)));
 	static unsigned char buf[STREAM_BUF] __attribute__((aligned(8)));
 	struct dmrepl_stream s;
 	struct trickle t;

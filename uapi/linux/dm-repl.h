@@ -19,7 +19,7 @@
 #include <linux/types.h>
 #include <linux/ioctl.h>
 
-#define DM_REPL_ABI_VERSION	2
+#define DM_REPL_ABI_VERSION	3
 
 #define DM_REPL_GROUP_NAME_MAX	32	/* including the terminating NUL */
 #define DM_REPL_DEV_DIR		"/dev/dm-repl"
@@ -29,7 +29,7 @@
 /* ------------------------------------------------------------------ */
 
 #define DM_REPL_REC_MAGIC	0x4c504552	/* "REPL" read as LE bytes */
-#define DM_REPL_REC_VERSION	1
+#define DM_REPL_REC_VERSION	2
 #define DM_REPL_REC_ALIGN	8
 
 enum dm_repl_rec_type {
@@ -39,7 +39,30 @@ enum dm_repl_rec_type {
 	DM_REPL_REC_FLUSH	 = 4,	/* last record of its epoch */
 	DM_REPL_REC_MARKER	 = 5,	/* payload: label, no NUL */
 	DM_REPL_REC_RESYNC	 = 6,	/* payload: a whole region's data */
-	DM_REPL_REC_TYPE_MAX	 = DM_REPL_REC_RESYNC,
+	DM_REPL_REC_STREAM	 = 7,	/* first of a stream: struct dm_repl_stream_link */
+	DM_REPL_REC_GAP		 = 8,	/* no payload: writes before it were not captured */
+	DM_REPL_REC_TYPE_MAX	 = DM_REPL_REC_GAP,
+};
+
+/*
+ * Streams. A stream is one incarnation of a primary group's ring: from a
+ * load of the group as primary (or a promotion) to its removal (or
+ * demotion). Its identifier, a random non-zero 64-bit number, is in every
+ * record. Sequences are never reused by a group: a new stream goes on
+ * above every sequence the previous one may have used. The first record of
+ * a stream is a STREAM record whose payload names the streams before it,
+ * newest first (zero: none), and which carries DM_REPL_RECF_GAP when
+ * records of the previous stream may have been lost (a crash, records not
+ * released at removal, a dirty bitmap). A secondary takes a new stream only
+ * from its STREAM record, and only if that names the stream it applied
+ * last. A GAP record says that writes between the record before it and
+ * itself went only to the primary's bitmap (the ring was full). See
+ * Documentation/dm-repl.md, "Streams".
+ */
+#define DM_REPL_STREAM_HISTORY	4
+
+struct dm_repl_stream_link {
+	__le64 prev[DM_REPL_STREAM_HISTORY];	/* newest first, 0: none */
 };
 
 /* Record flags (dm_repl_rec.flags). */
@@ -54,8 +77,10 @@ enum dm_repl_rec_type {
  * writes its VOID form, so that sequences stay contiguous.
  */
 #define DM_REPL_RECF_VOID	(1U << 2)
+/* STREAM: the previous stream may have lost records (see above). */
+#define DM_REPL_RECF_GAP	(1U << 3)
 #define DM_REPL_RECF_KNOWN	(DM_REPL_RECF_FUA | DM_REPL_RECF_RESYNC_END | \
-				 DM_REPL_RECF_VOID)
+				 DM_REPL_RECF_VOID | DM_REPL_RECF_GAP)
 
 #define DM_REPL_MARKER_LABEL_MAX 64
 
@@ -86,9 +111,11 @@ struct dm_repl_rec {
 	__le64 time_ns;		/* CLOCK_REALTIME_COARSE at capture */
 	__le32 crc;		/* see above */
 	__le32 group_tag;	/* dm_repl_group_tag() of the source group */
+	__le64 stream;		/* the stream it belongs to, never 0 */
+	__le64 reserved;	/* zero */
 };
 
-#define DM_REPL_REC_HDR_SIZE	64
+#define DM_REPL_REC_HDR_SIZE	80
 
 /*
  * group_tag is crc32c (seeded with ~0, not inverted) of the name of the
@@ -206,7 +233,8 @@ struct dm_repl_group_info {
 	__u64 block_waits;	/* overflow block: writes that waited */
 	__u64 block_timeouts;	/* overflow block: waits that timed out */
 	__u64 wakeups;		/* poll wake-ups issued */
-	__u64 reserved1[8];
+	__u64 stream;		/* the ring's stream (primary) */
+	__u64 reserved1[7];
 
 	struct dm_repl_volume_info volumes[DM_REPL_MAX_VOLUMES];
 };
@@ -244,7 +272,8 @@ struct dm_repl_bitmap_req {
  *   EXDEV    a record of another group (group_tag)
  *   ENXIO    a volume index with no volume in the group
  *   ERANGE   a record past the end of its volume
- *   EILSEQ   a sequence gap or a sequence out of order
+ *   EILSEQ   a sequence gap or a sequence out of order, or a record of
+ *            a stream the secondary cannot place
  *   EIO      a data or metadata device failed; nothing past the last
  *            persisted applied_seq counts as applied
  */
@@ -267,11 +296,14 @@ enum dm_repl_apply_reason {
 	DM_REPL_APPLY_SEQ_GAP,		/* EILSEQ */
 	DM_REPL_APPLY_IO_ERROR,		/* EIO */
 	DM_REPL_APPLY_NOT_SECONDARY,	/* EPERM */
-	DM_REPL_APPLY_REASON_MAX = DM_REPL_APPLY_NOT_SECONDARY,
+	DM_REPL_APPLY_UNKNOWN_STREAM,	/* EILSEQ: a stream it cannot place */
+	DM_REPL_APPLY_REASON_MAX = DM_REPL_APPLY_UNKNOWN_STREAM,
 };
 
 /* Apply info flags. */
 #define DM_REPL_APPLYF_INCONSISTENT (1U << 0)	/* a resync is under way */
+/* Past a gap: not crash-consistent since consistent_seq (resync needed). */
+#define DM_REPL_APPLYF_OUTDATED	(1U << 1)
 
 #define DM_REPL_APPLY_MARKERS	8
 
@@ -300,7 +332,10 @@ struct dm_repl_apply_info {
 	__u32 nr_markers;	/* entries used in markers[], newest last */
 	__u32 reserved0;
 	struct dm_repl_applied_marker markers[DM_REPL_APPLY_MARKERS];
-	__u64 reserved1[8];
+	__u64 applied_stream;	/* stream of the record at applied_seq */
+	__u64 consistent_seq;	/* OUTDATED: the last consistent state */
+	__u64 consistent_time_ns; /* OUTDATED: its capture time (realtime) */
+	__u64 reserved1[5];
 };
 
 /* DM_REPL_IOC_RELEASE takes a pointer to the sequence to release up to. */
@@ -346,7 +381,10 @@ struct dm_repl_apply_info {
 /* Superblock flags (dm_repl_meta_sb.flags). */
 #define DM_REPL_META_F_CLEAN	(1U << 0)	/* shut down cleanly: AL folded into the bitmap */
 #define DM_REPL_META_F_INCONSISTENT (1U << 1)	/* secondary: a resync is under way */
-#define DM_REPL_META_F_KNOWN	(DM_REPL_META_F_CLEAN | DM_REPL_META_F_INCONSISTENT)
+#define DM_REPL_META_F_OUTDATED (1U << 2)	/* secondary: past a gap */
+#define DM_REPL_META_F_KNOWN	(DM_REPL_META_F_CLEAN | \
+				 DM_REPL_META_F_INCONSISTENT | \
+				 DM_REPL_META_F_OUTDATED)
 
 enum dm_repl_meta_role {
 	DM_REPL_META_ROLE_PRIMARY   = 1,
@@ -385,7 +423,24 @@ struct dm_repl_meta_sb {
 	__le64 bm_sectors;	/* 184 sectors, whole bitmap blocks */
 	__le16 volume;		/* 192 volume index in the group's records */
 	__le16 reserved0;	/* 194 zero */
-	__u8 reserved[316];	/* 196 zero */
+	__le32 reserved1;	/* 196 zero */
+	/*
+	 * Streams (zero in metadata never loaded). Primary: the ring's stream
+	 * and the ones before it; secondary: the stream of applied_seq.
+	 */
+	__le64 stream;		/* 200 */
+	__le64 stream_history[DM_REPL_STREAM_HISTORY - 1]; /* 208 newest first */
+	/*
+	 * Primary: the next sequence and epoch if CLEAN; else seq_next is a
+	 * bound no sequence of the running stream reaches (raised ahead).
+	 * Secondary: next_epoch is the epoch the next record must have.
+	 */
+	__le64 seq_next;	/* 232 */
+	__le64 next_epoch;	/* 240 */
+	/* Secondary, OUTDATED: the last consistent state. */
+	__le64 consistent_seq;	/* 248 */
+	__le64 consistent_time_ns; /* 256 */
+	__u8 reserved[248];	/* 264 zero */
 };
 
 #define DM_REPL_META_SB_SIZE	512

@@ -42,6 +42,7 @@ static const char *const reason_names[DM_REPL_APPLY_REASON_MAX + 1] = {
 	[DM_REPL_APPLY_SEQ_GAP]		= "sequence gap",
 	[DM_REPL_APPLY_IO_ERROR]	= "I/O error on a data or metadata device",
 	[DM_REPL_APPLY_NOT_SECONDARY]	= "group is not secondary",
+	[DM_REPL_APPLY_UNKNOWN_STREAM]	= "record of a stream that does not follow the applied one",
 };
 
 const char *dmrepl_apply_reason_name(unsigned int reason)

@@ -120,6 +120,12 @@ static inline __u32 dmrepl_rec_group_tag(const struct dm_repl_rec *r)
 	return le32toh(r->group_tag);
 }
 
+/* The stream (primary incarnation) the record belongs to. */
+static inline __u64 dmrepl_rec_stream(const struct dm_repl_rec *r)
+{
+	return le64toh(r->stream);
+}
+
 static inline const void *dmrepl_rec_payload(const struct dm_repl_rec *r)
 {
 	return (const unsigned char *)r + DM_REPL_REC_HDR_SIZE;
@@ -181,6 +187,7 @@ struct dmrepl_rec_fields {
 	__u32 nbytes;
 	__u64 time_ns;
 	__u32 group_tag;	/* dmrepl_group_tag() of the capturing group */
+	__u64 stream;		/* its stream, never 0 from a kernel */
 	const void *payload;
 	__u32 payload_len;
 };
@@ -204,8 +211,9 @@ void dmrepl_rec_seal(struct dm_repl_rec *r);
 
 /*
  * The VOID form of a record whose write failed (a DISCARDED slot): src's
- * header (only its 64 bytes are read) with DM_REPL_RECF_VOID added,
- * payload_len 0 and len 64, sealed, into dst (64 bytes; may be src). The
+ * header (only its DM_REPL_REC_HDR_SIZE bytes are read) with
+ * DM_REPL_RECF_VOID added, payload_len 0 and len DM_REPL_REC_HDR_SIZE,
+ * sealed, into dst (a header; may be src). The
  * rest (seq, epoch, volume, group_tag, ...) is kept.
  */
 void dmrepl_rec_make_void(const struct dm_repl_rec *src, struct dm_repl_rec *dst);
@@ -521,6 +529,13 @@ struct dmrepl_meta_sb {
 	__u64 bm_offset;
 	__u64 bm_sectors;
 	__u32 volume;		/* index in the group's records, < DM_REPL_MAX_VOLUMES */
+	/* Streams and where they are (see struct dm_repl_meta_sb). */
+	__u64 stream;
+	__u64 stream_history[DM_REPL_STREAM_HISTORY - 1];
+	__u64 seq_next;
+	__u64 next_epoch;
+	__u64 consistent_seq;
+	__u64 consistent_time_ns;
 };
 
 /* The geometry a superblock describes (not checked). */

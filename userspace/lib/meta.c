@@ -300,6 +300,13 @@ void dmrepl_meta_sb_encode(const struct dmrepl_meta_sb *sb, void *block)
 	d->bm_offset = htole64(sb->bm_offset);
 	d->bm_sectors = htole64(sb->bm_sectors);
 	d->volume = htole16((__u16)sb->volume);
+	d->stream = htole64(sb->stream);
+	for (i = 0; i < DM_REPL_STREAM_HISTORY - 1; i++)
+		d->stream_history[i] = htole64(sb->stream_history[i]);
+	d->seq_next = htole64(sb->seq_next);
+	d->next_epoch = htole64(sb->next_epoch);
+	d->consistent_seq = htole64(sb->consistent_seq);
+	d->consistent_time_ns = htole64(sb->consistent_time_ns);
 	d->crc = htole32(block_crc(block, offsetof(struct dm_repl_meta_sb, crc)));
 }
 
@@ -329,6 +336,13 @@ static void sb_fields(const struct dm_repl_meta_sb *d, struct dmrepl_meta_sb *sb
 	sb->bm_offset = le64toh(d->bm_offset);
 	sb->bm_sectors = le64toh(d->bm_sectors);
 	sb->volume = le16toh(d->volume);
+	sb->stream = le64toh(d->stream);
+	for (i = 0; i < DM_REPL_STREAM_HISTORY - 1; i++)
+		sb->stream_history[i] = le64toh(d->stream_history[i]);
+	sb->seq_next = le64toh(d->seq_next);
+	sb->next_epoch = le64toh(d->next_epoch);
+	sb->consistent_seq = le64toh(d->consistent_seq);
+	sb->consistent_time_ns = le64toh(d->consistent_time_ns);
 }
 
 int dmrepl_meta_sb_decode(const void *block, struct dmrepl_meta_sb *sb,
@@ -353,7 +367,7 @@ int dmrepl_meta_sb_decode(const void *block, struct dmrepl_meta_sb *sb,
 		*why = "checksum mismatch";
 		return -EBADMSG;
 	}
-	if (d->reserved0 || !all_zero(d->reserved, sizeof(d->reserved)) ||
+	if (d->reserved0 || d->reserved1 || !all_zero(d->reserved, sizeof(d->reserved)) ||
 	    !all_zero(p + DM_REPL_META_SB_SIZE, BLOCK - DM_REPL_META_SB_SIZE)) {
 		*why = "reserved bytes are not zero";
 		return -EINVAL;

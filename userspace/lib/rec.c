@@ -20,6 +20,8 @@ static const struct {
 	[DM_REPL_REC_FLUSH]	   = { "FLUSH", 'F' },
 	[DM_REPL_REC_MARKER]	   = { "MARKER", 'M' },
 	[DM_REPL_REC_RESYNC]	   = { "RESYNC", 'R' },
+	[DM_REPL_REC_STREAM]	   = { "STREAM", 'S' },
+	[DM_REPL_REC_GAP]	   = { "GAP", 'G' },
 };
 
 const char *dmrepl_rec_type_name(unsigned int type)
@@ -113,6 +115,18 @@ static const char *check_type_rules(const struct dm_repl_rec *r)
 		if (!label_ok(dmrepl_rec_payload(r), plen))
 			return "marker label is not 1..64 printable characters";
 		return NULL;
+	case DM_REPL_REC_STREAM:
+		if (plen != sizeof(struct dm_repl_stream_link))
+			return "payload of a STREAM is not its link";
+		if (nbytes || dmrepl_rec_volume(r))
+			return "nbytes or volume is not zero on a STREAM";
+		return NULL;
+	case DM_REPL_REC_GAP:
+		if (plen)
+			return "payload on a record that carries none";
+		if (nbytes || dmrepl_rec_volume(r))
+			return "nbytes or volume is not zero on a GAP";
+		return NULL;
 	}
 	return "unknown record type";
 }
@@ -131,6 +145,14 @@ static const char *header_problem(const struct dm_repl_rec *r, size_t avail)
 		return "unknown record type";
 	if (dmrepl_rec_flags(r) & ~DM_REPL_RECF_KNOWN)
 		return "unknown flags";
+	if ((dmrepl_rec_flags(r) & DM_REPL_RECF_GAP) &&
+	    dmrepl_rec_type(r) != DM_REPL_REC_STREAM)
+		return "GAP flag on a record that is not a STREAM";
+	if ((dmrepl_rec_flags(r) & DM_REPL_RECF_VOID) &&
+	    (dmrepl_rec_type(r) == DM_REPL_REC_STREAM || dmrepl_rec_type(r) == DM_REPL_REC_GAP))
+		return "VOID flag on a STREAM or GAP record (they never fail)";
+	if (r->reserved)
+		return "reserved bytes are not zero";
 	if ((dmrepl_rec_flags(r) & DM_REPL_RECF_VOID) && plen)
 		return "payload on a VOID record";
 	if (len < DM_REPL_REC_HDR_SIZE)
@@ -262,6 +284,7 @@ long dmrepl_rec_encode(void *buf, size_t size, const struct dmrepl_rec_fields *f
 	r->version = htole16(DM_REPL_REC_VERSION);
 	r->time_ns = htole64(f->time_ns);
 	r->group_tag = htole32(f->group_tag);
+	r->stream = htole64(f->stream);
 	if (f->payload_len)
 		memcpy((unsigned char *)buf + DM_REPL_REC_HDR_SIZE, f->payload,
 		       f->payload_len);

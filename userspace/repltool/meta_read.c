@@ -339,6 +339,7 @@ static void show_flags(struct out *o, __u32 flags)
 	static const struct { __u32 bit; const char *name; } names[] = {
 		{ DM_REPL_META_F_CLEAN, "CLEAN" },
 		{ DM_REPL_META_F_INCONSISTENT, "INCONSISTENT" },
+		{ DM_REPL_META_F_OUTDATED, "OUTDATED" },
 	};
 	const char *sep = "";
 	size_t i;
@@ -375,25 +376,39 @@ static void show_identity(struct out *o, const struct scan *s)
 	out_kv_u64(o, "volume", sb->volume);
 }
 
-static void show_state(struct out *o, const struct dmrepl_meta_sb *sb)
+/* "KEY 0x... 0x..." in text, an array of those strings in JSON. */
+static void kv_hex_array(struct out *o, const char *key, const __u64 *v, unsigned int n)
 {
-	char hex[24], when[32] = "-";
-	time_t t = (time_t)sb->ctime;
-	struct tm tm;
+	char hex[24];
 	unsigned int i;
 
-	kv_hex(o, "gen_current", sb->gen_current);
-	kv_hex(o, "gen_bitmap", sb->gen_bitmap);
-	out_text(o, "%-16s", "gen_history");
-	out_open_array(o, "gen_history");
-	for (i = 0; i < DM_REPL_META_GEN_HISTORY; i++) {
-		snprintf(hex, sizeof(hex), "0x%016llx", (unsigned long long)sb->gen_history[i]);
+	out_text(o, "%-16s", key);
+	out_open_array(o, key);
+	for (i = 0; i < n; i++) {
+		snprintf(hex, sizeof(hex), "0x%016llx", (unsigned long long)v[i]);
 		out_str(o, OUT_ANY, NULL, i ? " %s" : "%s", hex);
 	}
 	out_close_array(o);
 	out_text(o, "\n");
+}
+
+static void show_state(struct out *o, const struct dmrepl_meta_sb *sb)
+{
+	char when[32] = "-";
+	time_t t = (time_t)sb->ctime;
+	struct tm tm;
+
+	kv_hex(o, "gen_current", sb->gen_current);
+	kv_hex(o, "gen_bitmap", sb->gen_bitmap);
+	kv_hex_array(o, "gen_history", sb->gen_history, DM_REPL_META_GEN_HISTORY);
 	out_kv_u64(o, "released_seq", sb->released_seq);
 	out_kv_u64(o, "applied_seq", sb->applied_seq);
+	kv_hex(o, "stream", sb->stream);
+	kv_hex_array(o, "stream_history", sb->stream_history, DM_REPL_STREAM_HISTORY - 1);
+	out_kv_u64(o, "seq_next", sb->seq_next);
+	out_kv_u64(o, "next_epoch", sb->next_epoch);
+	out_kv_u64(o, "consistent_seq", sb->consistent_seq);
+	out_kv_u64(o, "consistent_time_ns", sb->consistent_time_ns);
 	if (gmtime_r(&t, &tm))
 		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	out_text(o, "%-16s", "ctime");

@@ -27,6 +27,7 @@ struct replicate {
 	struct dmrepl_batch batch;
 	struct dm_repl_rec *rec;	/* a record copied out, sealed */
 	__u64 applied_seq;		/* the secondary's, at the start */
+	__u64 applied_stream;		/* of applied_seq; 0: none yet */
 	__u64 skipped;			/* records at or below it: not sent */
 	__u64 done_seq;			/* applied or skipped: may be released */
 	__u64 released_seq;		/* released by this run */
@@ -42,8 +43,9 @@ void usage_replicate(FILE *f)
 "read SOURCE's ring, seal each record, write them to TARGET's device in\n"
 "batches of at most N KiB cut at epoch boundaries, as 'repltool apply' does,\n"
 "and release them in SOURCE's ring only once TARGET has applied them (its\n"
-"write(2) returned). Records TARGET has applied already (at or below its\n"
-"applied sequence at the start) are released without being sent. Follows\n"
+"write(2) returned). Records TARGET has applied already (of its applied\n"
+"stream, at or below its applied sequence at the start) are released\n"
+"without being sent. Follows\n"
 "the ring until SIGINT or SIGTERM (the current batch is finished) or until\n"
 "SOURCE goes away. GROUP means /dev/dm-repl/GROUP.\n"
 "\n"
@@ -88,8 +90,10 @@ static int parse_opts(int argc, char **argv, struct replicate_opts *o)
 /* ---- setting up ------------------------------------------------------------ */
 
 /*
- * The secondary applied a sequence the primary never reserved: it is not
- * this primary's replica, and its skipping would drop the ring unsent.
+ * The secondary applied a sequence of this stream that the primary never
+ * reserved: it is not this primary's replica, and its skipping would drop
+ * the ring unsent. (A secondary at another stream is placed by the kernel
+ * from the ring's STREAM record, or refuses it.)
  */
 static int check_start(struct replicate *r)
 {
@@ -101,6 +105,9 @@ static int check_start(struct replicate *r)
 		return -1;
 	}
 	r->applied_seq = r->dev.before.applied_seq;
+	r->applied_stream = r->dev.before.applied_stream;
+	if (r->applied_stream != info.stream && r->applied_stream)
+		return 0;
 	if (r->applied_seq < info.next_seq)
 		return 0;
 	err_msg("replicate: %s: applied sequence %llu is past the last sequence of %s "
@@ -166,7 +173,9 @@ static int ship(struct replicate *r, const struct dm_repl_rec *slot, bool discar
 	__u64 seq = dmrepl_rec_seq(slot);
 	int ret;
 
-	if (seq <= r->applied_seq) {
+	/* Applied is (stream, sequence): never a sequence alone. */
+	if (seq <= r->applied_seq &&
+	    (!r->applied_stream || dmrepl_rec_stream(slot) == r->applied_stream)) {
 		r->skipped++;
 		r->done_seq = seq;
 		return 0;
@@ -189,17 +198,29 @@ static int replicate_step(void *arg, bool gone)
 	bool discarded;
 	int ret = 0, err;
 
-	while (!stop_requested) {
-		ret = next_slot(r->ring, r->path, &slot, &discarded);
-		if (ret <= 0)
-			break;
-		if (ship(r, slot, discarded))
+	/*
+	 * A release can put a record in the ring (the GAP the kernel owed
+	 * after an overflow): after the last release, look once more, so that
+	 * a drained replica knows of every gap.
+	 */
+	do {
+		while (!stop_requested) {
+			ret = next_slot(r->ring, r->path, &slot, &discarded);
+			if (ret <= 0)
+				break;
+			if (ship(r, slot, discarded))
+				return -1;
+		}
+		err = dmrepl_batch_flush(&r->batch, r->dev.dev_fd);
+		if (err)
+			return refused(r, err);
+		if (release_done(r, gone) || ret < 0)
 			return -1;
-	}
-	err = dmrepl_batch_flush(&r->batch, r->dev.dev_fd);
-	if (err)
-		return refused(r, err);
-	return release_done(r, gone) || ret < 0 ? -1 : 0;
+		ret = stop_requested ? 0 : next_slot(r->ring, r->path, &slot, &discarded);
+		if (ret > 0 && ship(r, slot, discarded))
+			return -1;
+	} while (ret > 0);
+	return ret < 0 ? -1 : 0;
 }
 
 static bool replicate_done(void *arg)

@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <stddef.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dmrepl.h"
@@ -58,6 +59,15 @@ static const struct u64_field group_fields[] = {
 	GI(block_timeouts), GI(wakeups),
 };
 
+/* Streams are identifiers: shown in hex, as dmsetup status does. */
+static void out_kv_stream(struct out *o, const char *key, __u64 stream)
+{
+	char hex[17];
+
+	snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)stream);
+	out_kv_str(o, key, hex);
+}
+
 static const struct u64_field apply_fields[] = {
 	AI(applied_seq), AI(applied_epoch), AI(batches), AI(records), AI(skipped),
 	AI(bytes), AI(flushes), AI(rejected),
@@ -84,6 +94,7 @@ static void show_group(struct out *o, const char *path, const struct dm_repl_gro
 	if (gi->role == DM_REPL_ROLE_SECONDARY)
 		return;
 	out_kv_str(o, "state", state_name(gi->state));
+	out_kv_stream(o, "stream", gi->stream);
 	show_u64_fields(o, gi, group_fields, sizeof(group_fields) / sizeof(group_fields[0]));
 	out_kv_u64(o, "ring_used", gi->producer_pos - gi->released_pos);
 }
@@ -169,14 +180,42 @@ static void show_markers(struct out *o, const struct dm_repl_apply_info *ai)
 	out_close_array(o);
 }
 
+static const char *consistency_name(const struct dm_repl_apply_info *ai)
+{
+	if (ai->flags & DM_REPL_APPLYF_INCONSISTENT)
+		return "inconsistent";
+	if (ai->flags & DM_REPL_APPLYF_OUTDATED)
+		return "outdated";
+	return "consistent";
+}
+
+/*
+ * Past a gap the replica is no state the primary had: what it last was,
+ * and when the primary wrote that, is what an admin weighs before forcing
+ * a promotion.
+ */
+static void show_consistent_point(struct out *o, const struct dm_repl_apply_info *ai)
+{
+	char when[64] = "unknown";
+	time_t secs = (time_t)(ai->consistent_time_ns / 1000000000ULL);
+	struct tm tm;
+
+	if (!(ai->flags & DM_REPL_APPLYF_OUTDATED))
+		return;
+	out_kv_u64(o, "consistent_seq", ai->consistent_seq);
+	if (ai->consistent_time_ns && gmtime_r(&secs, &tm))
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	out_kv_str(o, "consistent_time", when);
+}
+
 static void show_apply(struct out *o, const struct dm_repl_apply_info *ai)
 {
-	bool inconsistent = ai->flags & DM_REPL_APPLYF_INCONSISTENT;
-
 	out_open_object(o, "apply");
 	out_text(o, "apply\n");
 	o->kv_indent = 2;
-	out_kv_str(o, "consistency", inconsistent ? "inconsistent" : "consistent");
+	out_kv_str(o, "consistency", consistency_name(ai));
+	show_consistent_point(o, ai);
+	out_kv_stream(o, "applied_stream", ai->applied_stream);
 	show_u64_fields(o, ai, apply_fields, sizeof(apply_fields) / sizeof(apply_fields[0]));
 	show_last_error(o, ai);
 	show_markers(o, ai);
