@@ -237,9 +237,11 @@ int repl_ring_reserve(struct repl_ring *ring, struct repl_rec_req *reqs,
 		pos += slot_span(len);
 	}
 	stream = ring->stream;
-	memcpy(history, ring->history, sizeof(history));
-	ring->stream_pending = false;
-	ring->gap_pending = false;
+	if (npre) {
+		memcpy(history, ring->history, sizeof(history));
+		ring->stream_pending = false;
+		ring->gap_pending = false;
+	}
 	/*
 	 * Pairs with the consumer's acquire load of producer_pos: the BUSY
 	 * slot headers above are visible before the position that covers them.
