@@ -93,19 +93,29 @@ static void batch_bounds(struct dmrepl_batch *b, size_t len)
  * moves to the front. len is flush_end or the whole buffer, so no FLUSH is
  * left behind.
  */
-static int write_batch(struct dmrepl_batch *b, size_t len, __u64 nr, int fd)
+static int write_fd(int fd, const struct dmrepl_batch *b, long *written)
 {
 	ssize_t n;
 
-	batch_bounds(b, len);
 	do
-		n = write(fd, b->buf, len);
+		n = write(fd, b->buf, b->batch_len);
 	while (n < 0 && errno == EINTR);
-	b->written = n;
+	*written = n;
 	if (n < 0)
 		return -errno;
-	if ((size_t)n != len)
-		return -EIO;
+	return (size_t)n == b->batch_len ? 0 : -EIO;
+}
+
+static int write_batch(struct dmrepl_batch *b, size_t len, __u64 nr, int fd)
+{
+	int ret;
+
+	batch_bounds(b, len);
+	b->batch_nr = nr;
+	b->written = -1;
+	ret = b->send ? b->send(b->send_arg, b->buf, b) : write_fd(fd, b, &b->written);
+	if (ret)
+		return ret;
 	b->written_seq = b->last_seq;
 	b->batches++;
 	b->records += nr;

@@ -10,6 +10,7 @@
  *   dmrepl_group_*  a group's device: open, GROUP_INFO
  *   dmrepl_apply_*  a secondary's apply path: APPLY_INFO, refusal reasons
  *   dmrepl_batch_*  records gathered into batches for write(2) to a secondary
+ *   dmrepl_ship_*   a primary's ring shipped to a replica, released on acks
  *   dmrepl_meta_*   the metadata device: superblock, activity log, bitmap
  *
  * Every function that can fail returns a negative errno value. Nothing here
@@ -420,7 +421,17 @@ struct dmrepl_batch {
 	/* The batch written last (or being written when it failed). */
 	__u64 first_seq, last_seq;
 	size_t batch_len;
+	__u64 batch_nr;		/* records in it */
 	long written;		/* what write(2) returned for it */
+
+	/*
+	 * Where batches go. NULL: write(2) to the fd given to _add() and
+	 * _flush(). Otherwise called with the batch's bytes (first_seq,
+	 * last_seq, batch_len and batch_nr are set); it returns 0 when the
+	 * batch is taken whole, or -errno (the batch stays buffered).
+	 */
+	int (*send)(void *arg, const void *buf, const struct dmrepl_batch *b);
+	void *send_arg;
 };
 
 /* limit from 1 to DM_REPL_APPLY_BATCH_MAX bytes. 0, -EINVAL or -ENOMEM. */
@@ -437,6 +448,61 @@ int dmrepl_batch_add(struct dmrepl_batch *b, const struct dm_repl_rec *r, int fd
 
 /* Write everything buffered as one batch (input paused, or ended). As above. */
 int dmrepl_batch_flush(struct dmrepl_batch *b, int fd);
+
+/* ------------------------------------------------------------------ */
+/* Shipping a primary's ring to a replica                               */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The engine of "repltool replicate" and repld: the records of a primary's
+ * ring that the replica has not applied are sealed and batched to a sink
+ * (batch.send); the ones it has applied are released unsent. The ring is
+ * released only up to what the replica acknowledged as applied, so a
+ * record leaves the ring only once it is durable on the replica (or was
+ * before this run started).
+ *
+ * Applied means a (stream, sequence) pair, never a sequence alone: a
+ * record is skipped only if it is of the replica's applied stream (or the
+ * replica has applied nothing yet) and at or below its applied sequence.
+ */
+struct dmrepl_ship {
+	struct dmrepl_ring *ring;
+	struct dmrepl_batch batch;	/* batch.send and send_arg: the sink */
+	struct dm_repl_rec *rec;	/* a record copied out, sealed */
+	__u64 peer_stream;		/* the replica's applied point at start */
+	__u64 peer_seq;
+	__u64 start_next_seq;		/* the ring's next sequence at start */
+	__u64 skipped;			/* records at or below it: not sent */
+	__u64 acked_seq;		/* applied or skipped: may be released */
+	__u64 released_seq;		/* released by this shipper */
+};
+
+/* 0, -EINVAL (limit) or -ENOMEM. The caller sets batch.send afterwards. */
+int dmrepl_ship_init(struct dmrepl_ship *s, struct dmrepl_ring *ring, size_t batch_limit);
+void dmrepl_ship_free(struct dmrepl_ship *s);
+
+/*
+ * Start from the replica's applied (stream, seq). Returns 0, -ESTALE when
+ * the replica applied a sequence of the ring's own stream that the
+ * primary never reserved (the replica of another group?), or -errno of
+ * DM_REPL_IOC_GROUP_INFO.
+ */
+int dmrepl_ship_start(struct dmrepl_ship *s, __u64 peer_stream, __u64 peer_seq);
+
+/*
+ * Ship the records that are ready: until the ring has no more, then the
+ * partial batch is sent too; or until max_batches batches went to the sink
+ * (0: no limit), then the partial batch stays buffered. Returns 0, a
+ * negative errno of the sink, or of dmrepl_ring_next_slot() for a corrupt
+ * ring (dmrepl_ring_why() says why).
+ */
+int dmrepl_ship_pump(struct dmrepl_ship *s, unsigned int max_batches);
+
+/* The replica applied every record up to seq (an ack). */
+void dmrepl_ship_acked(struct dmrepl_ship *s, __u64 seq);
+
+/* Release the ring up to what is acked. 0 or -errno of dmrepl_ring_release(). */
+int dmrepl_ship_release(struct dmrepl_ship *s);
 
 /* ------------------------------------------------------------------ */
 /* Metadata device                                                     */

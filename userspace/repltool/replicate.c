@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dmrepl.h"
 #include "repltool.h"
@@ -24,13 +25,8 @@ struct replicate {
 	struct dmrepl_ring *ring;	/* the primary's */
 	char path[PATH_MAX];		/* its device */
 	struct secondary dev;
-	struct dmrepl_batch batch;
-	struct dm_repl_rec *rec;	/* a record copied out, sealed */
-	__u64 applied_seq;		/* the secondary's, at the start */
-	__u64 applied_stream;		/* of applied_seq; 0: none yet */
-	__u64 skipped;			/* records at or below it: not sent */
-	__u64 done_seq;			/* applied or skipped: may be released */
-	__u64 released_seq;		/* released by this run */
+	struct dmrepl_ship ship;
+	int send_err;			/* of the last batch written */
 };
 
 void usage_replicate(FILE *f)
@@ -89,32 +85,37 @@ static int parse_opts(int argc, char **argv, struct replicate_opts *o)
 
 /* ---- setting up ------------------------------------------------------------ */
 
-/*
- * The secondary applied a sequence of this stream that the primary never
- * reserved: it is not this primary's replica, and its skipping would drop
- * the ring unsent. (A secondary at another stream is placed by the kernel
- * from the ring's STREAM record, or refuses it.)
- */
+/* The sink: one write(2) of the batch to the secondary, applied when it returns. */
+static int write_to_secondary(void *arg, const void *buf, const struct dmrepl_batch *b)
+{
+	struct replicate *r = arg;
+	ssize_t n;
+
+	do
+		n = write(r->dev.dev_fd, buf, b->batch_len);
+	while (n < 0 && errno == EINTR);
+	r->ship.batch.written = n;
+	if (n < 0)
+		return r->send_err = -errno;
+	if ((size_t)n != b->batch_len)
+		return r->send_err = -EIO;
+	dmrepl_ship_acked(&r->ship, b->last_seq);
+	return 0;
+}
+
 static int check_start(struct replicate *r)
 {
-	struct dm_repl_group_info info;
-	int ret = dmrepl_ring_info(r->ring, &info);
+	int ret = dmrepl_ship_start(&r->ship, r->dev.before.applied_stream,
+				    r->dev.before.applied_seq);
 
-	if (ret) {
+	if (ret == -ESTALE)
+		err_msg("replicate: %s: applied sequence %llu is past the last sequence of %s "
+			"(%llu): a replica of another group?", r->opts.target,
+			(unsigned long long)r->dev.before.applied_seq, r->opts.source,
+			(unsigned long long)r->ship.start_next_seq - 1);
+	else if (ret)
 		err_msg("%s: DM_REPL_IOC_GROUP_INFO: %s", r->path, strerror(-ret));
-		return -1;
-	}
-	r->applied_seq = r->dev.before.applied_seq;
-	r->applied_stream = r->dev.before.applied_stream;
-	if (r->applied_stream != info.stream && r->applied_stream)
-		return 0;
-	if (r->applied_seq < info.next_seq)
-		return 0;
-	err_msg("replicate: %s: applied sequence %llu is past the last sequence of %s "
-		"(%llu): a replica of another group?", r->opts.target,
-		(unsigned long long)r->applied_seq, r->opts.source,
-		(unsigned long long)info.next_seq - 1);
-	return -1;
+	return ret ? -1 : 0;
 }
 
 static int setup(struct replicate *r)
@@ -122,14 +123,16 @@ static int setup(struct replicate *r)
 	int ret;
 
 	r->dev.info_fd = r->dev.dev_fd = -1;
-	r->rec = malloc(DMREPL_REC_MAX_LEN);
-	ret = r->rec ? dmrepl_batch_init(&r->batch, r->opts.batch.batch_kb * 1024) : -ENOMEM;
+	if (open_ring(r->opts.source, &r->ring, r->path, sizeof(r->path)))
+		return -1;
+	ret = dmrepl_ship_init(&r->ship, r->ring, r->opts.batch.batch_kb * 1024);
 	if (ret) {
 		err_msg("replicate: record buffers: %s", strerror(-ret));
 		return -1;
 	}
-	if (open_ring(r->opts.source, &r->ring, r->path, sizeof(r->path)) ||
-	    open_secondary("replicate", r->opts.target, &r->dev) || check_start(r))
+	r->ship.batch.send = write_to_secondary;
+	r->ship.batch.send_arg = r;
+	if (open_secondary("replicate", r->opts.target, &r->dev) || check_start(r))
 		return -1;
 	catch_stop_signals();
 	return 0;
@@ -138,10 +141,9 @@ static int setup(struct replicate *r)
 static void teardown(struct replicate *r)
 {
 	close_secondary(&r->dev);
+	dmrepl_ship_free(&r->ship);
 	if (r->ring)
 		dmrepl_ring_close(r->ring);
-	dmrepl_batch_free(&r->batch);
-	free(r->rec);
 }
 
 /* ---- the loop --------------------------------------------------------------- */
@@ -149,78 +151,57 @@ static void teardown(struct replicate *r)
 /* Release what the secondary has applied (or had): 0 or -1 (reported). */
 static int release_done(struct replicate *r, bool gone)
 {
-	if (r->batch.written_seq > r->done_seq)
-		r->done_seq = r->batch.written_seq;
-	if (r->done_seq <= r->released_seq)
-		return 0;
-	if (release_ring(r->ring, r->path, r->done_seq, gone))
-		return -1;
-	r->released_seq = r->done_seq;
-	return 0;
-}
+	int ret = dmrepl_ship_release(&r->ship);
 
-/* A batch was not written: say why, release the ones before it. Returns -1. */
-static int refused(struct replicate *r, int err)
-{
-	report_refused("replicate", &r->dev, &r->batch, err);
-	release_done(r, false);
+	if (!ret || (gone && ret == -ENODEV))
+		return 0;
+	err_msg("%s: release up to sequence %llu: %s", r->path,
+		(unsigned long long)r->ship.acked_seq, strerror(-ret));
 	return -1;
 }
 
-/* One slot: skipped, or sealed into the batch (which may write batches). */
-static int ship(struct replicate *r, const struct dm_repl_rec *slot, bool discarded)
+/* Batches stop at a stop request: one at a time, released as they land. */
+static int pump(struct replicate *r, bool gone)
 {
-	__u64 seq = dmrepl_rec_seq(slot);
 	int ret;
 
-	/* Applied is (stream, sequence): never a sequence alone. */
-	if (seq <= r->applied_seq &&
-	    (!r->applied_stream || dmrepl_rec_stream(slot) == r->applied_stream)) {
-		r->skipped++;
-		r->done_seq = seq;
-		return 0;
-	}
-	dmrepl_rec_copy_out(r->rec, slot, discarded);
-	ret = dmrepl_batch_add(&r->batch, r->rec, r->dev.dev_fd);
-	if (ret)
-		return refused(r, ret);
-	return release_done(r, false);
+	do {
+		r->send_err = 0;
+		ret = dmrepl_ship_pump(&r->ship, 1);
+		if (ret && ret == r->send_err) {
+			report_refused("replicate", &r->dev, &r->ship.batch, ret);
+			release_done(r, false);
+			return -1;
+		}
+		if (ret) {
+			release_done(r, false);
+			err_msg("%s: corrupt ring at position %llu: %s", r->path,
+				(unsigned long long)dmrepl_ring_pos(r->ring),
+				dmrepl_ring_why(r->ring));
+			return -1;
+		}
+		if (release_done(r, gone))
+			return -1;
+	} while (r->ship.batch.len && !stop_requested);
+	return 0;
 }
 
 /*
- * Ship what is committed, then what is buffered: no more records are ready
- * (or a stop was asked for, or the ring is corrupt past them).
+ * Ship what is committed, then what is buffered. A release can put a record
+ * in the ring (the GAP the kernel owed after an overflow): after the last
+ * release, look once more, so that a drained replica knows of every gap.
  */
 static int replicate_step(void *arg, bool gone)
 {
 	struct replicate *r = arg;
-	const struct dm_repl_rec *slot;
-	bool discarded;
-	int ret = 0, err;
+	__u64 pos;
 
-	/*
-	 * A release can put a record in the ring (the GAP the kernel owed
-	 * after an overflow): after the last release, look once more, so that
-	 * a drained replica knows of every gap.
-	 */
 	do {
-		while (!stop_requested) {
-			ret = next_slot(r->ring, r->path, &slot, &discarded);
-			if (ret <= 0)
-				break;
-			if (ship(r, slot, discarded))
-				return -1;
-		}
-		err = dmrepl_batch_flush(&r->batch, r->dev.dev_fd);
-		if (err)
-			return refused(r, err);
-		if (release_done(r, gone) || ret < 0)
+		pos = dmrepl_ring_pos(r->ring);
+		if (pump(r, gone))
 			return -1;
-		ret = stop_requested ? 0 : next_slot(r->ring, r->path, &slot, &discarded);
-		if (ret > 0 && ship(r, slot, discarded))
-			return -1;
-	} while (ret > 0);
-	return ret < 0 ? -1 : 0;
+	} while (pos != dmrepl_ring_pos(r->ring) && !stop_requested);
+	return 0;
 }
 
 static bool replicate_done(void *arg)
@@ -240,7 +221,7 @@ int cmd_replicate(int argc, char **argv)
 		return ret < 0 ? EXIT_OK : ret;
 	ret = setup(&r) ? EXIT_RUNTIME :
 	      follow_ring(r.ring, r.path, replicate_step, replicate_done, &r);
-	ret = finish_batches(&r.dev, &r.batch, r.opts.batch.stats, r.skipped, ret);
+	ret = finish_batches(&r.dev, &r.ship.batch, r.opts.batch.stats, r.ship.skipped, ret);
 	teardown(&r);
 	return ret;
 }

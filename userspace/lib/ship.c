@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * Shipping a primary's ring to a replica (see dmrepl.h): skip what the
+ * replica has, batch the rest to a sink, release only what it acknowledged.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dmrepl.h"
+
+int dmrepl_ship_init(struct dmrepl_ship *s, struct dmrepl_ring *ring, size_t batch_limit)
+{
+	int ret;
+
+	memset(s, 0, sizeof(*s));
+	s->ring = ring;
+	s->rec = malloc(DMREPL_REC_MAX_LEN);
+	if (!s->rec)
+		return -ENOMEM;
+	ret = dmrepl_batch_init(&s->batch, batch_limit);
+	if (ret) {
+		free(s->rec);
+		s->rec = NULL;
+	}
+	return ret;
+}
+
+void dmrepl_ship_free(struct dmrepl_ship *s)
+{
+	dmrepl_batch_free(&s->batch);
+	free(s->rec);
+	s->rec = NULL;
+}
+
+int dmrepl_ship_start(struct dmrepl_ship *s, __u64 peer_stream, __u64 peer_seq)
+{
+	struct dm_repl_group_info info;
+	int ret = dmrepl_ring_info(s->ring, &info);
+
+	if (ret)
+		return ret;
+	s->peer_stream = peer_stream;
+	s->peer_seq = peer_seq;
+	s->start_next_seq = info.next_seq;
+	/*
+	 * A replica at another stream is placed by the kernel from the ring's
+	 * STREAM record, or refuses it. One that applied a sequence of this
+	 * stream that was never reserved would have the ring skipped unsent.
+	 */
+	if (peer_stream && peer_stream != info.stream)
+		return 0;
+	return peer_seq < info.next_seq ? 0 : -ESTALE;
+}
+
+/* Applied is (stream, sequence): never a sequence alone. */
+static bool peer_has(const struct dmrepl_ship *s, const struct dm_repl_rec *slot)
+{
+	return dmrepl_rec_seq(slot) <= s->peer_seq &&
+	       (!s->peer_stream || dmrepl_rec_stream(slot) == s->peer_stream);
+}
+
+static int ship_slot(struct dmrepl_ship *s, const struct dm_repl_rec *slot, bool discarded)
+{
+	if (peer_has(s, slot)) {
+		s->skipped++;
+		dmrepl_ship_acked(s, dmrepl_rec_seq(slot));
+		return 0;
+	}
+	dmrepl_rec_copy_out(s->rec, slot, discarded);
+	/* No fd: batch.send is the sink. */
+	return dmrepl_batch_add(&s->batch, s->rec, -1);
+}
+
+static int flush_then(struct dmrepl_ship *s, int err)
+{
+	int ret = dmrepl_batch_flush(&s->batch, -1);
+
+	return ret ? ret : err;
+}
+
+int dmrepl_ship_pump(struct dmrepl_ship *s, unsigned int max_batches)
+{
+	__u64 start = s->batch.batches;
+	const struct dm_repl_rec *slot;
+	bool discarded;
+	int ret;
+
+	for (;;) {
+		if (max_batches && s->batch.batches - start >= max_batches)
+			return 0;
+		ret = dmrepl_ring_next_slot(s->ring, &slot, &discarded);
+		if (ret < 0)	/* the records before a corrupt one still go */
+			return flush_then(s, ret);
+		if (!ret)
+			break;
+		ret = ship_slot(s, slot, discarded);
+		if (ret)
+			return ret;
+	}
+	return dmrepl_batch_flush(&s->batch, -1);
+}
+
+void dmrepl_ship_acked(struct dmrepl_ship *s, __u64 seq)
+{
+	if (seq > s->acked_seq)
+		s->acked_seq = seq;
+}
+
+int dmrepl_ship_release(struct dmrepl_ship *s)
+{
+	int ret;
+
+	if (s->acked_seq <= s->released_seq)
+		return 0;
+	ret = dmrepl_ring_release(s->ring, s->acked_seq);
+	if (!ret)
+		s->released_seq = s->acked_seq;
+	return ret;
+}
