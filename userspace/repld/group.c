@@ -1,0 +1,232 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * One group's thread: find the role in the group's device, then dial the
+ * peer (primary) or wait for it (secondary), and run sessions until told to
+ * stop. A role change, the group's removal or a broken link ends a session;
+ * the next one starts from what is durable on the replica.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "link.h"
+#include "session.h"
+
+static void set_state(struct group *g, enum link_state state, unsigned int role)
+{
+	pthread_mutex_lock(&g->lock);
+	g->st.state = state;
+	g->st.role = role;
+	pthread_mutex_unlock(&g->lock);
+}
+
+static struct dmrepl_tls *make_tls(struct group *g, bool server, const unsigned char *psk,
+				   size_t psk_len)
+{
+	struct dmrepl_tls_conf c = {
+		.psk_mode = g->conf->auth == DMREPL_AUTH_PSK,
+		.ca = g->conf->ca,
+		.certificate = g->local->certificate,
+		.key = g->local->key,
+		.peer_identity = g->peer->identity,
+		.psk = psk,
+		.psk_len = psk_len,
+		.psk_identity = g->conf->psk_identity,
+	};
+	char err[512];
+	struct dmrepl_tls *t = dmrepl_tls_new(&c, server, err, sizeof(err));
+
+	if (!t)
+		glog(g, LOG_ERR, "TLS %s settings: %s", server ? "server" : "client", err);
+	return t;
+}
+
+static int setup_tls(struct group *g)
+{
+	unsigned char psk[256];
+	size_t psk_len = sizeof(psk);
+	char err[512];
+	int ret = 0;
+
+	if (g->conf->auth == DMREPL_AUTH_PSK &&
+	    dmrepl_conf_read_psk(g->conf->psk, psk, &psk_len, err, sizeof(err))) {
+		glog(g, LOG_ERR, "%s", err);
+		return -1;
+	}
+	g->tls_client = make_tls(g, false, psk, psk_len);
+	g->tls_server = make_tls(g, true, psk, psk_len);
+	if (!g->tls_client || !g->tls_server)
+		ret = -1;
+	memset(psk, 0, sizeof(psk));
+	return ret;
+}
+
+int group_setup(struct group *g, const struct dmrepl_conf_group *conf, const char *site)
+{
+	char err[512];
+
+	memset(g, 0, sizeof(*g));
+	g->conf = conf;
+	g->listen_fd = -1;
+	pthread_mutex_init(&g->lock, NULL);
+	g->local = dmrepl_conf_local_site(conf, site, err, sizeof(err));
+	if (!g->local) {
+		glog(g, LOG_ERR, "%s", err);
+		return -1;
+	}
+	g->peer = dmrepl_conf_peer_site(conf, g->local);
+	snprintf(g->kgroup, sizeof(g->kgroup), "%s", conf_site_group(conf, g->local));
+	if (dmrepl_conf_check_local(conf, g->local, err, sizeof(err))) {
+		glog(g, LOG_ERR, "%s", err);
+		return -1;
+	}
+	if (setup_tls(g))
+		return -1;
+	g->listen_fd = net_listen(g->local->address, g->local->port, err, sizeof(err));
+	if (g->listen_fd < 0) {
+		glog(g, LOG_ERR, "%s", err);
+		return -1;
+	}
+	glog(g, LOG_INFO, "site %s, listening on %s port %u; peer %s at %s port %u",
+	     g->local->name, g->local->address, g->local->port, g->peer->name,
+	     g->peer->address, g->peer->port);
+	return 0;
+}
+
+void group_teardown(struct group *g)
+{
+	if (g->listen_fd >= 0)
+		close(g->listen_fd);
+	dmrepl_tls_free(g->tls_client);
+	dmrepl_tls_free(g->tls_server);
+	pthread_mutex_destroy(&g->lock);
+}
+
+/* The group's role in this kernel, 0 if it has no device (yet). */
+static unsigned int current_role(struct group *g)
+{
+	struct dm_repl_group_info info;
+	char msg[DMREPL_ERRMSG_LEN];
+	int fd = dmrepl_group_open(g->kgroup, O_RDONLY, &info, msg, sizeof(msg));
+
+	if (fd < 0)
+		return 0;
+	close(fd);
+	return info.role;
+}
+
+/* Sleep up to ms, waking for a stop; 1 when stopping. */
+static bool nap(int ms)
+{
+	while (ms > 0 && !repld_stopping) {
+		poll(NULL, 0, ms < 200 ? ms : 200);
+		ms -= 200;
+	}
+	return repld_stopping;
+}
+
+/* Dial the peer and shake hands: a connection, or NULL. */
+static struct dmrepl_tls_conn *dial(struct group *g)
+{
+	struct dmrepl_tls_conn *conn;
+	char err[512];
+	int fd;
+
+	fd = net_dial(g->peer->address, g->peer->port, g->conf->timeout_ms, err, sizeof(err));
+	if (fd < 0) {
+		group_error(g, LOG_INFO, "%s", err);
+		return NULL;
+	}
+	snprintf(g->st.peer, sizeof(g->st.peer), "%s:%u", g->peer->address, g->peer->port);
+	if (dmrepl_tls_handshake(g->tls_client, fd, g->conf->timeout_ms, &conn, err,
+				 sizeof(err))) {
+		group_error(g, LOG_WARNING, "TLS handshake with %s: %s", g->st.peer, err);
+		return NULL;
+	}
+	return conn;
+}
+
+/* Take one connection from the listener within ms: a connection, or NULL. */
+static struct dmrepl_tls_conn *answer(struct group *g, int ms)
+{
+	struct pollfd p = { .fd = g->listen_fd, .events = POLLIN };
+	struct dmrepl_tls_conn *conn;
+	char err[512], peer[80];
+	int fd;
+
+	if (poll(&p, 1, ms) <= 0)
+		return NULL;
+	fd = net_accept(g->listen_fd, peer, sizeof(peer));
+	if (fd < 0)
+		return NULL;
+	if (dmrepl_tls_handshake(g->tls_server, fd, g->conf->timeout_ms, &conn, err,
+				 sizeof(err))) {
+		group_error(g, LOG_WARNING, "TLS handshake with %s: %s", peer, err);
+		return NULL;
+	}
+	snprintf(g->st.peer, sizeof(g->st.peer), "%s", peer);
+	return conn;
+}
+
+/* Returns true when the session got past the HELLO check. */
+static bool run_session(struct group *g, struct dmrepl_tls_conn *conn, unsigned int role)
+{
+	bool streamed = false;
+	struct link l;
+
+	if (link_init(&l, g, conn, g->conf->batch_bytes + DMREPL_PROTO_BATCH_HDR)) {
+		group_error(g, LOG_ERR, "link buffers: %s", strerror(ENOMEM));
+		link_close(&l);
+		return false;
+	}
+	glog(g, LOG_INFO, "connected to %s (%s)", g->st.peer, dmrepl_tls_peer(conn));
+	set_state(g, LINK_CONNECTED, role);
+	if (role == DM_REPL_ROLE_PRIMARY)
+		streamed = session_primary(&l);
+	else if (role == DM_REPL_ROLE_SECONDARY)
+		streamed = session_secondary(&l);
+	else
+		link_refuse(&l, DMREPL_REFUSE_INTERNAL, "group %s has no device on site %s",
+			    g->kgroup, g->local->name);
+	link_close(&l);
+	glog(g, LOG_INFO, "disconnected from %s", g->st.peer);
+	return streamed;
+}
+
+/*
+ * A primary dials, with a back-off between failures; a secondary waits.
+ * Each also answers its listener: a secondary to serve the peer, a primary
+ * to tell a peer that thinks itself primary too why not (the HELLO check).
+ */
+void *group_main(void *arg)
+{
+	struct group *g = arg;
+	unsigned int failures = 0, role;
+	struct dmrepl_tls_conn *conn;
+
+	while (!repld_stopping) {
+		role = current_role(g);
+		set_state(g, role ? LINK_CONNECTING : LINK_DOWN, role);
+		conn = answer(g, role == DM_REPL_ROLE_PRIMARY ? 0 : ROLE_CHECK_MS);
+		if (!conn && role == DM_REPL_ROLE_PRIMARY) {
+			conn = dial(g);
+			if (!conn) {
+				nap(net_backoff_ms(&failures));
+				continue;
+			}
+		}
+		if (!conn)
+			continue;
+		if (run_session(g, conn, role))
+			failures = 0;
+		if (role == DM_REPL_ROLE_PRIMARY)
+			nap(net_backoff_ms(&failures));
+	}
+	set_state(g, LINK_DOWN, 0);
+	return NULL;
+}

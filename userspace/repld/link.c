@@ -1,0 +1,277 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * A framed TLS connection to the peer (link.h).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+#include "link.h"
+
+#define NSEC_PER_MSEC 1000000ULL
+#define NSEC_PER_SEC 1000000000ULL
+/* The bucket holds at most this long a burst at the limit, or one chunk. */
+#define BUCKET_NS (100 * NSEC_PER_MSEC)
+#define BUCKET_MIN 65536.0
+
+int link_init(struct link *l, struct group *g, struct dmrepl_tls_conn *conn, size_t max_body)
+{
+	__u64 now = now_ns();
+
+	memset(l, 0, sizeof(*l));
+	l->g = g;
+	l->conn = conn;
+	l->max_body = max_body;
+	l->in_cap = DMREPL_PROTO_HDR_SIZE + max_body;
+	l->in = malloc(l->in_cap);
+	dmrepl_obuf_init(&l->out);
+	l->last_rx_ns = l->last_tx_ns = l->refill_ns = now;
+	l->heartbeat_ns = g->conf->heartbeat_ms * NSEC_PER_MSEC;
+	l->timeout_ns = g->conf->timeout_ms * NSEC_PER_MSEC;
+	l->rate = g->conf->bandwidth;
+	return l->in ? 0 : -ENOMEM;
+}
+
+void link_close(struct link *l)
+{
+	dmrepl_tls_close(l->conn);
+	l->conn = NULL;
+	free(l->in);
+	l->in = NULL;
+	dmrepl_obuf_free(&l->out);
+}
+
+static double bucket_size(const struct link *l)
+{
+	double burst = (double)l->rate * BUCKET_NS / NSEC_PER_SEC;
+
+	return burst > BUCKET_MIN ? burst : BUCKET_MIN;
+}
+
+/* Bytes the limit allows now (SIZE_MAX without a limit). */
+static size_t allowance(struct link *l)
+{
+	__u64 now = now_ns();
+
+	if (!l->rate)
+		return SIZE_MAX;
+	l->tokens += (double)(now - l->refill_ns) * l->rate / NSEC_PER_SEC;
+	l->refill_ns = now;
+	if (l->tokens > bucket_size(l))
+		l->tokens = bucket_size(l);
+	return l->tokens >= 1 ? (size_t)l->tokens : 0;
+}
+
+/* ns until the bucket allows a write again (0: now, or no limit). */
+static __u64 refill_wait_ns(const struct link *l)
+{
+	if (!l->rate || l->tokens >= 1)
+		return 0;
+	return (__u64)((1 - l->tokens) * NSEC_PER_SEC / l->rate) + 1;
+}
+
+static int broken(struct link *l, int err, const char *what)
+{
+	const char *why = dmrepl_tls_error(l->conn);
+
+	glog(l->g, LOG_WARNING, "peer %s: %s: %s", l->g->st.peer, what,
+	     why && *why ? why : strerror(-err));
+	return err;
+}
+
+int link_flush(struct link *l)
+{
+	size_t chunk;
+	ssize_t n;
+
+	while (l->out.len) {
+		chunk = allowance(l);
+		if (chunk < l->retry_len)	/* TLS wants the same bytes again */
+			chunk = l->retry_len;
+		if (!chunk)
+			return 0;
+		if (chunk > l->out.len)
+			chunk = l->out.len;
+		n = dmrepl_tls_write(l->conn, l->out.buf, chunk);
+		if (n == -EAGAIN) {
+			l->retry_len = chunk;
+			return 0;
+		}
+		if (n < 0)
+			return broken(l, (int)n, "send");
+		l->retry_len = 0;
+		dmrepl_obuf_consume(&l->out, (size_t)n);
+		l->tokens -= (double)n;
+		l->wire_tx += (__u64)n;
+		l->last_tx_ns = now_ns();
+	}
+	return 0;
+}
+
+static unsigned int decode_reason(long err)
+{
+	if (err == -EPROTO)
+		return DMREPL_REFUSE_VERSION;
+	return err == -EMSGSIZE ? DMREPL_REFUSE_TOO_LARGE : DMREPL_REFUSE_MALFORMED;
+}
+
+/* Read what the socket has: bytes read (> 0), 0 (none now), or -errno. */
+static int fill(struct link *l)
+{
+	ssize_t n;
+
+	if (l->in_off) {
+		memmove(l->in, l->in + l->in_off, l->in_len - l->in_off);
+		l->in_len -= l->in_off;
+		l->in_off = 0;
+	}
+	if (l->in_len == l->in_cap)
+		return 0;
+	n = dmrepl_tls_read(l->conn, l->in + l->in_len, l->in_cap - l->in_len);
+	if (n == -EAGAIN)
+		return 0;
+	if (!n) {
+		glog(l->g, LOG_WARNING, "peer %s closed the connection", l->g->st.peer);
+		return -ECONNRESET;
+	}
+	if (n < 0)
+		return broken(l, (int)n, "receive");
+	l->in_len += (size_t)n;
+	l->last_rx_ns = now_ns();
+	return 1;
+}
+
+int link_next(struct link *l, struct dmrepl_frame *f)
+{
+	long ret;
+	int got;
+
+	for (;;) {
+		ret = dmrepl_frame_decode(l->in + l->in_off, l->in_len - l->in_off,
+					  l->max_body, f);
+		if (ret > 0) {
+			l->in_off += (size_t)ret;
+			return 1;
+		}
+		if (ret < 0) {
+			link_refuse(l, decode_reason(ret), "bad frame from %s: %s (%llu)",
+				    l->g->st.peer, f->why, (unsigned long long)f->bad_value);
+			return (int)ret;
+		}
+		got = fill(l);
+		if (got <= 0)
+			return got;
+	}
+}
+
+/* poll(2)'s timeout: until the next heartbeat, the dead line or a refill. */
+static int wait_ms(const struct link *l, __u64 now)
+{
+	__u64 hb = l->last_tx_ns + l->heartbeat_ns, dead = l->last_rx_ns + l->timeout_ns;
+	__u64 until = hb < dead ? hb : dead, refill = refill_wait_ns(l);
+
+	if (l->out.len && refill && now + refill < until)
+		until = now + refill;
+	if (until <= now)
+		return 0;
+	return (int)((until - now + NSEC_PER_MSEC - 1) / NSEC_PER_MSEC);
+}
+
+int link_wait(struct link *l, int extra_fd, short extra_events)
+{
+	struct pollfd p[2] = {
+		{ .fd = dmrepl_tls_fd(l->conn), .events = POLLIN },
+		{ .fd = extra_fd, .events = extra_events },
+	};
+	__u64 now = now_ns();
+	int ret;
+
+	if (l->out.len && (l->retry_len || !refill_wait_ns(l)))
+		p[0].events |= POLLOUT;
+	ret = poll(p, extra_fd >= 0 ? 2 : 1,
+		   dmrepl_tls_pending(l->conn) ? 0 : wait_ms(l, now));
+	if (ret < 0)
+		return errno == EINTR ? 0 : -errno;
+	now = now_ns();
+	if (now - l->last_rx_ns > l->timeout_ns) {
+		glog(l->g, LOG_WARNING, "peer %s silent for %u ms: link considered dead",
+		     l->g->st.peer, l->g->conf->timeout_ms);
+		return -ETIMEDOUT;
+	}
+	if (!l->out.len && now - l->last_tx_ns >= l->heartbeat_ns) {
+		if (dmrepl_proto_put_heartbeat(&l->out, now))
+			return -ENOMEM;
+	}
+	ret = link_flush(l);
+	if (ret)
+		return ret;
+	return extra_fd >= 0 ? p[1].revents : 0;
+}
+
+void link_refuse(struct link *l, unsigned int reason, const char *fmt, ...)
+{
+	char text[DMREPL_PROTO_REFUSE_TEXT_MAX + 1];
+	va_list ap;
+	char *c;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	glog(l->g, LOG_ERR, "refusing peer %s: %s: %s", l->g->st.peer,
+	     dmrepl_proto_reason_name(reason), text);
+	for (c = text; *c; c++)		/* the frame carries printable ASCII */
+		if (*c < 0x20 || *c > 0x7e)
+			*c = '?';
+	if (!dmrepl_proto_put_refuse(&l->out, reason, text))
+		link_flush(l);
+}
+
+static int peer_refused(struct link *l, const struct dmrepl_proto_refuse *r)
+{
+	const char *name = dmrepl_proto_reason_name(r->reason);
+
+	glog(l->g, LOG_ERR, "peer %s refused us: %s: %s", l->g->st.peer,
+	     name ? name : "unknown reason", r->text);
+	snprintf(l->g->st.last_error, sizeof(l->g->st.last_error),
+		 "refused by the peer: %s: %s", name ? name : "?", r->text);
+	return -ECONNREFUSED;
+}
+
+int link_hello(struct link *l, const struct dmrepl_proto_hello *ours,
+	       struct dmrepl_proto_hello *theirs)
+{
+	struct dmrepl_frame f;
+	int ret;
+
+	ret = dmrepl_proto_put_hello(&l->out, ours);
+	if (ret)
+		return ret;
+	for (;;) {
+		ret = link_flush(l);
+		if (!ret)
+			ret = link_next(l, &f);
+		if (ret < 0)
+			return ret;
+		if (ret && f.type == DMREPL_FRAME_HELLO) {
+			*theirs = f.hello;
+			return 0;
+		}
+		if (ret && f.type == DMREPL_FRAME_REFUSE)
+			return peer_refused(l, &f.refuse);
+		if (ret && f.type != DMREPL_FRAME_HEARTBEAT) {
+			link_refuse(l, DMREPL_REFUSE_MALFORMED,
+				    "frame type %u before HELLO", f.type);
+			return -EPROTO;
+		}
+		if (!ret) {
+			ret = link_wait(l, -1, 0);
+			if (ret < 0)
+				return ret;
+		}
+	}
+}

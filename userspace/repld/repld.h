@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * repld: the replication daemon of one host (repld(8)). One thread a group:
+ * as primary it ships the group's ring to the peer's repld and releases what
+ * the peer acknowledged as applied; as secondary it applies the batches it
+ * receives through the group's device and acknowledges them.
+ */
+#ifndef REPLD_H
+#define REPLD_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <linux/types.h>
+
+#include "dmrepl.h"
+#include "dmrepl_conf.h"
+#include "dmrepl_proto.h"
+#include "dmrepl_tls.h"
+
+#define BACKOFF_MIN_MS	500U
+#define BACKOFF_MAX_MS	30000U
+/* How often a group looks at its device for a role change, at most. */
+#define ROLE_CHECK_MS	1000
+
+/* Set by SIGTERM and SIGINT: every group ends its session and its thread. */
+extern volatile sig_atomic_t repld_stopping;
+
+enum link_state {
+	LINK_DOWN,		/* no device, or not trying */
+	LINK_CONNECTING,	/* dialling or waiting for the peer */
+	LINK_CONNECTED,		/* session running */
+};
+
+/* What repld tells of a group (repltool status), under group.lock. */
+struct group_status {
+	enum link_state state;
+	unsigned int role;		/* enum dm_repl_role, 0: no device */
+	char peer[80];			/* address of the connected peer */
+	char last_error[256];
+	char peer_site[DMREPL_PROTO_SITE_MAX];
+	__u64 sessions;			/* sessions past the HELLO check */
+	__u64 batches, records, raw_bytes, wire_bytes;
+	__u64 acked_seq;		/* primary: the peer's applied sequence */
+	__u64 applied_seq;		/* secondary: ours */
+};
+
+struct group {
+	const struct dmrepl_conf_group *conf;
+	const struct dmrepl_conf_site *local, *peer;
+	char kgroup[DM_REPL_GROUP_NAME_MAX];	/* the group's name in this kernel */
+	struct dmrepl_tls *tls_client, *tls_server;
+	int listen_fd;
+	pthread_t thread;
+	bool running;			/* thread started */
+	pthread_mutex_t lock;
+	struct group_status st;
+};
+
+/* Log with the group's name: "repld: GROUP: message", at a syslog level. */
+void glog(const struct group *g, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Log as glog() and keep the message as the group's last error (status). */
+void group_error(struct group *g, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* A session got past the HELLO check: note the peer's site in the status. */
+void session_started(struct group *g, const struct dmrepl_proto_hello *peer);
+
+/* CLOCK_MONOTONIC in ns. */
+__u64 now_ns(void);
+
+/* The group's name in this site's kernel (the site's "group", or the resource's). */
+const char *conf_site_group(const struct dmrepl_conf_group *conf,
+			    const struct dmrepl_conf_site *site);
+
+/* net.c */
+int net_listen(const char *host, unsigned short port, char *err, size_t errlen);
+int net_accept(int lfd, char *peer, size_t peerlen);
+int net_dial(const char *host, unsigned short port, int timeout_ms, char *err, size_t errlen);
+int net_backoff_ms(unsigned int *failures);
+
+/* group.c */
+int group_setup(struct group *g, const struct dmrepl_conf_group *conf, const char *site);
+void group_teardown(struct group *g);
+void *group_main(void *arg);
+
+#endif /* REPLD_H */

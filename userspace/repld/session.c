@@ -1,0 +1,414 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * Sessions (Documentation/protocol.md): HELLO both ways, then the primary
+ * ships its ring in batches within the window and releases on acks, and the
+ * secondary applies each batch through its group's device and acks the
+ * durable applied point. Either ends on a role change, the group's removal,
+ * a refusal, a dead link or repld stopping.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "session.h"
+
+/* ---- both roles ---------------------------------------------------------- */
+
+void hello_init(const struct group *g, const struct dm_repl_group_info *info,
+		unsigned int role, struct dmrepl_proto_hello *h)
+{
+	unsigned int i;
+
+	memset(h, 0, sizeof(*h));
+	snprintf(h->group, sizeof(h->group), "%s", g->conf->name);
+	snprintf(h->site, sizeof(h->site), "%s", g->local->name);
+	h->role = role == DM_REPL_ROLE_PRIMARY ? DMREPL_PROTO_PRIMARY : DMREPL_PROTO_SECONDARY;
+	h->max_batch = g->conf->batch_bytes;
+	h->window = g->conf->window;
+	h->nvolumes = info->nr_volumes;
+	for (i = 0; i < info->nr_volumes && i < DM_REPL_MAX_VOLUMES; i++) {
+		h->volumes[i].index = info->volumes[i].index;
+		h->volumes[i].sectors = info->volumes[i].sectors;
+	}
+}
+
+int hello_exchange(struct link *l, const struct dmrepl_proto_hello *ours,
+		   struct dmrepl_proto_hello *theirs)
+{
+	unsigned int reason;
+	const char *text;
+	int ret = link_hello(l, ours, theirs);
+
+	if (ret)
+		return ret;
+	if (!dmrepl_proto_check_hello(ours, theirs, &reason, &text))
+		return 0;
+	link_refuse(l, reason, "%s", text);
+	group_error(l->g, LOG_ERR, "peer %s (site %s) refused: %s", l->g->st.peer,
+		    theirs->site, text);
+	return -ECONNREFUSED;
+}
+
+/* Frames a role does not expect end the session. */
+static int unexpected(struct link *l, const struct dmrepl_frame *f)
+{
+	const char *name;
+
+	if (f->type == DMREPL_FRAME_HEARTBEAT)
+		return 0;
+	if (f->type == DMREPL_FRAME_REFUSE) {
+		name = dmrepl_proto_reason_name(f->refuse.reason);
+		group_error(l->g, LOG_ERR, "peer %s ended the session: %s: %s",
+			    l->g->st.peer, name ? name : "unknown reason", f->refuse.text);
+		return -ECONNREFUSED;
+	}
+	link_refuse(l, DMREPL_REFUSE_MALFORMED, "unexpected frame type %u", f->type);
+	return -EPROTO;
+}
+
+/* Every ROLE_CHECK_MS: is the group still here, in this role? */
+static bool role_changed(struct link *l, int info_fd, unsigned int role, __u64 *next_ns)
+{
+	struct dm_repl_group_info info;
+	char msg[DMREPL_ERRMSG_LEN];
+	__u64 now = now_ns();
+
+	if (now < *next_ns)
+		return false;
+	*next_ns = now + ROLE_CHECK_MS * 1000000ULL;
+	if (dmrepl_group_info(info_fd, &info, msg, sizeof(msg))) {
+		glog(l->g, LOG_WARNING, "group %s: %s", l->g->kgroup, msg);
+		return true;
+	}
+	if (info.role == role)
+		return false;
+	glog(l->g, LOG_NOTICE, "group %s changed role: ending the session", l->g->kgroup);
+	link_refuse(l, DMREPL_REFUSE_ROLE, "site %s changed role", l->g->local->name);
+	return true;
+}
+
+/* ---- primary --------------------------------------------------------------- */
+
+struct shipping {
+	struct link *l;
+	struct dmrepl_ship ship;
+	__u64 stream;			/* our ring's */
+	unsigned int inflight;		/* batches sent, not acked */
+};
+
+/* The shipper's sink: one BATCH frame queued on the link. */
+static int send_batch(void *arg, const void *buf, const struct dmrepl_batch *b)
+{
+	struct shipping *s = arg;
+	struct group *g = s->l->g;
+	size_t before = s->l->out.len;
+	const char *why = NULL;
+	unsigned int codec;
+	int ret;
+
+	ret = dmrepl_proto_put_batch(&s->l->out, buf, b->batch_len, g->conf->compress_level,
+				     &codec, &why);
+	if (ret) {
+		group_error(g, LOG_ERR, "batch of seq %llu..%llu: %s", (unsigned long long)b->first_seq,
+			    (unsigned long long)b->last_seq, why ? why : strerror(-ret));
+		return ret;
+	}
+	s->inflight++;
+	pthread_mutex_lock(&g->lock);
+	g->st.batches++;
+	g->st.records += b->batch_nr;
+	g->st.raw_bytes += b->batch_len;
+	g->st.wire_bytes += s->l->out.len - before;
+	pthread_mutex_unlock(&g->lock);
+	return 0;
+}
+
+static int take_ack(struct shipping *s, const struct dmrepl_proto_ack *a)
+{
+	struct group *g = s->l->g;
+	int ret;
+
+	if (a->acked_last_seq && s->inflight)
+		s->inflight--;
+	/* Our records are applied once the replica's applied stream is ours. */
+	if (a->applied_stream != s->stream)
+		return 0;
+	dmrepl_ship_acked(&s->ship, a->applied_seq);
+	ret = dmrepl_ship_release(&s->ship);
+	if (ret) {
+		group_error(g, LOG_ERR, "release up to sequence %llu: %s",
+			    (unsigned long long)s->ship.acked_seq, strerror(-ret));
+		return ret;
+	}
+	pthread_mutex_lock(&g->lock);
+	g->st.acked_seq = a->applied_seq;
+	pthread_mutex_unlock(&g->lock);
+	return 0;
+}
+
+static int ship_some(struct shipping *s)
+{
+	unsigned int window = s->l->g->conf->window;
+	int ret;
+
+	if (s->inflight >= window)
+		return 0;
+	ret = dmrepl_ship_pump(&s->ship, window - s->inflight);
+	if (ret && s->l->out.len == 0 && !s->inflight)
+		return ret;
+	if (ret == -ENOMEM || ret == -EINVAL)
+		return ret;	/* the sink said why */
+	if (ret) {
+		group_error(s->l->g, LOG_ERR, "corrupt ring at position %llu: %s",
+			    (unsigned long long)dmrepl_ring_pos(s->ship.ring),
+			    dmrepl_ring_why(s->ship.ring));
+		return ret;
+	}
+	return link_flush(s->l);
+}
+
+static int stream(struct shipping *s)
+{
+	struct dmrepl_frame f;
+	__u64 role_check = 0;
+	int ret, ev;
+
+	for (;;) {
+		if (repld_stopping) {
+			link_refuse(s->l, DMREPL_REFUSE_SHUTDOWN, "repld stopping");
+			return 0;
+		}
+		ret = ship_some(s);
+		while (!ret && (ret = link_next(s->l, &f)) == 1)
+			ret = f.type == DMREPL_FRAME_ACK ? take_ack(s, &f.ack) : unexpected(s->l, &f);
+		if (ret < 0)
+			return ret;
+		if (role_changed(s->l, dmrepl_ring_fd(s->ship.ring), DM_REPL_ROLE_PRIMARY,
+				 &role_check))
+			return 0;
+		ev = link_wait(s->l, dmrepl_ring_fd(s->ship.ring),
+			       s->inflight < s->l->g->conf->window ? POLLIN : 0);
+		if (ev < 0)
+			return ev;
+		if (ev & (POLLHUP | POLLERR)) {
+			glog(s->l->g, LOG_NOTICE, "group %s went away", s->l->g->kgroup);
+			ship_some(s);	/* what was committed still goes */
+			return 0;
+		}
+	}
+}
+
+static int ship_start(struct shipping *s, const struct dmrepl_proto_hello *peer)
+{
+	int ret = dmrepl_ship_start(&s->ship, peer->applied_stream, peer->applied_seq);
+
+	if (ret == -ESTALE)
+		link_refuse(s->l, DMREPL_REFUSE_STREAM,
+			    "applied sequence %llu is past our last sequence %llu of stream %llx",
+			    (unsigned long long)peer->applied_seq,
+			    (unsigned long long)s->ship.start_next_seq - 1,
+			    (unsigned long long)s->stream);
+	else if (ret)
+		group_error(s->l->g, LOG_ERR, "group %s: %s", s->l->g->kgroup, strerror(-ret));
+	return ret;
+}
+
+bool session_primary(struct link *l)
+{
+	struct shipping s = { .l = l };
+	struct dmrepl_proto_hello ours, theirs;
+	struct dm_repl_group_info info;
+	char msg[DMREPL_ERRMSG_LEN];
+	struct dmrepl_ring *ring;
+	int ret;
+
+	ret = dmrepl_ring_open(l->g->kgroup, &ring, msg, sizeof(msg));
+	if (ret) {
+		link_refuse(l, DMREPL_REFUSE_INTERNAL, "group %s: %s", l->g->kgroup, msg);
+		return false;
+	}
+	ret = dmrepl_ring_info(ring, &info);
+	if (!ret)
+		ret = dmrepl_ship_init(&s.ship, ring, l->g->conf->batch_bytes);
+	if (ret) {
+		link_refuse(l, DMREPL_REFUSE_INTERNAL, "group %s: %s", l->g->kgroup, strerror(-ret));
+		dmrepl_ring_close(ring);
+		return false;
+	}
+	s.stream = info.stream;
+	s.ship.batch.send = send_batch;
+	s.ship.batch.send_arg = &s;
+	hello_init(l->g, &info, DM_REPL_ROLE_PRIMARY, &ours);
+	ours.stream = info.stream;
+	ours.next_seq = info.next_seq;
+	if (info.state == DM_REPL_STATE_BEHIND)
+		ours.flags |= DMREPL_HELLO_BEHIND;
+	ret = hello_exchange(l, &ours, &theirs);
+	if (!ret)
+		ret = ship_start(&s, &theirs);
+	if (!ret) {
+		session_started(l->g, &theirs);
+		ret = stream(&s);
+	}
+	dmrepl_ship_free(&s.ship);
+	dmrepl_ring_close(ring);
+	return ret != -ECONNREFUSED || s.ship.released_seq;
+}
+
+/* ---- secondary ------------------------------------------------------------- */
+
+struct applying {
+	struct link *l;
+	int info_fd, dev_fd;
+	void *buf;			/* a batch's records, unpacked */
+	struct dmrepl_proto_order order;
+};
+
+/* The kernel refused a batch: its reason goes to the log and to the peer. */
+static int apply_refused(struct applying *a, const struct dmrepl_proto_batch *b, int err)
+{
+	struct dm_repl_apply_info ai;
+	const char *reason = NULL;
+
+	if (!dmrepl_apply_info(a->info_fd, &ai) && ai.last_error == err)
+		reason = dmrepl_apply_reason_name(ai.last_reason);
+	link_refuse(a->l, DMREPL_REFUSE_APPLY, "batch of seq %llu..%llu refused at seq %llu: %s (%s)",
+		    (unsigned long long)b->first_seq, (unsigned long long)b->last_seq,
+		    reason ? (unsigned long long)ai.last_error_seq : 0ULL,
+		    reason ? reason : "no reason given", strerror(-err));
+	return err;
+}
+
+static int apply_batch(struct applying *a, const struct dmrepl_proto_batch *b)
+{
+	struct dmrepl_proto_ack ack = { .acked_last_seq = b->last_seq };
+	struct dm_repl_apply_info ai;
+	struct group *g = a->l->g;
+	const char *why = NULL;
+	ssize_t n;
+	int ret;
+
+	ret = dmrepl_proto_batch_unpack(b, a->buf, g->conf->batch_bytes, &why);
+	if (!ret)
+		ret = dmrepl_proto_order_check(&a->order, b, a->buf, &why);
+	if (ret) {
+		link_refuse(a->l, ret == -EILSEQ ? DMREPL_REFUSE_ORDER : DMREPL_REFUSE_MALFORMED,
+			    "batch of seq %llu..%llu: %s", (unsigned long long)b->first_seq,
+			    (unsigned long long)b->last_seq, why ? why : strerror(-ret));
+		return ret;
+	}
+	do
+		n = write(a->dev_fd, a->buf, b->raw_len);
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)b->raw_len)
+		return apply_refused(a, b, n < 0 ? -errno : -EIO);
+	ret = dmrepl_apply_info(a->info_fd, &ai);
+	if (ret) {
+		link_refuse(a->l, DMREPL_REFUSE_INTERNAL, "APPLY_INFO: %s", strerror(-ret));
+		return ret;
+	}
+	ack.applied_stream = ai.applied_stream;
+	ack.applied_seq = ai.applied_seq;
+	pthread_mutex_lock(&g->lock);
+	g->st.batches++;
+	g->st.records += b->nrecords;
+	g->st.raw_bytes += b->raw_len;
+	g->st.wire_bytes += b->payload_len + DMREPL_PROTO_HDR_SIZE + DMREPL_PROTO_BATCH_HDR;
+	g->st.applied_seq = ai.applied_seq;
+	pthread_mutex_unlock(&g->lock);
+	ret = dmrepl_proto_put_ack(&a->l->out, &ack);
+	return ret ? ret : link_flush(a->l);
+}
+
+static int receive(struct applying *a)
+{
+	struct dmrepl_frame f;
+	__u64 role_check = 0;
+	int ret;
+
+	for (;;) {
+		if (repld_stopping) {
+			link_refuse(a->l, DMREPL_REFUSE_SHUTDOWN, "repld stopping");
+			return 0;
+		}
+		while ((ret = link_next(a->l, &f)) == 1) {
+			ret = f.type == DMREPL_FRAME_BATCH ? apply_batch(a, &f.batch) :
+			      unexpected(a->l, &f);
+			if (ret)
+				return ret;
+		}
+		if (ret < 0)
+			return ret;
+		if (role_changed(a->l, a->info_fd, DM_REPL_ROLE_SECONDARY, &role_check))
+			return 0;
+		ret = link_wait(a->l, -1, 0);
+		if (ret < 0)
+			return ret;
+	}
+}
+
+static int open_device(struct applying *a, struct dm_repl_group_info *info,
+		       struct dm_repl_apply_info *ai)
+{
+	char msg[DMREPL_ERRMSG_LEN], path[256];
+	struct group *g = a->l->g;
+	int ret;
+
+	a->info_fd = dmrepl_group_open(g->kgroup, O_RDONLY, info, msg, sizeof(msg));
+	if (a->info_fd < 0) {
+		link_refuse(a->l, DMREPL_REFUSE_INTERNAL, "group %s: %s", g->kgroup, msg);
+		return a->info_fd;
+	}
+	ret = dmrepl_apply_info(a->info_fd, ai);
+	if (ret) {
+		link_refuse(a->l, DMREPL_REFUSE_INTERNAL, "group %s: APPLY_INFO: %s", g->kgroup,
+			    strerror(-ret));
+		return ret;
+	}
+	dmrepl_ring_path(g->kgroup, path, sizeof(path));
+	a->dev_fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (a->dev_fd >= 0)
+		return 0;
+	ret = -errno;
+	link_refuse(a->l, DMREPL_REFUSE_INTERNAL, "%s: open for writing: %s", path, strerror(errno));
+	return ret;
+}
+
+bool session_secondary(struct link *l)
+{
+	struct applying a = { .l = l, .info_fd = -1, .dev_fd = -1 };
+	struct dmrepl_proto_hello ours, theirs;
+	struct dm_repl_group_info info;
+	struct dm_repl_apply_info ai;
+	bool streamed = false;
+
+	a.buf = aligned_alloc(8, (l->g->conf->batch_bytes + 7) & ~7U);
+	if (!a.buf)
+		link_refuse(l, DMREPL_REFUSE_INTERNAL, "batch buffer: %s", strerror(ENOMEM));
+	else if (!open_device(&a, &info, &ai)) {
+		hello_init(l->g, &info, DM_REPL_ROLE_SECONDARY, &ours);
+		ours.applied_stream = ai.applied_stream;
+		ours.applied_seq = ai.applied_seq;
+		if (ai.flags & DM_REPL_APPLYF_OUTDATED)
+			ours.flags |= DMREPL_HELLO_OUTDATED;
+		if (ai.flags & DM_REPL_APPLYF_INCONSISTENT)
+			ours.flags |= DMREPL_HELLO_INCONSISTENT;
+		if (!hello_exchange(l, &ours, &theirs)) {
+			streamed = true;
+			dmrepl_proto_order_init(&a.order, ai.applied_stream, ai.applied_seq);
+			session_started(l->g, &theirs);
+			receive(&a);
+		}
+	}
+	if (a.dev_fd >= 0)
+		close(a.dev_fd);
+	if (a.info_fd >= 0)
+		close(a.info_fd);
+	free(a.buf);
+	return streamed;
+}
