@@ -55,6 +55,7 @@ struct dmrepl_tls_conn {
 	bool psk_offered;
 	bool psk_unknown;
 	char offered[64];
+	char refused_subject[128];	/* the certificate verification refused */
 	char peer[256];
 	char error[MSG_LEN];
 };
@@ -183,8 +184,9 @@ static int new_ctx(struct dmrepl_tls *t, char *err, size_t errlen)
 	}
 	SSL_CTX_set_options(t->ctx, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION);
 	SSL_CTX_set_session_cache_mode(t->ctx, SSL_SESS_CACHE_OFF);
+	/* The chain sent is the certificate file, not completed from the CA file. */
 	SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
-			 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+			 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_NO_AUTO_CHAIN);
 	return 0;
 }
 
@@ -227,16 +229,16 @@ static int load_pair(struct dmrepl_tls *t, const struct dmrepl_tls_conf *c,
 	if (check_file("certificate", c->certificate, err, errlen) ||
 	    check_file("key", c->key, err, errlen))
 		return -1;
+	if (SSL_CTX_use_PrivateKey_file(t->ctx, c->key, SSL_FILETYPE_PEM) != 1) {
+		say(err, errlen, "key %s: %s", c->key, ossl_reason(why, sizeof(why)));
+		return -1;
+	}
 	if (SSL_CTX_use_certificate_chain_file(t->ctx, c->certificate) != 1) {
 		say(err, errlen, "certificate %s: %s", c->certificate,
 		    ossl_reason(why, sizeof(why)));
 		return -1;
 	}
-	if (SSL_CTX_use_PrivateKey_file(t->ctx, c->key, SSL_FILETYPE_PEM) != 1) {
-		say(err, errlen, "key %s: %s", c->key, ossl_reason(why, sizeof(why)));
-		return -1;
-	}
-	/* A key that does not match makes OpenSSL drop the certificate: this fails. */
+	/* A certificate that does not match makes OpenSSL drop the key: this fails. */
 	if (SSL_CTX_check_private_key(t->ctx) != 1) {
 		ERR_clear_error();
 		say(err, errlen, "key %s does not match certificate %s", c->key,
@@ -244,6 +246,34 @@ static int load_pair(struct dmrepl_tls *t, const struct dmrepl_tls_conf *c,
 		return -1;
 	}
 	return 0;
+}
+
+/* The subject of cert, in RFC 2253 form, into buf ("" if it cannot be had). */
+static void subject_of(X509 *cert, char *buf, size_t len)
+{
+	BIO *mem = BIO_new(BIO_s_mem());
+	int n = -1;
+
+	if (mem && X509_NAME_print_ex(mem, X509_get_subject_name(cert), 0,
+				      XN_FLAG_RFC2253) >= 0)
+		n = BIO_read(mem, buf, (int)len - 1);
+	buf[n > 0 ? n : 0] = '\0';
+	BIO_free(mem);
+}
+
+/*
+ * Verification's own result stands; on a refusal keep the peer's subject,
+ * which OpenSSL does not keep for a handshake that fails.
+ */
+static int verify_cb(int ok, X509_STORE_CTX *x)
+{
+	SSL *ssl = X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
+	struct dmrepl_tls_conn *c = ssl ? SSL_get_app_data(ssl) : NULL;
+	X509 *leaf = X509_STORE_CTX_get0_cert(x);
+
+	if (!ok && c && leaf && !c->refused_subject[0])
+		subject_of(leaf, c->refused_subject, sizeof(c->refused_subject));
+	return ok;
 }
 
 static int setup_certs(struct dmrepl_tls *t, const struct dmrepl_tls_conf *c,
@@ -274,7 +304,8 @@ static int setup_certs(struct dmrepl_tls *t, const struct dmrepl_tls_conf *c,
 		return -1;
 	}
 	/* FAIL_IF_NO_PEER_CERT matters to a server only: a client always gets one. */
-	SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+			   verify_cb);
 	return 0;
 }
 
@@ -430,33 +461,15 @@ static void set_error(struct dmrepl_tls_conn *c, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* The subject of the peer's certificate, "" without one. */
-static void peer_subject(struct dmrepl_tls_conn *c, char *buf, size_t len)
-{
-	X509 *cert = SSL_get0_peer_certificate(c->ssl);
-	BIO *mem = BIO_new(BIO_s_mem());
-	int n;
-
-	buf[0] = '\0';
-	if (cert && mem &&
-	    X509_NAME_print_ex(mem, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253) >= 0) {
-		n = BIO_read(mem, buf, (int)len - 1);
-		buf[n > 0 ? n : 0] = '\0';
-	}
-	BIO_free(mem);
-}
-
 /* Why the certificate check or the PSK lookup refused the peer, if it did. */
 static bool explain_refusal(struct dmrepl_tls_conn *c)
 {
 	struct dmrepl_tls *t = c->t;
 	long vr = SSL_get_verify_result(c->ssl);
-	char subject[128];
 
 	if (vr != X509_V_OK) {
-		peer_subject(c, subject, sizeof(subject));
 		set_error(c, "peer certificate \"%s\" refused: %s (expected identity \"%s\")",
-			  subject, X509_verify_cert_error_string(vr),
+			  c->refused_subject, X509_verify_cert_error_string(vr),
 			  t->peer_identity ? t->peer_identity : "");
 		return true;
 	}
@@ -490,6 +503,8 @@ static int ssl_failure(struct dmrepl_tls_conn *c)
 		return -EPROTO;
 	if (reason == SSL_R_BINDER_DOES_NOT_VERIFY)
 		set_error(c, "the peer's pre-shared key differs from ours (%s)", why);
+	else if (reason == SSL_R_WRONG_VERSION_NUMBER)
+		set_error(c, "the peer's bytes are not TLS records (%s)", why);
 	else if (reason >= SSL_AD_REASON_OFFSET)
 		set_error(c, "alert from the peer: %s", why);
 	else
