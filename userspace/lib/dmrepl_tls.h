@@ -73,19 +73,21 @@ void dmrepl_tls_free(struct dmrepl_tls *t);
  * from the call on: on failure fd is closed. Returns 0 and *out, or a
  * negative errno with *out NULL and a sentence naming the peer's address and
  * the reason in err: -ETIMEDOUT when the time ran out, -EPROTO when the TLS
- * handshake failed (or was refused, either way), another -errno from the
- * socket, -ENOMEM.
+ * handshake failed (or was refused, either way), -ECONNRESET when the peer
+ * closed the connection, another -errno from the socket, -ENOMEM.
  */
 int dmrepl_tls_handshake(struct dmrepl_tls *t, int fd, int timeout_ms,
 			 struct dmrepl_tls_conn **out, char *err, size_t errlen);
 
 /*
- * After the handshake the fd is non-blocking. Both return > 0 bytes moved,
+ * After the handshake the fd is non-blocking. For len > 0 (a read of 0 bytes
+ * is -EINVAL, a write of 0 bytes returns 0), both return > 0 bytes moved,
  * 0 on the peer's clean close (close_notify; read only), -EAGAIN when the
  * call would block (then poll the fd for dmrepl_tls_events(); a read may
  * wait for POLLOUT and a write for POLLIN), or another negative errno with
  * dmrepl_tls_error(): -ECONNRESET when the peer closed without close_notify,
- * -EPROTO for a TLS error, the socket's errno otherwise.
+ * -EPIPE when a write finds the peer gone, -EPROTO for a TLS error, the
+ * socket's errno otherwise.
  *
  * A write may be partial. After -EAGAIN from a write, the next write must
  * offer the same bytes again, possibly followed by more and possibly from

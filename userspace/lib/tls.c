@@ -773,6 +773,10 @@ ssize_t dmrepl_tls_read(struct dmrepl_tls_conn *c, void *buf, size_t len)
 	size_t n;
 	int ret;
 
+	if (!len) {
+		set_error(c, "a read of 0 bytes");
+		return -EINVAL;
+	}
 	call_start(c);
 	ret = SSL_read_ex(c->ssl, buf, len > SSIZE_MAX ? SSIZE_MAX : len, &n);
 	if (ret == 1)
