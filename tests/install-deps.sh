@@ -40,6 +40,8 @@ PACKAGES=(
 	comerr-dev
 	bc
 	linux-perf
+	libssl-dev
+	openssl
 )
 
 check_only=0

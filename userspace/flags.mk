@@ -5,7 +5,7 @@
 CC ?= cc
 DMREPL_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -g \
 	-I$(REPO)/uapi -I$(REPO)/userspace/lib
-DMREPL_LDLIBS := -lext2fs -lcom_err
+DMREPL_LDLIBS := -lext2fs -lcom_err -lssl -lcrypto
 SANITIZE_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
 	-fno-sanitize-recover=all
 
@@ -15,3 +15,4 @@ DMREPL_LDFLAGS += $(SANITIZE_FLAGS)
 endif
 
 DMREPL_LIB_SRCS := $(addprefix $(REPO)/userspace/lib/,crc32c.c rec.c stream.c ring.c meta.c apply.c ship.c)
+DMREPL_LIB_SRCS += $(REPO)/userspace/lib/tls.c
