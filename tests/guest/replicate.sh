@@ -36,30 +36,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# status_of GROUP KEY: a "key value" line of `repltool status GROUP`.
-status_of() {
-	"$REPLTOOL" status "$1" | awk -v k="$2" '$1 == k { print $2; exit }'
-}
-
-# last_seq GROUP: the primary's last sequence (next_seq - 1).
-last_seq() {
-	echo $(($(status_of "$1" next_seq) - 1))
-}
-
-# quiesce PRIMARY SECONDARY: wait (up to 300 s) until the secondary has
-# applied the primary's last sequence.
-quiesce() {
-	local want got i
-	want=$(last_seq "$1")
-	for ((i = 0; i < 3000; i++)); do
-		got=$(status_of "$2" applied_seq)
-		[[ $got == "$want" ]] && return 0
-		sleep 0.1
-	done
-	echo "applied_seq of $2 is $got after 300 s, the last sequence of $1 is $want"
-	return 1
-}
-
 # feed_start PRIMARY SECONDARY: the pipe, in the background.
 feed_start() {
 	"$REPLTOOL" dump --raw -f --release "$1" 2>"$W/dump.err" |
@@ -98,78 +74,6 @@ volume() {
 		opts="2 source $src"
 	fi
 	dm_create "$name" "0 $(blockdev --getsz "$data") repl $data $meta $group $role $opts"
-}
-
-# fio_run SEED DEV...: random writes of random sizes with crc32c verify and
-# fsyncs, then discards, then more writes, all O_DIRECT, on every DEV.
-fio_run() {
-	local seed=$1 dev n=0
-	shift
-	{
-		cat <<-EOF
-		[global]
-		direct=1
-		randseed=$seed
-		verify_fatal=1
-		verify_state_save=0
-		EOF
-		for dev in "$@"; do
-			n=$((n + 1))
-			cat <<-EOF
-			[write$n]
-			filename=$dev
-			new_group
-			rw=randwrite
-			ioengine=libaio
-			iodepth=8
-			bsrange=4k-256k
-			size=$((MB * 3 / 4))m
-			fsync=16
-			verify=crc32c
-			EOF
-		done
-		n=0
-		for dev in "$@"; do
-			n=$((n + 1))
-			cat <<-EOF
-			[trim$n]
-			filename=$dev
-			stonewall
-			rw=randtrim
-			ioengine=psync
-			bsrange=64k-1m
-			offset=$((MB / 8))m
-			size=$((MB / 4))m
-			number_ios=24
-			EOF
-		done
-		n=0
-		for dev in "$@"; do
-			n=$((n + 1))
-			cat <<-EOF
-			[rewrite$n]
-			filename=$dev
-			stonewall
-			rw=randwrite
-			ioengine=libaio
-			iodepth=4
-			bsrange=512-64k
-			offset=$((MB / 16))m
-			size=$((MB / 2))m
-			number_ios=400
-			fsync=8
-			verify=crc32c
-			EOF
-		done
-	} >"$W/job.fio"
-	fio --output="$W/fio.out" "$W/job.fio" >/dev/null 2>&1 || {
-		echo "fio failed:"
-		tail -20 "$W/fio.out"
-		return 1
-	}
-	# trims and writes that completed
-	awk '/issued rwts:/ { split($3, a, "[=,]"); w += a[3]; t += a[4] } END { print w " writes, " t " trims" }' \
-		"$W/fio.out"
 }
 
 # counters SECONDARY: what the apply path took, for the TAP log.
