@@ -14,4 +14,4 @@ DMREPL_CFLAGS += $(SANITIZE_FLAGS)
 DMREPL_LDFLAGS += $(SANITIZE_FLAGS)
 endif
 
-DMREPL_LIB_SRCS := $(addprefix $(REPO)/userspace/lib/,crc32c.c rec.c stream.c ring.c meta.c apply.c)
+DMREPL_LIB_SRCS := $(addprefix $(REPO)/userspace/lib/,crc32c.c rec.c stream.c ring.c meta.c apply.c conf.c)
