@@ -487,15 +487,15 @@ static int set_vol_meta(struct parser *p, const struct stmt *s)
 	return set_path(p, s, &p->vol->meta);
 }
 
-static const struct key volume_keys[] = {
-	{ "device", 1, 1, false, false, false, set_vol_device },
-	{ "data", 1, 1, false, false, true, set_vol_data },
-	{ "meta", 1, 1, false, false, true, set_vol_meta },
+enum { V_DEVICE, V_DATA, V_META, VOLUME_NKEYS };
+
+static const struct key volume_keys[VOLUME_NKEYS] = {
+	[V_DEVICE] = { "device", 1, 1, false, false, false, set_vol_device },
+	[V_DATA] = { "data", 1, 1, false, false, true, set_vol_data },
+	[V_META] = { "meta", 1, 1, false, false, true, set_vol_meta },
 };
 
-static const struct block volume_block = {
-	"volume", volume_keys, sizeof(volume_keys) / sizeof(volume_keys[0]),
-};
+static const struct block volume_block = { "volume", volume_keys, VOLUME_NKEYS };
 
 /* ---- site block ----------------------------------------------------------- */
 
@@ -578,7 +578,7 @@ static int set_site_volume(struct parser *p, const struct stmt *s)
 {
 	struct dmrepl_conf_site *site = p->site;
 	unsigned long long idx;
-	unsigned int i, seen[3];
+	unsigned int i, seen[VOLUME_NKEYS];
 	char where[128];
 
 	if (!parse_uint(s->args[0].text, &idx) || idx >= MAX_VOLUMES)
@@ -645,7 +645,7 @@ static const struct block tls_block = { "tls", tls_keys, T_NKEYS };
 /* ---- group block ------------------------------------------------------- */
 
 enum { G_COMPRESSION, G_BANDWIDTH, G_WINDOW, G_BATCH, G_HEARTBEAT, G_TIMEOUT, G_RING,
-       G_TLS, G_SITE, G_NKEYS };
+	G_TLS, G_SITE, G_NKEYS };
 
 /* The parse of a whole file: lines of keys that later checks name. */
 struct file_seen {

@@ -70,8 +70,8 @@ int dmrepl_conf_load(const char *path, struct dmrepl_conf_group *g, char *err,
 /*
  * Load every *.conf of dir, sorted by file name, into *groups (*ngroups of
  * them; free with dmrepl_conf_free_all()). A file that fails, or that uses
- * a device path, a dm device name or an address already used on the same
- * host by a file before it, is left out and its error goes to report().
+ * a device path or a dm device name that a file before it uses on the same
+ * host, is left out and its error goes to report().
  * Returns the number of bad files, or -errno when dir cannot be read.
  */
 int dmrepl_conf_load_dir(const char *dir, struct dmrepl_conf_group **groups,
