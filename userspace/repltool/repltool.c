@@ -12,6 +12,7 @@
 
 #include <linux/dm-repl.h>
 
+#include "dmrepl_conf.h"
 #include "repltool.h"
 
 #define REPLTOOL_VERSION "0.1"
@@ -21,6 +22,8 @@ static void usage_help(FILE *f);
 
 static const struct cmd cmds[] = {
 	{ "apply", "write a record stream to a secondary group", cmd_apply, usage_apply },
+	{ "config", "check or show the resource files (" DMREPL_CONF_DIR ")", cmd_config,
+	  usage_config },
 	{ "dump", "print or save the records in a group's ring", cmd_dump, usage_dump },
 	{ "help", "show help for repltool or one command", cmd_help, usage_help },
 	{ "meta", "create, show or check a metadata device", cmd_meta, usage_meta },

@@ -175,5 +175,7 @@ int cmd_status(int argc, char **argv);
 void usage_status(FILE *f);
 int cmd_replicate(int argc, char **argv);
 void usage_replicate(FILE *f);
+int cmd_config(int argc, char **argv);
+void usage_config(FILE *f);
 
 #endif
