@@ -22,7 +22,7 @@ extern "C" {
 
 #define DMREPL_PROTO_MAGIC	0x50455244	/* "DREP" as bytes */
 #define DMREPL_PROTO_VERSION	1
-#define DMREPL_PROTO_HDR_SIZE	16
+#define DMREPL_PROTO_HDR_SIZE	16U
 
 enum dmrepl_frame_type {
 	DMREPL_FRAME_HELLO	= 1,
@@ -34,20 +34,20 @@ enum dmrepl_frame_type {
 };
 
 /* Body sizes and limits of version 1. */
-#define DMREPL_PROTO_HELLO_MAX		4096
-#define DMREPL_PROTO_HELLO_FIXED	145	/* without volume entries */
-#define DMREPL_PROTO_HELLO_VOLUME	12	/* one volume entry */
-#define DMREPL_PROTO_BATCH_HDR		40	/* before the payload */
+#define DMREPL_PROTO_HELLO_MAX		4096U
+#define DMREPL_PROTO_HELLO_FIXED	145U	/* without volume entries */
+#define DMREPL_PROTO_HELLO_VOLUME	12U	/* one volume entry */
+#define DMREPL_PROTO_BATCH_HDR		40U	/* before the payload */
 #define DMREPL_PROTO_BATCH_MAX		(DM_REPL_APPLY_BATCH_MAX + 64)
-#define DMREPL_PROTO_ACK_SIZE		24
-#define DMREPL_PROTO_HEARTBEAT_SIZE	8
-#define DMREPL_PROTO_REFUSE_TEXT_MAX	256
-#define DMREPL_PROTO_REFUSE_MAX		(4 + DMREPL_PROTO_REFUSE_TEXT_MAX)
+#define DMREPL_PROTO_ACK_SIZE		24U
+#define DMREPL_PROTO_HEARTBEAT_SIZE	8U
+#define DMREPL_PROTO_REFUSE_TEXT_MAX	256U
+#define DMREPL_PROTO_REFUSE_MAX		(4U + DMREPL_PROTO_REFUSE_TEXT_MAX)
 
-#define DMREPL_PROTO_SITE_MAX	64	/* site name field, NUL-padded */
+#define DMREPL_PROTO_SITE_MAX	64U	/* site name field, NUL-padded */
 /* A batch must be able to carry one largest record. */
 #define DMREPL_PROTO_MAX_BATCH_MIN	DMREPL_REC_MAX_LEN
-#define DMREPL_PROTO_WINDOW_MAX		256
+#define DMREPL_PROTO_WINDOW_MAX		256U
 
 enum dmrepl_proto_role {
 	DMREPL_PROTO_PRIMARY	= 1,
