@@ -38,6 +38,7 @@ PACKAGES=(
 	xz-utils
 	libext2fs-dev
 	comerr-dev
+	libzstd-dev
 	bc
 	linux-perf
 	libssl-dev

@@ -118,6 +118,7 @@ if stage host; then
 	run_suite crash tests/crash.sh
 	run_suite apply-crash tests/apply-crash.sh
 	run_suite style tests/checkpatch.sh
+	run_suite fuzz tests/fuzz/run.sh
 fi
 
 # guest_verdict SUITE VM_STATUS OUT DONE_FILE: the host's verdict on a guest

@@ -17,3 +17,7 @@ endif
 DMREPL_LIB_SRCS := $(addprefix $(REPO)/userspace/lib/,crc32c.c rec.c stream.c ring.c meta.c apply.c ship.c \
 	conf.c)
 DMREPL_LIB_SRCS += $(REPO)/userspace/lib/tls.c
+
+# The repld wire protocol (proto.c) compresses batches with zstd.
+DMREPL_LIB_SRCS += $(REPO)/userspace/lib/proto.c
+DMREPL_LDLIBS += -lzstd

@@ -656,6 +656,12 @@ void dmrepl_meta_sb_layout(const struct dmrepl_meta_sb *sb, struct dmrepl_meta_l
 int dmrepl_meta_sb_fits(const struct dmrepl_meta_sb *sb, __u64 dev_bytes,
 			__u64 *need, const char **why);
 
+/*
+ * A group name field (DM_REPL_GROUP_NAME_MAX bytes) as the kernel takes it:
+ * 1-31 of [A-Za-z0-9_.+-], not starting with a dot, NUL-padded.
+ */
+bool dmrepl_group_name_ok(const char name[DM_REPL_GROUP_NAME_MAX]);
+
 /* "primary", "secondary", or NULL. */
 const char *dmrepl_meta_role_name(unsigned int role);
 /* enum dm_repl_meta_role of a name, or 0. */

@@ -185,6 +185,11 @@ static bool group_ok(const char *name)
 	return all_zero(name + len, DM_REPL_GROUP_NAME_MAX - len);
 }
 
+bool dmrepl_group_name_ok(const char name[DM_REPL_GROUP_NAME_MAX])
+{
+	return group_ok(name);
+}
+
 void dmrepl_meta_sb_geom(const struct dmrepl_meta_sb *sb, struct dmrepl_meta_geom *g)
 {
 	g->data_sectors = sb->data_sectors;
