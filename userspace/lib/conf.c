@@ -499,7 +499,7 @@ static const struct block volume_block = { "volume", volume_keys, VOLUME_NKEYS }
 
 /* ---- site block ----------------------------------------------------------- */
 
-enum { S_HOST, S_ADDRESS, S_CERTIFICATE, S_KEY, S_IDENTITY, S_VOLUME, S_NKEYS };
+enum { S_HOST, S_ADDRESS, S_GROUP, S_CERTIFICATE, S_KEY, S_IDENTITY, S_VOLUME, S_NKEYS };
 
 /* Lines of the keys of each site, for the checks after parsing. */
 struct site_seen {
@@ -556,6 +556,16 @@ static int set_site_address(struct parser *p, const struct stmt *s)
 	return dup_str(p, &p->site->address, buf);
 }
 
+/* The group's name in this site's kernel, when it is not the group's own. */
+static int set_site_group(struct parser *p, const struct stmt *s)
+{
+	if (!name_ok(s->args[0].text, GROUP_NAME_MAX))
+		return fail(p, s->key->line, "group " VAL ": not a name of 1-%d of "
+			    "[A-Za-z0-9_.+-], not starting with '.'", s->args[0].text,
+			    GROUP_NAME_MAX);
+	return dup_str(p, &p->site->group, s->args[0].text);
+}
+
 static int set_site_certificate(struct parser *p, const struct stmt *s)
 {
 	return set_path(p, s, &p->site->certificate);
@@ -604,6 +614,7 @@ static int set_site_volume(struct parser *p, const struct stmt *s)
 static const struct key site_keys[S_NKEYS] = {
 	[S_HOST] = { "host", 1, 1, false, false, true, set_site_host },
 	[S_ADDRESS] = { "address", 1, 1, false, false, true, set_site_address },
+	[S_GROUP] = { "group", 1, 1, false, false, false, set_site_group },
 	[S_CERTIFICATE] = { "certificate", 1, 1, false, false, false, set_site_certificate },
 	[S_KEY] = { "key", 1, 1, false, false, false, set_site_key },
 	[S_IDENTITY] = { "identity", 1, 1, false, false, false, set_site_identity },
@@ -1034,6 +1045,7 @@ void dmrepl_conf_free(struct dmrepl_conf_group *g)
 		free(s->volumes);
 		free(s->name);
 		free(s->host);
+		free(s->group);
 		free(s->address);
 		free(s->certificate);
 		free(s->key);

@@ -35,6 +35,8 @@ struct dmrepl_conf_volume {
 
 struct dmrepl_conf_site {
 	char *name, *host;
+	char *group;			/* the group's name in this site's kernel;
+					 * NULL: the group's own name */
 	char *address;			/* host part, no brackets */
 	unsigned short port;
 	char *certificate, *key, *identity;	/* NULL in PSK mode */

@@ -235,10 +235,8 @@ static int peer_refused(struct link *l, const struct dmrepl_proto_refuse *r)
 {
 	const char *name = dmrepl_proto_reason_name(r->reason);
 
-	glog(l->g, LOG_ERR, "peer %s refused us: %s: %s", l->g->st.peer,
-	     name ? name : "unknown reason", r->text);
-	snprintf(l->g->st.last_error, sizeof(l->g->st.last_error),
-		 "refused by the peer: %s: %s", name ? name : "?", r->text);
+	group_error(l->g, LOG_ERR, "peer %s refused us: %s: %s", l->g->st.peer,
+		    name ? name : "unknown reason", r->text);
 	return -ECONNREFUSED;
 }
 

@@ -243,3 +243,9 @@ int main(int argc, char **argv)
 	dmrepl_conf_free_all(conf, n);
 	return ret;
 }
+
+const char *conf_site_group(const struct dmrepl_conf_group *conf,
+			    const struct dmrepl_conf_site *site)
+{
+	return site->group ? site->group : conf->name;
+}

@@ -37,7 +37,7 @@ struct group_status {
 	enum link_state state;
 	unsigned int role;		/* enum dm_repl_role, 0: no device */
 	char peer[80];			/* address of the connected peer */
-	char last_error[256];
+	char last_error[512];
 	char peer_site[DMREPL_PROTO_SITE_MAX];
 	__u64 sessions;			/* sessions past the HELLO check */
 	__u64 batches, records, raw_bytes, wire_bytes;

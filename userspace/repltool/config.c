@@ -309,6 +309,8 @@ static void show_site(struct out *o, const struct dmrepl_conf_site *s)
 	out_open_object(o, NULL);
 	out_str(o, OUT_ANY, "name", "\tsite %s {\n", s->name);
 	show_str(o, 2, "host", "host", s->host);
+	if (s->group)
+		show_str(o, 2, "group", "group", s->group);
 	snprintf(addr, sizeof(addr), strchr(s->address, ':') ? "[%s]:%u" : "%s:%u",
 		 s->address, s->port);
 	out_text(o, "\t\taddress %s;\n", addr);
