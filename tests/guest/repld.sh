@@ -37,6 +37,8 @@ cleanup() {
 	loop_disks_free
 	ip netns del dmr-alpha 2>/dev/null
 	ip netns del dmr-beta 2>/dev/null
+	# The daemons' logs outlive the run, next to the TAP file.
+	[[ -n ${VM_OUT:-} ]] && cp "$W"/*.log "$VM_OUT/" 2>/dev/null
 	rm -rf "$W"
 }
 trap cleanup EXIT
