@@ -11,6 +11,7 @@
 # input, to be fixed and then added to corpus/NAME/), log. Longer runs:
 # Documentation/testing.md.
 set -uo pipefail
+# shellcheck source=tests/lib/tap.sh
 source "$(dirname "$0")/../lib/tap.sh"
 cd "$(dirname "$0")" || exit 2
 secs=${1:-20}

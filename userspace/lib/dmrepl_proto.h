@@ -173,8 +173,9 @@ int dmrepl_proto_put_heartbeat(struct dmrepl_obuf *o, __u64 sent_ns);
 int dmrepl_proto_put_refuse(struct dmrepl_obuf *o, unsigned int reason, const char *text);
 
 /*
- * A BATCH of len bytes of sealed records (a batch as userspace/lib cuts
- * them, of one stream: see dmrepl_proto_batch_check()). first_seq, last_seq,
+ * A BATCH of len bytes of sealed records at records, 8-byte aligned (a
+ * batch as userspace/lib cuts them, of one stream: see
+ * dmrepl_proto_batch_check(); only their headers are judged here). first_seq, last_seq,
  * stream and nrecords are read from the records' headers. The payload is
  * compressed with zstd at level (1..ZSTD_maxCLevel(); 0: never compress) and
  * sent raw when that saves less than 1/16 of it. Returns 0, -EINVAL with
