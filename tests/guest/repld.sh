@@ -118,8 +118,9 @@ logged() {
 		grep -qF -- "$2" "$W/$1.log" && return 0
 		sleep 0.1
 	done
-	echo "no \"$2\" in the log of $1 after ${3:-20} s:"
-	tail -20 "$W/$1.log"
+	echo "no \"$2\" in the log of $1 after ${3:-20} s; its errors and warnings, then its end:"
+	grep -E '^<[34]>' "$W/$1.log" | head -10
+	tail -5 "$W/$1.log"
 	return 1
 }
 
@@ -155,17 +156,18 @@ tap_strict
 tap_diag "seed $SEED (set TEST_SEED to replay)"
 tap_setup "two namespaces joined by veth" network
 tap_setup "certificates" "$MKCERTS" "$W/tls" alpha beta gamma
-tap_setup "alpha volume 0" site_volume alpha vm1 primary 0 2 ring_mb 64
-tap_setup "alpha volume 1" site_volume alpha vm1 primary 1 2 ring_mb 64
-tap_setup "beta volume 0" site_volume beta vm1b secondary 0 2 source vm1
-tap_setup "beta volume 1" site_volume beta vm1b secondary 1 2 source vm1
+# Not tap_setup: it runs its command in a subshell, and these set DATA and META.
+site_volume alpha vm1 primary 0 2 ring_mb 64 && site_volume alpha vm1 primary 1 2 ring_mb 64 &&
+	site_volume beta vm1b secondary 0 2 source vm1 &&
+	site_volume beta vm1b secondary 1 2 source vm1 || tap_bail "the volumes of both sites"
 conf "$W/conf" cert
 
 # ---- replication -------------------------------------------------------------
 start beta
 start alpha
-tap_check "alpha's repld connects to beta's over TLS 1.3 and replicates" \
-	logged alpha "replicating with site beta"
+out=$(logged alpha "replicating with site beta") &&
+	tap_ok "alpha's repld connects to beta's over TLS 1.3 and replicates" ||
+	tap_bail "alpha's repld does not replicate to beta's: $out"
 tap_check "beta's repld names alpha as its primary" logged beta "replicating with site alpha"
 out=$(fio_run "$SEED" /dev/mapper/vm1-0 /dev/mapper/vm1-1) &&
 	tap_ok "fio on two volumes of alpha, verified: $out" || tap_fail "fio on alpha" "$out"

@@ -410,7 +410,7 @@ TEST_F(tool, count_stops_after_n_records_and_releases_only_those)
 TEST_F(tool, unambiguous_prefix_selects_the_command)
 {
 	ASSERT_EQ(0, produce_mix(&self->sim));
-	run_tool(&self->r, "d", "-n", "1", self->dev.path, NULL);
+	run_tool(&self->r, "du", "-n", "1", self->dev.path, NULL);
 	ASSERT_EQ(0, self->r.status);
 	ASSERT_STREQ("         1      0   1 W 16+8 FUA 4096\n", self->r.out);
 }
@@ -847,9 +847,20 @@ TEST(apply_and_status_usage_errors_exit_2)
 	run_tool(&r, "apply", "g", "-i", NULL);
 	ASSERT_EQ(2, r.status);
 	ASSERT_NE(NULL, strstr(r.err, "option \"-i\" needs an argument"));
-	run_tool(&r, "status", NULL);
+	run_tool(&r, "status", "g", "h", NULL);
 	ASSERT_EQ(2, r.status);
-	ASSERT_NE(NULL, strstr(r.err, "status: missing GROUP or PATH"));
+	ASSERT_NE(NULL, strstr(r.err, "status: only one GROUP or PATH"));
+	/* Without GROUP, the groups repld serves: none answers here. */
+	run_tool(&r, "status", "--socket", "/nonexistent/repld.sock", NULL);
+	ASSERT_EQ(1, r.status);
+	ASSERT_NE(NULL, strstr(r.err, "status: no GROUP given, and repld does not answer at "
+			       "/nonexistent/repld.sock: No such file or directory"));
+	run_tool(&r, "connect", "--socket", "/nonexistent/repld.sock", "g", NULL);
+	ASSERT_EQ(1, r.status);
+	ASSERT_NE(NULL, strstr(r.err, "connect: repld at /nonexistent/repld.sock: "));
+	run_tool(&r, "disconnect", NULL);
+	ASSERT_EQ(2, r.status);
+	ASSERT_NE(NULL, strstr(r.err, "disconnect: missing GROUP"));
 	run_tool(&r, "status", "-x", "g", NULL);
 	ASSERT_EQ(2, r.status);
 	run_tool(&r, "status", "--help", NULL);

@@ -21,6 +21,8 @@ extern "C" {
 
 #define DMREPL_CONF_DIR "/etc/dm-repl"
 #define DMREPL_CONF_PORT 7790
+/* repld's control socket (repld(8)), root only. */
+#define DMREPL_REPLD_SOCKET "/run/dm-repl/repld.sock"
 /* Bounds of the parser's input. */
 #define DMREPL_CONF_MAX_BYTES (1 << 20)
 #define DMREPL_CONF_MAX_TOKEN 4096

@@ -173,13 +173,35 @@ static struct dmrepl_tls_conn *answer(struct group *g, int ms)
 	return conn;
 }
 
-/* Returns true when the session got past the HELLO check. */
+unsigned int group_batch_max(const struct group *g)
+{
+	unsigned int max = g->conf->batch_bytes;
+
+	if (max < DMREPL_PROTO_MAX_BATCH_MIN)
+		max = DMREPL_PROTO_MAX_BATCH_MIN;
+	return (max + 7) & ~7U;
+}
+
+bool group_admin_down(struct group *g)
+{
+	bool down;
+
+	pthread_mutex_lock(&g->lock);
+	down = g->admin_down;
+	pthread_mutex_unlock(&g->lock);
+	return down;
+}
+
+/*
+ * Returns true when the session got past the HELLO check. Role 0: no
+ * session to offer (no device, or disconnected): the peer is told why.
+ */
 static bool run_session(struct group *g, struct dmrepl_tls_conn *conn, unsigned int role)
 {
 	bool streamed = false;
 	struct link l;
 
-	if (link_init(&l, g, conn, g->conf->batch_bytes + DMREPL_PROTO_BATCH_HDR)) {
+	if (link_init(&l, g, conn, group_batch_max(g) + DMREPL_PROTO_BATCH_HDR)) {
 		group_error(g, LOG_ERR, "link buffers: %s", strerror(ENOMEM));
 		link_close(&l);
 		return false;
@@ -190,6 +212,9 @@ static bool run_session(struct group *g, struct dmrepl_tls_conn *conn, unsigned 
 		streamed = session_primary(&l);
 	else if (role == DM_REPL_ROLE_SECONDARY)
 		streamed = session_secondary(&l);
+	else if (group_admin_down(g))
+		link_refuse(&l, DMREPL_REFUSE_SHUTDOWN, "disconnected by the admin of site %s",
+			    g->local->name);
 	else
 		link_refuse(&l, DMREPL_REFUSE_INTERNAL, "group %s has no device on site %s",
 			    g->kgroup, g->local->name);
@@ -208,10 +233,14 @@ void *group_main(void *arg)
 	struct group *g = arg;
 	unsigned int failures = 0, role;
 	struct dmrepl_tls_conn *conn;
+	bool down;
 
 	while (!repld_stopping) {
 		role = current_role(g);
-		set_state(g, role ? LINK_CONNECTING : LINK_DOWN, role);
+		down = group_admin_down(g);
+		set_state(g, down ? LINK_DISCONNECTED : role ? LINK_CONNECTING : LINK_DOWN, role);
+		if (down)
+			role = 0;
 		conn = answer(g, role == DM_REPL_ROLE_PRIMARY ? 0 : ROLE_CHECK_MS);
 		if (!conn && role == DM_REPL_ROLE_PRIMARY) {
 			conn = dial(g);

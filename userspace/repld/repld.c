@@ -23,6 +23,7 @@ volatile sig_atomic_t repld_stopping;
 struct options {
 	const char *dir;
 	const char *site;
+	const char *socket;
 };
 
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -97,7 +98,7 @@ __u64 now_ns(void)
 static void usage(FILE *f)
 {
 	fprintf(f,
-"Usage: repld [--config-dir DIR] [--site NAME]\n"
+"Usage: repld [--config-dir DIR] [--site NAME] [--socket PATH]\n"
 "\n"
 "Replicate every group of the resource files in DIR (default " DMREPL_CONF_DIR "):\n"
 "ship a primary group's ring to the peer site's repld, or apply what the peer\n"
@@ -106,6 +107,7 @@ static void usage(FILE *f)
 "\n"
 "  -c, --config-dir DIR  the resource files' directory\n"
 "  -s, --site NAME       this host's site in every group (default: by host name)\n"
+"  -S, --socket PATH     the control socket (default " DMREPL_REPLD_SOCKET ")\n"
 "  -h, --help            show this text\n"
 "\n"
 "Exit status: 0 when stopped by a signal, 1 when no group could start, 2 for\n"
@@ -117,6 +119,7 @@ static int parse_opts(int argc, char **argv, struct options *o)
 	static const struct option lopts[] = {
 		{ "config-dir", required_argument, NULL, 'c' },
 		{ "site", required_argument, NULL, 's' },
+		{ "socket", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -124,13 +127,17 @@ static int parse_opts(int argc, char **argv, struct options *o)
 
 	o->dir = DMREPL_CONF_DIR;
 	o->site = NULL;
-	while ((c = getopt_long(argc, argv, "c:s:h", lopts, NULL)) != -1) {
+	o->socket = DMREPL_REPLD_SOCKET;
+	while ((c = getopt_long(argc, argv, "c:s:S:h", lopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			o->dir = optarg;
 			break;
 		case 's':
 			o->site = optarg;
+			break;
+		case 'S':
+			o->socket = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -176,11 +183,7 @@ static unsigned int start_groups(struct group *groups, const struct dmrepl_conf_
 				 unsigned int n, const char *site)
 {
 	unsigned int i, started = 0;
-	sigset_t all, old;
 
-	/* Threads get no signals: the main thread takes them. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
 	for (i = 0; i < n; i++) {
 		if (group_setup(&groups[i], &conf[i], site)) {
 			glog(&groups[i], LOG_ERR, "not started");
@@ -193,8 +196,33 @@ static unsigned int start_groups(struct group *groups, const struct dmrepl_conf_
 		groups[i].running = true;
 		started++;
 	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return started;
+}
+
+/*
+ * The groups' threads and the control socket's. They get no signals: the
+ * main thread takes them. 0, or -1 (logged) when nothing could start.
+ */
+static int start(struct group *groups, const struct dmrepl_conf_group *conf, unsigned int n,
+		 const struct options *o, struct ctl *ctl)
+{
+	sigset_t all, old;
+	int ret = -1;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	if (!start_groups(groups, conf, n, o->site)) {
+		plog(LOG_ERR, "%s: no group to serve", o->dir);
+	} else {
+		ret = ctl_start(ctl, groups, n, o->socket);
+		if (ret)
+			plog(LOG_ERR, "control socket %s: %s", o->socket,
+			     ret == -EADDRINUSE ? "another repld answers there" : strerror(-ret));
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (ret)
+		repld_stopping = 1;	/* the groups that started end */
+	return ret ? -1 : 0;
 }
 
 static void stop_groups(struct group *groups, unsigned int n)
@@ -211,6 +239,7 @@ static void stop_groups(struct group *groups, unsigned int n)
 int main(int argc, char **argv)
 {
 	struct dmrepl_conf_group *conf = NULL;
+	struct ctl ctl = { .fd = -1 };
 	struct group *groups;
 	struct options o;
 	unsigned int n = 0;
@@ -227,8 +256,10 @@ int main(int argc, char **argv)
 		return EXIT_RUNTIME;
 	}
 	groups = calloc(n ? n : 1, sizeof(*groups));
-	if (!groups || !n || !start_groups(groups, conf, n, o.site)) {
-		plog(LOG_ERR, "%s: no group to serve", o.dir);
+	if (!groups) {
+		plog(LOG_ERR, "%s", strerror(ENOMEM));
+		ret = EXIT_RUNTIME;
+	} else if (start(groups, conf, n, &o, &ctl)) {
 		ret = EXIT_RUNTIME;
 	} else {
 		plog(LOG_INFO, "serving %u group%s of %s", n, n == 1 ? "" : "s", o.dir);
@@ -237,6 +268,7 @@ int main(int argc, char **argv)
 		plog(LOG_INFO, "stopping");
 		ret = EXIT_OK;
 	}
+	ctl_stop(&ctl);
 	if (groups)
 		stop_groups(groups, n);
 	free(groups);

@@ -30,6 +30,7 @@ enum link_state {
 	LINK_DOWN,		/* no device, or not trying */
 	LINK_CONNECTING,	/* dialling or waiting for the peer */
 	LINK_CONNECTED,		/* session running */
+	LINK_DISCONNECTED,	/* by the admin (repltool disconnect) */
 };
 
 /* What repld tells of a group (repltool status), under group.lock. */
@@ -41,7 +42,12 @@ struct group_status {
 	char peer_site[DMREPL_PROTO_SITE_MAX];
 	__u64 sessions;			/* sessions past the HELLO check */
 	__u64 batches, records, raw_bytes, wire_bytes;
+	double rate;			/* raw bytes/s, smoothed */
 	__u64 acked_seq;		/* primary: the peer's applied sequence */
+	__u64 last_seq;			/* primary: our last sequence */
+	__u64 lag_bytes;		/* primary: ring bytes not released */
+	__u64 oldest_unacked_ns;	/* primary: capture time, 0 if none */
+	bool behind;			/* primary: writes only in the bitmap */
 	__u64 applied_seq;		/* secondary: ours */
 };
 
@@ -55,7 +61,31 @@ struct group {
 	bool running;			/* thread started */
 	pthread_mutex_t lock;
 	struct group_status st;
+	bool admin_down;		/* repltool disconnect; under lock */
 };
+
+/* The control socket (ctl.c), DMREPL_REPLD_SOCKET by default. */
+struct ctl {
+	struct group *groups;
+	unsigned int n;
+	const char *path;
+	int fd;
+	pthread_t thread;
+	bool running;
+};
+
+/* Bind path (its directory made 0700) and serve it in a thread: 0 or -errno. */
+int ctl_start(struct ctl *c, struct group *groups, unsigned int n, const char *path);
+void ctl_stop(struct ctl *c);
+
+/*
+ * The largest batch the group takes from its peer (HELLO max_batch): its
+ * batch size, but at least one largest record, 8-byte aligned.
+ */
+unsigned int group_batch_max(const struct group *g);
+
+/* Is the group disconnected by the admin? */
+bool group_admin_down(struct group *g);
 
 /* Log with the group's name: "repld: GROUP: message", at a syslog level. */
 void glog(const struct group *g, int level, const char *fmt, ...)

@@ -19,6 +19,12 @@
 
 /* ---- both roles ---------------------------------------------------------- */
 
+/* The periodic look at the group (session_check()). */
+struct tick {
+	__u64 next_ns, last_ns;
+	__u64 raw_bytes;	/* the status's, at last_ns */
+};
+
 void hello_init(const struct group *g, const struct dm_repl_group_info *info,
 		unsigned int role, struct dmrepl_proto_hello *h)
 {
@@ -28,7 +34,7 @@ void hello_init(const struct group *g, const struct dm_repl_group_info *info,
 	snprintf(h->group, sizeof(h->group), "%s", g->conf->name);
 	snprintf(h->site, sizeof(h->site), "%s", g->local->name);
 	h->role = role == DM_REPL_ROLE_PRIMARY ? DMREPL_PROTO_PRIMARY : DMREPL_PROTO_SECONDARY;
-	h->max_batch = g->conf->batch_bytes;
+	h->max_batch = group_batch_max(g);
 	h->window = g->conf->window;
 	h->nvolumes = info->nr_volumes;
 	for (i = 0; i < info->nr_volumes && i < DM_REPL_MAX_VOLUMES; i++) {
@@ -44,6 +50,8 @@ int hello_exchange(struct link *l, const struct dmrepl_proto_hello *ours,
 	const char *text;
 	int ret = link_hello(l, ours, theirs);
 
+	if (ret == -EINVAL)	/* ours does not encode */
+		group_error(l->g, LOG_ERR, "our HELLO: a field out of the protocol's bounds");
 	if (ret)
 		return ret;
 	if (!dmrepl_proto_check_hello(ours, theirs, &reason, &text))
@@ -71,35 +79,95 @@ static int unexpected(struct link *l, const struct dmrepl_frame *f)
 	return -EPROTO;
 }
 
-/* Every ROLE_CHECK_MS: is the group still here, in this role? */
-static bool role_changed(struct link *l, int info_fd, unsigned int role, __u64 *next_ns)
+/*
+ * Every ROLE_CHECK_MS: is the group still here, in this role, and not
+ * disconnected by the admin? Also the facts of the status that come from
+ * the kernel, and the rate. Returns true when the session must end.
+ */
+static bool session_check(struct link *l, int info_fd, unsigned int role, struct tick *t)
 {
 	struct dm_repl_group_info info;
 	char msg[DMREPL_ERRMSG_LEN];
+	struct group *g = l->g;
 	__u64 now = now_ns();
 
-	if (now < *next_ns)
+	if (now < t->next_ns)
 		return false;
-	*next_ns = now + ROLE_CHECK_MS * 1000000ULL;
 	if (dmrepl_group_info(info_fd, &info, msg, sizeof(msg))) {
-		glog(l->g, LOG_WARNING, "group %s: %s", l->g->kgroup, msg);
+		glog(g, LOG_WARNING, "group %s: %s", g->kgroup, msg);
+		return true;
+	}
+	pthread_mutex_lock(&g->lock);
+	if (t->next_ns)
+		g->st.rate = (g->st.rate + (double)(g->st.raw_bytes - t->raw_bytes) * 1e9 /
+			      (double)(now - t->last_ns)) / 2;
+	t->raw_bytes = g->st.raw_bytes;
+	g->st.last_seq = info.next_seq - 1;
+	g->st.lag_bytes = info.producer_pos - info.released_pos;
+	g->st.behind = info.state == DM_REPL_STATE_BEHIND;
+	pthread_mutex_unlock(&g->lock);
+	t->last_ns = now;
+	t->next_ns = now + ROLE_CHECK_MS * 1000000ULL;
+	if (group_admin_down(g)) {
+		link_refuse(l, DMREPL_REFUSE_SHUTDOWN, "disconnected by the admin of site %s",
+			    g->local->name);
 		return true;
 	}
 	if (info.role == role)
 		return false;
-	glog(l->g, LOG_NOTICE, "group %s changed role: ending the session", l->g->kgroup);
-	link_refuse(l, DMREPL_REFUSE_ROLE, "site %s changed role", l->g->local->name);
+	glog(g, LOG_NOTICE, "group %s changed role: ending the session", g->kgroup);
+	link_refuse(l, DMREPL_REFUSE_ROLE, "site %s changed role", g->local->name);
 	return true;
 }
 
 /* ---- primary --------------------------------------------------------------- */
+
+/* A batch in flight: its last sequence, the capture time of its first record. */
+struct flight {
+	__u64 last_seq;
+	__u64 time_ns;
+};
 
 struct shipping {
 	struct link *l;
 	struct dmrepl_ship ship;
 	__u64 stream;			/* our ring's */
 	unsigned int inflight;		/* batches sent, not acked */
+	/* The oldest in flight first; a pump may send a few past the window. */
+	struct flight *flights;
+	unsigned int nflights, max_flights;
 };
+
+/* Note a batch sent, for the lag in seconds of the status. */
+static void flight_push(struct shipping *s, const void *records, __u64 last_seq)
+{
+	struct group *g = s->l->g;
+
+	if (s->nflights == s->max_flights)
+		return;
+	s->flights[s->nflights].last_seq = last_seq;
+	s->flights[s->nflights].time_ns = dmrepl_rec_time_ns(records);
+	if (!s->nflights++) {
+		pthread_mutex_lock(&g->lock);
+		g->st.oldest_unacked_ns = s->flights[0].time_ns;
+		pthread_mutex_unlock(&g->lock);
+	}
+}
+
+/* Forget the batches applied up to seq. */
+static void flight_land(struct shipping *s, __u64 seq)
+{
+	struct group *g = s->l->g;
+	unsigned int n = 0;
+
+	while (n < s->nflights && s->flights[n].last_seq <= seq)
+		n++;
+	memmove(s->flights, s->flights + n, (s->nflights - n) * sizeof(*s->flights));
+	s->nflights -= n;
+	pthread_mutex_lock(&g->lock);
+	g->st.oldest_unacked_ns = s->nflights ? s->flights[0].time_ns : 0;
+	pthread_mutex_unlock(&g->lock);
+}
 
 /* The shipper's sink: one BATCH frame queued on the link. */
 static int send_batch(void *arg, const void *buf, const struct dmrepl_batch *b)
@@ -119,6 +187,7 @@ static int send_batch(void *arg, const void *buf, const struct dmrepl_batch *b)
 		return ret;
 	}
 	s->inflight++;
+	flight_push(s, buf, b->last_seq);
 	pthread_mutex_lock(&g->lock);
 	g->st.batches++;
 	g->st.records += b->batch_nr;
@@ -139,6 +208,7 @@ static int take_ack(struct shipping *s, const struct dmrepl_proto_ack *a)
 	if (a->applied_stream != s->stream)
 		return 0;
 	dmrepl_ship_acked(&s->ship, a->applied_seq);
+	flight_land(s, a->applied_seq);
 	ret = dmrepl_ship_release(&s->ship);
 	if (ret) {
 		group_error(g, LOG_ERR, "release up to sequence %llu: %s",
@@ -175,7 +245,7 @@ static int ship_some(struct shipping *s)
 static int stream(struct shipping *s)
 {
 	struct dmrepl_frame f;
-	__u64 role_check = 0;
+	struct tick tick = { 0 };
 	int ret, ev;
 
 	for (;;) {
@@ -188,8 +258,7 @@ static int stream(struct shipping *s)
 			ret = f.type == DMREPL_FRAME_ACK ? take_ack(s, &f.ack) : unexpected(s->l, &f);
 		if (ret < 0)
 			return ret;
-		if (role_changed(s->l, dmrepl_ring_fd(s->ship.ring), DM_REPL_ROLE_PRIMARY,
-				 &role_check))
+		if (session_check(s->l, dmrepl_ring_fd(s->ship.ring), DM_REPL_ROLE_PRIMARY, &tick))
 			return 0;
 		ev = link_wait(s->l, dmrepl_ring_fd(s->ship.ring),
 			       s->inflight < s->l->g->conf->window ? POLLIN : 0);
@@ -241,6 +310,14 @@ bool session_primary(struct link *l)
 		return false;
 	}
 	s.stream = info.stream;
+	s.max_flights = l->g->conf->window + 8;
+	s.flights = calloc(s.max_flights, sizeof(*s.flights));
+	if (!s.flights) {
+		link_refuse(l, DMREPL_REFUSE_INTERNAL, "%s", strerror(ENOMEM));
+		dmrepl_ship_free(&s.ship);
+		dmrepl_ring_close(ring);
+		return false;
+	}
 	s.ship.batch.send = send_batch;
 	s.ship.batch.send_arg = &s;
 	hello_init(l->g, &info, DM_REPL_ROLE_PRIMARY, &ours);
@@ -249,12 +326,16 @@ bool session_primary(struct link *l)
 	if (info.state == DM_REPL_STATE_BEHIND)
 		ours.flags |= DMREPL_HELLO_BEHIND;
 	ret = hello_exchange(l, &ours, &theirs);
+	if (!ret && theirs.max_batch < s.ship.batch.limit)
+		s.ship.batch.limit = theirs.max_batch;	/* the buffer stays as large */
 	if (!ret)
 		ret = ship_start(&s, &theirs);
 	if (!ret) {
 		session_started(l->g, &theirs);
 		ret = stream(&s);
 	}
+	flight_land(&s, ~0ULL);
+	free(s.flights);
 	dmrepl_ship_free(&s.ship);
 	dmrepl_ring_close(ring);
 	return ret != -ECONNREFUSED || s.ship.released_seq;
@@ -293,7 +374,7 @@ static int apply_batch(struct applying *a, const struct dmrepl_proto_batch *b)
 	ssize_t n;
 	int ret;
 
-	ret = dmrepl_proto_batch_unpack(b, a->buf, g->conf->batch_bytes, &why);
+	ret = dmrepl_proto_batch_unpack(b, a->buf, group_batch_max(g), &why);
 	if (!ret)
 		ret = dmrepl_proto_order_check(&a->order, b, a->buf, &why);
 	if (ret) {
@@ -328,7 +409,7 @@ static int apply_batch(struct applying *a, const struct dmrepl_proto_batch *b)
 static int receive(struct applying *a)
 {
 	struct dmrepl_frame f;
-	__u64 role_check = 0;
+	struct tick tick = { 0 };
 	int ret;
 
 	for (;;) {
@@ -344,7 +425,7 @@ static int receive(struct applying *a)
 		}
 		if (ret < 0)
 			return ret;
-		if (role_changed(a->l, a->info_fd, DM_REPL_ROLE_SECONDARY, &role_check))
+		if (session_check(a->l, a->info_fd, DM_REPL_ROLE_SECONDARY, &tick))
 			return 0;
 		ret = link_wait(a->l, -1, 0);
 		if (ret < 0)
@@ -387,7 +468,7 @@ bool session_secondary(struct link *l)
 	struct dm_repl_apply_info ai;
 	bool streamed = false;
 
-	a.buf = aligned_alloc(8, (l->g->conf->batch_bytes + 7) & ~7U);
+	a.buf = aligned_alloc(8, group_batch_max(l->g));
 	if (!a.buf)
 		link_refuse(l, DMREPL_REFUSE_INTERNAL, "batch buffer: %s", strerror(ENOMEM));
 	else if (!open_device(&a, &info, &ai)) {

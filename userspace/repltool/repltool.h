@@ -9,6 +9,7 @@
 #include <linux/types.h>
 
 #include "dmrepl.h"
+#include "dmrepl_conf.h"
 
 /* Exit status, as documented in Documentation/repltool.md. */
 enum {
@@ -177,5 +178,25 @@ int cmd_replicate(int argc, char **argv);
 void usage_replicate(FILE *f);
 int cmd_config(int argc, char **argv);
 void usage_config(FILE *f);
+
+/* ---- repld's control socket (daemon.c) ---- */
+
+struct out;
+
+/*
+ * repld's status: 0 with *reply (free() it) and *body, the group blocks;
+ * -errno when repld cannot be reached, -EPROTO when it refused (said).
+ */
+int repld_status(const char *socket_path, const char *cmd, char **reply, char **body);
+/* The next block of a status body: its facts, *name the group; NULL at the end. */
+char *repld_next_block(char **pos, char **name);
+/* A fact of a block into buf, or NULL. */
+const char *repld_fact(const char *facts, const char *key, char *buf, size_t len);
+/* A block's facts as the "link" section of status. */
+void show_link_facts(struct out *o, const char *facts);
+
+void usage_connect(FILE *f);
+/* connect and disconnect: argv[0] says which. */
+int cmd_link(int argc, char **argv);
 
 #endif

@@ -5,7 +5,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <stddef.h>
 #include <string.h>
 #include <time.h>
@@ -18,7 +20,7 @@
 void usage_status(FILE *f)
 {
 	fprintf(f,
-"Usage: repltool status [-j|--json] GROUP|PATH\n"
+"Usage: repltool status [-j|--json] [--socket PATH] [GROUP|PATH]\n"
 "\n"
 "Show a replication group as the module sees it: role, state, sequences and\n"
 "counters of the group; each volume (index, data device, size, dirty regions);\n"
@@ -27,8 +29,14 @@ void usage_status(FILE *f)
 "consistent or not, the markers applied last). One \"key value\" line per\n"
 "fact. GROUP means /dev/dm-repl/GROUP.\n"
 "\n"
-"  -j, --json   one JSON object instead of text\n"
-"  -h, --help   show this text\n");
+"When repld runs on this host, the group's link follows: its site and the\n"
+"peer's, the connection, sessions, batches, records, bytes before and after\n"
+"compression and their ratio, the rate, and for a primary the lag in records,\n"
+"bytes and seconds. Without GROUP, every group repld serves is shown.\n"
+"\n"
+"  -j, --json         one JSON object a group instead of text\n"
+"  -S, --socket PATH  repld's control socket (default " DMREPL_REPLD_SOCKET ")\n"
+"  -h, --help         show this text\n");
 }
 
 /* ---- the group -------------------------------------------------------------- */
@@ -225,7 +233,8 @@ static void show_apply(struct out *o, const struct dm_repl_apply_info *ai)
 
 /* ---- the command ---------------------------------------------------------------- */
 
-static int show(const char *path, int fd, const struct dm_repl_group_info *gi, bool json)
+static int show(const char *path, int fd, const struct dm_repl_group_info *gi, bool json,
+		const char *link)
 {
 	struct dm_repl_apply_info ai;
 	struct out o;
@@ -245,6 +254,8 @@ static int show(const char *path, int fd, const struct dm_repl_group_info *gi, b
 	show_volumes(&o, gi);
 	if (gi->role == DM_REPL_ROLE_SECONDARY)
 		show_apply(&o, &ai);
+	if (link)
+		show_link_facts(&o, link);
 	out_close_object(&o);
 	if (json)
 		out_newline(&o);
@@ -255,22 +266,110 @@ static int show(const char *path, int fd, const struct dm_repl_group_info *gi, b
 	return EXIT_OK;
 }
 
-int cmd_status(int argc, char **argv)
+struct status_opts {
+	bool json;
+	const char *socket;
+	const char *target;	/* NULL: every group repld serves */
+};
+
+static int parse_status_opts(int argc, char **argv, struct status_opts *o)
+{
+	static const struct option lopts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "socket", required_argument, NULL, 'S' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	o->json = false;
+	o->socket = DMREPL_REPLD_SOCKET;
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, ":jS:h", lopts, NULL)) != -1) {
+		if (c == 'j') {
+			o->json = true;
+		} else if (c == 'S') {
+			o->socket = optarg;
+		} else if (c == 'h') {
+			usage_status(stdout);
+			return -1;
+		} else {
+			return getopt_error("status", c, argv);
+		}
+	}
+	if (argc - optind > 1)
+		return usage_err("status", "only one GROUP or PATH");
+	o->target = optind < argc ? argv[optind] : NULL;
+	return 0;
+}
+
+/* One group: the kernel's facts, then the link's if repld told them. */
+static int status_of(const char *target, bool json, const char *link)
 {
 	struct dm_repl_group_info gi;
 	char path[PATH_MAX];
-	const char *target = NULL;
-	bool json;
 	int fd, ret;
 
-	ret = parse_json_opts(argc, argv, "status", usage_status, "GROUP or PATH", &json,
-			      &target);
-	if (ret)
-		return ret < 0 ? EXIT_OK : ret;
 	fd = open_group(target, O_RDONLY, &gi, path, sizeof(path));
 	if (fd < 0)
 		return EXIT_RUNTIME;
-	ret = show(path, fd, &gi, json);
+	ret = show(path, fd, &gi, json, link);
 	close(fd);
+	return ret;
+}
+
+/* The block of repld's status about target (a resource or kernel group name). */
+static const char *link_of(char *body, const char *target)
+{
+	char *pos = body, *name, *facts, buf[64];
+	const char *kgroup;
+
+	while ((facts = repld_next_block(&pos, &name))) {
+		kgroup = repld_fact(facts, "kernel_group", buf, sizeof(buf));
+		if (!strcmp(name, target) || (kgroup && !strcmp(kgroup, target)))
+			return facts;
+	}
+	return NULL;
+}
+
+/* Every group repld serves; 1 if one could not be shown. */
+static int status_all(const struct status_opts *o, char *body)
+{
+	char *pos = body, *name, *facts, kgroup[64];
+	int ret = EXIT_OK;
+
+	while ((facts = repld_next_block(&pos, &name))) {
+		if (!repld_fact(facts, "kernel_group", kgroup, sizeof(kgroup)) ||
+		    status_of(kgroup, o->json, facts))
+			ret = EXIT_RUNTIME;
+		if (!o->json && *pos)
+			putchar('\n');
+	}
+	return ret;
+}
+
+int cmd_status(int argc, char **argv)
+{
+	char *reply = NULL, *body = NULL;
+	struct status_opts o = { 0 };
+	int ret;
+
+	ret = parse_status_opts(argc, argv, &o);
+	if (ret)
+		return ret < 0 ? EXIT_OK : ret;
+	ret = repld_status(o.socket, "status", &reply, &body);
+	if (ret == -EPROTO)
+		return EXIT_RUNTIME;
+	if (o.target) {
+		ret = status_of(o.target, o.json, ret ? NULL : link_of(body, o.target));
+	} else if (ret) {
+		err_msg("status: no GROUP given, and repld does not answer at %s: %s", o.socket,
+			strerror(-ret));
+		ret = EXIT_RUNTIME;
+	} else {
+		ret = status_all(&o, body);
+	}
+	free(reply);
 	return ret;
 }

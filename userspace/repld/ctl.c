@@ -1,0 +1,264 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * repld's control socket (repld(8)): a unix stream socket, root only, one
+ * request a connection, one line long:
+ *
+ *   status              every group's link, as "key value" lines
+ *   connect GROUP       let the group connect again (the default)
+ *   disconnect GROUP    end its session and stay disconnected
+ *
+ * The answer is "ok" or "error MESSAGE" on its first line; for status, then
+ * one block a group ("group NAME" and its facts), blocks ended by an empty
+ * line. repltool status, connect and disconnect are its clients.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "repld.h"
+
+#define REQUEST_MAX 128
+#define REQUEST_TIMEOUT_MS 2000
+
+static const char *const state_names[] = {
+	[LINK_DOWN] = "down",
+	[LINK_CONNECTING] = "connecting",
+	[LINK_CONNECTED] = "connected",
+	[LINK_DISCONNECTED] = "disconnected",
+};
+
+static const char *role_word(unsigned int role)
+{
+	if (role == DM_REPL_ROLE_PRIMARY)
+		return "primary";
+	return role == DM_REPL_ROLE_SECONDARY ? "secondary" : "none";
+}
+
+/* Seconds since a CLOCK_REALTIME capture time, 0 for none. */
+static double age_s(__u64 time_ns)
+{
+	struct timespec ts;
+	__u64 now;
+
+	if (!time_ns)
+		return 0;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now = (__u64)ts.tv_sec * 1000000000ULL + (__u64)ts.tv_nsec;
+	return now > time_ns ? (double)(now - time_ns) / 1e9 : 0;
+}
+
+static void print_group(FILE *f, struct group *g)
+{
+	struct group_status st;
+
+	pthread_mutex_lock(&g->lock);
+	st = g->st;
+	pthread_mutex_unlock(&g->lock);
+	fprintf(f, "group %s\n", g->conf->name);
+	fprintf(f, "kernel_group %s\nsite %s\npeer_site %s\n", g->kgroup, g->local->name,
+		g->peer->name);
+	fprintf(f, "role %s\nlink %s\n", role_word(st.role), state_names[st.state]);
+	fprintf(f, "peer %s\n", st.state == LINK_CONNECTED ? st.peer : "-");
+	fprintf(f, "sessions %llu\nbatches %llu\nrecords %llu\n",
+		(unsigned long long)st.sessions, (unsigned long long)st.batches,
+		(unsigned long long)st.records);
+	fprintf(f, "raw_bytes %llu\nwire_bytes %llu\ncompression %.2f\n",
+		(unsigned long long)st.raw_bytes, (unsigned long long)st.wire_bytes,
+		st.wire_bytes ? (double)st.raw_bytes / (double)st.wire_bytes : 1.0);
+	fprintf(f, "rate_bytes_per_s %.0f\n", st.rate);
+	if (st.role == DM_REPL_ROLE_PRIMARY) {
+		fprintf(f, "acked_seq %llu\nlag_records %llu\nlag_bytes %llu\nlag_seconds %.3f\n",
+			(unsigned long long)st.acked_seq,
+			(unsigned long long)(st.last_seq > st.acked_seq ?
+					     st.last_seq - st.acked_seq : 0),
+			(unsigned long long)st.lag_bytes, age_s(st.oldest_unacked_ns));
+		fprintf(f, "state %s\n", st.behind ? "behind" : "uptodate");
+	} else if (st.role == DM_REPL_ROLE_SECONDARY) {
+		fprintf(f, "applied_seq %llu\n", (unsigned long long)st.applied_seq);
+	}
+	fprintf(f, "last_error %s\n\n", st.last_error[0] ? st.last_error : "-");
+}
+
+static struct group *find(struct group *groups, unsigned int n, const char *name)
+{
+	unsigned int i;
+
+	for (i = 0; i < n; i++)
+		if (groups[i].running && !strcmp(groups[i].conf->name, name))
+			return &groups[i];
+	return NULL;
+}
+
+static void answer(FILE *f, struct group *groups, unsigned int n, char *req)
+{
+	char *arg = strchr(req, ' ');
+	struct group *g;
+	unsigned int i;
+
+	if (arg)
+		*arg++ = '\0';
+	if (!strcmp(req, "status") && !arg) {
+		fputs("ok\n", f);
+		for (i = 0; i < n; i++)
+			if (groups[i].running)
+				print_group(f, &groups[i]);
+		return;
+	}
+	if ((strcmp(req, "connect") && strcmp(req, "disconnect")) || !arg) {
+		fputs("error unknown request\n", f);
+		return;
+	}
+	g = find(groups, n, arg);
+	if (!g) {
+		fprintf(f, "error no group \"%.*s\" served by this repld\n", 64, arg);
+		return;
+	}
+	pthread_mutex_lock(&g->lock);
+	g->admin_down = !strcmp(req, "disconnect");
+	pthread_mutex_unlock(&g->lock);
+	glog(g, LOG_NOTICE, "%s by the admin", req[0] == 'c' ? "connect" : "disconnect");
+	fputs("ok\n", f);
+}
+
+/* One line from fd within the timeout, without its newline; 0 or -errno. */
+static int read_request(int fd, char *buf, size_t len)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	size_t got = 0;
+	ssize_t n;
+
+	while (got < len - 1) {
+		if (poll(&p, 1, REQUEST_TIMEOUT_MS) <= 0)
+			return -ETIMEDOUT;
+		n = read(fd, buf + got, len - 1 - got);
+		if (n <= 0)
+			return n ? -errno : -ECONNRESET;
+		got += (size_t)n;
+		buf[got] = '\0';
+		if (strchr(buf, '\n')) {
+			*strchr(buf, '\n') = '\0';
+			return 0;
+		}
+	}
+	return -EMSGSIZE;
+}
+
+/* Root only: the socket's mode says so, the peer's credentials too. */
+static bool peer_is_root(int fd)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	return !getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) && cred.uid == 0;
+}
+
+static void serve_one(struct ctl *c, int fd)
+{
+	char req[REQUEST_MAX];
+	FILE *f;
+
+	if (read_request(fd, req, sizeof(req)) || !peer_is_root(fd)) {
+		close(fd);
+		return;
+	}
+	f = fdopen(fd, "w");
+	if (!f) {
+		close(fd);
+		return;
+	}
+	answer(f, c->groups, c->n, req);
+	fclose(f);
+}
+
+static void *ctl_main(void *arg)
+{
+	struct ctl *c = arg;
+	struct pollfd p = { .fd = c->fd, .events = POLLIN };
+	int fd;
+
+	while (!repld_stopping) {
+		if (poll(&p, 1, 500) <= 0)
+			continue;
+		fd = accept4(c->fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd >= 0)
+			serve_one(c, fd);
+	}
+	return NULL;
+}
+
+/* Is a repld answering on path? Then its socket is not stale. */
+static bool in_use(const struct sockaddr_un *sa)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool used = fd >= 0 && !connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
+
+	if (fd >= 0)
+		close(fd);
+	return used;
+}
+
+static int bind_socket(struct ctl *c, const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char dir[sizeof(sa.sun_path)], *slash;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	strcpy(dir, path);
+	slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = '\0';
+		if (mkdir(dir, 0700) && errno != EEXIST)
+			return -errno;
+	}
+	if (in_use(&sa))
+		return -EADDRINUSE;
+	unlink(path);
+	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c->fd < 0)
+		return -errno;
+	if (bind(c->fd, (struct sockaddr *)&sa, sizeof(sa)) || chmod(path, 0600) ||
+	    listen(c->fd, 8))
+		return -errno;
+	return 0;
+}
+
+int ctl_start(struct ctl *c, struct group *groups, unsigned int n, const char *path)
+{
+	int ret;
+
+	c->groups = groups;
+	c->n = n;
+	c->fd = -1;
+	c->path = path;
+	ret = bind_socket(c, path);
+	if (!ret)
+		ret = -pthread_create(&c->thread, NULL, ctl_main, c);
+	if (!ret) {
+		c->running = true;
+		return 0;
+	}
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	return ret;
+}
+
+void ctl_stop(struct ctl *c)
+{
+	if (c->running)
+		pthread_join(c->thread, NULL);
+	if (c->fd >= 0) {
+		close(c->fd);
+		unlink(c->path);
+	}
+}
