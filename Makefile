@@ -4,6 +4,8 @@
 #   make demo       install what is needed, then show capture in a guest
 #   make check      install what is needed, then run every test
 #   make bench      install what is needed, then run the benchmarks
+#   make install    repltool, repld, their man pages and repld's systemd unit
+#                   (PREFIX=/usr/local, DESTDIR for staging)
 #
 # KVER defaults to the newest kernel under /lib/modules that has a build
 # tree (the host's own kernel may have none: tests run Debian's in qemu).
@@ -13,7 +15,12 @@ KVER ?= $(shell ls -1 /lib/modules 2>/dev/null | sort -V | \
 KDIR ?= /lib/modules/$(KVER)/build
 export KVER
 
-.PHONY: all module userspace clean deps check demo bench check-run
+.PHONY: all module userspace clean deps check demo bench check-run install
+
+PREFIX ?= /usr/local
+SBINDIR ?= $(PREFIX)/sbin
+MANDIR ?= $(PREFIX)/share/man
+UNITDIR ?= $(PREFIX)/lib/systemd/system
 
 all: module userspace
 
@@ -43,6 +50,17 @@ demo: deps
 bench: deps
 	$(MAKE) all
 	tests/bench/run.sh
+
+install: userspace
+	install -D -m 0755 userspace/repltool/repltool $(DESTDIR)$(SBINDIR)/repltool
+	install -D -m 0755 userspace/repld/repld $(DESTDIR)$(SBINDIR)/repld
+	install -D -m 0644 Documentation/repltool.8 $(DESTDIR)$(MANDIR)/man8/repltool.8
+	install -D -m 0644 Documentation/repld.8 $(DESTDIR)$(MANDIR)/man8/repld.8
+	install -D -m 0644 Documentation/dm-repl.conf.5 $(DESTDIR)$(MANDIR)/man5/dm-repl.conf.5
+	install -d $(DESTDIR)$(UNITDIR)
+	sed 's|@SBINDIR@|$(SBINDIR)|' userspace/repld/repld.service.in \
+		>$(DESTDIR)$(UNITDIR)/repld.service
+	install -d -m 0700 $(DESTDIR)/etc/dm-repl
 
 clean:
 	-$(MAKE) -C $(KDIR) M=$(CURDIR) clean

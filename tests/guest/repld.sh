@@ -24,13 +24,12 @@ SEED=${TEST_SEED:-$(date +%s)}
 W=$(mktemp -d /tmp/repld.XXXXXX)
 A_IP=10.77.0.1
 B_IP=10.77.0.2
-declare -A PID			# site -> its repld
 declare -A DATA META		# site:volume -> data, metadata device
 
 cleanup() {
-	local s
-	for s in "${!PID[@]}"; do
-		kill -9 "${PID[$s]}" 2>/dev/null
+	local f
+	for f in "$W"/*.pid; do
+		[[ -e $f ]] && kill -9 "$(cat "$f")" 2>/dev/null
 	done
 	wait 2>/dev/null
 	dm_remove_all
@@ -96,19 +95,24 @@ conf() {
 	} >"$dir/vm1.conf"
 }
 
-# start SITE [CONFDIR]: its repld in its namespace, logging to $W/SITE.log.
+# start SITE [CONFDIR]: its repld in its namespace, logging to $W/SITE.log,
+# its pid in $W/SITE.pid (a file: a restart may come from a subshell).
 start() {
 	local site=$1 dir=${2:-$W/conf}
 	ip netns exec "dmr-$site" "$REPLD" --config-dir "$dir" --site "$site" \
-		>>"$W/$site.log" 2>&1 &
-	PID[$site]=$!
+		--socket "$W/$site.sock" >>"$W/$site.log" 2>&1 &
+	echo $! >"$W/$site.pid"
 }
 
-# stop SITE [SIGNAL]
+# stop SITE [SIGNAL]: and wait until it is gone.
 stop() {
-	kill "-${2:-TERM}" "${PID[$1]}" 2>/dev/null
-	wait "${PID[$1]}" 2>/dev/null
-	unset "PID[$1]"
+	local pid
+	pid=$(cat "$W/$1.pid") || return 1
+	kill "-${2:-TERM}" "$pid" 2>/dev/null
+	while kill -0 "$pid" 2>/dev/null; do
+		sleep 0.1
+	done
+	rm -f "$W/$1.pid"
 }
 
 # logged SITE TEXT [SECONDS]: TEXT appears in SITE's log within SECONDS (20).
@@ -138,20 +142,10 @@ same() {
 	done
 }
 
-# fio_bg SEED: fio on both volumes of alpha, in the background (FIO_PID).
-fio_bg() {
-	fio_run "$1" /dev/mapper/vm1-0 /dev/mapper/vm1-1 >"$W/fio.res" 2>&1 &
-	FIO_PID=$!
+fio_alpha() {
+	fio_run "$1" /dev/mapper/vm1-0 /dev/mapper/vm1-1
 }
 
-fio_wait() {
-	local rc=0
-	wait "$FIO_PID" || rc=$?
-	cat "$W/fio.res"
-	return $rc
-}
-
-tap_plan 26
 tap_strict
 tap_diag "seed $SEED (set TEST_SEED to replay)"
 tap_setup "two namespaces joined by veth" network
@@ -181,13 +175,11 @@ tap_check "records went over the link (applied_seq $(status_of vm1b applied_seq)
 
 # ---- kill -9, either side, under load ------------------------------------------
 for site in alpha beta; do
-	fio_bg $((SEED + ${#site}))
-	sleep $((2 + RANDOM % 5))
-	stop $site KILL
-	sleep 1
-	start $site
-	out=$(fio_wait) && tap_ok "fio while repld of $site was killed (-9) and restarted: $out" ||
+	(sleep $((2 + RANDOM % 5)) && stop $site KILL && sleep 1 && start $site) &
+	killer=$!
+	out=$(fio_alpha $((SEED + ${#site}))) && tap_ok "fio while repld of $site was killed (-9) and restarted: $out" ||
 		tap_fail "fio while $site's repld was killed" "$out"
+	wait $killer || tap_bail "the kill and restart of $site's repld failed"
 	out=$(drained) && tap_ok "after kill -9 of $site: beta applied the last sequence $(last_seq vm1)" ||
 		tap_fail "drain after kill -9 of $site" "$out"
 	tap_check "after kill -9 of $site: equal byte for byte" same
@@ -198,36 +190,106 @@ tap_check "no record was applied twice: beta applied as many as alpha made" \
 
 # ---- a bad link ---------------------------------------------------------------------
 ip netns exec dmr-alpha tc qdisc add dev va root netem delay 50ms 10ms loss 1% reorder 10% 50%
-fio_bg $((SEED + 7))
-out=$(fio_wait) && tap_ok "fio over 50 ms delay, 1% loss, reordering: $out" ||
+out=$(fio_alpha $((SEED + 7))) && tap_ok "fio over 50 ms delay, 1% loss, reordering: $out" ||
 	tap_fail "fio over a bad link" "$out"
 out=$(drained) && tap_ok "drained over the bad link" || tap_fail "drain over a bad link" "$out"
 tap_check "equal after the bad link" same
 ip netns exec dmr-alpha tc qdisc del dev va root
 
-fio_bg $((SEED + 8))
-ip -n dmr-alpha link set va down
-sleep 30
-ip -n dmr-alpha link set va up
-out=$(fio_wait) && tap_ok "fio across a 30 s partition: $out" || tap_fail "fio across a partition" "$out"
+(ip -n dmr-alpha link set va down && sleep 30 && ip -n dmr-alpha link set va up) &
+partition=$!
+out=$(fio_alpha $((SEED + 8))) && tap_ok "fio across a 30 s partition: $out" || tap_fail "fio across a partition" "$out"
+wait $partition || tap_bail "the partition of alpha failed"
 tap_check "alpha saw the dead link" logged alpha "link considered dead"
 out=$(drained) && tap_ok "drained after the partition healed" || tap_fail "drain after a partition" "$out"
 tap_check "equal after the partition" same
 
 # ---- refusals --------------------------------------------------------------------------
-# Each: alpha has writes beta must not get; beta's applied point stays.
+# Alpha has writes beta must not get while each refusal runs: beta's
+# applied point and data stay as they are.
+replica_sum() {
+	echo 1 >/proc/sys/vm/drop_caches
+	cat "${DATA[beta:0]}" "${DATA[beta:1]}" | md5sum
+}
 applied=$(status_of vm1b applied_seq)
+before=$(replica_sum)
 dd if=/dev/urandom of=/dev/mapper/vm1-0 bs=64k count=4 oflag=direct status=none
+
 stop beta
 conf "$W/rogue" cert rogue
 start beta "$W/rogue"
-tap_check "a certificate of another CA is refused by alpha" \
+tap_check "a certificate of another CA is refused (alpha's log says why)" \
 	logged alpha "unable to get local issuer certificate"
 stop beta
 conf "$W/wrongname" cert beta gamma
 start beta "$W/wrongname"
-tap_check "a peer whose certificate does not carry the expected name is refused" \
+tap_check "a peer whose certificate lacks the expected name is refused (beta's log)" \
 	logged beta "hostname mismatch"
 stop beta
+
+stop alpha
+openssl rand -hex 32 >"$W/psk-a" && openssl rand -hex 32 >"$W/psk-b" && chmod 600 "$W"/psk-?
+conf "$W/psk-alpha" "$W/psk-a"
+conf "$W/psk-beta" "$W/psk-b"
+start alpha "$W/psk-alpha"
+start beta "$W/psk-beta"
+tap_check "a wrong pre-shared key is refused (beta's log)" logged beta "pre-shared key differs"
+stop alpha
+stop beta
+
+start beta
+ip netns exec dmr-alpha bash -c "exec 3<>/dev/tcp/$B_IP/7790 && printf 'HELLO\r\n' >&3 && sleep 1"
+tap_check "a plaintext client is refused (beta's log)" logged beta "wrong version number"
+
+printf 'these bytes are not a frame of the protocol' >"$W/garbage"
+ip netns exec dmr-alpha timeout 10 openssl s_client -connect $B_IP:7790 -tls1_3 -quiet \
+	-cert "$W/tls/alpha.crt" -key "$W/tls/alpha.key" -CAfile "$W/tls/ca.crt" \
+	-verify_hostname beta <"$W/garbage" >/dev/null 2>&1 || true
+tap_check "garbage frames over an authenticated connection end it (beta's log)" \
+	logged beta "bad frame from"
+
+# A peer of another group: alpha serving a group vm9 whose site beta is
+# beta's vm1 address.
+site_volume alpha9 vm9 primary 0 2 ring_mb 2 || tap_bail "the volume of vm9"
+mkdir -p "$W/conf9"
+sed -e 's/^group vm1 {/group vm9 {/' -e 's/group vm1;/group vm9;/' -e 's/device vm1-/device vm9-/' \
+	-e "s|${DATA[alpha:0]}|${DATA[alpha9:0]}|" -e "s|${META[alpha:0]}|${META[alpha9:0]}|" \
+	-e '/volume 1 {/d' "$W/conf/vm1.conf" >"$W/conf9/vm9.conf"
+ip netns exec dmr-alpha "$REPLD" --config-dir "$W/conf9" --site alpha \
+	--socket "$W/alpha9.sock" >>"$W/alpha9.log" 2>&1 &
+echo $! >"$W/alpha9.pid"
+tap_check "a peer of another group is refused at the HELLO (beta's log)" \
+	logged beta "wrong group"
+stop alpha9
+stop beta
+
 tap_check "beta applied nothing while refusing" test "$(status_of vm1b applied_seq)" = "$applied"
+tap_check "beta's data did not change while refusing" test "$(replica_sum)" = "$before"
+
+# ---- back to normal, and the admin's view --------------------------------------------
+start beta
+start alpha
+out=$(drained) && tap_ok "after the refusals the pair resumes and drains" ||
+	tap_fail "drain after the refusals" "$out"
+tap_check "equal after the refusals" same
+tap_check "repltool status shows alpha's link: connected, lag 0" bash -c \
+	"'$REPLTOOL' status --socket '$W/alpha.sock' | grep -Eq '^  link +connected' &&
+	 '$REPLTOOL' status --socket '$W/alpha.sock' vm1 | grep -Eq '^  lag_records +0$'"
+tap_check "repltool status --json shows beta's link" bash -c \
+	"'$REPLTOOL' status --json --socket '$W/beta.sock' | grep -q '\"link\":{\"kernel_group\":\"vm1b\"'"
+tap_check "repltool disconnect ends the session; alpha's status says so" bash -c \
+	"'$REPLTOOL' disconnect --socket '$W/alpha.sock' vm1 &&
+	 for i in \$(seq 50); do '$REPLTOOL' status --socket '$W/alpha.sock' vm1 |
+	 grep -Eq '^  link +disconnected' && exit 0; sleep 0.2; done; exit 1"
+dd if=/dev/urandom of=/dev/mapper/vm1-1 bs=64k count=4 oflag=direct status=none
+tap_check "repltool connect resumes it, and the pair drains" bash -c \
+	"'$REPLTOOL' connect --socket '$W/alpha.sock' vm1"
+out=$(drained) && tap_ok "drained after connect" || tap_fail "drain after connect" "$out"
+tap_check "equal at the end" same
+pid=$(cat "$W/alpha.pid")
+kill -TERM "$pid"
+rc=0
+wait "$pid" || rc=$?
+tap_check "a repld stopped by SIGTERM exits 0 (exit $rc)" test $rc = 0
+rm -f "$W/alpha.pid"
 tap_done
