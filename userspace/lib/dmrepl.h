@@ -472,6 +472,7 @@ struct dmrepl_ship {
 	__u64 peer_stream;		/* the replica's applied point at start */
 	__u64 peer_seq;
 	__u64 start_next_seq;		/* the ring's next sequence at start */
+	__u64 start_released_seq;	/* and its released sequence */
 	__u64 skipped;			/* records at or below it: not sent */
 	__u64 acked_seq;		/* applied or skipped: may be released */
 	__u64 released_seq;		/* released by this shipper */
@@ -484,7 +485,9 @@ void dmrepl_ship_free(struct dmrepl_ship *s);
 /*
  * Start from the replica's applied (stream, seq). Returns 0, -ESTALE when
  * the replica applied a sequence of the ring's own stream that the
- * primary never reserved (the replica of another group?), or -errno of
+ * primary never reserved (the replica of another group?), -ERANGE when
+ * the records after its applied point were released already (another
+ * consumer took them: only a resync brings it back), or -errno of
  * DM_REPL_IOC_GROUP_INFO.
  */
 int dmrepl_ship_start(struct dmrepl_ship *s, __u64 peer_stream, __u64 peer_seq);

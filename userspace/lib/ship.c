@@ -43,6 +43,7 @@ int dmrepl_ship_start(struct dmrepl_ship *s, __u64 peer_stream, __u64 peer_seq)
 	s->peer_stream = peer_stream;
 	s->peer_seq = peer_seq;
 	s->start_next_seq = info.next_seq;
+	s->start_released_seq = info.released_seq;
 	/*
 	 * A replica at another stream is placed by the kernel from the ring's
 	 * STREAM record, or refuses it. One that applied a sequence of this
@@ -50,7 +51,10 @@ int dmrepl_ship_start(struct dmrepl_ship *s, __u64 peer_stream, __u64 peer_seq)
 	 */
 	if (peer_stream && peer_stream != info.stream)
 		return 0;
-	return peer_seq < info.next_seq ? 0 : -ESTALE;
+	if (peer_seq >= info.next_seq)
+		return -ESTALE;
+	/* What follows its applied point left the ring: only a resync helps. */
+	return peer_stream && peer_seq < info.released_seq ? -ERANGE : 0;
 }
 
 /* Applied is (stream, sequence): never a sequence alone. */

@@ -282,6 +282,11 @@ static int ship_start(struct shipping *s, const struct dmrepl_proto_hello *peer)
 			    (unsigned long long)peer->applied_seq,
 			    (unsigned long long)s->ship.start_next_seq - 1,
 			    (unsigned long long)s->stream);
+	else if (ret == -ERANGE)
+		link_refuse(s->l, DMREPL_REFUSE_STREAM,
+			    "the ring no longer holds the records after sequence %llu (released up "
+			    "to %llu): a resync is needed", (unsigned long long)peer->applied_seq,
+			    (unsigned long long)s->ship.start_released_seq);
 	else if (ret)
 		group_error(s->l->g, LOG_ERR, "group %s: %s", s->l->g->kgroup, strerror(-ret));
 	return ret;

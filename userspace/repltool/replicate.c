@@ -113,6 +113,11 @@ static int check_start(struct replicate *r)
 			"(%llu): a replica of another group?", r->opts.target,
 			(unsigned long long)r->dev.before.applied_seq, r->opts.source,
 			(unsigned long long)r->ship.start_next_seq - 1);
+	else if (ret == -ERANGE)
+		err_msg("replicate: %s: the records after its applied sequence %llu left %s's ring "
+			"(released up to %llu): a resync is needed", r->opts.target,
+			(unsigned long long)r->dev.before.applied_seq, r->opts.source,
+			(unsigned long long)r->ship.start_released_seq);
 	else if (ret)
 		err_msg("%s: DM_REPL_IOC_GROUP_INFO: %s", r->path, strerror(-ret));
 	return ret ? -1 : 0;
