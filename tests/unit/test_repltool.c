@@ -410,7 +410,7 @@ TEST_F(tool, count_stops_after_n_records_and_releases_only_those)
 TEST_F(tool, unambiguous_prefix_selects_the_command)
 {
 	ASSERT_EQ(0, produce_mix(&self->sim));
-	run_tool(&self->r, "d", "-n", "1", self->dev.path, NULL);
+	run_tool(&self->r, "du", "-n", "1", self->dev.path, NULL);
 	ASSERT_EQ(0, self->r.status);
 	ASSERT_STREQ("         1      0   1 W 16+8 FUA 4096\n", self->r.out);
 }
