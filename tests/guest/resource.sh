@@ -57,7 +57,8 @@ fails() {
 devnum() { stat -L -c '%Hr:%Lr' "$1"; }
 # table_is DEV DATA META ROLE_AND_OPTIONS: dmsetup table of DEV.
 table_is() {
-	local want="0 $S repl $(devnum "$2") $(devnum "$3") $4" got
+	local want got
+	want="0 $S repl $(devnum "$2") $(devnum "$3") $4"
 	got=$(dmsetup table "$1")
 	echo "got:  $got"
 	echo "want: $want"
