@@ -43,6 +43,7 @@ PACKAGES=(
 	linux-perf
 	libssl-dev
 	openssl
+	libdevmapper-dev
 )
 
 check_only=0

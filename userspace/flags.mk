@@ -5,7 +5,7 @@
 CC ?= cc
 DMREPL_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -g \
 	-I$(REPO)/uapi -I$(REPO)/userspace/lib
-DMREPL_LDLIBS := -lext2fs -lcom_err -lssl -lcrypto
+DMREPL_LDLIBS := -lext2fs -lcom_err -lssl -lcrypto -ldevmapper
 SANITIZE_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
 	-fno-sanitize-recover=all
 

@@ -179,16 +179,6 @@ void *meta_buf(size_t len)
 
 /* ---- create: options ---------------------------------------------------- */
 
-struct create_opts {
-	bool force;
-	const char *group;
-	const char *data_dev;
-	const char *meta;
-	unsigned int role;
-	unsigned int volume;
-	__u64 region_kb, extent_kb, al_slots, hot_extents, data_sectors;
-};
-
 static void usage_meta_create(FILE *f)
 {
 	fprintf(f,
@@ -311,15 +301,20 @@ static int create_opt(struct create_opts *o, int c, char **argv)
 	return usage_err("meta create", "unknown option \"%s\"", argv[optind - 1]);
 }
 
-static int create_parse(int argc, char **argv, struct create_opts *o)
+void meta_create_opts_init(struct create_opts *o)
 {
-	int c, ret;
-
 	memset(o, 0, sizeof(*o));
 	o->role = DM_REPL_META_ROLE_PRIMARY;
 	o->region_kb = DMREPL_META_REGION_SECTORS_DEFAULT / 2;
 	o->al_slots = DMREPL_META_AL_SLOTS_DEFAULT;
 	o->hot_extents = DMREPL_META_HOT_EXTENTS_DEFAULT;
+}
+
+static int create_parse(int argc, char **argv, struct create_opts *o)
+{
+	int c, ret;
+
+	meta_create_opts_init(o);
 	opterr = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, ":h", create_lopts, NULL)) != -1) {
@@ -564,29 +559,36 @@ out:
 	return ret;
 }
 
-static int meta_create(int argc, char **argv)
+int meta_create_run(const char *cmd, const struct create_opts *o)
 {
 	struct dmrepl_meta_layout l;
 	struct dmrepl_meta_geom g;
 	struct dmrepl_meta_sb sb;
-	struct create_opts o;
 	const char *why;
+	int ret;
+
+	ret = create_geom(o, &g);
+	if (ret)
+		return ret;
+	ret = dmrepl_meta_sb_init(&sb, o->group, o->role, &g, (__u64)time(NULL), &why);
+	if (ret == -EINVAL)
+		return usage_err(cmd, "%s", why);
+	if (ret) {
+		err_msg("random volume UUID: getrandom: %s", strerror(-ret));
+		return EXIT_RUNTIME;
+	}
+	sb.volume = o->volume;
+	dmrepl_meta_layout(&g, &l, &why);
+	return create_write(o, &sb, &l);
+}
+
+static int meta_create(int argc, char **argv)
+{
+	struct create_opts o;
 	int ret;
 
 	ret = create_parse(argc, argv, &o);
 	if (ret)
 		return ret < 0 ? EXIT_OK : ret;
-	ret = create_geom(&o, &g);
-	if (ret)
-		return ret;
-	ret = dmrepl_meta_sb_init(&sb, o.group, o.role, &g, (__u64)time(NULL), &why);
-	if (ret == -EINVAL)
-		return usage_err("meta create", "%s", why);
-	if (ret) {
-		err_msg("random volume UUID: getrandom: %s", strerror(-ret));
-		return EXIT_RUNTIME;
-	}
-	sb.volume = o.volume;
-	dmrepl_meta_layout(&g, &l, &why);
-	return create_write(&o, &sb, &l);
+	return meta_create_run("meta create", &o);
 }

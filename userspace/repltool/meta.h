@@ -31,6 +31,25 @@ int meta_dev_write(struct meta_dev *d, const void *buf, size_t len, __u64 off);
 /* A zeroed buffer aligned for O_DIRECT, or NULL after saying so on stderr. */
 void *meta_buf(size_t len);
 
+/* What "meta create" makes: its options, as parsed. */
+struct create_opts {
+	bool force;
+	const char *group;
+	const char *data_dev;
+	const char *meta;
+	unsigned int role;
+	unsigned int volume;
+	__u64 region_kb, extent_kb, al_slots, hot_extents, data_sectors;
+};
+
+/* The defaults of "meta create": primary, volume 0, the library's geometry. */
+void meta_create_opts_init(struct create_opts *o);
+/*
+ * Write fresh metadata as o says ("meta create"); cmd names the command in
+ * a usage error. Returns EXIT_OK, or EXIT_RUNTIME / EXIT_USAGE (reported).
+ */
+int meta_create_run(const char *cmd, const struct create_opts *o);
+
 int meta_show(int argc, char **argv);
 void usage_meta_show(FILE *f);
 int meta_check(int argc, char **argv);

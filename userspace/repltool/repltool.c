@@ -27,13 +27,20 @@ static const struct cmd cmds[] = {
 	{ "connect", "let repld connect a group to its peer", cmd_link, usage_connect },
 	{ "disconnect", "make repld end a group's session and stay disconnected", cmd_link,
 	  usage_connect },
+	{ "create-md", "write fresh metadata for a resource's local volumes",
+	  cmd_create_md, usage_create_md },
+	{ "down", "remove a resource's local devices", cmd_down, usage_down },
 	{ "dump", "print or save the records in a group's ring", cmd_dump, usage_dump },
 	{ "help", "show help for repltool or one command", cmd_help, usage_help },
 	{ "meta", "create, show or check a metadata device", cmd_meta, usage_meta },
+	{ "primary", "promote a resource's local volumes", cmd_primary, usage_primary },
 	{ "replicate", "ship a primary group's ring to a secondary group",
 	  cmd_replicate, usage_replicate },
+	{ "secondary", "demote a resource's local volumes", cmd_secondary,
+	  usage_secondary },
 	{ "status", "show a group's role, state, volumes and apply progress",
 	  cmd_status, usage_status },
+	{ "up", "load the tables of a resource's local volumes", cmd_up, usage_up },
 };
 
 #define NR_CMDS (sizeof(cmds) / sizeof(cmds[0]))

@@ -178,6 +178,17 @@ int cmd_replicate(int argc, char **argv);
 void usage_replicate(FILE *f);
 int cmd_config(int argc, char **argv);
 void usage_config(FILE *f);
+/* resource.c: the verbs over a resource file */
+int cmd_create_md(int argc, char **argv);
+void usage_create_md(FILE *f);
+int cmd_up(int argc, char **argv);
+void usage_up(FILE *f);
+int cmd_down(int argc, char **argv);
+void usage_down(FILE *f);
+int cmd_primary(int argc, char **argv);
+void usage_primary(FILE *f);
+int cmd_secondary(int argc, char **argv);
+void usage_secondary(FILE *f);
 
 /* ---- repld's control socket (daemon.c) ---- */
 
