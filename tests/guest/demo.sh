@@ -1,94 +1,164 @@
 #!/usr/bin/env bash
-# The main job, in a guest (make demo): a primary volume captures a VM-like
-# workload, repltool replicate ships its records to a secondary volume in the
-# same guest (the network daemon's place), releasing only what the replica
-# applied; the replica ends identical; then a planned failover turns the
-# replication around.
+# The main job, in a guest (make demo): two hosts, each a network namespace
+# with its own address, joined by a virtual link with 20 ms of delay. Each
+# has its disks, the same resource file and its own repld; the kernel (one
+# for both, so the replica's group has a name of its own) holds both sites'
+# devices. Certificates are made with openssl; the devices come up with
+# repltool; repld replicates over TLS 1.3; a workload runs on A; status on
+# both; a planned failover to B; B's writes flow back to A; the data are
+# compared byte for byte.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
+REPLD=$TOP/userspace/repld/repld
+W=$(mktemp -d /tmp/demo.XXXXXX)
+MB=256
+
 step() { printf '\n=== %s\n' "$*"; }
 show() { printf '$ %s\n' "$*"; "$@"; }
+# on SITE CMD...: run CMD on host SITE (in its network namespace).
+on() {
+	local site=$1
+	shift
+	printf '%s$ %s\n' "$site" "$*"
+	ip netns exec "$site" "$@"
+}
 
-# applied GROUP: the secondary's applied sequence.
-applied() { "$REPLTOOL" status "$1" | awk '$1 == "applied_seq" { print $2 }'; }
-# last_seq DEV: the last sequence a primary's volume reserved.
-last_seq() { dmsetup status "$1" | awk '{ print $8 }'; }
-# wait_applied DEV GROUP: until GROUP has applied everything DEV's group captured.
-wait_applied() {
-	local want i
-	want=$(last_seq "$1")
-	for ((i = 0; i < 300; i++)); do
-		[[ $(applied "$2") == "$want" ]] && return 0
+cleanup() {
+	local f
+	for f in "$W"/*.pid; do
+		[[ -e $f ]] && kill "$(cat "$f")" 2>/dev/null
+	done
+	wait 2>/dev/null || true
+	dm_remove_all
+	loop_disks_free
+	ip netns del alpha 2>/dev/null || true
+	ip netns del beta 2>/dev/null || true
+	rm -rf "$W"
+}
+trap cleanup EXIT
+
+# repld_on SITE: the daemon of host SITE, in the background.
+repld_on() {
+	echo "$1\$ repld --config-dir $W/etc --site $1 &"
+	ip netns exec "$1" "$REPLD" --config-dir "$W/etc" --site "$1" \
+		--socket "$W/$1.sock" 2>"$W/$1.log" &
+	echo $! >"$W/$1.pid"
+}
+
+# drained: B's group applied A's last sequence.
+drained() {
+	local i want
+	want=$(($("$REPLTOOL" status "$1" | awk '$1 == "next_seq" { print $2 }') - 1))
+	for ((i = 0; i < 600; i++)); do
+		[[ $("$REPLTOOL" status "$2" | awk '$1 == "applied_seq" { print $2 }') == "$want" ]] &&
+			return 0
 		sleep 0.1
 	done
 	echo "demo: $2 did not reach sequence $want" >&2
 	return 1
 }
 
-step "Four disks: data and metadata for the primary site and for the replica site"
-DATA=$(loop_disk 256)
-META=$(loop_disk 16)
-RDATA=$(loop_disk 256)
-RMETA=$(loop_disk 16)
-SECTORS=$(blockdev --getsz "$DATA")
-echo "primary: data $DATA meta $META; replica: data $RDATA meta $RMETA"
+same() {
+	echo 1 >/proc/sys/vm/drop_caches
+	show cmp "${DISK[alpha0]}" "${DISK[beta0]}"
+	show cmp "${DISK[alpha1]}" "${DISK[beta1]}"
+	echo "identical"
+}
 
-step "Metadata for both volumes (superblock, activity log, dirty bitmap), as drbdadm create-md"
-show "$REPLTOOL" meta create --group vm1 --data-dev "$DATA" "$META"
-show "$REPLTOOL" meta create --group vm1-dr --role secondary --data-dev "$RDATA" "$RMETA"
+step "Two hosts: namespaces alpha (10.0.0.1) and beta (10.0.0.2), a link with 20 ms delay"
+ip netns add alpha
+ip netns add beta
+ip link add eth0 netns alpha type veth peer name eth0 netns beta
+ip -n alpha addr add 10.0.0.1/24 dev eth0
+ip -n beta addr add 10.0.0.2/24 dev eth0
+for s in alpha beta; do
+	ip -n $s link set eth0 up
+	ip -n $s link set lo up
+done
+on alpha tc qdisc add dev eth0 root netem delay 20ms
+on alpha ping -c 2 -q 10.0.0.2 | tail -1
 
-step "The primary volume (group vm1) and the replica (group vm1-dr, applying vm1's records)"
-show dmsetup create vm1-disk0 --table "0 $SECTORS repl $DATA $META vm1 primary 2 ring_mb 64"
-show dmsetup create vm1-dr-disk0 --table "0 $SECTORS repl $RDATA $RMETA vm1-dr secondary 2 source vm1"
-dmsetup mknodes
-show ls -l /dev/dm-repl/
-show blockdev --getro /dev/mapper/vm1-dr-disk0
+step "Disks on each host: two volumes, each with data and metadata"
+declare -A DISK
+for s in alpha beta; do
+	for v in 0 1; do
+		DISK[$s$v]=$(loop_disk $MB)
+		DISK[${s}m$v]=$(loop_disk 16)
+	done
+	echo "$s: data ${DISK[${s}0]} ${DISK[${s}1]}, metadata ${DISK[${s}m0]} ${DISK[${s}m1]}"
+done
 
-step "The shipper: the primary's records, applied on the replica, then released"
-echo "$ repltool replicate --stats vm1 vm1-dr &"
-"$REPLTOOL" replicate --stats vm1 vm1-dr &
-SHIPPER=$!
+step "Certificates: a CA, and a key and certificate for each host (openssl)"
+"$TOP/tests/lib/mkcerts.sh" "$W/etc/tls" alpha beta
+show openssl x509 -in "$W/etc/tls/beta.crt" -noout -subject -ext subjectAltName
 
-step "A workload on the primary: random writes with fsyncs, a named marker, a discard"
-echo "$ fio --rw=randwrite --bsrange=4k-256k --iodepth=16 --io_size=32M --fsync=32 ..."
-fio --name=demo --filename=/dev/mapper/vm1-disk0 --direct=1 --ioengine=libaio \
-	--rw=randwrite --bsrange=4k-256k --iodepth=16 --size=256M --io_size=32M \
+step "The resource file, the same on both hosts"
+{
+	echo "group vm1 {"
+	echo "	compression zstd 3;"
+	echo "	tls { ca $W/etc/tls/ca.crt; }"
+	for s in alpha beta; do
+		ip=10.0.0.1 group=vm1
+		[[ $s == beta ]] && ip=10.0.0.2 group=vm1-dr
+		echo "	site $s {"
+		echo "		host $s; address $ip:7790; group $group;"
+		echo "		certificate $W/etc/tls/$s.crt; key $W/etc/tls/$s.key;"
+		for v in 0 1; do
+			echo "		volume $v { device $group-$v; data ${DISK[$s$v]}; meta ${DISK[${s}m$v]}; }"
+		done
+		echo "	}"
+	done
+	echo "}"
+} >"$W/etc/vm1.conf"
+cat "$W/etc/vm1.conf"
+echo "(one kernel holds both sites here, so beta's group has its own name: group vm1-dr)"
+show "$REPLTOOL" config check --dir "$W/etc" --site alpha
+
+step "Metadata and devices: A primary, B secondary (repltool create-md, up)"
+show "$REPLTOOL" create-md --config-dir "$W/etc" --site alpha --role primary vm1
+show "$REPLTOOL" create-md --config-dir "$W/etc" --site beta --role secondary vm1
+show "$REPLTOOL" up --config-dir "$W/etc" --site alpha vm1
+show "$REPLTOOL" up --config-dir "$W/etc" --site beta vm1
+show dmsetup table
+
+step "repld on both hosts"
+repld_on beta
+repld_on alpha
+sleep 2
+cat "$W/alpha.log"
+
+step "A workload on A: a filesystem with files on it, and random writes"
+show mkfs.ext4 -q /dev/mapper/vm1-0
+mkdir -p "$W/mnt"
+show mount /dev/mapper/vm1-0 "$W/mnt"
+cp -r "$TOP/Documentation" "$TOP/userspace" "$TOP/kernel" "$W/mnt/"
+echo "$ cp -r Documentation userspace kernel <mnt>/; umount"
+umount "$W/mnt"
+echo "$ fio --rw=randwrite --bsrange=4k-256k --iodepth=16 --io_size=32M --fsync=32 /dev/mapper/vm1-1"
+fio --name=demo --filename=/dev/mapper/vm1-1 --direct=1 --ioengine=libaio \
+	--rw=randwrite --bsrange=4k-256k --iodepth=16 --size=${MB}M --io_size=32M \
 	--fsync=32 --randseed=1 --output-format=terse --terse-version=3 >/dev/null
-show dmsetup message vm1-disk0 0 marker before-upgrade
-show blkdiscard -o 0 -l 1M /dev/mapper/vm1-disk0
-wait_applied vm1-disk0 vm1-dr
+drained vm1 vm1-dr
 
-step "Status: role group volume state seq released ring_used/size dirty/regions ..."
-show dmsetup status
-show "$REPLTOOL" status vm1-dr
+step "Status on A (primary) and on B (replica)"
+show "$REPLTOOL" status --socket "$W/alpha.sock"
+show "$REPLTOOL" status --socket "$W/beta.sock"
 
 step "The replica equals the primary, byte for byte"
-show cmp "$DATA" "$RDATA"
-echo "identical"
+same
 
-step "Planned failover: stop the VM and the shipper, demote the primary, promote the replica"
-echo "(a role changes only while every volume of its group is suspended)"
-echo "$ kill -TERM <the shipper>"
-kill -TERM "$SHIPPER"
-wait "$SHIPPER"
-show dmsetup suspend vm1-disk0
-show dmsetup message vm1-disk0 0 role secondary
-show dmsetup message vm1-disk0 0 source vm1-dr
-show dmsetup resume vm1-disk0
-show dmsetup suspend vm1-dr-disk0
-show dmsetup message vm1-dr-disk0 0 role primary
-show dmsetup resume vm1-dr-disk0
+step "Planned failover to B: demote A once drained, promote B (repld follows both)"
+show "$REPLTOOL" secondary --config-dir "$W/etc" --site alpha --wait 60 vm1
+show "$REPLTOOL" primary --config-dir "$W/etc" --site beta vm1
 show dmsetup status
 
-step "The VM runs at the replica site now; its writes flow back"
-show dd if=/dev/urandom of=/dev/mapper/vm1-dr-disk0 bs=64k count=64 seek=100 oflag=direct status=none
-show "$REPLTOOL" replicate --once --stats vm1-dr vm1
-show cmp "$DATA" "$RDATA"
-echo "identical"
+step "The VM runs on B now; its writes flow back to A"
+show dd if=/dev/urandom of=/dev/mapper/vm1-dr-0 bs=64k count=64 seek=100 oflag=direct status=none
+show dd if=/dev/urandom of=/dev/mapper/vm1-dr-1 bs=64k count=64 seek=900 oflag=direct status=none
+drained vm1-dr vm1
+show "$REPLTOOL" status --socket "$W/beta.sock" vm1-dr
+same
 
-step "Clean up"
-dmsetup remove vm1-disk0
-dmsetup remove vm1-dr-disk0
-loop_disks_free
-echo "live objects (groups volumes files): $(live_objects)"
+step "The daemons' logs"
+cat "$W/alpha.log" "$W/beta.log"
