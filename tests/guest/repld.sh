@@ -130,7 +130,10 @@ logged() {
 
 # drained: beta applied alpha's last sequence (300 s at most).
 drained() {
-	quiesce vm1 vm1b
+	quiesce vm1 vm1b && return 0
+	echo "the end of the daemons' logs:"
+	tail -n 8 "$W/alpha.log" "$W/beta.log"
+	return 1
 }
 
 # same: the replica's data disks equal the primary's, byte for byte.
