@@ -87,17 +87,17 @@ last_seq() {
 	echo $(($(status_of "$1" next_seq) - 1))
 }
 
-# quiesce PRIMARY SECONDARY: wait (up to 300 s) until the secondary has
-# applied the primary's last sequence.
+# quiesce PRIMARY SECONDARY [SECONDS]: wait (up to SECONDS, 300 by default)
+# until the secondary has applied the primary's last sequence.
 quiesce() {
-	local want got i
+	local want got end=$((SECONDS + ${3:-300}))
 	want=$(last_seq "$1")
-	for ((i = 0; i < 3000; i++)); do
+	while ((SECONDS < end)); do
 		got=$(status_of "$2" applied_seq)
 		[[ $got == "$want" ]] && return 0
 		sleep 0.1
 	done
-	echo "applied_seq of $2 is $got after 300 s, the last sequence of $1 is $want"
+	echo "applied_seq of $2 is $got after ${3:-300} s, the last sequence of $1 is $want"
 	return 1
 }
 

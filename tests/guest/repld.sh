@@ -128,9 +128,9 @@ logged() {
 	return 1
 }
 
-# drained: beta applied alpha's last sequence (300 s at most).
+# drained: beta applied alpha's last sequence (120 s at most).
 drained() {
-	quiesce vm1 vm1b && return 0
+	quiesce vm1 vm1b 120 && return 0
 	echo "the end of the daemons' logs:"
 	tail -n 8 "$W/alpha.log" "$W/beta.log"
 	return 1
