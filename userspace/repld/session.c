@@ -132,6 +132,7 @@ struct shipping {
 	struct link *l;
 	struct dmrepl_ship ship;
 	__u64 stream;			/* our ring's */
+	__u64 sent_seq;			/* last sequence sent */
 	unsigned int inflight;		/* batches sent, not acked */
 	/* The oldest in flight first; a pump may send a few past the window. */
 	struct flight *flights;
@@ -187,6 +188,7 @@ static int send_batch(void *arg, const void *buf, const struct dmrepl_batch *b)
 		return ret;
 	}
 	s->inflight++;
+	s->sent_seq = b->last_seq;
 	flight_push(s, buf, b->last_seq);
 	pthread_mutex_lock(&g->lock);
 	g->st.batches++;
@@ -207,6 +209,13 @@ static int take_ack(struct shipping *s, const struct dmrepl_proto_ack *a)
 	/* Our records are applied once the replica's applied stream is ours. */
 	if (a->applied_stream != s->stream)
 		return 0;
+	/* Never release what was not sent (or skipped as the replica's). */
+	if (a->applied_seq > s->sent_seq && a->applied_seq > s->ship.acked_seq) {
+		link_refuse(s->l, DMREPL_REFUSE_ORDER,
+			    "ack of sequence %llu, past the last sequence sent, %llu",
+			    (unsigned long long)a->applied_seq, (unsigned long long)s->sent_seq);
+		return -EPROTO;
+	}
 	dmrepl_ship_acked(&s->ship, a->applied_seq);
 	flight_land(s, a->applied_seq);
 	ret = dmrepl_ship_release(&s->ship);
