@@ -95,13 +95,22 @@ conf() {
 	} >"$dir/vm1.conf"
 }
 
-# start SITE [CONFDIR]: its repld in its namespace, logging to $W/SITE.log,
-# its pid in $W/SITE.pid (a file: a restart may come from a subshell).
+# start SITE [CONFDIR [NAME]]: a repld for SITE in its namespace, NAME
+# (default SITE) for its files: it logs to $W/NAME.log, its pid goes to
+# $W/NAME.pid (a file: a restart may come from a subshell), its exit status
+# to $W/NAME.rc. (The subshell's stderr: the shell's notice of a killed job.)
 start() {
-	local site=$1 dir=${2:-$W/conf}
-	ip netns exec "dmr-$site" "$REPLD" --config-dir "$dir" --site "$site" \
-		--socket "$W/$site.sock" >>"$W/$site.log" 2>&1 &
-	echo $! >"$W/$site.pid"
+	local site=$1 dir=${2:-$W/conf} name=${3:-$1}
+	rm -f "$W/$name.pid" "$W/$name.rc"
+	(
+		ip netns exec "dmr-$site" bash -c 'echo $$ >"$0" && exec "$@"' "$W/$name.pid" \
+			"$REPLD" --config-dir "$dir" --site "$site" --socket "$W/$name.sock" \
+			>>"$W/$name.log" 2>&1
+		echo $? >"$W/$name.rc"
+	) 2>/dev/null &
+	while [[ ! -s $W/$name.pid ]]; do
+		sleep 0.05
+	done
 }
 
 # stop SITE [SIGNAL]: and wait until it is gone.
@@ -178,8 +187,7 @@ tap_check "records went over the link (applied_seq $(status_of vm1b applied_seq)
 
 # ---- kill -9, either side, under load ------------------------------------------
 for site in alpha beta; do
-	# (its stderr: the shell's notice of the killed job)
-	(sleep $((2 + RANDOM % 5)) && stop $site KILL && sleep 1 && start $site) 2>/dev/null &
+	(sleep $((2 + RANDOM % 5)) && stop $site KILL && sleep 1 && start $site) &
 	killer=$!
 	out=$(fio_alpha $((SEED + ${#site}))) && tap_ok "fio while repld of $site was killed (-9) and restarted: $out" ||
 		tap_fail "fio while $site's repld was killed" "$out"
@@ -259,9 +267,7 @@ mkdir -p "$W/conf9"
 sed -e 's/^group vm1 {/group vm9 {/' -e 's/group vm1;/group vm9;/' -e 's/device vm1-/device vm9-/' \
 	-e "s|${DATA[alpha:0]}|${DATA[alpha9:0]}|" -e "s|${META[alpha:0]}|${META[alpha9:0]}|" \
 	-e '/volume 1 {/d' "$W/conf/vm1.conf" >"$W/conf9/vm9.conf"
-ip netns exec dmr-alpha "$REPLD" --config-dir "$W/conf9" --site alpha \
-	--socket "$W/alpha9.sock" >>"$W/alpha9.log" 2>&1 &
-echo $! >"$W/alpha9.pid"
+start alpha "$W/conf9" alpha9
 tap_check "a peer of another group is refused at the HELLO (beta's log)" \
 	logged beta "wrong group"
 stop alpha9
@@ -290,10 +296,10 @@ tap_check "repltool connect resumes it, and the pair drains" bash -c \
 	"'$REPLTOOL' connect --socket '$W/alpha.sock' vm1"
 out=$(drained) && tap_ok "drained after connect" || tap_fail "drain after connect" "$out"
 tap_check "equal at the end" same
-pid=$(cat "$W/alpha.pid")
-kill -TERM "$pid"
-rc=0
-wait "$pid" || rc=$?
-tap_check "a repld stopped by SIGTERM exits 0 (exit $rc)" test $rc = 0
-rm -f "$W/alpha.pid"
+stop alpha
+for ((i = 0; i < 50; i++)); do
+	[[ -s $W/alpha.rc ]] && break
+	sleep 0.1
+done
+tap_check "a repld stopped by SIGTERM exits 0 (exit $(cat "$W/alpha.rc"))" test "$(cat "$W/alpha.rc")" = 0
 tap_done
