@@ -306,9 +306,37 @@ TEST(frames_back_to_back_are_decoded_one_at_a_time)
 	ASSERT_EQ(DMREPL_PROTO_HDR_SIZE + DMREPL_PROTO_ACK_SIZE, n);
 	ASSERT_EQ((unsigned int)DMREPL_FRAME_ACK, f.type);
 	dmrepl_obuf_consume(&o, (size_t)n);
+	ASSERT_EQ(DMREPL_PROTO_HDR_SIZE + DMREPL_PROTO_HEARTBEAT_SIZE, dmrepl_obuf_pending(&o));
 	ASSERT_EQ(DMREPL_PROTO_HDR_SIZE + DMREPL_PROTO_HEARTBEAT_SIZE,
-		  dmrepl_frame_decode(o.buf, o.len, 64, &f));
+		  dmrepl_frame_decode(dmrepl_obuf_data(&o), dmrepl_obuf_pending(&o), 64, &f));
 	ASSERT_EQ(9U, f.heartbeat.sent_ns);
+	/* Sent to the end: the space is taken back at once. */
+	dmrepl_obuf_consume(&o, dmrepl_obuf_pending(&o));
+	ASSERT_EQ(0U, o.len);
+	ASSERT_EQ(0U, o.head);
+	dmrepl_obuf_free(&o);
+}
+
+/* A frame queued after a partial send lands after what is left: one move. */
+TEST(an_output_buffer_keeps_its_order_across_partial_sends)
+{
+	struct dmrepl_proto_ack ack = { STREAM_A, 5, 5 };
+	struct dmrepl_frame f;
+	struct dmrepl_obuf o;
+	size_t i;
+
+	dmrepl_obuf_init(&o);
+	for (i = 0; i < 200; i++)
+		ASSERT_EQ(0, dmrepl_proto_put_heartbeat(&o, i));
+	/* All but the last heartbeat sent; an ack queued behind it. */
+	dmrepl_obuf_consume(&o, 199 * (DMREPL_PROTO_HDR_SIZE + DMREPL_PROTO_HEARTBEAT_SIZE));
+	ASSERT_EQ(0, dmrepl_proto_put_ack(&o, &ack));
+	ASSERT_LT(0, dmrepl_frame_decode(dmrepl_obuf_data(&o), dmrepl_obuf_pending(&o), 64, &f));
+	ASSERT_EQ(199U, f.heartbeat.sent_ns);
+	dmrepl_obuf_consume(&o, DMREPL_PROTO_HDR_SIZE + DMREPL_PROTO_HEARTBEAT_SIZE);
+	ASSERT_LT(0, dmrepl_frame_decode(dmrepl_obuf_data(&o), dmrepl_obuf_pending(&o), 64, &f));
+	ASSERT_EQ((unsigned int)DMREPL_FRAME_ACK, f.type);
+	ASSERT_EQ(5U, f.ack.applied_seq);
 	dmrepl_obuf_free(&o);
 }
 

@@ -152,13 +152,25 @@ const char *dmrepl_proto_reason_name(unsigned int reason);
 
 struct dmrepl_obuf {
 	unsigned char *buf;
-	size_t len;		/* bytes ready to send */
+	size_t head;		/* bytes at the front already sent */
+	size_t len;		/* bytes encoded, sent or not */
 	size_t cap;		/* bytes allocated at buf */
 };
 
+/* What is left to send: dmrepl_obuf_pending() bytes at dmrepl_obuf_data(). */
+static inline const unsigned char *dmrepl_obuf_data(const struct dmrepl_obuf *o)
+{
+	return o->buf + o->head;
+}
+
+static inline size_t dmrepl_obuf_pending(const struct dmrepl_obuf *o)
+{
+	return o->len - o->head;
+}
+
 void dmrepl_obuf_init(struct dmrepl_obuf *o);
 void dmrepl_obuf_free(struct dmrepl_obuf *o);
-/* Drop the first n (<= len) bytes: they were sent. */
+/* Drop the first n (<= pending) bytes: they were sent. */
 void dmrepl_obuf_consume(struct dmrepl_obuf *o, size_t n);
 
 /* ------------------------------------------------------------------ */

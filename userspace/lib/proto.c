@@ -121,6 +121,7 @@ static bool printable(const char *s, size_t n)
 void dmrepl_obuf_init(struct dmrepl_obuf *o)
 {
 	o->buf = NULL;
+	o->head = 0;
 	o->len = 0;
 	o->cap = 0;
 }
@@ -131,10 +132,17 @@ void dmrepl_obuf_free(struct dmrepl_obuf *o)
 	dmrepl_obuf_init(o);
 }
 
+/*
+ * Sent bytes are dropped from the front by moving head alone: a sender that
+ * writes 16 KiB at a time must not move the rest of a window of batches
+ * after each write. The space is taken back when all is sent, or when more
+ * room is needed (one move then).
+ */
 void dmrepl_obuf_consume(struct dmrepl_obuf *o, size_t n)
 {
-	memmove(o->buf, o->buf + n, o->len - n);
-	o->len -= n;
+	o->head += n;
+	if (o->head == o->len)
+		o->head = o->len = 0;
 }
 
 /* Room for n more bytes after len; NULL when out of memory. */
@@ -143,6 +151,11 @@ static unsigned char *obuf_room(struct dmrepl_obuf *o, size_t n)
 	size_t cap = o->cap ? o->cap : 4096;
 	unsigned char *buf;
 
+	if (o->len + n > o->cap && o->head) {
+		memmove(o->buf, o->buf + o->head, o->len - o->head);
+		o->len -= o->head;
+		o->head = 0;
+	}
 	if (n > SIZE_MAX / 2 - o->len)
 		return NULL;
 	if (o->len + n <= o->cap)

@@ -132,11 +132,13 @@ static void answer(FILE *f, struct group *groups, unsigned int n, char *req)
 static int read_request(int fd, char *buf, size_t len)
 {
 	struct pollfd p = { .fd = fd, .events = POLLIN };
+	__u64 end = now_ns() + REQUEST_TIMEOUT_MS * 1000000ULL, now;
 	size_t got = 0;
 	ssize_t n;
 
 	while (got < len - 1) {
-		if (poll(&p, 1, REQUEST_TIMEOUT_MS) <= 0)
+		now = now_ns();
+		if (now >= end || poll(&p, 1, (int)((end - now) / 1000000) + 1) <= 0)
 			return -ETIMEDOUT;
 		n = read(fd, buf + got, len - 1 - got);
 		if (n <= 0)
@@ -162,6 +164,7 @@ static bool peer_is_root(int fd)
 
 static void serve_one(struct ctl *c, int fd)
 {
+	struct timeval tv = { .tv_sec = REQUEST_TIMEOUT_MS / 1000 };
 	char req[REQUEST_MAX];
 	FILE *f;
 
@@ -169,6 +172,8 @@ static void serve_one(struct ctl *c, int fd)
 		close(fd);
 		return;
 	}
+	/* A client that does not read its answer holds the thread this long at most. */
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	f = fdopen(fd, "w");
 	if (!f) {
 		close(fd);

@@ -25,6 +25,14 @@ static void set_state(struct group *g, enum link_state state, unsigned int role)
 	pthread_mutex_unlock(&g->lock);
 }
 
+/* The peer's address in the status: written here, under the lock, read by ctl. */
+static void set_peer(struct group *g, const char *peer)
+{
+	pthread_mutex_lock(&g->lock);
+	snprintf(g->st.peer, sizeof(g->st.peer), "%.*s", (int)sizeof(g->st.peer) - 1, peer);
+	pthread_mutex_unlock(&g->lock);
+}
+
 static struct dmrepl_tls *make_tls(struct group *g, bool server, const unsigned char *psk,
 				   size_t psk_len)
 {
@@ -130,6 +138,17 @@ static bool nap(int ms)
 	return repld_stopping;
 }
 
+/*
+ * How long a handshake may take: the dead-peer timeout, but at most
+ * HANDSHAKE_MAX_MS, since a connection not yet authenticated holds the
+ * group's thread (anyone who reaches the port can open one).
+ */
+static int handshake_ms(const struct group *g)
+{
+	return g->conf->timeout_ms < HANDSHAKE_MAX_MS ? (int)g->conf->timeout_ms :
+							HANDSHAKE_MAX_MS;
+}
+
 /* Dial the peer and shake hands: a connection, or NULL. */
 static struct dmrepl_tls_conn *dial(struct group *g)
 {
@@ -142,8 +161,9 @@ static struct dmrepl_tls_conn *dial(struct group *g)
 		group_error(g, LOG_INFO, "%s", err);
 		return NULL;
 	}
-	snprintf(g->st.peer, sizeof(g->st.peer), "%s:%u", g->peer->address, g->peer->port);
-	if (dmrepl_tls_handshake(g->tls_client, fd, g->conf->timeout_ms, &conn, err,
+	snprintf(err, sizeof(err), "%s:%u", g->peer->address, g->peer->port);
+	set_peer(g, err);
+	if (dmrepl_tls_handshake(g->tls_client, fd, handshake_ms(g), &conn, err,
 				 sizeof(err))) {
 		group_error(g, LOG_WARNING, "TLS handshake with %s: %s", g->st.peer, err);
 		return NULL;
@@ -164,12 +184,12 @@ static struct dmrepl_tls_conn *answer(struct group *g, int ms)
 	fd = net_accept(g->listen_fd, peer, sizeof(peer));
 	if (fd < 0)
 		return NULL;
-	if (dmrepl_tls_handshake(g->tls_server, fd, g->conf->timeout_ms, &conn, err,
+	if (dmrepl_tls_handshake(g->tls_server, fd, handshake_ms(g), &conn, err,
 				 sizeof(err))) {
 		group_error(g, LOG_WARNING, "TLS handshake with %s: %s", peer, err);
 		return NULL;
 	}
-	snprintf(g->st.peer, sizeof(g->st.peer), "%s", peer);
+	set_peer(g, peer);
 	return conn;
 }
 
@@ -253,6 +273,7 @@ void *group_main(void *arg)
 			continue;
 		if (run_session(g, conn, role))
 			failures = 0;
+		set_state(g, LINK_CONNECTING, role);
 		if (role == DM_REPL_ROLE_PRIMARY)
 			nap(net_backoff_ms(&failures));
 	}

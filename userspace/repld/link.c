@@ -89,15 +89,15 @@ int link_flush(struct link *l)
 	size_t chunk;
 	ssize_t n;
 
-	while (l->out.len) {
+	while (dmrepl_obuf_pending(&l->out)) {
 		chunk = allowance(l);
 		if (chunk < l->retry_len)	/* TLS wants the same bytes again */
 			chunk = l->retry_len;
 		if (!chunk)
 			return 0;
-		if (chunk > l->out.len)
-			chunk = l->out.len;
-		n = dmrepl_tls_write(l->conn, l->out.buf, chunk);
+		if (chunk > dmrepl_obuf_pending(&l->out))
+			chunk = dmrepl_obuf_pending(&l->out);
+		n = dmrepl_tls_write(l->conn, dmrepl_obuf_data(&l->out), chunk);
 		if (n == -EAGAIN) {
 			l->retry_len = chunk;
 			return 0;
@@ -175,7 +175,7 @@ static int wait_ms(const struct link *l, __u64 now)
 	__u64 hb = l->last_tx_ns + l->heartbeat_ns, dead = l->last_rx_ns + l->timeout_ns;
 	__u64 until = hb < dead ? hb : dead, refill = refill_wait_ns(l);
 
-	if (l->out.len && refill && now + refill < until)
+	if (dmrepl_obuf_pending(&l->out) && refill && now + refill < until)
 		until = now + refill;
 	if (until <= now)
 		return 0;
@@ -191,7 +191,7 @@ int link_wait(struct link *l, int extra_fd, short extra_events)
 	__u64 now = now_ns();
 	int ret;
 
-	if (l->out.len && (l->retry_len || !refill_wait_ns(l)))
+	if (dmrepl_obuf_pending(&l->out) && (l->retry_len || !refill_wait_ns(l)))
 		p[0].events |= POLLOUT;
 	ret = poll(p, extra_fd >= 0 ? 2 : 1,
 		   dmrepl_tls_pending(l->conn) ? 0 : wait_ms(l, now));
@@ -203,7 +203,7 @@ int link_wait(struct link *l, int extra_fd, short extra_events)
 		     l->g->st.peer, l->g->conf->timeout_ms);
 		return -ETIMEDOUT;
 	}
-	if (!l->out.len && now - l->last_tx_ns >= l->heartbeat_ns) {
+	if (!dmrepl_obuf_pending(&l->out) && now - l->last_tx_ns >= l->heartbeat_ns) {
 		if (dmrepl_proto_put_heartbeat(&l->out, now))
 			return -ENOMEM;
 	}
@@ -222,8 +222,11 @@ void link_refuse(struct link *l, unsigned int reason, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
-	glog(l->g, LOG_ERR, "refusing peer %s: %s: %s", l->g->st.peer,
-	     dmrepl_proto_reason_name(reason), text);
+	if (reason == DMREPL_REFUSE_SHUTDOWN || reason == DMREPL_REFUSE_ROLE)
+		glog(l->g, LOG_NOTICE, "ending the session with %s: %s", l->g->st.peer, text);
+	else
+		group_error(l->g, LOG_ERR, "refusing peer %s: %s: %s", l->g->st.peer,
+			    dmrepl_proto_reason_name(reason), text);
 	for (c = text; *c; c++)		/* the frame carries printable ASCII */
 		if (*c < 0x20 || *c > 0x7e)
 			*c = '?';
@@ -250,6 +253,8 @@ int link_hello(struct link *l, const struct dmrepl_proto_hello *ours,
 	if (ret)
 		return ret;
 	for (;;) {
+		if (repld_stopping)
+			return -EINTR;
 		ret = link_flush(l);
 		if (!ret)
 			ret = link_next(l, &f);

@@ -57,7 +57,7 @@ int net_listen(const char *host, unsigned short port, char *err, size_t errlen)
 	if (fd < 0)
 		goto fail;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, res->ai_addr, res->ai_addrlen) || listen(fd, 4))
+	if (bind(fd, res->ai_addr, res->ai_addrlen) || listen(fd, 16))
 		goto fail;
 	freeaddrinfo(res);
 	return fd;

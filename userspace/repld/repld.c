@@ -172,6 +172,20 @@ static void catch_signals(void)
 	sigaction(SIGPIPE, &sa, NULL);
 }
 
+/* Until SIGTERM or SIGINT; the flag is read with them blocked, so none is lost. */
+static void wait_for_stop(void)
+{
+	sigset_t stops, old;
+
+	sigemptyset(&stops);
+	sigaddset(&stops, SIGTERM);
+	sigaddset(&stops, SIGINT);
+	sigprocmask(SIG_BLOCK, &stops, &old);
+	while (!repld_stopping)
+		sigsuspend(&old);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+}
+
 static void report_conf(const char *msg, void *arg)
 {
 	(void)arg;
@@ -263,8 +277,7 @@ int main(int argc, char **argv)
 		ret = EXIT_RUNTIME;
 	} else {
 		plog(LOG_INFO, "serving %u group%s of %s", n, n == 1 ? "" : "s", o.dir);
-		while (!repld_stopping)
-			pause();
+		wait_for_stop();
 		plog(LOG_INFO, "stopping");
 		ret = EXIT_OK;
 	}

@@ -20,6 +20,8 @@
 
 #define BACKOFF_MIN_MS	500U
 #define BACKOFF_MAX_MS	30000U
+/* The longest a TLS handshake may hold a group's thread. */
+#define HANDSHAKE_MAX_MS 2000
 /* How often a group looks at its device for a role change, at most. */
 #define ROLE_CHECK_MS	1000
 

@@ -80,11 +80,12 @@ static int unexpected(struct link *l, const struct dmrepl_frame *f)
 }
 
 /*
- * Every ROLE_CHECK_MS: is the group still here, in this role, and not
- * disconnected by the admin? Also the facts of the status that come from
+ * Every ROLE_CHECK_MS: is the group still here, in this role (and stream, if
+ * not 0), and not disconnected by the admin? Also the facts of the status that come from
  * the kernel, and the rate. Returns true when the session must end.
  */
-static bool session_check(struct link *l, int info_fd, unsigned int role, struct tick *t)
+static bool session_check(struct link *l, int info_fd, unsigned int role, __u64 stream,
+			  struct tick *t)
 {
 	struct dm_repl_group_info info;
 	char msg[DMREPL_ERRMSG_LEN];
@@ -113,8 +114,9 @@ static bool session_check(struct link *l, int info_fd, unsigned int role, struct
 			    g->local->name);
 		return true;
 	}
-	if (info.role == role)
+	if (info.role == role && (!stream || info.stream == stream))
 		return false;
+	/* A role changed twice between two looks is a new stream. */
 	glog(g, LOG_NOTICE, "group %s changed role: ending the session", g->kgroup);
 	link_refuse(l, DMREPL_REFUSE_ROLE, "site %s changed role", g->local->name);
 	return true;
@@ -133,8 +135,12 @@ struct shipping {
 	struct dmrepl_ship ship;
 	__u64 stream;			/* our ring's */
 	__u64 sent_seq;			/* last sequence sent */
-	unsigned int inflight;		/* batches sent, not acked */
-	/* The oldest in flight first; a pump may send a few past the window. */
+	unsigned int window;		/* the smaller of ours and the peer's */
+	int send_err;			/* the sink's last error */
+	/*
+	 * Batches sent and not yet applied, the oldest first: the window.
+	 * A pump may send a few past it, never past max_flights.
+	 */
 	struct flight *flights;
 	unsigned int nflights, max_flights;
 };
@@ -144,8 +150,6 @@ static void flight_push(struct shipping *s, const void *records, __u64 last_seq)
 {
 	struct group *g = s->l->g;
 
-	if (s->nflights == s->max_flights)
-		return;
 	s->flights[s->nflights].last_seq = last_seq;
 	s->flights[s->nflights].time_ns = dmrepl_rec_time_ns(records);
 	if (!s->nflights++) {
@@ -175,28 +179,40 @@ static int send_batch(void *arg, const void *buf, const struct dmrepl_batch *b)
 {
 	struct shipping *s = arg;
 	struct group *g = s->l->g;
-	size_t before = s->l->out.len;
+	size_t before = dmrepl_obuf_pending(&s->l->out);
 	const char *why = NULL;
 	unsigned int codec;
 	int ret;
 
+	if (s->nflights == s->max_flights)	/* the pump's bound: never */
+		return s->send_err = -ENOBUFS;
 	ret = dmrepl_proto_put_batch(&s->l->out, buf, b->batch_len, g->conf->compress_level,
 				     &codec, &why);
 	if (ret) {
 		group_error(g, LOG_ERR, "batch of seq %llu..%llu: %s", (unsigned long long)b->first_seq,
 			    (unsigned long long)b->last_seq, why ? why : strerror(-ret));
-		return ret;
+		return s->send_err = ret;
 	}
-	s->inflight++;
 	s->sent_seq = b->last_seq;
 	flight_push(s, buf, b->last_seq);
 	pthread_mutex_lock(&g->lock);
 	g->st.batches++;
 	g->st.records += b->batch_nr;
 	g->st.raw_bytes += b->batch_len;
-	g->st.wire_bytes += s->l->out.len - before;
+	g->st.wire_bytes += dmrepl_obuf_pending(&s->l->out) - before;
 	pthread_mutex_unlock(&g->lock);
 	return 0;
+}
+
+/* Release what the replica applied, or had before: 0 or -errno (said). */
+static int release(struct shipping *s)
+{
+	int ret = dmrepl_ship_release(&s->ship);
+
+	if (ret)
+		group_error(s->l->g, LOG_ERR, "release up to sequence %llu: %s",
+			    (unsigned long long)s->ship.acked_seq, strerror(-ret));
+	return ret;
 }
 
 static int take_ack(struct shipping *s, const struct dmrepl_proto_ack *a)
@@ -204,8 +220,6 @@ static int take_ack(struct shipping *s, const struct dmrepl_proto_ack *a)
 	struct group *g = s->l->g;
 	int ret;
 
-	if (a->acked_last_seq && s->inflight)
-		s->inflight--;
 	/* Our records are applied once the replica's applied stream is ours. */
 	if (a->applied_stream != s->stream)
 		return 0;
@@ -218,29 +232,28 @@ static int take_ack(struct shipping *s, const struct dmrepl_proto_ack *a)
 	}
 	dmrepl_ship_acked(&s->ship, a->applied_seq);
 	flight_land(s, a->applied_seq);
-	ret = dmrepl_ship_release(&s->ship);
-	if (ret) {
-		group_error(g, LOG_ERR, "release up to sequence %llu: %s",
-			    (unsigned long long)s->ship.acked_seq, strerror(-ret));
+	ret = release(s);
+	if (ret)
 		return ret;
-	}
 	pthread_mutex_lock(&g->lock);
 	g->st.acked_seq = a->applied_seq;
 	pthread_mutex_unlock(&g->lock);
 	return 0;
 }
 
+/*
+ * Ship within the window. Records the replica had are skipped, and
+ * released here: no ack will come for them.
+ */
 static int ship_some(struct shipping *s)
 {
-	unsigned int window = s->l->g->conf->window;
-	int ret;
+	int ret = 0;
 
-	if (s->inflight >= window)
-		return 0;
-	ret = dmrepl_ship_pump(&s->ship, window - s->inflight);
-	if (ret && s->l->out.len == 0 && !s->inflight)
-		return ret;
-	if (ret == -ENOMEM || ret == -EINVAL)
+	if (s->nflights < s->window) {
+		s->send_err = 0;
+		ret = dmrepl_ship_pump(&s->ship, s->window - s->nflights);
+	}
+	if (ret && ret == s->send_err)
 		return ret;	/* the sink said why */
 	if (ret) {
 		group_error(s->l->g, LOG_ERR, "corrupt ring at position %llu: %s",
@@ -248,7 +261,8 @@ static int ship_some(struct shipping *s)
 			    dmrepl_ring_why(s->ship.ring));
 		return ret;
 	}
-	return link_flush(s->l);
+	ret = release(s);
+	return ret ? ret : link_flush(s->l);
 }
 
 static int stream(struct shipping *s)
@@ -267,10 +281,11 @@ static int stream(struct shipping *s)
 			ret = f.type == DMREPL_FRAME_ACK ? take_ack(s, &f.ack) : unexpected(s->l, &f);
 		if (ret < 0)
 			return ret;
-		if (session_check(s->l, dmrepl_ring_fd(s->ship.ring), DM_REPL_ROLE_PRIMARY, &tick))
+		if (session_check(s->l, dmrepl_ring_fd(s->ship.ring), DM_REPL_ROLE_PRIMARY,
+				  s->stream, &tick))
 			return 0;
 		ev = link_wait(s->l, dmrepl_ring_fd(s->ship.ring),
-			       s->inflight < s->l->g->conf->window ? POLLIN : 0);
+			       s->nflights < s->window ? POLLIN : 0);
 		if (ev < 0)
 			return ev;
 		if (ev & (POLLHUP | POLLERR)) {
@@ -324,7 +339,8 @@ bool session_primary(struct link *l)
 		return false;
 	}
 	s.stream = info.stream;
-	s.max_flights = l->g->conf->window + 8;
+	s.window = l->g->conf->window;
+	s.max_flights = s.window + 8;
 	s.flights = calloc(s.max_flights, sizeof(*s.flights));
 	if (!s.flights) {
 		link_refuse(l, DMREPL_REFUSE_INTERNAL, "%s", strerror(ENOMEM));
@@ -342,6 +358,8 @@ bool session_primary(struct link *l)
 	ret = hello_exchange(l, &ours, &theirs);
 	if (!ret && theirs.max_batch < s.ship.batch.limit)
 		s.ship.batch.limit = theirs.max_batch;	/* the buffer stays as large */
+	if (!ret && theirs.window < s.window)
+		s.window = theirs.window;
 	if (!ret)
 		ret = ship_start(&s, &theirs);
 	if (!ret) {
@@ -424,23 +442,25 @@ static int receive(struct applying *a)
 {
 	struct dmrepl_frame f;
 	struct tick tick = { 0 };
-	int ret;
+	int ret, got;
 
 	for (;;) {
 		if (repld_stopping) {
 			link_refuse(a->l, DMREPL_REFUSE_SHUTDOWN, "repld stopping");
 			return 0;
 		}
-		while ((ret = link_next(a->l, &f)) == 1) {
+		/* One frame a pass: a busy link must not hide a stop or a role change. */
+		got = link_next(a->l, &f);
+		ret = got;
+		if (got == 1)
 			ret = f.type == DMREPL_FRAME_BATCH ? apply_batch(a, &f.batch) :
 			      unexpected(a->l, &f);
-			if (ret)
-				return ret;
-		}
 		if (ret < 0)
 			return ret;
-		if (session_check(a->l, a->info_fd, DM_REPL_ROLE_SECONDARY, &tick))
+		if (session_check(a->l, a->info_fd, DM_REPL_ROLE_SECONDARY, 0, &tick))
 			return 0;
+		if (got == 1)
+			continue;	/* more may be buffered: no wait */
 		ret = link_wait(a->l, -1, 0);
 		if (ret < 0)
 			return ret;

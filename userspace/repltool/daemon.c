@@ -21,7 +21,7 @@ static int ask(const char *path, const char *req, char **reply)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	size_t len = 0, cap = 4096;
-	char *buf = NULL;
+	char *buf = NULL, *more;
 	ssize_t n;
 	int fd, ret = 0;
 
@@ -39,10 +39,19 @@ static int ask(const char *path, const char *req, char **reply)
 	buf = malloc(cap);
 	while (buf && (n = read(fd, buf + len, cap - len - 1)) > 0) {
 		len += (size_t)n;
-		if (len == cap - 1 && cap < REPLY_MAX)
-			buf = realloc(buf, cap *= 2);
+		if (len < cap - 1)
+			continue;
+		if (cap >= REPLY_MAX) {
+			ret = -EMSGSIZE;
+			goto out;
+		}
+		more = realloc(buf, cap * 2);
+		if (!more)
+			break;
+		buf = more;
+		cap *= 2;
 	}
-	if (!buf) {
+	if (!buf || len == cap - 1) {
 		ret = -ENOMEM;
 		goto out;
 	}
