@@ -151,6 +151,7 @@ struct run {
 	int wake_fd;
 	int waiting;
 
+	bool consume_once;		/* --consume-once */
 	int listen_fd;
 	struct dmrepl_tls *server, *client;
 	struct dmrepl_tls_conn *rx_conn;
@@ -244,6 +245,12 @@ struct chan {
 	size_t in_off, in_len, in_cap, max_body;
 	struct dmrepl_obuf out;		/* encoded, not sent yet */
 	const char *what;		/* "shipper", "receiver": for messages */
+	/*
+	 * --consume-once: what TLS took is dropped from out once per flush
+	 * instead of after every write (an experiment; repld's link_flush()
+	 * consumes after every write, which moves the rest of out each time).
+	 */
+	bool consume_once;
 };
 
 static int chan_init(struct chan *ch, struct dmrepl_tls_conn *conn, size_t max_body,
@@ -265,11 +272,30 @@ static void chan_free(struct chan *ch)
 	dmrepl_obuf_free(&ch->out);
 }
 
+/* The --consume-once flush: one dmrepl_obuf_consume() per call. */
+static int chan_flush_once(struct chan *ch)
+{
+	size_t sent = 0;
+	ssize_t n = 0;
+
+	/* After -EAGAIN the same bytes come first again, moved to out.buf. */
+	while (sent < ch->out.len) {
+		n = dmrepl_tls_write(ch->conn, ch->out.buf + sent, ch->out.len - sent);
+		if (n < 0)
+			break;
+		sent += (size_t)n;
+	}
+	dmrepl_obuf_consume(&ch->out, sent);
+	return n < 0 && n != -EAGAIN ? (int)n : 0;
+}
+
 /* Send what is queued until the socket is full. 0 or -errno. */
 static int chan_flush(struct chan *ch)
 {
 	ssize_t n;
 
+	if (ch->consume_once)
+		return chan_flush_once(ch);
 	while (ch->out.len) {
 		/* After -EAGAIN the same bytes are offered again, and maybe more. */
 		n = dmrepl_tls_write(ch->conn, ch->out.buf, ch->out.len);
@@ -681,6 +707,7 @@ static int ship_run(struct run *r, struct dmrepl_tls_conn *conn)
 		dmrepl_ring_close(ring);
 		return ret;
 	}
+	s.ch.consume_once = r->consume_once;
 	/*
 	 * dmrepl_ship_start() reads GROUP_INFO, which a ring in memory does
 	 * not have; the replica is fresh (applied 0, 0), for which it would
@@ -854,6 +881,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: bench-shipper [--quick] [--mib N] [--rounds R] [--case NAME]\n"
 		"                     [--certs DIR] [--no-baseline] [--seconds S]\n"
+		"                     [--consume-once]\n"
 		"  --quick        256 MiB per case, one round: a smoke run\n"
 		"  --mib N        payload MiB per case and round (default 2048)\n"
 		"  --rounds R     rounds; figures are medians (default 3)\n"
@@ -862,6 +890,8 @@ static void usage(FILE *f)
 		"                 (default: made into a temporary directory)\n"
 		"  --no-baseline  do not run openssl speed\n"
 		"  --seconds S    openssl speed -seconds (default 3)\n"
+		"  --consume-once experiment: drop what TLS sent from the output buffer\n"
+		"                 once per flush, not after every write as repld does\n"
 		"Exit status: 0, 1 when a run fails verification or cannot run, 2 usage.\n");
 }
 
@@ -869,7 +899,7 @@ struct opts {
 	__u64 mib;
 	unsigned int rounds;
 	const char *only, *certs;
-	bool baseline;
+	bool baseline, consume_once;
 	int seconds;
 };
 
@@ -883,6 +913,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		{ "certs", required_argument, NULL, 'C' },
 		{ "no-baseline", no_argument, NULL, 'B' },
 		{ "seconds", required_argument, NULL, 's' },
+		{ "consume-once", no_argument, NULL, 'O' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -921,6 +952,9 @@ static int parse(int argc, char **argv, struct opts *o)
 		case 'B':
 			o->baseline = false;
 			break;
+		case 'O':
+			o->consume_once = true;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -948,6 +982,7 @@ static int one_run(const struct opts *o, const struct bench_case *c, const unsig
 	r->c = c;
 	r->pool = pool;
 	r->nrecords = (o->mib << 20) / REC_PAYLOAD;
+	r->consume_once = o->consume_once;
 	r->server = t->server;
 	r->client = t->client;
 	pthread_mutex_init(&r->lock, NULL);
@@ -1065,9 +1100,9 @@ int main(int argc, char **argv)
 		if (o.baseline)
 			printf("%-13s %9.1f %12.1f %7.2f   (openssl speed -evp aes-256-gcm "
 			       "-bytes 16384 -seconds %d)\n", "aes-256-gcm", b, b, 1.0, o.seconds);
-		printf("(medians of %u round%s of %llu MiB; MB = 10^6 bytes; ratio = MB/s/CPU-s "
+		printf("(medians of %u round%s of %llu MiB%s; MB = 10^6 bytes; ratio = MB/s/CPU-s "
 		       "over aes-256-gcm; goal >= 0.70)\n", o.rounds, o.rounds > 1 ? "s" : "",
-		       (unsigned long long)o.mib);
+		       (unsigned long long)o.mib, o.consume_once ? ", --consume-once" : "");
 	}
 	dmrepl_tls_free(t.server);
 	dmrepl_tls_free(t.client);
