@@ -155,13 +155,13 @@ struct run {
 	int listen_fd;
 	struct dmrepl_tls *server, *client;
 	struct dmrepl_tls_conn *rx_conn;
-	char rx_err[256];
+	char rx_err[512];
 	int rx_ret;
 
 	__u64 produced, produced_bytes;
 	__u64 received, received_bytes;
 	struct result res;
-	char err[256];
+	char err[512];
 };
 
 static double cpu_of(clockid_t id)
@@ -285,7 +285,8 @@ static int chan_flush_once(struct chan *ch)
 			break;
 		sent += (size_t)n;
 	}
-	dmrepl_obuf_consume(&ch->out, sent);
+	if (sent)	/* out.buf may still be NULL: consume nothing then */
+		dmrepl_obuf_consume(&ch->out, sent);
 	return n < 0 && n != -EAGAIN ? (int)n : 0;
 }
 
@@ -1007,7 +1008,11 @@ static int one_run(const struct opts *o, const struct bench_case *c, const unsig
 static void print_row(const char *name, double mbs, double per_cpu, double ratio,
 		      double ship_per_cpu, double wire)
 {
-	printf("%-13s %9.1f %12.1f %7.2f %12.1f %6.2f\n", name, mbs, per_cpu, ratio,
+	char r[16] = "-";
+
+	if (ratio > 0)
+		snprintf(r, sizeof(r), "%.3f", ratio);
+	printf("%-13s %9.1f %12.1f %7s %12.1f %6.2f\n", name, mbs, per_cpu, r,
 	       ship_per_cpu, wire);
 }
 
@@ -1098,7 +1103,7 @@ int main(int argc, char **argv)
 				  median(ship[i], o.rounds), median(wire[i], o.rounds));
 		}
 		if (o.baseline)
-			printf("%-13s %9.1f %12.1f %7.2f   (openssl speed -evp aes-256-gcm "
+			printf("%-13s %9.1f %12.1f %7.3f   (openssl speed -evp aes-256-gcm "
 			       "-bytes 16384 -seconds %d)\n", "aes-256-gcm", b, b, 1.0, o.seconds);
 		printf("(medians of %u round%s of %llu MiB%s; MB = 10^6 bytes; ratio = MB/s/CPU-s "
 		       "over aes-256-gcm; goal >= 0.70)\n", o.rounds, o.rounds > 1 ? "s" : "",
