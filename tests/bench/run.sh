@@ -6,6 +6,25 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=build/bench
 mkdir -p "$out"
+
+# Shipper pipeline on the host (tools/bench-shipper, issue 15): a smoke run
+# that builds the tool and checks that 256 MiB per case arrive verified.
+# Its figures are not a measurement (one round, the guest build beside
+# it); BENCH_SHIPPER=full runs the recorded benchmark instead (3 rounds of
+# 2 GiB per case, a few minutes). Documentation/benchmarks.md, "Shipper
+# pipeline (repld on one host)".
+make -s -C tools/bench-shipper
+if [[ ${BENCH_SHIPPER:-quick} == full ]]; then
+	{ uptime; tools/bench-shipper/bench-shipper; uptime; } 2>&1 | tee "$out/shipper.txt"
+else
+	tools/bench-shipper/bench-shipper --quick --no-baseline >"$out/shipper.txt" 2>&1 || {
+		cat "$out/shipper.txt" >&2
+		echo "bench: tools/bench-shipper --quick failed" >&2
+		exit 1
+	}
+	echo "bench: shipper pipeline smoke run verified (build/bench/shipper.txt)"
+fi
+
 # The virtio data disk: a sparse host file, filled by the guest first.
 rm -f "$out/vda.img"
 truncate -s 1G "$out/vda.img"
