@@ -125,6 +125,7 @@ static unsigned int current_role(struct group *g)
 	if (fd < 0)
 		return 0;
 	close(fd);
+	group_note_kernel(g, &info);
 	return info.role;
 }
 

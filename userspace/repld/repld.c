@@ -87,6 +87,15 @@ void session_started(struct group *g, const struct dmrepl_proto_hello *peer)
 	     peer->role == DMREPL_PROTO_PRIMARY ? "secondary" : "primary");
 }
 
+void group_note_kernel(struct group *g, const struct dm_repl_group_info *info)
+{
+	pthread_mutex_lock(&g->lock);
+	g->st.last_seq = info->next_seq - 1;
+	g->st.lag_bytes = info->producer_pos - info->released_pos;
+	g->st.behind = info->state == DM_REPL_STATE_BEHIND;
+	pthread_mutex_unlock(&g->lock);
+}
+
 __u64 now_ns(void)
 {
 	struct timespec ts;

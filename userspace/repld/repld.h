@@ -100,6 +100,9 @@ void group_error(struct group *g, int level, const char *fmt, ...)
 /* A session got past the HELLO check: note the peer's site in the status. */
 void session_started(struct group *g, const struct dmrepl_proto_hello *peer);
 
+/* The kernel's facts of the status (last sequence, ring bytes, behind). */
+void group_note_kernel(struct group *g, const struct dm_repl_group_info *info);
+
 /* CLOCK_MONOTONIC in ns. */
 __u64 now_ns(void);
 

@@ -98,14 +98,12 @@ static bool session_check(struct link *l, int info_fd, unsigned int role, __u64 
 		glog(g, LOG_WARNING, "group %s: %s", g->kgroup, msg);
 		return true;
 	}
+	group_note_kernel(g, &info);
 	pthread_mutex_lock(&g->lock);
 	if (t->next_ns)
 		g->st.rate = (g->st.rate + (double)(g->st.raw_bytes - t->raw_bytes) * 1e9 /
 			      (double)(now - t->last_ns)) / 2;
 	t->raw_bytes = g->st.raw_bytes;
-	g->st.last_seq = info.next_seq - 1;
-	g->st.lag_bytes = info.producer_pos - info.released_pos;
-	g->st.behind = info.state == DM_REPL_STATE_BEHIND;
 	pthread_mutex_unlock(&g->lock);
 	t->last_ns = now;
 	t->next_ns = now + ROLE_CHECK_MS * 1000000ULL;
@@ -207,19 +205,22 @@ static int send_batch(void *arg, const void *buf, const struct dmrepl_batch *b)
 /* Release what the replica applied, or had before: 0 or -errno (said). */
 static int release(struct shipping *s)
 {
+	struct group *g = s->l->g;
 	int ret = dmrepl_ship_release(&s->ship);
 
-	if (ret)
-		group_error(s->l->g, LOG_ERR, "release up to sequence %llu: %s",
+	if (ret) {
+		group_error(g, LOG_ERR, "release up to sequence %llu: %s",
 			    (unsigned long long)s->ship.acked_seq, strerror(-ret));
-	return ret;
+		return ret;
+	}
+	pthread_mutex_lock(&g->lock);
+	g->st.acked_seq = s->ship.acked_seq;
+	pthread_mutex_unlock(&g->lock);
+	return 0;
 }
 
 static int take_ack(struct shipping *s, const struct dmrepl_proto_ack *a)
 {
-	struct group *g = s->l->g;
-	int ret;
-
 	/* Our records are applied once the replica's applied stream is ours. */
 	if (a->applied_stream != s->stream)
 		return 0;
@@ -232,13 +233,7 @@ static int take_ack(struct shipping *s, const struct dmrepl_proto_ack *a)
 	}
 	dmrepl_ship_acked(&s->ship, a->applied_seq);
 	flight_land(s, a->applied_seq);
-	ret = release(s);
-	if (ret)
-		return ret;
-	pthread_mutex_lock(&g->lock);
-	g->st.acked_seq = a->applied_seq;
-	pthread_mutex_unlock(&g->lock);
-	return 0;
+	return release(s);
 }
 
 /*
