@@ -8,6 +8,8 @@
 #   --check   only report missing packages; exit 1 if any are missing.
 #
 # Notes on the list:
+#  * clang and libclang-rt-14-dev: libFuzzer (tests/fuzz); iproute2: ip netns
+#    and tc netem for the two sites of tests/guest/repld.sh.
 #  * linux-image-amd64 / linux-headers-amd64 are meta packages: they pull the
 #    current 6.1.0-NN kernel, its modules and its kbuild tree.  The guest
 #    harness (tests/guest/vm.sh) boots the newest installed one.
@@ -44,6 +46,9 @@ PACKAGES=(
 	libssl-dev
 	openssl
 	libdevmapper-dev
+	clang
+	libclang-rt-14-dev
+	iproute2
 )
 
 check_only=0
