@@ -328,6 +328,21 @@ tap_check "repltool connect resumes it, and the pair drains" bash -c \
 	"'$REPLTOOL' connect --socket '$W/alpha.sock' vm1"
 out=$(drained) && tap_ok "drained after connect" || tap_fail "drain after connect" "$out"
 tap_check "equal at the end" same
+# Memory is bounded by configuration: many reconnects do not grow it.
+rss() { awk '/^VmRSS/ { print $2 }' "/proc/$(cat "$W/alpha.pid")/status"; }
+sessions() {
+	"$REPLTOOL" status --socket "$W/alpha.sock" vm1 | awk '$1 == "sessions" { print $2 }'
+}
+rss0=$(rss) s0=$(sessions)
+for ((i = 0; i < 10; i++)); do
+	"$REPLTOOL" disconnect --socket "$W/alpha.sock" vm1 >/dev/null
+	sleep 1.5
+	"$REPLTOOL" connect --socket "$W/alpha.sock" vm1 >/dev/null
+	sleep 1.5
+done
+rss1=$(rss) s1=$(sessions)
+tap_check "$((s1 - s0)) more sessions: alpha's repld grew by $((rss1 - rss0)) KiB (of $rss0), under 2 MiB" \
+	test $((s1 - s0)) -ge 5 -a $((rss1 - rss0)) -lt 2048
 stop alpha
 for ((i = 0; i < 50; i++)); do
 	[[ -s $W/alpha.rc ]] && break
