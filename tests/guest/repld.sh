@@ -333,16 +333,24 @@ rss() { awk '/^VmRSS/ { print $2 }' "/proc/$(cat "$W/alpha.pid")/status"; }
 sessions() {
 	"$REPLTOOL" status --socket "$W/alpha.sock" vm1 | awk '$1 == "sessions" { print $2 }'
 }
+# link_is STATE: alpha's vm1 link reaches STATE within 20 s.
+link_is() {
+	local end=$((SECONDS + 20))
+	while ((SECONDS < end)); do
+		"$REPLTOOL" status --socket "$W/alpha.sock" vm1 | grep -Eq "^  link +$1$" && return 0
+		sleep 0.1
+	done
+	return 1
+}
 rss0=$(rss) s0=$(sessions)
 for ((i = 0; i < 10; i++)); do
-	"$REPLTOOL" disconnect --socket "$W/alpha.sock" vm1 >/dev/null
-	sleep 1.5
-	"$REPLTOOL" connect --socket "$W/alpha.sock" vm1 >/dev/null
-	sleep 1.5
+	"$REPLTOOL" disconnect --socket "$W/alpha.sock" vm1 >/dev/null && link_is disconnected &&
+		"$REPLTOOL" connect --socket "$W/alpha.sock" vm1 >/dev/null && link_is connected ||
+		tap_bail "disconnect and connect, round $i"
 done
 rss1=$(rss) s1=$(sessions)
 tap_check "$((s1 - s0)) more sessions: alpha's repld grew by $((rss1 - rss0)) KiB (of $rss0), under 2 MiB" \
-	test $((s1 - s0)) -ge 5 -a $((rss1 - rss0)) -lt 2048
+	test $((s1 - s0)) -eq 10 -a $((rss1 - rss0)) -lt 2048
 stop alpha
 for ((i = 0; i < 50; i++)); do
 	[[ -s $W/alpha.rc ]] && break
