@@ -228,7 +228,6 @@ static bool run_session(struct group *g, struct dmrepl_tls_conn *conn, unsigned 
 		return false;
 	}
 	glog(g, LOG_INFO, "connected to %s (%s)", g->st.peer, dmrepl_tls_peer(conn));
-	set_state(g, LINK_CONNECTED, role);
 	if (role == DM_REPL_ROLE_PRIMARY)
 		streamed = session_primary(&l);
 	else if (role == DM_REPL_ROLE_SECONDARY)

@@ -80,6 +80,7 @@ void session_started(struct group *g, const struct dmrepl_proto_hello *peer)
 {
 	pthread_mutex_lock(&g->lock);
 	snprintf(g->st.peer_site, sizeof(g->st.peer_site), "%s", peer->site);
+	g->st.state = LINK_CONNECTED;
 	g->st.sessions++;
 	g->st.last_error[0] = '\0';
 	pthread_mutex_unlock(&g->lock);

@@ -31,7 +31,7 @@ extern volatile sig_atomic_t repld_stopping;
 enum link_state {
 	LINK_DOWN,		/* no device, or not trying */
 	LINK_CONNECTING,	/* dialling or waiting for the peer */
-	LINK_CONNECTED,		/* session running */
+	LINK_CONNECTED,		/* session running (past the HELLO check) */
 	LINK_DISCONNECTED,	/* by the admin (repltool disconnect) */
 };
 
