@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "repld.h"
@@ -85,14 +84,6 @@ void session_started(struct group *g, const struct dmrepl_proto_hello *peer)
 	pthread_mutex_unlock(&g->lock);
 	glog(g, LOG_NOTICE, "replicating with site %s at %s as %s", peer->site, g->st.peer,
 	     peer->role == DMREPL_PROTO_PRIMARY ? "secondary" : "primary");
-}
-
-__u64 now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (__u64)ts.tv_sec * 1000000000ULL + (__u64)ts.tv_nsec;
 }
 
 static void usage(FILE *f)

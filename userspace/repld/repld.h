@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <linux/types.h>
 
+#include "clock.h"
 #include "dmrepl.h"
 #include "dmrepl_conf.h"
 #include "dmrepl_proto.h"
@@ -99,9 +100,6 @@ void group_error(struct group *g, int level, const char *fmt, ...)
 
 /* A session got past the HELLO check: note the peer's site in the status. */
 void session_started(struct group *g, const struct dmrepl_proto_hello *peer);
-
-/* CLOCK_MONOTONIC in ns. */
-__u64 now_ns(void);
 
 /* The group's name in this site's kernel (the site's "group", or the resource's). */
 const char *conf_site_group(const struct dmrepl_conf_group *conf,
