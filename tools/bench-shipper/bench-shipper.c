@@ -11,6 +11,8 @@
  *                     (zstd, every record's crc32c, sequence order), compares
  *                     every payload with what was produced, answers ACKs
  *
+ * Both ends send and receive through repld's own link (userspace/repld/link.c).
+ *
  * The figure is payload MB/s per CPU-second of the whole process, against
  * `openssl speed -evp aes-256-gcm` (one thread, 16 KiB) in the same run.
  * MB is 10^6 bytes, as openssl counts.
@@ -34,6 +36,7 @@
 #include "dmrepl.h"
 #include "dmrepl_proto.h"
 #include "dmrepl_tls.h"
+#include "link.h"
 #include "ringsim.h"
 
 #ifndef BENCH_REPO
@@ -47,6 +50,9 @@
 #define BATCH_BYTES	(1U << 20)	/* repld's default batch_bytes */
 #define WINDOW		4U		/* repld's default window */
 #define HANDSHAKE_MS	10000
+#define HEARTBEAT_MS	1000		/* repld's defaults */
+#define TIMEOUT_MS	5000
+#define ERR_LEN		512
 #define GROUP_NAME	"bench"
 
 /* ---- payloads -------------------------------------------------------------- */
@@ -151,17 +157,15 @@ struct run {
 	int wake_fd;
 	int waiting;
 
-	bool consume_once;		/* --consume-once */
 	int listen_fd;
 	struct dmrepl_tls *server, *client;
-	struct dmrepl_tls_conn *rx_conn;
-	char rx_err[512];
+	char rx_err[ERR_LEN];
 	int rx_ret;
 
 	__u64 produced, produced_bytes;
 	__u64 received, received_bytes;
 	struct result res;
-	char err[512];
+	char err[ERR_LEN];
 };
 
 static double cpu_of(clockid_t id)
@@ -237,136 +241,43 @@ static void *producer(void *arg)
 	return NULL;
 }
 
-/* ---- a framed TLS connection, as repld's link.c ---------------------------- */
+/* ---- the link: repld's link.c ---------------------------------------------- */
 
-struct chan {
-	struct dmrepl_tls_conn *conn;
-	unsigned char *in;		/* received, from in_off to in_len */
-	size_t in_off, in_len, in_cap, max_body;
-	struct dmrepl_obuf out;		/* encoded, not sent yet */
-	const char *what;		/* "shipper", "receiver": for messages */
-	/*
-	 * --consume-once: what TLS took is dropped from out once per flush
-	 * instead of after every write (an experiment; repld's link_flush()
-	 * consumes after every write, which moves the rest of out each time).
-	 */
-	bool consume_once;
-};
-
-static int chan_init(struct chan *ch, struct dmrepl_tls_conn *conn, size_t max_body,
-		     const char *what)
+/* A link's messages (struct link_owner): the first is kept as its side's error. */
+static void keep_first(void *arg, int level, bool error, const char *msg)
 {
-	memset(ch, 0, sizeof(*ch));
-	ch->conn = conn;
-	ch->max_body = max_body;
-	ch->in_cap = DMREPL_PROTO_HDR_SIZE + max_body;
-	ch->in = malloc(ch->in_cap);
-	ch->what = what;
-	dmrepl_obuf_init(&ch->out);
-	return ch->in ? 0 : -ENOMEM;
-}
+	char *err = arg;
 
-static void chan_free(struct chan *ch)
-{
-	free(ch->in);
-	dmrepl_obuf_free(&ch->out);
-}
-
-/* The --consume-once flush: one dmrepl_obuf_consume() per call. */
-static int chan_flush_once(struct chan *ch)
-{
-	size_t sent = 0;
-	ssize_t n = 0;
-
-	/* After -EAGAIN the same bytes come first again, moved to out.buf. */
-	while (sent < ch->out.len) {
-		n = dmrepl_tls_write(ch->conn, ch->out.buf + sent, ch->out.len - sent);
-		if (n < 0)
-			break;
-		sent += (size_t)n;
-	}
-	if (sent)	/* out.buf may still be NULL: consume nothing then */
-		dmrepl_obuf_consume(&ch->out, sent);
-	return n < 0 && n != -EAGAIN ? (int)n : 0;
-}
-
-/* Send what is queued until the socket is full. 0 or -errno. */
-static int chan_flush(struct chan *ch)
-{
-	ssize_t n;
-
-	if (ch->consume_once)
-		return chan_flush_once(ch);
-	while (ch->out.len) {
-		/* After -EAGAIN the same bytes are offered again, and maybe more. */
-		n = dmrepl_tls_write(ch->conn, ch->out.buf, ch->out.len);
-		if (n == -EAGAIN)
-			return 0;
-		if (n < 0)
-			return (int)n;
-		dmrepl_obuf_consume(&ch->out, (size_t)n);
-	}
-	return 0;
+	(void)level;
+	(void)error;
+	if (!err[0])
+		snprintf(err, ERR_LEN, "%s", msg);
 }
 
 /*
- * The next whole frame: 1, 0 when none is complete yet, -ECONNRESET on the
- * peer's close, or -errno (f->why says why for a bad frame).
+ * One side's link over conn, with repld's default heartbeat and timeout
+ * and no bandwidth limit. As link_init(): link_close() closes conn even
+ * after a failure.
  */
-static int chan_next(struct chan *ch, struct dmrepl_frame *f)
+static int side_init(struct link_owner *o, struct link *l, struct dmrepl_tls_conn *conn,
+		     const char *peer, char *err)
 {
-	long ret;
-	ssize_t n;
-
-	for (;;) {
-		ret = dmrepl_frame_decode(ch->in + ch->in_off, ch->in_len - ch->in_off,
-					  ch->max_body, f);
-		if (ret > 0) {
-			ch->in_off += (size_t)ret;
-			return 1;
-		}
-		if (ret < 0)
-			return (int)ret;
-		if (ch->in_off) {
-			memmove(ch->in, ch->in + ch->in_off, ch->in_len - ch->in_off);
-			ch->in_len -= ch->in_off;
-			ch->in_off = 0;
-		}
-		if (ch->in_len == ch->in_cap)
-			return 0;
-		n = dmrepl_tls_read(ch->conn, ch->in + ch->in_len, ch->in_cap - ch->in_len);
-		if (n == -EAGAIN)
-			return 0;
-		if (n == 0)
-			return -ECONNRESET;
-		if (n < 0)
-			return (int)n;
-		ch->in_len += (size_t)n;
-	}
-}
-
-/* Wait for the socket, and extra_fd if >= 0. Returns extra_fd's revents or -errno. */
-static int chan_wait(struct chan *ch, int extra_fd)
-{
-	struct pollfd p[2] = {
-		{ .fd = dmrepl_tls_fd(ch->conn), .events = POLLIN },
-		{ .fd = extra_fd, .events = POLLIN },
+	*o = (struct link_owner){
+		.peer = peer,
+		.heartbeat_ms = HEARTBEAT_MS,
+		.timeout_ms = TIMEOUT_MS,
+		.log = keep_first,
+		.arg = err,
 	};
-
-	if (ch->out.len)
-		p[0].events |= POLLOUT | dmrepl_tls_events(ch->conn);
-	if (dmrepl_tls_pending(ch->conn))
-		return 0;
-	if (poll(p, extra_fd >= 0 ? 2 : 1, 10000) < 0)
-		return errno == EINTR ? 0 : -errno;
-	return extra_fd >= 0 ? p[1].revents : 0;
+	return link_init(l, o, conn, DMREPL_PROTO_BATCH_MAX);
 }
 
 /* ---- receiver: the secondary ----------------------------------------------- */
 
 struct receiver {
 	struct run *r;
-	struct chan ch;
+	struct link_owner owner;
+	struct link l;
 	void *buf;			/* a batch's records, unpacked */
 	struct dmrepl_proto_order order;
 	__u64 next_seq;
@@ -424,7 +335,7 @@ static int rx_batch(struct receiver *rx, const struct dmrepl_proto_batch *b)
 	ret = rx_records(rx, b);
 	if (ret)
 		return ret;
-	return dmrepl_proto_put_ack(&rx->ch.out, &ack);
+	return dmrepl_proto_put_ack(&rx->l.out, &ack);
 }
 
 static int rx_loop(struct receiver *rx)
@@ -433,7 +344,7 @@ static int rx_loop(struct receiver *rx)
 	int ret;
 
 	for (;;) {
-		while ((ret = chan_next(&rx->ch, &f)) == 1) {
+		while ((ret = link_next(&rx->l, &f)) == 1) {
 			if (f.type == DMREPL_FRAME_BATCH)
 				ret = rx_batch(rx, &f.batch);
 			else if (f.type != DMREPL_FRAME_HEARTBEAT)
@@ -445,9 +356,9 @@ static int rx_loop(struct receiver *rx)
 		if (ret == -ECONNRESET && rx->r->received == rx->r->nrecords)
 			return 0;
 		if (!ret)
-			ret = chan_flush(&rx->ch);
+			ret = link_flush(&rx->l);
 		if (!ret)
-			ret = chan_wait(&rx->ch, -1);
+			ret = link_wait(&rx->l, -1, 0);
 		if (ret < 0)
 			return ret;
 	}
@@ -457,6 +368,7 @@ static void *receiver(void *arg)
 {
 	struct receiver rx = { .r = arg, .next_seq = 1 };
 	struct run *r = rx.r;
+	struct dmrepl_tls_conn *conn;
 	int fd, ret;
 
 	fd = accept4(r->listen_fd, NULL, NULL, SOCK_CLOEXEC);
@@ -465,25 +377,24 @@ static void *receiver(void *arg)
 		snprintf(r->rx_err, sizeof(r->rx_err), "receiver: accept: %s", strerror(errno));
 		return NULL;
 	}
-	ret = dmrepl_tls_handshake(r->server, fd, HANDSHAKE_MS, &r->rx_conn, r->rx_err,
+	ret = dmrepl_tls_handshake(r->server, fd, HANDSHAKE_MS, &conn, r->rx_err,
 				   sizeof(r->rx_err));
 	if (ret) {
 		r->rx_ret = ret;
 		return NULL;
 	}
 	rx.buf = aligned_alloc(8, DM_REPL_APPLY_BATCH_MAX);
-	ret = chan_init(&rx.ch, r->rx_conn, DMREPL_PROTO_BATCH_MAX, "receiver");
+	ret = side_init(&rx.owner, &rx.l, conn, "shipper", r->rx_err);
 	if (!rx.buf && !ret)
 		ret = -ENOMEM;
 	dmrepl_proto_order_init(&rx.order, 0, 0);	/* a fresh replica */
 	if (!ret)
 		ret = rx_loop(&rx);
 	if (ret && !r->rx_err[0])
-		snprintf(r->rx_err, sizeof(r->rx_err), "receiver: %s%s%s", strerror(-ret),
-			 *dmrepl_tls_error(r->rx_conn) ? ": " : "", dmrepl_tls_error(r->rx_conn));
+		snprintf(r->rx_err, sizeof(r->rx_err), "receiver: %s", strerror(-ret));
 	r->rx_ret = ret;
 	r->res.receiver_s = cpu_of(CLOCK_THREAD_CPUTIME_ID);
-	chan_free(&rx.ch);
+	link_close(&rx.l);
 	free(rx.buf);
 	return NULL;
 }
@@ -492,7 +403,8 @@ static void *receiver(void *arg)
 
 struct shipper {
 	struct run *r;
-	struct chan ch;
+	struct link_owner owner;
+	struct link l;
 	struct dmrepl_ship ship;
 	unsigned int inflight;		/* batches sent, not acked */
 };
@@ -501,11 +413,11 @@ struct shipper {
 static int send_batch(void *arg, const void *buf, const struct dmrepl_batch *b)
 {
 	struct shipper *s = arg;
-	size_t before = s->ch.out.len;
+	size_t before = dmrepl_obuf_pending(&s->l.out);
 	const char *why = NULL;
 	int ret;
 
-	ret = dmrepl_proto_put_batch(&s->ch.out, buf, b->batch_len, s->r->c->level, NULL, &why);
+	ret = dmrepl_proto_put_batch(&s->l.out, buf, b->batch_len, s->r->c->level, NULL, &why);
 	if (ret) {
 		snprintf(s->r->err, sizeof(s->r->err), "shipper: batch of seq %llu..%llu: %s",
 			 (unsigned long long)b->first_seq, (unsigned long long)b->last_seq,
@@ -515,7 +427,7 @@ static int send_batch(void *arg, const void *buf, const struct dmrepl_batch *b)
 	s->inflight++;
 	s->r->res.batches++;
 	s->r->res.raw_bytes += b->batch_len;
-	s->r->res.wire_bytes += s->ch.out.len - before;
+	s->r->res.wire_bytes += dmrepl_obuf_pending(&s->l.out) - before;
 	return 0;
 }
 
@@ -564,7 +476,7 @@ static int ship_some(struct shipper *s)
 			return ret;
 		}
 	}
-	return chan_flush(&s->ch);
+	return link_flush(&s->l);
 }
 
 /*
@@ -596,7 +508,7 @@ static int ship_wait(struct shipper *s)
 	int ev;
 
 	if (s->inflight >= WINDOW)
-		return chan_wait(&s->ch, -1);
+		return link_wait(&s->l, -1, 0);
 	__atomic_store_n(&r->waiting, 1, __ATOMIC_RELAXED);
 	/* Pairs with the fence in wake_shipper(): set waiting, then look. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
@@ -604,7 +516,7 @@ static int ship_wait(struct shipper *s)
 		__atomic_store_n(&r->waiting, 0, __ATOMIC_RELAXED);
 		return 0;
 	}
-	ev = chan_wait(&s->ch, r->wake_fd);
+	ev = link_wait(&s->l, r->wake_fd, POLLIN);
 	__atomic_store_n(&r->waiting, 0, __ATOMIC_RELAXED);
 	if (ev > 0 && (ev & POLLIN))
 		(void)!read(r->wake_fd, &v, sizeof(v));
@@ -618,7 +530,7 @@ static int ship_loop(struct shipper *s)
 
 	while (s->ship.acked_seq < s->r->nrecords) {
 		ret = ship_some(s);
-		while (!ret && (ret = chan_next(&s->ch, &f)) == 1)
+		while (!ret && (ret = link_next(&s->l, &f)) == 1)
 			ret = f.type == DMREPL_FRAME_ACK ? take_ack(s, &f.ack) :
 			      f.type == DMREPL_FRAME_HEARTBEAT ? 0 : -EPROTO;
 		if (ret < 0)
@@ -689,7 +601,7 @@ static double rusage_s(void)
 	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
-/* Shipper side of a run, from the connection on. 0 or -errno (r->err). */
+/* Shipper side of a run, over conn (closed here). 0 or -errno (r->err). */
 static int ship_run(struct run *r, struct dmrepl_tls_conn *conn)
 {
 	struct shipper s = { .r = r };
@@ -698,17 +610,15 @@ static int ship_run(struct run *r, struct dmrepl_tls_conn *conn)
 	pthread_t prod;
 	int ret;
 
+	ret = side_init(&s.owner, &s.l, conn, "receiver", r->err);
+	if (ret)
+		goto out_link;
 	ret = dmrepl_ring_attach(r->sim.ro, r->sim.map_size, &ring);
 	if (ret)
-		return ret;
+		goto out_link;
 	ret = dmrepl_ship_init(&s.ship, ring, BATCH_BYTES);
-	if (!ret)
-		ret = chan_init(&s.ch, conn, DMREPL_PROTO_BATCH_MAX, "shipper");
-	if (ret) {
-		dmrepl_ring_close(ring);
-		return ret;
-	}
-	s.ch.consume_once = r->consume_once;
+	if (ret)
+		goto out_ring;
 	/*
 	 * dmrepl_ship_start() reads GROUP_INFO, which a ring in memory does
 	 * not have; the replica is fresh (applied 0, 0), for which it would
@@ -740,9 +650,12 @@ static int ship_run(struct run *r, struct dmrepl_tls_conn *conn)
 		r->res.wall_s = now_s() - wall0;
 		r->res.cpu_s = rusage_s() - cpu0;
 	}
-	chan_free(&s.ch);
 	dmrepl_ship_free(&s.ship);
+out_ring:
 	dmrepl_ring_close(ring);
+out_link:
+	/* close_notify: the receiver has all it expects, or ends with an error. */
+	link_close(&s.l);
 	return ret;
 }
 
@@ -772,14 +685,10 @@ static int run_case(struct run *r)
 		snprintf(r->err, sizeof(r->err), "shipper: connect: %s", err[0] ? err : strerror(-ret));
 	else
 		ret = ship_run(r, conn);
-	/* close_notify: the receiver has all it expects, or ends with an error. */
-	dmrepl_tls_close(conn);
 	if (fd < 0)
 		shutdown(r->listen_fd, SHUT_RDWR);
 	pthread_join(rx, NULL);
 	close(r->listen_fd);
-	dmrepl_tls_close(r->rx_conn);
-	r->rx_conn = NULL;
 	if (r->rx_ret && !ret) {
 		snprintf(r->err, sizeof(r->err), "%s", r->rx_err);
 		return r->rx_ret;
@@ -882,7 +791,6 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: bench-shipper [--quick] [--mib N] [--rounds R] [--case NAME]\n"
 		"                     [--certs DIR] [--no-baseline] [--seconds S]\n"
-		"                     [--consume-once]\n"
 		"  --quick        256 MiB per case, one round: a smoke run\n"
 		"  --mib N        payload MiB per case and round (default 2048)\n"
 		"  --rounds R     rounds; figures are medians (default 3)\n"
@@ -891,8 +799,6 @@ static void usage(FILE *f)
 		"                 (default: made into a temporary directory)\n"
 		"  --no-baseline  do not run openssl speed\n"
 		"  --seconds S    openssl speed -seconds (default 3)\n"
-		"  --consume-once experiment: drop what TLS sent from the output buffer\n"
-		"                 once per flush, not after every write as repld does\n"
 		"Exit status: 0, 1 when a run fails verification or cannot run, 2 usage.\n");
 }
 
@@ -900,7 +806,7 @@ struct opts {
 	__u64 mib;
 	unsigned int rounds;
 	const char *only, *certs;
-	bool baseline, consume_once;
+	bool baseline;
 	int seconds;
 };
 
@@ -914,7 +820,6 @@ static int parse(int argc, char **argv, struct opts *o)
 		{ "certs", required_argument, NULL, 'C' },
 		{ "no-baseline", no_argument, NULL, 'B' },
 		{ "seconds", required_argument, NULL, 's' },
-		{ "consume-once", no_argument, NULL, 'O' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -953,9 +858,6 @@ static int parse(int argc, char **argv, struct opts *o)
 		case 'B':
 			o->baseline = false;
 			break;
-		case 'O':
-			o->consume_once = true;
-			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -983,7 +885,6 @@ static int one_run(const struct opts *o, const struct bench_case *c, const unsig
 	r->c = c;
 	r->pool = pool;
 	r->nrecords = (o->mib << 20) / REC_PAYLOAD;
-	r->consume_once = o->consume_once;
 	r->server = t->server;
 	r->client = t->client;
 	pthread_mutex_init(&r->lock, NULL);
@@ -1105,9 +1006,9 @@ int main(int argc, char **argv)
 		if (o.baseline)
 			printf("%-13s %9.1f %12.1f %7.3f   (openssl speed -evp aes-256-gcm "
 			       "-bytes 16384 -seconds %d)\n", "aes-256-gcm", b, b, 1.0, o.seconds);
-		printf("(medians of %u round%s of %llu MiB%s; MB = 10^6 bytes; ratio = MB/s/CPU-s "
+		printf("(medians of %u round%s of %llu MiB; MB = 10^6 bytes; ratio = MB/s/CPU-s "
 		       "over aes-256-gcm; goal >= 0.70)\n", o.rounds, o.rounds > 1 ? "s" : "",
-		       (unsigned long long)o.mib, o.consume_once ? ", --consume-once" : "");
+		       (unsigned long long)o.mib);
 	}
 	dmrepl_tls_free(t.server);
 	dmrepl_tls_free(t.client);

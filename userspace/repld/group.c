@@ -213,25 +213,46 @@ bool group_admin_down(struct group *g)
 	return down;
 }
 
+/* The link's messages: with the group's name, refusals kept as its last error. */
+static void link_said(void *arg, int level, bool error, const char *msg)
+{
+	struct group *g = arg;
+
+	if (error)
+		group_error(g, level, "%s", msg);
+	else
+		glog(g, level, "%s", msg);
+}
+
 /*
  * Returns true when the session got past the HELLO check. Role 0: no
  * session to offer (no device, or disconnected): the peer is told why.
  */
 static bool run_session(struct group *g, struct dmrepl_tls_conn *conn, unsigned int role)
 {
+	/* st.peer is written by this thread alone, before the session. */
+	const struct link_owner owner = {
+		.peer = g->st.peer,
+		.heartbeat_ms = g->conf->heartbeat_ms,
+		.timeout_ms = g->conf->timeout_ms,
+		.bandwidth = g->conf->bandwidth,
+		.stop = &repld_stopping,
+		.log = link_said,
+		.arg = g,
+	};
 	bool streamed = false;
 	struct link l;
 
-	if (link_init(&l, g, conn, group_batch_max(g) + DMREPL_PROTO_BATCH_HDR)) {
+	if (link_init(&l, &owner, conn, group_batch_max(g) + DMREPL_PROTO_BATCH_HDR)) {
 		group_error(g, LOG_ERR, "link buffers: %s", strerror(ENOMEM));
 		link_close(&l);
 		return false;
 	}
 	glog(g, LOG_INFO, "connected to %s (%s)", g->st.peer, dmrepl_tls_peer(conn));
 	if (role == DM_REPL_ROLE_PRIMARY)
-		streamed = session_primary(&l);
+		streamed = session_primary(g, &l);
 	else if (role == DM_REPL_ROLE_SECONDARY)
-		streamed = session_secondary(&l);
+		streamed = session_secondary(g, &l);
 	else if (group_admin_down(g))
 		link_refuse(&l, DMREPL_REFUSE_SHUTDOWN, "disconnected by the admin of site %s",
 			    g->local->name);

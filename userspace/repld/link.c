@@ -11,6 +11,7 @@
 #include <string.h>
 #include <syslog.h>
 
+#include "clock.h"
 #include "link.h"
 
 #define NSEC_PER_MSEC 1000000ULL
@@ -19,21 +20,22 @@
 #define BUCKET_NS (100 * NSEC_PER_MSEC)
 #define BUCKET_MIN 65536.0
 
-int link_init(struct link *l, struct group *g, struct dmrepl_tls_conn *conn, size_t max_body)
+int link_init(struct link *l, const struct link_owner *owner, struct dmrepl_tls_conn *conn,
+	      size_t max_body)
 {
 	__u64 now = now_ns();
 
 	memset(l, 0, sizeof(*l));
-	l->g = g;
+	l->owner = owner;
 	l->conn = conn;
 	l->max_body = max_body;
 	l->in_cap = DMREPL_PROTO_HDR_SIZE + max_body;
 	l->in = malloc(l->in_cap);
 	dmrepl_obuf_init(&l->out);
 	l->last_rx_ns = l->last_tx_ns = l->refill_ns = now;
-	l->heartbeat_ns = g->conf->heartbeat_ms * NSEC_PER_MSEC;
-	l->timeout_ns = g->conf->timeout_ms * NSEC_PER_MSEC;
-	l->rate = g->conf->bandwidth;
+	l->heartbeat_ns = owner->heartbeat_ms * NSEC_PER_MSEC;
+	l->timeout_ns = owner->timeout_ms * NSEC_PER_MSEC;
+	l->rate = owner->bandwidth;
 	return l->in ? 0 : -ENOMEM;
 }
 
@@ -75,12 +77,26 @@ static __u64 refill_wait_ns(const struct link *l)
 	return (__u64)((1 - l->tokens) * NSEC_PER_SEC / l->rate) + 1;
 }
 
+/* Tell the owner, error or not (struct link_owner). */
+static void say(const struct link *l, int level, bool error, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void say(const struct link *l, int level, bool error, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	l->owner->log(l->owner->arg, level, error, msg);
+}
+
 static int broken(struct link *l, int err, const char *what)
 {
 	const char *why = dmrepl_tls_error(l->conn);
 
-	glog(l->g, LOG_WARNING, "peer %s: %s: %s", l->g->st.peer, what,
-	     why && *why ? why : strerror(-err));
+	say(l, LOG_WARNING, false, "peer %s: %s: %s", l->owner->peer, what,
+	    why && *why ? why : strerror(-err));
 	return err;
 }
 
@@ -136,7 +152,7 @@ static int fill(struct link *l)
 	if (n == -EAGAIN)
 		return 0;
 	if (!n) {
-		glog(l->g, LOG_WARNING, "peer %s closed the connection", l->g->st.peer);
+		say(l, LOG_WARNING, false, "peer %s closed the connection", l->owner->peer);
 		return -ECONNRESET;
 	}
 	if (n < 0)
@@ -160,7 +176,7 @@ int link_next(struct link *l, struct dmrepl_frame *f)
 		}
 		if (ret < 0) {
 			link_refuse(l, decode_reason(ret), "bad frame from %s: %s (%llu)",
-				    l->g->st.peer, f->why, (unsigned long long)f->bad_value);
+				    l->owner->peer, f->why, (unsigned long long)f->bad_value);
 			return (int)ret;
 		}
 		got = fill(l);
@@ -199,8 +215,8 @@ int link_wait(struct link *l, int extra_fd, short extra_events)
 		return errno == EINTR ? 0 : -errno;
 	now = now_ns();
 	if (now - l->last_rx_ns > l->timeout_ns) {
-		glog(l->g, LOG_WARNING, "peer %s silent for %u ms: link considered dead",
-		     l->g->st.peer, l->g->conf->timeout_ms);
+		say(l, LOG_WARNING, false, "peer %s silent for %u ms: link considered dead",
+		    l->owner->peer, l->owner->timeout_ms);
 		return -ETIMEDOUT;
 	}
 	if (!dmrepl_obuf_pending(&l->out) && now - l->last_tx_ns >= l->heartbeat_ns) {
@@ -223,10 +239,10 @@ void link_refuse(struct link *l, unsigned int reason, const char *fmt, ...)
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
 	if (reason == DMREPL_REFUSE_SHUTDOWN || reason == DMREPL_REFUSE_ROLE)
-		glog(l->g, LOG_NOTICE, "ending the session with %s: %s", l->g->st.peer, text);
+		say(l, LOG_NOTICE, false, "ending the session with %s: %s", l->owner->peer, text);
 	else
-		group_error(l->g, LOG_ERR, "refusing peer %s: %s: %s", l->g->st.peer,
-			    dmrepl_proto_reason_name(reason), text);
+		say(l, LOG_ERR, true, "refusing peer %s: %s: %s", l->owner->peer,
+		    dmrepl_proto_reason_name(reason), text);
 	for (c = text; *c; c++)		/* the frame carries printable ASCII */
 		if (*c < 0x20 || *c > 0x7e)
 			*c = '?';
@@ -238,8 +254,8 @@ static int peer_refused(struct link *l, const struct dmrepl_proto_refuse *r)
 {
 	const char *name = dmrepl_proto_reason_name(r->reason);
 
-	group_error(l->g, LOG_ERR, "peer %s refused us: %s: %s", l->g->st.peer,
-		    name ? name : "unknown reason", r->text);
+	say(l, LOG_ERR, true, "peer %s refused us: %s: %s", l->owner->peer,
+	    name ? name : "unknown reason", r->text);
 	return -ECONNREFUSED;
 }
 
@@ -253,7 +269,7 @@ int link_hello(struct link *l, const struct dmrepl_proto_hello *ours,
 	if (ret)
 		return ret;
 	for (;;) {
-		if (repld_stopping)
+		if (l->owner->stop && *l->owner->stop)
 			return -EINTR;
 		ret = link_flush(l);
 		if (!ret)

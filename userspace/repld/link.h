@@ -3,14 +3,38 @@
  * One TLS connection to the peer, framed (Documentation/protocol.md): what
  * came in and is not decoded yet, what is encoded and not sent yet, the
  * heartbeat and dead-peer clocks, and the bandwidth limit on what is sent.
+ *
+ * The link serves an owner (repld's group, or a benchmark) that sets its
+ * clocks and its limit, names the peer, and hears what goes wrong.
  */
 #ifndef REPLD_LINK_H
 #define REPLD_LINK_H
 
-#include "repld.h"
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <linux/types.h>
+
+#include "dmrepl_proto.h"
+#include "dmrepl_tls.h"
+
+struct link_owner {
+	const char *peer;		/* the peer's address, for messages */
+	unsigned int heartbeat_ms, timeout_ms;
+	unsigned long long bandwidth;	/* bytes/s, 0: unlimited */
+	/* Set when the link must give up waiting for the peer (NULL: never). */
+	const volatile sig_atomic_t *stop;
+	/*
+	 * A message of the link, at a syslog level. error: a refusal, ours
+	 * or the peer's, which the owner keeps as the session's error;
+	 * otherwise news of the connection (closed, broken, silent, ended).
+	 */
+	void (*log)(void *arg, int level, bool error, const char *msg);
+	void *arg;
+};
 
 struct link {
-	struct group *g;
+	const struct link_owner *owner;
 	struct dmrepl_tls_conn *conn;
 	unsigned char *in;		/* received, from in_off to in_len */
 	size_t in_off, in_len, in_cap;
@@ -26,8 +50,13 @@ struct link {
 	__u64 wire_tx;			/* bytes sent */
 };
 
-/* Buffers for frames of bodies up to max_body. 0 or -ENOMEM. */
-int link_init(struct link *l, struct group *g, struct dmrepl_tls_conn *conn, size_t max_body);
+/*
+ * Buffers for frames of bodies up to max_body. 0 or -ENOMEM. The owner
+ * outlives the link; the link owns conn, and link_close() closes it, even
+ * after a failed link_init().
+ */
+int link_init(struct link *l, const struct link_owner *owner, struct dmrepl_tls_conn *conn,
+	      size_t max_body);
 void link_close(struct link *l);
 
 /*
@@ -57,7 +86,10 @@ int link_wait(struct link *l, int extra_fd, short extra_events);
 void link_refuse(struct link *l, unsigned int reason, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/* Queue the first frame of a session, and wait for the peer's within the timeout. */
+/*
+ * Queue the first frame of a session, and wait for the peer's within the
+ * timeout, or until the owner's stop is set (-EINTR).
+ */
 int link_hello(struct link *l, const struct dmrepl_proto_hello *ours,
 	       struct dmrepl_proto_hello *theirs);
 

@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "repld.h"
@@ -95,14 +94,6 @@ void group_note_kernel(struct group *g, const struct dm_repl_group_info *info)
 	g->st.lag_bytes = info->producer_pos - info->released_pos;
 	g->st.behind = info->state == DM_REPL_STATE_BEHIND;
 	pthread_mutex_unlock(&g->lock);
-}
-
-__u64 now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (__u64)ts.tv_sec * 1000000000ULL + (__u64)ts.tv_nsec;
 }
 
 static void usage(FILE *f)

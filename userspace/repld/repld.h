@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <linux/types.h>
 
+#include "clock.h"
 #include "dmrepl.h"
 #include "dmrepl_conf.h"
 #include "dmrepl_proto.h"
@@ -102,9 +103,6 @@ void session_started(struct group *g, const struct dmrepl_proto_hello *peer);
 
 /* The kernel's facts of the status (last sequence, ring bytes, behind). */
 void group_note_kernel(struct group *g, const struct dm_repl_group_info *info);
-
-/* CLOCK_MONOTONIC in ns. */
-__u64 now_ns(void);
 
 /* The group's name in this site's kernel (the site's "group", or the resource's). */
 const char *conf_site_group(const struct dmrepl_conf_group *conf,

@@ -43,7 +43,7 @@ void hello_init(const struct group *g, const struct dm_repl_group_info *info,
 	}
 }
 
-int hello_exchange(struct link *l, const struct dmrepl_proto_hello *ours,
+int hello_exchange(struct group *g, struct link *l, const struct dmrepl_proto_hello *ours,
 		   struct dmrepl_proto_hello *theirs)
 {
 	unsigned int reason;
@@ -51,19 +51,19 @@ int hello_exchange(struct link *l, const struct dmrepl_proto_hello *ours,
 	int ret = link_hello(l, ours, theirs);
 
 	if (ret == -EINVAL)	/* ours does not encode */
-		group_error(l->g, LOG_ERR, "our HELLO: a field out of the protocol's bounds");
+		group_error(g, LOG_ERR, "our HELLO: a field out of the protocol's bounds");
 	if (ret)
 		return ret;
 	if (!dmrepl_proto_check_hello(ours, theirs, &reason, &text))
 		return 0;
 	link_refuse(l, reason, "%s", text);
-	group_error(l->g, LOG_ERR, "peer %s (site %s) refused: %s", l->g->st.peer,
+	group_error(g, LOG_ERR, "peer %s (site %s) refused: %s", g->st.peer,
 		    theirs->site, text);
 	return -ECONNREFUSED;
 }
 
 /* Frames a role does not expect end the session. */
-static int unexpected(struct link *l, const struct dmrepl_frame *f)
+static int unexpected(struct group *g, struct link *l, const struct dmrepl_frame *f)
 {
 	const char *name;
 
@@ -71,8 +71,8 @@ static int unexpected(struct link *l, const struct dmrepl_frame *f)
 		return 0;
 	if (f->type == DMREPL_FRAME_REFUSE) {
 		name = dmrepl_proto_reason_name(f->refuse.reason);
-		group_error(l->g, LOG_ERR, "peer %s ended the session: %s: %s",
-			    l->g->st.peer, name ? name : "unknown reason", f->refuse.text);
+		group_error(g, LOG_ERR, "peer %s ended the session: %s: %s",
+			    g->st.peer, name ? name : "unknown reason", f->refuse.text);
 		return -ECONNREFUSED;
 	}
 	link_refuse(l, DMREPL_REFUSE_MALFORMED, "unexpected frame type %u", f->type);
@@ -84,12 +84,11 @@ static int unexpected(struct link *l, const struct dmrepl_frame *f)
  * not 0), and not disconnected by the admin? Also the facts of the status that come from
  * the kernel, and the rate. Returns true when the session must end.
  */
-static bool session_check(struct link *l, int info_fd, unsigned int role, __u64 stream,
-			  struct tick *t)
+static bool session_check(struct group *g, struct link *l, int info_fd, unsigned int role,
+			  __u64 stream, struct tick *t)
 {
 	struct dm_repl_group_info info;
 	char msg[DMREPL_ERRMSG_LEN];
-	struct group *g = l->g;
 	__u64 now = now_ns();
 
 	if (now < t->next_ns)
@@ -129,6 +128,7 @@ struct flight {
 };
 
 struct shipping {
+	struct group *g;
 	struct link *l;
 	struct dmrepl_ship ship;
 	__u64 stream;			/* our ring's */
@@ -146,7 +146,7 @@ struct shipping {
 /* Note a batch sent, for the lag in seconds of the status. */
 static void flight_push(struct shipping *s, const void *records, __u64 last_seq)
 {
-	struct group *g = s->l->g;
+	struct group *g = s->g;
 
 	s->flights[s->nflights].last_seq = last_seq;
 	s->flights[s->nflights].time_ns = dmrepl_rec_time_ns(records);
@@ -160,7 +160,7 @@ static void flight_push(struct shipping *s, const void *records, __u64 last_seq)
 /* Forget the batches applied up to seq. */
 static void flight_land(struct shipping *s, __u64 seq)
 {
-	struct group *g = s->l->g;
+	struct group *g = s->g;
 	unsigned int n = 0;
 
 	while (n < s->nflights && s->flights[n].last_seq <= seq)
@@ -176,7 +176,7 @@ static void flight_land(struct shipping *s, __u64 seq)
 static int send_batch(void *arg, const void *buf, const struct dmrepl_batch *b)
 {
 	struct shipping *s = arg;
-	struct group *g = s->l->g;
+	struct group *g = s->g;
 	size_t before = dmrepl_obuf_pending(&s->l->out);
 	const char *why = NULL;
 	unsigned int codec;
@@ -205,7 +205,7 @@ static int send_batch(void *arg, const void *buf, const struct dmrepl_batch *b)
 /* Release what the replica applied, or had before: 0 or -errno (said). */
 static int release(struct shipping *s)
 {
-	struct group *g = s->l->g;
+	struct group *g = s->g;
 	int ret = dmrepl_ship_release(&s->ship);
 
 	if (ret) {
@@ -251,7 +251,7 @@ static int ship_some(struct shipping *s)
 	if (ret && ret == s->send_err)
 		return ret;	/* the sink said why */
 	if (ret) {
-		group_error(s->l->g, LOG_ERR, "corrupt ring at position %llu: %s",
+		group_error(s->g, LOG_ERR, "corrupt ring at position %llu: %s",
 			    (unsigned long long)dmrepl_ring_pos(s->ship.ring),
 			    dmrepl_ring_why(s->ship.ring));
 		return ret;
@@ -273,10 +273,11 @@ static int stream(struct shipping *s)
 		}
 		ret = ship_some(s);
 		while (!ret && (ret = link_next(s->l, &f)) == 1)
-			ret = f.type == DMREPL_FRAME_ACK ? take_ack(s, &f.ack) : unexpected(s->l, &f);
+			ret = f.type == DMREPL_FRAME_ACK ? take_ack(s, &f.ack) :
+			      unexpected(s->g, s->l, &f);
 		if (ret < 0)
 			return ret;
-		if (session_check(s->l, dmrepl_ring_fd(s->ship.ring), DM_REPL_ROLE_PRIMARY,
+		if (session_check(s->g, s->l, dmrepl_ring_fd(s->ship.ring), DM_REPL_ROLE_PRIMARY,
 				  s->stream, &tick))
 			return 0;
 		ev = link_wait(s->l, dmrepl_ring_fd(s->ship.ring),
@@ -284,7 +285,7 @@ static int stream(struct shipping *s)
 		if (ev < 0)
 			return ev;
 		if (ev & (POLLHUP | POLLERR)) {
-			glog(s->l->g, LOG_NOTICE, "group %s went away", s->l->g->kgroup);
+			glog(s->g, LOG_NOTICE, "group %s went away", s->g->kgroup);
 			ship_some(s);	/* what was committed still goes */
 			return 0;
 		}
@@ -307,34 +308,34 @@ static int ship_start(struct shipping *s, const struct dmrepl_proto_hello *peer)
 			    "to %llu): a resync is needed", (unsigned long long)peer->applied_seq,
 			    (unsigned long long)s->ship.start_released_seq);
 	else if (ret)
-		group_error(s->l->g, LOG_ERR, "group %s: %s", s->l->g->kgroup, strerror(-ret));
+		group_error(s->g, LOG_ERR, "group %s: %s", s->g->kgroup, strerror(-ret));
 	return ret;
 }
 
-bool session_primary(struct link *l)
+bool session_primary(struct group *g, struct link *l)
 {
-	struct shipping s = { .l = l };
+	struct shipping s = { .g = g, .l = l };
 	struct dmrepl_proto_hello ours, theirs;
 	struct dm_repl_group_info info;
 	char msg[DMREPL_ERRMSG_LEN];
 	struct dmrepl_ring *ring;
 	int ret;
 
-	ret = dmrepl_ring_open(l->g->kgroup, &ring, msg, sizeof(msg));
+	ret = dmrepl_ring_open(g->kgroup, &ring, msg, sizeof(msg));
 	if (ret) {
-		link_refuse(l, DMREPL_REFUSE_INTERNAL, "group %s: %s", l->g->kgroup, msg);
+		link_refuse(l, DMREPL_REFUSE_INTERNAL, "group %s: %s", g->kgroup, msg);
 		return false;
 	}
 	ret = dmrepl_ring_info(ring, &info);
 	if (!ret)
-		ret = dmrepl_ship_init(&s.ship, ring, l->g->conf->batch_bytes);
+		ret = dmrepl_ship_init(&s.ship, ring, g->conf->batch_bytes);
 	if (ret) {
-		link_refuse(l, DMREPL_REFUSE_INTERNAL, "group %s: %s", l->g->kgroup, strerror(-ret));
+		link_refuse(l, DMREPL_REFUSE_INTERNAL, "group %s: %s", g->kgroup, strerror(-ret));
 		dmrepl_ring_close(ring);
 		return false;
 	}
 	s.stream = info.stream;
-	s.window = l->g->conf->window;
+	s.window = g->conf->window;
 	s.max_flights = s.window + 8;
 	s.flights = calloc(s.max_flights, sizeof(*s.flights));
 	if (!s.flights) {
@@ -345,12 +346,12 @@ bool session_primary(struct link *l)
 	}
 	s.ship.batch.send = send_batch;
 	s.ship.batch.send_arg = &s;
-	hello_init(l->g, &info, DM_REPL_ROLE_PRIMARY, &ours);
+	hello_init(g, &info, DM_REPL_ROLE_PRIMARY, &ours);
 	ours.stream = info.stream;
 	ours.next_seq = info.next_seq;
 	if (info.state == DM_REPL_STATE_BEHIND)
 		ours.flags |= DMREPL_HELLO_BEHIND;
-	ret = hello_exchange(l, &ours, &theirs);
+	ret = hello_exchange(g, l, &ours, &theirs);
 	if (!ret && theirs.max_batch < s.ship.batch.limit)
 		s.ship.batch.limit = theirs.max_batch;	/* the buffer stays as large */
 	if (!ret && theirs.window < s.window)
@@ -358,7 +359,7 @@ bool session_primary(struct link *l)
 	if (!ret)
 		ret = ship_start(&s, &theirs);
 	if (!ret) {
-		session_started(l->g, &theirs);
+		session_started(g, &theirs);
 		ret = stream(&s);
 	}
 	flight_land(&s, ~0ULL);
@@ -371,6 +372,7 @@ bool session_primary(struct link *l)
 /* ---- secondary ------------------------------------------------------------- */
 
 struct applying {
+	struct group *g;
 	struct link *l;
 	int info_fd, dev_fd;
 	void *buf;			/* a batch's records, unpacked */
@@ -396,7 +398,7 @@ static int apply_batch(struct applying *a, const struct dmrepl_proto_batch *b)
 {
 	struct dmrepl_proto_ack ack = { .acked_last_seq = b->last_seq };
 	struct dm_repl_apply_info ai;
-	struct group *g = a->l->g;
+	struct group *g = a->g;
 	const char *why = NULL;
 	ssize_t n;
 	int ret;
@@ -449,10 +451,10 @@ static int receive(struct applying *a)
 		ret = got;
 		if (got == 1)
 			ret = f.type == DMREPL_FRAME_BATCH ? apply_batch(a, &f.batch) :
-			      unexpected(a->l, &f);
+			      unexpected(a->g, a->l, &f);
 		if (ret < 0)
 			return ret;
-		if (session_check(a->l, a->info_fd, DM_REPL_ROLE_SECONDARY, 0, &tick))
+		if (session_check(a->g, a->l, a->info_fd, DM_REPL_ROLE_SECONDARY, 0, &tick))
 			return 0;
 		if (got == 1)
 			continue;	/* more may be buffered: no wait */
@@ -466,7 +468,7 @@ static int open_device(struct applying *a, struct dm_repl_group_info *info,
 		       struct dm_repl_apply_info *ai)
 {
 	char msg[DMREPL_ERRMSG_LEN], path[256];
-	struct group *g = a->l->g;
+	struct group *g = a->g;
 	int ret;
 
 	a->info_fd = dmrepl_group_open(g->kgroup, O_RDONLY, info, msg, sizeof(msg));
@@ -489,29 +491,29 @@ static int open_device(struct applying *a, struct dm_repl_group_info *info,
 	return ret;
 }
 
-bool session_secondary(struct link *l)
+bool session_secondary(struct group *g, struct link *l)
 {
-	struct applying a = { .l = l, .info_fd = -1, .dev_fd = -1 };
+	struct applying a = { .g = g, .l = l, .info_fd = -1, .dev_fd = -1 };
 	struct dmrepl_proto_hello ours, theirs;
 	struct dm_repl_group_info info;
 	struct dm_repl_apply_info ai;
 	bool streamed = false;
 
-	a.buf = aligned_alloc(8, group_batch_max(l->g));
+	a.buf = aligned_alloc(8, group_batch_max(g));
 	if (!a.buf)
 		link_refuse(l, DMREPL_REFUSE_INTERNAL, "batch buffer: %s", strerror(ENOMEM));
 	else if (!open_device(&a, &info, &ai)) {
-		hello_init(l->g, &info, DM_REPL_ROLE_SECONDARY, &ours);
+		hello_init(g, &info, DM_REPL_ROLE_SECONDARY, &ours);
 		ours.applied_stream = ai.applied_stream;
 		ours.applied_seq = ai.applied_seq;
 		if (ai.flags & DM_REPL_APPLYF_OUTDATED)
 			ours.flags |= DMREPL_HELLO_OUTDATED;
 		if (ai.flags & DM_REPL_APPLYF_INCONSISTENT)
 			ours.flags |= DMREPL_HELLO_INCONSISTENT;
-		if (!hello_exchange(l, &ours, &theirs)) {
+		if (!hello_exchange(g, l, &ours, &theirs)) {
 			streamed = true;
 			dmrepl_proto_order_init(&a.order, ai.applied_stream, ai.applied_seq);
-			session_started(l->g, &theirs);
+			session_started(g, &theirs);
 			receive(&a);
 		}
 	}
