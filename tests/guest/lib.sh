@@ -88,11 +88,13 @@ last_seq() {
 }
 
 # quiesce PRIMARY SECONDARY [SECONDS]: wait (up to SECONDS, 300 by default)
-# until the secondary has applied the primary's last sequence.
+# until the secondary has applied the primary's last sequence. The last
+# sequence is read again each time: a release may add a record (the GAP
+# owed after an overflow).
 quiesce() {
 	local want got end=$((SECONDS + ${3:-300}))
-	want=$(last_seq "$1")
 	while ((SECONDS < end)); do
+		want=$(last_seq "$1")
 		got=$(status_of "$2" applied_seq)
 		[[ $got == "$want" ]] && return 0
 		sleep 0.1
