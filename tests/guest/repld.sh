@@ -132,7 +132,7 @@ logged() {
 		sleep 0.1
 	done
 	echo "no \"$2\" in the log of $1 after ${3:-20} s; its errors and warnings, then its end:"
-	grep -E '^<[34]>' "$W/$1.log" | head -10
+	grep -E '^<[34]>' "$W/$1.log" | tail -10
 	tail -5 "$W/$1.log"
 	return 1
 }

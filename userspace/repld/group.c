@@ -166,7 +166,7 @@ static struct dmrepl_tls_conn *dial(struct group *g)
 	set_peer(g, err);
 	if (dmrepl_tls_handshake(g->tls_client, fd, handshake_ms(g), &conn, err,
 				 sizeof(err))) {
-		group_error(g, LOG_WARNING, "TLS handshake with %s: %s", g->st.peer, err);
+		group_error(g, LOG_WARNING, "%s", err);	/* it names the peer */
 		return NULL;
 	}
 	return conn;
@@ -187,7 +187,7 @@ static struct dmrepl_tls_conn *answer(struct group *g, int ms)
 		return NULL;
 	if (dmrepl_tls_handshake(g->tls_server, fd, handshake_ms(g), &conn, err,
 				 sizeof(err))) {
-		group_error(g, LOG_WARNING, "TLS handshake with %s: %s", peer, err);
+		group_error(g, LOG_WARNING, "%s", err);	/* it names the peer */
 		return NULL;
 	}
 	set_peer(g, peer);
