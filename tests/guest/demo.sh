@@ -77,7 +77,8 @@ for s in alpha beta; do
 	ip -n $s link set lo up
 done
 on alpha tc qdisc add dev eth0 root netem delay 20ms
-on alpha ping -c 2 -q 10.0.0.2 | tail -1
+on alpha ip -brief addr show eth0
+on beta ip -brief addr show eth0
 
 step "Disks on each host: two volumes, each with data and metadata"
 declare -A DISK
