@@ -98,6 +98,7 @@ step "The resource file, the same on both hosts"
 {
 	echo "group vm1 {"
 	echo "	compression zstd 3;"
+	echo "	ring-size 256M;"
 	echo "	tls { ca $W/etc/tls/ca.crt; }"
 	for s in alpha beta; do
 		ip=10.0.0.1 group=vm1
@@ -133,8 +134,10 @@ step "A workload on A: a filesystem with files on it, and random writes"
 show mkfs.ext4 -q /dev/mapper/vm1-0
 mkdir -p "$W/mnt"
 show mount /dev/mapper/vm1-0 "$W/mnt"
-cp -r "$TOP/Documentation" "$TOP/userspace" "$TOP/kernel" "$W/mnt/"
-echo "$ cp -r Documentation userspace kernel <mnt>/; umount"
+mkdir "$W/mnt/src"
+cp -r "$TOP/Documentation" "$TOP/uapi" "$W/mnt/"
+cp "$TOP"/kernel/*.[ch] "$TOP"/userspace/*/*.[ch] "$W/mnt/src/"
+echo "$ cp -r Documentation uapi kernel/*.[ch] userspace/*/*.[ch] <mnt>/; umount"
 umount "$W/mnt"
 echo "$ fio --rw=randwrite --bsrange=4k-256k --iodepth=16 --io_size=32M --fsync=32 /dev/mapper/vm1-1"
 fio --name=demo --filename=/dev/mapper/vm1-1 --direct=1 --ioengine=libaio \
