@@ -329,7 +329,8 @@ tap_check "repltool connect resumes it, and the pair drains" bash -c \
 out=$(drained) && tap_ok "drained after connect" || tap_fail "drain after connect" "$out"
 tap_check "equal at the end" same
 # Memory is bounded by configuration: many reconnects do not grow it.
-rss() { awk '/^VmRSS/ { print $2 }' "/proc/$(cat "$W/alpha.pid")/status"; }
+# Anonymous memory: the ring's mapping is the kernel's, counted in VmRSS.
+rss() { awk '/^RssAnon/ { print $2 }' "/proc/$(cat "$W/alpha.pid")/status"; }
 sessions() {
 	"$REPLTOOL" status --socket "$W/alpha.sock" vm1 | awk '$1 == "sessions" { print $2 }'
 }
