@@ -30,6 +30,7 @@ cleanup() {
 		[[ -e $f ]] && kill "$(cat "$f")" 2>/dev/null
 	done
 	wait 2>/dev/null || true
+	umount "$W/mnt" 2>/dev/null || true
 	dm_remove_all
 	loop_disks_free
 	ip netns del alpha 2>/dev/null || true
@@ -134,10 +135,8 @@ step "A workload on A: a filesystem with files on it, and random writes"
 show mkfs.ext4 -q /dev/mapper/vm1-0
 mkdir -p "$W/mnt"
 show mount /dev/mapper/vm1-0 "$W/mnt"
-mkdir "$W/mnt/src"
-cp -r "$TOP/Documentation" "$TOP/uapi" "$W/mnt/"
-cp "$TOP"/kernel/*.[ch] "$TOP"/userspace/*/*.[ch] "$W/mnt/src/"
-echo "$ cp -r Documentation uapi kernel/*.[ch] userspace/*/*.[ch] <mnt>/; umount"
+(cd "$TOP" && tar -cf - Documentation uapi kernel/*.[ch] userspace/*/*.[ch]) | tar -C "$W/mnt" -xf -
+echo "$ tar -cf - Documentation uapi kernel/*.[ch] userspace/*/*.[ch] | tar -C <mnt> -xf -; umount"
 umount "$W/mnt"
 echo "$ fio --rw=randwrite --bsrange=4k-256k --iodepth=16 --io_size=32M --fsync=32 /dev/mapper/vm1-1"
 fio --name=demo --filename=/dev/mapper/vm1-1 --direct=1 --ioengine=libaio \
