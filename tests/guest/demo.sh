@@ -30,7 +30,6 @@ cleanup() {
 		[[ -e $f ]] && kill "$(cat "$f")" 2>/dev/null
 	done
 	wait 2>/dev/null || true
-	umount "$W/mnt" 2>/dev/null || true
 	dm_remove_all
 	loop_disks_free
 	ip netns del alpha 2>/dev/null || true
@@ -131,13 +130,12 @@ repld_on alpha
 sleep 2
 cat "$W/alpha.log"
 
-step "A workload on A: a filesystem with files on it, and random writes"
-show mkfs.ext4 -q /dev/mapper/vm1-0
-mkdir -p "$W/mnt"
-show mount /dev/mapper/vm1-0 "$W/mnt"
-(cd "$TOP" && tar -cf - Documentation uapi kernel/*.[ch] userspace/*/*.[ch]) | tar -C "$W/mnt" -xf -
-echo "$ tar -cf - Documentation uapi kernel/*.[ch] userspace/*/*.[ch] | tar -C <mnt> -xf -; umount"
-umount "$W/mnt"
+step "A workload on A: a tar archive of this source tree on volume 0, random writes on volume 1"
+echo "(no mkfs here: its write-zeroes fail on loop devices over tmpfs, and a failed"
+echo " write is a gap the replica must be told of: it would be outdated, as it should)"
+echo "$ tar -cf - Documentation uapi kernel/*.[ch] userspace/*/*.[ch] | dd of=/dev/mapper/vm1-0 oflag=direct"
+(cd "$TOP" && tar -cf - Documentation uapi kernel/*.[ch] userspace/*/*.[ch]) |
+	dd of=/dev/mapper/vm1-0 bs=1M iflag=fullblock oflag=direct status=none
 echo "$ fio --rw=randwrite --bsrange=4k-256k --iodepth=16 --io_size=32M --fsync=32 /dev/mapper/vm1-1"
 fio --name=demo --filename=/dev/mapper/vm1-1 --direct=1 --ioengine=libaio \
 	--rw=randwrite --bsrange=4k-256k --iodepth=16 --size=${MB}M --io_size=32M \
