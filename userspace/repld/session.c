@@ -71,8 +71,14 @@ static int unexpected(struct group *g, struct link *l, const struct dmrepl_frame
 		return 0;
 	if (f->type == DMREPL_FRAME_REFUSE) {
 		name = dmrepl_proto_reason_name(f->refuse.reason);
-		group_error(g, LOG_ERR, "peer %s ended the session: %s: %s",
-			    g->st.peer, name ? name : "unknown reason", f->refuse.text);
+		/* A stop or a role change of the peer is no error of ours. */
+		if (f->refuse.reason == DMREPL_REFUSE_SHUTDOWN ||
+		    f->refuse.reason == DMREPL_REFUSE_ROLE)
+			glog(g, LOG_NOTICE, "peer %s ended the session: %s", g->st.peer,
+			     f->refuse.text);
+		else
+			group_error(g, LOG_ERR, "peer %s ended the session: %s: %s", g->st.peer,
+				    name ? name : "unknown reason", f->refuse.text);
 		return -ECONNREFUSED;
 	}
 	link_refuse(l, DMREPL_REFUSE_MALFORMED, "unexpected frame type %u", f->type);
