@@ -46,19 +46,6 @@ repld_on() {
 	echo $! >"$W/$1.pid"
 }
 
-# drained: B's group applied A's last sequence.
-drained() {
-	local i want
-	want=$(($("$REPLTOOL" status "$1" | awk '$1 == "next_seq" { print $2 }') - 1))
-	for ((i = 0; i < 600; i++)); do
-		[[ $("$REPLTOOL" status "$2" | awk '$1 == "applied_seq" { print $2 }') == "$want" ]] &&
-			return 0
-		sleep 0.1
-	done
-	echo "demo: $2 did not reach sequence $want" >&2
-	return 1
-}
-
 same() {
 	echo 1 >/proc/sys/vm/drop_caches
 	show cmp "${DISK[alpha0]}" "${DISK[beta0]}"
@@ -140,7 +127,7 @@ echo "$ fio --rw=randwrite --bsrange=4k-256k --iodepth=16 --io_size=32M --fsync=
 fio --name=demo --filename=/dev/mapper/vm1-1 --direct=1 --ioengine=libaio \
 	--rw=randwrite --bsrange=4k-256k --iodepth=16 --size=${MB}M --io_size=32M \
 	--fsync=32 --randseed=1 --output-format=terse --terse-version=3 >/dev/null
-drained vm1 vm1-dr
+quiesce vm1 vm1-dr
 
 step "Status on A (primary) and on B (replica)"
 show "$REPLTOOL" status --socket "$W/alpha.sock"
@@ -157,7 +144,7 @@ show dmsetup status
 step "The VM runs on B now; its writes flow back to A"
 show dd if=/dev/urandom of=/dev/mapper/vm1-dr-0 bs=64k count=64 seek=100 oflag=direct status=none
 show dd if=/dev/urandom of=/dev/mapper/vm1-dr-1 bs=64k count=64 seek=900 oflag=direct status=none
-drained vm1-dr vm1
+quiesce vm1-dr vm1
 show "$REPLTOOL" status --socket "$W/beta.sock" vm1-dr
 same
 

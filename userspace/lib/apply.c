@@ -93,17 +93,17 @@ static void batch_bounds(struct dmrepl_batch *b, size_t len)
  * moves to the front. len is flush_end or the whole buffer, so no FLUSH is
  * left behind.
  */
-static int write_fd(int fd, const struct dmrepl_batch *b, long *written)
+int dmrepl_batch_write(int fd, const void *buf, size_t len, long *written)
 {
 	ssize_t n;
 
 	do
-		n = write(fd, b->buf, b->batch_len);
+		n = write(fd, buf, len);
 	while (n < 0 && errno == EINTR);
 	*written = n;
 	if (n < 0)
 		return -errno;
-	return (size_t)n == b->batch_len ? 0 : -EIO;
+	return (size_t)n == len ? 0 : -EIO;
 }
 
 static int write_batch(struct dmrepl_batch *b, size_t len, __u64 nr, int fd)
@@ -113,7 +113,7 @@ static int write_batch(struct dmrepl_batch *b, size_t len, __u64 nr, int fd)
 	batch_bounds(b, len);
 	b->batch_nr = nr;
 	b->written = -1;
-	ret = b->send ? b->send(b->send_arg, b->buf, b) : write_fd(fd, b, &b->written);
+	ret = b->send ? b->send(b->send_arg, b->buf, b) : dmrepl_batch_write(fd, b->buf, b->batch_len, &b->written);
 	if (ret)
 		return ret;
 	b->written_seq = b->last_seq;

@@ -449,6 +449,13 @@ int dmrepl_batch_add(struct dmrepl_batch *b, const struct dm_repl_rec *r, int fd
 /* Write everything buffered as one batch (input paused, or ended). As above. */
 int dmrepl_batch_flush(struct dmrepl_batch *b, int fd);
 
+/*
+ * One batch of len bytes to a secondary's fd, one write(2) (retried on
+ * EINTR): 0, -errno, or -EIO for a short write. *written gets what write(2)
+ * returned. The write of dmrepl_batch_add() and _flush(), for sinks too.
+ */
+int dmrepl_batch_write(int fd, const void *buf, size_t len, long *written);
+
 /* ------------------------------------------------------------------ */
 /* Shipping a primary's ring to a replica                               */
 /* ------------------------------------------------------------------ */

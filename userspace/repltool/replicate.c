@@ -9,7 +9,6 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "dmrepl.h"
 #include "repltool.h"
@@ -89,18 +88,12 @@ static int parse_opts(int argc, char **argv, struct replicate_opts *o)
 static int write_to_secondary(void *arg, const void *buf, const struct dmrepl_batch *b)
 {
 	struct replicate *r = arg;
-	ssize_t n;
 
-	do
-		n = write(r->dev.dev_fd, buf, b->batch_len);
-	while (n < 0 && errno == EINTR);
-	r->ship.batch.written = n;
-	if (n < 0)
-		return r->send_err = -errno;
-	if ((size_t)n != b->batch_len)
-		return r->send_err = -EIO;
-	dmrepl_ship_acked(&r->ship, b->last_seq);
-	return 0;
+	r->send_err = dmrepl_batch_write(r->dev.dev_fd, buf, b->batch_len,
+					 &r->ship.batch.written);
+	if (!r->send_err)
+		dmrepl_ship_acked(&r->ship, b->last_seq);
+	return r->send_err;
 }
 
 static int check_start(struct replicate *r)
