@@ -113,6 +113,16 @@ start() {
 	done
 }
 
+# listening SITE: SITE's repld takes connections on port 7790 (within 20 s).
+listening() {
+	local end=$((SECONDS + 20))
+	while ((SECONDS < end)); do
+		ip netns exec "dmr-$1" ss -Hltn "sport = :7790" | grep -q . && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
 # stop SITE [SIGNAL]: and wait until it is gone.
 stop() {
 	local pid
@@ -283,6 +293,7 @@ stop alpha
 stop beta
 
 start beta
+listening beta || tap_bail "beta's repld does not listen"
 ip netns exec dmr-alpha bash -c "exec 3<>/dev/tcp/$B_IP/7790 && printf 'HELLO\r\n' >&3 && sleep 1"
 tap_check "a plaintext client is refused (beta's log)" logged beta "wrong version number"
 
