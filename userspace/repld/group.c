@@ -228,7 +228,7 @@ static void link_said(void *arg, int level, bool error, const char *msg)
  * Returns true when the session got past the HELLO check. Role 0: no
  * session to offer (no device, or disconnected): the peer is told why.
  */
-static bool run_session(struct group *g, struct dmrepl_tls_conn *conn, unsigned int role)
+bool group_run_session(struct group *g, struct dmrepl_tls_conn *conn, unsigned int role)
 {
 	/* st.peer is written by this thread alone, before the session. */
 	const struct link_owner owner = {
@@ -292,7 +292,7 @@ void *group_main(void *arg)
 		}
 		if (!conn)
 			continue;
-		if (run_session(g, conn, role))
+		if (group_run_session(g, conn, role))
 			failures = 0;
 		set_state(g, LINK_CONNECTING, role);
 		if (role == DM_REPL_ROLE_PRIMARY)

@@ -118,5 +118,7 @@ int net_backoff_ms(unsigned int *failures);
 int group_setup(struct group *g, const struct dmrepl_conf_group *conf, const char *site);
 void group_teardown(struct group *g);
 void *group_main(void *arg);
+/* One session over conn (the session's), in role: group_main()'s, and the tests'. */
+bool group_run_session(struct group *g, struct dmrepl_tls_conn *conn, unsigned int role);
 
 #endif /* REPLD_H */

@@ -138,7 +138,6 @@ struct shipping {
 	struct link *l;
 	struct dmrepl_ship ship;
 	__u64 stream;			/* our ring's */
-	__u64 sent_seq;			/* last sequence sent */
 	unsigned int window;		/* the smaller of ours and the peer's */
 	int send_err;			/* the sink's last error */
 	/*
@@ -197,7 +196,6 @@ static int send_batch(void *arg, const void *buf, const struct dmrepl_batch *b)
 			    (unsigned long long)b->last_seq, why ? why : strerror(-ret));
 		return s->send_err = ret;
 	}
-	s->sent_seq = b->last_seq;
 	flight_push(s, buf, b->last_seq);
 	pthread_mutex_lock(&g->lock);
 	g->st.batches++;
@@ -227,14 +225,16 @@ static int release(struct shipping *s)
 
 static int take_ack(struct shipping *s, const struct dmrepl_proto_ack *a)
 {
+	__u64 sent = s->ship.batch.written_seq;	/* the last sequence sent */
+
 	/* Our records are applied once the replica's applied stream is ours. */
 	if (a->applied_stream != s->stream)
 		return 0;
 	/* Never release what was not sent (or skipped as the replica's). */
-	if (a->applied_seq > s->sent_seq && a->applied_seq > s->ship.acked_seq) {
+	if (a->applied_seq > sent && a->applied_seq > s->ship.acked_seq) {
 		link_refuse(s->l, DMREPL_REFUSE_ORDER,
 			    "ack of sequence %llu, past the last sequence sent, %llu",
-			    (unsigned long long)a->applied_seq, (unsigned long long)s->sent_seq);
+			    (unsigned long long)a->applied_seq, (unsigned long long)sent);
 		return -EPROTO;
 	}
 	dmrepl_ship_acked(&s->ship, a->applied_seq);
