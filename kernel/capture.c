@@ -179,6 +179,7 @@ void repl_capture(struct repl_target *rt, struct bio *bio, sector_t sector,
 	if (!nr) {
 		/* A write we cannot describe still must not be forgotten. */
 		if (io->nbytes) {
+			repl_resync_overflow_start(g, io);
 			repl_volume_mark_dirty(v, sector, io->nbytes);
 			repl_ring_note_overflow(&g->ring);
 		}
@@ -187,10 +188,12 @@ void repl_capture(struct repl_target *rt, struct bio *bio, sector_t sector,
 	if (repl_ring_reserve(&g->ring, reqs, nr) &&
 	    (!rt->overflow_block || reserve_blocking(rt, bio, reqs, nr))) {
 		atomic64_inc(&g->cnt.overflows);
-		repl_ring_note_overflow(&g->ring);
-		if (io->nbytes)
+		if (io->nbytes) {
+			repl_resync_overflow_start(g, io);
 			repl_volume_mark_dirty(v, sector, io->nbytes);
-		else
+		}
+		repl_ring_note_overflow(&g->ring);
+		if (!io->nbytes)
 			set_bit(REPL_BEHIND, &g->flags);
 		return;
 	}
@@ -218,6 +221,7 @@ static void capture_done(struct repl_target *rt, struct repl_io *io,
 	struct repl_group *g = rt->vol->group;
 	unsigned int i;
 
+	repl_resync_overflow_end(g, io);
 	if (failed && io->nbytes)
 		repl_volume_mark_dirty(rt->vol, io->sector, io->nbytes);
 	if (!io->nr)

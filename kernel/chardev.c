@@ -139,6 +139,7 @@ static void fill_group_info(struct dm_repl_group_info *info,
 	/* Sequences start at 1, positions at 0, and neither goes back. */
 	info->records = info->next_seq - 1;
 	info->record_bytes = info->producer_pos;
+	info->resync_regions = atomic64_read(&g->resync.regions);
 	info->discarded = atomic64_read(&c->discarded);
 	info->overflows = atomic64_read(&c->overflows);
 	info->block_waits = atomic64_read(&c->block_waits);
@@ -261,6 +262,19 @@ static long ioctl_get_bitmap(struct repl_group *g, void __user *arg)
 	return r;
 }
 
+static long ioctl_resync(struct repl_group *g, void __user *arg)
+{
+	struct dm_repl_resync_req req;
+	long r;
+
+	if (copy_from_user(&req, arg, sizeof(req)))
+		return -EFAULT;
+	r = repl_resync_region(g, &req);
+	if (!r && copy_to_user(arg, &req, sizeof(req)))
+		r = -EFAULT;
+	return r;
+}
+
 static long repl_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	struct repl_file *rf = file->private_data;
@@ -274,6 +288,8 @@ static long repl_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return ioctl_release(rf->group, uarg);
 	case DM_REPL_IOC_GET_BITMAP:
 		return ioctl_get_bitmap(rf->group, uarg);
+	case DM_REPL_IOC_RESYNC:
+		return ioctl_resync(rf->group, uarg);
 	}
 	return -ENOTTY;
 }

@@ -144,6 +144,7 @@ static struct repl_group *group_create(const struct repl_volume_args *args,
 	timer_setup(&g->wake_timer, group_wake_timer, 0);
 
 	repl_apply_init(g, args->source);
+	repl_resync_init(g);
 
 	/*
 	 * A secondary has its ring too: a promotion must not fail for want of
@@ -180,6 +181,7 @@ static void group_release(struct kref *kref)
 	repl_ring_free(&g->ring);
 	mutex_destroy(&g->ring.release_lock);
 	mutex_destroy(&g->apply.lock);
+	mutex_destroy(&g->resync.lock);
 	mutex_destroy(&g->lock);
 	kfree(g);
 	atomic_dec(&repl_live_groups);
@@ -322,8 +324,10 @@ static struct repl_volume *volume_create(struct repl_group *g,
 	v->nr_regions = DIV_ROUND_UP_SECTOR_T(ti->len, 1 << v->region_shift);
 	v->bitmap = kvcalloc(BITS_TO_LONGS(v->nr_regions), sizeof(long),
 			     GFP_KERNEL);
+	v->syncing = kvcalloc(BITS_TO_LONGS(v->nr_regions), sizeof(long),
+			      GFP_KERNEL);
 	v->sb = kmemdup(args->meta->sb, DM_REPL_META_BLOCK_SIZE, GFP_KERNEL);
-	if (!v->bitmap || !v->sb || repl_al_create(v)) {
+	if (!v->bitmap || !v->syncing || !v->sb || repl_al_create(v)) {
 		*error = "Cannot allocate dirty bitmap";
 		r = -ENOMEM;
 		goto bad;
@@ -342,6 +346,7 @@ static struct repl_volume *volume_create(struct repl_group *g,
 bad:
 	repl_al_destroy(v);
 	kfree(v->sb);
+	kvfree(v->syncing);
 	kvfree(v->bitmap);
 	kfree(v);
 	return ERR_PTR(r);
@@ -447,8 +452,12 @@ void repl_volume_put(struct repl_volume *v, struct block_device *meta_bdev)
 	struct repl_group *g = v->group;
 	bool gone;
 
-	/* Not while a batch is applied to it; and g outlives the unlock. */
+	/*
+	 * Not while a batch is applied to it, nor while a resync reads it;
+	 * and g outlives the unlock.
+	 */
 	kref_get(&g->kref);
+	mutex_lock(&g->resync.lock);
 	mutex_lock(&g->apply.lock);
 	mutex_lock(&repl_groups_lock);
 	mutex_lock(&g->lock);
@@ -461,7 +470,9 @@ void repl_volume_put(struct repl_volume *v, struct block_device *meta_bdev)
 	mutex_unlock(&g->lock);
 	if (gone) {
 		volume_save(v, meta_bdev, !g->nr_volumes);
+		repl_resync_forget(v);
 		kfree(v->sb);
+		kvfree(v->syncing);
 		kvfree(v->bitmap);
 		kfree(v);
 		atomic_dec(&repl_live_volumes);
@@ -469,6 +480,7 @@ void repl_volume_put(struct repl_volume *v, struct block_device *meta_bdev)
 	group_leave(g);
 	mutex_unlock(&repl_groups_lock);
 	mutex_unlock(&g->apply.lock);
+	mutex_unlock(&g->resync.lock);
 	repl_group_put(g);
 }
 
@@ -503,6 +515,8 @@ void repl_volume_mark_dirty(struct repl_volume *v, sector_t sector,
 	for (r = sector >> v->region_shift; r <= end; r++)
 		if (!test_and_set_bit(r, v->bitmap))
 			atomic64_inc(&v->dirty);
+	/* The count before the state: a resync that clears BEHIND sees it. */
+	smp_mb__before_atomic();
 	set_bit(REPL_BEHIND, &v->group->flags);
 }
 
@@ -510,6 +524,7 @@ void repl_volume_mark_dirty(struct repl_volume *v, sector_t sector,
 void repl_group_released(struct repl_group *g)
 {
 	wake_up_all(&g->room_wait);
+	repl_resync_released(g);
 	repl_group_extend_lease(g);
 	if (READ_ONCE(g->role) == DM_REPL_ROLE_PRIMARY &&
 	    repl_ring_emit_gap(&g->ring))

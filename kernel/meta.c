@@ -377,6 +377,7 @@ static void bm_fill_block(const struct repl_volume *v,
 			  struct dm_repl_meta_bm_block *b, u64 index)
 {
 	const unsigned long *words = v->bitmap + index * BM_WORDS;
+	const unsigned long *syncing = v->syncing + index * BM_WORDS;
 	unsigned long i, n = bm_block_words(v, index);
 
 	memset(b, 0, DM_REPL_META_BLOCK_SIZE);
@@ -384,7 +385,7 @@ static void bm_fill_block(const struct repl_volume *v,
 	b->index = cpu_to_le64(index);
 	memcpy(b->uuid, v->uuid, sizeof(b->uuid));
 	for (i = 0; i < n; i++)
-		b->bits[i] = cpu_to_le64(words[i]);
+		b->bits[i] = cpu_to_le64(words[i] | READ_ONCE(syncing[i]));
 	b->crc = cpu_to_le32(repl_meta_crc(b,
 				offsetof(struct dm_repl_meta_bm_block, crc)));
 }

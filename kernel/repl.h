@@ -59,6 +59,7 @@ struct repl_ring {
 	bool stream_pending;	/* that record is not in the ring yet */
 	bool stream_gap;	/* it carries DM_REPL_RECF_GAP */
 	bool gap_pending;	/* a write overflowed: a GAP record goes next */
+	u64 gaps_noted;		/* overflows noted, each owing a GAP */
 	/* No sequence reaches it: persisted ahead, so a crash reuses none. */
 	u64 seq_limit;
 
@@ -102,6 +103,8 @@ void repl_ring_restart(struct repl_ring *ring, u64 next_seq, u64 epoch);
 void repl_ring_new_stream(struct repl_ring *ring, u64 next_seq, u64 epoch,
 			  const u64 *prev, bool gap);
 void repl_ring_note_overflow(struct repl_ring *ring);
+u64 repl_ring_gaps_noted(struct repl_ring *ring);
+int repl_ring_wait_before(struct repl_ring *ring, u64 end);
 bool repl_ring_emit_gap(struct repl_ring *ring);
 u64 repl_ring_applied_stream(struct repl_ring *ring, bool *gap);
 bool repl_ring_gap_owed(struct repl_ring *ring);
@@ -136,8 +139,13 @@ struct repl_volume {
 
 	unsigned int region_shift;	/* log2 of sectors per region */
 	unsigned long nr_regions;
-	unsigned long *bitmap;		/* dirty regions, set_bit()s only */
+	unsigned long *bitmap;		/* dirty regions */
 	atomic64_t dirty;		/* bits set in bitmap */
+	/*
+	 * Regions resynced, not yet released by the consumer (kernel/resync.c):
+	 * dirty for every bitmap save.
+	 */
+	unsigned long *syncing;
 };
 
 /*
@@ -157,6 +165,31 @@ struct repl_counters {
 /* Committed records that wake a consumer at once (else the next tick). */
 #define REPL_WAKE_RECORDS	64
 #define REPL_BEHIND		1	/* a write went only to the bitmap */
+
+/* A primary's resync (kernel/resync.c). */
+#define REPL_RESYNC_UNRELEASED	256	/* regions resynced, not released */
+
+struct repl_resync_entry {
+	u64 seq;			/* of its last RESYNC record */
+	struct repl_volume *vol;
+	unsigned long region;
+};
+
+struct repl_resync {
+	/*
+	 * Serialises resyncs and guards the entries; taken before every other
+	 * lock of the group, and by a volume going away (so none goes while a
+	 * resync reads it).
+	 */
+	struct mutex lock;
+	unsigned int head, nr;
+	struct repl_resync_entry unreleased[REPL_RESYNC_UNRELEASED];
+	atomic64_t regions;		/* nr, for status without the lock */
+	/* Writes that went to the bitmap and are still in flight, by phase. */
+	atomic_t overflowing[2];
+	unsigned int phase;
+	wait_queue_head_t overflow_wait;
+};
 
 /* A secondary's apply state (kernel/apply.c). */
 struct repl_apply {
@@ -222,6 +255,7 @@ struct repl_group {
 	struct work_struct copy_work;
 
 	struct repl_apply apply;	/* secondary only */
+	struct repl_resync resync;	/* primary only */
 };
 
 /* What the metadata must match, from the table line and the devices. */
@@ -328,6 +362,8 @@ struct repl_io {
 	sector_t sector;	/* on the volume */
 	u64 seq;		/* of its last record; 0 if none */
 	bool al_fallback;	/* no room in the AL: bitmap written first */
+	/* Went to the bitmap: 1 + its phase in repl_resync.overflowing. */
+	u8 overflow_phase;
 
 	/*
 	 * A payload copied by the group's copier while the data device
@@ -368,6 +404,14 @@ struct repl_apply_point {
 void repl_apply_point(const struct repl_apply *a, struct repl_apply_point *p);
 void repl_apply_to_sb(const struct repl_apply_point *p,
 		      struct dm_repl_meta_sb *sb);
+
+void repl_resync_init(struct repl_group *g);
+void repl_resync_overflow_start(struct repl_group *g, struct repl_io *io);
+void repl_resync_overflow_end(struct repl_group *g, struct repl_io *io);
+void repl_resync_released(struct repl_group *g);
+void repl_resync_forget(struct repl_volume *v);
+struct dm_repl_resync_req;
+int repl_resync_region(struct repl_group *g, struct dm_repl_resync_req *req);
 
 int repl_role_message(struct repl_group *g, unsigned int argc, char **argv);
 int repl_source_message(struct repl_group *g, unsigned int argc, char **argv);

@@ -9,6 +9,7 @@
  * first BUSY slot. Space is given back only by repl_ring_release(), which
  * refuses to pass a record that is still BUSY.
  */
+#include <linux/delay.h>
 #include <linux/mm.h>
 #include <linux/random.h>
 #include <linux/sched.h>
@@ -310,7 +311,19 @@ void repl_ring_note_overflow(struct repl_ring *ring)
 
 	spin_lock_irqsave(&ring->lock, flags);
 	ring->gap_pending = true;
+	ring->gaps_noted++;
 	spin_unlock_irqrestore(&ring->lock, flags);
+}
+
+u64 repl_ring_gaps_noted(struct repl_ring *ring)
+{
+	unsigned long flags;
+	u64 gaps;
+
+	spin_lock_irqsave(&ring->lock, flags);
+	gaps = ring->gaps_noted;
+	spin_unlock_irqrestore(&ring->lock, flags);
+	return gaps;
 }
 
 void repl_ring_commit(struct repl_ring *ring, u64 pos, bool failed)
@@ -325,6 +338,36 @@ void repl_ring_commit(struct repl_ring *ring, u64 pos, bool failed)
 	 * in repl_ring_release()): the record is complete once BUSY is clear.
 	 */
 	smp_store_release(&slot->len_flags, len_flags);
+}
+
+/*
+ * Wait until no record before position @end is BUSY: the writes they belong
+ * to have completed. The caller holds a reservation at @end, which release
+ * never passes, so the walk stays on live slots. -EINTR on a fatal signal.
+ */
+int repl_ring_wait_before(struct repl_ring *ring, u64 end)
+{
+	u64 pos = 0;
+
+	for (;;) {
+		mutex_lock(&ring->release_lock);
+		pos = max(pos, ring->ctl->released_pos);
+		while (pos < end) {
+			/* Pairs with the release store in repl_ring_commit(). */
+			u32 len_flags = smp_load_acquire(&ring_slot(ring, pos)->len_flags);
+
+			if (len_flags & DM_REPL_SLOT_BUSY)
+				break;
+			pos += slot_span(len_flags & DM_REPL_SLOT_LEN_MASK);
+			cond_resched();
+		}
+		mutex_unlock(&ring->release_lock);
+		if (pos >= end)
+			return 0;
+		if (fatal_signal_pending(current))
+			return -EINTR;
+		usleep_range(100, 200);
+	}
 }
 
 /*

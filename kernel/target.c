@@ -345,6 +345,7 @@ static int repl_map(struct dm_target *ti, struct bio *bio)
 	io->nbytes = 0;
 	io->seq = 0;
 	io->deferred = false;
+	io->overflow_phase = 0;
 	if (is_secondary(rt)) {
 		/* Its device is read-only (see repl_resume()). */
 		if (bio_op(bio) != REQ_OP_READ && bio_sectors(bio))

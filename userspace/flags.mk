@@ -14,7 +14,7 @@ DMREPL_CFLAGS += $(SANITIZE_FLAGS)
 DMREPL_LDFLAGS += $(SANITIZE_FLAGS)
 endif
 
-DMREPL_LIB_SRCS := $(addprefix $(REPO)/userspace/lib/,crc32c.c rec.c stream.c ring.c meta.c apply.c ship.c \
+DMREPL_LIB_SRCS := $(addprefix $(REPO)/userspace/lib/,crc32c.c rec.c stream.c ring.c meta.c apply.c ship.c resync.c \
 	conf.c)
 DMREPL_LIB_SRCS += $(REPO)/userspace/lib/tls.c
 

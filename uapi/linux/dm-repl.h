@@ -234,7 +234,9 @@ struct dm_repl_group_info {
 	__u64 block_timeouts;	/* overflow block: waits that timed out */
 	__u64 wakeups;		/* poll wake-ups issued */
 	__u64 stream;		/* the ring's stream (primary) */
-	__u64 reserved1[7];
+	/* Regions resynced whose records the consumer has not released. */
+	__u64 resync_regions;
+	__u64 reserved1[6];
 
 	struct dm_repl_volume_info volumes[DM_REPL_MAX_VOLUMES];
 };
@@ -338,11 +340,36 @@ struct dm_repl_apply_info {
 	__u64 reserved1[5];
 };
 
+/*
+ * DM_REPL_IOC_RESYNC: put one region of a primary's volume in the ring as
+ * RESYNC records (its data as the data device holds it), and take it out of
+ * the dirty bitmap; it counts as dirty in every bitmap save until the
+ * consumer released the records. A clean region is left alone (records 0)
+ * unless RESYNCF_ANY. The last record says RESYNC_END (and the ioctl
+ * RESYNCF_END) when no region of the group was dirty after it: the replica
+ * is whole there. Errors: EPERM (not primary), ENOENT (no such volume),
+ * EINVAL (a field), ENOSPC (no room in the ring), EBUSY (too many regions
+ * unreleased), EIO (the read failed); the region stays dirty on any.
+ */
+struct dm_repl_resync_req {
+	__u32 abi_version;	/* DM_REPL_ABI_VERSION */
+	__u32 volume;		/* volume index */
+	__u64 region;		/* region index in its bitmap */
+	__u32 flags;		/* in: RESYNCF_ANY; out: RESYNCF_END */
+	__u32 records;		/* out: RESYNC records put in the ring */
+	__u64 seq;		/* out: the sequence of the last of them */
+	__u64 reserved[2];	/* zero */
+};
+
+#define DM_REPL_RESYNCF_ANY	(1U << 0)	/* in: even if the region is clean */
+#define DM_REPL_RESYNCF_END	(1U << 1)	/* out: it ended the resync */
+
 /* DM_REPL_IOC_RELEASE takes a pointer to the sequence to release up to. */
 #define DM_REPL_IOC_GROUP_INFO	_IOWR(DM_REPL_IOC_MAGIC, 1, struct dm_repl_group_info)
 #define DM_REPL_IOC_RELEASE	_IOW(DM_REPL_IOC_MAGIC, 2, __u64)
 #define DM_REPL_IOC_GET_BITMAP	_IOWR(DM_REPL_IOC_MAGIC, 3, struct dm_repl_bitmap_req)
 #define DM_REPL_IOC_APPLY_INFO	_IOWR(DM_REPL_IOC_MAGIC, 4, struct dm_repl_apply_info)
+#define DM_REPL_IOC_RESYNC	_IOWR(DM_REPL_IOC_MAGIC, 5, struct dm_repl_resync_req)
 
 /* ------------------------------------------------------------------ */
 /* The metadata device (on-disk format)                                */

@@ -515,6 +515,42 @@ void dmrepl_ship_acked(struct dmrepl_ship *s, __u64 seq);
 int dmrepl_ship_release(struct dmrepl_ship *s);
 
 /* ------------------------------------------------------------------ */
+/* Resync: a primary's dirty regions into its ring                     */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Walks the dirty bitmaps of a primary group's volumes and puts each dirty
+ * region in the ring (DM_REPL_IOC_RESYNC), whoever ships the ring. The
+ * bitmaps are copied once a pass; a region cleaned meanwhile costs one
+ * ioctl that does nothing, one dirtied meanwhile waits for the next pass.
+ */
+struct dmrepl_resync {
+	int fd;				/* the group's device */
+	struct dm_repl_group_info info;	/* as of the last step */
+	unsigned int vol;		/* cursor: entry of info.volumes */
+	__u64 region;			/* cursor: next region to look at */
+	unsigned long *bits;		/* the cursor volume's bitmap */
+	size_t bits_size;
+	bool loaded;			/* bits are the cursor volume's */
+	__u64 regions, bytes;		/* put in the ring */
+	bool ended;			/* a RESYNC_END went out */
+};
+
+void dmrepl_resync_init(struct dmrepl_resync *r, int fd);
+void dmrepl_resync_free(struct dmrepl_resync *r);
+
+/*
+ * Put up to @max dirty regions in the ring while it is at most @fill_pct
+ * full, so that the stream keeps its place. Returns the regions put in (0:
+ * none could go now, or the group is not behind: info.state says which),
+ * or -errno of an ioctl (-EPERM: not a primary).
+ */
+int dmrepl_resync_step(struct dmrepl_resync *r, unsigned int max, unsigned int fill_pct);
+
+/* Regions still to go: dirty in the bitmaps, or in the ring unreleased. */
+__u64 dmrepl_resync_left(const struct dm_repl_group_info *info);
+
+/* ------------------------------------------------------------------ */
 /* Metadata device                                                     */
 /* ------------------------------------------------------------------ */
 

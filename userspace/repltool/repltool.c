@@ -36,6 +36,8 @@ static const struct cmd cmds[] = {
 	{ "primary", "promote a resource's local volumes", cmd_primary, usage_primary },
 	{ "replicate", "ship a primary group's ring to a secondary group",
 	  cmd_replicate, usage_replicate },
+	{ "resync", "put a primary group's dirty regions in its ring", cmd_resync,
+	  usage_resync },
 	{ "secondary", "demote a resource's local volumes", cmd_secondary,
 	  usage_secondary },
 	{ "status", "show a group's role, state, volumes and apply progress",

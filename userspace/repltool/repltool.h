@@ -176,6 +176,8 @@ int cmd_status(int argc, char **argv);
 void usage_status(FILE *f);
 int cmd_replicate(int argc, char **argv);
 void usage_replicate(FILE *f);
+int cmd_resync(int argc, char **argv);
+void usage_resync(FILE *f);
 int cmd_config(int argc, char **argv);
 void usage_config(FILE *f);
 /* resource.c: the verbs over a resource file */

@@ -1,0 +1,150 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * Resync driver (see dmrepl.h): a primary's dirty regions into its ring.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "dmrepl.h"
+
+#define LONG_BITS (8 * sizeof(unsigned long))
+
+void dmrepl_resync_init(struct dmrepl_resync *r, int fd)
+{
+	memset(r, 0, sizeof(*r));
+	r->fd = fd;
+}
+
+void dmrepl_resync_free(struct dmrepl_resync *r)
+{
+	free(r->bits);
+	r->bits = NULL;
+}
+
+__u64 dmrepl_resync_left(const struct dm_repl_group_info *info)
+{
+	__u64 left = info->resync_regions;
+	unsigned int i;
+
+	for (i = 0; i < info->nr_volumes && i < DM_REPL_MAX_VOLUMES; i++)
+		left += info->volumes[i].dirty_regions;
+	return left;
+}
+
+/* The cursor volume's bitmap, copied out of the kernel. */
+static int load_bits(struct dmrepl_resync *r)
+{
+	const struct dm_repl_volume_info *v = &r->info.volumes[r->vol];
+	struct dm_repl_bitmap_req req = {
+		.abi_version = DM_REPL_ABI_VERSION,
+		.volume = v->index,
+	};
+	size_t need = (v->nr_regions + LONG_BITS - 1) / LONG_BITS * sizeof(long);
+
+	if (need > r->bits_size) {
+		void *bits = realloc(r->bits, need);
+
+		if (!bits)
+			return -ENOMEM;
+		r->bits = bits;
+		r->bits_size = need;
+	}
+	req.buf = (__u64)(uintptr_t)r->bits;
+	req.buf_size = need;
+	if (ioctl(r->fd, DM_REPL_IOC_GET_BITMAP, &req) < 0)
+		return -errno;
+	/* The volume may have grown since the info: look at what came. */
+	if (req.buf_size < need)
+		memset((char *)r->bits + req.buf_size, 0, need - req.buf_size);
+	r->loaded = true;
+	return 0;
+}
+
+/* The next dirty region at or after the cursor, in this pass: 1, 0 if none. */
+static int next_dirty(struct dmrepl_resync *r)
+{
+	int ret;
+
+	for (; r->vol < r->info.nr_volumes; r->vol++, r->region = 0, r->loaded = false) {
+		__u64 n = r->info.volumes[r->vol].nr_regions;
+
+		if (!r->info.volumes[r->vol].dirty_regions)
+			continue;
+		if (!r->loaded) {
+			ret = load_bits(r);
+			if (ret)
+				return ret;
+		}
+		for (; r->region < n; r->region++)
+			if (r->bits[r->region / LONG_BITS] & (1UL << (r->region % LONG_BITS)))
+				return 1;
+	}
+	return 0;
+}
+
+static bool ring_full(const struct dm_repl_group_info *info, unsigned int fill_pct)
+{
+	__u64 used = info->producer_pos - info->released_pos;
+
+	return used * 100 > info->data_size * fill_pct;
+}
+
+/* One region (or, with ANY, a clean one to carry the end): 1 put in, 0 no room. */
+static int resync_one(struct dmrepl_resync *r, unsigned int vol, __u64 region, __u32 flags)
+{
+	struct dm_repl_resync_req req = {
+		.abi_version = DM_REPL_ABI_VERSION,
+		.volume = r->info.volumes[vol].index,
+		.region = region,
+		.flags = flags,
+	};
+
+	if (ioctl(r->fd, DM_REPL_IOC_RESYNC, &req) < 0)
+		return errno == ENOSPC || errno == EBUSY ? 0 : -errno;
+	if (!req.records)
+		return 1;	/* cleaned meanwhile: as good as done */
+	r->regions++;
+	r->bytes += (__u64)r->info.volumes[vol].region_sectors << 9;
+	if (req.flags & DM_REPL_RESYNCF_END)
+		r->ended = true;
+	return 1;
+}
+
+int dmrepl_resync_step(struct dmrepl_resync *r, unsigned int max, unsigned int fill_pct)
+{
+	unsigned int done = 0;
+	int ret;
+
+	while (done < max) {
+		ret = dmrepl_group_info(r->fd, &r->info, NULL, 0);
+		if (ret)
+			return ret;
+		if (r->info.role != DM_REPL_ROLE_PRIMARY)
+			return -EPERM;
+		if (r->info.state != DM_REPL_STATE_BEHIND || ring_full(&r->info, fill_pct))
+			break;
+		ret = next_dirty(r);
+		if (ret < 0)
+			return ret;
+		if (!ret) {
+			/* A pass ended. Behind with nothing dirty: a lost flush. */
+			r->vol = 0;
+			r->region = 0;
+			r->loaded = false;
+			if (dmrepl_resync_left(&r->info) || !r->info.nr_volumes)
+				break;
+			ret = resync_one(r, 0, 0, DM_REPL_RESYNCF_ANY);
+		} else {
+			ret = resync_one(r, r->vol, r->region, 0);
+			if (ret > 0)
+				r->region++;
+		}
+		if (ret <= 0)
+			return ret < 0 ? ret : (int)done;
+		done++;
+	}
+	return (int)done;
+}
