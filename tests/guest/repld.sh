@@ -253,11 +253,29 @@ tap_check "the primary says behind: writes only in its bitmap" \
 tap_check "repld's status says behind too" bash -c \
 	"for i in \$(seq 100); do '$REPLTOOL' status --socket '$W/alpha.sock' vm2 |
 	 grep -Eq '^  state +behind$' && exit 0; sleep 0.1; done; exit 1"
+# Once connected, repld ships what the ring kept, then resyncs the dirty
+# regions over the same link: the replica is outdated past the gap, then
+# inconsistent, and consistent only at the resync's last record.
 "$REPLTOOL" connect --socket "$W/alpha.sock" vm2
-out=$(quiesce vm2 vm2b 120) && tap_ok "once connected, the replica takes what the ring kept" ||
+tap_check "once connected, alpha's repld resyncs vm2 (its log)" logged alpha "resync of group vm2"
+# uptodate GROUP: the primary is up to date with no region dirty (within 120 s).
+uptodate() {
+	local end=$((SECONDS + 120))
+	while ((SECONDS < end)); do
+		[[ $(status_of "$1" state)/$(status_of "$1" dirty_regions) == uptodate/0 ]] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+tap_check "the resync ends: the primary is up to date, no region dirty" uptodate vm2
+out=$(quiesce vm2 vm2b 120) && tap_ok "the replica takes what the ring kept and the resync" ||
 	tap_fail "vm2 drains after connect" "$out"
-tap_check "the replica says outdated, never consistent, past the gap" \
-	test "$(status_of vm2b consistency)" = outdated
+tap_check "repld's status says uptodate" bash -c \
+	"for i in \$(seq 100); do '$REPLTOOL' status --socket '$W/alpha.sock' vm2 |
+	 grep -Eq '^  state +uptodate$' && exit 0; sleep 0.1; done; exit 1"
+tap_check "the replica is consistent again" test "$(status_of vm2b consistency)" = consistent
+tap_check "vm2 is equal byte for byte after the resync" bash -c \
+	"echo 1 >/proc/sys/vm/drop_caches && cmp '${DATA[alpha2:0]}' '${DATA[beta2:0]}'"
 
 # ---- refusals --------------------------------------------------------------------------
 # Alpha has writes beta must not get while each refusal runs: beta's

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "repld.h"
 
 #define REQUEST_MAX 128
@@ -55,6 +56,30 @@ static double age_s(__u64 time_ns)
 	return now > time_ns ? (double)(now - time_ns) / 1e9 : 0;
 }
 
+/* A primary's state; while it resyncs, how far, how fast, how long still. */
+static void print_state(FILE *f, const struct group_status *st)
+{
+	__u64 applied = st->resync_done - st->resync_unreleased;
+	__u64 total = st->resync_done + st->resync_dirty;
+	double secs, rate;
+
+	if (!st->resyncing) {
+		fprintf(f, "state %s\n", st->behind ? "behind" : "uptodate");
+		return;
+	}
+	secs = (double)(now_ns() - st->resync_start_ns) / 1e9;
+	rate = secs > 0 ? (double)applied / secs : 0;
+	fprintf(f, "state resyncing\nresync_percent %.1f\nresync_regions_left %llu\n",
+		total ? 100.0 * (double)applied / (double)total : 0.0,
+		(unsigned long long)(st->resync_dirty + st->resync_unreleased));
+	fprintf(f, "resync_bytes %llu\nresync_regions_per_s %.1f\nresync_eta_seconds ",
+		(unsigned long long)st->resync_bytes, rate);
+	if (rate > 0)
+		fprintf(f, "%.0f\n", (double)(st->resync_dirty + st->resync_unreleased) / rate);
+	else
+		fputs("-\n", f);
+}
+
 static void print_group(FILE *f, struct group *g)
 {
 	struct group_status st;
@@ -80,7 +105,7 @@ static void print_group(FILE *f, struct group *g)
 			(unsigned long long)(st.last_seq > st.acked_seq ?
 					     st.last_seq - st.acked_seq : 0),
 			(unsigned long long)st.lag_bytes, age_s(st.oldest_unacked_ns));
-		fprintf(f, "state %s\n", st.behind ? "behind" : "uptodate");
+		print_state(f, &st);
 	} else if (st.role == DM_REPL_ROLE_SECONDARY) {
 		fprintf(f, "applied_seq %llu\n", (unsigned long long)st.applied_seq);
 	}

@@ -51,6 +51,13 @@ struct group_status {
 	__u64 lag_bytes;		/* primary: ring bytes not released */
 	__u64 oldest_unacked_ns;	/* primary: capture time, 0 if none */
 	bool behind;			/* primary: writes only in the bitmap */
+	/* Primary, behind: the resync this session runs (its regions). */
+	bool resyncing;
+	__u64 resync_start_ns;
+	__u64 resync_done;		/* regions put in the ring */
+	__u64 resync_bytes;		/* their bytes */
+	__u64 resync_unreleased;	/* of those, not yet applied by the peer */
+	__u64 resync_dirty;		/* regions still in the bitmaps */
 	__u64 applied_seq;		/* secondary: ours */
 };
 

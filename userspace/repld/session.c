@@ -17,6 +17,11 @@
 
 #include "session.h"
 
+/* A resync step puts at most this many regions in the ring ... */
+#define RESYNC_REGIONS 16
+/* ... and only while the ring is at most this full. */
+#define RESYNC_FILL_PCT 50
+
 /* ---- both roles ---------------------------------------------------------- */
 
 /* The periodic look at the group (session_check()). */
@@ -146,6 +151,7 @@ struct shipping {
 	 */
 	struct flight *flights;
 	unsigned int nflights, max_flights;
+	struct dmrepl_resync resync;	/* the group's dirty regions into the ring */
 };
 
 /* Note a batch sent, for the lag in seconds of the status. */
@@ -246,10 +252,53 @@ static int take_ack(struct shipping *s, const struct dmrepl_proto_ack *a)
  * Ship within the window. Records the replica had are skipped, and
  * released here: no ack will come for them.
  */
+/*
+ * While the group is behind, its dirty regions go into the ring, as long as
+ * the ring is at most RESYNC_FILL_PCT full: the stream keeps its place.
+ */
+static int resync_some(struct shipping *s)
+{
+	struct group *g = s->g;
+	bool behind;
+	int ret;
+
+	pthread_mutex_lock(&g->lock);
+	behind = g->st.behind || g->st.resyncing;
+	pthread_mutex_unlock(&g->lock);
+	if (!behind)
+		return 0;
+	ret = dmrepl_resync_step(&s->resync, RESYNC_REGIONS, RESYNC_FILL_PCT);
+	if (ret < 0 && ret != -EPERM) {	/* a role change: the check ends the session */
+		group_error(g, LOG_ERR, "resync of group %s: %s", g->kgroup, strerror(-ret));
+		return ret;
+	}
+	behind = s->resync.info.state == DM_REPL_STATE_BEHIND;
+	pthread_mutex_lock(&g->lock);
+	if (behind && !g->st.resyncing) {
+		g->st.resyncing = true;
+		g->st.resync_start_ns = now_ns();
+		g->st.resync_done = g->st.resync_bytes = 0;
+	}
+	g->st.resync_done = s->resync.regions;
+	g->st.resync_bytes = s->resync.bytes;
+	g->st.resync_unreleased = s->resync.info.resync_regions;
+	g->st.resync_dirty = dmrepl_resync_left(&s->resync.info) - s->resync.info.resync_regions;
+	g->st.behind = behind;
+	g->st.resyncing = behind;
+	pthread_mutex_unlock(&g->lock);
+	if (s->resync.ended)
+		glog(g, LOG_INFO, "resync of group %s: %llu regions sent, the last ends it",
+		     g->kgroup, (unsigned long long)s->resync.regions);
+	s->resync.ended = false;
+	return 0;
+}
+
 static int ship_some(struct shipping *s)
 {
-	int ret = 0;
+	int ret = resync_some(s);
 
+	if (ret)
+		return ret;
 	if (s->nflights < s->window) {
 		s->send_err = 0;
 		ret = dmrepl_ship_pump(&s->ship, s->window - s->nflights);
@@ -352,6 +401,7 @@ bool session_primary(struct group *g, struct link *l)
 	}
 	s.ship.batch.send = send_batch;
 	s.ship.batch.send_arg = &s;
+	dmrepl_resync_init(&s.resync, dmrepl_ring_fd(ring));
 	hello_init(g, &info, DM_REPL_ROLE_PRIMARY, &ours);
 	ours.stream = info.stream;
 	ours.next_seq = info.next_seq;
@@ -370,6 +420,10 @@ bool session_primary(struct group *g, struct link *l)
 	}
 	flight_land(&s, ~0ULL);
 	free(s.flights);
+	dmrepl_resync_free(&s.resync);
+	pthread_mutex_lock(&g->lock);
+	g->st.resyncing = false;
+	pthread_mutex_unlock(&g->lock);
 	dmrepl_ship_free(&s.ship);
 	dmrepl_ring_close(ring);
 	return ret != -ECONNREFUSED || s.ship.released_seq;

@@ -1,0 +1,233 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * DM_REPL_IOC_RESYNC (Documentation/dm-repl.md, "Resync"): every bad field
+ * is refused with its errno and changes nothing; a region's RESYNC record
+ * holds what its data device holds; a region leaves the bitmap only while
+ * its record is in the ring, and goes back to it when there is no room;
+ * at most 256 regions wait unreleased; the last one ends the resync.
+ *
+ * Runs in the guest (tests/guest/vm.sh) with dm-repl.ko loaded.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "kselftest_harness.h"
+#include "testlib.h"
+
+#define DATA_MB		16
+#define REGION		(64U << 10)	/* repltool meta create's default */
+#define NR_REGIONS	(DATA_MB * 16)
+
+FIXTURE(resync) {
+	struct tl_env env;
+	struct tl_vol vol;
+	struct dmrepl_ring *ring;
+	int fd;
+	unsigned char *buf;
+};
+
+FIXTURE_SETUP(resync)
+{
+	TL_SETUP(&self->env);
+	self->buf = tl_zalloc_aligned(4 << 20);
+	ASSERT_NE(NULL, self->buf);
+}
+
+FIXTURE_TEARDOWN(resync)
+{
+	free(self->buf);
+	TL_TEARDOWN(&self->env);
+}
+
+/* A primary volume of group rs with opts, its ring and device open. */
+static void setup_vol(struct __test_metadata *_metadata, FIXTURE_DATA(resync) *self,
+		      const char *opts)
+{
+	char err[DMREPL_ERRMSG_LEN];
+
+	ASSERT_EQ(0, tl_vol_create(&self->env, &self->vol, "rs", "rs", DATA_MB, opts));
+	ASSERT_EQ(0, tl_ring_open(&self->env, "rs", &self->ring, err, sizeof(err)));
+	self->fd = dmrepl_ring_fd(self->ring);
+}
+
+static int resync(int fd, unsigned int volume, __u64 region, __u32 flags,
+		  struct dm_repl_resync_req *out)
+{
+	struct dm_repl_resync_req req = {
+		.abi_version = DM_REPL_ABI_VERSION,
+		.volume = volume,
+		.region = region,
+		.flags = flags,
+	};
+	int r = ioctl(fd, DM_REPL_IOC_RESYNC, &req);
+
+	if (out)
+		*out = req;
+	return r ? -errno : 0;
+}
+
+static __u64 dirty_of(int fd)
+{
+	struct dm_repl_group_info info = { .abi_version = DM_REPL_ABI_VERSION };
+
+	if (ioctl(fd, DM_REPL_IOC_GROUP_INFO, &info))
+		return ~0ULL;
+	return info.volumes[0].dirty_regions;
+}
+
+static int raw(int fd, struct dm_repl_resync_req *req)
+{
+	return ioctl(fd, DM_REPL_IOC_RESYNC, req) ? -errno : 0;
+}
+
+TEST_F_TIMEOUT(resync, every_bad_field_is_refused_and_changes_nothing, 120)
+{
+	struct dm_repl_group_info info = { .abi_version = DM_REPL_ABI_VERSION };
+	struct dm_repl_resync_req req;
+
+	setup_vol(_metadata, self, "2 ring_mb 8");
+
+	memset(&req, 0, sizeof(req));
+	req.abi_version = DM_REPL_ABI_VERSION + 1;
+	EXPECT_EQ(-EPROTO, raw(self->fd, &req));
+	req.abi_version = DM_REPL_ABI_VERSION;
+	req.volume = DM_REPL_MAX_VOLUMES;
+	EXPECT_EQ(-EINVAL, raw(self->fd, &req));
+	req.volume = ~0U;
+	EXPECT_EQ(-EINVAL, raw(self->fd, &req));
+	req.volume = 1;
+	EXPECT_EQ(-ENOENT, raw(self->fd, &req));
+	req.volume = 0;
+	req.region = NR_REGIONS;
+	EXPECT_EQ(-EINVAL, raw(self->fd, &req));
+	req.region = ~0ULL;
+	EXPECT_EQ(-EINVAL, raw(self->fd, &req));
+	req.region = 0;
+	req.flags = DM_REPL_RESYNCF_END;
+	EXPECT_EQ(-EINVAL, raw(self->fd, &req));
+	req.flags = 1U << 31;
+	EXPECT_EQ(-EINVAL, raw(self->fd, &req));
+	req.flags = 0;
+	req.records = 1;
+	EXPECT_EQ(-EINVAL, raw(self->fd, &req));
+	req.records = 0;
+	req.seq = 5;
+	EXPECT_EQ(-EINVAL, raw(self->fd, &req));
+	req.seq = 0;
+	req.reserved[0] = 1;
+	EXPECT_EQ(-EINVAL, raw(self->fd, &req));
+	req.reserved[0] = 0;
+	req.reserved[1] = 1;
+	EXPECT_EQ(-EINVAL, raw(self->fd, &req));
+	EXPECT_EQ(-1, ioctl(self->fd, DM_REPL_IOC_RESYNC, (void *)8));
+	EXPECT_EQ(EFAULT, errno);
+
+	/* Nothing of it reached the ring. */
+	ASSERT_EQ(0, dmrepl_ring_info(self->ring, &info));
+	EXPECT_EQ(0ULL, info.records);
+	EXPECT_EQ(0ULL, info.resync_regions);
+	EXPECT_EQ((__u32)DM_REPL_STATE_UPTODATE, info.state);
+	/* A clean region is left alone, unless ANY. */
+	ASSERT_EQ(0, resync(self->fd, 0, 3, 0, &req));
+	EXPECT_EQ(0U, req.records);
+	ASSERT_EQ(0, resync(self->fd, 0, 3, DM_REPL_RESYNCF_ANY, &req));
+	EXPECT_EQ(1U, req.records);
+	EXPECT_EQ((__u32)DM_REPL_RESYNCF_END, req.flags);
+}
+
+TEST_F_TIMEOUT(resync, the_record_holds_the_region_as_the_disk_has_it, 120)
+{
+	const struct dm_repl_rec *rec;
+	struct dm_repl_resync_req req;
+	struct dm_repl_group_info info = { .abi_version = DM_REPL_ABI_VERSION };
+
+	setup_vol(_metadata, self, "2 ring_mb 8");
+	/* The region's data goes to the disk under the target, not through it. */
+	tl_fill(self->buf, REGION, 42);
+	{
+		int dfd = open(self->vol.data, O_RDWR | O_DIRECT);
+
+		ASSERT_LE(0, dfd);
+		ASSERT_EQ(0, tl_pwrite_all(dfd, self->buf, REGION, 5ULL * REGION));
+		close(dfd);
+	}
+	ASSERT_EQ(0, resync(self->fd, 0, 5, DM_REPL_RESYNCF_ANY, &req));
+	ASSERT_EQ(1U, req.records);
+	ASSERT_EQ(1, tl_ring_next_op(self->ring, &rec));
+	EXPECT_EQ((__u16)DM_REPL_REC_RESYNC, le16toh(rec->type));
+	EXPECT_EQ(req.seq, le64toh(rec->seq));
+	EXPECT_EQ(5ULL * REGION / 512, le64toh(rec->sector));
+	EXPECT_EQ(REGION, le32toh(rec->nbytes));
+	EXPECT_EQ(REGION, le32toh(rec->payload_len));
+	EXPECT_EQ(-1, tl_first_diff(rec + 1, self->buf, REGION));
+	EXPECT_NE(0U, le16toh(rec->flags) & DM_REPL_RECF_RESYNC_END);
+	ASSERT_EQ(0, dmrepl_ring_info(self->ring, &info));
+	EXPECT_EQ(1ULL, info.resync_regions);
+	/* Released: no longer waiting. */
+	ASSERT_EQ(0, dmrepl_ring_release(self->ring, req.seq));
+	ASSERT_EQ(0, dmrepl_ring_info(self->ring, &info));
+	EXPECT_EQ(0ULL, info.resync_regions);
+}
+
+TEST_F_TIMEOUT(resync, no_room_leaves_the_region_dirty_then_it_goes, 120)
+{
+	struct dm_repl_resync_req req;
+	unsigned char bm[NR_REGIONS / 8];
+	__u64 dirty, r, first = ~0ULL;
+	long n;
+	struct tl_consumer c = { 0 };
+
+	setup_vol(_metadata, self, "2 ring_mb 2");
+	/* 4 MiB into a 2 MiB ring with no consumer: most go to the bitmap. */
+	tl_fill(self->buf, 4 << 20, 7);
+	ASSERT_EQ(0, tl_pwrite_all(self->vol.fd, self->buf, 4 << 20, 0));
+	dirty = dirty_of(self->fd);
+	ASSERT_LT(0ULL, dirty);
+	ASSERT_EQ(0, tl_get_bitmap(self->ring, 0, bm, sizeof(bm), NULL));
+	for (r = 0; r < NR_REGIONS && first == ~0ULL; r++)
+		if (tl_bit(bm, r))
+			first = r;
+	EXPECT_EQ(-ENOSPC, resync(self->fd, 0, first, 0, NULL));
+	EXPECT_EQ(dirty, dirty_of(self->fd));
+	ASSERT_EQ(0, tl_get_bitmap(self->ring, 0, bm, sizeof(bm), NULL));
+	EXPECT_TRUE(tl_bit(bm, first));
+
+	/* Room again: it goes, leaves the bitmap, and its record is right. */
+	c.ring = self->ring;
+	n = tl_consume(&c, true);
+	ASSERT_LT(0, n);
+	ASSERT_EQ(0, resync(self->fd, 0, first, 0, &req));
+	EXPECT_EQ(1U, req.records);
+	EXPECT_EQ(0U, req.flags & DM_REPL_RESYNCF_END);	/* others are dirty */
+	EXPECT_EQ(dirty - 1, dirty_of(self->fd));
+	ASSERT_EQ(0, tl_get_bitmap(self->ring, 0, bm, sizeof(bm), NULL));
+	EXPECT_FALSE(tl_bit(bm, first));
+	tl_consumer_free(&c);
+}
+
+TEST_F_TIMEOUT(resync, at_most_256_regions_wait_unreleased, 180)
+{
+	struct dm_repl_resync_req req;
+	__u64 r;
+
+	setup_vol(_metadata, self, "2 ring_mb 32");
+	for (r = 0; r < 256; r++)
+		ASSERT_EQ(0, resync(self->fd, 0, r, DM_REPL_RESYNCF_ANY, &req));
+	EXPECT_EQ(-EBUSY, resync(self->fd, 0, 256 % NR_REGIONS, DM_REPL_RESYNCF_ANY, NULL));
+	ASSERT_EQ(0, dmrepl_ring_release(self->ring, req.seq));
+	EXPECT_EQ(0, resync(self->fd, 0, 0, DM_REPL_RESYNCF_ANY, NULL));
+}
+
+TEST_F_TIMEOUT(resync, a_secondary_refuses, 120)
+{
+	setup_vol(_metadata, self, "2 ring_mb 8");
+	ASSERT_EQ(0, tl_run("dmsetup suspend rs && dmsetup message rs 0 role secondary && "
+			    "dmsetup resume rs"));
+	EXPECT_EQ(-EPERM, resync(self->fd, 0, 0, DM_REPL_RESYNCF_ANY, NULL));
+}
+
+TEST_HARNESS_MAIN
