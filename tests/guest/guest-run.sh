@@ -6,7 +6,7 @@
 #
 # OUTDIR/env.sh (written by vm.sh on the host) defines VM_REPO, VM_OUT,
 # VM_KVER, the exported environment for the command (GUEST=1, KVER, DMREPL_*,
-# TEST_*, ...) and the VM_CMD array.  Results go back to the host through
+# TEST_*, VM_NET_ADDR with vm.sh --net, ...) and the VM_CMD array.  Results go back to the host through
 # OUTDIR, which is a read-write 9p mount:
 #   OUTDIR/output.log  the command's stdout+stderr (also on the console)
 #   OUTDIR/dmesg.log   the whole kernel log, at every level, after the command
@@ -51,6 +51,22 @@ ip link set lo up 2>/dev/null || true
 for m in dm-mod libcrc32c virtio_blk; do
 	modprobe "$m" || fail "modprobe $m"
 done
+
+# vm.sh --net: the NIC of the link to another guest.  Without udev nothing
+# loads its driver; the interface is the one virtio_net drives.
+if [[ -n "${VM_NET_ADDR:-}" ]]; then
+	modprobe virtio_net || fail "modprobe virtio_net"
+	for d in /sys/class/net/*; do
+		if [[ $(readlink "$d/device/driver") == */virtio_net ]]; then
+			export VM_NET_IF=${d##*/}
+			break
+		fi
+	done
+	[[ -n "${VM_NET_IF:-}" ]] || fail "no interface of virtio_net"
+	ip addr add "$VM_NET_ADDR" dev "$VM_NET_IF" || fail "ip addr add $VM_NET_ADDR"
+	ip link set "$VM_NET_IF" up || fail "ip link set $VM_NET_IF up"
+	echo "vm-guest: $VM_NET_IF is $VM_NET_ADDR"
+fi
 
 if [[ -n "${DMREPL_KO:-}" ]]; then
 	# vm.sh copied the module into OUT so that any host path works.

@@ -4,6 +4,9 @@
 #   vm_find_kver             print the kernel to boot (env KVER wins)
 #   vm_build_initramfs KVER  print the path of a cached busybox initramfs
 #   vm_scan_kernel_log F...  print kernel splat lines found in the logs
+#   vm_net_mac ADDR/LEN      the MAC address of the guest with that address
+#   vm_net_publish, vm_net_wait_listener, vm_net_connected
+#                            the two ends of a link between two guests
 #
 # Needs: VM_REPO (project top directory) set by the caller.
 
@@ -135,4 +138,78 @@ vm_scan_kernel_log() {
 		[[ -r "$f" ]] || continue
 		tr -d '\r' <"$f" | grep -E '^\[ *[0-9]+\.[0-9]+\]' | grep -E -- "$re" || true
 	done | awk '!seen[$0]++'
+}
+
+# --- a link between two guests (vm.sh --net) --------------------------------
+
+# vm_net_mac ADDR/LEN: a locally administered MAC address made of the IPv4
+# address (52:54 is qemu's prefix), so that two guests never share one.
+vm_net_mac() {
+	local a b c d len
+	IFS=./ read -r a b c d len <<<"$1"
+	[[ $1 =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+/[0-9]+$ ]] || return 1
+	((a < 256 && b < 256 && c < 256 && d < 256 && len <= 32)) || return 1
+	printf '52:54:%02x:%02x:%02x:%02x\n' "$a" "$b" "$c" "$d"
+}
+
+# vm_net_listening PID: the port that process PID listens on at 127.0.0.1,
+# if any.
+vm_net_listening() {
+	ss -Hltnp 'src 127.0.0.1' 2>/dev/null |
+		awk -v p="pid=$1," 'index($0, p) { n = split($4, a, ":"); print a[n]; exit }'
+}
+
+# vm_net_publish PIDFILE FILE RCFILE: wait until the qemu of PIDFILE
+# listens, then write "PORT PID" into FILE (whole: a rename).  Fails when
+# qemu ended first (RCFILE exists) or did not listen within 60 s.
+vm_net_publish() {
+	local pidfile=$1 file=$2 rcfile=$3 pid port i
+	for ((i = 0; i < 600; i++)); do
+		[[ -e $rcfile ]] && return 1
+		if [[ -s $pidfile ]]; then
+			pid=$(cat "$pidfile")
+			port=$(vm_net_listening "$pid")
+			if [[ -n $port ]]; then
+				echo "$port $pid" >"$file.tmp" && mv -f "$file.tmp" "$file"
+				return
+			fi
+		fi
+		sleep 0.1
+	done
+	return 1
+}
+
+# vm_net_wait_listener FILE SECONDS: wait (up to SECONDS) until FILE names
+# a qemu that listens on its port, and print the port.  A FILE left by an
+# earlier run names a process that is gone or a port it no longer listens
+# on (qemu accepts one connection, then closes its listening socket): it is
+# waited past.
+vm_net_wait_listener() {
+	local file=$1 end=$((SECONDS + $2)) port pid
+	while ((SECONDS < end)); do
+		if [[ -s $file ]] && read -r port pid <"$file" &&
+			[[ -n $pid && $(vm_net_listening "$pid") == "$port" ]]; then
+			echo "$port"
+			return
+		fi
+		sleep 0.2
+	done
+	return 1
+}
+
+# vm_net_connected PIDFILE PORT RCFILE: wait until the qemu of PIDFILE has
+# a connection to 127.0.0.1:PORT.  Fails when qemu ended first or did not
+# connect within 60 s.
+vm_net_connected() {
+	local pidfile=$1 port=$2 rcfile=$3 pid i
+	for ((i = 0; i < 600; i++)); do
+		[[ -e $rcfile ]] && return 1
+		if [[ -s $pidfile ]]; then
+			pid=$(cat "$pidfile")
+			ss -Htnp state established "dst 127.0.0.1:$port" 2>/dev/null |
+				grep -qF "pid=$pid," && return
+		fi
+		sleep 0.1
+	done
+	return 1
 }

@@ -103,6 +103,67 @@ quiesce() {
 	return 1
 }
 
+# applied_reaches GROUP SEQ [SECONDS]: wait (up to SECONDS, 300 by default)
+# until the secondary GROUP has applied sequence SEQ, a primary's last
+# sequence that another host told (quiesce, when both are in this kernel).
+applied_reaches() {
+	local got end=$((SECONDS + ${3:-300}))
+	while ((SECONDS < end)); do
+		got=$(status_of "$1" applied_seq)
+		[[ $got == "$2" ]] && return 0
+		sleep 0.1
+	done
+	echo "applied_seq of $1 is $got after ${3:-300} s, not $2"
+	return 1
+}
+
+# log_has FILE TEXT [SECONDS]: TEXT appears in FILE (a daemon's log) within
+# SECONDS (20 by default); otherwise say so, with the log's errors and
+# warnings, then its end.
+log_has() {
+	local i
+	for ((i = 0; i < ${3:-20} * 10; i++)); do
+		grep -qF -- "$2" "$1" && return 0
+		sleep 0.1
+	done
+	echo "no \"$2\" in $1 after ${3:-20} s; its errors and warnings, then its end:"
+	grep -E '^<[34]>' "$1" | tail -10
+	tail -5 "$1"
+	return 1
+}
+
+# link_fact SOCKET GROUP KEY: KEY of GROUP's link, as the repld of SOCKET
+# tells it (the link section of `repltool status`).
+link_fact() {
+	"$REPLTOOL" status --socket "$1" "$2" 2>/dev/null |
+		awk -v k="$3" '$0 == "link" { link = 1; next } link && $1 == k { print $2; exit }'
+}
+
+# shipped SOCKET GROUP [SECONDS]: wait (up to SECONDS, 300 by default)
+# until the repld of SOCKET has shipped every record of the primary GROUP
+# and its peer acknowledged them: its link connected, lag_records 0, and
+# acked_seq this kernel's last sequence of GROUP.
+shipped() {
+	local want acked lag link end=$((SECONDS + ${3:-300}))
+	while ((SECONDS < end)); do
+		want=$(last_seq "$2")
+		acked=$(link_fact "$1" "$2" acked_seq)
+		lag=$(link_fact "$1" "$2" lag_records)
+		link=$(link_fact "$1" "$2" link)
+		[[ $link == connected && $lag == 0 && $acked == "$want" ]] && return 0
+		sleep 0.2
+	done
+	echo "after ${3:-300} s the link of $2 is ${link:-?}, lag_records ${lag:-?}," \
+		"acked_seq ${acked:-?}; the last sequence is $want"
+	return 1
+}
+
+# data_sum DEV: the sha256 of DEV's whole content, read with O_DIRECT (no
+# page cache: what the disk holds).
+data_sum() {
+	dd if="$1" bs=1M iflag=direct status=none | sha256sum | cut -d' ' -f1
+}
+
 # fio_run SEED DEV...: random writes of random sizes with crc32c verify and
 # fsyncs, then discards, then more writes, all O_DIRECT, on every DEV of
 # $MB MiB; the job and its output go to $W. Prints what completed.

@@ -136,15 +136,7 @@ stop() {
 
 # logged SITE TEXT [SECONDS]: TEXT appears in SITE's log within SECONDS (20).
 logged() {
-	local i
-	for ((i = 0; i < ${3:-20} * 10; i++)); do
-		grep -qF -- "$2" "$W/$1.log" && return 0
-		sleep 0.1
-	done
-	echo "no \"$2\" in the log of $1 after ${3:-20} s; its errors and warnings, then its end:"
-	grep -E '^<[34]>' "$W/$1.log" | tail -10
-	tail -5 "$W/$1.log"
-	return 1
+	log_has "$W/$1.log" "$2" "${3:-20}"
 }
 
 # drained [SECONDS]: beta applied alpha's last sequence (120 s at most).

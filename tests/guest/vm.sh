@@ -13,6 +13,17 @@
 #   --out DIR        results directory (default build/guest/out), emptied
 #                    first
 #   --qemu-arg ARG   extra qemu argument, e.g. for -netdev/-device; repeatable
+#   --net listen:FILE | connect:FILE
+#                    a virtio NIC on a qemu socket netdev on 127.0.0.1: the
+#                    link between two guests, one started with listen, the
+#                    other with connect.  listen: qemu listens on a port the
+#                    kernel picks, and vm.sh writes "PORT PID" into FILE
+#                    once it listens.  connect: vm.sh waits for FILE and for
+#                    that qemu to listen (up to --timeout), then connects,
+#                    and fails unless the connection is made.
+#   --net-addr ADDR/LEN
+#                    the guest's address on that NIC (e.g. 10.99.0.1/24);
+#                    the MAC address is derived from it
 #   --quiet          do not copy the serial console to the terminal
 #   --print-kver     print the kernel version that would be booted and exit
 #
@@ -31,7 +42,15 @@
 #   DMREPL_KO      path of a built dm-repl.ko: insmod'ed in the guest after
 #                  dm-mod and libcrc32c; must match KVER
 #   VM_DISK_CACHE  qemu cache mode for --disk (default writeback)
+#   VM_DISK_DISCARD  qemu discard mode for --disk: unmap frees what the
+#                  guest discards (reads as zeroes then); default qemu's
+#                  ignore (discards succeed and change nothing)
 #   VM_ENV         extra variable names to pass to the guest
+#
+# With --net, stage 2 loads virtio_net and sets the NIC up with ADDR
+# before the command runs; the command sees its name in VM_NET_IF and the
+# address in VM_NET_ADDR.  Two guests run at once when each has its own
+# --out and its own disks.
 #
 # Results in OUT: console.log (serial console), output.log (command
 # stdout+stderr), dmesg.log (full kernel log after the command), rc.
@@ -56,6 +75,8 @@ smp=2
 timeout=900
 out="$VM_REPO/build/guest/out"
 quiet=0
+net=""
+net_addr=""
 disks=()
 qemu_extra=()
 
@@ -67,6 +88,8 @@ while (($#)); do
 	--disk) disks+=("${2:?--disk needs a file}") && shift 2 ;;
 	--out) out=${2:?--out needs a directory} && shift 2 ;;
 	--qemu-arg) qemu_extra+=("${2:?--qemu-arg needs a value}") && shift 2 ;;
+	--net) net=${2:?--net needs listen:FILE or connect:FILE} && shift 2 ;;
+	--net-addr) net_addr=${2:?--net-addr needs ADDR/LEN} && shift 2 ;;
 	--quiet) quiet=1 && shift ;;
 	--print-kver) vm_find_kver && exit 0 ;;
 	-h | --help) usage ;;
@@ -78,6 +101,14 @@ done
 for n in "$mem" "$smp" "$timeout"; do
 	[[ "$n" =~ ^[1-9][0-9]*$ ]] || vm_die "not a positive number: $n"
 done
+case $net in
+"") [[ -z $net_addr ]] || vm_die "--net-addr needs --net" ;;
+listen:?* | connect:?*) [[ -n $net_addr ]] || vm_die "--net needs --net-addr" ;;
+*) vm_die "--net $net: not listen:FILE or connect:FILE" ;;
+esac
+if [[ -n $net_addr ]]; then
+	mac=$(vm_net_mac "$net_addr") || vm_die "--net-addr $net_addr: not an IPv4 ADDR/LEN"
+fi
 
 kver=$(vm_find_kver)
 command -v qemu-system-x86_64 >/dev/null || vm_die "no qemu-system-x86_64 (run tests/install-deps.sh)"
@@ -106,6 +137,7 @@ sq() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
 {
 	printf 'VM_REPO=%q\nVM_OUT=%q\nVM_KVER=%q\n' "$VM_REPO" "$out" "$kver"
 	printf 'export GUEST=1 KVER=%q VM_OUT=%q\n' "$kver" "$out"
+	[[ -z $net_addr ]] || printf 'export VM_NET_ADDR=%q\n' "$net_addr"
 	read -r -a extra_names <<<"${VM_ENV:-}"
 	for name in $(compgen -e | grep -E '^(DMREPL|TEST)_' || true) "${extra_names[@]}"; do
 		[[ -v "$name" ]] && printf 'export %s=%q\n' "$name" "${!name}"
@@ -134,8 +166,29 @@ disk_args=()
 for d in "${disks[@]}"; do
 	[[ -f "$d" || -b "$d" ]] || vm_die "--disk $d: no such file"
 	# qemu option syntax: a literal comma is written twice.
-	disk_args+=(-drive "file=${d//,/,,},if=virtio,format=raw,cache=${VM_DISK_CACHE:-writeback},aio=threads")
+	disk_args+=(-drive "file=${d//,/,,},if=virtio,format=raw,cache=${VM_DISK_CACHE:-writeback},aio=threads${VM_DISK_DISCARD:+,discard=$VM_DISK_DISCARD}")
 done
+
+# The link to another guest: qemu's socket netdev carries the Ethernet
+# frames over one TCP connection on the host's loopback.  The listening side
+# binds port 0, so two runs never race for a port; the connecting side gets
+# the port from the listener's vm.sh.  qemu connects once and does not retry,
+# and a connection refused leaves it running with a dead link, so connect
+# only once that qemu listens.
+net_args=()
+port_file=${net#*:}
+case $net in
+listen:*)
+	rm -f "$port_file"
+	net_args=(-netdev "socket,id=n0,listen=127.0.0.1:0")
+	;;
+connect:*)
+	port=$(vm_net_wait_listener "$port_file" "$timeout") ||
+		vm_die "--net $net: no guest listening after ${timeout}s"
+	net_args=(-netdev "socket,id=n0,connect=127.0.0.1:$port")
+	;;
+esac
+[[ -z $net ]] || net_args+=(-device "virtio-net-pci,netdev=n0,mac=$mac")
 
 virtfs=security_model=none,multidevs=remap
 # shellcheck disable=SC2054 # the commas belong to qemu option values
@@ -150,7 +203,7 @@ qemu=(
 	-virtfs "local,path=/,mount_tag=hostroot,$virtfs,readonly=on"
 	-virtfs "local,path=$VM_REPO,mount_tag=repo,$virtfs"
 	-virtfs "local,path=$out,mount_tag=out,$virtfs"
-	"${disk_args[@]}" "${qemu_extra[@]}"
+	"${disk_args[@]}" "${net_args[@]}" "${qemu_extra[@]}"
 )
 
 console="$out/console.log"
@@ -178,14 +231,31 @@ start=$SECONDS
 	timeout -k 10 "$timeout" "${qemu[@]}" -pidfile "$pidfile" </dev/null 2>&1 || qemu_rc=$?
 	echo "$qemu_rc" >"$out/qemu.rc"
 } | sed -u -e 's/\r//g' -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' -e 's/\x1bc//g' | if ((quiet)); then cat >"$console"; else tee "$console"; fi &
-wait $! || true
+pipeline=$!
+net_error=""
+case $net in
+listen:*)
+	vm_net_publish "$pidfile" "$port_file" "$out/qemu.rc" ||
+		net_error="qemu did not listen on 127.0.0.1 for the link (see $console)"
+	;;
+connect:*)
+	vm_net_connected "$pidfile" "$port" "$out/qemu.rc" ||
+		net_error="qemu did not connect to 127.0.0.1:$port for the link (see $console)"
+	;;
+esac
+# A guest without its link would only wait for its peer until the timeout.
+[[ -z $net_error ]] || stop_qemu
+wait $pipeline || true
 trap - INT TERM
 qemu_rc=$(cat "$out/qemu.rc" 2>/dev/null || echo 125)
 elapsed=$((SECONDS - start))
 
 # --- verdict ---------------------------------------------------------------
 status=0
-if ((qemu_rc == 124 || qemu_rc == 137)); then
+if [[ -n $net_error ]]; then
+	echo "vm.sh: --net $net: $net_error" >&2
+	status=125
+elif ((qemu_rc == 124 || qemu_rc == 137)); then
 	echo "vm.sh: TIMEOUT: guest killed after ${timeout}s: $*" >&2
 	status=124
 elif ((qemu_rc != 0)); then
