@@ -150,8 +150,7 @@ static bool al_evict_one(struct repl_al *al)
 	spin_unlock_irqrestore(&al->lock, flags);
 
 	extent_regions(al, x->nr, &first, &last);
-	if ((find_next_bit(v->bitmap, last + 1, first) <= last ||
-	     find_next_bit(v->syncing, last + 1, first) <= last) &&
+	if (repl_regions_dirty(v, first, last) &&
 	    repl_meta_save_regions(v, first, last))
 		return false;
 

@@ -255,8 +255,12 @@ static unsigned int check_structure(const struct dm_repl_rec *h, size_t avail)
 		return plen ? DM_REPL_APPLY_BAD_LENGTH : DM_REPL_APPLY_OK;
 
 	switch (type) {
-	case DM_REPL_REC_WRITE:
 	case DM_REPL_REC_RESYNC:
+		/* The end of a resync: a record of its own, with no data. */
+		if ((flags & DM_REPL_RECF_RESYNC_END) && !plen && !nbytes)
+			break;
+		fallthrough;
+	case DM_REPL_REC_WRITE:
 		/* The data of whole sectors: payload_len == nbytes. */
 		if (plen != nbytes || !nbytes || nbytes % SECTOR_SIZE)
 			return DM_REPL_APPLY_BAD_LENGTH;
@@ -746,9 +750,11 @@ static void apply_one(struct apply_batch *b, struct apply_rec *rec)
 {
 	switch (rec->type) {
 	case DM_REPL_REC_RESYNC:
-		if (!b->inconsistent)
-			begin_resync(b);
-		submit_write(b, rec);
+		if (rec->nbytes) {
+			if (!b->inconsistent)
+				begin_resync(b);
+			submit_write(b, rec);
+		}
 		/* The resync made the replica whole again. */
 		if (rec->flags & DM_REPL_RECF_RESYNC_END) {
 			b->inconsistent = false;

@@ -221,9 +221,9 @@ static void capture_done(struct repl_target *rt, struct repl_io *io,
 	struct repl_group *g = rt->vol->group;
 	unsigned int i;
 
-	repl_resync_overflow_end(g, io);
 	if (failed && io->nbytes)
 		repl_volume_mark_dirty(rt->vol, io->sector, io->nbytes);
+	repl_resync_overflow_end(g, io);
 	if (!io->nr)
 		return;
 	for (i = 0; i < io->nr; i++)

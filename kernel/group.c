@@ -339,6 +339,7 @@ static struct repl_volume *volume_create(struct repl_group *g,
 	if (r)
 		goto bad;
 	g->volumes[index] = v;
+	repl_resync_joined(v);
 	g->nr_volumes++;
 	atomic_inc(&repl_live_volumes);
 	return v;

@@ -385,7 +385,7 @@ static void bm_fill_block(const struct repl_volume *v,
 	b->index = cpu_to_le64(index);
 	memcpy(b->uuid, v->uuid, sizeof(b->uuid));
 	for (i = 0; i < n; i++)
-		b->bits[i] = cpu_to_le64(words[i] | READ_ONCE(syncing[i]));
+		b->bits[i] = cpu_to_le64(repl_dirty_word(words + i, syncing + i));
 	b->crc = cpu_to_le32(repl_meta_crc(b,
 				offsetof(struct dm_repl_meta_bm_block, crc)));
 }

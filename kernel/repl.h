@@ -177,18 +177,25 @@ struct repl_resync_entry {
 
 struct repl_resync {
 	/*
-	 * Serialises resyncs and guards the entries; taken before every other
-	 * lock of the group, and by a volume going away (so none goes while a
-	 * resync reads it).
+	 * Serialises resyncs; taken before every other lock of the group, and
+	 * by a volume going away (so none goes while a resync reads it).
 	 */
 	struct mutex lock;
+	/* Guards the entries: a release pops them without waiting for lock. */
+	spinlock_t entries_lock;
 	unsigned int head, nr;
 	struct repl_resync_entry unreleased[REPL_RESYNC_UNRELEASED];
 	atomic64_t regions;		/* nr, for status without the lock */
-	/* Writes that went to the bitmap and are still in flight, by phase. */
-	atomic_t overflowing[2];
+	/*
+	 * Writes that went to the bitmap and are still in flight, by phase;
+	 * the phase is read and a write counted under phase_lock.
+	 */
+	spinlock_t phase_lock;
 	unsigned int phase;
+	atomic_t overflowing[2];
 	wait_queue_head_t overflow_wait;
+	/* Volume indexes that left dirty: no resync ends before they are back. */
+	DECLARE_BITMAP(departed, DM_REPL_MAX_VOLUMES);
 };
 
 /* A secondary's apply state (kernel/apply.c). */
@@ -405,11 +412,48 @@ void repl_apply_point(const struct repl_apply *a, struct repl_apply_point *p);
 void repl_apply_to_sb(const struct repl_apply_point *p,
 		      struct dm_repl_meta_sb *sb);
 
+/*
+ * A word of the bitmap as a save must see it: dirty or syncing. A region
+ * moves from one to the other setting the new bit before clearing the old
+ * (with a full barrier between), so reading syncing, then dirty, then
+ * syncing again sees it in one of them whichever way it moves.
+ */
+static inline unsigned long repl_dirty_word(const unsigned long *dirty,
+					    const unsigned long *syncing)
+{
+	unsigned long w = READ_ONCE(*syncing);
+
+	smp_rmb();	/* pairs with the full barriers of the moves */
+	w |= READ_ONCE(*dirty);
+	smp_rmb();	/* the same, for a move the other way */
+	return w | READ_ONCE(*syncing);
+}
+
+/* Is a region from @first to @last dirty or syncing? */
+static inline bool repl_regions_dirty(const struct repl_volume *v,
+				      unsigned long first, unsigned long last)
+{
+	unsigned long i;
+
+	for (i = first / BITS_PER_LONG; i <= last / BITS_PER_LONG; i++) {
+		unsigned long w = repl_dirty_word(v->bitmap + i, v->syncing + i);
+
+		if (i == first / BITS_PER_LONG)
+			w &= BITMAP_FIRST_WORD_MASK(first);
+		if (i == last / BITS_PER_LONG)
+			w &= BITMAP_LAST_WORD_MASK(last + 1);
+		if (w)
+			return true;
+	}
+	return false;
+}
+
 void repl_resync_init(struct repl_group *g);
 void repl_resync_overflow_start(struct repl_group *g, struct repl_io *io);
 void repl_resync_overflow_end(struct repl_group *g, struct repl_io *io);
 void repl_resync_released(struct repl_group *g);
 void repl_resync_forget(struct repl_volume *v);
+void repl_resync_joined(struct repl_volume *v);
 struct dm_repl_resync_req;
 int repl_resync_region(struct repl_group *g, struct dm_repl_resync_req *req);
 

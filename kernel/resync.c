@@ -26,22 +26,30 @@
 
 void repl_resync_init(struct repl_group *g)
 {
+	/* DM_REPL_IOC_GROUP_INFO's departed_volumes is one word of it. */
+	BUILD_BUG_ON(DM_REPL_MAX_VOLUMES > BITS_PER_LONG);
 	mutex_init(&g->resync.lock);
+	spin_lock_init(&g->resync.entries_lock);
+	spin_lock_init(&g->resync.phase_lock);
 	init_waitqueue_head(&g->resync.overflow_wait);
 }
 
 /*
  * A write goes to the bitmap: counted in flight before its bits are set, so
- * that a resync that clears them after can wait for its data to land.
+ * that a resync that clears them after can wait for its data to land. The
+ * phase is read and the write counted at once, under phase_lock: a resync
+ * that flips the phase after it waits for the write.
  */
 void repl_resync_overflow_start(struct repl_group *g, struct repl_io *io)
 {
-	unsigned int phase = READ_ONCE(g->resync.phase);
+	struct repl_resync *rs = &g->resync;
+	unsigned long flags;
 
-	atomic_inc(&g->resync.overflowing[phase]);
-	/* The count is seen before the bits (set_bit() orders nothing). */
-	smp_mb__after_atomic();
-	io->overflow_phase = 1 + phase;
+	spin_lock_irqsave(&rs->phase_lock, flags);
+	io->overflow_phase = 1 + rs->phase;
+	atomic_inc(&rs->overflowing[rs->phase]);
+	/* Its bits are set after the unlock, so after the count is seen. */
+	spin_unlock_irqrestore(&rs->phase_lock, flags);
 }
 
 /* At the write's completion (any context). */
@@ -54,61 +62,120 @@ void repl_resync_overflow_end(struct repl_group *g, struct repl_io *io)
 	io->overflow_phase = 0;
 }
 
-/* Every write that went to the bitmap before now has completed. */
+/*
+ * Every write that went to the bitmap before now has completed. First those
+ * of the other phase, which a wait that was interrupted may have left.
+ */
 static int wait_overflowing(struct repl_resync *rs)
 {
-	unsigned int old = rs->phase;
+	unsigned int old;
+	int r;
 
-	WRITE_ONCE(rs->phase, !old);
-	/* Pairs with smp_mb__after_atomic() in repl_resync_overflow_start(). */
-	smp_mb();
+	r = wait_event_killable(rs->overflow_wait,
+				!atomic_read(&rs->overflowing[!rs->phase]));
+	if (r)
+		return r;
+	spin_lock_irq(&rs->phase_lock);
+	old = rs->phase;
+	rs->phase = !old;
+	spin_unlock_irq(&rs->phase_lock);
 	return wait_event_killable(rs->overflow_wait,
 				   !atomic_read(&rs->overflowing[old]));
 }
 
-/* Caller holds rs->lock. Forget the regions the consumer released. */
-static void pop_released(struct repl_group *g)
+static struct repl_resync_entry *entry(struct repl_resync *rs, unsigned int i)
+{
+	return &rs->unreleased[(rs->head + i) % REPL_RESYNC_UNRELEASED];
+}
+
+/* Caller holds entries_lock. Is the region in an entry from the i-th on? */
+static bool still_syncing(struct repl_resync *rs, unsigned int i,
+			  const struct repl_resync_entry *e)
+{
+	for (; i < rs->nr; i++)
+		if (entry(rs, i)->vol == e->vol && entry(rs, i)->region == e->region)
+			return true;
+	return false;
+}
+
+/*
+ * Forget the regions the consumer released. A region resynced again since
+ * stays syncing until its last record is released too.
+ */
+void repl_resync_released(struct repl_group *g)
 {
 	struct repl_resync *rs = &g->resync;
 	u64 released = READ_ONCE(g->ring.ctl->released_seq);
+	unsigned long flags;
 
-	while (rs->nr && rs->unreleased[rs->head].seq <= released) {
-		struct repl_resync_entry *e = &rs->unreleased[rs->head];
+	spin_lock_irqsave(&rs->entries_lock, flags);
+	while (rs->nr && entry(rs, 0)->seq <= released) {
+		struct repl_resync_entry *e = entry(rs, 0);
 
-		clear_bit(e->region, e->vol->syncing);
+		if (!still_syncing(rs, 1, e))
+			clear_bit(e->region, e->vol->syncing);
 		rs->head = (rs->head + 1) % REPL_RESYNC_UNRELEASED;
 		rs->nr--;
 		atomic64_dec(&rs->regions);
 	}
+	spin_unlock_irqrestore(&rs->entries_lock, flags);
 }
 
-/* Records were released: never waits for a resync in progress. */
-void repl_resync_released(struct repl_group *g)
+/*
+ * A region resynced, until its release. Caller holds rs->lock, so it is the
+ * only one adding, and it saw room (releases only make more).
+ */
+static void add_entry(struct repl_resync *rs, struct repl_volume *v,
+		      unsigned long region, u64 seq)
 {
-	if (!mutex_trylock(&g->resync.lock))
-		return;
-	pop_released(g);
-	mutex_unlock(&g->resync.lock);
+	unsigned long flags;
+
+	spin_lock_irqsave(&rs->entries_lock, flags);
+	*entry(rs, rs->nr++) = (struct repl_resync_entry) {
+		.seq = seq, .vol = v, .region = region,
+	};
+	atomic64_inc(&rs->regions);
+	spin_unlock_irqrestore(&rs->entries_lock, flags);
+}
+
+static bool entries_full(struct repl_resync *rs)
+{
+	unsigned long flags;
+	bool full;
+
+	spin_lock_irqsave(&rs->entries_lock, flags);
+	full = rs->nr == REPL_RESYNC_UNRELEASED;
+	spin_unlock_irqrestore(&rs->entries_lock, flags);
+	return full;
 }
 
 /*
  * A volume goes away (caller holds rs->lock): its entries go, its syncing
- * bits stay in the bitmap it saves, dirty for the next load.
+ * bits stay in the bitmap it saved, dirty for the next load; and while it
+ * left anything dirty, no resync of the group may end.
  */
 void repl_resync_forget(struct repl_volume *v)
 {
 	struct repl_resync *rs = &v->group->resync;
 	unsigned int i, kept = 0;
+	unsigned long flags;
 
-	for (i = 0; i < rs->nr; i++) {
-		struct repl_resync_entry *e =
-			&rs->unreleased[(rs->head + i) % REPL_RESYNC_UNRELEASED];
-
-		if (e->vol != v)
-			rs->unreleased[(rs->head + kept++) % REPL_RESYNC_UNRELEASED] = *e;
-	}
+	spin_lock_irqsave(&rs->entries_lock, flags);
+	for (i = 0; i < rs->nr; i++)
+		if (entry(rs, i)->vol != v)
+			*entry(rs, kept++) = *entry(rs, i);
 	atomic64_sub(rs->nr - kept, &rs->regions);
 	rs->nr = kept;
+	spin_unlock_irqrestore(&rs->entries_lock, flags);
+	if (atomic64_read(&v->dirty) ||
+	    find_first_bit(v->syncing, v->nr_regions) < v->nr_regions)
+		set_bit(v->index, rs->departed);
+}
+
+/* A volume comes (back): its bitmap, loaded, says what it lacks. */
+void repl_resync_joined(struct repl_volume *v)
+{
+	clear_bit(v->index, v->group->resync.departed);
 }
 
 /* Caller holds g->lock. */
@@ -116,6 +183,8 @@ static bool group_dirty(struct repl_group *g)
 {
 	unsigned int i;
 
+	if (!bitmap_empty(g->resync.departed, DM_REPL_MAX_VOLUMES))
+		return true;
 	for (i = 0; i < DM_REPL_MAX_VOLUMES; i++)
 		if (g->volumes[i] && atomic64_read(&g->volumes[i]->dirty))
 			return true;
@@ -147,10 +216,8 @@ struct resync_chunk {
 	struct repl_volume *vol;
 	sector_t sector;
 	u32 nbytes;
-	bool last;		/* of the region: may end the resync */
 	void *buf;
 	u64 seq;		/* out */
-	bool end;		/* out: RESYNC_END */
 };
 
 /*
@@ -161,7 +228,6 @@ static int resync_chunk(struct repl_group *g, struct resync_chunk *c)
 {
 	struct repl_rec_req req = {
 		.type = DM_REPL_REC_RESYNC,
-		.flags = c->last ? DM_REPL_RECF_RESYNC_END : 0,
 		.volume = c->vol->index,
 		.sector = c->sector,
 		.nbytes = c->nbytes,
@@ -182,15 +248,6 @@ static int resync_chunk(struct repl_group *g, struct resync_chunk *c)
 		return r;
 	}
 	memcpy(req.rec + 1, c->buf, c->nbytes);
-	/*
-	 * The end only if no region was dirty once the record was reserved: a
-	 * write that overflowed before that, and whose GAP may precede the
-	 * record, had its bit seen here (full barrier, then the count).
-	 */
-	smp_mb();
-	c->end = c->last && !group_dirty(g);
-	if (!c->end)
-		req.rec->flags &= ~cpu_to_le16(DM_REPL_RECF_RESYNC_END);
 	c->seq = le64_to_cpu(req.rec->seq);
 	repl_ring_commit(&g->ring, req.pos, false);
 	repl_group_notify_now(g);
@@ -217,17 +274,42 @@ static int resync_region_chunks(struct repl_group *g, struct repl_volume *v,
 		c.nbytes = min_t(u64, end - sector,
 				 max_bytes >> SECTOR_SHIFT) << SECTOR_SHIFT;
 		sector += c.nbytes >> SECTOR_SHIFT;
-		c.last = sector == end;
 		r = resync_chunk(g, &c);
 		if (r)
 			break;
 		req->records++;
 		req->seq = c.seq;
-		if (c.end)
-			req->flags |= DM_REPL_RESYNCF_END;
 	}
 	vfree(c.buf);
 	return r;
+}
+
+/*
+ * The end of a resync, a RESYNC record of its own with no data, reserved
+ * after every region's read: whatever a read saw was written by a write
+ * reserved before it, so at this record the replica has a state the primary
+ * had. It ends the resync only if no region was dirty once it was
+ * reserved (full barrier, then the counts): a write that overflowed before,
+ * and whose GAP may precede it, is seen; otherwise it goes VOID. True if it
+ * ended the resync.
+ */
+static bool resync_end(struct repl_group *g, struct repl_volume *v)
+{
+	struct repl_rec_req req = {
+		.type = DM_REPL_REC_RESYNC,
+		.flags = DM_REPL_RECF_RESYNC_END,
+		.volume = v->index,
+	};
+	bool end;
+
+	if (group_dirty(g) || repl_ring_reserve(&g->ring, &req, 1))
+		return false;
+	/* Pairs with the fully ordered bit set of repl_volume_mark_dirty(). */
+	smp_mb();
+	end = !group_dirty(g);
+	repl_ring_commit(&g->ring, req.pos, !end);
+	repl_group_notify_now(g);
+	return end;
 }
 
 /* The group is whole again in the ring: it is no longer behind. */
@@ -250,7 +332,6 @@ static int resync_locked(struct repl_group *g, struct dm_repl_resync_req *req)
 	struct repl_resync *rs = &g->resync;
 	struct repl_volume *v = g->volumes[req->volume];
 	u64 gaps = repl_ring_gaps_noted(&g->ring);
-	struct repl_resync_entry *e;
 	int r;
 
 	if (g->role != DM_REPL_ROLE_PRIMARY)
@@ -259,8 +340,10 @@ static int resync_locked(struct repl_group *g, struct dm_repl_resync_req *req)
 		return -ENOENT;
 	if (req->region >= v->nr_regions)
 		return -EINVAL;
-	pop_released(g);
-	if (rs->nr == REPL_RESYNC_UNRELEASED)
+	/* Its records must fit in the ring beside the stream's. */
+	if ((u64)SECTOR_SIZE << v->region_shift > g->ring.size / 2)
+		return -EFBIG;
+	if (entries_full(rs))
 		return -EBUSY;
 	if (!test_bit(req->region, v->bitmap) && !(req->flags & DM_REPL_RESYNCF_ANY))
 		return 0;
@@ -274,16 +357,16 @@ static int resync_locked(struct repl_group *g, struct dm_repl_resync_req *req)
 		/* Dirty again before it stops syncing. */
 		repl_volume_mark_dirty(v, (sector_t)req->region << v->region_shift,
 				       SECTOR_SIZE);
+		/* See repl_dirty_word(): the dirty bit is seen before this. */
+		smp_mb__before_atomic();
 		clear_bit(req->region, v->syncing);
 		return r;
 	}
-	e = &rs->unreleased[(rs->head + rs->nr++) % REPL_RESYNC_UNRELEASED];
-	*e = (struct repl_resync_entry) {
-		.seq = req->seq, .vol = v, .region = req->region,
-	};
-	atomic64_inc(&rs->regions);
-	if (req->flags & DM_REPL_RESYNCF_END)
+	add_entry(rs, v, req->region, req->seq);
+	if (resync_end(g, v)) {
+		req->flags |= DM_REPL_RESYNCF_END;
 		maybe_uptodate(g, gaps);
+	}
 	return 0;
 }
 

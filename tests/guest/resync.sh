@@ -110,5 +110,164 @@ tap_check "a bad --fill is a usage error" bash -c \
 	"'$REPLTOOL' resync --fill 101 g1; test \$? = 2"
 kill -TERM "$rep"
 wait "$rep"
+
+# ---- what an adversarial review found (each failed before its fix) ----------
+RIO=$TOP/tests/guest/resyncio
+D=/dev/dm-repl/g1
+modprobe dm-delay
+zero() { dd if=/dev/zero of="$1" bs=1M count=$MB status=none; }
+# delayed_pair TABLE_OF_D0 [META_OPTS...]: d0 (dm-delay) over ram0 as g1's
+# data, ram2 as g2's; no replicate running.
+delayed_pair() {
+	local table=$1
+	shift
+	dm_remove_all
+	zero /dev/ram0 && zero /dev/ram2
+	printf '%s\n' "$table" | dmsetup create d0 && dmsetup mknodes d0 &&
+		"$REPLTOOL" meta create --force --group g1 "$@" --data-dev /dev/mapper/d0 \
+			/dev/ram1 >/dev/null &&
+		"$REPLTOOL" meta create --force --role secondary --group g2 \
+			--data-dev /dev/ram2 /dev/ram3 >/dev/null &&
+		dm_create p1 "0 $S repl /dev/mapper/d0 /dev/ram1 g1 primary 2 ring_mb 2" &&
+		dm_create s1 "0 $S repl /dev/ram2 /dev/ram3 g2 secondary 2 source g1"
+}
+# in_stack PID TEXT: PID's kernel stack names TEXT (within 30 s).
+in_stack() {
+	local end=$((SECONDS + 30))
+	while ((SECONDS < end)); do
+		grep -q "$2" "/proc/$1/stack" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
+# region_same N: 64 KiB region N of ram0 and ram2 hold the same bytes.
+region_same() {
+	echo 1 >/proc/sys/vm/drop_caches
+	cmp <(dd if=/dev/ram0 bs=64k skip="$1" count=1 status=none) \
+		<(dd if=/dev/ram2 bs=64k skip="$1" count=1 status=none)
+}
+# drain_resync: ship, resync and drain g1 to g2.
+drain_resync() {
+	"$REPLTOOL" replicate g1 g2 >/dev/null 2>&1 &
+	local rep=$! r=0
+	"$REPLTOOL" resync g1 >/dev/null && quiesce g1 g2 120 >/dev/null || r=1
+	kill -TERM "$rep"
+	wait "$rep"
+	return $r
+}
+
+# 5. A resync killed while it waited for a write in flight to the bitmap:
+# the next one still waits for that write (the phases of the count).
+delayed_pair "0 $S delay /dev/ram0 0 0 /dev/ram0 0 0" || tap_bail "the delayed pair"
+overflow 3
+dmsetup suspend d0 && dmsetup load d0 --table "0 $S delay /dev/ram0 0 0 /dev/ram0 0 10000" &&
+	dmsetup resume d0 || tap_bail "slow writes on d0"
+dd if=/dev/urandom of=/dev/mapper/p1 bs=64k seek=640 count=1 oflag=direct status=none &
+w=$!
+for _ in $(seq 100); do "$RIO" $D dirty 0 640 && break; sleep 0.1; done
+"$REPLTOOL" replicate --once g1 g2 >/dev/null
+"$RIO" $D resync 0 1000 any >/dev/null 2>&1 &
+a=$!
+in_stack $a resync || tap_fail "a resync waits for the write in flight" "not in its stack"
+kill -KILL $a
+wait $a 2>/dev/null
+tap_check "killed resync: the next resync of the region goes" "$RIO" $D resync 0 640
+wait $w
+dmsetup suspend d0 && dmsetup load d0 --table "0 $S delay /dev/ram0 0 0 /dev/ram0 0 0" &&
+	dmsetup resume d0 || tap_bail "fast writes on d0"
+tap_check "killed resync: drained and resynced" drain_resync
+tap_check "killed resync: the region written in flight is the same on both" region_same 640
+tap_check "killed resync: identical byte for byte, consistent" bash -c \
+	"echo 1 >/proc/sys/vm/drop_caches && cmp /dev/ram0 /dev/ram2 &&
+	 test \"\$('$REPLTOOL' status g2 | awk '\$1 == \"consistency\" { print \$2 }')\" = consistent"
+
+# 6. A region resynced twice, its first record released, then a crash: it is
+# still dirty (its second record was not released).
 dm_remove_all
+zero /dev/ram0
+"$REPLTOOL" meta create --force --group g1 --extent-kb 1024 --hot-extents 1 \
+	--data-dev /dev/ram0 /dev/ram1 >/dev/null
+dm_create p1 "0 $S repl /dev/ram0 /dev/ram1 g1 primary 2 ring_mb 2" || tap_bail "p1"
+w64k() { dd if=/dev/urandom of=/dev/mapper/p1 bs=64k seek="$1" count=1 oflag=direct status=none; }
+w64k 640				# its extent hot, its record unreleased
+s1=$("$RIO" $D resync 0 320 any | awk '{ print $4 }')
+w64k 320				# the one hot extent is busy: dirty on disk too
+"$RIO" $D resync 0 320 >/dev/null	# the region again
+w64k 640
+"$RIO" $D release "$s1"
+w64k 800				# saves the bitmap block again
+dd if=/dev/ram1 of=/dev/ram3 bs=1M status=none	# a power cut: the disks as they are
+dd if=/dev/ram0 of=/dev/ram2 bs=1M status=none
+dmsetup remove p1
+dm_create p1 "0 $S repl /dev/ram2 /dev/ram3 g1 primary 2 ring_mb 2" || tap_bail "p1 after the cut"
+tap_check "resynced twice, the first released, a crash: the region is still dirty" \
+	"$RIO" $D dirty 0 320
+
+# 7. The end of a resync is a record of its own after the last read: a
+# replica that applied the last region's record is not yet consistent, and
+# at the end it holds every write the read may have seen and those before.
+X=$((31 * 2048 + 1024))		# the second half of 1 MiB region 31 reads slowly
+delayed_pair "0 $X delay /dev/ram0 0 0 /dev/ram0 0 0
+$X $((S - X)) delay /dev/ram0 $X 8000 /dev/ram0 $X 0" --region-kb 1024 --extent-kb 1024 ||
+	tap_bail "the pair with slow reads"
+overflow 3
+dd if=/dev/urandom of=/dev/mapper/p1 bs=64k seek=$((31 * 16)) count=1 oflag=direct status=none
+"$REPLTOOL" replicate --once g1 g2 >/dev/null
+for ((x = 0; x < MB; x++)); do
+	((x != 31)) && "$RIO" $D dirty 0 $x && "$RIO" $D resync 0 $x >/dev/null &&
+		"$REPLTOOL" replicate --once g1 g2 >/dev/null
+done
+rel=$(status_of g1 released_seq)
+dd if=/dev/urandom of="$W/wa" bs=4k count=1 status=none
+dd if=/dev/urandom of="$W/wb" bs=4k count=1 status=none
+"$RIO" $D resync 0 31 >"$W/r31" &
+a=$!
+in_stack $a submit_bio_wait || tap_fail "the read of region 31 is under way" "not in its stack"
+dd if="$W/wa" of=/dev/mapper/p1 bs=4k seek=$((31 * 256)) count=1 oflag=direct status=none
+dd if="$W/wb" of=/dev/mapper/p1 bs=4k seek=$((31 * 256 + 192)) count=1 oflag=direct status=none
+wait $a
+s=$(awk '{ print $4 }' "$W/r31")
+"$REPLTOOL" dump --raw -n $((s - rel)) g1 | "$REPLTOOL" apply g2 >/dev/null
+tap_check "applied up to the last region's record: not yet consistent" \
+	test "$(status_of g2 consistency)" != consistent
+"$REPLTOOL" replicate --once g1 g2 >/dev/null
+tap_check "at the end: consistent" test "$(status_of g2 consistency)" = consistent
+echo 1 >/proc/sys/vm/drop_caches
+tap_check "at the end: it has the write the read saw and the one before it" bash -c \
+	"cmp '$W/wb' <(dd if=/dev/ram2 bs=4k skip=$((31 * 256 + 192)) count=1 status=none) &&
+	 cmp '$W/wa' <(dd if=/dev/ram2 bs=4k skip=$((31 * 256)) count=1 status=none)"
+
+# 8. A volume that left the group dirty: no resync ends until it is back.
+dm_remove_all
+zero /dev/ram0 && zero /dev/ram2
+d1=$(loop_disk $MB) && m1=$(loop_disk 4) && d2=$(loop_disk $MB) && m2=$(loop_disk 4) ||
+	tap_bail "loop disks"
+meta_create /dev/ram1 g1 /dev/ram0
+"$REPLTOOL" meta create --force --group g1 --volume 1 --data-dev "$d1" "$m1" >/dev/null
+"$REPLTOOL" meta create --force --role secondary --group g2 --data-dev /dev/ram2 /dev/ram3 >/dev/null
+"$REPLTOOL" meta create --force --role secondary --group g2 --volume 1 --data-dev "$d2" "$m2" >/dev/null
+T1="0 $(blockdev --getsz "$d1") repl $d1 $m1 g1 primary 2 ring_mb 2"
+dm_create p1 "0 $S repl /dev/ram0 /dev/ram1 g1 primary 2 ring_mb 2" && dm_create p2 "$T1" &&
+	dm_create s1 "0 $S repl /dev/ram2 /dev/ram3 g2 secondary 2 source g1" &&
+	dm_create s2 "0 $(blockdev --getsz "$d2") repl $d2 $m2 g2 secondary 2 source g1" ||
+	tap_bail "two volumes"
+dd if=/dev/urandom of=/dev/mapper/p2 bs=64k count=64 oflag=direct status=none
+"$REPLTOOL" replicate --once g1 g2 >/dev/null
+dmsetup remove p2
+tap_check "a volume left dirty: the group says so" test "$(status_of g1 departed_volumes)" = 2
+"$REPLTOOL" replicate g1 g2 >/dev/null 2>&1 &
+rep=$!
+timeout 10 "$REPLTOOL" resync g1 >/dev/null
+tap_check "a volume left dirty: the resync does not end without it" \
+	test "$(status_of g1 state)/$(status_of g2 consistency)" = behind/outdated
+dm_create p2 "$T1" || tap_bail "p2 back"
+"$REPLTOOL" resync g1 >/dev/null
+out=$(quiesce g1 g2 120) || tap_fail "drained with the volume back" "$out"
+tap_check "back: the resync ends, consistent" test "$(status_of g2 consistency)" = consistent
+tap_check "back: the volume is identical byte for byte" bash -c \
+	"echo 1 >/proc/sys/vm/drop_caches && cmp '$d1' '$d2'"
+kill -TERM "$rep"
+wait "$rep"
+dm_remove_all
+loop_disks_free
 tap_done

@@ -164,13 +164,42 @@ TEST_F_TIMEOUT(resync, the_record_holds_the_region_as_the_disk_has_it, 120)
 	EXPECT_EQ(REGION, le32toh(rec->nbytes));
 	EXPECT_EQ(REGION, le32toh(rec->payload_len));
 	EXPECT_EQ(-1, tl_first_diff(rec + 1, self->buf, REGION));
-	EXPECT_NE(0U, le16toh(rec->flags) & DM_REPL_RECF_RESYNC_END);
+	EXPECT_EQ(0U, le16toh(rec->flags) & DM_REPL_RECF_RESYNC_END);
+	/* The end, a record of its own after the read: no data. */
+	ASSERT_EQ(1, tl_ring_next_op(self->ring, &rec));
+	EXPECT_EQ((__u16)DM_REPL_REC_RESYNC, le16toh(rec->type));
+	EXPECT_EQ(req.seq + 1, le64toh(rec->seq));
+	EXPECT_EQ((__u16)DM_REPL_RECF_RESYNC_END, le16toh(rec->flags));
+	EXPECT_EQ(0U, le32toh(rec->nbytes));
+	EXPECT_EQ(0U, le32toh(rec->payload_len));
 	ASSERT_EQ(0, dmrepl_ring_info(self->ring, &info));
 	EXPECT_EQ(1ULL, info.resync_regions);
 	/* Released: no longer waiting. */
 	ASSERT_EQ(0, dmrepl_ring_release(self->ring, req.seq));
 	ASSERT_EQ(0, dmrepl_ring_info(self->ring, &info));
 	EXPECT_EQ(0ULL, info.resync_regions);
+}
+
+TEST_F_TIMEOUT(resync, a_region_larger_than_half_the_ring_is_refused, 120)
+{
+	unsigned char bm[NR_REGIONS / 8];
+
+	/* 2 MiB regions, a 2 MiB ring (the smallest). */
+	ASSERT_EQ(0, tl_loop_create(&self->env, DATA_MB, self->vol.data, sizeof(self->vol.data)));
+	ASSERT_EQ(0, tl_loop_create(&self->env, TL_META_MB, self->vol.meta, sizeof(self->vol.meta)));
+	ASSERT_EQ(0, tl_run("%s meta create --force --group rs --region-kb 2048 "
+			    "--data-dev %s %s >/dev/null", TL_REPLTOOL, self->vol.data,
+			    self->vol.meta));
+	ASSERT_EQ(0, tl_dm_create(&self->env, "rs", "0 %d repl %s %s rs primary 2 ring_mb 2",
+				  DATA_MB * 2048, self->vol.data, self->vol.meta));
+	{
+		char err[DMREPL_ERRMSG_LEN];
+
+		ASSERT_EQ(0, tl_ring_open(&self->env, "rs", &self->ring, err, sizeof(err)));
+	}
+	EXPECT_EQ(-EFBIG, resync(dmrepl_ring_fd(self->ring), 0, 0, DM_REPL_RESYNCF_ANY, NULL));
+	ASSERT_EQ(0, tl_get_bitmap(self->ring, 0, bm, sizeof(bm), NULL));
+	EXPECT_FALSE(tl_bit(bm, 0));
 }
 
 TEST_F_TIMEOUT(resync, no_room_leaves_the_region_dirty_then_it_goes, 120)
@@ -182,9 +211,15 @@ TEST_F_TIMEOUT(resync, no_room_leaves_the_region_dirty_then_it_goes, 120)
 	struct tl_consumer c = { 0 };
 
 	setup_vol(_metadata, self, "2 ring_mb 2");
-	/* 4 MiB into a 2 MiB ring with no consumer: most go to the bitmap. */
+	/*
+	 * 4 MiB in writes of a region each into a 2 MiB ring with no
+	 * consumer: the ring fills up to less than a region's record, the
+	 * rest goes to the bitmap.
+	 */
 	tl_fill(self->buf, 4 << 20, 7);
-	ASSERT_EQ(0, tl_pwrite_all(self->vol.fd, self->buf, 4 << 20, 0));
+	for (r = 0; r < 64; r++)
+		ASSERT_EQ(0, tl_pwrite_all(self->vol.fd, self->buf + r * REGION, REGION,
+					   r * REGION));
 	dirty = dirty_of(self->fd);
 	ASSERT_LT(0ULL, dirty);
 	ASSERT_EQ(0, tl_get_bitmap(self->ring, 0, bm, sizeof(bm), NULL));
@@ -225,6 +260,7 @@ TEST_F_TIMEOUT(resync, at_most_256_regions_wait_unreleased, 180)
 TEST_F_TIMEOUT(resync, a_secondary_refuses, 120)
 {
 	setup_vol(_metadata, self, "2 ring_mb 8");
+	tl_env_close_fd(&self->env, self->vol.fd);	/* an open volume cannot step down */
 	ASSERT_EQ(0, tl_run("dmsetup suspend rs && dmsetup message rs 0 role secondary && "
 			    "dmsetup resume rs"));
 	EXPECT_EQ(-EPERM, resync(self->fd, 0, 0, DM_REPL_RESYNCF_ANY, NULL));

@@ -236,7 +236,10 @@ struct dm_repl_group_info {
 	__u64 stream;		/* the ring's stream (primary) */
 	/* Regions resynced whose records the consumer has not released. */
 	__u64 resync_regions;
-	__u64 reserved1[6];
+	/* Bit N: volume index N left the group dirty; no resync ends before
+	 * it is back. */
+	__u64 departed_volumes;
+	__u64 reserved1[5];
 
 	struct dm_repl_volume_info volumes[DM_REPL_MAX_VOLUMES];
 };

@@ -528,6 +528,7 @@ struct dmrepl_resync {
 	int fd;				/* the group's device */
 	struct dm_repl_group_info info;	/* as of the last step */
 	unsigned int vol;		/* cursor: entry of info.volumes */
+	unsigned int vol_index;		/* and the volume index it had */
 	__u64 region;			/* cursor: next region to look at */
 	unsigned long *bits;		/* the cursor volume's bitmap */
 	size_t bits_size;
@@ -543,7 +544,8 @@ void dmrepl_resync_free(struct dmrepl_resync *r);
  * Put up to @max dirty regions in the ring while it is at most @fill_pct
  * full, so that the stream keeps its place. Returns the regions put in (0:
  * none could go now, or the group is not behind: info.state says which),
- * or -errno of an ioctl (-EPERM: not a primary).
+ * or -errno of an ioctl (-EPERM: not a primary; -EFBIG: a region larger
+ * than half the ring; -ENODEV: behind with no volume).
  */
 int dmrepl_resync_step(struct dmrepl_resync *r, unsigned int max, unsigned int fill_pct);
 

@@ -89,8 +89,12 @@ static const char *check_type_rules(const struct dm_repl_rec *r)
 	if (dmrepl_rec_flags(r) & DM_REPL_RECF_VOID)
 		return NULL;
 	switch (dmrepl_rec_type(r)) {
-	case DM_REPL_REC_WRITE:
 	case DM_REPL_REC_RESYNC:
+		/* The end of a resync may be a record of its own, with no data. */
+		if ((dmrepl_rec_flags(r) & DM_REPL_RECF_RESYNC_END) && !nbytes && !plen)
+			return NULL;
+		/* fall through */
+	case DM_REPL_REC_WRITE:
 		if (!sectors_ok(nbytes))
 			return "nbytes is not a positive multiple of 512";
 		if (plen != nbytes)

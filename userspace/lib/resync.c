@@ -63,11 +63,22 @@ static int load_bits(struct dmrepl_resync *r)
 	return 0;
 }
 
+static void restart_pass(struct dmrepl_resync *r)
+{
+	r->vol = 0;
+	r->region = 0;
+	r->loaded = false;
+}
+
 /* The next dirty region at or after the cursor, in this pass: 1, 0 if none. */
 static int next_dirty(struct dmrepl_resync *r)
 {
 	int ret;
 
+	/* Volumes came or went since the bitmap was copied: start again. */
+	if (r->loaded && (r->vol >= r->info.nr_volumes ||
+			  r->info.volumes[r->vol].index != r->vol_index))
+		restart_pass(r);
 	for (; r->vol < r->info.nr_volumes; r->vol++, r->region = 0, r->loaded = false) {
 		__u64 n = r->info.volumes[r->vol].nr_regions;
 
@@ -77,6 +88,7 @@ static int next_dirty(struct dmrepl_resync *r)
 			ret = load_bits(r);
 			if (ret)
 				return ret;
+			r->vol_index = r->info.volumes[r->vol].index;
 		}
 		for (; r->region < n; r->region++)
 			if (r->bits[r->region / LONG_BITS] & (1UL << (r->region % LONG_BITS)))
@@ -102,8 +114,15 @@ static int resync_one(struct dmrepl_resync *r, unsigned int vol, __u64 region, _
 		.flags = flags,
 	};
 
-	if (ioctl(r->fd, DM_REPL_IOC_RESYNC, &req) < 0)
-		return errno == ENOSPC || errno == EBUSY ? 0 : -errno;
+	if (ioctl(r->fd, DM_REPL_IOC_RESYNC, &req) < 0) {
+		if (errno == ENOSPC || errno == EBUSY)
+			return 0;	/* no room now */
+		if (errno == ENOENT || errno == EINVAL) {
+			restart_pass(r);	/* the volume went or changed */
+			return 0;
+		}
+		return -errno;
+	}
 	if (!req.records)
 		return 1;	/* cleaned meanwhile: as good as done */
 	r->regions++;
@@ -130,12 +149,17 @@ int dmrepl_resync_step(struct dmrepl_resync *r, unsigned int max, unsigned int f
 		if (ret < 0)
 			return ret;
 		if (!ret) {
-			/* A pass ended. Behind with nothing dirty: a lost flush. */
-			r->vol = 0;
-			r->region = 0;
-			r->loaded = false;
-			if (dmrepl_resync_left(&r->info) || !r->info.nr_volumes)
+			/*
+			 * A pass ended. Behind with nothing dirty or in the ring
+			 * (a flush that found no room, a volume that left dirty
+			 * and came back clean): region 0 again, to end it.
+			 */
+			restart_pass(r);
+			/* Nothing to do until they are back. */
+			if (dmrepl_resync_left(&r->info) || r->info.departed_volumes)
 				break;
+			if (!r->info.nr_volumes)
+				return -ENODEV;
 			ret = resync_one(r, 0, 0, DM_REPL_RESYNCF_ANY);
 		} else {
 			ret = resync_one(r, r->vol, r->region, 0);

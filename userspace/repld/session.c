@@ -152,6 +152,7 @@ struct shipping {
 	struct flight *flights;
 	unsigned int nflights, max_flights;
 	struct dmrepl_resync resync;	/* the group's dirty regions into the ring */
+	bool resync_failed;		/* said why; not again this session */
 };
 
 /* Note a batch sent, for the lag in seconds of the status. */
@@ -265,12 +266,17 @@ static int resync_some(struct shipping *s)
 	pthread_mutex_lock(&g->lock);
 	behind = g->st.behind || g->st.resyncing;
 	pthread_mutex_unlock(&g->lock);
-	if (!behind)
+	if (!behind || s->resync_failed)
 		return 0;
 	ret = dmrepl_resync_step(&s->resync, RESYNC_REGIONS, RESYNC_FILL_PCT);
-	if (ret < 0 && ret != -EPERM) {	/* a role change: the check ends the session */
-		group_error(g, LOG_ERR, "resync of group %s: %s", g->kgroup, strerror(-ret));
-		return ret;
+	/* A role change ends the session at the next check; any other
+	 * failure ends the resync, not the stream, until the next session. */
+	if (ret < 0 && ret != -EPERM) {
+		group_error(g, LOG_ERR, "resync of group %s stopped: %s", g->kgroup,
+			    ret == -EFBIG ? "a region is larger than half the ring" :
+			    strerror(-ret));
+		s->resync_failed = true;
+		return 0;
 	}
 	behind = s->resync.info.state == DM_REPL_STATE_BEHIND;
 	pthread_mutex_lock(&g->lock);

@@ -105,6 +105,9 @@ static void progress(const struct dmrepl_resync *r, double start)
 	       (double)r->bytes / (1 << 20), rate);
 	if (rate > 0)
 		printf(", about %.0f s left", (double)left / rate);
+	if (r->info.departed_volumes)
+		printf("; waiting for volumes that left dirty (mask %#llx)",
+		       (unsigned long long)r->info.departed_volumes);
 	putchar('\n');
 	fflush(stdout);
 }
@@ -133,6 +136,11 @@ static int run(const struct resync_opts *o, int fd, const char *path)
 	}
 	if (ret == -EPERM)
 		err_msg("resync: %s: not a primary group", path);
+	else if (ret == -EFBIG)
+		err_msg("resync: %s: a region is larger than half the ring: give the table "
+			"a ring_mb of at least four times region_kb / 1024", path);
+	else if (ret == -ENODEV)
+		err_msg("resync: %s: behind, but the group has no volume", path);
 	else if (ret < 0)
 		err_msg("resync: %s: %s", path, strerror(-ret));
 	else
