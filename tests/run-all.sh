@@ -87,11 +87,27 @@ manifest_covers_sources() {
 	return $missing
 }
 
+# make install into a scratch DESTDIR: every file it must install is there.
+installs_everything() {
+	local d f r=0
+	d=$(mktemp -d) || return 1
+	make -s install DESTDIR="$d" PREFIX=/usr || r=1
+	for f in usr/sbin/repltool usr/sbin/repld usr/share/man/man8/repltool.8 \
+		usr/share/man/man8/repld.8 usr/share/man/man5/dm-repl.conf.5 \
+		usr/lib/systemd/system/repld.service etc/dm-repl; do
+		[[ -e $d/$f ]] || { echo "make install: no $f"; r=1; }
+	done
+	grep -q "^ExecStart=/usr/sbin/repld" "$d/usr/lib/systemd/system/repld.service" ||
+		{ echo "repld.service: no ExecStart of /usr/sbin/repld"; r=1; }
+	rm -rf "$d"
+	return $r
+}
+
 if stage build; then
 echo "== build"
 forget build
 {
-	echo "1..3"
+	echo "1..4"
 	# No program of an earlier build may stand in for one that fails now
 	# (the objects stay: relinking is cheap).
 	while read -r t _; do
@@ -101,6 +117,8 @@ forget build
 	rm -f tests/guest/*_test
 	build_check 2 "tests/guest builds" make -s -C tests/guest
 	build_check 3 "tests/manifest names every test program" manifest_covers_sources
+	build_check 4 "make install puts the binaries, man pages and unit in place" \
+		installs_everything
 } >"$RESULTS/build.tap"
 grep -E '^(not )?ok ' "$RESULTS/build.tap" | sed 's/^/   /'
 fi
