@@ -46,6 +46,14 @@ _Static_assert(sizeof(struct dm_repl_ring_ctl) == 192, "ring control size");
  */
 __u32 dmrepl_crc32c(__u32 crc, const void *p, size_t len);
 
+/*
+ * The two ways behind dmrepl_crc32c(), for tests: the portable table-driven
+ * crc, and the CPU's crc32 instruction (x86-64 with SSE4.2 and PCLMUL),
+ * which continues *crc and returns true, or returns false without it.
+ */
+__u32 dmrepl_crc32c_sw(__u32 crc, const void *p, size_t len);
+bool dmrepl_crc32c_hw(__u32 *crc, const void *p, size_t len);
+
 /* ------------------------------------------------------------------ */
 /* Records                                                             */
 /* ------------------------------------------------------------------ */
