@@ -253,6 +253,66 @@ TEST(batch_round_trips_raw_and_compressed)
 	}
 }
 
+TEST(batch_records_are_judged_in_place_when_raw_and_aligned_else_unpacked)
+{
+	static unsigned char recs[BATCH_BYTES] __attribute__((aligned(8)));
+	static unsigned char out[MAX_BATCH] __attribute__((aligned(8)));
+	static unsigned char moved[DMREPL_PROTO_HDR_SIZE + DMREPL_PROTO_BATCH_HDR + BATCH_BYTES + 4]
+		__attribute__((aligned(8)));
+	size_t len = make_records(recs, 7, STREAM_B, STREAM_A, false);
+	struct dmrepl_proto_rx rx = { 0 };
+	struct dmrepl_obuf o;
+	struct dmrepl_frame f;
+	const void *records;
+	const char *why;
+	unsigned int i;
+
+	dmrepl_obuf_init(&o);
+	/* Raw, 8-byte aligned: no copy. */
+	ASSERT_EQ(0, dmrepl_proto_put_batch(&o, recs, len, 0, NULL, &why));
+	ASSERT_EQ((unsigned int)DMREPL_FRAME_BATCH, decode_ok(_metadata, &o, &f));
+	ASSERT_EQ(0, dmrepl_proto_batch_records(&f.batch, &rx, out, sizeof(out), &records, &why))
+		TH_LOG("%s", why);
+	ASSERT_EQ(f.batch.payload, records);
+	ASSERT_EQ(NULL, rx.zstd);
+	/* Raw at an odd place: copied to out, then judged. */
+	memcpy(moved + 4, o.buf, o.len);
+	ASSERT_EQ((long)o.len, dmrepl_frame_decode(moved + 4, o.len, DMREPL_PROTO_BATCH_MAX, &f));
+	ASSERT_EQ(0, dmrepl_proto_batch_records(&f.batch, &rx, out, sizeof(out), &records, &why));
+	ASSERT_EQ((const void *)out, records);
+	ASSERT_EQ(0, memcmp(recs, out, len));
+	/* In place, a record is judged as unpacked: a byte changed is a bad crc. */
+	o.buf[OFF_PAYLOAD + DM_REPL_REC_HDR_SIZE + 100] ^= 1;
+	ASSERT_EQ((unsigned int)DMREPL_FRAME_BATCH, decode_ok(_metadata, &o, &f));
+	ASSERT_EQ(-EBADMSG, dmrepl_proto_batch_records(&f.batch, &rx, out, sizeof(out), &records,
+						       &why));
+	ASSERT_STREQ("checksum mismatch", why);
+	ASSERT_EQ(-EBADMSG, dmrepl_proto_batch_unpack(&f.batch, out, sizeof(out), &why));
+	ASSERT_STREQ("checksum mismatch", why);
+	dmrepl_obuf_consume(&o, o.len);
+	/* zstd, twice with the context rx keeps. */
+	for (i = 0; i < 2; i++) {
+		ASSERT_EQ(0, dmrepl_proto_put_batch(&o, recs, len, 3, NULL, &why));
+		ASSERT_EQ((unsigned int)DMREPL_FRAME_BATCH, decode_ok(_metadata, &o, &f));
+		ASSERT_EQ((unsigned int)DMREPL_CODEC_ZSTD, f.batch.codec);
+		memset(out, 0, len);
+		ASSERT_EQ(0, dmrepl_proto_batch_records(&f.batch, &rx, out, sizeof(out), &records,
+							&why)) TH_LOG("%s", why);
+		ASSERT_EQ((const void *)out, records);
+		ASSERT_EQ(0, memcmp(recs, out, len));
+		ASSERT_NE(NULL, rx.zstd);
+		dmrepl_obuf_consume(&o, o.len);
+	}
+	/* raw_len over out_size: refused before anything is written. */
+	ASSERT_EQ(0, dmrepl_proto_put_batch(&o, recs, len, 0, NULL, &why));
+	ASSERT_EQ((unsigned int)DMREPL_FRAME_BATCH, decode_ok(_metadata, &o, &f));
+	ASSERT_EQ(-EMSGSIZE, dmrepl_proto_batch_records(&f.batch, &rx, out, len - 8, &records,
+							&why));
+	dmrepl_proto_rx_free(&rx);
+	ASSERT_EQ(NULL, rx.zstd);
+	dmrepl_obuf_free(&o);
+}
+
 TEST(compressible_batches_are_compressed_random_ones_sent_raw)
 {
 	static unsigned char recs[BATCH_BYTES] __attribute__((aligned(8)));

@@ -279,6 +279,7 @@ struct receiver {
 	struct link_owner owner;
 	struct link l;
 	void *buf;			/* a batch's records, unpacked */
+	struct dmrepl_proto_rx prx;	/* kept across batches, as repld does */
 	struct dmrepl_proto_order order;
 	__u64 next_seq;
 };
@@ -291,9 +292,10 @@ static int rx_fail(struct receiver *rx, const struct dmrepl_proto_batch *b, cons
 }
 
 /* Each record: a WRITE of the expected sector carrying the expected bytes. */
-static int rx_records(struct receiver *rx, const struct dmrepl_proto_batch *b)
+static int rx_records(struct receiver *rx, const struct dmrepl_proto_batch *b,
+		      const void *records)
 {
-	const unsigned char *p = rx->buf, *end = p + b->raw_len;
+	const unsigned char *p = records, *end = p + b->raw_len;
 	const struct dm_repl_rec *rec;
 	__u64 seq;
 
@@ -322,17 +324,20 @@ static int rx_batch(struct receiver *rx, const struct dmrepl_proto_batch *b)
 		.applied_seq = b->last_seq,
 		.acked_last_seq = b->last_seq,
 	};
+	const void *records = NULL;
 	const char *why = NULL;
 	int ret;
 
-	ret = dmrepl_proto_batch_unpack(b, rx->buf, DM_REPL_APPLY_BATCH_MAX, &why);
+	/* As repld's apply_batch(): a raw batch is checked where it was received. */
+	ret = dmrepl_proto_batch_records(b, &rx->prx, rx->buf, DM_REPL_APPLY_BATCH_MAX,
+					 &records, &why);
 	if (!ret)
-		ret = dmrepl_proto_order_check(&rx->order, b, rx->buf, &why);
+		ret = dmrepl_proto_order_check(&rx->order, b, records, &why);
 	if (ret)
 		return rx_fail(rx, b, why ? why : strerror(-ret));
 	if (b->first_seq != rx->next_seq)
 		return rx_fail(rx, b, "does not follow the previous batch");
-	ret = rx_records(rx, b);
+	ret = rx_records(rx, b, records);
 	if (ret)
 		return ret;
 	return dmrepl_proto_put_ack(&rx->l.out, &ack);
@@ -396,6 +401,7 @@ static void *receiver(void *arg)
 	r->res.receiver_s = cpu_of(CLOCK_THREAD_CPUTIME_ID);
 	link_close(&rx.l);
 	free(rx.buf);
+	dmrepl_proto_rx_free(&rx.prx);
 	return NULL;
 }
 

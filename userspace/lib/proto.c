@@ -124,11 +124,13 @@ void dmrepl_obuf_init(struct dmrepl_obuf *o)
 	o->head = 0;
 	o->len = 0;
 	o->cap = 0;
+	o->zstd = NULL;
 }
 
 void dmrepl_obuf_free(struct dmrepl_obuf *o)
 {
 	free(o->buf);
+	ZSTD_freeCCtx(o->zstd);
 	dmrepl_obuf_init(o);
 }
 
@@ -522,16 +524,23 @@ int dmrepl_proto_batch_check(const struct dmrepl_proto_batch *b, const void *rec
 
 /*
  * Compress src into dst (cap bytes) at level; the compressed size, or 0
- * when compression does not pay: it must save at least 1/16.
+ * when compression does not pay: it must save at least 1/16. The context
+ * is kept in o: made anew for each batch, its tables (about 1 MiB at level
+ * 3) would be allocated and faulted in each time. On incompressible data
+ * zstd itself gives up fast, block by block.
  */
-static size_t compress_if_paying(void *dst, size_t cap, const void *src, size_t len,
-				 int level)
+static size_t compress_if_paying(struct dmrepl_obuf *o, void *dst, size_t cap, const void *src,
+				 size_t len, int level)
 {
 	size_t n;
 
 	if (level <= 0)
 		return 0;
-	n = ZSTD_compress(dst, cap, src, len, level);
+	if (!o->zstd)
+		o->zstd = ZSTD_createCCtx();
+	if (!o->zstd)
+		return 0;	/* sent raw: still a valid batch */
+	n = ZSTD_compressCCtx(o->zstd, dst, cap, src, len, level);
 	if (ZSTD_isError(n) || n > len - len / 16)
 		return 0;
 	return n;
@@ -556,7 +565,7 @@ int dmrepl_proto_put_batch(struct dmrepl_obuf *o, const void *records, size_t le
 	if (!p)
 		return -ENOMEM;
 	payload = p + DMREPL_PROTO_HDR_SIZE + DMREPL_PROTO_BATCH_HDR;
-	payload_len = compress_if_paying(payload, bound, records, len, level);
+	payload_len = compress_if_paying(o, payload, bound, records, len, level);
 	if (payload_len) {
 		used = DMREPL_CODEC_ZSTD;
 	} else {
@@ -637,7 +646,7 @@ static int decode_batch(struct cursor *c, __u32 body_len, struct dmrepl_frame *f
 	return bad(f, why ? why : batch_len_problem(b, &f->bad_value));
 }
 
-static int unpack_zstd(const struct dmrepl_proto_batch *b, void *out, const char **why)
+static int unpack_zstd(const struct dmrepl_proto_batch *b, void *zd, void *out, const char **why)
 {
 	size_t n = ZSTD_findFrameCompressedSize(b->payload, b->payload_len);
 
@@ -650,7 +659,10 @@ static int unpack_zstd(const struct dmrepl_proto_batch *b, void *out, const char
 		*why = "BATCH zstd frame does not declare raw_len bytes";
 		return -EBADMSG;
 	}
-	n = ZSTD_decompress(out, b->raw_len, b->payload, b->payload_len);
+	if (zd)
+		n = ZSTD_decompressDCtx(zd, out, b->raw_len, b->payload, b->payload_len);
+	else
+		n = ZSTD_decompress(out, b->raw_len, b->payload, b->payload_len);
 	if (ZSTD_isError(n) || n != b->raw_len) {
 		*why = "BATCH zstd payload does not decompress to raw_len bytes";
 		return -EBADMSG;
@@ -658,8 +670,9 @@ static int unpack_zstd(const struct dmrepl_proto_batch *b, void *out, const char
 	return 0;
 }
 
-int dmrepl_proto_batch_unpack(const struct dmrepl_proto_batch *b, void *out,
-			      size_t out_size, const char **why)
+/* The records into out, or (in_place) left in a raw payload 8-byte aligned. */
+static int unpack(const struct dmrepl_proto_batch *b, void *zd, void *out, size_t out_size,
+		  bool in_place, const void **records, const char **why)
 {
 	int ret;
 
@@ -667,14 +680,44 @@ int dmrepl_proto_batch_unpack(const struct dmrepl_proto_batch *b, void *out,
 		*why = "BATCH raw_len is over the receiver's max_batch";
 		return -EMSGSIZE;
 	}
+	*records = out;
 	if (b->codec == DMREPL_CODEC_ZSTD) {
-		ret = unpack_zstd(b, out, why);
+		ret = unpack_zstd(b, zd, out, why);
 		if (ret)
 			return ret;
+	} else if (in_place && !((uintptr_t)b->payload % DM_REPL_REC_ALIGN)) {
+		*records = b->payload;
 	} else {
 		memcpy(out, b->payload, b->raw_len);
 	}
-	return dmrepl_proto_batch_check(b, out, why);
+	return dmrepl_proto_batch_check(b, *records, why);
+}
+
+int dmrepl_proto_batch_unpack(const struct dmrepl_proto_batch *b, void *out,
+			      size_t out_size, const char **why)
+{
+	const void *records;
+
+	return unpack(b, NULL, out, out_size, false, &records, why);
+}
+
+void dmrepl_proto_rx_free(struct dmrepl_proto_rx *rx)
+{
+	ZSTD_freeDCtx(rx->zstd);
+	rx->zstd = NULL;
+}
+
+int dmrepl_proto_batch_records(const struct dmrepl_proto_batch *b, struct dmrepl_proto_rx *rx,
+			       void *out, size_t out_size, const void **records,
+			       const char **why)
+{
+	*why = NULL;
+	if (b->codec == DMREPL_CODEC_ZSTD && !rx->zstd) {
+		rx->zstd = ZSTD_createDCtx();
+		if (!rx->zstd)
+			return -ENOMEM;
+	}
+	return unpack(b, rx->zstd, out, out_size, true, records, why);
 }
 
 /* ------------------------------------------------------------------ */
