@@ -33,6 +33,10 @@ static const unsigned char cipher_suite_id[2] = { 0x13, 0x02 };
 
 #define MSG_LEN 320
 
+/* OpenSSL's read buffer: 16 TLS records of 16 KiB and their overhead. */
+#define READ_BUFFER (16 * (SSL3_RT_MAX_PLAIN_LENGTH + SSL3_RT_MAX_ENCRYPTED_OVERHEAD + \
+			   SSL3_RT_HEADER_LENGTH))
+
 struct dmrepl_tls {
 	SSL_CTX *ctx;
 	BIO_METHOD *bio_meth;
@@ -50,6 +54,7 @@ struct dmrepl_tls_conn {
 	short events;		/* what the last -EAGAIN waits for */
 	bool eof;		/* recv() returned 0 */
 	bool failed;		/* a fatal error: no close_notify then */
+	bool read_blocked;	/* the last read waits for bytes from the peer */
 	int sys_errno;		/* of the last recv() or send() that failed */
 	/* A PSK server keeps what the client offered, to explain a refusal. */
 	bool psk_offered;
@@ -187,6 +192,12 @@ static int new_ctx(struct dmrepl_tls *t, char *err, size_t errlen)
 	/* The chain sent is the certificate file, not completed from the CA file. */
 	SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
 			 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_NO_AUTO_CHAIN);
+	/*
+	 * Read what the socket has, up to READ_BUFFER bytes, in one recv()
+	 * instead of two per record (its header, then its body).
+	 */
+	SSL_CTX_set_read_ahead(t->ctx, 1);
+	SSL_CTX_set_default_read_buffer_len(t->ctx, READ_BUFFER);
 	return 0;
 }
 
@@ -779,9 +790,12 @@ ssize_t dmrepl_tls_read(struct dmrepl_tls_conn *c, void *buf, size_t len)
 	}
 	call_start(c);
 	ret = SSL_read_ex(c->ssl, buf, len > SSIZE_MAX ? SSIZE_MAX : len, &n);
+	c->read_blocked = false;
 	if (ret == 1)
 		return (ssize_t)n;
-	return io_error(c, ret);
+	ret = io_error(c, ret);
+	c->read_blocked = ret == -EAGAIN && c->events == POLLIN;
+	return ret;
 }
 
 ssize_t dmrepl_tls_write(struct dmrepl_tls_conn *c, const void *buf, size_t len)
@@ -811,7 +825,13 @@ size_t dmrepl_tls_pending(const struct dmrepl_tls_conn *c)
 {
 	int n = SSL_pending(c->ssl);
 
-	return n > 0 ? (size_t)n : 0;
+	if (n > 0)
+		return (size_t)n;
+	/*
+	 * Records read ahead, not decrypted yet. After a read that wanted
+	 * more, what is buffered is at most part of a record: poll then.
+	 */
+	return !c->read_blocked && SSL_has_pending(c->ssl);
 }
 
 const char *dmrepl_tls_error(const struct dmrepl_tls_conn *c)
