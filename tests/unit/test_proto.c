@@ -336,6 +336,98 @@ TEST(compressible_batches_are_compressed_random_ones_sent_raw)
 	dmrepl_obuf_free(&o);
 }
 
+#define BIG_NREC	16
+#define BIG_PAYLOAD	65536
+#define BIG_BYTES	(BIG_NREC * (DM_REPL_REC_HDR_SIZE + BIG_PAYLOAD))
+
+enum big_kind { BIG_RANDOM, BIG_TEXT, BIG_REPEATED };
+
+/*
+ * A batch of 16 writes of 64 KiB: random payloads, compressible ones, or
+ * one random payload 16 times, turned (only long matches compress it).
+ */
+static size_t make_big(unsigned char *buf, __u64 first_seq, enum big_kind kind)
+{
+	static unsigned char data[BIG_PAYLOAD], data0[BIG_PAYLOAD];
+	struct dmrepl_rec_fields f = {
+		.type = DM_REPL_REC_WRITE, .epoch = 1, .nbytes = BIG_PAYLOAD,
+		.group_tag = dmrepl_group_tag(GROUP), .stream = STREAM_A,
+		.payload = data, .payload_len = BIG_PAYLOAD,
+	};
+	size_t len = 0, i, j;
+
+	for (i = 0; i < BIG_NREC; i++) {
+		for (j = 0; j < BIG_PAYLOAD && (kind != BIG_REPEATED || !i); j++)
+			data[j] = kind == BIG_TEXT ? "the quick brown fox "[(j * 7 / 5) % 20] :
+						     next_random();
+		/*
+		 * Repeated, each a turn of the first by 592 bytes more: the
+		 * sample's slices (512 bytes every 8 KiB) then never meet.
+		 */
+		if (kind == BIG_REPEATED && i)
+			for (j = 0; j < BIG_PAYLOAD; j++)
+				data[j] = data0[(j + 592 * i) % BIG_PAYLOAD];
+		else if (kind == BIG_REPEATED)
+			memcpy(data0, data, BIG_PAYLOAD);
+		f.seq = first_seq + i;
+		f.sector = 128 * i;
+		len += (size_t)dmrepl_rec_encode(buf + len, BIG_BYTES - len, &f);
+	}
+	return len;
+}
+
+TEST(after_a_batch_that_did_not_pay_a_sample_decides)
+{
+	static unsigned char recs[BIG_BYTES] __attribute__((aligned(8)));
+	__u64 seq = 1;
+	unsigned int codec, i;
+	struct dmrepl_obuf o;
+	const char *why;
+	size_t len;
+
+	dmrepl_obuf_init(&o);
+	/* Matches 64 KiB apart pay, seen whole. */
+	len = make_big(recs, seq, BIG_REPEATED);
+	ASSERT_EQ(0, dmrepl_proto_put_batch(&o, recs, len, 1, &codec, &why));
+	ASSERT_EQ((unsigned int)DMREPL_CODEC_ZSTD, codec);
+	ASSERT_EQ(0U, o.zstd_misses);
+	dmrepl_obuf_consume(&o, o.len);
+	seq += BIG_NREC;
+	/* Random data does not pay; compressible data after it is still compressed. */
+	len = make_big(recs, seq, BIG_RANDOM);
+	ASSERT_EQ(0, dmrepl_proto_put_batch(&o, recs, len, 1, &codec, &why));
+	ASSERT_EQ((unsigned int)DMREPL_CODEC_RAW, codec);
+	ASSERT_EQ(1U, o.zstd_misses);
+	dmrepl_obuf_consume(&o, o.len);
+	seq += BIG_NREC;
+	len = make_big(recs, seq, BIG_TEXT);
+	ASSERT_EQ(0, dmrepl_proto_put_batch(&o, recs, len, 1, &codec, &why));
+	ASSERT_EQ((unsigned int)DMREPL_CODEC_ZSTD, codec);
+	ASSERT_EQ(0U, o.zstd_misses);
+	dmrepl_obuf_consume(&o, o.len);
+	seq += BIG_NREC;
+	/*
+	 * After a miss, the sample of the repeated payload does not pay: it
+	 * goes raw, until a batch is compressed whole again (every 32nd).
+	 */
+	len = make_big(recs, seq, BIG_RANDOM);
+	ASSERT_EQ(0, dmrepl_proto_put_batch(&o, recs, len, 1, &codec, &why));
+	dmrepl_obuf_consume(&o, o.len);
+	seq += BIG_NREC;
+	for (i = 1; i < 32; i++) {
+		len = make_big(recs, seq, BIG_REPEATED);
+		ASSERT_EQ(0, dmrepl_proto_put_batch(&o, recs, len, 1, &codec, &why));
+		ASSERT_EQ((unsigned int)DMREPL_CODEC_RAW, codec) TH_LOG("batch %u after the miss", i);
+		dmrepl_obuf_consume(&o, o.len);
+		seq += BIG_NREC;
+	}
+	len = make_big(recs, seq, BIG_REPEATED);
+	ASSERT_EQ(0, dmrepl_proto_put_batch(&o, recs, len, 1, &codec, &why));
+	ASSERT_EQ((unsigned int)DMREPL_CODEC_ZSTD, codec);
+	ASSERT_EQ(0U, o.zstd_misses);
+	dmrepl_obuf_free(&o);
+}
+
 TEST(frames_fed_byte_by_byte_need_more_until_complete)
 {
 	struct dmrepl_frame f;
@@ -603,6 +695,7 @@ static const struct hostile hostile[] = {
 /* A copy of a base frame, with room to grow. */
 static void copy_base(struct dmrepl_obuf *o, enum base from)
 {
+	dmrepl_obuf_init(o);
 	o->cap = base[from].len + 4096;
 	o->buf = calloc(1, o->cap);
 	if (!o->buf)

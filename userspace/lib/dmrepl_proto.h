@@ -157,6 +157,7 @@ struct dmrepl_obuf {
 	size_t cap;		/* bytes allocated at buf */
 	/* zstd's compression context, made by the first compressed BATCH */
 	void *zstd;
+	unsigned int zstd_misses;	/* BATCHes in a row compression did not pay */
 };
 
 /* What is left to send: dmrepl_obuf_pending() bytes at dmrepl_obuf_data(). */
@@ -193,7 +194,8 @@ int dmrepl_proto_put_refuse(struct dmrepl_obuf *o, unsigned int reason, const ch
  * dmrepl_proto_batch_check(); only their headers are judged here). first_seq, last_seq,
  * stream and nrecords are read from the records' headers. The payload is
  * compressed with zstd at level (1..ZSTD_maxCLevel(); 0: never compress) and
- * sent raw when that saves less than 1/16 of it. Returns 0, -EINVAL with
+ * sent raw when that saves less than 1/16 of it. After a batch that did not
+ * pay, a sample is compressed first (Documentation/protocol.md). Returns 0, -EINVAL with
  * *why when the records are not a batch, -EMSGSIZE when len exceeds
  * DM_REPL_APPLY_BATCH_MAX, -ENOMEM; *codec (if not NULL) gets the codec used.
  */

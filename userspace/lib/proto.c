@@ -125,6 +125,7 @@ void dmrepl_obuf_init(struct dmrepl_obuf *o)
 	o->len = 0;
 	o->cap = 0;
 	o->zstd = NULL;
+	o->zstd_misses = 0;
 }
 
 void dmrepl_obuf_free(struct dmrepl_obuf *o)
@@ -523,11 +524,40 @@ int dmrepl_proto_batch_check(const struct dmrepl_proto_batch *b, const void *rec
 }
 
 /*
- * Compress src into dst (cap bytes) at level; the compressed size, or 0
- * when compression does not pay: it must save at least 1/16. The context
- * is kept in o: made anew for each batch, its tables (about 1 MiB at level
- * 3) would be allocated and faulted in each time. On incompressible data
- * zstd itself gives up fast, block by block.
+ * The probe of a batch after one that did not pay: SAMPLE_LEN bytes of
+ * every SAMPLE_STRIDE, compressed alone. Its slices have less context than
+ * the whole batch, so it need only save 1/32 for the batch to be
+ * compressed whole; a batch whose sample saves less goes raw. Every
+ * FULL_EVERY-th batch of a run that did not pay is compressed whole all
+ * the same, for what the slices cannot see (matches further apart).
+ */
+#define SAMPLE_LEN	512U
+#define SAMPLE_STRIDE	8192U
+#define FULL_EVERY	32U
+
+static bool sample_pays(ZSTD_CCtx *zc, unsigned char *dst, size_t cap,
+			const unsigned char *src, size_t len, int level)
+{
+	size_t n = 0, off, k;
+	unsigned char *sample;
+
+	if (len < 4 * SAMPLE_STRIDE)
+		return true;
+	/* The sample at the end of dst, its compressed form at the start. */
+	sample = dst + cap - len / SAMPLE_STRIDE * SAMPLE_LEN;
+	for (off = 0; off + SAMPLE_STRIDE <= len; off += SAMPLE_STRIDE) {
+		memcpy(sample + n, src + off, SAMPLE_LEN);
+		n += SAMPLE_LEN;
+	}
+	k = ZSTD_compressCCtx(zc, dst, (size_t)(sample - dst), sample, n, level);
+	return !ZSTD_isError(k) && k <= n - n / 32;
+}
+
+/*
+ * Compress src into dst (cap bytes, at least len) at level; the compressed
+ * size, or 0 when compression does not pay: it must save at least 1/16.
+ * The context is kept in o: made anew for each batch, its tables (about
+ * 1 MiB at level 3) would be allocated and faulted in each time.
  */
 static size_t compress_if_paying(struct dmrepl_obuf *o, void *dst, size_t cap, const void *src,
 				 size_t len, int level)
@@ -540,9 +570,16 @@ static size_t compress_if_paying(struct dmrepl_obuf *o, void *dst, size_t cap, c
 		o->zstd = ZSTD_createCCtx();
 	if (!o->zstd)
 		return 0;	/* sent raw: still a valid batch */
-	n = ZSTD_compressCCtx(o->zstd, dst, cap, src, len, level);
-	if (ZSTD_isError(n) || n > len - len / 16)
+	if (o->zstd_misses % FULL_EVERY && !sample_pays(o->zstd, dst, cap, src, len, level)) {
+		o->zstd_misses++;
 		return 0;
+	}
+	n = ZSTD_compressCCtx(o->zstd, dst, cap, src, len, level);
+	if (ZSTD_isError(n) || n > len - len / 16) {
+		o->zstd_misses++;
+		return 0;
+	}
+	o->zstd_misses = 0;
 	return n;
 }
 
