@@ -131,6 +131,7 @@ static const struct bench_case cases[] = {
 	{ "random-zstd3", false, 3 },
 	{ "random-raw", false, 0 },
 	{ "text-zstd3", true, 3 },
+	{ "text-zstd1", true, 1 },	/* repld's default level */
 };
 #define NCASES (sizeof(cases) / sizeof(cases[0]))
 
@@ -800,7 +801,8 @@ static void usage(FILE *f)
 		"  --quick        256 MiB per case, one round: a smoke run\n"
 		"  --mib N        payload MiB per case and round (default 2048)\n"
 		"  --rounds R     rounds; figures are medians (default 3)\n"
-		"  --case NAME    only this case: random-zstd3, random-raw, text-zstd3\n"
+		"  --case NAME    only this case: random-zstd3, random-raw, text-zstd3,\n"
+		"                 text-zstd1\n"
 		"  --certs DIR    certificates of tests/lib/mkcerts.sh DIR primary secondary\n"
 		"                 (default: made into a temporary directory)\n"
 		"  --no-baseline  do not run openssl speed\n"
