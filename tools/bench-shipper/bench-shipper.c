@@ -353,8 +353,8 @@ static int rx_loop(struct receiver *rx)
 		while ((ret = link_next(&rx->l, &f)) == 1) {
 			if (f.type == DMREPL_FRAME_BATCH)
 				ret = rx_batch(rx, &f.batch);
-			else if (f.type != DMREPL_FRAME_HEARTBEAT)
-				ret = -EPROTO;
+			else	/* a heartbeat is no error: ret was link_next()'s 1 */
+				ret = f.type == DMREPL_FRAME_HEARTBEAT ? 0 : -EPROTO;
 			if (ret)
 				return ret;
 		}
