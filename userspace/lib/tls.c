@@ -33,9 +33,11 @@ static const unsigned char cipher_suite_id[2] = { 0x13, 0x02 };
 
 #define MSG_LEN 320
 
-/* OpenSSL's read buffer: 16 TLS records of 16 KiB and their overhead. */
-#define READ_BUFFER (16 * (SSL3_RT_MAX_PLAIN_LENGTH + SSL3_RT_MAX_ENCRYPTED_OVERHEAD + \
-			   SSL3_RT_HEADER_LENGTH))
+/*
+ * The most a recv() takes: a whole TLS 1.3 record of application data
+ * (header, 16 KiB, content type, AES-GCM tag). See bio_read().
+ */
+#define RECV_MAX (SSL3_RT_HEADER_LENGTH + SSL3_RT_MAX_PLAIN_LENGTH + 1 + EVP_GCM_TLS_TAG_LEN)
 
 struct dmrepl_tls {
 	SSL_CTX *ctx;
@@ -125,6 +127,15 @@ static int bio_read(BIO *b, char *buf, size_t len, size_t *done)
 	ssize_t n;
 
 	BIO_clear_retry_flags(b);
+	/*
+	 * Reading ahead, OpenSSL asks for as much as its buffer holds, and
+	 * before each record moves what is left to the front of the buffer
+	 * (to align it). At most a record a call, the rest of a record and
+	 * the next one's header come in one recv() and nearly nothing is
+	 * left to move.
+	 */
+	if (len > RECV_MAX)
+		len = RECV_MAX;
 	do
 		n = recv(c->fd, buf, len, 0);
 	while (n < 0 && errno == EINTR);
@@ -193,11 +204,10 @@ static int new_ctx(struct dmrepl_tls *t, char *err, size_t errlen)
 	SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
 			 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_NO_AUTO_CHAIN);
 	/*
-	 * Read what the socket has, up to READ_BUFFER bytes, in one recv()
-	 * instead of two per record (its header, then its body).
+	 * One recv() a record instead of two (its header, then its body):
+	 * the body and the next header come together (see bio_read()).
 	 */
 	SSL_CTX_set_read_ahead(t->ctx, 1);
-	SSL_CTX_set_default_read_buffer_len(t->ctx, READ_BUFFER);
 	return 0;
 }
 
