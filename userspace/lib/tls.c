@@ -56,7 +56,7 @@ struct dmrepl_tls_conn {
 	short events;		/* what the last -EAGAIN waits for */
 	bool eof;		/* recv() returned 0 */
 	bool failed;		/* a fatal error: no close_notify then */
-	bool read_blocked;	/* the last read waits for bytes from the peer */
+	bool read_blocked;	/* the last read said -EAGAIN */
 	int sys_errno;		/* of the last recv() or send() that failed */
 	/* A PSK server keeps what the client offered, to explain a refusal. */
 	bool psk_offered;
@@ -804,7 +804,7 @@ ssize_t dmrepl_tls_read(struct dmrepl_tls_conn *c, void *buf, size_t len)
 	if (ret == 1)
 		return (ssize_t)n;
 	ret = io_error(c, ret);
-	c->read_blocked = ret == -EAGAIN && c->events == POLLIN;
+	c->read_blocked = ret == -EAGAIN;
 	return ret;
 }
 
@@ -838,8 +838,9 @@ size_t dmrepl_tls_pending(const struct dmrepl_tls_conn *c)
 	if (n > 0)
 		return (size_t)n;
 	/*
-	 * Records read ahead, not decrypted yet. After a read that wanted
-	 * more, what is buffered is at most part of a record: poll then.
+	 * Records read ahead, not decrypted yet. After a read that said
+	 * -EAGAIN, what is buffered cannot make a record by itself (or
+	 * waits for a write): poll then.
 	 */
 	return !c->read_blocked && SSL_has_pending(c->ssl);
 }
