@@ -2,7 +2,8 @@
 /*
  * The repld wire protocol's receiving side on one input: decode a frame
  * with small limits; a BATCH is decompressed and checked, then judged for
- * order; a HELLO is checked against both roles. Every frame that decodes
+ * order, and judged alike where it lies (dmrepl_proto_batch_records(), with
+ * a zstd context kept across inputs); a HELLO is checked against both roles. Every frame that decodes
  * must encode back to the same bytes (a BATCH: once its records are raw).
  */
 #include <stdint.h>
@@ -18,6 +19,9 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static unsigned char out[FUZZ_MAX_BATCH] __attribute__((aligned(8)));
+static unsigned char out2[FUZZ_MAX_BATCH] __attribute__((aligned(8)));
+/* As a receiver keeps it from one batch to the next. */
+static struct dmrepl_proto_rx rx;
 
 /* The decoded frame encodes back to the bytes it came from. */
 static void same_bytes(const struct dmrepl_obuf *o, int ret, const void *in, long n)
@@ -56,10 +60,16 @@ static void batch(struct dmrepl_obuf *o, const struct dmrepl_proto_batch *b,
 		  const void *in, long n)
 {
 	struct dmrepl_proto_order ord;
+	const void *records;
 	const char *why;
 	int ret;
 
-	if (dmrepl_proto_batch_unpack(b, out, sizeof(out), &why))
+	ret = dmrepl_proto_batch_unpack(b, out, sizeof(out), &why);
+	/* In place or not, with a kept context or not: the same judgement. */
+	if (dmrepl_proto_batch_records(b, &rx, out2, sizeof(out2), &records, &why) != ret ||
+	    (!ret && memcmp(records, out, b->raw_len)))
+		abort();
+	if (ret)
 		return;
 	dmrepl_proto_order_init(&ord, b->stream, b->first_seq - 1);
 	if (dmrepl_proto_order_check(&ord, b, out, &why))

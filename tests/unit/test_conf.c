@@ -122,12 +122,13 @@ TEST(defaults_fill_what_a_file_leaves_out)
 	static const char psk[] = "group g {\ntls { psk /p; }\n"
 		"site a { host ha; address h1; volume 0 { data /a; meta /am; } }\n"
 		"site b { host hb; address h2:1; volume 0 { data /b; meta /bm; } }\n}\n";
+	static const char zstd[] = HEAD "compression zstd;\n" TLS SA SB "}\n";
 	struct dmrepl_conf_group g;
 	char err[256];
 
 	ASSERT_EQ(0, dmrepl_conf_parse("g.conf", MIN, strlen(MIN), &g, err, sizeof(err)))
 		TH_LOG("%s", err);
-	EXPECT_EQ(3, g.compress_level);
+	EXPECT_EQ(1, g.compress_level);
 	EXPECT_EQ(0ULL, g.bandwidth);
 	EXPECT_EQ(4U, g.window);
 	EXPECT_EQ(1U << 20, g.batch_bytes);
@@ -137,6 +138,11 @@ TEST(defaults_fill_what_a_file_leaves_out)
 	EXPECT_EQ((unsigned int)DMREPL_CONF_PORT, g.sites[0].port);
 	EXPECT_STREQ("ha", g.sites[0].identity);
 	EXPECT_STREQ("g-0", g.sites[1].volumes[0].device);
+	dmrepl_conf_free(&g);
+
+	ASSERT_EQ(0, dmrepl_conf_parse("g.conf", zstd, strlen(zstd), &g, err, sizeof(err)))
+		TH_LOG("%s", err);
+	EXPECT_EQ(1, g.compress_level);		/* "zstd" alone: the default level */
 	dmrepl_conf_free(&g);
 
 	ASSERT_EQ(0, dmrepl_conf_parse("g.conf", psk, strlen(psk), &g, err, sizeof(err)))

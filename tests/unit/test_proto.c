@@ -253,6 +253,66 @@ TEST(batch_round_trips_raw_and_compressed)
 	}
 }
 
+TEST(batch_records_are_judged_in_place_when_raw_and_aligned_else_unpacked)
+{
+	static unsigned char recs[BATCH_BYTES] __attribute__((aligned(8)));
+	static unsigned char out[MAX_BATCH] __attribute__((aligned(8)));
+	static unsigned char moved[DMREPL_PROTO_HDR_SIZE + DMREPL_PROTO_BATCH_HDR + BATCH_BYTES + 4]
+		__attribute__((aligned(8)));
+	size_t len = make_records(recs, 7, STREAM_B, STREAM_A, false);
+	struct dmrepl_proto_rx rx = { 0 };
+	struct dmrepl_obuf o;
+	struct dmrepl_frame f;
+	const void *records;
+	const char *why;
+	unsigned int i;
+
+	dmrepl_obuf_init(&o);
+	/* Raw, 8-byte aligned: no copy. */
+	ASSERT_EQ(0, dmrepl_proto_put_batch(&o, recs, len, 0, NULL, &why));
+	ASSERT_EQ((unsigned int)DMREPL_FRAME_BATCH, decode_ok(_metadata, &o, &f));
+	ASSERT_EQ(0, dmrepl_proto_batch_records(&f.batch, &rx, out, sizeof(out), &records, &why))
+		TH_LOG("%s", why);
+	ASSERT_EQ(f.batch.payload, records);
+	ASSERT_EQ(NULL, rx.zstd);
+	/* Raw at an odd place: copied to out, then judged. */
+	memcpy(moved + 4, o.buf, o.len);
+	ASSERT_EQ((long)o.len, dmrepl_frame_decode(moved + 4, o.len, DMREPL_PROTO_BATCH_MAX, &f));
+	ASSERT_EQ(0, dmrepl_proto_batch_records(&f.batch, &rx, out, sizeof(out), &records, &why));
+	ASSERT_EQ((const void *)out, records);
+	ASSERT_EQ(0, memcmp(recs, out, len));
+	/* In place, a record is judged as unpacked: a byte changed is a bad crc. */
+	o.buf[OFF_PAYLOAD + DM_REPL_REC_HDR_SIZE + 100] ^= 1;
+	ASSERT_EQ((unsigned int)DMREPL_FRAME_BATCH, decode_ok(_metadata, &o, &f));
+	ASSERT_EQ(-EBADMSG, dmrepl_proto_batch_records(&f.batch, &rx, out, sizeof(out), &records,
+						       &why));
+	ASSERT_STREQ("checksum mismatch", why);
+	ASSERT_EQ(-EBADMSG, dmrepl_proto_batch_unpack(&f.batch, out, sizeof(out), &why));
+	ASSERT_STREQ("checksum mismatch", why);
+	dmrepl_obuf_consume(&o, o.len);
+	/* zstd, twice with the context rx keeps. */
+	for (i = 0; i < 2; i++) {
+		ASSERT_EQ(0, dmrepl_proto_put_batch(&o, recs, len, 3, NULL, &why));
+		ASSERT_EQ((unsigned int)DMREPL_FRAME_BATCH, decode_ok(_metadata, &o, &f));
+		ASSERT_EQ((unsigned int)DMREPL_CODEC_ZSTD, f.batch.codec);
+		memset(out, 0, len);
+		ASSERT_EQ(0, dmrepl_proto_batch_records(&f.batch, &rx, out, sizeof(out), &records,
+							&why)) TH_LOG("%s", why);
+		ASSERT_EQ((const void *)out, records);
+		ASSERT_EQ(0, memcmp(recs, out, len));
+		ASSERT_NE(NULL, rx.zstd);
+		dmrepl_obuf_consume(&o, o.len);
+	}
+	/* raw_len over out_size: refused before anything is written. */
+	ASSERT_EQ(0, dmrepl_proto_put_batch(&o, recs, len, 0, NULL, &why));
+	ASSERT_EQ((unsigned int)DMREPL_FRAME_BATCH, decode_ok(_metadata, &o, &f));
+	ASSERT_EQ(-EMSGSIZE, dmrepl_proto_batch_records(&f.batch, &rx, out, len - 8, &records,
+							&why));
+	dmrepl_proto_rx_free(&rx);
+	ASSERT_EQ(NULL, rx.zstd);
+	dmrepl_obuf_free(&o);
+}
+
 TEST(compressible_batches_are_compressed_random_ones_sent_raw)
 {
 	static unsigned char recs[BATCH_BYTES] __attribute__((aligned(8)));
@@ -273,6 +333,98 @@ TEST(compressible_batches_are_compressed_random_ones_sent_raw)
 	ASSERT_EQ(0, dmrepl_proto_put_batch(&o, recs, len, 19, &codec, &why));
 	ASSERT_EQ((unsigned int)DMREPL_CODEC_RAW, codec);
 	ASSERT_EQ(DMREPL_PROTO_HDR_SIZE + DMREPL_PROTO_BATCH_HDR + len, o.len);
+	dmrepl_obuf_free(&o);
+}
+
+#define BIG_NREC	16
+#define BIG_PAYLOAD	65536
+#define BIG_BYTES	(BIG_NREC * (DM_REPL_REC_HDR_SIZE + BIG_PAYLOAD))
+
+enum big_kind { BIG_RANDOM, BIG_TEXT, BIG_REPEATED };
+
+/*
+ * A batch of 16 writes of 64 KiB: random payloads, compressible ones, or
+ * one random payload 16 times, turned (only long matches compress it).
+ */
+static size_t make_big(unsigned char *buf, __u64 first_seq, enum big_kind kind)
+{
+	static unsigned char data[BIG_PAYLOAD], data0[BIG_PAYLOAD];
+	struct dmrepl_rec_fields f = {
+		.type = DM_REPL_REC_WRITE, .epoch = 1, .nbytes = BIG_PAYLOAD,
+		.group_tag = dmrepl_group_tag(GROUP), .stream = STREAM_A,
+		.payload = data, .payload_len = BIG_PAYLOAD,
+	};
+	size_t len = 0, i, j;
+
+	for (i = 0; i < BIG_NREC; i++) {
+		for (j = 0; j < BIG_PAYLOAD && (kind != BIG_REPEATED || !i); j++)
+			data[j] = kind == BIG_TEXT ? "the quick brown fox "[(j * 7 / 5) % 20] :
+						     next_random();
+		/*
+		 * Repeated, each a turn of the first by 592 bytes more: the
+		 * sample's slices (512 bytes every 8 KiB) then never meet.
+		 */
+		if (kind == BIG_REPEATED && i)
+			for (j = 0; j < BIG_PAYLOAD; j++)
+				data[j] = data0[(j + 592 * i) % BIG_PAYLOAD];
+		else if (kind == BIG_REPEATED)
+			memcpy(data0, data, BIG_PAYLOAD);
+		f.seq = first_seq + i;
+		f.sector = 128 * i;
+		len += (size_t)dmrepl_rec_encode(buf + len, BIG_BYTES - len, &f);
+	}
+	return len;
+}
+
+TEST(after_a_batch_that_did_not_pay_a_sample_decides)
+{
+	static unsigned char recs[BIG_BYTES] __attribute__((aligned(8)));
+	__u64 seq = 1;
+	unsigned int codec, i;
+	struct dmrepl_obuf o;
+	const char *why;
+	size_t len;
+
+	dmrepl_obuf_init(&o);
+	/* Matches 64 KiB apart pay, seen whole. */
+	len = make_big(recs, seq, BIG_REPEATED);
+	ASSERT_EQ(0, dmrepl_proto_put_batch(&o, recs, len, 1, &codec, &why));
+	ASSERT_EQ((unsigned int)DMREPL_CODEC_ZSTD, codec);
+	ASSERT_EQ(0U, o.zstd_misses);
+	dmrepl_obuf_consume(&o, o.len);
+	seq += BIG_NREC;
+	/* Random data does not pay; compressible data after it is still compressed. */
+	len = make_big(recs, seq, BIG_RANDOM);
+	ASSERT_EQ(0, dmrepl_proto_put_batch(&o, recs, len, 1, &codec, &why));
+	ASSERT_EQ((unsigned int)DMREPL_CODEC_RAW, codec);
+	ASSERT_EQ(1U, o.zstd_misses);
+	dmrepl_obuf_consume(&o, o.len);
+	seq += BIG_NREC;
+	len = make_big(recs, seq, BIG_TEXT);
+	ASSERT_EQ(0, dmrepl_proto_put_batch(&o, recs, len, 1, &codec, &why));
+	ASSERT_EQ((unsigned int)DMREPL_CODEC_ZSTD, codec);
+	ASSERT_EQ(0U, o.zstd_misses);
+	dmrepl_obuf_consume(&o, o.len);
+	seq += BIG_NREC;
+	/*
+	 * After a miss, the sample of the repeated payload does not pay: it
+	 * goes raw, until a batch is compressed whole again (every 32nd).
+	 */
+	len = make_big(recs, seq, BIG_RANDOM);
+	ASSERT_EQ(0, dmrepl_proto_put_batch(&o, recs, len, 1, &codec, &why));
+	dmrepl_obuf_consume(&o, o.len);
+	seq += BIG_NREC;
+	for (i = 1; i < 32; i++) {
+		len = make_big(recs, seq, BIG_REPEATED);
+		ASSERT_EQ(0, dmrepl_proto_put_batch(&o, recs, len, 1, &codec, &why));
+		ASSERT_EQ((unsigned int)DMREPL_CODEC_RAW, codec) TH_LOG("batch %u after the miss", i);
+		dmrepl_obuf_consume(&o, o.len);
+		seq += BIG_NREC;
+	}
+	len = make_big(recs, seq, BIG_REPEATED);
+	ASSERT_EQ(0, dmrepl_proto_put_batch(&o, recs, len, 1, &codec, &why));
+	ASSERT_EQ((unsigned int)DMREPL_CODEC_ZSTD, codec);
+	ASSERT_EQ(0U, o.zstd_misses);
 	dmrepl_obuf_free(&o);
 }
 
@@ -543,6 +695,7 @@ static const struct hostile hostile[] = {
 /* A copy of a base frame, with room to grow. */
 static void copy_base(struct dmrepl_obuf *o, enum base from)
 {
+	dmrepl_obuf_init(o);
 	o->cap = base[from].len + 4096;
 	o->buf = calloc(1, o->cap);
 	if (!o->buf)

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -389,6 +390,49 @@ TEST_F(tls, pending_counts_decrypted_bytes_readable_without_poll)
 	ASSERT_EQ(0U, dmrepl_tls_pending(self->srv.conn));
 	ASSERT_EQ(-EAGAIN, dmrepl_tls_read(self->srv.conn, buf, sizeof(buf)));
 	ASSERT_EQ(POLLIN, dmrepl_tls_events(self->srv.conn));
+}
+
+/* Small records: one recv() takes several whole ones (a record's wire size: */
+#define RECORD 10
+/* 5 bytes of header, the data, the content type and a 16-byte tag). */
+#define RECORD_WIRE (5 + RECORD + 1 + 16)
+
+/*
+ * Whole records read ahead from the socket count as pending: the socket has
+ * nothing left for poll(2) to report, but each read returns one of them.
+ */
+TEST_F(tls, records_read_ahead_count_as_pending_until_read)
+{
+	static const char src[3][RECORD] = { "record 0.", "record 1.", "record 2." };
+	struct pollfd p = { .events = POLLIN };
+	char dst[RECORD];
+	int i, avail = 0;
+
+	self->srv.t = psk_tls(PSK_ID, false, true);
+	self->cli.t = psk_tls(PSK_ID, false, false);
+	ASSERT_EQ(0, handshake_both(self));
+	ASSERT_EQ(0, self->srv.ret) TH_LOG("server: %s", self->srv.err);
+	ASSERT_EQ(0, self->cli.ret) TH_LOG("client: %s", self->cli.err);
+	for (i = 0; i < 3; i++)		/* one record each */
+		ASSERT_EQ(RECORD, dmrepl_tls_write(self->cli.conn, src[i], RECORD));
+	p.fd = dmrepl_tls_fd(self->srv.conn);
+	for (i = 0; i < TIMEOUT_MS && avail < 3 * RECORD_WIRE; i++) {
+		ASSERT_EQ(0, ioctl(p.fd, FIONREAD, &avail));
+		if (avail < 3 * RECORD_WIRE)
+			usleep(1000);
+	}
+	ASSERT_EQ(3 * RECORD_WIRE, avail);
+	ASSERT_EQ(RECORD, read_wait(self->srv.conn, dst, sizeof(dst)));
+	ASSERT_EQ(0, memcmp(src[0], dst, RECORD));
+	ASSERT_EQ(0, poll(&p, 1, 0));		/* all three came in one read */
+	for (i = 1; i < 3; i++) {
+		ASSERT_LT(0U, dmrepl_tls_pending(self->srv.conn));
+		ASSERT_EQ(RECORD, dmrepl_tls_read(self->srv.conn, dst, sizeof(dst)));
+		ASSERT_EQ(0, memcmp(src[i], dst, RECORD));
+	}
+	ASSERT_EQ(0U, dmrepl_tls_pending(self->srv.conn));
+	ASSERT_EQ(-EAGAIN, dmrepl_tls_read(self->srv.conn, dst, sizeof(dst)));
+	ASSERT_EQ(0U, dmrepl_tls_pending(self->srv.conn));
 }
 
 TEST_F(tls, a_clean_close_reads_0)

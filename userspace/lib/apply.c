@@ -136,23 +136,48 @@ static int cut(struct dmrepl_batch *b, int fd)
 	return write_batch(b, b->len, b->nr, fd);
 }
 
-int dmrepl_batch_add(struct dmrepl_batch *b, const struct dm_repl_rec *r, int fd)
+void *dmrepl_batch_room(struct dmrepl_batch *b, size_t len, int fd, int *err)
 {
-	size_t len = dmrepl_rec_len(r);
 	int ret;
 
+	*err = 0;
+	if (len > DMREPL_REC_MAX_LEN) {
+		*err = -EMSGSIZE;
+		return NULL;
+	}
 	while (b->len && b->len + len > b->limit) {
 		ret = cut(b, fd);
-		if (ret)
-			return ret;
+		if (ret) {
+			*err = ret;
+			return NULL;
+		}
 	}
-	memcpy(b->buf + b->len, r, len);
-	b->len += len;
+	return b->buf + b->len;
+}
+
+void dmrepl_batch_commit(struct dmrepl_batch *b)
+{
+	const struct dm_repl_rec *r = rec_at(b, b->len);
+
+	b->len += dmrepl_rec_len(r);
 	b->nr++;
 	if (dmrepl_rec_type(r) == DM_REPL_REC_FLUSH) {
 		b->flush_end = b->len;
 		b->flush_nr = b->nr;
 	}
+}
+
+int dmrepl_batch_add(struct dmrepl_batch *b, const struct dm_repl_rec *r, int fd)
+{
+	size_t len = dmrepl_rec_len(r);
+	void *room;
+	int ret;
+
+	room = dmrepl_batch_room(b, len, fd, &ret);
+	if (!room)
+		return ret;
+	memcpy(room, r, len);
+	dmrepl_batch_commit(b);
 	return 0;
 }
 

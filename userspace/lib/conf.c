@@ -25,6 +25,8 @@
 #define SITE_NAME_MAX 63
 #define HOST_MAX 253
 #define DM_NAME_MAX 127
+/* "compression zstd" without a level, and the default (dm-repl.conf(5)). */
+#define DEFAULT_ZSTD_LEVEL 1
 /* Values quoted in messages are cut here. */
 #define VAL "\"%.200s\""
 
@@ -667,7 +669,7 @@ struct file_seen {
 
 static int set_compression(struct parser *p, const struct stmt *s)
 {
-	unsigned long long level = 3;
+	unsigned long long level = DEFAULT_ZSTD_LEVEL;
 	const char *v = s->args[0].text;
 
 	if (!strcmp(v, "none") && s->nargs == 1) {
@@ -960,7 +962,7 @@ static int check_group(struct parser *p, const struct file_seen *fs)
 
 static void set_defaults(struct dmrepl_conf_group *g)
 {
-	g->compress_level = 3;
+	g->compress_level = DEFAULT_ZSTD_LEVEL;
 	g->bandwidth = 0;
 	g->window = 4;
 	g->batch_bytes = 1 << 20;

@@ -46,6 +46,14 @@ _Static_assert(sizeof(struct dm_repl_ring_ctl) == 192, "ring control size");
  */
 __u32 dmrepl_crc32c(__u32 crc, const void *p, size_t len);
 
+/*
+ * The two ways behind dmrepl_crc32c(), for tests: the portable table-driven
+ * crc, and the CPU's crc32 instruction (x86-64 with SSE4.2 and PCLMUL),
+ * which continues *crc and returns true, or returns false without it.
+ */
+__u32 dmrepl_crc32c_sw(__u32 crc, const void *p, size_t len);
+bool dmrepl_crc32c_hw(__u32 *crc, const void *p, size_t len);
+
 /* ------------------------------------------------------------------ */
 /* Records                                                             */
 /* ------------------------------------------------------------------ */
@@ -446,6 +454,15 @@ void dmrepl_batch_free(struct dmrepl_batch *b);
  */
 int dmrepl_batch_add(struct dmrepl_batch *b, const struct dm_repl_rec *r, int fd);
 
+/*
+ * dmrepl_batch_add() in two steps, for a record built in place: room for
+ * len bytes (at most DMREPL_REC_MAX_LEN) at the end of the batch, after
+ * writing what the cut rule ends (NULL and *err as above, or -EMSGSIZE);
+ * then, once a record of at most len bytes is there, commit it.
+ */
+void *dmrepl_batch_room(struct dmrepl_batch *b, size_t len, int fd, int *err);
+void dmrepl_batch_commit(struct dmrepl_batch *b);
+
 /* Write everything buffered as one batch (input paused, or ended). As above. */
 int dmrepl_batch_flush(struct dmrepl_batch *b, int fd);
 
@@ -475,7 +492,6 @@ int dmrepl_batch_write(int fd, const void *buf, size_t len, long *written);
 struct dmrepl_ship {
 	struct dmrepl_ring *ring;
 	struct dmrepl_batch batch;	/* batch.send and send_arg: the sink */
-	struct dm_repl_rec *rec;	/* a record copied out, sealed */
 	__u64 peer_stream;		/* the replica's applied point at start */
 	__u64 peer_seq;
 	__u64 start_next_seq;		/* the ring's next sequence at start */

@@ -155,6 +155,9 @@ struct dmrepl_obuf {
 	size_t head;		/* bytes at the front already sent */
 	size_t len;		/* bytes encoded, sent or not */
 	size_t cap;		/* bytes allocated at buf */
+	/* zstd's compression context, made by the first compressed BATCH */
+	void *zstd;
+	unsigned int zstd_misses;	/* BATCHes in a row compression did not pay */
 };
 
 /* What is left to send: dmrepl_obuf_pending() bytes at dmrepl_obuf_data(). */
@@ -169,6 +172,7 @@ static inline size_t dmrepl_obuf_pending(const struct dmrepl_obuf *o)
 }
 
 void dmrepl_obuf_init(struct dmrepl_obuf *o);
+/* The buffer and the compression context. */
 void dmrepl_obuf_free(struct dmrepl_obuf *o);
 /* Drop the first n (<= pending) bytes: they were sent. */
 void dmrepl_obuf_consume(struct dmrepl_obuf *o, size_t n);
@@ -190,7 +194,8 @@ int dmrepl_proto_put_refuse(struct dmrepl_obuf *o, unsigned int reason, const ch
  * dmrepl_proto_batch_check(); only their headers are judged here). first_seq, last_seq,
  * stream and nrecords are read from the records' headers. The payload is
  * compressed with zstd at level (1..ZSTD_maxCLevel(); 0: never compress) and
- * sent raw when that saves less than 1/16 of it. Returns 0, -EINVAL with
+ * sent raw when that saves less than 1/16 of it. After a batch that did not
+ * pay, a sample is compressed first (Documentation/protocol.md). Returns 0, -EINVAL with
  * *why when the records are not a batch, -EMSGSIZE when len exceeds
  * DM_REPL_APPLY_BATCH_MAX, -ENOMEM; *codec (if not NULL) gets the codec used.
  */
@@ -226,6 +231,23 @@ long dmrepl_frame_decode(const void *buf, size_t len, size_t max_body,
  */
 int dmrepl_proto_batch_unpack(const struct dmrepl_proto_batch *b, void *out,
 			      size_t out_size, const char **why);
+
+/* What a receiver keeps from one batch to the next: zero it to start. */
+struct dmrepl_proto_rx {
+	void *zstd;		/* zstd's decompression context, made at first use */
+};
+
+void dmrepl_proto_rx_free(struct dmrepl_proto_rx *rx);
+
+/*
+ * dmrepl_proto_batch_unpack() for a receiver that keeps rx, without a copy
+ * where none is needed: *records gets the batch's records, judged by the
+ * same rules, either at the raw payload itself (where the decoded frame
+ * lies, while it lies there) when it is 8-byte aligned, or at out.
+ */
+int dmrepl_proto_batch_records(const struct dmrepl_proto_batch *b, struct dmrepl_proto_rx *rx,
+			       void *out, size_t out_size, const void **records,
+			       const char **why);
 
 /*
  * The records of a batch (raw_len bytes at records, 8-byte aligned) against

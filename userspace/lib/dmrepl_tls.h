@@ -99,8 +99,11 @@ ssize_t dmrepl_tls_write(struct dmrepl_tls_conn *c, const void *buf, size_t len)
 /* POLLIN or POLLOUT: what the last -EAGAIN waits for. */
 short dmrepl_tls_events(const struct dmrepl_tls_conn *c);
 /*
- * Bytes already decrypted and buffered: read them before polling, as the
- * fd may never become readable for them.
+ * Bytes already decrypted and buffered, or 1 when bytes read ahead from the
+ * socket wait to be decrypted (a read returns them, or -EAGAIN if they are
+ * only part of a record; then this is 0 until a read succeeds): read
+ * before polling while it is not 0, as the fd may never become readable
+ * for them.
  */
 size_t dmrepl_tls_pending(const struct dmrepl_tls_conn *c);
 /* The last error, in words ("" if none). */

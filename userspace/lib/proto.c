@@ -124,11 +124,14 @@ void dmrepl_obuf_init(struct dmrepl_obuf *o)
 	o->head = 0;
 	o->len = 0;
 	o->cap = 0;
+	o->zstd = NULL;
+	o->zstd_misses = 0;
 }
 
 void dmrepl_obuf_free(struct dmrepl_obuf *o)
 {
 	free(o->buf);
+	ZSTD_freeCCtx(o->zstd);
 	dmrepl_obuf_init(o);
 }
 
@@ -521,19 +524,62 @@ int dmrepl_proto_batch_check(const struct dmrepl_proto_batch *b, const void *rec
 }
 
 /*
- * Compress src into dst (cap bytes) at level; the compressed size, or 0
- * when compression does not pay: it must save at least 1/16.
+ * The probe of a batch after one that did not pay: SAMPLE_LEN bytes of
+ * every SAMPLE_STRIDE, compressed alone. Its slices have less context than
+ * the whole batch, so it need only save 1/32 for the batch to be
+ * compressed whole; a batch whose sample saves less goes raw. Every
+ * FULL_EVERY-th batch of a run that did not pay is compressed whole all
+ * the same, for what the slices cannot see (matches further apart).
  */
-static size_t compress_if_paying(void *dst, size_t cap, const void *src, size_t len,
-				 int level)
+#define SAMPLE_LEN	512U
+#define SAMPLE_STRIDE	8192U
+#define FULL_EVERY	32U
+
+static bool sample_pays(ZSTD_CCtx *zc, unsigned char *dst, size_t cap,
+			const unsigned char *src, size_t len, int level)
+{
+	size_t n = 0, off, k;
+	unsigned char *sample;
+
+	if (len < 4 * SAMPLE_STRIDE)
+		return true;
+	/* The sample at the end of dst, its compressed form at the start. */
+	sample = dst + cap - len / SAMPLE_STRIDE * SAMPLE_LEN;
+	for (off = 0; off + SAMPLE_STRIDE <= len; off += SAMPLE_STRIDE) {
+		memcpy(sample + n, src + off, SAMPLE_LEN);
+		n += SAMPLE_LEN;
+	}
+	k = ZSTD_compressCCtx(zc, dst, (size_t)(sample - dst), sample, n, level);
+	return !ZSTD_isError(k) && k <= n - n / 32;
+}
+
+/*
+ * Compress src into dst (cap bytes, at least len) at level; the compressed
+ * size, or 0 when compression does not pay: it must save at least 1/16.
+ * The context is kept in o: made anew for each batch, its tables (about
+ * 1 MiB at level 3) would be allocated and faulted in each time.
+ */
+static size_t compress_if_paying(struct dmrepl_obuf *o, void *dst, size_t cap, const void *src,
+				 size_t len, int level)
 {
 	size_t n;
 
 	if (level <= 0)
 		return 0;
-	n = ZSTD_compress(dst, cap, src, len, level);
-	if (ZSTD_isError(n) || n > len - len / 16)
+	if (!o->zstd)
+		o->zstd = ZSTD_createCCtx();
+	if (!o->zstd)
+		return 0;	/* sent raw: still a valid batch */
+	if (o->zstd_misses % FULL_EVERY && !sample_pays(o->zstd, dst, cap, src, len, level)) {
+		o->zstd_misses++;
 		return 0;
+	}
+	n = ZSTD_compressCCtx(o->zstd, dst, cap, src, len, level);
+	if (ZSTD_isError(n) || n > len - len / 16) {
+		o->zstd_misses++;
+		return 0;
+	}
+	o->zstd_misses = 0;
 	return n;
 }
 
@@ -556,7 +602,7 @@ int dmrepl_proto_put_batch(struct dmrepl_obuf *o, const void *records, size_t le
 	if (!p)
 		return -ENOMEM;
 	payload = p + DMREPL_PROTO_HDR_SIZE + DMREPL_PROTO_BATCH_HDR;
-	payload_len = compress_if_paying(payload, bound, records, len, level);
+	payload_len = compress_if_paying(o, payload, bound, records, len, level);
 	if (payload_len) {
 		used = DMREPL_CODEC_ZSTD;
 	} else {
@@ -637,7 +683,7 @@ static int decode_batch(struct cursor *c, __u32 body_len, struct dmrepl_frame *f
 	return bad(f, why ? why : batch_len_problem(b, &f->bad_value));
 }
 
-static int unpack_zstd(const struct dmrepl_proto_batch *b, void *out, const char **why)
+static int unpack_zstd(const struct dmrepl_proto_batch *b, void *zd, void *out, const char **why)
 {
 	size_t n = ZSTD_findFrameCompressedSize(b->payload, b->payload_len);
 
@@ -650,7 +696,10 @@ static int unpack_zstd(const struct dmrepl_proto_batch *b, void *out, const char
 		*why = "BATCH zstd frame does not declare raw_len bytes";
 		return -EBADMSG;
 	}
-	n = ZSTD_decompress(out, b->raw_len, b->payload, b->payload_len);
+	if (zd)
+		n = ZSTD_decompressDCtx(zd, out, b->raw_len, b->payload, b->payload_len);
+	else
+		n = ZSTD_decompress(out, b->raw_len, b->payload, b->payload_len);
 	if (ZSTD_isError(n) || n != b->raw_len) {
 		*why = "BATCH zstd payload does not decompress to raw_len bytes";
 		return -EBADMSG;
@@ -658,8 +707,9 @@ static int unpack_zstd(const struct dmrepl_proto_batch *b, void *out, const char
 	return 0;
 }
 
-int dmrepl_proto_batch_unpack(const struct dmrepl_proto_batch *b, void *out,
-			      size_t out_size, const char **why)
+/* The records into out, or (in_place) left in a raw payload 8-byte aligned. */
+static int unpack(const struct dmrepl_proto_batch *b, void *zd, void *out, size_t out_size,
+		  bool in_place, const void **records, const char **why)
 {
 	int ret;
 
@@ -667,14 +717,44 @@ int dmrepl_proto_batch_unpack(const struct dmrepl_proto_batch *b, void *out,
 		*why = "BATCH raw_len is over the receiver's max_batch";
 		return -EMSGSIZE;
 	}
+	*records = out;
 	if (b->codec == DMREPL_CODEC_ZSTD) {
-		ret = unpack_zstd(b, out, why);
+		ret = unpack_zstd(b, zd, out, why);
 		if (ret)
 			return ret;
+	} else if (in_place && !((uintptr_t)b->payload % DM_REPL_REC_ALIGN)) {
+		*records = b->payload;
 	} else {
 		memcpy(out, b->payload, b->raw_len);
 	}
-	return dmrepl_proto_batch_check(b, out, why);
+	return dmrepl_proto_batch_check(b, *records, why);
+}
+
+int dmrepl_proto_batch_unpack(const struct dmrepl_proto_batch *b, void *out,
+			      size_t out_size, const char **why)
+{
+	const void *records;
+
+	return unpack(b, NULL, out, out_size, false, &records, why);
+}
+
+void dmrepl_proto_rx_free(struct dmrepl_proto_rx *rx)
+{
+	ZSTD_freeDCtx(rx->zstd);
+	rx->zstd = NULL;
+}
+
+int dmrepl_proto_batch_records(const struct dmrepl_proto_batch *b, struct dmrepl_proto_rx *rx,
+			       void *out, size_t out_size, const void **records,
+			       const char **why)
+{
+	*why = NULL;
+	if (b->codec == DMREPL_CODEC_ZSTD && !rx->zstd) {
+		rx->zstd = ZSTD_createDCtx();
+		if (!rx->zstd)
+			return -ENOMEM;
+	}
+	return unpack(b, rx->zstd, out, out_size, true, records, why);
 }
 
 /* ------------------------------------------------------------------ */

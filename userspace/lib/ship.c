@@ -4,33 +4,20 @@
  * replica has, batch the rest to a sink, release only what it acknowledged.
  */
 #include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "dmrepl.h"
 
 int dmrepl_ship_init(struct dmrepl_ship *s, struct dmrepl_ring *ring, size_t batch_limit)
 {
-	int ret;
-
 	memset(s, 0, sizeof(*s));
 	s->ring = ring;
-	s->rec = malloc(DMREPL_REC_MAX_LEN);
-	if (!s->rec)
-		return -ENOMEM;
-	ret = dmrepl_batch_init(&s->batch, batch_limit);
-	if (ret) {
-		free(s->rec);
-		s->rec = NULL;
-	}
-	return ret;
+	return dmrepl_batch_init(&s->batch, batch_limit);
 }
 
 void dmrepl_ship_free(struct dmrepl_ship *s)
 {
 	dmrepl_batch_free(&s->batch);
-	free(s->rec);
-	s->rec = NULL;
 }
 
 int dmrepl_ship_start(struct dmrepl_ship *s, __u64 peer_stream, __u64 peer_seq)
@@ -64,16 +51,29 @@ static bool peer_has(const struct dmrepl_ship *s, const struct dm_repl_rec *slot
 	       (!s->peer_stream || dmrepl_rec_stream(slot) == s->peer_stream);
 }
 
+/*
+ * The record is copied out of the ring straight into the batch and sealed
+ * there: the crc covers the bytes that are sent, not the ring's, which
+ * the kernel may reuse once released.
+ */
 static int ship_slot(struct dmrepl_ship *s, const struct dm_repl_rec *slot, bool discarded)
 {
+	size_t len = discarded ? DM_REPL_REC_HDR_SIZE : dmrepl_rec_len(slot);
+	void *room;
+	int ret;
+
 	if (peer_has(s, slot)) {
 		s->skipped++;
 		dmrepl_ship_acked(s, dmrepl_rec_seq(slot));
 		return 0;
 	}
-	dmrepl_rec_copy_out(s->rec, slot, discarded);
 	/* No fd: batch.send is the sink. */
-	return dmrepl_batch_add(&s->batch, s->rec, -1);
+	room = dmrepl_batch_room(&s->batch, len, -1, &ret);
+	if (!room)
+		return ret;
+	dmrepl_rec_copy_out(room, slot, discarded);
+	dmrepl_batch_commit(&s->batch);
+	return 0;
 }
 
 static int flush_then(struct dmrepl_ship *s, int err)

@@ -33,6 +33,12 @@ static const unsigned char cipher_suite_id[2] = { 0x13, 0x02 };
 
 #define MSG_LEN 320
 
+/*
+ * The most a recv() takes: a whole TLS 1.3 record of application data
+ * (header, 16 KiB, content type, AES-GCM tag). See bio_read().
+ */
+#define RECV_MAX (SSL3_RT_HEADER_LENGTH + SSL3_RT_MAX_PLAIN_LENGTH + 1 + EVP_GCM_TLS_TAG_LEN)
+
 struct dmrepl_tls {
 	SSL_CTX *ctx;
 	BIO_METHOD *bio_meth;
@@ -50,6 +56,7 @@ struct dmrepl_tls_conn {
 	short events;		/* what the last -EAGAIN waits for */
 	bool eof;		/* recv() returned 0 */
 	bool failed;		/* a fatal error: no close_notify then */
+	bool read_blocked;	/* the last read said -EAGAIN */
 	int sys_errno;		/* of the last recv() or send() that failed */
 	/* A PSK server keeps what the client offered, to explain a refusal. */
 	bool psk_offered;
@@ -120,6 +127,15 @@ static int bio_read(BIO *b, char *buf, size_t len, size_t *done)
 	ssize_t n;
 
 	BIO_clear_retry_flags(b);
+	/*
+	 * Reading ahead, OpenSSL asks for as much as its buffer holds, and
+	 * before each record moves what is left to the front of the buffer
+	 * (to align it). At most a record a call, the rest of a record and
+	 * the next one's header come in one recv() and nearly nothing is
+	 * left to move.
+	 */
+	if (len > RECV_MAX)
+		len = RECV_MAX;
 	do
 		n = recv(c->fd, buf, len, 0);
 	while (n < 0 && errno == EINTR);
@@ -187,6 +203,11 @@ static int new_ctx(struct dmrepl_tls *t, char *err, size_t errlen)
 	/* The chain sent is the certificate file, not completed from the CA file. */
 	SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
 			 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_NO_AUTO_CHAIN);
+	/*
+	 * One recv() a record instead of two (its header, then its body):
+	 * the body and the next header come together (see bio_read()).
+	 */
+	SSL_CTX_set_read_ahead(t->ctx, 1);
 	return 0;
 }
 
@@ -779,9 +800,12 @@ ssize_t dmrepl_tls_read(struct dmrepl_tls_conn *c, void *buf, size_t len)
 	}
 	call_start(c);
 	ret = SSL_read_ex(c->ssl, buf, len > SSIZE_MAX ? SSIZE_MAX : len, &n);
+	c->read_blocked = false;
 	if (ret == 1)
 		return (ssize_t)n;
-	return io_error(c, ret);
+	ret = io_error(c, ret);
+	c->read_blocked = ret == -EAGAIN;
+	return ret;
 }
 
 ssize_t dmrepl_tls_write(struct dmrepl_tls_conn *c, const void *buf, size_t len)
@@ -811,7 +835,14 @@ size_t dmrepl_tls_pending(const struct dmrepl_tls_conn *c)
 {
 	int n = SSL_pending(c->ssl);
 
-	return n > 0 ? (size_t)n : 0;
+	if (n > 0)
+		return (size_t)n;
+	/*
+	 * Records read ahead, not decrypted yet. After a read that said
+	 * -EAGAIN, what is buffered cannot make a record by itself (or
+	 * waits for a write): poll then.
+	 */
+	return !c->read_blocked && SSL_has_pending(c->ssl);
 }
 
 const char *dmrepl_tls_error(const struct dmrepl_tls_conn *c)

@@ -442,6 +442,7 @@ struct applying {
 	struct link *l;
 	int info_fd, dev_fd;
 	void *buf;			/* a batch's records, unpacked */
+	struct dmrepl_proto_rx rx;	/* kept across batches */
 	struct dmrepl_proto_order order;
 };
 
@@ -465,13 +466,15 @@ static int apply_batch(struct applying *a, const struct dmrepl_proto_batch *b)
 	struct dmrepl_proto_ack ack = { .acked_last_seq = b->last_seq };
 	struct dm_repl_apply_info ai;
 	struct group *g = a->g;
+	const void *records = NULL;
 	const char *why = NULL;
 	ssize_t n;
 	int ret;
 
-	ret = dmrepl_proto_batch_unpack(b, a->buf, group_batch_max(g), &why);
+	/* A raw batch is checked and applied where the link received it. */
+	ret = dmrepl_proto_batch_records(b, &a->rx, a->buf, group_batch_max(g), &records, &why);
 	if (!ret)
-		ret = dmrepl_proto_order_check(&a->order, b, a->buf, &why);
+		ret = dmrepl_proto_order_check(&a->order, b, records, &why);
 	if (ret) {
 		link_refuse(a->l, ret == -EILSEQ ? DMREPL_REFUSE_ORDER : DMREPL_REFUSE_MALFORMED,
 			    "batch of seq %llu..%llu: %s", (unsigned long long)b->first_seq,
@@ -479,7 +482,7 @@ static int apply_batch(struct applying *a, const struct dmrepl_proto_batch *b)
 		return ret;
 	}
 	do
-		n = write(a->dev_fd, a->buf, b->raw_len);
+		n = write(a->dev_fd, records, b->raw_len);
 	while (n < 0 && errno == EINTR);
 	if (n != (ssize_t)b->raw_len)
 		return apply_refused(a, b, n < 0 ? -errno : -EIO);
@@ -588,5 +591,6 @@ bool session_secondary(struct group *g, struct link *l)
 	if (a.info_fd >= 0)
 		close(a.info_fd);
 	free(a.buf);
+	dmrepl_proto_rx_free(&a.rx);
 	return streamed;
 }
