@@ -45,6 +45,7 @@ struct apply_rec {
 	struct repl_volume *vol;
 	char *label;		/* MARKER: NUL-terminated */
 	struct dm_repl_stream_link *link;	/* STREAM */
+	u64 end_volumes;	/* RESYNC_END without data: the primary's */
 	struct bio *bio;	/* WRITE, RESYNC: the payload, not submitted */
 };
 
@@ -257,8 +258,11 @@ static unsigned int check_structure(const struct dm_repl_rec *h, size_t avail)
 	switch (type) {
 	case DM_REPL_REC_RESYNC:
 		/* The end of a resync: a record of its own, with no data. */
-		if ((flags & DM_REPL_RECF_RESYNC_END) && !plen && !nbytes)
+		if ((flags & DM_REPL_RECF_RESYNC_END) && !nbytes) {
+			if (plen != sizeof(struct dm_repl_resync_end))
+				return DM_REPL_APPLY_BAD_LENGTH;
 			break;
+		}
 		fallthrough;
 	case DM_REPL_REC_WRITE:
 		/* The data of whole sectors: payload_len == nbytes. */
@@ -369,6 +373,18 @@ static int read_link(struct apply_rec *rec, const char __user *src, u32 len,
 	return 0;
 }
 
+static int read_end(struct apply_rec *rec, const char __user *src, u32 len,
+		    u32 *crc)
+{
+	struct dm_repl_resync_end end;
+
+	if (len != sizeof(end) || copy_from_user(&end, src, sizeof(end)))
+		return -EFAULT;
+	*crc = crc32c(*crc, &end, sizeof(end));
+	rec->end_volumes = le64_to_cpu(end.volumes);
+	return 0;
+}
+
 /* The payload, into the record; then the record's crc must match. */
 static int read_record(struct apply_batch *b, struct apply_rec *rec,
 		       const struct dm_repl_rec *h, const char __user *src)
@@ -384,6 +400,8 @@ static int read_record(struct apply_batch *b, struct apply_rec *rec,
 		r = read_label(rec, src, plen, &crc);
 	else if (plen && rec->type == DM_REPL_REC_STREAM)
 		r = read_link(rec, src, plen, &crc);
+	else if (plen && rec->type == DM_REPL_REC_RESYNC && !rec->nbytes)
+		r = read_end(rec, src, plen, &crc);
 	else if (plen)
 		r = read_payload_bio(rec, src, plen, &crc);
 	if (r)
@@ -746,6 +764,26 @@ static void begin_resync(struct apply_batch *b)
 		WRITE_ONCE(b->status, BLK_STS_IOERR);
 }
 
+/*
+ * The resync makes the replica whole again: only one under way (the
+ * primary's END follows its RESYNC records), and, for an END of its own,
+ * only if the primary had every volume this replica has (a volume it
+ * lacked may be dirty on its side).
+ */
+static bool resync_ends(const struct apply_batch *b, const struct apply_rec *rec)
+{
+	unsigned int i;
+
+	if (!b->inconsistent)
+		return false;
+	if (rec->nbytes)
+		return true;
+	for (i = 0; i < DM_REPL_MAX_VOLUMES; i++)
+		if (b->vols[i] && !(rec->end_volumes & BIT_ULL(i)))
+			return false;
+	return true;
+}
+
 static void apply_one(struct apply_batch *b, struct apply_rec *rec)
 {
 	switch (rec->type) {
@@ -755,8 +793,7 @@ static void apply_one(struct apply_batch *b, struct apply_rec *rec)
 				begin_resync(b);
 			submit_write(b, rec);
 		}
-		/* The resync made the replica whole again. */
-		if (rec->flags & DM_REPL_RECF_RESYNC_END) {
+		if ((rec->flags & DM_REPL_RECF_RESYNC_END) && resync_ends(b, rec)) {
 			b->inconsistent = false;
 			b->outdated = false;
 		}
@@ -804,8 +841,9 @@ static struct apply_rec *batch_submit(struct apply_batch *b)
 		 * undefined and dirty: a hole here. A failed flush still ends
 		 * its epoch.
 		 */
-		if (rec->flags & DM_REPL_RECF_VOID)
-			become_outdated(b);
+		if ((rec->flags & DM_REPL_RECF_VOID) &&
+		    !(rec->type == DM_REPL_REC_RESYNC && !rec->nbytes))
+			become_outdated(b);	/* a VOID end of a resync is no hole */
 		if (!(rec->flags & DM_REPL_RECF_VOID) ||
 		    rec->type == DM_REPL_REC_FLUSH)
 			apply_one(b, rec);

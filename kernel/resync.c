@@ -122,19 +122,51 @@ void repl_resync_released(struct repl_group *g)
 }
 
 /*
- * A region resynced, until its release. Caller holds rs->lock, so it is the
- * only one adding, and it saw room (releases only make more).
+ * A region being resynced, until its release: in the entries before its
+ * syncing bit is set, with no sequence yet (U64_MAX: no release reaches
+ * it), so that the release of an earlier resync of the same region never
+ * clears the bit under it. Caller holds rs->lock, so it is the only one
+ * adding, and it saw room (releases only make more).
  */
-static void add_entry(struct repl_resync *rs, struct repl_volume *v,
-		      unsigned long region, u64 seq)
+static void entry_open(struct repl_resync *rs, struct repl_volume *v,
+		       unsigned long region)
 {
 	unsigned long flags;
 
 	spin_lock_irqsave(&rs->entries_lock, flags);
 	*entry(rs, rs->nr++) = (struct repl_resync_entry) {
-		.seq = seq, .vol = v, .region = region,
+		.seq = U64_MAX, .vol = v, .region = region,
 	};
 	atomic64_inc(&rs->regions);
+	spin_unlock_irqrestore(&rs->entries_lock, flags);
+}
+
+/* Its records are in the ring: the last one's release ends it. */
+static void entry_close(struct repl_resync *rs, u64 seq)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&rs->entries_lock, flags);
+	entry(rs, rs->nr - 1)->seq = seq;
+	spin_unlock_irqrestore(&rs->entries_lock, flags);
+}
+
+/*
+ * It failed (its region is dirty again): the entry goes, and the syncing
+ * bit too unless an earlier resync of the region is still unreleased.
+ */
+static void entry_drop(struct repl_resync *rs)
+{
+	struct repl_resync_entry e;
+	unsigned long flags;
+
+	spin_lock_irqsave(&rs->entries_lock, flags);
+	e = *entry(rs, --rs->nr);
+	atomic64_dec(&rs->regions);
+	/* See repl_dirty_word(): the dirty bit is seen before this. */
+	smp_mb__before_atomic();
+	if (!still_syncing(rs, 0, &e))
+		clear_bit(e.region, e.vol->syncing);
 	spin_unlock_irqrestore(&rs->entries_lock, flags);
 }
 
@@ -284,32 +316,51 @@ static int resync_region_chunks(struct repl_group *g, struct repl_volume *v,
 	return r;
 }
 
+/* Caller holds g->lock: the volumes the group has (bit N: index N). */
+static u64 group_volumes(struct repl_group *g)
+{
+	u64 vols = 0;
+	unsigned int i;
+
+	for (i = 0; i < DM_REPL_MAX_VOLUMES; i++)
+		if (g->volumes[i])
+			vols |= BIT_ULL(i);
+	return vols;
+}
+
 /*
- * The end of a resync, a RESYNC record of its own with no data, reserved
- * after every region's read: whatever a read saw was written by a write
- * reserved before it, so at this record the replica has a state the primary
- * had. It ends the resync only if no region was dirty once it was
- * reserved (full barrier, then the counts): a write that overflowed before,
- * and whose GAP may precede it, is seen; otherwise it goes VOID. True if it
- * ended the resync.
+ * The end of a resync, a RESYNC record of its own with no data but the
+ * group's volumes, reserved after every region's read: whatever a read saw
+ * was written by a write reserved before it, so at this record the replica
+ * has a state the primary had. It ends the resync only if, once every
+ * record before it is complete (a write reserved during the last read may
+ * still fail, and a failed write is dirty), no region is dirty (full
+ * barrier, then the counts: a write that overflowed before it, and whose
+ * GAP may precede it, is seen); otherwise it goes VOID. True if it ended
+ * the resync.
  */
 static bool resync_end(struct repl_group *g, struct repl_volume *v)
 {
+	struct dm_repl_resync_end *end;
 	struct repl_rec_req req = {
 		.type = DM_REPL_REC_RESYNC,
 		.flags = DM_REPL_RECF_RESYNC_END,
 		.volume = v->index,
+		.payload_len = sizeof(*end),
 	};
-	bool end;
+	bool ended;
 
 	if (group_dirty(g) || repl_ring_reserve(&g->ring, &req, 1))
 		return false;
+	end = (void *)(req.rec + 1);
+	end->volumes = cpu_to_le64(group_volumes(g));
+	ended = !repl_ring_wait_before(&g->ring, req.pos);
 	/* Pairs with the fully ordered bit set of repl_volume_mark_dirty(). */
 	smp_mb();
-	end = !group_dirty(g);
-	repl_ring_commit(&g->ring, req.pos, !end);
+	ended = ended && !group_dirty(g);
+	repl_ring_commit(&g->ring, req.pos, !ended);
 	repl_group_notify_now(g);
-	return end;
+	return ended;
 }
 
 /* The group is whole again in the ring: it is no longer behind. */
@@ -347,7 +398,8 @@ static int resync_locked(struct repl_group *g, struct dm_repl_resync_req *req)
 		return -EBUSY;
 	if (!test_bit(req->region, v->bitmap) && !(req->flags & DM_REPL_RESYNCF_ANY))
 		return 0;
-	/* Step 1: syncing first, then out of the dirty bitmap. */
+	/* Step 1: an entry, syncing, then out of the dirty bitmap. */
+	entry_open(rs, v, req->region);
 	set_bit(req->region, v->syncing);
 	if (test_and_clear_bit(req->region, v->bitmap))
 		atomic64_dec(&v->dirty);
@@ -357,12 +409,10 @@ static int resync_locked(struct repl_group *g, struct dm_repl_resync_req *req)
 		/* Dirty again before it stops syncing. */
 		repl_volume_mark_dirty(v, (sector_t)req->region << v->region_shift,
 				       SECTOR_SIZE);
-		/* See repl_dirty_word(): the dirty bit is seen before this. */
-		smp_mb__before_atomic();
-		clear_bit(req->region, v->syncing);
+		entry_drop(rs);
 		return r;
 	}
-	add_entry(rs, v, req->region, req->seq);
+	entry_close(rs, req->seq);
 	if (resync_end(g, v)) {
 		req->flags |= DM_REPL_RESYNCF_END;
 		maybe_uptodate(g, gaps);

@@ -117,11 +117,10 @@ D=/dev/dm-repl/g1
 modprobe dm-delay
 zero() { dd if=/dev/zero of="$1" bs=1M count=$MB status=none; }
 # delayed_pair TABLE_OF_D0 [META_OPTS...]: d0 (dm-delay) over ram0 as g1's
-# data, ram2 as g2's; no replicate running.
+# data, ram2 as g2's (both zeroed); no replicate running.
 delayed_pair() {
 	local table=$1
 	shift
-	dm_remove_all
 	zero /dev/ram0 && zero /dev/ram2
 	printf '%s\n' "$table" | dmsetup create d0 && dmsetup mknodes d0 &&
 		"$REPLTOOL" meta create --force --group g1 "$@" --data-dev /dev/mapper/d0 \
@@ -158,6 +157,7 @@ drain_resync() {
 
 # 5. A resync killed while it waited for a write in flight to the bitmap:
 # the next one still waits for that write (the phases of the count).
+dm_remove_all
 delayed_pair "0 $S delay /dev/ram0 0 0 /dev/ram0 0 0" || tap_bail "the delayed pair"
 overflow 3
 dmsetup suspend d0 && dmsetup load d0 --table "0 $S delay /dev/ram0 0 0 /dev/ram0 0 10000" &&
@@ -207,6 +207,7 @@ tap_check "resynced twice, the first released, a crash: the region is still dirt
 # replica that applied the last region's record is not yet consistent, and
 # at the end it holds every write the read may have seen and those before.
 X=$((31 * 2048 + 1024))		# the second half of 1 MiB region 31 reads slowly
+dm_remove_all
 delayed_pair "0 $X delay /dev/ram0 0 0 /dev/ram0 0 0
 $X $((S - X)) delay /dev/ram0 $X 8000 /dev/ram0 $X 0" --region-kb 1024 --extent-kb 1024 ||
 	tap_bail "the pair with slow reads"
@@ -266,6 +267,93 @@ out=$(quiesce g1 g2 120) || tap_fail "drained with the volume back" "$out"
 tap_check "back: the resync ends, consistent" test "$(status_of g2 consistency)" = consistent
 tap_check "back: the volume is identical byte for byte" bash -c \
 	"echo 1 >/proc/sys/vm/drop_caches && cmp '$d1' '$d2'"
+kill -TERM "$rep"
+wait "$rep"
+
+# ---- what a second review found ---------------------------------------------
+# 9. The release of a region's first resync while a second one reads it, then
+# a crash: the region is still dirty (the second's record was not released).
+dm_remove_all
+loop_disks_free
+zero /dev/ram0
+echo "0 $S delay /dev/ram0 0 3000 /dev/ram0 0 0" | dmsetup create d0 && dmsetup mknodes d0 ||
+	tap_bail "d0 with slow reads"
+"$REPLTOOL" meta create --force --group g1 --extent-kb 1024 --hot-extents 1 \
+	--data-dev /dev/mapper/d0 /dev/ram1 >/dev/null &&
+	dm_create p1 "0 $S repl /dev/mapper/d0 /dev/ram1 g1 primary 2 ring_mb 2" || tap_bail "p1"
+w64k 640
+s1=$("$RIO" $D resync 0 320 any | awk '{ print $4 }')
+w64k 320
+"$RIO" $D resync 0 320 >/dev/null &
+a=$!
+in_stack $a submit_bio_wait || tap_fail "the second resync reads" "not in its stack"
+"$RIO" $D release "$s1"
+wait $a
+w64k 640
+w64k 800
+dd if=/dev/ram1 of=/dev/ram3 bs=1M status=none
+dd if=/dev/ram0 of=/dev/ram2 bs=1M status=none
+dmsetup remove p1
+dm_create p1 "0 $S repl /dev/ram2 /dev/ram3 g1 primary 2 ring_mb 2" || tap_bail "p1 after the cut"
+tap_check "released during a second resync, a crash: the region is still dirty" \
+	"$RIO" $D dirty 0 320
+
+# 10. A write reserved during the last read fails after it: no end.
+dm_remove_all
+zero /dev/ram0 && zero /dev/ram2
+X=65552
+dmsetup create err --table "0 $S error" || tap_bail "err"
+delayed_pair "0 $X delay /dev/ram0 0 3000 /dev/ram0 0 0
+$X $((S - X)) delay /dev/ram0 $X 0 /dev/mapper/err $X 4000" || tap_bail "the pair B"
+"$RIO" $D resync 0 0 any >/dev/null &
+a=$!
+in_stack $a submit_bio_wait || tap_fail "the resync reads" "not in its stack"
+dd if=/dev/urandom of=/dev/mapper/p1 bs=8k seek=$(((X - 8) * 512)) count=1 \
+	oflag=direct,seek_bytes status=none 2>/dev/null &
+w=$!
+wait $a
+wait $w
+tap_check "a write that failed after the last read: the primary is behind" \
+	test "$(status_of g1 state)" = behind
+"$REPLTOOL" replicate --once g1 g2 >/dev/null 2>&1
+"$REPLTOOL" replicate --once g1 g2 >/dev/null 2>&1
+tap_check "a write that failed after the last read: the replica is not consistent" \
+	test "$(status_of g2 consistency)" != consistent
+
+# 11. The group reloaded without a volume that left dirty: an end of a
+# resync of what is there does not make the replica consistent.
+dm_remove_all
+zero /dev/ram0 && zero /dev/ram2
+d1=$(loop_disk $MB) && m1=$(loop_disk 4) && d2=$(loop_disk $MB) && m2=$(loop_disk 4) ||
+	tap_bail "loop disks"
+meta_create /dev/ram1 g1 /dev/ram0
+"$REPLTOOL" meta create --force --group g1 --volume 1 --data-dev "$d1" "$m1" >/dev/null
+"$REPLTOOL" meta create --force --role secondary --group g2 --data-dev /dev/ram2 /dev/ram3 >/dev/null
+"$REPLTOOL" meta create --force --role secondary --group g2 --volume 1 --data-dev "$d2" "$m2" >/dev/null
+T0="0 $S repl /dev/ram0 /dev/ram1 g1 primary 2 ring_mb 2"
+T1="0 $(blockdev --getsz "$d1") repl $d1 $m1 g1 primary 2 ring_mb 2"
+dm_create p1 "$T0" && dm_create p2 "$T1" &&
+	dm_create s1 "0 $S repl /dev/ram2 /dev/ram3 g2 secondary 2 source g1" &&
+	dm_create s2 "0 $(blockdev --getsz "$d2") repl $d2 $m2 g2 secondary 2 source g1" ||
+	tap_bail "two volumes"
+dd if=/dev/urandom of=/dev/mapper/p2 bs=64k count=64 oflag=direct status=none
+"$REPLTOOL" replicate --once g1 g2 >/dev/null
+dmsetup remove p2
+dmsetup remove p1
+dm_create p1 "$T0" || tap_bail "p1 alone"
+overflow 4
+"$REPLTOOL" replicate g1 g2 >/dev/null 2>&1 &
+rep=$!
+timeout 60 "$REPLTOOL" resync g1 >/dev/null 2>&1
+quiesce g1 g2 60 >/dev/null
+tap_check "reloaded without a volume that left dirty: the replica is not consistent" \
+	test "$(status_of g2 consistency)" != consistent
+dm_create p2 "$T1" || tap_bail "p2 back"
+"$REPLTOOL" resync g1 >/dev/null
+out=$(quiesce g1 g2 120) || tap_fail "drained with the volume back" "$out"
+tap_check "with it back: consistent, and the volume identical" bash -c \
+	"test \"\$('$REPLTOOL' status g2 | awk '\$1 == \"consistency\" { print \$2 }')\" = consistent &&
+	 echo 1 >/proc/sys/vm/drop_caches && cmp '$d1' '$d2'"
 kill -TERM "$rep"
 wait "$rep"
 dm_remove_all

@@ -165,13 +165,15 @@ TEST_F_TIMEOUT(resync, the_record_holds_the_region_as_the_disk_has_it, 120)
 	EXPECT_EQ(REGION, le32toh(rec->payload_len));
 	EXPECT_EQ(-1, tl_first_diff(rec + 1, self->buf, REGION));
 	EXPECT_EQ(0U, le16toh(rec->flags) & DM_REPL_RECF_RESYNC_END);
-	/* The end, a record of its own after the read: no data. */
+	/* The end, a record of its own after the read: no region's data. */
 	ASSERT_EQ(1, tl_ring_next_op(self->ring, &rec));
 	EXPECT_EQ((__u16)DM_REPL_REC_RESYNC, le16toh(rec->type));
 	EXPECT_EQ(req.seq + 1, le64toh(rec->seq));
 	EXPECT_EQ((__u16)DM_REPL_RECF_RESYNC_END, le16toh(rec->flags));
 	EXPECT_EQ(0U, le32toh(rec->nbytes));
-	EXPECT_EQ(0U, le32toh(rec->payload_len));
+	ASSERT_EQ(sizeof(struct dm_repl_resync_end), le32toh(rec->payload_len));
+	/* It names the primary's volumes: volume 0 alone. */
+	EXPECT_EQ(1ULL, le64toh(((const struct dm_repl_resync_end *)(rec + 1))->volumes));
 	ASSERT_EQ(0, dmrepl_ring_info(self->ring, &info));
 	EXPECT_EQ(1ULL, info.resync_regions);
 	/* Released: no longer waiting. */

@@ -69,6 +69,14 @@ struct dm_repl_stream_link {
 #define DM_REPL_RECF_FUA	(1U << 0)	/* the write carried REQ_FUA */
 #define DM_REPL_RECF_RESYNC_END	(1U << 1)	/* RESYNC: last region of a resync */
 /*
+ * The end of a resync is a RESYNC record of its own: RESYNC_END, nbytes 0,
+ * and as payload the volumes the primary had then (bit N: volume index N).
+ * A replica is whole there only if it names every volume the replica has.
+ */
+struct dm_repl_resync_end {
+	__le64 volumes;
+};
+/*
  * VOID: the write failed on the primary (its ring slot was DISCARDED):
  * nothing is applied for it, only its sequence is consumed; the primary
  * marked its range dirty. A VOID record is its header alone (payload_len 0,
@@ -236,8 +244,7 @@ struct dm_repl_group_info {
 	__u64 stream;		/* the ring's stream (primary) */
 	/* Regions resynced whose records the consumer has not released. */
 	__u64 resync_regions;
-	/* Bit N: volume index N left the group dirty; no resync ends before
-	 * it is back. */
+	/* Bit N: volume index N left dirty; no resync ends before it is back. */
 	__u64 departed_volumes;
 	__u64 reserved1[5];
 

@@ -91,8 +91,9 @@ static const char *check_type_rules(const struct dm_repl_rec *r)
 	switch (dmrepl_rec_type(r)) {
 	case DM_REPL_REC_RESYNC:
 		/* The end of a resync may be a record of its own, with no data. */
-		if ((dmrepl_rec_flags(r) & DM_REPL_RECF_RESYNC_END) && !nbytes && !plen)
-			return NULL;
+		if ((dmrepl_rec_flags(r) & DM_REPL_RECF_RESYNC_END) && !nbytes)
+			return plen == sizeof(struct dm_repl_resync_end) ? NULL :
+			       "the end of a resync without its volumes";
 		/* fall through */
 	case DM_REPL_REC_WRITE:
 		if (!sectors_ok(nbytes))

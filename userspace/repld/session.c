@@ -276,6 +276,9 @@ static int resync_some(struct shipping *s)
 			    ret == -EFBIG ? "a region is larger than half the ring" :
 			    strerror(-ret));
 		s->resync_failed = true;
+		pthread_mutex_lock(&g->lock);
+		g->st.resyncing = false;	/* behind, and last_error says why */
+		pthread_mutex_unlock(&g->lock);
 		return 0;
 	}
 	behind = s->resync.info.state == DM_REPL_STATE_BEHIND;
