@@ -35,6 +35,7 @@ beta) PEER=alpha ROLE=secondary ;;
 *) echo "$usage" >&2 && exit 2 ;;
 esac
 ETC=$DIR/etc
+# shellcheck disable=SC2034 # tell's and heard's (lib.sh)
 SYNC=$DIR/sync
 SEED=${TEST_SEED:-1}
 DATA=(/dev/vda /dev/vdb)
