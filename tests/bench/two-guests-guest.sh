@@ -7,9 +7,10 @@
 # usage: two-guests-guest.sh alpha|beta DIR
 #
 # DIR is shared by both guests: DIR/etc the resource files (etc/tp for the
-# throughput group, etc/lg for the lag group) and certificates, DIR/drbd the
-# DRBD resource files, DIR/sync where the guests meet (tests/guest/lib.sh's
-# tell and heard), DIR/sums the sha256 of the replicated disks for the host.
+# throughput group, etc/lg for the lag group), the certificates and the
+# hosts' addresses (etc/hosts), DIR/sync where the guests meet
+# (tests/guest/lib.sh's tell and heard), DIR/sums the sha256 of the
+# replicated disks for the host. DRBD's resource file is made in each guest.
 # The disks, the same on both hosts:
 #   vda  data of group tp (the throughput runs)      vdb  its metadata
 #   vdc  DRBD's backing device (internal metadata); dm-linear runs on it too
