@@ -9,7 +9,11 @@
 #
 # Notes on the list:
 #  * clang and libclang-rt-14-dev: libFuzzer (tests/fuzz); iproute2: ip netns
-#    and tc netem for the two sites of tests/guest/repld.sh.
+#    and tc netem for the two sites of tests/guest/repld.sh, tc tbf for the
+#    capped link of tests/bench/two-guests.sh.
+#  * drbd-utils: the comparison of `make bench` (tests/bench/two-guests.sh).
+#    Debian's kernel has drbd.ko 8.4; drbd-utils 9.x drives it through its
+#    drbdadm-84 compatibility.
 #  * linux-image-amd64 / linux-headers-amd64 are meta packages: they pull the
 #    current 6.1.0-NN kernel, its modules and its kbuild tree.  The guest
 #    harness (tests/guest/vm.sh) boots the newest installed one.
@@ -49,6 +53,7 @@ PACKAGES=(
 	clang
 	libclang-rt-14-dev
 	iproute2
+	drbd-utils
 )
 
 check_only=0

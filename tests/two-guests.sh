@@ -31,17 +31,18 @@ TOP=$PWD
 VM_REPO=$TOP
 source tests/lib/tap.sh
 source tests/guest/lib-vm.sh
+source tests/lib/two-guests.sh
 
 SEED=${TWO_GUESTS_SEED:-$((($(od -An -N4 -tu4 /dev/urandom) % 1000000) + 1))}
 MB=${TWO_GUESTS_MB:-16}
 DIR=$TOP/build/two-guests
+TG_DIR=$DIR
 # Guards against a hang, never the condition of a step: both guests
 # together take 1 to 2 minutes.
-TIMEOUT=600
+TG_TIMEOUT=600
 SITES=(alpha beta)
-declare -A ADDR=([alpha]=10.99.0.1 [beta]=10.99.0.2)
-declare -A NET=([alpha]=listen [beta]=connect)
-declare -A STATUS=() PID=()
+TG_ADDR=([alpha]=10.99.0.1 [beta]=10.99.0.2)
+TG_NET=([alpha]=listen [beta]=connect)
 
 [[ $MB =~ ^[1-9][0-9]*$ ]] || { echo "TWO_GUESTS_MB: not a positive number" >&2; exit 2; }
 [[ $SEED =~ ^[0-9]+$ ]] || { echo "TWO_GUESTS_SEED: not a number" >&2; exit 2; }
@@ -70,7 +71,7 @@ resource() {
 	echo "	tls { ca $DIR/etc/tls/ca.crt; }"
 	for s in "${SITES[@]}"; do
 		echo "	site $s {"
-		echo "		host $s; address ${ADDR[$s]}:7790;"
+		echo "		host $s; address ${TG_ADDR[$s]}:7790;"
 		echo "		certificate $DIR/etc/tls/$s.crt; key $DIR/etc/tls/$s.key;"
 		echo "		volume 0 { data /dev/vda; meta /dev/vdc; }"
 		echo "		volume 1 { data /dev/vdb; meta /dev/vdd; }"
@@ -79,8 +80,7 @@ resource() {
 	echo "}"
 }
 
-# guest SITE: its vm.sh in the background; its pid in PID[SITE], its exit
-# status in STATUS[SITE] once it ended.
+# guest SITE: its vm.sh in the background, with its four disks.
 guest() {
 	local s=$1 d disks=()
 	for d in data0 data1 meta0 meta1; do
@@ -88,11 +88,8 @@ guest() {
 	done
 	# discard=unmap: a trim frees the blocks, so a replica that misses one
 	# differs from its primary.
-	VM_DISK_DISCARD=unmap TEST_SEED=$SEED DMREPL_KO=$TOP/dm-repl.ko tests/guest/vm.sh --quiet --smp 1 --mem 1024 \
-		--timeout "$TIMEOUT" --net "${NET[$s]}:$DIR/link.port" --net-addr "${ADDR[$s]}/24" \
-		"${disks[@]}" --out "$DIR/out-$s" -- bash tests/guest/two-guests-guest.sh "$s" "$DIR" \
-		>"$DIR/vm-$s.log" 2>&1 &
-	PID[$s]=$!
+	VM_DISK_DISCARD=unmap TEST_SEED=$SEED tg_start "$s" --smp 1 --mem 1024 "${disks[@]}" \
+		-- bash tests/guest/two-guests-guest.sh "$s" "$DIR"
 }
 
 # relay SITE: the guest's TAP lines as results of this run, named by SITE;
@@ -129,58 +126,32 @@ tap_setup "certificates" tests/lib/mkcerts.sh "$DIR/etc/tls" "${SITES[@]}"
 resource >"$DIR/etc/vm1.conf"
 
 # Whatever ends this script takes down the guests still running (vm.sh
-# stops its qemu on SIGTERM); a guest that ended was reaped, its pid is
-# not ours any more.
-# shellcheck disable=SC2317 # called from the trap
-stop_guests() {
-	local s
-	for s in "${!PID[@]}"; do
-		[[ -v STATUS[$s] ]] || kill "${PID[$s]}" 2>/dev/null
-	done
-}
-trap stop_guests EXIT
+# stops its qemu on SIGTERM).
+trap tg_stop EXIT
 trap 'exit 130' INT TERM
 
 start=$SECONDS
 # alpha first: beta's vm.sh waits for it to listen.
 guest alpha
 guest beta
-# A guest that ended early tells nothing more: tell its peer, which
-# would otherwise wait for it until its own guard.
-while ((${#STATUS[@]} < ${#SITES[@]})); do
-	running=()
-	for s in "${SITES[@]}"; do
-		[[ -v STATUS[$s] ]] || running+=("${PID[$s]}")
-	done
-	done_pid=""
-	wait -n -p done_pid "${running[@]}"
-	rc=$?
-	[[ -n $done_pid ]] || { echo "Bail out! wait for the guests failed (status $rc)" && exit 1; }
-	for s in "${SITES[@]}"; do
-		[[ ${PID[$s]} == "$done_pid" ]] || continue
-		STATUS[$s]=$rc
-		if ((rc != 0)) && [[ ! -e $DIR/sync/$s.failed ]]; then
-			echo "its guest ended, vm.sh status $rc" >"$DIR/sync/$s.failed"
-		fi
-	done
-done
+tg_wait || { echo "Bail out! wait for the guests failed" && exit 1; }
 wall=$((SECONDS - start))
 
 for s in "${SITES[@]}"; do
 	relay "$s"
 done
 for s in "${SITES[@]}"; do
-	splats=$(vm_scan_kernel_log "$DIR/out-$s/dmesg.log" "$DIR/out-$s/console.log")
-	if [[ -z $splats && ${STATUS[$s]} != 123 ]]; then
+	splats=$(tg_scan "$s")
+	if [[ -z $splats && ${TG_STATUS[$s]} != 123 ]]; then
 		tap_ok "$s's kernel log is free of BUG, WARNING, Oops, KASAN, lockdep and hung tasks"
 	else
 		tap_fail "$s's kernel log is free of BUG, WARNING, Oops, KASAN, lockdep and hung tasks" \
 			"$(printf '%s\n' "$splats" | head -20)"
 	fi
-	if ((STATUS[$s] == 0)); then
+	if ((TG_STATUS[$s] == 0)); then
 		tap_ok "$s's guest ran its scenario to its end"
 	else
-		tap_fail "$s's guest ran its scenario to its end" "vm.sh status ${STATUS[$s]}:
+		tap_fail "$s's guest ran its scenario to its end" "vm.sh status ${TG_STATUS[$s]}:
 $(cat "$DIR/vm-$s.log")
 $(tail -15 "$DIR/out-$s/output.log" 2>/dev/null)"
 	fi

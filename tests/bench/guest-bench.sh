@@ -7,7 +7,9 @@
 # on a second RAM disk. Prints one line per job, target and round.
 set -euo pipefail
 source "$(dirname "$0")/../guest/lib.sh"
+source "$(dirname "$0")/lib.sh"
 
+# shellcheck disable=SC2034 # fio_terse's
 RUNTIME=${BENCH_RUNTIME:-10}
 ROUNDS=${BENCH_ROUNDS:-5}
 
@@ -23,9 +25,10 @@ done
 # BENCH_PROFILE=1: each run under `perf record` (cpu-clock, every CPU), its
 # busiest tasks and symbols on stderr as "# perf" lines. Slower: compare
 # profiles with each other, not their figures with a plain run's.
-PERF=()
+FIO_PREFIX=()
+# shellcheck disable=SC2034 # fio_terse's
 [[ -n ${BENCH_PROFILE:-} ]] &&
-	PERF=(perf record -q -F 999 -e cpu-clock -a -o /tmp/perf.data --)
+	FIO_PREFIX=(perf record -q -F 999 -e cpu-clock -a -o /tmp/perf.data --)
 
 perf_top() {
 	[[ -n ${BENCH_PROFILE:-} ]] || return 0
@@ -37,21 +40,12 @@ perf_top() {
 	} | sed 's/^/# perf /' >&2
 }
 
-# fio_job NAME DEV ARGS...: prints "iops MB/s" of the write side (terse v3:
-# field 48 is write bandwidth in KiB/s, 49 write IOPS).
+# fio_job NAME DEV ARGS...: one of BENCH_JOBS over the first GiB, then its
+# profile.
 fio_job() {
-	local name=$1 dev=$2
-	shift 2
-	"${PERF[@]}" fio --name="$name" --filename="$dev" --direct=1 \
-		--ioengine=libaio --time_based --runtime="$RUNTIME" \
-		--ramp_time=2 --size=1G --output-format=terse \
-		--terse-version=3 "$@" |
-		awk -F';' 'NF > 49 { printf "%d %.1f\n", $49, $48 / 1024 }'
+	fio_terse "$@" --size=1G
 	perf_top
 }
-
-JOBS=("randwrite-4k-qd32 --rw=randwrite --bs=4k --iodepth=32"
-      "write-1m-qd4 --rw=write --bs=1M --iodepth=4")
 
 # Targets: dm-linear; repl with the default activity log (512 hot extents
 # of 4 MiB: the 1 GiB working set fits); repl-al-small, an AL of 16 hot
@@ -87,7 +81,7 @@ teardown() {
 
 for DATA in "${DEVICES[@]}"; do
 	S=$(blockdev --getsz "$DATA")
-	for job in "${JOBS[@]}"; do
+	for job in "${BENCH_JOBS[@]}"; do
 		read -r name args <<<"$job"
 		name=$name@${DATA#/dev/}
 		for ((round = 1; round <= ROUNDS; round++)); do

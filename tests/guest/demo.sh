@@ -10,7 +10,6 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-REPLD=$TOP/userspace/repld/repld
 W=$(mktemp -d /tmp/demo.XXXXXX)
 MB=256
 

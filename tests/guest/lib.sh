@@ -236,3 +236,70 @@ fio_run() {
 	awk '/issued rwts:/ { split($3, a, "[=,]"); w += a[3]; t += a[4] } END { print w " writes, " t " trims" }' \
 		"$W/fio.out"
 }
+
+# ---- two hosts, each its own guest (tests/two-guests.sh, tests/bench/two-guests.sh)
+#
+# The caller sets SITE (this host), PEER (the other), SYNC (a folder both
+# guests see read-write) and, for the daemon, ETC (its resource files), SOCK
+# (its control socket) and W (a private work folder: repld.log, repld.pid).
+REPLD=$TOP/userspace/repld/repld
+
+# tell NAME [VALUE]: let the peer know (the file SYNC/SITE.NAME, made whole
+# by a rename).
+tell() {
+	echo "${2:-}" >"$SYNC/$SITE.$1.tmp" && mv -f "$SYNC/$SITE.$1.tmp" "$SYNC/$SITE.$1"
+}
+
+# heard NAME [SECONDS]: wait (up to SECONDS, 300 by default) until the peer
+# told NAME; print its value. Fails at once when the peer failed (it, or the
+# host when its guest ended, told "failed").
+heard() {
+	local f=$SYNC/$PEER.$1 end=$((SECONDS + ${2:-300}))
+	while ((SECONDS < end)); do
+		if [[ -e $f ]]; then
+			cat "$f"
+			return 0
+		fi
+		if [[ -e $SYNC/$PEER.failed ]]; then
+			echo "$PEER failed ($(cat "$SYNC/$PEER.failed")) before it told \"$1\""
+			return 1
+		fi
+		sleep 0.2
+	done
+	echo "$PEER did not tell \"$1\" within ${2:-300} s"
+	return 1
+}
+
+# sums_put FILE DEV...: the sha256 of each DEV (read past the page cache)
+# into FILE, one "DEV SUM" a line, made whole by a rename.
+sums_put() {
+	local f=$1 d
+	shift
+	echo 1 >/proc/sys/vm/drop_caches
+	for d in "$@"; do
+		echo "$d $(data_sum "$d")"
+	done >"$f.tmp" && mv -f "$f.tmp" "$f"
+}
+
+# repld_start: the daemon, as on a host of its own (it finds its site by
+# the host name), its log appended to W/repld.log.
+repld_start() {
+	"$REPLD" --config-dir "$ETC" --socket "$SOCK" >>"$W/repld.log" 2>&1 &
+	echo $! >"$W/repld.pid"
+}
+
+# repld_stop: SIGTERM, and its exit status (not in a subshell: only the
+# shell that started it can wait for it).
+repld_stop() {
+	local pid
+	pid=$(cat "$W/repld.pid") && rm -f "$W/repld.pid" && kill -TERM "$pid" && wait "$pid"
+}
+
+# repld_kill: a daemon still running goes, whatever its state (clean-up).
+repld_kill() {
+	if [[ -s $W/repld.pid ]]; then
+		kill -9 "$(cat "$W/repld.pid")" 2>/dev/null
+		rm -f "$W/repld.pid"
+	fi
+	return 0
+}

@@ -17,7 +17,6 @@ set -uo pipefail
 source "$(dirname "$0")/../lib/tap.sh"
 source "$(dirname "$0")/lib.sh"
 
-REPLD=$TOP/userspace/repld/repld
 MKCERTS=$TOP/tests/lib/mkcerts.sh
 MB=16				# data device of each volume (TLS and zstd are slow under TCG)
 SEED=${TEST_SEED:-$(date +%s)}

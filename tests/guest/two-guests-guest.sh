@@ -34,8 +34,8 @@ alpha) PEER=beta ROLE=primary ;;
 beta) PEER=alpha ROLE=secondary ;;
 *) echo "$usage" >&2 && exit 2 ;;
 esac
-REPLD=$TOP/userspace/repld/repld
 ETC=$DIR/etc
+# shellcheck disable=SC2034 # tell's and heard's (lib.sh)
 SYNC=$DIR/sync
 SEED=${TEST_SEED:-1}
 DATA=(/dev/vda /dev/vdb)
@@ -43,47 +43,15 @@ W=$(mktemp -d /tmp/two-guests.XXXXXX)
 SOCK=$W/repld.sock
 MB=$(($(blockdev --getsize64 "${DATA[0]}") >> 20))
 
-# tell NAME [VALUE]: let the peer know (the file SYNC/SITE.NAME, made whole
-# by a rename).
-tell() {
-	echo "${2:-}" >"$SYNC/$SITE.$1.tmp" && mv -f "$SYNC/$SITE.$1.tmp" "$SYNC/$SITE.$1"
-}
-
-# heard NAME [SECONDS]: wait (up to SECONDS, 300 by default) until the peer
-# told NAME; print its value. Fails at once when the peer failed (it, or the
-# host when its guest ended, told "failed").
-heard() {
-	local f=$SYNC/$PEER.$1 end=$((SECONDS + ${2:-300}))
-	while ((SECONDS < end)); do
-		if [[ -e $f ]]; then
-			cat "$f"
-			return 0
-		fi
-		if [[ -e $SYNC/$PEER.failed ]]; then
-			echo "$PEER failed ($(cat "$SYNC/$PEER.failed")) before it told \"$1\""
-			return 1
-		fi
-		sleep 0.2
-	done
-	echo "$PEER did not tell \"$1\" within ${2:-300} s"
-	return 1
-}
-
 # sums N: the sums of the data disks at checkpoint N, for the host.
 sums() {
-	local d
-	echo 1 >/proc/sys/vm/drop_caches
-	for d in "${DATA[@]}"; do
-		echo "$d $(data_sum "$d")"
-	done >"$DIR/sums/$SITE.$1.tmp" && mv -f "$DIR/sums/$SITE.$1.tmp" "$DIR/sums/$SITE.$1"
+	sums_put "$DIR/sums/$SITE.$1" "${DATA[@]}"
 }
 
 cleanup() {
 	local rc=$?
 	((rc == 0)) || tell failed "exit $rc"
-	if [[ -s $W/repld.pid ]]; then
-		kill -9 "$(cat "$W/repld.pid")" 2>/dev/null
-	fi
+	repld_kill
 	wait 2>/dev/null
 	dm_remove_all
 	# The daemon's log outlives the run, next to the console.
@@ -91,19 +59,6 @@ cleanup() {
 	rm -rf "$W"
 }
 trap cleanup EXIT
-
-# The daemon, as on a host of its own: it finds its site by the host name.
-repld_start() {
-	"$REPLD" --config-dir "$ETC" --socket "$SOCK" >>"$W/repld.log" 2>&1 &
-	echo $! >"$W/repld.pid"
-}
-
-# repld_stop: SIGTERM, and its exit status (not in a subshell: only this
-# shell can wait for it).
-repld_stop() {
-	local pid
-	pid=$(cat "$W/repld.pid") && rm -f "$W/repld.pid" && kill -TERM "$pid" && wait "$pid"
-}
 
 fio_here() {
 	fio_run "$1" /dev/mapper/vm1-0 /dev/mapper/vm1-1

@@ -185,13 +185,22 @@ int link_next(struct link *l, struct dmrepl_frame *f)
 	}
 }
 
-/* poll(2)'s timeout: until the next heartbeat, the dead line or a refill. */
+/*
+ * poll(2)'s timeout: until the next heartbeat, the dead line or a refill.
+ * A heartbeat is queued only when nothing else is (link_wait()): while
+ * bytes wait for room in the socket, its deadline is no reason to wake,
+ * and once past, it would make every poll return at once (a busy loop for
+ * as long as a slow link keeps the socket full).
+ */
 static int wait_ms(const struct link *l, __u64 now)
 {
 	__u64 hb = l->last_tx_ns + l->heartbeat_ns, dead = l->last_rx_ns + l->timeout_ns;
-	__u64 until = hb < dead ? hb : dead, refill = refill_wait_ns(l);
+	__u64 until = dead, refill = refill_wait_ns(l);
+	bool pending = dmrepl_obuf_pending(&l->out);
 
-	if (dmrepl_obuf_pending(&l->out) && refill && now + refill < until)
+	if (!pending && hb < until)
+		until = hb;
+	if (pending && refill && now + refill < until)
 		until = now + refill;
 	if (until <= now)
 		return 0;
