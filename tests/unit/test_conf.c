@@ -49,6 +49,8 @@ static const char full_conf[] =
 	"\t\tvolume 0 { data /dev/dr/d0; meta /dev/dr/m0; }\n"
 	"\t\tvolume 1 { data /dev/dr/d1; meta /dev/dr/m1; }\n"
 	"\t}\n"
+	"\tresync-rate 20M;\n"
+	"\tresync-lag-target 500ms;\n"
 	"}\n";
 
 TEST(a_full_file_is_parsed_field_by_field)
@@ -69,6 +71,8 @@ TEST(a_full_file_is_parsed_field_by_field)
 	EXPECT_EQ(500U, g.heartbeat_ms);
 	EXPECT_EQ(10000U, g.timeout_ms);
 	EXPECT_EQ(1024U, g.ring_mb);
+	EXPECT_EQ(20ULL << 20, g.resync_rate);
+	EXPECT_EQ(500U, g.resync_lag_ms);
 	EXPECT_EQ((int)DMREPL_AUTH_CERT, (int)g.auth);
 	EXPECT_STREQ("/etc/dm-repl/tls/ca.crt", g.ca);
 	EXPECT_EQ(NULL, g.psk);
@@ -135,6 +139,8 @@ TEST(defaults_fill_what_a_file_leaves_out)
 	EXPECT_EQ(1000U, g.heartbeat_ms);
 	EXPECT_EQ(5000U, g.timeout_ms);
 	EXPECT_EQ(64U, g.ring_mb);
+	EXPECT_EQ(0ULL, g.resync_rate);
+	EXPECT_EQ(1000U, g.resync_lag_ms);
 	EXPECT_EQ((unsigned int)DMREPL_CONF_PORT, g.sites[0].port);
 	EXPECT_STREQ("ha", g.sites[0].identity);
 	EXPECT_STREQ("g-0", g.sites[1].volumes[0].device);
@@ -225,6 +231,12 @@ static const struct bad_file bad_files[] = {
 	  "(N, NK, NM or NG)" },
 	{ HEAD "bandwidth 99999999999999999999;\n", "t.conf:2: bandwidth "
 	  "\"99999999999999999999\": not bytes per second (N, NK, NM or NG)" },
+	{ HEAD "resync-rate 5X;\n", "t.conf:2: resync-rate \"5X\": not bytes per second "
+	  "(N, NK, NM or NG)" },
+	{ HEAD "resync-lag-target 50ms;\n", "t.conf:2: resync-lag-target \"50ms\": not a "
+	  "time from 100ms to 600s" },
+	{ HEAD "resync-lag-target 1;\n", "t.conf:2: resync-lag-target \"1\": not a "
+	  "time from 100ms to 600s" },
 	{ HEAD "ring-size 3M;\n", "t.conf:2: ring-size \"3M\": not a power of two from "
 	  "2M to 16G" },
 	{ HEAD "ring-size 32G;\n", "t.conf:2: ring-size \"32G\": not a power of two from "
@@ -598,7 +610,8 @@ TEST_F(dir, config_show_prints_a_file_that_parses_to_the_same_group)
 	run_tool(&self->r, "config", "show", "--dir", self->path, "vm1", NULL);
 	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
 	EXPECT_NE(NULL, strstr(self->r.out, "\tbatch-size 2M;\n\theartbeat 500ms;\n"
-			       "\ttimeout 10s;\n\tring-size 1G;\n"));
+			       "\ttimeout 10s;\n\tring-size 1G;\n\tresync-rate 20M;\n"
+			       "\tresync-lag-target 500ms;\n"));
 	EXPECT_NE(NULL, strstr(self->r.out, "\t\tkey \"/etc/dm-repl/tls/alpha \\\"1\\\\.key\";\n"));
 	EXPECT_NE(NULL, strstr(self->r.out, "\t\taddress [2001:db8::2]:7790;\n"));
 
@@ -610,6 +623,8 @@ TEST_F(dir, config_show_prints_a_file_that_parses_to_the_same_group)
 	EXPECT_EQ(a.batch_bytes, b.batch_bytes);
 	EXPECT_EQ(a.heartbeat_ms, b.heartbeat_ms);
 	EXPECT_EQ(a.ring_mb, b.ring_mb);
+	EXPECT_EQ(a.resync_rate, b.resync_rate);
+	EXPECT_EQ(a.resync_lag_ms, b.resync_lag_ms);
 	EXPECT_STREQ(a.sites[0].key, b.sites[0].key);
 	EXPECT_STREQ(a.sites[1].address, b.sites[1].address);
 	EXPECT_STREQ(a.sites[0].volumes[1].device, b.sites[0].volumes[1].device);
@@ -620,7 +635,8 @@ TEST_F(dir, config_show_prints_a_file_that_parses_to_the_same_group)
 	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
 	EXPECT_EQ(0, strncmp(self->r.out, "{\"file\":", 8));
 	EXPECT_NE(NULL, strstr(self->r.out, "\"heartbeat_ms\":500,\"timeout_ms\":10000,"
-			       "\"ring_mb\":1024,\"tls\":{\"auth\":\"certificate\","));
+			       "\"ring_mb\":1024,\"resync_rate\":20971520,\"resync_lag_ms\":500,"
+			       "\"tls\":{\"auth\":\"certificate\","));
 	EXPECT_NE(NULL, strstr(self->r.out, "{\"index\":1,\"device\":\"vm1-one\","));
 
 	run_tool(&self->r, "config", "show", "--dir", self->path, "vm9", NULL);

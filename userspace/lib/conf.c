@@ -658,7 +658,7 @@ static const struct block tls_block = { "tls", tls_keys, T_NKEYS };
 /* ---- group block ------------------------------------------------------- */
 
 enum { G_COMPRESSION, G_BANDWIDTH, G_WINDOW, G_BATCH, G_HEARTBEAT, G_TIMEOUT, G_RING,
-	G_TLS, G_SITE, G_NKEYS };
+	G_RESYNC_RATE, G_RESYNC_LAG, G_TLS, G_SITE, G_NKEYS };
 
 /* The parse of a whole file: lines of keys that later checks name. */
 struct file_seen {
@@ -692,6 +692,25 @@ static int set_bandwidth(struct parser *p, const struct stmt *s)
 	if (!parse_size(s->args[0].text, &p->g->bandwidth))
 		return fail(p, s->key->line, "bandwidth " VAL ": not bytes per second "
 			    "(N, NK, NM or NG)", s->args[0].text);
+	return 0;
+}
+
+static int set_resync_rate(struct parser *p, const struct stmt *s)
+{
+	if (!parse_size(s->args[0].text, &p->g->resync_rate))
+		return fail(p, s->key->line, "resync-rate " VAL ": not bytes per second "
+			    "(N, NK, NM or NG)", s->args[0].text);
+	return 0;
+}
+
+static int set_resync_lag_target(struct parser *p, const struct stmt *s)
+{
+	unsigned long long v;
+
+	if (!parse_ms(s->args[0].text, &v) || v < 100 || v > 600000)
+		return fail(p, s->key->line, "resync-lag-target " VAL ": not a time from "
+			    "100ms to 600s", s->args[0].text);
+	p->g->resync_lag_ms = (unsigned int)v;
 	return 0;
 }
 
@@ -794,6 +813,9 @@ static const struct key group_keys[G_NKEYS] = {
 	[G_HEARTBEAT] = { "heartbeat", 1, 1, false, false, false, set_heartbeat },
 	[G_TIMEOUT] = { "timeout", 1, 1, false, false, false, set_timeout },
 	[G_RING] = { "ring-size", 1, 1, false, false, false, set_ring_size },
+	[G_RESYNC_RATE] = { "resync-rate", 1, 1, false, false, false, set_resync_rate },
+	[G_RESYNC_LAG] = { "resync-lag-target", 1, 1, false, false, false,
+			   set_resync_lag_target },
 	[G_TLS] = { "tls", 0, 0, true, false, true, set_tls },
 	[G_SITE] = { "site", 1, 1, true, true, false, set_site },
 };
@@ -969,6 +991,8 @@ static void set_defaults(struct dmrepl_conf_group *g)
 	g->heartbeat_ms = 1000;
 	g->timeout_ms = 5000;
 	g->ring_mb = 64;
+	g->resync_rate = 0;
+	g->resync_lag_ms = 1000;
 }
 
 /* group NAME { ... } and nothing after it. */

@@ -55,6 +55,8 @@ struct dmrepl_conf_group {
 	int compress_level;		/* zstd level; 0: none */
 	unsigned long long bandwidth;	/* bytes/s, 0: unlimited */
 	unsigned int window, batch_bytes, heartbeat_ms, timeout_ms, ring_mb;
+	unsigned long long resync_rate;	/* bytes/s, 0: what the stream leaves */
+	unsigned int resync_lag_ms;	/* the stream's lag a resync yields to */
 	struct dmrepl_conf_site sites[2];
 	unsigned int line;		/* of "group NAME {" */
 };

@@ -366,6 +366,10 @@ static void show_group(struct out *o, const struct dmrepl_conf_group *g)
 		 g->timeout_ms);
 	show_num(o, 1, "ring-size", size_text((unsigned long long)g->ring_mb << 20, buf,
 					      sizeof(buf)), "ring_mb", g->ring_mb);
+	show_num(o, 1, "resync-rate", size_text(g->resync_rate, buf, sizeof(buf)),
+		 "resync_rate", g->resync_rate);
+	show_num(o, 1, "resync-lag-target", ms_text(g->resync_lag_ms, buf, sizeof(buf)),
+		 "resync_lag_ms", g->resync_lag_ms);
 	show_tls(o, g);
 	out_open_array(o, "sites");
 	show_site(o, &g->sites[0]);
