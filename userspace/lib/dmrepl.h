@@ -568,6 +568,61 @@ int dmrepl_resync_step(struct dmrepl_resync *r, unsigned int max, unsigned int f
 /* Regions still to go: dirty in the bitmaps, or in the ring unreleased. */
 __u64 dmrepl_resync_left(const struct dm_repl_group_info *info);
 
+/*
+ * The resync's share of the link: a token bucket the resync spends a
+ * region's bytes from, refilled at a budget in bytes/s that follows the
+ * stream's lag (the age of its oldest unacknowledged record). Every
+ * DMREPL_RESYNC_TICK_MS the budget is halved when the lag is past the
+ * target (at most once a target's time, so a cut can show), grows by an
+ * eighth when the lag is below half the target and the last tick used at
+ * least half of it, and stays otherwise; never above the rate limit, never
+ * below DMREPL_RESYNC_MIN_RATE (a resync always ends). Pure logic: the
+ * caller gives the clock and the lag.
+ */
+#define DMREPL_RESYNC_TICK_MS	100
+#define DMREPL_RESYNC_MIN_RATE	(64ULL << 10)
+#define DMREPL_RESYNC_START_RATE (4ULL << 20)
+
+enum dmrepl_resync_why {
+	DMREPL_RESYNC_FREE,	/* not held back */
+	DMREPL_RESYNC_LAG,	/* the stream's lag is past the target */
+	DMREPL_RESYNC_RATE,	/* at the rate limit */
+	DMREPL_RESYNC_BUDGET,	/* the budget is spent; it grows while the lag is low */
+};
+
+struct dmrepl_resync_ctl {
+	__u64 rate_max;		/* bytes/s, 0: no limit */
+	__u64 lag_target_ns;
+	double budget;		/* bytes/s the resync may take now */
+	double tokens;		/* bytes it may put in the ring now; below 0 after a region */
+	double spent;		/* bytes this tick */
+	double used;		/* bytes/s it took, smoothed over ticks */
+	__u64 last_ns, tick_ns, cut_ns;
+	__u64 lag_ns;		/* as last told */
+	enum dmrepl_resync_why why;	/* what held it back last */
+	__u64 cuts;		/* budget halvings for the lag */
+	__u64 waits;		/* times it was held back, by why */
+	__u64 rate_waits;	/* of which at the rate limit */
+};
+
+void dmrepl_resync_ctl_init(struct dmrepl_resync_ctl *c, __u64 rate_max, __u64 lag_target_ns,
+			    __u64 now_ns);
+
+/* The clock moved to now_ns and the stream's lag is lag_ns: refill, adapt. */
+void dmrepl_resync_ctl_update(struct dmrepl_resync_ctl *c, __u64 now_ns, __u64 lag_ns);
+
+/* May a region go now? If not, notes why (and counts a wait). */
+bool dmrepl_resync_ctl_may(struct dmrepl_resync_ctl *c);
+
+/* A region of bytes went. */
+void dmrepl_resync_ctl_spend(struct dmrepl_resync_ctl *c, __u64 bytes);
+
+/* When the bucket has a token again (0: now). */
+__u64 dmrepl_resync_ctl_next_ns(const struct dmrepl_resync_ctl *c);
+
+/* Why it was held back last, in words ("stream lag 1.4 s > 1.0 s"), or "-". */
+const char *dmrepl_resync_ctl_why(const struct dmrepl_resync_ctl *c, char *buf, size_t len);
+
 /* ------------------------------------------------------------------ */
 /* Metadata device                                                     */
 /* ------------------------------------------------------------------ */
