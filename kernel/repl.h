@@ -186,6 +186,7 @@ struct repl_resync {
 	unsigned int head, nr;
 	struct repl_resync_entry unreleased[REPL_RESYNC_UNRELEASED];
 	atomic64_t regions;		/* nr, for status without the lock */
+	atomic64_t sent;		/* regions put in the ring, ever */
 	/*
 	 * Writes that went to the bitmap and are still in flight, by phase;
 	 * the phase is read and a write counted under phase_lock.

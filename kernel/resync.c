@@ -413,6 +413,7 @@ static int resync_locked(struct repl_group *g, struct dm_repl_resync_req *req)
 		return r;
 	}
 	entry_close(rs, req->seq);
+	atomic64_inc(&rs->sent);
 	if (resync_end(g, v)) {
 		req->flags |= DM_REPL_RESYNCF_END;
 		maybe_uptodate(g, gaps);

@@ -246,7 +246,9 @@ struct dm_repl_group_info {
 	__u64 resync_regions;
 	/* Bit N: volume index N left dirty; no resync ends before it is back. */
 	__u64 departed_volumes;
-	__u64 reserved1[5];
+	/* Regions put in the ring by DM_REPL_IOC_RESYNC since the group came. */
+	__u64 resynced_regions;
+	__u64 reserved1[4];
 
 	struct dm_repl_volume_info volumes[DM_REPL_MAX_VOLUMES];
 };
