@@ -15,4 +15,17 @@ static inline __u64 now_ns(void)
 	return (__u64)ts.tv_sec * 1000000000ULL + (__u64)ts.tv_nsec;
 }
 
+/* Nanoseconds since a CLOCK_REALTIME time (a record's capture), 0 for none. */
+static inline __u64 age_ns(__u64 time_ns)
+{
+	struct timespec ts;
+	__u64 now;
+
+	if (!time_ns)
+		return 0;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now = (__u64)ts.tv_sec * 1000000000ULL + (__u64)ts.tv_nsec;
+	return now > time_ns ? now - time_ns : 0;
+}
+
 #endif /* REPLD_CLOCK_H */

@@ -46,18 +46,12 @@ static const char *role_word(unsigned int role)
 /* Seconds since a CLOCK_REALTIME capture time, 0 for none. */
 static double age_s(__u64 time_ns)
 {
-	struct timespec ts;
-	__u64 now;
-
-	if (!time_ns)
-		return 0;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	now = (__u64)ts.tv_sec * 1000000000ULL + (__u64)ts.tv_nsec;
-	return now > time_ns ? (double)(now - time_ns) / 1e9 : 0;
+	return (double)age_ns(time_ns) / 1e9;
 }
 
 /* A primary's state; while it resyncs, how far, how fast, how long still. */
-static void print_state(FILE *f, const struct group_status *st)
+static void print_state(FILE *f, const struct group_status *st,
+			const struct dmrepl_conf_group *conf)
 {
 	__u64 applied = st->resync_done - st->resync_unreleased;
 	__u64 total = st->resync_done + st->resync_dirty;
@@ -78,6 +72,13 @@ static void print_state(FILE *f, const struct group_status *st)
 		fprintf(f, "%.0f\n", (double)(st->resync_dirty + st->resync_unreleased) / rate);
 	else
 		fputs("-\n", f);
+	fprintf(f, "resync_rate_limit %llu\nresync_lag_target_ms %u\n",
+		conf->resync_rate, conf->resync_lag_ms);
+	fprintf(f, "resync_budget_bytes_per_s %.0f\nresync_throttled %s\n",
+		st->resync_budget, st->resync_held[0] ? st->resync_held : "-");
+	fprintf(f, "resync_lag_cuts %llu\nresync_rate_waits %llu\n",
+		(unsigned long long)st->resync_lag_cuts,
+		(unsigned long long)st->resync_rate_waits);
 }
 
 static void print_group(FILE *f, struct group *g)
@@ -105,7 +106,7 @@ static void print_group(FILE *f, struct group *g)
 			(unsigned long long)(st.last_seq > st.acked_seq ?
 					     st.last_seq - st.acked_seq : 0),
 			(unsigned long long)st.lag_bytes, age_s(st.oldest_unacked_ns));
-		print_state(f, &st);
+		print_state(f, &st, g->conf);
 	} else if (st.role == DM_REPL_ROLE_SECONDARY) {
 		fprintf(f, "applied_seq %llu\n", (unsigned long long)st.applied_seq);
 	}

@@ -202,6 +202,8 @@ static int wait_ms(const struct link *l, __u64 now)
 		until = hb;
 	if (pending && refill && now + refill < until)
 		until = now + refill;
+	if (l->wake_ns && l->wake_ns < until)
+		until = l->wake_ns;
 	if (until <= now)
 		return 0;
 	return (int)((until - now + NSEC_PER_MSEC - 1) / NSEC_PER_MSEC);

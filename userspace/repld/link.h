@@ -48,6 +48,7 @@ struct link {
 	double tokens;
 	__u64 refill_ns;
 	__u64 wire_tx;			/* bytes sent */
+	__u64 wake_ns;			/* the owner's: link_wait() returns by then (0: none) */
 };
 
 /*
@@ -76,7 +77,7 @@ int link_next(struct link *l, struct dmrepl_frame *f);
 
 /*
  * Wait for the socket (and extra_fd for extra_events, if >= 0) until the
- * next heartbeat is due. Sends a heartbeat when one is due. Returns the
+ * next heartbeat is due, or the owner's wake_ns. Sends a heartbeat when one is due. Returns the
  * revents of extra_fd (0 if none), or -ETIMEDOUT when the peer was silent
  * for longer than the timeout, or -errno.
  */

@@ -17,7 +17,7 @@
 
 #include "session.h"
 
-/* A resync step puts at most this many regions in the ring ... */
+/* A turn puts at most this many regions in the ring, as the controller lets it ... */
 #define RESYNC_REGIONS 16
 /* ... and only while the ring is at most this full. */
 #define RESYNC_FILL_PCT 50
@@ -152,6 +152,8 @@ struct shipping {
 	struct flight *flights;
 	unsigned int nflights, max_flights;
 	struct dmrepl_resync resync;	/* the group's dirty regions into the ring */
+	struct dmrepl_resync_ctl ctl;	/* and how fast, so the stream keeps its lag */
+	bool resync_held;		/* the controller held the last region back */
 	bool resync_failed;		/* said why; not again this session */
 };
 
@@ -250,12 +252,51 @@ static int take_ack(struct shipping *s, const struct dmrepl_proto_ack *a)
 }
 
 /*
- * Ship within the window. Records the replica had are skipped, and
- * released here: no ack will come for them.
+ * The regions the controller lets through this turn, given the stream's lag:
+ * the age of the oldest record sent and not yet applied. Records wait in the
+ * ring in order, so a write captured now waits behind that much. 0 or
+ * -errno of the step.
  */
+static int resync_regions(struct shipping *s)
+{
+	__u64 lag = s->nflights ? age_ns(s->flights[0].time_ns) : 0;
+	__u64 before;
+	unsigned int n;
+	int ret;
+
+	dmrepl_resync_ctl_update(&s->ctl, now_ns(), lag);
+	for (n = 0; n < RESYNC_REGIONS; n++) {
+		s->resync_held = !dmrepl_resync_ctl_may(&s->ctl);
+		/* Held back before any step: the group's state still comes. */
+		if (s->resync_held)
+			return n ? 0 : dmrepl_group_info(s->resync.fd, &s->resync.info, NULL, 0);
+		before = s->resync.bytes;
+		ret = dmrepl_resync_step(&s->resync, 1, RESYNC_FILL_PCT);
+		if (ret <= 0)
+			return ret;
+		dmrepl_resync_ctl_spend(&s->ctl, s->resync.bytes - before);
+	}
+	return 0;
+}
+
+/* The controller's facts for the status; caller holds g->lock. */
+static void note_ctl(struct shipping *s)
+{
+	struct group_status *st = &s->g->st;
+
+	st->resync_budget = s->ctl.budget;
+	st->resync_lag_cuts = s->ctl.cuts;
+	st->resync_rate_waits = s->ctl.rate_waits;
+	if (s->resync_held)
+		dmrepl_resync_ctl_why(&s->ctl, st->resync_held, sizeof(st->resync_held));
+	else
+		snprintf(st->resync_held, sizeof(st->resync_held), "-");
+}
+
 /*
- * While the group is behind, its dirty regions go into the ring, as long as
- * the ring is at most RESYNC_FILL_PCT full: the stream keeps its place.
+ * While the group is behind, its dirty regions go into the ring as fast as
+ * the controller lets them, and as long as the ring is at most
+ * RESYNC_FILL_PCT full: the stream keeps its place and its lag.
  */
 static int resync_some(struct shipping *s)
 {
@@ -266,9 +307,10 @@ static int resync_some(struct shipping *s)
 	pthread_mutex_lock(&g->lock);
 	behind = g->st.behind || g->st.resyncing;
 	pthread_mutex_unlock(&g->lock);
+	s->resync_held = false;
 	if (!behind || s->resync_failed)
 		return 0;
-	ret = dmrepl_resync_step(&s->resync, RESYNC_REGIONS, RESYNC_FILL_PCT);
+	ret = resync_regions(s);
 	/* A role change ends the session at the next check; any other
 	 * failure ends the resync, not the stream, until the next session. */
 	if (ret < 0 && ret != -EPERM) {
@@ -294,6 +336,7 @@ static int resync_some(struct shipping *s)
 	g->st.resync_dirty = dmrepl_resync_left(&s->resync.info) - s->resync.info.resync_regions;
 	g->st.behind = behind;
 	g->st.resyncing = behind;
+	note_ctl(s);
 	pthread_mutex_unlock(&g->lock);
 	if (s->resync.ended)
 		glog(g, LOG_INFO, "resync of group %s: %llu regions sent, the last ends it",
@@ -302,6 +345,10 @@ static int resync_some(struct shipping *s)
 	return 0;
 }
 
+/*
+ * Ship within the window. Records the replica had are skipped, and
+ * released here: no ack will come for them.
+ */
 static int ship_some(struct shipping *s)
 {
 	int ret = resync_some(s);
@@ -344,6 +391,8 @@ static int stream(struct shipping *s)
 		if (session_check(s->g, s->l, dmrepl_ring_fd(s->ship.ring), DM_REPL_ROLE_PRIMARY,
 				  s->stream, &tick))
 			return 0;
+		/* A region held back goes when the bucket has room again. */
+		s->l->wake_ns = s->resync_held ? dmrepl_resync_ctl_next_ns(&s->ctl) : 0;
 		ev = link_wait(s->l, dmrepl_ring_fd(s->ship.ring),
 			       s->nflights < s->window ? POLLIN : 0);
 		if (ev < 0)
@@ -411,6 +460,8 @@ bool session_primary(struct group *g, struct link *l)
 	s.ship.batch.send = send_batch;
 	s.ship.batch.send_arg = &s;
 	dmrepl_resync_init(&s.resync, dmrepl_ring_fd(ring));
+	dmrepl_resync_ctl_init(&s.ctl, g->conf->resync_rate,
+			       (__u64)g->conf->resync_lag_ms * 1000000ULL, now_ns());
 	hello_init(g, &info, DM_REPL_ROLE_PRIMARY, &ours);
 	ours.stream = info.stream;
 	ours.next_seq = info.next_seq;
@@ -427,6 +478,10 @@ bool session_primary(struct group *g, struct link *l)
 		session_started(g, &theirs);
 		ret = stream(&s);
 	}
+	if (s.resync.regions)
+		glog(g, LOG_INFO, "resync of group %s: %llu regions (%llu bytes) put in the ring "
+		     "this session", g->kgroup, (unsigned long long)s.resync.regions,
+		     (unsigned long long)s.resync.bytes);
 	flight_land(&s, ~0ULL);
 	free(s.flights);
 	dmrepl_resync_free(&s.resync);
