@@ -303,3 +303,126 @@ repld_kill() {
 	fi
 	return 0
 }
+
+# ---- two sites in one guest (repld.sh, resync-link.sh) --------------------------
+#
+# Two network namespaces, dmr-alpha ($A_IP) and dmr-beta ($B_IP), joined by
+# veth (va, vb); each site's repld runs in its own. The caller sets W (a
+# work folder: the daemons' logs, pids, sockets, certificates in W/tls), MB
+# (each data disk's size), A_IP and B_IP, and declares the associative
+# arrays DATA and META (SITE:VOLUME -> device).
+
+sites_network() {
+	ip netns add dmr-alpha && ip netns add dmr-beta &&
+		ip link add va netns dmr-alpha type veth peer name vb netns dmr-beta &&
+		ip -n dmr-alpha addr add "$A_IP/24" dev va && ip -n dmr-beta addr add "$B_IP/24" dev vb &&
+		ip -n dmr-alpha link set va up && ip -n dmr-beta link set vb up &&
+		ip -n dmr-alpha link set lo up && ip -n dmr-beta link set lo up
+}
+
+# sites_cleanup: every daemon of W killed, devices, disks and namespaces
+# gone, the logs next to the TAP file (VM_OUT), W removed. For trap EXIT.
+sites_cleanup() {
+	local f
+	for f in "$W"/*.pid; do
+		[[ -e $f ]] && kill -9 "$(cat "$f")" 2>/dev/null
+	done
+	wait 2>/dev/null
+	dm_remove_all
+	loop_disks_free
+	ip netns del dmr-alpha 2>/dev/null
+	ip netns del dmr-beta 2>/dev/null
+	[[ -n ${VM_OUT:-} ]] && cp "$W"/*.log "$VM_OUT/" 2>/dev/null
+	rm -rf "$W"
+}
+
+# site_volume SITE GROUP ROLE INDEX [OPTS...]: disks, metadata, the table.
+site_volume() {
+	local site=$1 group=$2 role=$3 index=$4 data meta
+	shift 4
+	data=$(loop_disk "$MB") && meta=$(loop_disk 4) || return 1
+	"$REPLTOOL" meta create --role "$role" --volume "$index" --group "$group" \
+		--data-dev "$data" "$meta" >/dev/null || return 1
+	DATA[$site:$index]=$data
+	META[$site:$index]=$meta
+	dm_create "$group-$index" "0 $(blockdev --getsz "$data") repl $data $meta $group $role $*"
+}
+
+# sites_conf DIR AUTH [BETA_CERT] [ALPHA_IDENTITY]: vm1.conf in DIR, alpha's
+# group vm1 replicated to beta's vm1b; AUTH is "cert" or a PSK file. Its
+# volumes are SITES_VOLUMES ("0 1" by default); SITES_KEYS are more keys of
+# the group.
+sites_conf() {
+	local dir=$1 auth=$2 bcert=${3:-beta} aid=${4:-alpha} tls site v
+	mkdir -p "$dir"
+	if [[ $auth == cert ]]; then
+		tls="ca $W/tls/ca.crt;"
+	else
+		tls="psk $auth;"
+	fi
+	{
+		echo "group vm1 {"
+		echo "	heartbeat 500ms; timeout 3s; window 4; batch-size 256K; ${SITES_KEYS:-}"
+		echo "	tls { $tls }"
+		for site in alpha beta; do
+			echo "	site $site {"
+			if [[ $site == alpha ]]; then
+				echo "		host alpha; address $A_IP:7790; group vm1;"
+				[[ $auth == cert ]] && echo "		certificate $W/tls/alpha.crt; key $W/tls/alpha.key; identity $aid;"
+			else
+				echo "		host beta; address $B_IP:7790; group vm1b;"
+				[[ $auth == cert ]] && echo "		certificate $W/tls/$bcert.crt; key $W/tls/$bcert.key;"
+			fi
+			for v in ${SITES_VOLUMES:-0 1}; do
+				echo "		volume $v { device vm1-$v; data ${DATA[$site:$v]}; meta ${META[$site:$v]}; }"
+			done
+			echo "	}"
+		done
+		echo "}"
+	} >"$dir/vm1.conf"
+}
+
+# site_start SITE [CONFDIR [NAME]]: a repld for SITE in its namespace, NAME
+# (default SITE) for its files: it logs to $W/NAME.log, its pid goes to
+# $W/NAME.pid (a file: a restart may come from a subshell), its exit status
+# to $W/NAME.rc, its control socket is $W/NAME.sock. CONFDIR is $W/conf by
+# default. (The subshell's stderr: the shell's notice of a killed job.)
+site_start() {
+	local site=$1 dir=${2:-$W/conf} name=${3:-$1}
+	rm -f "$W/$name.pid" "$W/$name.rc"
+	(
+		ip netns exec "dmr-$site" bash -c 'echo $$ >"$0" && exec "$@"' "$W/$name.pid" \
+			"$REPLD" --config-dir "$dir" --site "$site" --socket "$W/$name.sock" \
+			>>"$W/$name.log" 2>&1
+		echo $? >"$W/$name.rc"
+	) 2>/dev/null &
+	while [[ ! -s $W/$name.pid ]]; do
+		sleep 0.05
+	done
+}
+
+# site_listening SITE: SITE's repld takes connections on port 7790 (within 20 s).
+site_listening() {
+	local end=$((SECONDS + 20))
+	while ((SECONDS < end)); do
+		ip netns exec "dmr-$1" ss -Hltn "sport = :7790" | grep -q . && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# site_stop NAME [SIGNAL]: and wait until it is gone.
+site_stop() {
+	local pid
+	pid=$(cat "$W/$1.pid") || return 1
+	kill "-${2:-TERM}" "$pid" 2>/dev/null
+	while kill -0 "$pid" 2>/dev/null; do
+		sleep 0.1
+	done
+	rm -f "$W/$1.pid"
+}
+
+# site_logged NAME TEXT [SECONDS]: TEXT appears in NAME's log within SECONDS (20).
+site_logged() {
+	log_has "$W/$1.log" "$2" "${3:-20}"
+}

@@ -25,118 +25,10 @@ A_IP=10.77.0.1
 B_IP=10.77.0.2
 declare -A DATA META		# site:volume -> data, metadata device
 
-cleanup() {
-	local f
-	for f in "$W"/*.pid; do
-		[[ -e $f ]] && kill -9 "$(cat "$f")" 2>/dev/null
-	done
-	wait 2>/dev/null
-	dm_remove_all
-	loop_disks_free
-	ip netns del dmr-alpha 2>/dev/null
-	ip netns del dmr-beta 2>/dev/null
-	# The daemons' logs outlive the run, next to the TAP file.
-	[[ -n ${VM_OUT:-} ]] && cp "$W"/*.log "$VM_OUT/" 2>/dev/null
-	rm -rf "$W"
-}
-trap cleanup EXIT
+trap sites_cleanup EXIT
 
-# ---- set-up ----------------------------------------------------------------
-
-network() {
-	ip netns add dmr-alpha && ip netns add dmr-beta &&
-		ip link add va netns dmr-alpha type veth peer name vb netns dmr-beta &&
-		ip -n dmr-alpha addr add $A_IP/24 dev va && ip -n dmr-beta addr add $B_IP/24 dev vb &&
-		ip -n dmr-alpha link set va up && ip -n dmr-beta link set vb up &&
-		ip -n dmr-alpha link set lo up && ip -n dmr-beta link set lo up
-}
-
-# site_volume SITE GROUP ROLE INDEX [OPTS...]: disks, metadata, the table.
-site_volume() {
-	local site=$1 group=$2 role=$3 index=$4 data meta
-	shift 4
-	data=$(loop_disk $MB) && meta=$(loop_disk 4) || return 1
-	"$REPLTOOL" meta create --role "$role" --volume "$index" --group "$group" \
-		--data-dev "$data" "$meta" >/dev/null || return 1
-	DATA[$site:$index]=$data
-	META[$site:$index]=$meta
-	dm_create "$group-$index" "0 $(blockdev --getsz "$data") repl $data $meta $group $role $*"
-}
-
-# conf DIR AUTH [BETA_CERT] [ALPHA_IDENTITY]: vm1.conf in DIR; AUTH is
-# "cert" or a PSK file.
-conf() {
-	local dir=$1 auth=$2 bcert=${3:-beta} aid=${4:-alpha} tls site
-	mkdir -p "$dir"
-	if [[ $auth == cert ]]; then
-		tls="ca $W/tls/ca.crt;"
-	else
-		tls="psk $auth;"
-	fi
-	{
-		echo "group vm1 {"
-		echo "	heartbeat 500ms; timeout 3s; window 4; batch-size 256K;"
-		echo "	tls { $tls }"
-		for site in alpha beta; do
-			echo "	site $site {"
-			if [[ $site == alpha ]]; then
-				echo "		host alpha; address $A_IP:7790; group vm1;"
-				[[ $auth == cert ]] && echo "		certificate $W/tls/alpha.crt; key $W/tls/alpha.key; identity $aid;"
-			else
-				echo "		host beta; address $B_IP:7790; group vm1b;"
-				[[ $auth == cert ]] && echo "		certificate $W/tls/$bcert.crt; key $W/tls/$bcert.key;"
-			fi
-			echo "		volume 0 { device vm1-0; data ${DATA[$site:0]}; meta ${META[$site:0]}; }"
-			echo "		volume 1 { device vm1-1; data ${DATA[$site:1]}; meta ${META[$site:1]}; }"
-			echo "	}"
-		done
-		echo "}"
-	} >"$dir/vm1.conf"
-}
-
-# start SITE [CONFDIR [NAME]]: a repld for SITE in its namespace, NAME
-# (default SITE) for its files: it logs to $W/NAME.log, its pid goes to
-# $W/NAME.pid (a file: a restart may come from a subshell), its exit status
-# to $W/NAME.rc. (The subshell's stderr: the shell's notice of a killed job.)
-start() {
-	local site=$1 dir=${2:-$W/conf} name=${3:-$1}
-	rm -f "$W/$name.pid" "$W/$name.rc"
-	(
-		ip netns exec "dmr-$site" bash -c 'echo $$ >"$0" && exec "$@"' "$W/$name.pid" \
-			"$REPLD" --config-dir "$dir" --site "$site" --socket "$W/$name.sock" \
-			>>"$W/$name.log" 2>&1
-		echo $? >"$W/$name.rc"
-	) 2>/dev/null &
-	while [[ ! -s $W/$name.pid ]]; do
-		sleep 0.05
-	done
-}
-
-# listening SITE: SITE's repld takes connections on port 7790 (within 20 s).
-listening() {
-	local end=$((SECONDS + 20))
-	while ((SECONDS < end)); do
-		ip netns exec "dmr-$1" ss -Hltn "sport = :7790" | grep -q . && return 0
-		sleep 0.1
-	done
-	return 1
-}
-
-# stop SITE [SIGNAL]: and wait until it is gone.
-stop() {
-	local pid
-	pid=$(cat "$W/$1.pid") || return 1
-	kill "-${2:-TERM}" "$pid" 2>/dev/null
-	while kill -0 "$pid" 2>/dev/null; do
-		sleep 0.1
-	done
-	rm -f "$W/$1.pid"
-}
-
-# logged SITE TEXT [SECONDS]: TEXT appears in SITE's log within SECONDS (20).
-logged() {
-	log_has "$W/$1.log" "$2" "${3:-20}"
-}
+# ---- set-up (tests/guest/lib.sh: sites_network, site_volume, sites_conf,
+# site_start, site_stop, site_logged) -------------------------------------------
 
 # drained [SECONDS]: beta applied alpha's last sequence (120 s at most).
 drained() {
@@ -161,7 +53,7 @@ fio_alpha() {
 
 tap_strict
 tap_diag "seed $SEED (set TEST_SEED to replay)"
-tap_setup "two namespaces joined by veth" network
+tap_setup "two namespaces joined by veth" sites_network
 tap_setup "certificates" "$MKCERTS" "$W/tls" alpha beta gamma
 # Not tap_setup: it runs its command in a subshell, and these set DATA and META.
 # The ring holds every write of a section, so that an outage of a few
@@ -170,7 +62,7 @@ tap_setup "certificates" "$MKCERTS" "$W/tls" alpha beta gamma
 site_volume alpha vm1 primary 0 2 ring_mb 256 && site_volume alpha vm1 primary 1 2 ring_mb 256 &&
 	site_volume beta vm1b secondary 0 2 source vm1 &&
 	site_volume beta vm1b secondary 1 2 source vm1 || tap_bail "the volumes of both sites"
-conf "$W/conf" cert
+sites_conf "$W/conf" cert
 # vm2: one volume, a 2 MiB ring, its own port, served by the same daemons.
 site_volume alpha2 vm2 primary 0 2 ring_mb 2 && site_volume beta2 vm2b secondary 0 2 source vm2 ||
 	tap_bail "the volumes of vm2"
@@ -181,12 +73,12 @@ sed -e 's/^group vm1 {/group vm2 {/' -e 's/group vm1;/group vm2;/' -e 's/group v
 	"$W/conf/vm1.conf" >"$W/conf/vm2.conf"
 
 # ---- replication -------------------------------------------------------------
-start beta
-start alpha
-out=$(logged alpha "replicating with site beta") &&
+site_start beta
+site_start alpha
+out=$(site_logged alpha "replicating with site beta") &&
 	tap_ok "alpha's repld connects to beta's over TLS 1.3 and replicates" ||
 	tap_bail "alpha's repld does not replicate to beta's: $out"
-tap_check "beta's repld names alpha as its primary" logged beta "replicating with site alpha"
+tap_check "beta's repld names alpha as its primary" site_logged beta "replicating with site alpha"
 out=$(fio_run "$SEED" /dev/mapper/vm1-0 /dev/mapper/vm1-1) &&
 	tap_ok "fio on two volumes of alpha, verified: $out" || tap_fail "fio on alpha" "$out"
 out=$(drained) && tap_ok "beta applied alpha's last sequence $(last_seq vm1)" ||
@@ -199,7 +91,7 @@ tap_check "records went over the link (applied_seq $(status_of vm1b applied_seq)
 
 # ---- kill -9, either side, under load ------------------------------------------
 for site in alpha beta; do
-	(sleep $((2 + RANDOM % 5)) && stop $site KILL && sleep 1 && start $site) &
+	(sleep $((2 + RANDOM % 5)) && site_stop $site KILL && sleep 1 && site_start $site) &
 	killer=$!
 	out=$(fio_alpha $((SEED + ${#site}))) && tap_ok "fio while repld of $site was killed (-9) and restarted: $out" ||
 		tap_fail "fio while $site's repld was killed" "$out"
@@ -229,7 +121,7 @@ ip netns exec dmr-alpha tc qdisc del dev va root
 partition=$!
 out=$(fio_alpha $((SEED + 8))) && tap_ok "fio across a 30 s partition: $out" || tap_fail "fio across a partition" "$out"
 wait $partition || tap_bail "the partition of alpha failed"
-tap_check "alpha saw the dead link" logged alpha "link considered dead"
+tap_check "alpha saw the dead link" site_logged alpha "link considered dead"
 out=$(drained) && tap_ok "drained after the partition healed" || tap_fail "drain after a partition" "$out"
 tap_check "equal after the partition" same
 
@@ -248,7 +140,7 @@ tap_check "repld's status says behind too" bash -c \
 # regions over the same link: the replica is outdated past the gap, then
 # inconsistent, and consistent only at the resync's last record.
 "$REPLTOOL" connect --socket "$W/alpha.sock" vm2
-tap_check "once connected, alpha's repld resyncs vm2 (its log)" logged alpha "resync of group vm2"
+tap_check "once connected, alpha's repld resyncs vm2 (its log)" site_logged alpha "resync of group vm2"
 # uptodate GROUP: the primary is up to date with no region dirty (within 120 s).
 uptodate() {
 	local end=$((SECONDS + 120))
@@ -275,43 +167,43 @@ replica_sum() {
 	echo 1 >/proc/sys/vm/drop_caches
 	cat "${DATA[beta:0]}" "${DATA[beta:1]}" | md5sum
 }
-stop beta
+site_stop beta
 applied=$(status_of vm1b applied_seq)
 before=$(replica_sum)
 dd if=/dev/urandom of=/dev/mapper/vm1-0 bs=64k count=4 oflag=direct status=none
 
-conf "$W/rogue" cert rogue
-start beta "$W/rogue"
+sites_conf "$W/rogue" cert rogue
+site_start beta "$W/rogue"
 tap_check "a certificate of another CA is refused (alpha's log says why)" \
-	logged alpha "unable to get local issuer certificate"
-stop beta
-conf "$W/wrongname" cert beta gamma
-start beta "$W/wrongname"
+	site_logged alpha "unable to get local issuer certificate"
+site_stop beta
+sites_conf "$W/wrongname" cert beta gamma
+site_start beta "$W/wrongname"
 tap_check "a peer whose certificate lacks the expected name is refused (beta's log)" \
-	logged beta "hostname mismatch"
-stop beta
+	site_logged beta "hostname mismatch"
+site_stop beta
 
-stop alpha
+site_stop alpha
 openssl rand -hex 32 >"$W/psk-a" && openssl rand -hex 32 >"$W/psk-b" && chmod 600 "$W"/psk-?
-conf "$W/psk-alpha" "$W/psk-a"
-conf "$W/psk-beta" "$W/psk-b"
-start alpha "$W/psk-alpha"
-start beta "$W/psk-beta"
-tap_check "a wrong pre-shared key is refused (beta's log)" logged beta "pre-shared key differs"
-stop alpha
-stop beta
+sites_conf "$W/psk-alpha" "$W/psk-a"
+sites_conf "$W/psk-beta" "$W/psk-b"
+site_start alpha "$W/psk-alpha"
+site_start beta "$W/psk-beta"
+tap_check "a wrong pre-shared key is refused (beta's log)" site_logged beta "pre-shared key differs"
+site_stop alpha
+site_stop beta
 
-start beta
-listening beta || tap_bail "beta's repld does not listen"
+site_start beta
+site_listening beta || tap_bail "beta's repld does not listen"
 ip netns exec dmr-alpha bash -c "exec 3<>/dev/tcp/$B_IP/7790 && printf 'HELLO\r\n' >&3 && sleep 1"
-tap_check "a plaintext client is refused (beta's log)" logged beta "wrong version number"
+tap_check "a plaintext client is refused (beta's log)" site_logged beta "wrong version number"
 
 printf 'these bytes are not a frame of the protocol' >"$W/garbage"
 ip netns exec dmr-alpha timeout 10 openssl s_client -connect $B_IP:7790 -tls1_3 -quiet \
 	-cert "$W/tls/alpha.crt" -key "$W/tls/alpha.key" -CAfile "$W/tls/ca.crt" \
 	-verify_hostname beta <"$W/garbage" >/dev/null 2>&1 || true
 tap_check "garbage frames over an authenticated connection end it (beta's log)" \
-	logged beta "bad frame from"
+	site_logged beta "bad frame from"
 
 # A peer of another group: alpha serving a group vm9 whose site beta is
 # beta's vm1 address.
@@ -320,18 +212,18 @@ mkdir -p "$W/conf9"
 sed -e 's/^group vm1 {/group vm9 {/' -e 's/group vm1;/group vm9;/' -e 's/device vm1-/device vm9-/' \
 	-e "s|${DATA[alpha:0]}|${DATA[alpha9:0]}|" -e "s|${META[alpha:0]}|${META[alpha9:0]}|" \
 	-e '/volume 1 {/d' "$W/conf/vm1.conf" >"$W/conf9/vm9.conf"
-start alpha "$W/conf9" alpha9
+site_start alpha "$W/conf9" alpha9
 tap_check "a peer of another group is refused at the HELLO (beta's log)" \
-	logged beta "wrong group"
-stop alpha9
-stop beta
+	site_logged beta "wrong group"
+site_stop alpha9
+site_stop beta
 
 tap_check "beta applied nothing while refusing" test "$(status_of vm1b applied_seq)" = "$applied"
 tap_check "beta's data did not change while refusing" test "$(replica_sum)" = "$before"
 
 # ---- back to normal, and the admin's view --------------------------------------------
-start beta
-start alpha
+site_start beta
+site_start alpha
 out=$(drained) && tap_ok "after the refusals the pair resumes and drains" ||
 	tap_fail "drain after the refusals" "$out"
 tap_check "equal after the refusals" same
@@ -380,7 +272,7 @@ reconnect 10
 rss1=$(rss) s1=$(sessions)
 tap_check "$((s1 - s0)) more sessions: alpha's repld grew by $((rss1 - rss0)) KiB (of $rss0), under 2 MiB" \
 	test $((s1 - s0)) -eq 10 -a $((rss1 - rss0)) -lt 2048
-stop alpha
+site_stop alpha
 for ((i = 0; i < 50; i++)); do
 	[[ -s $W/alpha.rc ]] && break
 	sleep 0.1
