@@ -99,13 +99,19 @@ mid_resync() {
 	tap_check "$1 at $at of $dirty regions, mid-resync" test "$at" -lt "$dirty"
 }
 
-site_stop alpha KILL
-at=$(status_of vm1 resynced_regions)
-mid_resync "kill -9 of alpha's repld"
-sleep 1
-site_start alpha
-out=$(goes_on) && tap_ok "after kill -9 of alpha's repld the resync goes on" ||
-	tap_fail "the resync after kill -9 of alpha's repld" "$out"
+# killed SITE: kill -9 of SITE's repld mid-resync, a new one a second later;
+# the resync goes on.
+killed() {
+	site_stop "$1" KILL
+	at=$(status_of vm1 resynced_regions)
+	mid_resync "kill -9 of $1's repld"
+	sleep 1
+	site_start "$1"
+	out=$(goes_on) && tap_ok "after kill -9 of $1's repld the resync goes on" ||
+		tap_fail "the resync after kill -9 of $1's repld" "$out"
+}
+
+killed alpha
 
 # The controller's own view, while it resyncs.
 facts=$("$REPLTOOL" status --socket "$W/alpha.sock" vm1)
@@ -115,13 +121,7 @@ waits=$(awk '$1 == "resync_rate_waits" { print $2 }' <<<"$facts")
 tap_check "repld's status shows the rate limit, $RATE bytes/s" test "$limit" = "$RATE"
 tap_check "the controller held regions back at the rate limit ($waits times)" test "$waits" -gt 0
 
-site_stop beta KILL
-at=$(status_of vm1 resynced_regions)
-mid_resync "kill -9 of beta's repld"
-sleep 1
-site_start beta
-out=$(goes_on) && tap_ok "after kill -9 of beta's repld the resync goes on" ||
-	tap_fail "the resync after kill -9 of beta's repld" "$out"
+killed beta
 
 ip netns exec dmr-alpha tc qdisc add dev va root netem loss 100%
 ip netns exec dmr-beta tc qdisc add dev vb root netem loss 100%

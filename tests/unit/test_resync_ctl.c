@@ -75,6 +75,14 @@ static void sim_run(struct sim *s, unsigned int secs)
 		sim_step(s);
 }
 
+/* A sim run for 20 s, its statistics from there on. */
+static void sim_settled(struct sim *s, double link, double stream)
+{
+	sim_init(s, link, stream, 0);
+	sim_run(s, 20);
+	sim_reset_stats(s);
+}
+
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -92,9 +100,7 @@ TEST(it_takes_most_of_what_the_stream_leaves_and_keeps_the_lag_near_the_target)
 {
 	static struct sim s;
 
-	sim_init(&s, 10 * MIB, 3 * MIB, 0);
-	sim_run(&s, 20);
-	sim_reset_stats(&s);
+	sim_settled(&s, 10 * MIB, 3 * MIB);
 	sim_run(&s, 60);
 	TH_LOG("resync %.2f MiB/s of 7 left, lag p99 %.2f s, max %.2f s, %llu cuts",
 	       s.resync / 60 / MIB, sim_lag_p99(&s), s.lag_max, (unsigned long long)s.c.cuts);
@@ -172,9 +178,7 @@ TEST(a_link_the_stream_fills_still_lets_the_resync_through_at_its_floor)
 {
 	static struct sim s;
 
-	sim_init(&s, 10 * MIB, 10 * MIB, 0);
-	sim_run(&s, 20);
-	sim_reset_stats(&s);
+	sim_settled(&s, 10 * MIB, 10 * MIB);
 	sim_run(&s, 60);
 	TH_LOG("resync %.3f MiB/s, budget %.3f MiB/s", s.resync / 60 / MIB, s.c.budget / MIB);
 	EXPECT_GE(s.resync, 0.9 * 60 * DMREPL_RESYNC_MIN_RATE);

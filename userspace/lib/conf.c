@@ -703,15 +703,22 @@ static int set_resync_rate(struct parser *p, const struct stmt *s)
 	return 0;
 }
 
-static int set_resync_lag_target(struct parser *p, const struct stmt *s)
+/* A time from 100ms to max_s seconds into *ms. */
+static int set_time(struct parser *p, const struct stmt *s, unsigned int max_s,
+		    unsigned int *ms)
 {
 	unsigned long long v;
 
-	if (!parse_ms(s->args[0].text, &v) || v < 100 || v > 600000)
-		return fail(p, s->key->line, "resync-lag-target " VAL ": not a time from "
-			    "100ms to 600s", s->args[0].text);
-	p->g->resync_lag_ms = (unsigned int)v;
+	if (!parse_ms(s->args[0].text, &v) || v < 100 || v > max_s * 1000ULL)
+		return fail(p, s->key->line, "%s " VAL ": not a time from 100ms to %us",
+			    s->key->text, s->args[0].text, max_s);
+	*ms = (unsigned int)v;
 	return 0;
+}
+
+static int set_resync_lag_target(struct parser *p, const struct stmt *s)
+{
+	return set_time(p, s, 600, &p->g->resync_lag_ms);
 }
 
 static int set_window(struct parser *p, const struct stmt *s)
@@ -738,13 +745,7 @@ static int set_batch_size(struct parser *p, const struct stmt *s)
 
 static int set_heartbeat(struct parser *p, const struct stmt *s)
 {
-	unsigned long long v;
-
-	if (!parse_ms(s->args[0].text, &v) || v < 100 || v > 60000)
-		return fail(p, s->key->line, "heartbeat " VAL ": not a time from 100ms "
-			    "to 60s", s->args[0].text);
-	p->g->heartbeat_ms = (unsigned int)v;
-	return 0;
+	return set_time(p, s, 60, &p->g->heartbeat_ms);
 }
 
 static int set_timeout(struct parser *p, const struct stmt *s)
