@@ -24,6 +24,7 @@
 #include <linux/bio.h>
 #include <linux/blkdev.h>
 #include <linux/crc32c.h>
+#include <linux/highmem.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 
@@ -252,11 +253,20 @@ static unsigned int check_structure(const struct dm_repl_rec *h, size_t avail)
 	if ((flags & DM_REPL_RECF_VOID) &&
 	    (type == DM_REPL_REC_STREAM || type == DM_REPL_REC_GAP))
 		return DM_REPL_APPLY_BAD_FLAGS;
+	/* ZERO: a resynced region's data, as zeros without a payload. */
+	if ((flags & DM_REPL_RECF_ZERO) &&
+	    (type != DM_REPL_REC_RESYNC || (flags & DM_REPL_RECF_VOID)))
+		return DM_REPL_APPLY_BAD_FLAGS;
 	if (flags & DM_REPL_RECF_VOID)
 		return plen ? DM_REPL_APPLY_BAD_LENGTH : DM_REPL_APPLY_OK;
 
 	switch (type) {
 	case DM_REPL_REC_RESYNC:
+		if (flags & DM_REPL_RECF_ZERO) {
+			if (plen || !nbytes || nbytes % SECTOR_SIZE)
+				return DM_REPL_APPLY_BAD_LENGTH;
+			break;
+		}
 		/* The end of a resync: a record of its own, with no data. */
 		if ((flags & DM_REPL_RECF_RESYNC_END) && !nbytes) {
 			if (plen != sizeof(struct dm_repl_resync_end))
@@ -643,6 +653,57 @@ static void submit_zeroes(struct apply_batch *b, struct apply_rec *rec)
 		WRITE_ONCE(b->status, BLK_STS_IOERR);
 }
 
+/* Does @nr sectors at @sector of @bdev read as zeros? False on an error. */
+static bool reads_zeros(struct block_device *bdev, sector_t sector, sector_t nr)
+{
+	struct page *page = alloc_page(GFP_NOIO);
+	bool zeros = page;
+
+	while (zeros && nr) {
+		unsigned int n = min_t(sector_t, nr, PAGE_SECTORS);
+		struct bio bio;
+		struct bio_vec bv;
+		void *p;
+
+		bio_init(&bio, bdev, &bv, 1, REQ_OP_READ);
+		bio.bi_iter.bi_sector = sector;
+		__bio_add_page(&bio, page, n << SECTOR_SHIFT, 0);
+		zeros = !submit_bio_wait(&bio);
+		bio_uninit(&bio);
+		p = kmap_local_page(page);
+		zeros = zeros && !memchr_inv(p, 0, n << SECTOR_SHIFT);
+		kunmap_local(p);
+		sector += n;
+		nr -= n;
+		cond_resched();
+	}
+	if (page)
+		__free_page(page);
+	return zeros;
+}
+
+/*
+ * A resynced region that was zeros on the primary (a RESYNC record in its
+ * ZERO form). The device zeroes it if it can do so without writing pages
+ * (it may unmap it); else it is read, and written only where it is not
+ * zero already, so that a thin or sparse replica is not filled with zeros.
+ */
+static void submit_resync_zeroes(struct apply_batch *b, struct apply_rec *rec)
+{
+	struct block_device *bdev = rec->vol->data_bdev;
+	sector_t nr = rec->nbytes >> SECTOR_SHIFT;
+	int r;
+
+	window_enter(b, rec);	/* the read sees every write before it */
+	r = blkdev_issue_zeroout(bdev, rec->sector, nr, GFP_NOIO,
+				 BLKDEV_ZERO_NOFALLBACK);
+	if (r == -EOPNOTSUPP)
+		r = reads_zeros(bdev, rec->sector, nr) ? 0 :
+		    blkdev_issue_zeroout(bdev, rec->sector, nr, GFP_NOIO, 0);
+	if (r)
+		WRITE_ONCE(b->status, BLK_STS_IOERR);
+}
+
 /* The end of an epoch: its writes are complete and durable. */
 static void flush_written(struct apply_batch *b)
 {
@@ -791,7 +852,10 @@ static void apply_one(struct apply_batch *b, struct apply_rec *rec)
 		if (rec->nbytes) {
 			if (!b->inconsistent)
 				begin_resync(b);
-			submit_write(b, rec);
+			if (rec->flags & DM_REPL_RECF_ZERO)
+				submit_resync_zeroes(b, rec);
+			else
+				submit_write(b, rec);
 		}
 		if ((rec->flags & DM_REPL_RECF_RESYNC_END) && resync_ends(b, rec)) {
 			b->inconsistent = false;

@@ -87,8 +87,18 @@ struct dm_repl_resync_end {
 #define DM_REPL_RECF_VOID	(1U << 2)
 /* STREAM: the previous stream may have lost records (see above). */
 #define DM_REPL_RECF_GAP	(1U << 3)
+/*
+ * ZERO: a RESYNC record whose region read as zeros on the primary, sent
+ * without its payload (payload_len 0, len 64, nbytes kept): the replica
+ * zeroes the range, and leaves it unwritten where it reads as zeros
+ * already (a thin or sparse volume stays unallocated). The ring never
+ * holds it: whoever copies a RESYNC record out of the ring may write this
+ * form of it, as for VOID.
+ */
+#define DM_REPL_RECF_ZERO	(1U << 4)
 #define DM_REPL_RECF_KNOWN	(DM_REPL_RECF_FUA | DM_REPL_RECF_RESYNC_END | \
-				 DM_REPL_RECF_VOID | DM_REPL_RECF_GAP)
+				 DM_REPL_RECF_VOID | DM_REPL_RECF_GAP | \
+				 DM_REPL_RECF_ZERO)
 
 #define DM_REPL_MARKER_LABEL_MAX 64
 

@@ -58,7 +58,8 @@ static bool peer_has(const struct dmrepl_ship *s, const struct dm_repl_rec *slot
  */
 static int ship_slot(struct dmrepl_ship *s, const struct dm_repl_rec *slot, bool discarded)
 {
-	size_t len = discarded ? DM_REPL_REC_HDR_SIZE : dmrepl_rec_len(slot);
+	bool zero = !discarded && dmrepl_rec_zero_region(slot);
+	size_t len = discarded || zero ? DM_REPL_REC_HDR_SIZE : dmrepl_rec_len(slot);
 	void *room;
 	int ret;
 
@@ -67,6 +68,8 @@ static int ship_slot(struct dmrepl_ship *s, const struct dm_repl_rec *slot, bool
 		dmrepl_ship_acked(s, dmrepl_rec_seq(slot));
 		return 0;
 	}
+	if (zero)
+		s->zero_bytes += dmrepl_rec_nbytes(slot);
 	/* No fd: batch.send is the sink. */
 	room = dmrepl_batch_room(&s->batch, len, -1, &ret);
 	if (!room)
