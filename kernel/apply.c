@@ -695,9 +695,14 @@ static void submit_resync_zeroes(struct apply_batch *b, struct apply_rec *rec)
 	int r;
 
 	window_enter(b, rec);	/* the read sees every write before it */
+	/*
+	 * Not only EOPNOTSUPP: a device that said it could and then could
+	 * not (EREMOTEIO) gets the slow way too, and a real I/O error shows
+	 * there again.
+	 */
 	r = blkdev_issue_zeroout(bdev, rec->sector, nr, GFP_NOIO,
 				 BLKDEV_ZERO_NOFALLBACK);
-	if (r == -EOPNOTSUPP)
+	if (r)
 		r = reads_zeros(bdev, rec->sector, nr) ? 0 :
 		    blkdev_issue_zeroout(bdev, rec->sector, nr, GFP_NOIO, 0);
 	if (r)
