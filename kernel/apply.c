@@ -262,8 +262,10 @@ static unsigned int check_structure(const struct dm_repl_rec *h, size_t avail)
 
 	switch (type) {
 	case DM_REPL_REC_RESYNC:
+		/* ZERO stands for a record whose payload it had. */
 		if (flags & DM_REPL_RECF_ZERO) {
-			if (plen || !nbytes || nbytes % SECTOR_SIZE)
+			if (plen || !nbytes || nbytes % SECTOR_SIZE ||
+			    nbytes > DM_REPL_REC_PAYLOAD_MAX)
 				return DM_REPL_APPLY_BAD_LENGTH;
 			break;
 		}
@@ -653,40 +655,87 @@ static void submit_zeroes(struct apply_batch *b, struct apply_rec *rec)
 		WRITE_ONCE(b->status, BLK_STS_IOERR);
 }
 
-/* Does @nr sectors at @sector of @bdev read as zeros? False on an error. */
-static bool reads_zeros(struct block_device *bdev, sector_t sector, sector_t nr)
+/* 64 KiB, a thin pool's usual block: read, and zeroed unless zeros. */
+#define ZERO_CHUNK_PAGES 16
+
+/* Are the first @nr sectors held by @pages zeros? */
+static bool pages_zero(struct page **pages, sector_t nr)
 {
-	struct page *page = alloc_page(GFP_NOIO);
-	bool zeros = page;
+	unsigned int i;
+	bool zeros = true;
 
-	while (zeros && nr) {
+	for (i = 0; zeros && nr; i++) {
 		unsigned int n = min_t(sector_t, nr, PAGE_SECTORS);
-		struct bio bio;
-		struct bio_vec bv;
-		void *p;
+		void *p = kmap_local_page(pages[i]);
 
-		bio_init(&bio, bdev, &bv, 1, REQ_OP_READ);
-		bio.bi_iter.bi_sector = sector;
-		__bio_add_page(&bio, page, n << SECTOR_SHIFT, 0);
-		zeros = !submit_bio_wait(&bio);
-		bio_uninit(&bio);
-		p = kmap_local_page(page);
-		zeros = zeros && !memchr_inv(p, 0, n << SECTOR_SHIFT);
+		zeros = !memchr_inv(p, 0, n << SECTOR_SHIFT);
 		kunmap_local(p);
-		sector += n;
 		nr -= n;
+	}
+	return zeros;
+}
+
+/* Read @nr sectors (at most @n pages) at @sector into @pages. */
+static int read_chunk(struct block_device *bdev, sector_t sector, sector_t nr,
+		      struct page **pages, unsigned int n)
+{
+	struct bio_vec bvecs[ZERO_CHUNK_PAGES];
+	struct bio bio;
+	unsigned int i;
+	int r;
+
+	bio_init(&bio, bdev, bvecs, n, REQ_OP_READ);
+	bio.bi_iter.bi_sector = sector;
+	for (i = 0; nr; i++) {
+		unsigned int len = min_t(sector_t, nr, PAGE_SECTORS);
+
+		__bio_add_page(&bio, pages[i], len << SECTOR_SHIFT, 0);
+		nr -= len;
+	}
+	r = submit_bio_wait(&bio);
+	bio_uninit(&bio);
+	return r;
+}
+
+/*
+ * Zero @nr sectors at @sector, a chunk at a time, writing only the chunks
+ * that do not read as zeros already: a thin or sparse device stays
+ * unallocated there. A chunk that cannot be read is zeroed.
+ */
+static int zero_where_not_zero(struct block_device *bdev, sector_t sector,
+			       sector_t nr)
+{
+	struct page *pages[ZERO_CHUNK_PAGES];
+	unsigned int n;
+	int r = 0;
+
+	for (n = 0; n < ZERO_CHUNK_PAGES; n++) {
+		pages[n] = alloc_page(GFP_NOIO);
+		if (!pages[n])
+			break;
+	}
+	if (!n)
+		return blkdev_issue_zeroout(bdev, sector, nr, GFP_NOIO, 0);
+	while (!r && nr) {
+		sector_t len = min_t(sector_t, nr, (sector_t)n * PAGE_SECTORS);
+
+		if (read_chunk(bdev, sector, len, pages, n) ||
+		    !pages_zero(pages, len))
+			r = blkdev_issue_zeroout(bdev, sector, len, GFP_NOIO, 0);
+		sector += len;
+		nr -= len;
 		cond_resched();
 	}
-	if (page)
-		__free_page(page);
-	return zeros;
+	while (n--)
+		__free_page(pages[n]);
+	return r;
 }
 
 /*
  * A resynced region that was zeros on the primary (a RESYNC record in its
  * ZERO form). The device zeroes it if it can do so without writing pages
- * (it may unmap it); else it is read, and written only where it is not
- * zero already, so that a thin or sparse replica is not filled with zeros.
+ * (it may unmap it); else only the chunks that are not zeros already are
+ * written, so that a thin or sparse replica is not filled with zeros.
  */
 static void submit_resync_zeroes(struct apply_batch *b, struct apply_rec *rec)
 {
@@ -703,8 +752,7 @@ static void submit_resync_zeroes(struct apply_batch *b, struct apply_rec *rec)
 	r = blkdev_issue_zeroout(bdev, rec->sector, nr, GFP_NOIO,
 				 BLKDEV_ZERO_NOFALLBACK);
 	if (r)
-		r = reads_zeros(bdev, rec->sector, nr) ? 0 :
-		    blkdev_issue_zeroout(bdev, rec->sector, nr, GFP_NOIO, 0);
+		r = zero_where_not_zero(bdev, rec->sector, nr);
 	if (r)
 		WRITE_ONCE(b->status, BLK_STS_IOERR);
 }

@@ -1075,6 +1075,16 @@ static uint64_t mk_zero_with_payload(struct ctx *c, struct batch *b, struct src 
 	return first;
 }
 
+/* ... and stands for a record whose payload it had. */
+static uint64_t mk_zero_too_large(struct ctx *c, struct batch *b, struct src *s)
+{
+	uint64_t first = s->seq;
+
+	(void)c;
+	b_resync_zero(b, s, 0, 0, DM_REPL_REC_PAYLOAD_MAX + 4096, NULL);
+	return first;
+}
+
 static uint64_t mk_zero_void(struct ctx *c, struct batch *b, struct src *s)
 {
 	uint64_t first = s->seq;
@@ -1129,6 +1139,7 @@ REFUSE(void_stream_record, mk_void_stream, EINVAL, BAD_FLAGS);
 REFUSE(zero_flag_on_a_write, mk_zero_flag_on_write, EINVAL, BAD_FLAGS);
 REFUSE(zero_resync_with_a_payload, mk_zero_with_payload, EINVAL, BAD_LENGTH);
 REFUSE(void_zero_resync, mk_zero_void, EINVAL, BAD_FLAGS);
+REFUSE(zero_resync_over_the_largest_payload, mk_zero_too_large, EINVAL, BAD_LENGTH);
 
 FIXTURE_SETUP(refuse)
 {

@@ -439,6 +439,12 @@ static void spoil_zero_nbytes(unsigned char *buf, long *len)
 	add_zero_form(buf, len, 0);
 	hdr(buf)->nbytes = htole32(1000);
 }
+/* Larger than any record it could stand for. */
+static void spoil_zero_nbytes_big(unsigned char *buf, long *len)
+{
+	add_zero_form(buf, len, 0);
+	hdr(buf)->nbytes = htole32(DM_REPL_REC_PAYLOAD_MAX + 512);
+}
 static void spoil_len_short(unsigned char *buf, long *len)
 {
 	(void)len;
@@ -605,6 +611,8 @@ REJECT(zero_form_of_a_void_resync, RESYNC, spoil_zero_void,
 REJECT(zero_resync_with_its_payload, RESYNC, spoil_zero_with_payload, "payload on a ZERO record");
 REJECT(zero_resync_nbytes_not_sector_multiple, RESYNC, spoil_zero_nbytes,
        "nbytes is not a positive multiple of 512");
+REJECT(zero_resync_nbytes_over_the_largest_payload, RESYNC, spoil_zero_nbytes_big,
+       "nbytes of a ZERO record is over the largest payload");
 REJECT(len_below_header, FLUSH, spoil_len_short, "len is shorter than the header");
 REJECT(len_not_multiple_of_8, WRITE, spoil_len_odd, "len is not a multiple of 8");
 REJECT(len_beyond_available, WRITE, spoil_avail_short, "len runs past the available bytes");

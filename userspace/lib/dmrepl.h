@@ -241,6 +241,17 @@ bool dmrepl_rec_zero_region(const struct dm_repl_rec *r);
 struct dm_repl_rec *dmrepl_rec_copy_out(struct dm_repl_rec *dst,
 					const struct dm_repl_rec *src, bool discarded);
 
+/*
+ * The same in two steps, for a copy into room of the right size: which
+ * form the record leaves in (*zero: its ZERO form) and its length then;
+ * and the copy in that form, of exactly that length. The ring is read
+ * once for each decision, so a slot that changes in between (it must not)
+ * cannot make the copy longer than its room.
+ */
+size_t dmrepl_rec_out_len(const struct dm_repl_rec *src, bool discarded, bool *zero);
+void dmrepl_rec_copy_as(struct dm_repl_rec *dst, const struct dm_repl_rec *src,
+			bool discarded, bool zero, size_t len);
+
 /* ------------------------------------------------------------------ */
 /* Raw record streams                                                  */
 /* ------------------------------------------------------------------ */

@@ -93,6 +93,9 @@ static const char *check_type_rules(const struct dm_repl_rec *r)
 		if (dmrepl_rec_flags(r) & DM_REPL_RECF_ZERO) {
 			if (plen)
 				return "payload on a ZERO record";
+			/* It stands for a record whose payload it had. */
+			if (nbytes > DM_REPL_REC_PAYLOAD_MAX)
+				return "nbytes of a ZERO record is over the largest payload";
 			return sectors_ok(nbytes) ? NULL :
 			       "nbytes is not a positive multiple of 512";
 		}
@@ -283,19 +286,32 @@ static void make_zero(const struct dm_repl_rec *src, struct dm_repl_rec *dst)
 	dmrepl_rec_seal(dst);
 }
 
-struct dm_repl_rec *dmrepl_rec_copy_out(struct dm_repl_rec *dst,
-					const struct dm_repl_rec *src, bool discarded)
+size_t dmrepl_rec_out_len(const struct dm_repl_rec *src, bool discarded, bool *zero)
+{
+	*zero = !discarded && dmrepl_rec_zero_region(src);
+	return discarded || *zero ? DM_REPL_REC_HDR_SIZE : dmrepl_rec_len(src);
+}
+
+void dmrepl_rec_copy_as(struct dm_repl_rec *dst, const struct dm_repl_rec *src,
+			bool discarded, bool zero, size_t len)
 {
 	if (discarded) {
 		dmrepl_rec_make_void(src, dst);
-		return dst;
-	}
-	if (dmrepl_rec_zero_region(src)) {
+	} else if (zero) {
 		make_zero(src, dst);
-		return dst;
+	} else {
+		memcpy(dst, src, len);
+		dmrepl_rec_seal(dst);
 	}
-	memcpy(dst, src, dmrepl_rec_len(src));
-	dmrepl_rec_seal(dst);
+}
+
+struct dm_repl_rec *dmrepl_rec_copy_out(struct dm_repl_rec *dst,
+					const struct dm_repl_rec *src, bool discarded)
+{
+	bool zero;
+	size_t len = dmrepl_rec_out_len(src, discarded, &zero);
+
+	dmrepl_rec_copy_as(dst, src, discarded, zero, len);
 	return dst;
 }
 
