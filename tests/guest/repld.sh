@@ -25,7 +25,7 @@ A_IP=10.77.0.1
 B_IP=10.77.0.2
 declare -A DATA META		# site:volume -> data, metadata device
 
-trap sites_cleanup EXIT
+trap sites_netns_cleanup EXIT
 
 # ---- set-up (tests/guest/lib.sh: sites_network, site_volume, sites_conf,
 # site_start, site_stop, site_logged) -------------------------------------------

@@ -25,7 +25,7 @@ declare -A DATA META
 SITES_VOLUMES=0
 SITES_KEYS="resync-rate 256K; resync-lag-target 1s;"
 
-trap sites_cleanup EXIT
+trap sites_netns_cleanup EXIT
 
 # resynced_at_least N: the kernel put N regions of vm1 in the ring (60 s).
 resynced_at_least() {
