@@ -25,6 +25,8 @@ MB=64
 DATA_CHUNKS=4			# of 256 KiB on each primary volume
 SEED=${TEST_SEED:-$(date +%s)}
 W=$(mktemp -d /tmp/initsync.XXXXXX)
+A_IP=127.0.0.1			# both sites in this namespace (sites_conf)
+B_IP=127.0.0.2
 declare -A DATA META		# site:volume -> data, metadata device
 
 trap sites_cleanup EXIT
@@ -71,28 +73,6 @@ disks() {
 		dd if=/dev/urandom of="${DATA[beta:1]}" bs=1M count=$MB status=none
 }
 
-conf() {
-	local site
-	mkdir -p "$W/conf" && openssl rand -hex 32 >"$W/psk" && chmod 600 "$W/psk" || return 1
-	{
-		echo "group vm1 {"
-		echo "	heartbeat 500ms; timeout 3s; window 4; batch-size 256K;"
-		echo "	tls { psk $W/psk; }"
-		for site in alpha beta; do
-			echo "	site $site {"
-			if [[ $site == alpha ]]; then
-				echo "		host alpha; address 127.0.0.1:7792; group vm1;"
-			else
-				echo "		host beta; address 127.0.0.2:7792; group vm1b;"
-			fi
-			echo "		volume 0 { device $site-0; data ${DATA[$site:0]}; meta ${META[$site:0]}; }"
-			echo "		volume 1 { device $site-1; data ${DATA[$site:1]}; meta ${META[$site:1]}; }"
-			echo "	}"
-		done
-		echo "}"
-	} >"$W/conf/vm1.conf"
-}
-
 # tool SITE VERB [ARGS...]: repltool VERB for SITE of vm1.
 tool() {
 	local site=$1 verb=$2
@@ -114,19 +94,13 @@ synced() {
 	return 1
 }
 
-same() {
-	local v
-	echo 1 >/proc/sys/vm/drop_caches
-	for v in 0 1; do
-		cmp "${DATA[alpha:$v]}" "${DATA[beta:$v]}" || return 1
-	done
-}
 
 tap_strict
 tap_diag "seed $SEED (set TEST_SEED to replay)"
 # Not tap_setup: it runs its command in a subshell, and these set DATA and META.
 disks || tap_bail "the disks of both sites"
-conf || tap_bail "the resource file"
+openssl rand -hex 32 >"$W/psk" && chmod 600 "$W/psk" && sites_conf "$W/conf" "$W/psk" ||
+	tap_bail "the resource file"
 tap_setup "create-md --initial-sync on alpha (primary)" tool alpha create-md --role primary --initial-sync
 tap_setup "create-md --initial-sync on beta (secondary)" tool beta create-md --role secondary --initial-sync
 tap_setup "both sites up" bash -c "$(declare -f tool); REPLTOOL=$REPLTOOL W=$W; tool alpha up && tool beta up"
@@ -143,7 +117,7 @@ start beta
 start alpha
 out=$(synced) && tap_ok "the initial sync ends: alpha up to date, beta consistent" ||
 	tap_fail "the initial sync" "$out"
-tap_check "beta is alpha byte for byte (the thin replica and the reused disk)" same
+tap_check "beta is alpha byte for byte (the thin replica and the reused disk)" sites_same
 # Before compression (which would shrink zeros too): what was batched.
 raw=$(link_fact "$W/alpha.sock" vm1 raw_bytes)
 tap_diag "the link carried ${raw:-?} bytes in batches, $(link_fact "$W/alpha.sock" vm1 wire_bytes)" \
@@ -160,11 +134,11 @@ tap_check "alpha's log tells of ${zeros:-no} bytes of zeros sent as headers (mos
 	test "${zeros:-0}" -gt $((MB * 1024 * 1024))
 
 # ---- after it: the stream ---------------------------------------------------------
-dd if=/dev/urandom of=/dev/mapper/alpha-0 bs=64k count=16 seek=100 oflag=direct status=none &&
-	dd if=/dev/urandom of=/dev/mapper/alpha-1 bs=4k count=16 seek=7 oflag=direct status=none
+dd if=/dev/urandom of=/dev/mapper/vm1-0 bs=64k count=16 seek=100 oflag=direct status=none &&
+	dd if=/dev/urandom of=/dev/mapper/vm1-1 bs=4k count=16 seek=7 oflag=direct status=none
 out=$(quiesce vm1 vm1b 120) && tap_ok "writes after the sync are applied by beta" ||
 	tap_fail "the stream after the sync" "$out"
-tap_check "equal after writes that followed the sync" same
+tap_check "equal after writes that followed the sync" sites_same
 tap_check "beta stays consistent" test "$(status_of vm1b consistency)" = consistent
 tap_check "nothing was refused by beta's kernel" test "$(status_of vm1b rejected)" = 0
 
@@ -180,7 +154,7 @@ tap_check "repltool down on both sites" bash -c \
 tool alpha create-md --role primary --initial-sync --force >/dev/null &&
 	tool beta create-md --role secondary --force >/dev/null &&
 	tool alpha up && tool beta up || tap_bail "the second pair"
-dd if=/dev/urandom of=/dev/mapper/alpha-0 bs=4k count=4 oflag=direct status=none
+dd if=/dev/urandom of=/dev/mapper/vm1-0 bs=4k count=4 oflag=direct status=none
 "$REPLTOOL" replicate --once vm1 vm1b >/dev/null || tap_bail "replicate --once"
 tap_check "the replica took the primary's first stream" \
 	test "$(status_of vm1b applied_seq)" = "$(last_seq vm1)"

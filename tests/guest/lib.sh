@@ -367,10 +367,21 @@ site_volume() {
 	dm_create "$group-$index" "0 $(blockdev --getsz "$data") repl $data $meta $group $role $*"
 }
 
+# sites_same: beta's data disks equal alpha's (DATA[SITE:0] and
+# DATA[SITE:1]), byte for byte.
+sites_same() {
+	local v
+	echo 1 >/proc/sys/vm/drop_caches
+	for v in 0 1; do
+		cmp "${DATA[alpha:$v]}" "${DATA[beta:$v]}" || return 1
+	done
+}
+
 # sites_conf DIR AUTH [BETA_CERT] [ALPHA_IDENTITY]: vm1.conf in DIR, alpha's
 # group vm1 replicated to beta's vm1b; AUTH is "cert" or a PSK file. Its
-# volumes are SITES_VOLUMES ("0 1" by default); SITES_KEYS are more keys of
-# the group.
+# volumes are SITES_VOLUMES ("0 1" by default), each site's device N named
+# after its group (vm1-N, vm1b-N: one kernel holds both); SITES_KEYS are
+# more keys of the group.
 sites_conf() {
 	local dir=$1 auth=$2 bcert=${3:-beta} aid=${4:-alpha} tls site v
 	mkdir -p "$dir"
@@ -393,7 +404,8 @@ sites_conf() {
 				[[ $auth == cert ]] && echo "		certificate $W/tls/$bcert.crt; key $W/tls/$bcert.key;"
 			fi
 			for v in ${SITES_VOLUMES:-0 1}; do
-				echo "		volume $v { device vm1-$v; data ${DATA[$site:$v]}; meta ${META[$site:$v]}; }"
+				echo "		volume $v { device vm1$([[ $site == beta ]] && echo b)-$v;" \
+					"data ${DATA[$site:$v]}; meta ${META[$site:$v]}; }"
 			done
 			echo "	}"
 		done
