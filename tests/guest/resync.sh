@@ -116,6 +116,28 @@ RIO=$TOP/tests/guest/resyncio
 D=/dev/dm-repl/g1
 modprobe dm-delay
 zero() { dd if=/dev/zero of="$1" bs=1M count=$MB status=none; }
+
+# two_volume_pair: g1 (p1 on ram0, p2 on a loop disk) replicated to g2 (s1
+# on ram2, s2 on a loop disk), all zeros, fresh metadata; T0 and T1 are the
+# primary volumes' tables (to load them again).
+two_volume_pair() {
+	dm_remove_all
+	zero /dev/ram0 && zero /dev/ram2
+	d1=$(loop_disk $MB) && m1=$(loop_disk 4) && d2=$(loop_disk $MB) && m2=$(loop_disk 4) ||
+		tap_bail "loop disks"
+	meta_create /dev/ram1 g1 /dev/ram0
+	"$REPLTOOL" meta create --force --group g1 --volume 1 --data-dev "$d1" "$m1" >/dev/null
+	"$REPLTOOL" meta create --force --role secondary --group g2 --data-dev /dev/ram2 \
+		/dev/ram3 >/dev/null
+	"$REPLTOOL" meta create --force --role secondary --group g2 --volume 1 --data-dev "$d2" \
+		"$m2" >/dev/null
+	T0="0 $S repl /dev/ram0 /dev/ram1 g1 primary 2 ring_mb 2"
+	T1="0 $(blockdev --getsz "$d1") repl $d1 $m1 g1 primary 2 ring_mb 2"
+	dm_create p1 "$T0" && dm_create p2 "$T1" &&
+		dm_create s1 "0 $S repl /dev/ram2 /dev/ram3 g2 secondary 2 source g1" &&
+		dm_create s2 "0 $(blockdev --getsz "$d2") repl $d2 $m2 g2 secondary 2 source g1" ||
+		tap_bail "two volumes"
+}
 # delayed_pair TABLE_OF_D0 [META_OPTS...]: d0 (dm-delay) over ram0 as g1's
 # data, ram2 as g2's (both zeroed); no replicate running.
 delayed_pair() {
