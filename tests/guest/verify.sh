@@ -15,18 +15,11 @@ REGION_KB=64
 REGIONS=$((MB * 1024 / REGION_KB))
 PASSES=${VERIFY_PASSES:-5}
 ram_disks 4 $MB
-S=$(blockdev --getsz /dev/ram0)
 W=$(mktemp -d /tmp/verify.XXXXXX)
 RIO=$TOP/tests/guest/resyncio
 rep=
 
-tables() {
-	meta_create /dev/ram1 g1 /dev/ram0
-	"$REPLTOOL" meta create --force --role secondary --group g2 \
-		--data-dev /dev/ram2 /dev/ram3 >/dev/null
-	dm_create p1 "0 $S repl /dev/ram0 /dev/ram1 g1 primary 2 ring_mb 16" &&
-		dm_create s1 "0 $S repl /dev/ram2 /dev/ram3 g2 secondary 2 source g1"
-}
+tables() { pair_tables "2 ring_mb 16"; }
 replicate_start() {
 	"$REPLTOOL" replicate g1 g2 >>"$W/replicate.out" 2>&1 &
 	rep=$!
@@ -99,6 +92,8 @@ tap_check "corrupt region $R: exit 3 (exit $rc)" test $rc = 3
 tap_check "corrupt region $R: reported, alone" test "$(mismatches "$W/corrupt.out")" = "0:$R"
 tap_check "corrupt region $R: the kernel log names it" \
 	bash -c "dmesg | grep -q 'g2: verify: volume 0 sectors $((R * REGION_KB * 2))+$((REGION_KB * 2)) differ'"
+tap_check "corrupt region $R: the replica's status counts it" \
+	test "$(status_of g2 verify_mismatches)" -ge 1
 verify "$W/fix.out" --fix
 rc=$?
 tap_check "--fix: exit 0 (exit $rc)" test $rc = 0
