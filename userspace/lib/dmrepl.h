@@ -612,8 +612,8 @@ int dmrepl_verify_init(struct dmrepl_verify *v, int fd);
  */
 int dmrepl_verify_step(struct dmrepl_verify *v, unsigned int max, unsigned int fill_pct);
 
-/* The region of the primary's volume @volume that holds @sector; -1: none. */
-long long dmrepl_verify_region_of(const struct dmrepl_verify *v, unsigned int volume,
+/* The region of @info's volume index @volume that holds @sector; -1: none. */
+long long dmrepl_verify_region_of(const struct dm_repl_group_info *info, unsigned int volume,
 				  __u64 sector);
 
 /* ------------------------------------------------------------------ */

@@ -89,13 +89,13 @@ int dmrepl_verify_step(struct dmrepl_verify *v, unsigned int max, unsigned int f
 	return (int)done;
 }
 
-long long dmrepl_verify_region_of(const struct dmrepl_verify *v, unsigned int volume,
+long long dmrepl_verify_region_of(const struct dm_repl_group_info *info, unsigned int volume,
 				  __u64 sector)
 {
 	unsigned int i;
 
-	for (i = 0; i < v->info.nr_volumes; i++) {
-		const struct dm_repl_volume_info *vi = &v->info.volumes[i];
+	for (i = 0; i < info->nr_volumes && i < DM_REPL_MAX_VOLUMES; i++) {
+		const struct dm_repl_volume_info *vi = &info->volumes[i];
 
 		if (vi->index == volume && vi->region_sectors && sector < vi->sectors)
 			return (long long)(sector / vi->region_sectors);
