@@ -89,7 +89,7 @@ struct dm_repl_resync_end {
 /* STREAM: the previous stream may have lost records (see above). */
 #define DM_REPL_RECF_GAP	(1U << 3)
 /* VERIFY: a write to the range raced the read: the hash is not compared. */
-#define DM_REPL_RECF_RACED	(1U << 4)
+#define DM_REPL_RECF_RACED	(1U << 5)
 #define DM_REPL_RECF_KNOWN	(DM_REPL_RECF_FUA | DM_REPL_RECF_RESYNC_END | \
 				 DM_REPL_RECF_VOID | DM_REPL_RECF_GAP | \
 				 DM_REPL_RECF_RACED)
