@@ -24,6 +24,7 @@
 #include <linux/bio.h>
 #include <linux/blkdev.h>
 #include <linux/crc32c.h>
+#include <linux/highmem.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 
@@ -254,11 +255,22 @@ static unsigned int check_structure(const struct dm_repl_rec *h, size_t avail)
 	if ((flags & DM_REPL_RECF_VOID) &&
 	    (type == DM_REPL_REC_STREAM || type == DM_REPL_REC_GAP))
 		return DM_REPL_APPLY_BAD_FLAGS;
+	/* ZERO: a resynced region's data, as zeros without a payload. */
+	if ((flags & DM_REPL_RECF_ZERO) &&
+	    (type != DM_REPL_REC_RESYNC || (flags & DM_REPL_RECF_VOID)))
+		return DM_REPL_APPLY_BAD_FLAGS;
 	if (flags & DM_REPL_RECF_VOID)
 		return plen ? DM_REPL_APPLY_BAD_LENGTH : DM_REPL_APPLY_OK;
 
 	switch (type) {
 	case DM_REPL_REC_RESYNC:
+		/* ZERO stands for a record whose payload it had. */
+		if (flags & DM_REPL_RECF_ZERO) {
+			if (plen || !nbytes || nbytes % SECTOR_SIZE ||
+			    nbytes > DM_REPL_REC_PAYLOAD_MAX)
+				return DM_REPL_APPLY_BAD_LENGTH;
+			break;
+		}
 		/* The end of a resync: a record of its own, with no data. */
 		if ((flags & DM_REPL_RECF_RESYNC_END) && !nbytes) {
 			if (plen != sizeof(struct dm_repl_resync_end))
@@ -664,6 +676,108 @@ static void submit_zeroes(struct apply_batch *b, struct apply_rec *rec)
 		WRITE_ONCE(b->status, BLK_STS_IOERR);
 }
 
+/* 64 KiB, a thin pool's usual block: read, and zeroed unless zeros. */
+#define ZERO_CHUNK_PAGES 16
+
+/* Are the first @nr sectors held by @pages zeros? */
+static bool pages_zero(struct page **pages, sector_t nr)
+{
+	unsigned int i;
+	bool zeros = true;
+
+	for (i = 0; zeros && nr; i++) {
+		unsigned int n = min_t(sector_t, nr, PAGE_SECTORS);
+		void *p = kmap_local_page(pages[i]);
+
+		zeros = !memchr_inv(p, 0, n << SECTOR_SHIFT);
+		kunmap_local(p);
+		nr -= n;
+	}
+	return zeros;
+}
+
+/* Read @nr sectors (at most @n pages) at @sector into @pages. */
+static int read_chunk(struct block_device *bdev, sector_t sector, sector_t nr,
+		      struct page **pages, unsigned int n)
+{
+	struct bio_vec bvecs[ZERO_CHUNK_PAGES];
+	struct bio bio;
+	unsigned int i;
+	int r;
+
+	bio_init(&bio, bdev, bvecs, n, REQ_OP_READ);
+	bio.bi_iter.bi_sector = sector;
+	for (i = 0; nr; i++) {
+		unsigned int len = min_t(sector_t, nr, PAGE_SECTORS);
+
+		__bio_add_page(&bio, pages[i], len << SECTOR_SHIFT, 0);
+		nr -= len;
+	}
+	r = submit_bio_wait(&bio);
+	bio_uninit(&bio);
+	return r;
+}
+
+/*
+ * Zero @nr sectors at @sector, a chunk at a time, writing only the chunks
+ * that do not read as zeros already: a thin or sparse device stays
+ * unallocated there. A chunk that cannot be read is zeroed.
+ */
+static int zero_where_not_zero(struct block_device *bdev, sector_t sector,
+			       sector_t nr)
+{
+	struct page *pages[ZERO_CHUNK_PAGES];
+	unsigned int n;
+	int r = 0;
+
+	for (n = 0; n < ZERO_CHUNK_PAGES; n++) {
+		pages[n] = alloc_page(GFP_NOIO);
+		if (!pages[n])
+			break;
+	}
+	if (!n)
+		return blkdev_issue_zeroout(bdev, sector, nr, GFP_NOIO, 0);
+	while (!r && nr) {
+		sector_t len = min_t(sector_t, nr, (sector_t)n * PAGE_SECTORS);
+
+		if (read_chunk(bdev, sector, len, pages, n) ||
+		    !pages_zero(pages, len))
+			r = blkdev_issue_zeroout(bdev, sector, len, GFP_NOIO, 0);
+		sector += len;
+		nr -= len;
+		cond_resched();
+	}
+	while (n--)
+		__free_page(pages[n]);
+	return r;
+}
+
+/*
+ * A resynced region that was zeros on the primary (a RESYNC record in its
+ * ZERO form). The device zeroes it if it can do so without writing pages
+ * (it may unmap it); else only the chunks that are not zeros already are
+ * written, so that a thin or sparse replica is not filled with zeros.
+ */
+static void submit_resync_zeroes(struct apply_batch *b, struct apply_rec *rec)
+{
+	struct block_device *bdev = rec->vol->data_bdev;
+	sector_t nr = rec->nbytes >> SECTOR_SHIFT;
+	int r;
+
+	window_enter(b, rec);	/* the read sees every write before it */
+	/*
+	 * Not only EOPNOTSUPP: a device that said it could and then could
+	 * not (EREMOTEIO) gets the slow way too, and a real I/O error shows
+	 * there again.
+	 */
+	r = blkdev_issue_zeroout(bdev, rec->sector, nr, GFP_NOIO,
+				 BLKDEV_ZERO_NOFALLBACK);
+	if (r)
+		r = zero_where_not_zero(bdev, rec->sector, nr);
+	if (r)
+		WRITE_ONCE(b->status, BLK_STS_IOERR);
+}
+
 /* The end of an epoch: its writes are complete and durable. */
 static void flush_written(struct apply_batch *b)
 {
@@ -874,7 +988,10 @@ static void apply_one(struct apply_batch *b, struct apply_rec *rec)
 		if (rec->nbytes) {
 			if (!b->inconsistent)
 				begin_resync(b);
-			submit_write(b, rec);
+			if (rec->flags & DM_REPL_RECF_ZERO)
+				submit_resync_zeroes(b, rec);
+			else
+				submit_write(b, rec);
 		}
 		if ((rec->flags & DM_REPL_RECF_RESYNC_END) && resync_ends(b, rec)) {
 			b->inconsistent = false;

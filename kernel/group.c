@@ -339,6 +339,13 @@ static struct repl_volume *volume_create(struct repl_group *g,
 	r = repl_meta_open(args->meta_bdev, v, error);
 	if (r)
 		goto bad;
+	/*
+	 * Its dirty regions (a crash, an overflow, an initial sync) are not
+	 * on the replica: the stream says so before its next record, even if
+	 * the stream it follows ended cleanly.
+	 */
+	if (g->role == DM_REPL_ROLE_PRIMARY && atomic64_read(&v->dirty))
+		repl_ring_note_overflow(&g->ring);
 	g->volumes[index] = v;
 	repl_resync_joined(v);
 	g->nr_volumes++;

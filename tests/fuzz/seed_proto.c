@@ -89,6 +89,32 @@ static size_t records(unsigned char *buf, size_t size, bool opening)
 	return len;
 }
 
+/* A resync's region of zeros (its ZERO form), then the resync's end. */
+static size_t resync_records(unsigned char *buf, size_t size)
+{
+	struct dm_repl_resync_end end = { htole64(1ULL << 5) };
+	struct dmrepl_rec_fields f[2] = {
+		{ .type = DM_REPL_REC_RESYNC, .flags = DM_REPL_RECF_ZERO, .volume = 5,
+		  .sector = 128, .nbytes = 65536 },
+		{ .type = DM_REPL_REC_RESYNC, .flags = DM_REPL_RECF_RESYNC_END, .volume = 5,
+		  .payload = &end, .payload_len = sizeof(end) },
+	};
+	size_t len = 0, i;
+	long n;
+
+	for (i = 0; i < 2; i++) {
+		f[i].seq = 904 + i;
+		f[i].epoch = 4;
+		f[i].group_tag = dmrepl_group_tag("vm42");
+		f[i].stream = STREAM_A;
+		n = dmrepl_rec_encode(buf + len, size - len, &f[i]);
+		if (n < 0)
+			exit(1);
+		len += (size_t)n;
+	}
+	return len;
+}
+
 int main(int argc, char **argv)
 {
 	static unsigned char recs[16384] __attribute__((aligned(8)));
@@ -110,6 +136,8 @@ int main(int argc, char **argv)
 	save("batch-zstd", &o, dmrepl_proto_put_batch(&o, recs, len, 3, NULL, &why));
 	len = records(recs, sizeof(recs), true);
 	save("batch-stream", &o, dmrepl_proto_put_batch(&o, recs, len, 0, NULL, &why));
+	len = resync_records(recs, sizeof(recs));
+	save("batch-resync", &o, dmrepl_proto_put_batch(&o, recs, len, 0, NULL, &why));
 	save("ack", &o, dmrepl_proto_put_ack(&o, &ack));
 	save("heartbeat", &o, dmrepl_proto_put_heartbeat(&o, 1700000000000000000ULL));
 	save("refuse", &o, dmrepl_proto_put_refuse(&o, DMREPL_REFUSE_ORDER,

@@ -254,6 +254,20 @@ static long b_marker(struct batch *b, struct src *s, const char *label)
 	return b_add(b, s, &f);
 }
 
+/* A resynced region of zeros, in its ZERO form: the range reads zeros after. */
+static long b_resync_zero(struct batch *b, struct src *s, unsigned int vol, uint64_t off,
+			  uint32_t len, unsigned char *img)
+{
+	struct dmrepl_rec_fields f = {
+		.type = DM_REPL_REC_RESYNC, .flags = DM_REPL_RECF_ZERO, .volume = vol,
+		.sector = off >> 9, .nbytes = len,
+	};
+
+	if (img)
+		memset(img + off, 0, len);
+	return b_add(b, s, &f);
+}
+
 /* The VOID form of a record of type at [off, +len): applies nothing. */
 static long b_void(struct batch *b, struct src *s, unsigned int type, unsigned int vol,
 		   uint64_t off, uint32_t len)
@@ -1088,6 +1102,46 @@ static uint64_t mk_raced_on_write(struct ctx *c, struct batch *b, struct src *s)
 	return first + 1;
 }
 
+/* ZERO belongs to a RESYNC record with data. */
+static uint64_t mk_zero_flag_on_write(struct ctx *c, struct batch *b, struct src *s)
+{
+	uint64_t first = three_writes(c, b, s);
+
+	rec_at(b, 1)->flags = htole16(DM_REPL_RECF_ZERO);
+	b_reseal(b, 1);
+	return first + 1;
+}
+
+/* ... and has no payload. */
+static uint64_t mk_zero_with_payload(struct ctx *c, struct batch *b, struct src *s)
+{
+	uint64_t first = s->seq;
+
+	b_data(c, b, s, DM_REPL_REC_RESYNC, DM_REPL_RECF_ZERO, 0, 0, 4096, 1, NULL);
+	return first;
+}
+
+/* ... and stands for a record whose payload it had. */
+static uint64_t mk_zero_too_large(struct ctx *c, struct batch *b, struct src *s)
+{
+	uint64_t first = s->seq;
+
+	(void)c;
+	b_resync_zero(b, s, 0, 0, DM_REPL_REC_PAYLOAD_MAX + 4096, NULL);
+	return first;
+}
+
+static uint64_t mk_zero_void(struct ctx *c, struct batch *b, struct src *s)
+{
+	uint64_t first = s->seq;
+
+	(void)c;
+	b_resync_zero(b, s, 0, 0, 4096, NULL);
+	rec_at(b, 0)->flags = htole16(DM_REPL_RECF_ZERO | DM_REPL_RECF_VOID);
+	b_reseal(b, 0);
+	return first;
+}
+
 #define REFUSE(name, fn, e, why)					\
 	FIXTURE_VARIANT_ADD(refuse, name) {				\
 		.make = fn, .err = e, .reason = DM_REPL_APPLY_##why,	\
@@ -1132,6 +1186,10 @@ REFUSE(verify_with_a_short_hash, mk_verify_short_hash, EINVAL, BAD_LENGTH);
 REFUSE(verify_over_1_gib, mk_verify_over_1g, EINVAL, BAD_LENGTH);
 REFUSE(verify_past_the_end, mk_verify_past_end, ERANGE, OUT_OF_RANGE);
 REFUSE(raced_flag_on_a_write, mk_raced_on_write, EINVAL, BAD_FLAGS);
+REFUSE(zero_flag_on_a_write, mk_zero_flag_on_write, EINVAL, BAD_FLAGS);
+REFUSE(zero_resync_with_a_payload, mk_zero_with_payload, EINVAL, BAD_LENGTH);
+REFUSE(void_zero_resync, mk_zero_void, EINVAL, BAD_FLAGS);
+REFUSE(zero_resync_over_the_largest_payload, mk_zero_too_large, EINVAL, BAD_LENGTH);
 
 FIXTURE_SETUP(refuse)
 {
@@ -1778,6 +1836,29 @@ TEST_F_TIMEOUT(apply, resync_is_inconsistent_until_its_end, 180)
 	ASSERT_EQ(0, apply_info(c->fd, &ai));
 	EXPECT_EQ(0U, ai.flags);
 	check_devs(_metadata, c, "after the resync");
+}
+
+/* A region of zeros in its ZERO form zeroes its range, as a resync. */
+TEST_F_TIMEOUT(apply, a_zero_resync_record_zeroes_its_range, 120)
+{
+	struct ctx *c = &self->c;
+	struct dm_repl_apply_info ai;
+	unsigned char *img;
+
+	ctx_init(_metadata, c, "ap16");
+	group_create(_metadata, c, 1, "");
+	img = c->vols[0].img;
+	batch_reset(&c->b);
+	b_write(c, &c->b, &c->s, 0, 0, 131072, 1, img);
+	b_flush(&c->b, &c->s);
+	apply_ok(_metadata, c, "data where the zeros go");
+	batch_reset(&c->b);
+	b_resync_zero(&c->b, &c->s, 0, 65536, 65536, img);
+	b_resync_zero(&c->b, &c->s, 0, 262144, 65536, img);	/* zeros already */
+	apply_ok(_metadata, c, "two RESYNC records in their ZERO form");
+	ASSERT_EQ(0, apply_info(c->fd, &ai));
+	EXPECT_EQ((unsigned int)DM_REPL_APPLYF_INCONSISTENT, ai.flags);
+	check_devs(_metadata, c, "after the ZERO records");
 }
 
 struct poller {

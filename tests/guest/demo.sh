@@ -103,9 +103,9 @@ cat "$W/etc/vm1.conf"
 echo "(one kernel holds both sites here, so beta's group has its own name: group vm1-dr)"
 show "$REPLTOOL" config check --dir "$W/etc" --site alpha
 
-step "Metadata and devices: A primary, B secondary (repltool create-md, up)"
-show "$REPLTOOL" create-md --config-dir "$W/etc" --site alpha --role primary vm1
-show "$REPLTOOL" create-md --config-dir "$W/etc" --site beta --role secondary vm1
+step "Metadata and devices: A primary, B secondary, a new pair (repltool create-md --initial-sync, up)"
+show "$REPLTOOL" create-md --config-dir "$W/etc" --site alpha --role primary --initial-sync vm1
+show "$REPLTOOL" create-md --config-dir "$W/etc" --site beta --role secondary --initial-sync vm1
 show "$REPLTOOL" up --config-dir "$W/etc" --site alpha vm1
 show "$REPLTOOL" up --config-dir "$W/etc" --site beta vm1
 show dmsetup table
@@ -115,6 +115,9 @@ repld_on beta
 repld_on alpha
 sleep 2
 cat "$W/alpha.log"
+
+step "The initial sync: A resyncs every region while the workload below starts (zeros go as headers)"
+show "$REPLTOOL" status --socket "$W/alpha.sock" vm1
 
 step "A workload on A: a tar archive of this source tree on volume 0, random writes on volume 1"
 echo "(no mkfs here: its write-zeroes fail on loop devices over tmpfs, and a failed"
@@ -126,7 +129,9 @@ echo "$ fio --rw=randwrite --bsrange=4k-256k --iodepth=16 --io_size=32M --fsync=
 fio --name=demo --filename=/dev/mapper/vm1-1 --direct=1 --ioengine=libaio \
 	--rw=randwrite --bsrange=4k-256k --iodepth=16 --size=${MB}M --io_size=32M \
 	--fsync=32 --randseed=1 --output-format=terse --terse-version=3 >/dev/null
+state_reaches vm1 state uptodate 900
 quiesce vm1 vm1-dr
+grep 'resync of group' "$W/alpha.log"
 
 step "Status on A (primary) and on B (replica)"
 show "$REPLTOOL" status --socket "$W/alpha.sock"

@@ -116,6 +116,19 @@ quiesce() {
 	return 1
 }
 
+# state_reaches GROUP KEY VALUE [SECONDS]: wait (up to SECONDS, 300 by
+# default) until `repltool status GROUP` says KEY VALUE.
+state_reaches() {
+	local got end=$((SECONDS + ${4:-300}))
+	while ((SECONDS < end)); do
+		got=$(status_of "$1" "$2")
+		[[ $got == "$3" ]] && return 0
+		sleep 0.5
+	done
+	echo "$2 of $1 is ${got:-?} after ${4:-300} s, not $3"
+	return 1
+}
+
 # applied_reaches GROUP SEQ [SECONDS]: wait (up to SECONDS, 300 by default)
 # until the secondary GROUP has applied sequence SEQ, a primary's last
 # sequence that another host told (quiesce, when both are in this kernel).
@@ -128,6 +141,21 @@ applied_reaches() {
 	done
 	echo "applied_seq of $1 is $got after ${3:-300} s, not $2"
 	return 1
+}
+
+# sites_cleanup: the end of a test of two sites in this guest: the daemons
+# whose pids are in W/*.pid killed, every device and loop disk gone, the
+# daemons' logs (W/*.log) kept next to the TAP file, W removed.
+sites_cleanup() {
+	local f
+	for f in "$W"/*.pid; do
+		[[ -e $f ]] && kill -9 "$(cat "$f")" 2>/dev/null
+	done
+	wait 2>/dev/null
+	dm_remove_all
+	loop_disks_free
+	[[ -n ${VM_OUT:-} ]] && cp "$W"/*.log "$VM_OUT/" 2>/dev/null
+	rm -rf "$W"
 }
 
 # log_has FILE TEXT [SECONDS]: TEXT appears in FILE (a daemon's log) within

@@ -26,18 +26,9 @@ B_IP=10.77.0.2
 declare -A DATA META		# site:volume -> data, metadata device
 
 cleanup() {
-	local f
-	for f in "$W"/*.pid; do
-		[[ -e $f ]] && kill -9 "$(cat "$f")" 2>/dev/null
-	done
-	wait 2>/dev/null
-	dm_remove_all
-	loop_disks_free
 	ip netns del dmr-alpha 2>/dev/null
 	ip netns del dmr-beta 2>/dev/null
-	# The daemons' logs outlive the run, next to the TAP file.
-	[[ -n ${VM_OUT:-} ]] && cp "$W"/*.log "$VM_OUT/" 2>/dev/null
-	rm -rf "$W"
+	sites_cleanup
 }
 trap cleanup EXIT
 

@@ -235,19 +235,7 @@ tap_check "at the end: it has the write the read saw and the one before it" bash
 	 cmp '$W/wa' <(dd if=/dev/ram2 bs=4k skip=$((31 * 256)) count=1 status=none)"
 
 # 8. A volume that left the group dirty: no resync ends until it is back.
-dm_remove_all
-zero /dev/ram0 && zero /dev/ram2
-d1=$(loop_disk $MB) && m1=$(loop_disk 4) && d2=$(loop_disk $MB) && m2=$(loop_disk 4) ||
-	tap_bail "loop disks"
-meta_create /dev/ram1 g1 /dev/ram0
-"$REPLTOOL" meta create --force --group g1 --volume 1 --data-dev "$d1" "$m1" >/dev/null
-"$REPLTOOL" meta create --force --role secondary --group g2 --data-dev /dev/ram2 /dev/ram3 >/dev/null
-"$REPLTOOL" meta create --force --role secondary --group g2 --volume 1 --data-dev "$d2" "$m2" >/dev/null
-T1="0 $(blockdev --getsz "$d1") repl $d1 $m1 g1 primary 2 ring_mb 2"
-dm_create p1 "0 $S repl /dev/ram0 /dev/ram1 g1 primary 2 ring_mb 2" && dm_create p2 "$T1" &&
-	dm_create s1 "0 $S repl /dev/ram2 /dev/ram3 g2 secondary 2 source g1" &&
-	dm_create s2 "0 $(blockdev --getsz "$d2") repl $d2 $m2 g2 secondary 2 source g1" ||
-	tap_bail "two volumes"
+two_volume_pair
 dd if=/dev/urandom of=/dev/mapper/p2 bs=64k count=64 oflag=direct status=none
 "$REPLTOOL" replicate --once g1 g2 >/dev/null
 dmsetup remove p2
@@ -318,20 +306,7 @@ tap_check "a write that failed after the last read: the replica is not consisten
 
 # 11. The group reloaded without a volume that left dirty: an end of a
 # resync of what is there does not make the replica consistent.
-dm_remove_all
-zero /dev/ram0 && zero /dev/ram2
-d1=$(loop_disk $MB) && m1=$(loop_disk 4) && d2=$(loop_disk $MB) && m2=$(loop_disk 4) ||
-	tap_bail "loop disks"
-meta_create /dev/ram1 g1 /dev/ram0
-"$REPLTOOL" meta create --force --group g1 --volume 1 --data-dev "$d1" "$m1" >/dev/null
-"$REPLTOOL" meta create --force --role secondary --group g2 --data-dev /dev/ram2 /dev/ram3 >/dev/null
-"$REPLTOOL" meta create --force --role secondary --group g2 --volume 1 --data-dev "$d2" "$m2" >/dev/null
-T0="0 $S repl /dev/ram0 /dev/ram1 g1 primary 2 ring_mb 2"
-T1="0 $(blockdev --getsz "$d1") repl $d1 $m1 g1 primary 2 ring_mb 2"
-dm_create p1 "$T0" && dm_create p2 "$T1" &&
-	dm_create s1 "0 $S repl /dev/ram2 /dev/ram3 g2 secondary 2 source g1" &&
-	dm_create s2 "0 $(blockdev --getsz "$d2") repl $d2 $m2 g2 secondary 2 source g1" ||
-	tap_bail "two volumes"
+two_volume_pair
 dd if=/dev/urandom of=/dev/mapper/p2 bs=64k count=64 oflag=direct status=none
 "$REPLTOOL" replicate --once g1 g2 >/dev/null
 dmsetup remove p2

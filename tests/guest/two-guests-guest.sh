@@ -75,9 +75,17 @@ tap_diag "$SITE: $ROLE, ${VM_NET_IF:-?} ${VM_NET_ADDR:-?}, two volumes of $MB Mi
 hostname "$SITE"
 tap_check "$SITE finds its site in the resource file by its host name" \
 	"$REPLTOOL" config check --dir "$ETC"
-tap_setup "metadata of $SITE's volumes" \
-	"$REPLTOOL" create-md --config-dir "$ETC" --role "$ROLE" vm1
+# A new pair: the replica gets the primary's data by an initial sync, which
+# runs while fio writes on alpha.
+tap_setup "metadata of $SITE's volumes, for an initial sync" \
+	"$REPLTOOL" create-md --config-dir "$ETC" --role "$ROLE" --initial-sync vm1
 tap_setup "$SITE's volumes up" "$REPLTOOL" up --config-dir "$ETC" vm1
+if [[ $SITE == alpha ]]; then
+	tap_check "alpha is behind before the initial sync" test "$(status_of vm1 state)" = behind
+else
+	tap_check "beta is inconsistent before the initial sync" \
+		test "$(status_of vm1 consistency)" = inconsistent
+fi
 # beta's daemon first, as an admin would start the replica's: alpha's
 # then connects at once instead of backing off while beta boots.
 if [[ $SITE == beta ]]; then
@@ -97,6 +105,8 @@ if [[ $SITE == alpha ]]; then
 	at "fio"
 	out=$(fio_here "$SEED") && tap_ok "fio on alpha's two volumes, verified: $out" ||
 		tap_fail "fio on alpha" "$out"
+	out=$(state_reaches vm1 state uptodate) &&
+		tap_ok "alpha's initial sync ended (state uptodate)" || tap_fail "the initial sync" "$out"
 	out=$(shipped "$SOCK" vm1) &&
 		tap_ok "alpha's repld: every record shipped and acknowledged (lag 0, acked_seq $(last_seq vm1))" ||
 		tap_fail "alpha's records shipped" "$out"

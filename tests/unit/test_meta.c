@@ -251,6 +251,34 @@ TEST_F(meta, create_takes_the_size_from_data_dev_and_the_options)
 	EXPECT_STREQ("g.2", sb.group);
 }
 
+TEST_F(meta, create_initial_sync_dirties_every_region_of_a_primary_and_no_more)
+{
+	run_tool(&self->r, "meta", "create", "--initial-sync", "--group", "vm1",
+		 "--data-sectors", DATA_SECTORS, self->path, NULL);
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
+	run_tool(&self->r, "meta", "show", "--json", self->path, NULL);
+	EXPECT_NE(NULL, strstr(self->r.out, "\"bm_dirty\":16384}")) TH_LOG("%s", self->r.out);
+	EXPECT_NE(NULL, strstr(self->r.out, "\"flags\":[\"CLEAN\"]"));
+	/* 125 regions: the last word of the block is partly past the end. */
+	run_tool(&self->r, "meta", "create", "--force", "--initial-sync", "--group", "vm1",
+		 "--region-kb", "4", "--data-sectors", "1000", self->path, NULL);
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
+	run_tool(&self->r, "meta", "check", self->path, NULL);
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.out);
+	EXPECT_NE(NULL, strstr(self->r.out, "(125 dirty")) TH_LOG("%s", self->r.out);
+}
+
+TEST_F(meta, create_initial_sync_makes_a_secondary_inconsistent_and_clean)
+{
+	run_tool(&self->r, "meta", "create", "--initial-sync", "--role", "secondary",
+		 "--group", "vm1", "--data-sectors", DATA_SECTORS, self->path, NULL);
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
+	run_tool(&self->r, "meta", "show", "--json", self->path, NULL);
+	EXPECT_NE(NULL, strstr(self->r.out, "\"flags\":[\"CLEAN\",\"INCONSISTENT\"]"))
+		TH_LOG("%s", self->r.out);
+	EXPECT_NE(NULL, strstr(self->r.out, "\"bm_dirty\":0}"));
+}
+
 TEST_F(meta, create_stores_the_volume_index_and_show_prints_it)
 {
 	struct dmrepl_meta_sb sb;

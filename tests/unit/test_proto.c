@@ -194,7 +194,7 @@ TEST(hello_round_trips_for_both_roles)
 TEST(header_is_little_endian_field_by_field)
 {
 	static const unsigned char want[16] = {
-		'D', 'R', 'E', 'P', 1, DMREPL_FRAME_HEARTBEAT, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0,
+		'D', 'R', 'E', 'P', 2, DMREPL_FRAME_HEARTBEAT, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0,
 	};
 
 	make_bases();
@@ -606,8 +606,10 @@ struct hostile {
 static const struct hostile hostile[] = {
 	{ "bad magic", ACK, 0, 4, 0x50455245, NULL, 0, -EBADMSG, 0,
 	  "frame magic is not DREP" },
-	{ "version 2", ACK, OFF_VERSION, 1, 2, NULL, 0, -EPROTO, 0,
-	  "frame version is not 1" },
+	{ "version 1 (before ZERO records)", ACK, OFF_VERSION, 1, 1, NULL, 0, -EPROTO, 0,
+	  "frame version is not 2" },
+	{ "version 3", ACK, OFF_VERSION, 1, 3, NULL, 0, -EPROTO, 0,
+	  "frame version is not 2" },
 	{ "unknown type", ACK, OFF_TYPE, 1, 6, NULL, 0, -EBADMSG, 0,
 	  "frame type is not 1..5" },
 	{ "flags", HEARTBEAT, OFF_FLAGS, 2, 0x100, NULL, 0, -EBADMSG, 0,

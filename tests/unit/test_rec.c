@@ -422,6 +422,38 @@ static void spoil_void_len(unsigned char *buf, long *len)
 	memset(buf + DM_REPL_REC_HDR_SIZE, 0, 4096);
 	set_len(buf, len, DM_REPL_REC_HDR_SIZE + 8);
 }
+/* The ZERO form (header alone) of a record that may not have one. */
+static void add_zero_form(unsigned char *buf, long *len, __u16 more_flags)
+{
+	hdr(buf)->flags = htole16(DM_REPL_RECF_ZERO | more_flags);
+	hdr(buf)->payload_len = 0;
+	set_len(buf, len, DM_REPL_REC_HDR_SIZE);
+}
+static void spoil_zero_form(unsigned char *buf, long *len)
+{
+	add_zero_form(buf, len, 0);
+}
+static void spoil_zero_void(unsigned char *buf, long *len)
+{
+	add_zero_form(buf, len, DM_REPL_RECF_VOID);
+}
+/* ZERO with its data still there. */
+static void spoil_zero_with_payload(unsigned char *buf, long *len)
+{
+	(void)len;
+	hdr(buf)->flags = htole16(DM_REPL_RECF_ZERO);
+}
+static void spoil_zero_nbytes(unsigned char *buf, long *len)
+{
+	add_zero_form(buf, len, 0);
+	hdr(buf)->nbytes = htole32(1000);
+}
+/* Larger than any record it could stand for. */
+static void spoil_zero_nbytes_big(unsigned char *buf, long *len)
+{
+	add_zero_form(buf, len, 0);
+	hdr(buf)->nbytes = htole32(DM_REPL_REC_PAYLOAD_MAX + 512);
+}
 static void spoil_len_short(unsigned char *buf, long *len)
 {
 	(void)len;
@@ -604,6 +636,15 @@ REJECT(void_with_payload_len_but_len_of_the_header, RESYNC, spoil_void_payload_l
        "payload on a VOID record");
 REJECT(void_with_padding_beyond_the_header, DISCARD, spoil_void_len,
        "len has more padding than alignment needs");
+REJECT(zero_form_of_a_write, WRITE, spoil_zero_form,
+       "ZERO flag on a record that is not a RESYNC with its data");
+REJECT(zero_form_of_a_void_resync, RESYNC, spoil_zero_void,
+       "ZERO flag on a record that is not a RESYNC with its data");
+REJECT(zero_resync_with_its_payload, RESYNC, spoil_zero_with_payload, "payload on a ZERO record");
+REJECT(zero_resync_nbytes_not_sector_multiple, RESYNC, spoil_zero_nbytes,
+       "nbytes is not a positive multiple of 512");
+REJECT(zero_resync_nbytes_over_the_largest_payload, RESYNC, spoil_zero_nbytes_big,
+       "nbytes of a ZERO record is over the largest payload");
 REJECT(len_below_header, FLUSH, spoil_len_short, "len is shorter than the header");
 REJECT(len_not_multiple_of_8, WRITE, spoil_len_odd, "len is not a multiple of 8");
 REJECT(len_beyond_available, WRITE, spoil_avail_short, "len runs past the available bytes");
@@ -764,6 +805,41 @@ TEST(a_record_leaves_the_ring_sealed_or_as_its_void_form)
 	ASSERT_EQ(0xa5, out[HDR]);			/* nothing past the header */
 }
 
+TEST(a_resync_record_of_zeros_leaves_the_ring_as_its_zero_form)
+{
+	unsigned char buf[BUF_SIZE] __attribute__((aligned(8)));
+	unsigned char out[BUF_SIZE] __attribute__((aligned(8)));
+	long len = make_rec(buf, DM_REPL_REC_RESYNC);
+	const char *why = "unset";
+
+	memset(buf + HDR, 0, 4096);
+	hdr(buf)->crc = 0;		/* as in the ring */
+	ASSERT_TRUE(dmrepl_rec_zero_region(hdr(buf)));
+	memset(out, 0xa5, sizeof(out));
+	dmrepl_rec_copy_out(hdr(out), hdr(buf), false);
+	ASSERT_EQ(0, dmrepl_rec_check(out, HDR, &why));
+	ASSERT_EQ((__u32)HDR, dmrepl_rec_len(hdr(out)));
+	ASSERT_EQ(0U, dmrepl_rec_payload_len(hdr(out)));
+	ASSERT_EQ(4096U, dmrepl_rec_nbytes(hdr(out)));
+	ASSERT_EQ(2048U, dmrepl_rec_sector(hdr(out)));
+	ASSERT_EQ(DM_REPL_RECF_ZERO, dmrepl_rec_flags(hdr(out)));
+	ASSERT_EQ(0xa5, out[HDR]);			/* nothing past the header */
+	/* The ring never holds it. */
+	hdr(out)->crc = 0;
+	ASSERT_EQ(-EINVAL, dmrepl_rec_check_unsealed(out, HDR, &why));
+	ASSERT_STREQ("a record in the ring is never in its ZERO form", why);
+	/* One byte of data, at the end, and the data goes as it is. */
+	buf[len - 1] = 1;
+	ASSERT_FALSE(dmrepl_rec_zero_region(hdr(buf)));
+	dmrepl_rec_copy_out(hdr(out), hdr(buf), false);
+	ASSERT_EQ((__u32)len, dmrepl_rec_len(hdr(out)));
+	ASSERT_EQ(0U, dmrepl_rec_flags(hdr(out)));
+	/* Nor a WRITE of zeros: only a resync's region. */
+	len = make_rec(buf, DM_REPL_REC_WRITE);
+	memset(buf + HDR, 0, 4096);
+	ASSERT_FALSE(dmrepl_rec_zero_region(hdr(buf)));
+}
+
 TEST(void_header_with_nbytes_that_no_type_rule_allows_is_accepted)
 {
 	unsigned char buf[BUF_SIZE] __attribute__((aligned(8)));
@@ -902,6 +978,8 @@ TEST(header_is_80_bytes_with_stream_at_64_and_reserved_at_72)
 	ASSERT_NE(0U, DM_REPL_RECF_KNOWN & DM_REPL_RECF_GAP);
 	ASSERT_EQ(0U, (DM_REPL_RECF_FUA | DM_REPL_RECF_RESYNC_END | DM_REPL_RECF_VOID) &
 		      DM_REPL_RECF_GAP);
+	ASSERT_EQ(1U << 4, DM_REPL_RECF_ZERO);
+	ASSERT_NE(0U, DM_REPL_RECF_KNOWN & DM_REPL_RECF_ZERO);
 }
 
 TEST(stream_record_with_its_link_passes_the_check)

@@ -48,7 +48,8 @@ FIXTURE_TEARDOWN(tool)
 	ringsim_destroy(&self->sim);
 }
 
-static unsigned char data[8192];
+/* Not all zeros: a RESYNC record of zeros would leave as its ZERO form. */
+static unsigned char data[8192] = { 1 };
 
 static long long produce(struct ringsim *s, unsigned int type, unsigned int flags,
 			 __u64 sector, __u32 nbytes, const char *label)

@@ -81,18 +81,27 @@ struct dm_repl_resync_end {
  * VOID: the write failed on the primary (its ring slot was DISCARDED):
  * nothing is applied for it, only its sequence is consumed; the primary
  * marked its range dirty. A VOID record is its header alone (payload_len 0,
- * len 64), of any type, with the original type, sector and nbytes. The
+ * len 80), of any type, with the original type, sector and nbytes. The
  * module never sets it: whoever copies a DISCARDED slot out of the ring
  * writes its VOID form, so that sequences stay contiguous.
  */
 #define DM_REPL_RECF_VOID	(1U << 2)
 /* STREAM: the previous stream may have lost records (see above). */
 #define DM_REPL_RECF_GAP	(1U << 3)
+/*
+ * ZERO: a RESYNC record whose region read as zeros on the primary, sent
+ * without its payload (payload_len 0, len 80, nbytes kept: at most
+ * DM_REPL_REC_PAYLOAD_MAX). The replica zeroes the range, leaving
+ * unwritten what reads as zeros already (a thin or sparse volume stays
+ * unallocated). The ring never holds it: whoever copies a RESYNC record
+ * out of the ring may write this form of it, as for VOID.
+ */
+#define DM_REPL_RECF_ZERO	(1U << 4)
 /* VERIFY: a write to the range raced the read: the hash is not compared. */
 #define DM_REPL_RECF_RACED	(1U << 5)
 #define DM_REPL_RECF_KNOWN	(DM_REPL_RECF_FUA | DM_REPL_RECF_RESYNC_END | \
 				 DM_REPL_RECF_VOID | DM_REPL_RECF_GAP | \
-				 DM_REPL_RECF_RACED)
+				 DM_REPL_RECF_ZERO | DM_REPL_RECF_RACED)
 
 /*
  * Online verify (Documentation/dm-repl.md, "Verify"). A VERIFY record at

@@ -227,14 +227,30 @@ void dmrepl_rec_seal(struct dm_repl_rec *r);
  */
 void dmrepl_rec_make_void(const struct dm_repl_rec *src, struct dm_repl_rec *dst);
 
+/* A RESYNC record whose data reads as zeros (its end alone is not). */
+bool dmrepl_rec_zero_region(const struct dm_repl_rec *r);
+
 /*
  * A slot's record as it leaves the ring (dmrepl_ring_next_slot()): copied
- * to dst and sealed, or, for a DISCARDED slot, its VOID form (only its
- * header is read). dst holds dmrepl_rec_len(src) bytes (DMREPL_REC_MAX_LEN
- * always suffices) and does not overlap src. Returns dst.
+ * to dst and sealed; for a DISCARDED slot, its VOID form (only its header
+ * is read); for a RESYNC record whose data reads as zeros, its ZERO form
+ * (header only, DM_REPL_RECF_ZERO). dst holds dmrepl_rec_len(src) bytes
+ * (DMREPL_REC_MAX_LEN always suffices) and does not overlap src. Returns
+ * dst.
  */
 struct dm_repl_rec *dmrepl_rec_copy_out(struct dm_repl_rec *dst,
 					const struct dm_repl_rec *src, bool discarded);
+
+/*
+ * The same in two steps, for a copy into room of the right size: which
+ * form the record leaves in (*zero: its ZERO form) and its length then;
+ * and the copy in that form, of exactly that length. The ring is read
+ * once for each decision, so a slot that changes in between (it must not)
+ * cannot make the copy longer than its room.
+ */
+size_t dmrepl_rec_out_len(const struct dm_repl_rec *src, bool discarded, bool *zero);
+void dmrepl_rec_copy_as(struct dm_repl_rec *dst, const struct dm_repl_rec *src,
+			bool discarded, bool zero, size_t len);
 
 /* ------------------------------------------------------------------ */
 /* Raw record streams                                                  */
@@ -500,6 +516,7 @@ struct dmrepl_ship {
 	__u64 start_next_seq;		/* the ring's next sequence at start */
 	__u64 start_released_seq;	/* and its released sequence */
 	__u64 skipped;			/* records at or below it: not sent */
+	__u64 zero_bytes;		/* resynced data sent as ZERO records */
 	__u64 acked_seq;		/* applied or skipped: may be released */
 	__u64 released_seq;		/* released by this shipper */
 };
@@ -832,6 +849,10 @@ enum dmrepl_meta_al_verdict dmrepl_meta_al_judge(const struct dmrepl_meta_sb *sb
  */
 void dmrepl_meta_bm_encode(void *block, const struct dmrepl_meta_sb *sb,
 			   __u64 index, const void *bits);
+
+/* The same, with every region the block stands for dirty. */
+void dmrepl_meta_bm_encode_dirty(void *block, const struct dmrepl_meta_sb *sb,
+				 __u64 index);
 
 /*
  * Decode bitmap block index: magic, crc, index, UUID, reserved bytes, bits

@@ -21,7 +21,7 @@ extern "C" {
 #endif
 
 #define DMREPL_PROTO_MAGIC	0x50455244	/* "DREP" as bytes */
-#define DMREPL_PROTO_VERSION	1
+#define DMREPL_PROTO_VERSION	2
 #define DMREPL_PROTO_HDR_SIZE	16U
 
 enum dmrepl_frame_type {

@@ -704,6 +704,22 @@ static __u64 bits_in_block(const struct dmrepl_meta_sb *sb, __u64 index)
 							 DM_REPL_BM_BLOCK_BITS;
 }
 
+void dmrepl_meta_bm_encode_dirty(void *block, const struct dmrepl_meta_sb *sb,
+				 __u64 index)
+{
+	__le64 bits[BM_WORDS] = { 0 };
+	__u64 valid = bits_in_block(sb, index);
+	unsigned int w;
+
+	for (w = 0; w < BM_WORDS && valid; w++) {
+		unsigned int n = valid < 64 ? (unsigned int)valid : 64;
+
+		bits[w] = htole64(n == 64 ? ~0ULL : (1ULL << n) - 1);
+		valid -= n;
+	}
+	dmrepl_meta_bm_encode(block, sb, index, bits);
+}
+
 /* Count dirty bits; false if a bit past the last region is set. */
 static bool count_bits(const struct dm_repl_meta_bm_block *b, __u64 valid, __u64 *dirty)
 {

@@ -793,7 +793,7 @@ static int header_problem(const struct header *h, size_t max_body, struct dmrepl
 		return bad(f, "frame magic is not DREP");
 	f->bad_value = h->version;
 	if (h->version != DMREPL_PROTO_VERSION) {
-		f->why = "frame version is not 1";
+		f->why = "frame version is not 2";
 		return -EPROTO;
 	}
 	f->bad_value = f->type;

@@ -91,6 +91,15 @@ static const char *check_type_rules(const struct dm_repl_rec *r)
 		return NULL;
 	switch (dmrepl_rec_type(r)) {
 	case DM_REPL_REC_RESYNC:
+		if (dmrepl_rec_flags(r) & DM_REPL_RECF_ZERO) {
+			if (plen)
+				return "payload on a ZERO record";
+			/* It stands for a record whose payload it had. */
+			if (nbytes > DM_REPL_REC_PAYLOAD_MAX)
+				return "nbytes of a ZERO record is over the largest payload";
+			return sectors_ok(nbytes) ? NULL :
+			       "nbytes is not a positive multiple of 512";
+		}
 		/* The end of a resync may be a record of its own, with no data. */
 		if ((dmrepl_rec_flags(r) & DM_REPL_RECF_RESYNC_END) && !nbytes)
 			return plen == sizeof(struct dm_repl_resync_end) ? NULL :
@@ -166,6 +175,10 @@ static const char *header_problem(const struct dm_repl_rec *r, size_t avail)
 	if ((dmrepl_rec_flags(r) & DM_REPL_RECF_VOID) &&
 	    (dmrepl_rec_type(r) == DM_REPL_REC_STREAM || dmrepl_rec_type(r) == DM_REPL_REC_GAP))
 		return "VOID flag on a STREAM or GAP record (they never fail)";
+	if ((dmrepl_rec_flags(r) & DM_REPL_RECF_ZERO) &&
+	    (dmrepl_rec_type(r) != DM_REPL_REC_RESYNC ||
+	     (dmrepl_rec_flags(r) & DM_REPL_RECF_VOID)))
+		return "ZERO flag on a record that is not a RESYNC with its data";
 	if (r->reserved)
 		return "reserved bytes are not zero";
 	if ((dmrepl_rec_flags(r) & DM_REPL_RECF_VOID) && plen)
@@ -219,6 +232,10 @@ static int rec_check(const void *buf, size_t avail, bool sealed,
 	if (bad)
 		goto invalid;
 	if (!sealed) {
+		if (dmrepl_rec_flags(r) & DM_REPL_RECF_ZERO) {
+			bad = "a record in the ring is never in its ZERO form";
+			goto invalid;
+		}
 		if (dmrepl_rec_crc(r)) {
 			bad = "a record in the ring must not be sealed (crc 0)";
 			goto invalid;
@@ -257,15 +274,54 @@ void dmrepl_rec_make_void(const struct dm_repl_rec *src, struct dm_repl_rec *dst
 	dmrepl_rec_seal(dst);
 }
 
-struct dm_repl_rec *dmrepl_rec_copy_out(struct dm_repl_rec *dst,
-					const struct dm_repl_rec *src, bool discarded)
+/* The data of a RESYNC record (not its end alone) that reads as zeros. */
+bool dmrepl_rec_zero_region(const struct dm_repl_rec *r)
+{
+	const unsigned char *p = dmrepl_rec_payload(r);
+	__u32 plen = dmrepl_rec_payload_len(r);
+
+	if (dmrepl_rec_type(r) != DM_REPL_REC_RESYNC || !dmrepl_rec_nbytes(r) ||
+	    plen < 16 || (dmrepl_rec_flags(r) & DM_REPL_RECF_VOID))
+		return false;
+	/* 16 zero bytes, then each 16 equal to the 16 before them. */
+	return all_zero(p, 16) && !memcmp(p, p + 16, plen - 16);
+}
+
+static void make_zero(const struct dm_repl_rec *src, struct dm_repl_rec *dst)
+{
+	*dst = *src;
+	dst->flags = htole16(dmrepl_rec_flags(dst) | DM_REPL_RECF_ZERO);
+	dst->len = htole32(DM_REPL_REC_HDR_SIZE);
+	dst->payload_len = 0;
+	dmrepl_rec_seal(dst);
+}
+
+size_t dmrepl_rec_out_len(const struct dm_repl_rec *src, bool discarded, bool *zero)
+{
+	*zero = !discarded && dmrepl_rec_zero_region(src);
+	return discarded || *zero ? DM_REPL_REC_HDR_SIZE : dmrepl_rec_len(src);
+}
+
+void dmrepl_rec_copy_as(struct dm_repl_rec *dst, const struct dm_repl_rec *src,
+			bool discarded, bool zero, size_t len)
 {
 	if (discarded) {
 		dmrepl_rec_make_void(src, dst);
-		return dst;
+	} else if (zero) {
+		make_zero(src, dst);
+	} else {
+		memcpy(dst, src, len);
+		dmrepl_rec_seal(dst);
 	}
-	memcpy(dst, src, dmrepl_rec_len(src));
-	dmrepl_rec_seal(dst);
+}
+
+struct dm_repl_rec *dmrepl_rec_copy_out(struct dm_repl_rec *dst,
+					const struct dm_repl_rec *src, bool discarded)
+{
+	bool zero;
+	size_t len = dmrepl_rec_out_len(src, discarded, &zero);
+
+	dmrepl_rec_copy_as(dst, src, discarded, zero, len);
 	return dst;
 }
 

@@ -58,8 +58,9 @@ static bool peer_has(const struct dmrepl_ship *s, const struct dm_repl_rec *slot
  */
 static int ship_slot(struct dmrepl_ship *s, const struct dm_repl_rec *slot, bool discarded)
 {
-	size_t len = discarded ? DM_REPL_REC_HDR_SIZE : dmrepl_rec_len(slot);
 	void *room;
+	size_t len;
+	bool zero;
 	int ret;
 
 	if (peer_has(s, slot)) {
@@ -67,12 +68,17 @@ static int ship_slot(struct dmrepl_ship *s, const struct dm_repl_rec *slot, bool
 		dmrepl_ship_acked(s, dmrepl_rec_seq(slot));
 		return 0;
 	}
+	len = dmrepl_rec_out_len(slot, discarded, &zero);
 	/* No fd: batch.send is the sink. */
 	room = dmrepl_batch_room(&s->batch, len, -1, &ret);
 	if (!room)
 		return ret;
-	dmrepl_rec_copy_out(room, slot, discarded);
+	dmrepl_rec_copy_as(room, slot, discarded, zero, len);
+	if (dmrepl_rec_len(room) != len)
+		return -EIO;	/* the slot changed under the copy: it must not */
 	dmrepl_batch_commit(&s->batch);
+	if (zero)
+		s->zero_bytes += dmrepl_rec_nbytes(room);
 	return 0;
 }
 

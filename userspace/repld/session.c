@@ -296,8 +296,10 @@ static int resync_some(struct shipping *s)
 	g->st.resyncing = behind;
 	pthread_mutex_unlock(&g->lock);
 	if (s->resync.ended)
-		glog(g, LOG_INFO, "resync of group %s: %llu regions sent, the last ends it",
-		     g->kgroup, (unsigned long long)s->resync.regions);
+		glog(g, LOG_INFO, "resync of group %s: %llu regions sent, the last ends it; "
+		     "%llu bytes of zeros went as record headers this session", g->kgroup,
+		     (unsigned long long)s->resync.regions,
+		     (unsigned long long)s->ship.zero_bytes);
 	s->resync.ended = false;
 	return 0;
 }

@@ -131,6 +131,8 @@ static void print_flags(struct out *o, unsigned int flags)
 		{ DM_REPL_RECF_FUA, "FUA", "FUA" },
 		{ DM_REPL_RECF_RESYNC_END, "END", "RESYNC_END" },
 		{ DM_REPL_RECF_VOID, "VOID", "VOID" },
+		{ DM_REPL_RECF_GAP, "GAP", "GAP" },
+		{ DM_REPL_RECF_ZERO, "ZERO", "ZERO" },
 	};
 	const char *sep = " ";
 	size_t i;

@@ -182,7 +182,8 @@ void *meta_buf(size_t len)
 static void usage_meta_create(FILE *f)
 {
 	fprintf(f,
-"Usage: repltool meta create [--force] --group NAME [--role primary|secondary]\n"
+"Usage: repltool meta create [--force] [--initial-sync] --group NAME\n"
+"                            [--role primary|secondary]\n"
 "                            [--volume N] [--region-kb N] [--extent-kb N] [--al-slots N]\n"
 "                            [--hot-extents N] --data-sectors N|--data-dev PATH\n"
 "                            META_DEV\n"
@@ -207,16 +208,20 @@ static void usage_meta_create(FILE *f)
 "      --data-sectors N   size of the data device in 512-byte sectors\n"
 "      --data-dev PATH    take the size from the data device (or file)\n"
 "      --force            overwrite whatever META_DEV holds\n"
+"      --initial-sync     the pair starts with a full sync: a primary's regions\n"
+"                         are all dirty (resynced; zeros cost a header each), a\n"
+"                         secondary is inconsistent until the resync ends\n"
 "  -h, --help             show this text\n");
 }
 
 enum {
 	OPT_FORCE = 256, OPT_GROUP, OPT_ROLE, OPT_VOLUME, OPT_REGION, OPT_EXTENT, OPT_SLOTS,
-	OPT_HOT, OPT_SECTORS, OPT_DATA_DEV,
+	OPT_HOT, OPT_SECTORS, OPT_DATA_DEV, OPT_INITIAL_SYNC,
 };
 
 static const struct option create_lopts[] = {
 	{ "force", no_argument, NULL, OPT_FORCE },
+	{ "initial-sync", no_argument, NULL, OPT_INITIAL_SYNC },
 	{ "group", required_argument, NULL, OPT_GROUP },
 	{ "role", required_argument, NULL, OPT_ROLE },
 	{ "volume", required_argument, NULL, OPT_VOLUME },
@@ -279,6 +284,7 @@ static int create_opt(struct create_opts *o, int c, char **argv)
 	}
 	switch (c) {
 	case OPT_FORCE: o->force = true; return 0;
+	case OPT_INITIAL_SYNC: o->initial_sync = true; return 0;
 	case OPT_GROUP: o->group = optarg; return 0;
 	case OPT_DATA_DEV: o->data_dev = optarg; return 0;
 	case OPT_VOLUME:
@@ -465,8 +471,9 @@ static int write_al(struct meta_dev *d, const struct dmrepl_meta_layout *l, void
 	return 0;
 }
 
+/* Clean, or every region dirty (the primary of an initial sync). */
 static int write_bitmap(struct meta_dev *d, const struct dmrepl_meta_sb *sb,
-			const struct dmrepl_meta_layout *l, unsigned char *buf)
+			const struct dmrepl_meta_layout *l, bool dirty, unsigned char *buf)
 {
 	__u64 index = 0;
 	int ret;
@@ -476,8 +483,14 @@ static int write_bitmap(struct meta_dev *d, const struct dmrepl_meta_sb *sb,
 
 		if (n > CREATE_CHUNK_BLOCKS)
 			n = CREATE_CHUNK_BLOCKS;
-		for (i = 0; i < n; i++)
-			dmrepl_meta_bm_encode(buf + i * BLOCK, sb, index + i, NULL);
+		for (i = 0; i < n; i++) {
+			void *block = buf + i * BLOCK;
+
+			if (dirty)
+				dmrepl_meta_bm_encode_dirty(block, sb, index + i);
+			else
+				dmrepl_meta_bm_encode(block, sb, index + i, NULL);
+		}
 		ret = meta_dev_write(d, buf, (size_t)n * BLOCK,
 				     (l->bm_offset * 512) + index * BLOCK);
 		if (ret)
@@ -492,7 +505,8 @@ static int write_bitmap(struct meta_dev *d, const struct dmrepl_meta_sb *sb,
  * claims the new AL and bitmap), then AL and bitmap, then the superblock.
  */
 static int write_all(struct meta_dev *d, const struct dmrepl_meta_sb *sb,
-		     const struct dmrepl_meta_layout *l, bool was_zero, unsigned char *buf)
+		     const struct dmrepl_meta_layout *l, bool was_zero, bool dirty,
+		     unsigned char *buf)
 {
 	int ret = 0;
 
@@ -505,7 +519,7 @@ static int write_all(struct meta_dev *d, const struct dmrepl_meta_sb *sb,
 	if (!ret)
 		ret = write_al(d, l, buf);
 	if (!ret)
-		ret = write_bitmap(d, sb, l, buf);
+		ret = write_bitmap(d, sb, l, dirty, buf);
 	if (!ret)
 		ret = sync_dev(d);
 	if (ret)
@@ -544,7 +558,9 @@ static int create_write(const struct create_opts *o, const struct dmrepl_meta_sb
 		goto out;
 	if (create_allowed(&d, l, o->force, buf, &was_zero))
 		goto close;
-	ret = write_all(&d, sb, l, was_zero, buf);
+	/* An initial sync: the primary's data is nowhere else yet. */
+	ret = write_all(&d, sb, l, was_zero,
+			o->initial_sync && sb->role == DM_REPL_META_ROLE_PRIMARY, buf);
 	if (ret) {
 		err_msg("%s: write: %s", d.path, strerror(-ret));
 		ret = EXIT_RUNTIME;
@@ -578,6 +594,9 @@ int meta_create_run(const char *cmd, const struct create_opts *o)
 		return EXIT_RUNTIME;
 	}
 	sb.volume = o->volume;
+	/* ... and the replica's nowhere yet: not a consistent image. */
+	if (o->initial_sync && sb.role == DM_REPL_META_ROLE_SECONDARY)
+		sb.flags |= DM_REPL_META_F_INCONSISTENT;
 	dmrepl_meta_layout(&g, &l, &why);
 	return create_write(o, &sb, &l);
 }

@@ -34,6 +34,7 @@ void *meta_buf(size_t len);
 /* What "meta create" makes: its options, as parsed. */
 struct create_opts {
 	bool force;
+	bool initial_sync;	/* every region dirty, or the replica inconsistent */
 	const char *group;
 	const char *data_dev;
 	const char *meta;

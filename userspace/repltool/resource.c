@@ -100,10 +100,11 @@ struct verb_opts {
 	const char *dir, *site, *group;
 	unsigned int role;		/* create-md --role */
 	bool force;
+	bool initial_sync;		/* create-md --initial-sync */
 	__u64 wait_s;			/* secondary --wait */
 };
 
-enum { OPT_DIR = 256, OPT_SITE, OPT_ROLE, OPT_FORCE, OPT_WAIT };
+enum { OPT_DIR = 256, OPT_SITE, OPT_ROLE, OPT_FORCE, OPT_WAIT, OPT_INITIAL_SYNC };
 
 #define COMMON_LONG_OPTS \
 	{ "config-dir", required_argument, NULL, OPT_DIR }, \
@@ -144,6 +145,7 @@ static int parse_opts(const char *cmd, int argc, char **argv, const struct optio
 		case OPT_DIR: o->dir = optarg; break;
 		case OPT_SITE: o->site = optarg; break;
 		case OPT_FORCE: o->force = true; break;
+		case OPT_INITIAL_SYNC: o->initial_sync = true; break;
 		case OPT_ROLE:
 			o->role = dmrepl_meta_role_parse(optarg);
 			if (!o->role)
@@ -333,8 +335,8 @@ static int info(const char *name, struct dmdev_info *i)
 void usage_create_md(FILE *f)
 {
 	fprintf(f,
-"Usage: repltool create-md --role primary|secondary [--force] [--config-dir DIR]\n"
-"                          [--site NAME] GROUP\n"
+"Usage: repltool create-md --role primary|secondary [--initial-sync] [--force]\n"
+"                          [--config-dir DIR] [--site NAME] GROUP\n"
 "\n"
 "Write fresh metadata (as 'repltool meta create') on the meta device of\n"
 "each volume of the local site of GROUP.conf, for the volume's index, the\n"
@@ -344,6 +346,10 @@ void usage_create_md(FILE *f)
 "\n"
 "      --role ROLE       primary or secondary (required)\n"
 "      --force           overwrite whatever the meta devices hold\n"
+"      --initial-sync    a new pair whose replica holds nothing yet: give it on\n"
+"                        both sites. The primary's regions are all dirty, and\n"
+"                        repld resyncs them (regions of zeros travel as a\n"
+"                        header); the replica is inconsistent until it ends\n"
 COMMON_OPTS_HELP);
 }
 
@@ -352,6 +358,7 @@ int cmd_create_md(int argc, char **argv)
 	static const struct option lopts[] = {
 		{ "role", required_argument, NULL, OPT_ROLE },
 		{ "force", no_argument, NULL, OPT_FORCE },
+		{ "initial-sync", no_argument, NULL, OPT_INITIAL_SYNC },
 		COMMON_LONG_OPTS,
 		{ NULL, 0, NULL, 0 },
 	};
@@ -371,6 +378,7 @@ int cmd_create_md(int argc, char **argv)
 	for (i = 0, ret = EXIT_OK; i < NVOLS(&r) && ret == EXIT_OK; i++) {
 		meta_create_opts_init(&co);
 		co.force = o.force;
+		co.initial_sync = o.initial_sync;
 		co.group = r.kgroup;
 		co.role = o.role;
 		co.volume = r.vols[i].conf->index;
