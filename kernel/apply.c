@@ -47,6 +47,7 @@ struct apply_rec {
 	char *label;		/* MARKER: NUL-terminated */
 	struct dm_repl_stream_link *link;	/* STREAM */
 	u64 end_volumes;	/* RESYNC_END without data: the primary's */
+	struct dm_repl_verify_hash *hash;	/* VERIFY */
 	struct bio *bio;	/* WRITE, RESYNC: the payload, not submitted */
 };
 
@@ -245,7 +246,8 @@ static unsigned int check_structure(const struct dm_repl_rec *h, size_t avail)
 		return DM_REPL_APPLY_BAD_TYPE;
 	if ((flags & ~DM_REPL_RECF_KNOWN) ||
 	    ((flags & DM_REPL_RECF_RESYNC_END) && type != DM_REPL_REC_RESYNC) ||
-	    ((flags & DM_REPL_RECF_GAP) && type != DM_REPL_REC_STREAM))
+	    ((flags & DM_REPL_RECF_GAP) && type != DM_REPL_REC_STREAM) ||
+	    ((flags & DM_REPL_RECF_RACED) && type != DM_REPL_REC_VERIFY))
 		return DM_REPL_APPLY_BAD_FLAGS;
 	if (h->reserved)
 		return DM_REPL_APPLY_BAD_FLAGS;
@@ -300,6 +302,11 @@ static unsigned int check_structure(const struct dm_repl_rec *h, size_t avail)
 		break;
 	case DM_REPL_REC_GAP:
 		if (plen || nbytes)
+			return DM_REPL_APPLY_BAD_LENGTH;
+		break;
+	case DM_REPL_REC_VERIFY:
+		if (plen != sizeof(struct dm_repl_verify_hash) || !nbytes ||
+		    nbytes % SECTOR_SIZE || nbytes > DM_REPL_VERIFY_NBYTES_MAX)
 			return DM_REPL_APPLY_BAD_LENGTH;
 		break;
 	}
@@ -385,6 +392,18 @@ static int read_link(struct apply_rec *rec, const char __user *src, u32 len,
 	return 0;
 }
 
+static int read_hash(struct apply_rec *rec, const char __user *src, u32 len,
+		     u32 *crc)
+{
+	rec->hash = kmalloc(sizeof(*rec->hash), GFP_KERNEL);
+	if (!rec->hash)
+		return -ENOMEM;
+	if (len != sizeof(*rec->hash) || copy_from_user(rec->hash, src, len))
+		return -EFAULT;
+	*crc = crc32c(*crc, rec->hash, len);
+	return 0;
+}
+
 static int read_end(struct apply_rec *rec, const char __user *src, u32 len,
 		    u32 *crc)
 {
@@ -414,6 +433,8 @@ static int read_record(struct apply_batch *b, struct apply_rec *rec,
 		r = read_link(rec, src, plen, &crc);
 	else if (plen && rec->type == DM_REPL_REC_RESYNC && !rec->nbytes)
 		r = read_end(rec, src, plen, &crc);
+	else if (plen && rec->type == DM_REPL_REC_VERIFY)
+		r = read_hash(rec, src, plen, &crc);
 	else if (plen)
 		r = read_payload_bio(rec, src, plen, &crc);
 	if (r)
@@ -898,6 +919,68 @@ static bool resync_ends(const struct apply_batch *b, const struct apply_rec *rec
 	return true;
 }
 
+/* Caller holds a->stat_lock. */
+static void note_verify(struct repl_verify_stats *s, const struct apply_rec *rec,
+			bool compared, bool differ)
+{
+	s->last_seq = rec->seq;
+	if (!compared) {
+		s->raced++;
+		return;
+	}
+	s->compared++;
+	s->bytes += rec->nbytes;
+	if (!differ)
+		return;
+	s->mismatches++;
+	if (s->nr == DM_REPL_VERIFY_LIST) {
+		s->head = (s->head + 1) % DM_REPL_VERIFY_LIST;
+		s->nr--;
+	}
+	s->list[(s->head + s->nr++) % DM_REPL_VERIFY_LIST] =
+		(struct dm_repl_verify_mismatch) {
+			.seq = rec->seq,
+			.sector = rec->sector,
+			.nbytes = rec->nbytes,
+			.volume = rec->vol->index,
+		};
+}
+
+/*
+ * A VERIFY record: once every record before it is on the data devices,
+ * hash the range as this replica has it and compare. Nothing changes but
+ * the counters; a mismatch on a consistent replica is corruption.
+ */
+static void apply_verify(struct apply_batch *b, const struct apply_rec *rec)
+{
+	struct repl_apply *a = &b->g->apply;
+	u8 hash[DM_REPL_VERIFY_HASH_SIZE];
+	bool compared = !(rec->flags & (DM_REPL_RECF_RACED | DM_REPL_RECF_VOID));
+	bool differ = false;
+	unsigned long flags;
+
+	if (compared) {
+		window_drain(b);
+		if (READ_ONCE(b->status))
+			return;
+		compared = !repl_verify_hash(rec->vol, rec->sector,
+					     rec->nbytes, hash);
+		if (!compared)
+			DMERR_LIMIT("%s: verify: volume %u sector %llu: read failed: not compared",
+				    b->g->name, rec->vol->index,
+				    (unsigned long long)rec->sector);
+		differ = compared && memcmp(hash, rec->hash, sizeof(hash));
+	}
+	spin_lock_irqsave(&a->stat_lock, flags);
+	note_verify(&a->verify, rec, compared, differ);
+	spin_unlock_irqrestore(&a->stat_lock, flags);
+	if (differ && !b->inconsistent && !b->outdated)
+		DMERR_LIMIT("%s: verify: volume %u sectors %llu+%u differ from the primary at seq %llu on a consistent replica: corruption",
+			    b->g->name, rec->vol->index,
+			    (unsigned long long)rec->sector,
+			    rec->nbytes >> SECTOR_SHIFT, rec->seq);
+}
+
 static void apply_one(struct apply_batch *b, struct apply_rec *rec)
 {
 	switch (rec->type) {
@@ -932,7 +1015,17 @@ static void apply_one(struct apply_batch *b, struct apply_rec *rec)
 	case DM_REPL_REC_FLUSH:
 		flush_written(b);
 		break;
+	case DM_REPL_REC_VERIFY:
+		apply_verify(b, rec);
+		break;
 	}
+}
+
+/* A VOID end of a resync, a VOID verify: they wrote nothing on the primary. */
+static bool void_no_hole(const struct apply_rec *rec)
+{
+	return (rec->type == DM_REPL_REC_RESYNC && !rec->nbytes) ||
+	       rec->type == DM_REPL_REC_VERIFY;
 }
 
 /* Apply the records above applied_seq; returns the last one applied. */
@@ -958,11 +1051,11 @@ static struct apply_rec *batch_submit(struct apply_batch *b)
 		 * undefined and dirty: a hole here. A failed flush still ends
 		 * its epoch.
 		 */
-		if ((rec->flags & DM_REPL_RECF_VOID) &&
-		    !(rec->type == DM_REPL_REC_RESYNC && !rec->nbytes))
-			become_outdated(b);	/* a VOID end of a resync is no hole */
+		if ((rec->flags & DM_REPL_RECF_VOID) && !void_no_hole(rec))
+			become_outdated(b);
 		if (!(rec->flags & DM_REPL_RECF_VOID) ||
-		    rec->type == DM_REPL_REC_FLUSH)
+		    rec->type == DM_REPL_REC_FLUSH ||
+		    rec->type == DM_REPL_REC_VERIFY)
 			apply_one(b, rec);
 		last = rec;
 		b->applied = rec;
@@ -1119,6 +1212,7 @@ static void batch_free(struct apply_batch *b)
 			payload_bio_free(b->recs[i].bio);
 		kfree(b->recs[i].label);
 		kfree(b->recs[i].link);
+		kfree(b->recs[i].hash);
 	}
 	kvfree(b->recs);
 	kfree(b);

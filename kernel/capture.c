@@ -172,6 +172,7 @@ void repl_capture(struct repl_target *rt, struct bio *bio, sector_t sector,
 	struct repl_rec_req reqs[REPL_MAX_RECS_PER_BIO];
 	unsigned int nr, i;
 	u32 payload_len;
+	bool overflow;
 
 	io->sector = sector;
 	io->nbytes = bio->bi_iter.bi_size;
@@ -185,8 +186,12 @@ void repl_capture(struct repl_target *rt, struct bio *bio, sector_t sector,
 		}
 		return;
 	}
-	if (repl_ring_reserve(&g->ring, reqs, nr) &&
-	    (!rt->overflow_block || reserve_blocking(rt, bio, reqs, nr))) {
+	overflow = repl_ring_reserve(&g->ring, reqs, nr) &&
+		   (!rt->overflow_block || reserve_blocking(rt, bio, reqs, nr));
+	/* After the reservation, before the write goes down (verify.c). */
+	if (unlikely(READ_ONCE(g->verify.open)) && io->nbytes)
+		repl_verify_note_write(g, v, sector, io->nbytes);
+	if (overflow) {
 		atomic64_inc(&g->cnt.overflows);
 		if (io->nbytes) {
 			repl_resync_overflow_start(g, io);

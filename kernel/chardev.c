@@ -177,6 +177,10 @@ static void fill_info(struct repl_group *g, void *info, unsigned int cmd)
 {
 	if (cmd == DM_REPL_IOC_GROUP_INFO) {
 		fill_group_info(info, g);
+	} else if (cmd == DM_REPL_IOC_VERIFY_INFO) {
+		((struct dm_repl_verify_info *)info)->abi_version =
+			DM_REPL_ABI_VERSION;
+		repl_verify_info(g, info);
 	} else {
 		((struct dm_repl_apply_info *)info)->abi_version =
 			DM_REPL_ABI_VERSION;
@@ -184,7 +188,7 @@ static void fill_info(struct repl_group *g, void *info, unsigned int cmd)
 	}
 }
 
-/* DM_REPL_IOC_GROUP_INFO and DM_REPL_IOC_APPLY_INFO. */
+/* DM_REPL_IOC_GROUP_INFO, DM_REPL_IOC_APPLY_INFO, DM_REPL_IOC_VERIFY_INFO. */
 static long ioctl_info(struct repl_group *g, void __user *arg,
 		       unsigned int cmd)
 {
@@ -285,6 +289,7 @@ static long repl_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	switch (cmd) {
 	case DM_REPL_IOC_GROUP_INFO:
 	case DM_REPL_IOC_APPLY_INFO:
+	case DM_REPL_IOC_VERIFY_INFO:
 		return ioctl_info(rf->group, uarg, cmd);
 	case DM_REPL_IOC_RELEASE:
 		return ioctl_release(rf->group, uarg);

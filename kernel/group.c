@@ -145,6 +145,7 @@ static struct repl_group *group_create(const struct repl_volume_args *args,
 
 	repl_apply_init(g, args->source);
 	repl_resync_init(g);
+	repl_verify_init(g);
 
 	/*
 	 * A secondary has its ring too: a promotion must not fail for want of

@@ -199,6 +199,26 @@ struct repl_resync {
 	DECLARE_BITMAP(departed, DM_REPL_MAX_VOLUMES);
 };
 
+/*
+ * A primary's verify of one region (kernel/verify.c): while it is open,
+ * every write captured into the range counts a hit, and a hit makes the
+ * VERIFY record RACED.
+ */
+struct repl_verify_window {
+	spinlock_t lock;		/* guards all below */
+	bool open;			/* also read without the lock */
+	struct repl_volume *vol;
+	sector_t start, end;
+	unsigned int hits;
+};
+
+/* What a secondary's VERIFY records found (under repl_apply.stat_lock). */
+struct repl_verify_stats {
+	u64 compared, bytes, raced, mismatches, last_seq;
+	unsigned int head, nr;		/* list[] is a ring, oldest at head */
+	struct dm_repl_verify_mismatch list[DM_REPL_VERIFY_LIST];
+};
+
 /* A secondary's apply state (kernel/apply.c). */
 struct repl_apply {
 	/* Serialises batches; taken before repl_groups_lock and group->lock. */
@@ -229,6 +249,7 @@ struct repl_apply {
 	unsigned int last_reason;
 	unsigned int nr_markers;
 	struct dm_repl_applied_marker markers[DM_REPL_APPLY_MARKERS];
+	struct repl_verify_stats verify;
 };
 
 struct repl_group {
@@ -264,6 +285,7 @@ struct repl_group {
 
 	struct repl_apply apply;	/* secondary only */
 	struct repl_resync resync;	/* primary only */
+	struct repl_verify_window verify;	/* primary only */
 };
 
 /* What the metadata must match, from the table line and the devices. */
@@ -457,6 +479,17 @@ void repl_resync_forget(struct repl_volume *v);
 void repl_resync_joined(struct repl_volume *v);
 struct dm_repl_resync_req;
 int repl_resync_region(struct repl_group *g, struct dm_repl_resync_req *req);
+int repl_read_data(struct repl_volume *v, sector_t sector, void *buf,
+		   u32 nbytes);
+
+void repl_verify_init(struct repl_group *g);
+int repl_verify_region(struct repl_group *g, struct repl_volume *v,
+		       unsigned long region, struct dm_repl_resync_req *req);
+void repl_verify_note_write(struct repl_group *g, struct repl_volume *v,
+			    sector_t sector, u32 nbytes);
+int repl_verify_hash(struct repl_volume *v, sector_t sector, u32 nbytes,
+		     u8 *hash);
+void repl_verify_info(struct repl_group *g, struct dm_repl_verify_info *info);
 
 int repl_role_message(struct repl_group *g, unsigned int argc, char **argv);
 int repl_source_message(struct repl_group *g, unsigned int argc, char **argv);

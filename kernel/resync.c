@@ -224,8 +224,8 @@ static bool group_dirty(struct repl_group *g)
 }
 
 /* Read @nbytes at @sector of @v's data device into @buf (vmalloc()ed). */
-static int read_data(struct repl_volume *v, sector_t sector, void *buf,
-		     u32 nbytes)
+int repl_read_data(struct repl_volume *v, sector_t sector, void *buf,
+		   u32 nbytes)
 {
 	unsigned int nr_pages = DIV_ROUND_UP(nbytes, PAGE_SIZE);
 	struct bio *bio;
@@ -273,7 +273,7 @@ static int resync_chunk(struct repl_group *g, struct resync_chunk *c)
 	if (!r)
 		r = wait_overflowing(&g->resync);
 	if (!r)
-		r = read_data(c->vol, c->sector, c->buf, c->nbytes);
+		r = repl_read_data(c->vol, c->sector, c->buf, c->nbytes);
 	if (r) {
 		repl_ring_commit(&g->ring, req.pos, true);
 		repl_group_notify_now(g);
@@ -391,6 +391,8 @@ static int resync_locked(struct repl_group *g, struct dm_repl_resync_req *req)
 		return -ENOENT;
 	if (req->region >= v->nr_regions)
 		return -EINVAL;
+	if (req->flags & DM_REPL_RESYNCF_VERIFY)
+		return repl_verify_region(g, v, req->region, req);
 	/* Its records must fit in the ring beside the stream's. */
 	if ((u64)SECTOR_SIZE << v->region_shift > g->ring.size / 2)
 		return -EFBIG;
@@ -428,7 +430,8 @@ int repl_resync_region(struct repl_group *g, struct dm_repl_resync_req *req)
 	if (req->abi_version != DM_REPL_ABI_VERSION)
 		return -EPROTO;
 	if (req->volume >= DM_REPL_MAX_VOLUMES ||
-	    (req->flags & ~DM_REPL_RESYNCF_ANY) || req->records || req->seq ||
+	    (req->flags & ~(DM_REPL_RESYNCF_ANY | DM_REPL_RESYNCF_VERIFY)) ||
+	    req->records || req->seq ||
 	    req->reserved[0] || req->reserved[1])
 		return -EINVAL;
 	mutex_lock(&g->resync.lock);

@@ -15,7 +15,7 @@ DMREPL_LDFLAGS += $(SANITIZE_FLAGS)
 endif
 
 DMREPL_LIB_SRCS := $(addprefix $(REPO)/userspace/lib/,crc32c.c rec.c stream.c ring.c meta.c apply.c ship.c resync.c \
-	resync_ctl.c conf.c)
+	resync_ctl.c verify.c conf.c)
 DMREPL_LIB_SRCS += $(REPO)/userspace/lib/tls.c
 
 # The repld wire protocol (proto.c) compresses batches with zstd.

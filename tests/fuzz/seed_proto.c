@@ -56,24 +56,27 @@ static void hello(struct dmrepl_obuf *o, unsigned int role)
 	     dmrepl_proto_put_hello(o, &h));
 }
 
-/* A STREAM record when opening, a WRITE, a MARKER and a FLUSH. */
+/* A STREAM record when opening, a WRITE, a MARKER, a VERIFY and a FLUSH. */
 static size_t records(unsigned char *buf, size_t size, bool opening)
 {
 	static unsigned char data[4096];
 	struct dm_repl_stream_link link = { .prev = { htole64(STREAM_A) } };
-	struct dmrepl_rec_fields f[4] = {
+	struct dmrepl_rec_fields f[5] = {
 		{ .type = DM_REPL_REC_STREAM, .flags = DM_REPL_RECF_GAP,
 		  .payload = &link, .payload_len = sizeof(link) },
 		{ .type = DM_REPL_REC_WRITE, .volume = 5, .sector = 8, .nbytes = 4096,
 		  .payload = data, .payload_len = 4096 },
 		{ .type = DM_REPL_REC_MARKER, .payload = "daily", .payload_len = 5 },
+		{ .type = DM_REPL_REC_VERIFY, .flags = DM_REPL_RECF_RACED, .volume = 5,
+		  .sector = 128, .nbytes = 65536, .payload = data,
+		  .payload_len = DM_REPL_VERIFY_HASH_SIZE },
 		{ .type = DM_REPL_REC_FLUSH },
 	};
 	size_t len = 0, i;
 	long n;
 
 	memset(data, 'x', sizeof(data));
-	for (i = opening ? 0 : 1; i < 4; i++) {
+	for (i = opening ? 0 : 1; i < 5; i++) {
 		f[i].seq = 901 + i;
 		f[i].epoch = 3;
 		f[i].group_tag = dmrepl_group_tag("vm42");

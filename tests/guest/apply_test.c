@@ -1056,6 +1056,52 @@ static uint64_t mk_void_stream(struct ctx *c, struct batch *b, struct src *s)
 	return first;
 }
 
+/* A VERIFY record of [off, +len) with a hash of plen bytes (32 is right). */
+static long b_verify(struct ctx *c, struct batch *b, struct src *s, unsigned int flags,
+		     uint64_t off, uint64_t len, uint32_t plen)
+{
+	struct dmrepl_rec_fields f = {
+		.type = DM_REPL_REC_VERIFY, .flags = flags, .sector = off >> 9,
+		.nbytes = (uint32_t)len, .payload = c->scratch, .payload_len = plen,
+	};
+
+	memset(c->scratch, 0x5a, plen);
+	return b_add(b, s, &f);
+}
+
+static uint64_t mk_verify_short_hash(struct ctx *c, struct batch *b, struct src *s)
+{
+	uint64_t first = three_writes(c, b, s);
+
+	b_verify(c, b, s, 0, 0, 65536, 24);
+	return first + 3;
+}
+
+static uint64_t mk_verify_over_1g(struct ctx *c, struct batch *b, struct src *s)
+{
+	uint64_t first = s->seq;
+
+	b_verify(c, b, s, 0, 0, DM_REPL_VERIFY_NBYTES_MAX + 512ULL, 32);
+	return first;
+}
+
+static uint64_t mk_verify_past_end(struct ctx *c, struct batch *b, struct src *s)
+{
+	uint64_t first = s->seq, size = (uint64_t)DATA_MB << 20;
+
+	b_verify(c, b, s, DM_REPL_RECF_RACED, size - 65536, 131072, 32);
+	return first;
+}
+
+static uint64_t mk_raced_on_write(struct ctx *c, struct batch *b, struct src *s)
+{
+	uint64_t first = three_writes(c, b, s);
+
+	rec_at(b, 1)->flags = htole16(DM_REPL_RECF_RACED);
+	b_reseal(b, 1);
+	return first + 1;
+}
+
 /* ZERO belongs to a RESYNC record with data. */
 static uint64_t mk_zero_flag_on_write(struct ctx *c, struct batch *b, struct src *s)
 {
@@ -1136,6 +1182,10 @@ REFUSE(gap_flag_on_a_write, mk_gap_flag_on_write, EINVAL, BAD_FLAGS);
 REFUSE(stream_record_on_a_volume, mk_stream_on_a_volume, ENXIO, NO_VOLUME);
 REFUSE(stream_record_with_a_short_link, mk_stream_short_link, EINVAL, BAD_LENGTH);
 REFUSE(void_stream_record, mk_void_stream, EINVAL, BAD_FLAGS);
+REFUSE(verify_with_a_short_hash, mk_verify_short_hash, EINVAL, BAD_LENGTH);
+REFUSE(verify_over_1_gib, mk_verify_over_1g, EINVAL, BAD_LENGTH);
+REFUSE(verify_past_the_end, mk_verify_past_end, ERANGE, OUT_OF_RANGE);
+REFUSE(raced_flag_on_a_write, mk_raced_on_write, EINVAL, BAD_FLAGS);
 REFUSE(zero_flag_on_a_write, mk_zero_flag_on_write, EINVAL, BAD_FLAGS);
 REFUSE(zero_resync_with_a_payload, mk_zero_with_payload, EINVAL, BAD_LENGTH);
 REFUSE(void_zero_resync, mk_zero_void, EINVAL, BAD_FLAGS);

@@ -18,11 +18,7 @@ pair() {
 	dm_remove_all
 	dd if=/dev/zero of=/dev/ram0 bs=1M count=$MB status=none
 	dd if=/dev/zero of=/dev/ram2 bs=1M count=$MB status=none
-	meta_create /dev/ram1 g1 /dev/ram0
-	"$REPLTOOL" meta create --force --role secondary --group g2 \
-		--data-dev /dev/ram2 /dev/ram3 >/dev/null
-	dm_create p1 "0 $S repl /dev/ram0 /dev/ram1 g1 primary 2 ring_mb 2" &&
-		dm_create s1 "0 $S repl /dev/ram2 /dev/ram3 g2 secondary 2 source g1"
+	pair_tables "2 ring_mb 2"
 }
 dirty() { status_of g1 dirty_regions; }
 identical() { echo 1 >/proc/sys/vm/drop_caches && cmp /dev/ram0 /dev/ram2; }

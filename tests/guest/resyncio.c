@@ -3,8 +3,10 @@
  * resyncio: one ioctl of a primary group's device, for tests that must
  * drive a resync region by region (tests/guest/resync.sh).
  *
- *   resyncio DEV resync VOLUME REGION [any]   DM_REPL_IOC_RESYNC; prints
- *                                             "records N seq S end E"
+ *   resyncio DEV resync VOLUME REGION [any|verify|FLAGS]
+ *                                             DM_REPL_IOC_RESYNC (FLAGS: a
+ *                                             number, as given); prints
+ *                                             "records N seq S end E raced R"
  *   resyncio DEV dirty VOLUME REGION          exit 0 if the region is dirty
  *   resyncio DEV release SEQ                  DM_REPL_IOC_RELEASE
  *
@@ -20,21 +22,31 @@
 
 #include <linux/dm-repl.h>
 
+static __u32 resync_flags(const char *word)
+{
+	if (!strcmp(word, "any"))
+		return DM_REPL_RESYNCF_ANY;
+	if (!strcmp(word, "verify"))
+		return DM_REPL_RESYNCF_VERIFY;
+	return (__u32)strtoul(word, NULL, 0);
+}
+
 static int do_resync(int fd, char **argv, int argc)
 {
 	struct dm_repl_resync_req req = {
 		.abi_version = DM_REPL_ABI_VERSION,
 		.volume = (__u32)strtoul(argv[0], NULL, 0),
 		.region = strtoull(argv[1], NULL, 0),
-		.flags = argc > 2 && !strcmp(argv[2], "any") ? DM_REPL_RESYNCF_ANY : 0,
+		.flags = argc > 2 ? resync_flags(argv[2]) : 0,
 	};
 
 	if (ioctl(fd, DM_REPL_IOC_RESYNC, &req)) {
 		fprintf(stderr, "resyncio: DM_REPL_IOC_RESYNC: %s\n", strerror(errno));
 		return 1;
 	}
-	printf("records %u seq %llu end %u\n", req.records, (unsigned long long)req.seq,
-	       !!(req.flags & DM_REPL_RESYNCF_END));
+	printf("records %u seq %llu end %u raced %u\n", req.records,
+	       (unsigned long long)req.seq, !!(req.flags & DM_REPL_RESYNCF_END),
+	       !!(req.flags & DM_REPL_RESYNCF_RACED));
 	return 0;
 }
 
@@ -64,7 +76,7 @@ static int do_dirty(int fd, char **argv)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: resyncio DEV resync VOLUME REGION [any]\n"
+	fprintf(stderr, "usage: resyncio DEV resync VOLUME REGION [any|verify|FLAGS]\n"
 		"       resyncio DEV dirty VOLUME REGION\n"
 		"       resyncio DEV release SEQ\n");
 	return 2;

@@ -36,11 +36,7 @@ fresh_pair() {
 	dm_remove_all
 	dd if=/dev/zero of=/dev/ram0 bs=1M count=64 status=none
 	dd if=/dev/zero of=/dev/ram2 bs=1M count=64 status=none
-	meta_create /dev/ram1 g1 /dev/ram0
-	"$REPLTOOL" meta create --force --role secondary --group g2 \
-		--data-dev /dev/ram2 /dev/ram3 >/dev/null
-	dm_create p1 "0 $S repl /dev/ram0 /dev/ram1 g1 primary ${1:-}" &&
-		dm_create s1 "0 $S repl /dev/ram2 /dev/ram3 g2 secondary 2 source g1"
+	pair_tables "${1:-}"
 }
 reload_primary() {
 	dmsetup remove p1 && dm_create p1 "0 $S repl /dev/ram0 /dev/ram1 g1 primary"

@@ -65,6 +65,12 @@ static long make_rec(unsigned char *buf, unsigned int type)
 	case DM_REPL_REC_GAP:
 		f.volume = 0;
 		break;
+	case DM_REPL_REC_VERIFY:
+		f.sector = 128;
+		f.nbytes = 64 << 10;
+		f.payload = payload_4k;
+		f.payload_len = sizeof(struct dm_repl_verify_hash);
+		break;
 	}
 	return dmrepl_rec_encode(buf, BUF_SIZE, &f);
 }
@@ -285,7 +291,10 @@ TEST(type_names_and_letters)
 	ASSERT_STREQ("GAP", dmrepl_rec_type_name(DM_REPL_REC_GAP));
 	ASSERT_EQ(7, DM_REPL_REC_STREAM);
 	ASSERT_EQ(8, DM_REPL_REC_GAP);
-	ASSERT_EQ(DM_REPL_REC_GAP, DM_REPL_REC_TYPE_MAX);
+	ASSERT_EQ('V', dmrepl_rec_type_letter(DM_REPL_REC_VERIFY));
+	ASSERT_STREQ("VERIFY", dmrepl_rec_type_name(DM_REPL_REC_VERIFY));
+	ASSERT_EQ(9, DM_REPL_REC_VERIFY);
+	ASSERT_EQ(DM_REPL_REC_VERIFY, DM_REPL_REC_TYPE_MAX);
 	ASSERT_EQ('?', dmrepl_rec_type_letter(0));
 	ASSERT_EQ('?', dmrepl_rec_type_letter(DM_REPL_REC_TYPE_MAX + 1));
 }
@@ -586,6 +595,29 @@ static void spoil_reserved_high(unsigned char *buf, long *len)
 	hdr(buf)->reserved = htole64(1ULL << 63);
 }
 
+/* A VERIFY whose payload is not one hash (what is cut off zeroed). */
+static void spoil_hash_short(unsigned char *buf, long *len)
+{
+	memset(buf + HDR + 24, 0, 8);
+	hdr(buf)->payload_len = htole32(24);
+	set_len(buf, len, (__u32)dmrepl_rec_size(24));
+}
+static void spoil_hash_long(unsigned char *buf, long *len)
+{
+	hdr(buf)->payload_len = htole32(40);
+	set_len(buf, len, (__u32)dmrepl_rec_size(40));
+}
+static void spoil_nbytes_over_1g(unsigned char *buf, long *len)
+{
+	(void)len;
+	hdr(buf)->nbytes = htole32(DM_REPL_VERIFY_NBYTES_MAX + 512);
+}
+static void spoil_raced_flag(unsigned char *buf, long *len)
+{
+	(void)len;
+	hdr(buf)->flags = htole16(dmrepl_rec_flags(hdr(buf)) | DM_REPL_RECF_RACED);
+}
+
 #define REJECT(name, t, fn, reason)				\
 	FIXTURE_VARIANT_ADD(rejection, name) {			\
 		.type = DM_REPL_REC_##t, .spoil = fn, .why = reason, \
@@ -669,6 +701,18 @@ REJECT(gap_flag_on_a_gap_record, GAP, spoil_gap_flag,
        "GAP flag on a record that is not a STREAM");
 REJECT(gap_flag_on_a_void_write, WRITE, spoil_void_gap_flag,
        "GAP flag on a record that is not a STREAM");
+REJECT(verify_hash_short, VERIFY, spoil_hash_short, "payload of a VERIFY is not its hash");
+REJECT(verify_hash_long, VERIFY, spoil_hash_long, "payload of a VERIFY is not its hash");
+REJECT(verify_nbytes_zero, VERIFY, spoil_nbytes_zero,
+       "nbytes of a VERIFY is not a positive multiple of 512 up to 1 GiB");
+REJECT(verify_nbytes_not_sector_multiple, VERIFY, spoil_nbytes_unaligned,
+       "nbytes of a VERIFY is not a positive multiple of 512 up to 1 GiB");
+REJECT(verify_nbytes_over_1g, VERIFY, spoil_nbytes_over_1g,
+       "nbytes of a VERIFY is not a positive multiple of 512 up to 1 GiB");
+REJECT(raced_flag_on_a_write, WRITE, spoil_raced_flag,
+       "RACED flag on a record that is not a VERIFY");
+REJECT(raced_flag_on_a_resync, RESYNC, spoil_raced_flag,
+       "RACED flag on a record that is not a VERIFY");
 REJECT(reserved_low_bit_on_a_write, WRITE, spoil_reserved_low, "reserved bytes are not zero");
 REJECT(reserved_high_bit_on_a_flush, FLUSH, spoil_reserved_high, "reserved bytes are not zero");
 REJECT(reserved_on_a_stream, STREAM, spoil_reserved_low, "reserved bytes are not zero");
@@ -1011,6 +1055,22 @@ TEST(void_form_of_a_stream_or_gap_record_is_refused)
 		EXPECT_EQ(-EINVAL, dmrepl_rec_check(&v, sizeof(v), &why));
 		EXPECT_STREQ("VOID flag on a STREAM or GAP record (they never fail)", why);
 	}
+}
+
+TEST(verify_record_plain_and_raced_passes_the_check)
+{
+	unsigned char buf[BUF_SIZE] __attribute__((aligned(8)));
+	const char *why = "unset";
+	long len = make_rec(buf, DM_REPL_REC_VERIFY);
+
+	ASSERT_EQ(HDR + DM_REPL_VERIFY_HASH_SIZE, len);
+	ASSERT_EQ(0, dmrepl_rec_check(buf, (size_t)len, &why)) TH_LOG("%s", why);
+	hdr(buf)->flags = htole16(DM_REPL_RECF_RACED);
+	dmrepl_rec_seal(hdr(buf));
+	ASSERT_EQ(0, dmrepl_rec_check(buf, (size_t)len, &why)) TH_LOG("%s", why);
+	hdr(buf)->nbytes = htole32(DM_REPL_VERIFY_NBYTES_MAX);
+	dmrepl_rec_seal(hdr(buf));
+	ASSERT_EQ(0, dmrepl_rec_check(buf, (size_t)len, &why)) TH_LOG("%s", why);
 }
 
 TEST(stream_round_trips_through_encode_little_endian_at_64)

@@ -224,6 +224,7 @@ TEST_F(tool, stats_prints_a_summary_instead_of_records)
 		 "  RESYNC        records 1 bytes %u volume_bytes 1024\n"
 		 "  STREAM        records 0 bytes 0 volume_bytes 0\n"
 		 "  GAP           records 0 bytes 0 volume_bytes 0\n"
+		 "  VERIFY        records 0 bytes 0 volume_bytes 0\n"
 		 "  seq 1..6 epochs 2 (0..1)\n", self->dev.path, MIX_BYTES, RECLEN(4096),
 		 HDR, HDR, HDR, RECLEN(13), RECLEN(1024));
 	ASSERT_STREQ(want, self->r.out);
@@ -243,6 +244,7 @@ TEST_F(tool, stats_json_is_one_object)
 	ASSERT_NE(NULL, strstr(self->r.out, want)) TH_LOG("%s", self->r.out);
 	ASSERT_NE(NULL, strstr(self->r.out, "\"STREAM\":{\"records\":0,\"bytes\":0,"
 			       "\"volume_bytes\":0},\"GAP\":{\"records\":0,\"bytes\":0,"
+			       "\"volume_bytes\":0},\"VERIFY\":{\"records\":0,\"bytes\":0,"
 			       "\"volume_bytes\":0}}")) TH_LOG("%s", self->r.out);
 	ASSERT_NE(NULL, strstr(self->r.out,
 		"\"first_seq\":1,\"last_seq\":1,\"epochs\":1,\"first_epoch\":0,\"last_epoch\":0}\n"));

@@ -41,7 +41,8 @@ enum dm_repl_rec_type {
 	DM_REPL_REC_RESYNC	 = 6,	/* payload: a whole region's data */
 	DM_REPL_REC_STREAM	 = 7,	/* first of a stream: struct dm_repl_stream_link */
 	DM_REPL_REC_GAP		 = 8,	/* no payload: writes before it were not captured */
-	DM_REPL_REC_TYPE_MAX	 = DM_REPL_REC_GAP,
+	DM_REPL_REC_VERIFY	 = 9,	/* payload: struct dm_repl_verify_hash */
+	DM_REPL_REC_TYPE_MAX	 = DM_REPL_REC_VERIFY,
 };
 
 /*
@@ -96,9 +97,28 @@ struct dm_repl_resync_end {
  * out of the ring may write this form of it, as for VOID.
  */
 #define DM_REPL_RECF_ZERO	(1U << 4)
+/* VERIFY: a write to the range raced the read: the hash is not compared. */
+#define DM_REPL_RECF_RACED	(1U << 5)
 #define DM_REPL_RECF_KNOWN	(DM_REPL_RECF_FUA | DM_REPL_RECF_RESYNC_END | \
 				 DM_REPL_RECF_VOID | DM_REPL_RECF_GAP | \
-				 DM_REPL_RECF_ZERO)
+				 DM_REPL_RECF_ZERO | DM_REPL_RECF_RACED)
+
+/*
+ * Online verify (Documentation/dm-repl.md, "Verify"). A VERIFY record at
+ * sequence S covers nbytes (a whole region, at most
+ * DM_REPL_VERIFY_NBYTES_MAX) at sector of its volume and carries the
+ * SHA-256 of what the primary's data device held there once every write
+ * before S had completed. The replica, once it has applied every record
+ * before S, hashes the same range of its own data device and compares.
+ * RACED: a write captured after S (or a dirty region) may be in the
+ * primary's hash: not compared. A VERIFY changes no data and no state.
+ */
+#define DM_REPL_VERIFY_HASH_SIZE	32
+#define DM_REPL_VERIFY_NBYTES_MAX	(1U << 30)
+
+struct dm_repl_verify_hash {
+	__u8 sha256[DM_REPL_VERIFY_HASH_SIZE];
+};
 
 #define DM_REPL_MARKER_LABEL_MAX 64
 
@@ -385,6 +405,41 @@ struct dm_repl_resync_req {
 
 #define DM_REPL_RESYNCF_ANY	(1U << 0)	/* in: even if the region is clean */
 #define DM_REPL_RESYNCF_END	(1U << 1)	/* out: it ended the resync */
+/*
+ * in: put one VERIFY record for the region in the ring instead (clean or
+ * dirty; the bitmaps are left alone; records 1, seq its sequence);
+ * out: RESYNCF_RACED if it says RACED (retry the region later).
+ */
+#define DM_REPL_RESYNCF_VERIFY	(1U << 2)
+#define DM_REPL_RESYNCF_RACED	(1U << 3)
+
+/*
+ * DM_REPL_IOC_VERIFY_INFO (secondary): what the VERIFY records applied
+ * since the group was loaded found. The list keeps the latest
+ * DM_REPL_VERIFY_LIST mismatches, oldest first; a verify pass reads those
+ * with a sequence in its own range.
+ */
+#define DM_REPL_VERIFY_LIST	128
+
+struct dm_repl_verify_mismatch {
+	__u64 seq;		/* the VERIFY record's */
+	__u64 sector;		/* its range on the volume */
+	__u32 nbytes;
+	__u16 volume;		/* volume index */
+	__u16 reserved;
+};
+
+struct dm_repl_verify_info {
+	__u32 abi_version;	/* in: DM_REPL_ABI_VERSION; out: the module's */
+	__u32 nr;		/* out: entries used in list[] */
+	__u64 compared;		/* VERIFY records compared */
+	__u64 bytes;		/* bytes hashed on the replica */
+	__u64 raced;		/* VERIFY records RACED or VOID: not compared */
+	__u64 mismatches;	/* compared and different (list[] keeps the last) */
+	__u64 last_seq;		/* sequence of the last VERIFY record applied */
+	__u64 reserved[4];
+	struct dm_repl_verify_mismatch list[DM_REPL_VERIFY_LIST];
+};
 
 /* DM_REPL_IOC_RELEASE takes a pointer to the sequence to release up to. */
 #define DM_REPL_IOC_GROUP_INFO	_IOWR(DM_REPL_IOC_MAGIC, 1, struct dm_repl_group_info)
@@ -392,6 +447,7 @@ struct dm_repl_resync_req {
 #define DM_REPL_IOC_GET_BITMAP	_IOWR(DM_REPL_IOC_MAGIC, 3, struct dm_repl_bitmap_req)
 #define DM_REPL_IOC_APPLY_INFO	_IOWR(DM_REPL_IOC_MAGIC, 4, struct dm_repl_apply_info)
 #define DM_REPL_IOC_RESYNC	_IOWR(DM_REPL_IOC_MAGIC, 5, struct dm_repl_resync_req)
+#define DM_REPL_IOC_VERIFY_INFO	_IOWR(DM_REPL_IOC_MAGIC, 6, struct dm_repl_verify_info)
 
 /* ------------------------------------------------------------------ */
 /* The metadata device (on-disk format)                                */

@@ -12,17 +12,29 @@
 
 #include "dmrepl.h"
 
-int dmrepl_apply_info(int fd, struct dm_repl_apply_info *ai)
+/* An info ioctl whose argument starts with its __u32 abi_version. */
+static int info_ioctl(int fd, unsigned long cmd, void *arg, size_t size)
 {
+	__u32 *version = arg;
 	int err;
 
-	memset(ai, 0, sizeof(*ai));
-	ai->abi_version = DM_REPL_ABI_VERSION;
-	if (ioctl(fd, DM_REPL_IOC_APPLY_INFO, ai) < 0) {
+	memset(arg, 0, size);
+	*version = DM_REPL_ABI_VERSION;
+	if (ioctl(fd, cmd, arg) < 0) {
 		err = errno;
-		return ai->abi_version != DM_REPL_ABI_VERSION ? -EPROTO : -err;
+		return *version != DM_REPL_ABI_VERSION ? -EPROTO : -err;
 	}
-	return ai->abi_version == DM_REPL_ABI_VERSION ? 0 : -EPROTO;
+	return *version == DM_REPL_ABI_VERSION ? 0 : -EPROTO;
+}
+
+int dmrepl_apply_info(int fd, struct dm_repl_apply_info *ai)
+{
+	return info_ioctl(fd, DM_REPL_IOC_APPLY_INFO, ai, sizeof(*ai));
+}
+
+int dmrepl_verify_info(int fd, struct dm_repl_verify_info *vi)
+{
+	return info_ioctl(fd, DM_REPL_IOC_VERIFY_INFO, vi, sizeof(*vi));
 }
 
 static const char *const reason_names[DM_REPL_APPLY_REASON_MAX + 1] = {

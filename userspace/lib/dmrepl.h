@@ -407,6 +407,9 @@ _Static_assert(sizeof(struct dm_repl_applied_marker) == 88, "applied marker size
  */
 int dmrepl_apply_info(int fd, struct dm_repl_apply_info *ai);
 
+/* DM_REPL_IOC_VERIFY_INFO on fd (a secondary): as dmrepl_apply_info(). */
+int dmrepl_verify_info(int fd, struct dm_repl_verify_info *vi);
+
 /*
  * A phrase for an enum dm_repl_apply_reason ("sequence gap", ...), NULL
  * for a value this library does not know.
@@ -639,6 +642,51 @@ __u64 dmrepl_resync_ctl_next_ns(const struct dmrepl_resync_ctl *c);
 
 /* Why it was held back last, in words ("stream lag 1.4 s > 1.0 s"), or "-". */
 const char *dmrepl_resync_ctl_why(const struct dmrepl_resync_ctl *c, char *buf, size_t len);
+
+/* The ring is more than @fill_pct full (of its data area). */
+bool dmrepl_ring_over(const struct dm_repl_group_info *info, unsigned int fill_pct);
+
+/* ------------------------------------------------------------------ */
+/* Verify: a primary's regions hashed into its ring                    */
+/* ------------------------------------------------------------------ */
+
+_Static_assert(sizeof(struct dm_repl_verify_mismatch) == 24, "verify mismatch size");
+
+/*
+ * One pass over every region of every volume of a primary group: a VERIFY
+ * record each (DM_REPL_IOC_RESYNC with RESYNCF_VERIFY), whoever ships the
+ * ring; the replica compares. A region whose record came out RACED (a
+ * write into it during its read, or dirty) is tried again, up to
+ * DMREPL_VERIFY_TRIES times in all, then counted as not compared.
+ */
+#define DMREPL_VERIFY_TRIES	4
+
+struct dmrepl_verify {
+	int fd;				/* the primary group's device */
+	struct dm_repl_group_info info;	/* as of the start of the pass */
+	unsigned int vol;		/* cursor: entry of info.volumes */
+	__u64 region;			/* cursor: next region */
+	unsigned int tries;		/* RACED records of the cursor region */
+	__u64 first_seq, last_seq;	/* of the pass's VERIFY records */
+	__u64 regions, bytes;		/* put in, not RACED */
+	__u64 raced;			/* RACED records put in */
+	__u64 not_compared;		/* regions given up after the tries */
+	bool done;			/* the pass went over every region */
+};
+
+/* 0, or -errno of DM_REPL_IOC_GROUP_INFO (-EPERM: not a primary). */
+int dmrepl_verify_init(struct dmrepl_verify *v, int fd);
+
+/*
+ * Put up to @max VERIFY records in the ring while it is at most @fill_pct
+ * full. Returns how many went in (0: no room now, or v->done), or -errno
+ * of the ioctl (-ENOENT: a volume went away).
+ */
+int dmrepl_verify_step(struct dmrepl_verify *v, unsigned int max, unsigned int fill_pct);
+
+/* The region of @info's volume index @volume that holds @sector; -1: none. */
+long long dmrepl_verify_region_of(const struct dm_repl_group_info *info, unsigned int volume,
+				  __u64 sector);
 
 /* ------------------------------------------------------------------ */
 /* Metadata device                                                     */

@@ -22,6 +22,7 @@ static const struct {
 	[DM_REPL_REC_RESYNC]	   = { "RESYNC", 'R' },
 	[DM_REPL_REC_STREAM]	   = { "STREAM", 'S' },
 	[DM_REPL_REC_GAP]	   = { "GAP", 'G' },
+	[DM_REPL_REC_VERIFY]	   = { "VERIFY", 'V' },
 };
 
 const char *dmrepl_rec_type_name(unsigned int type)
@@ -141,6 +142,12 @@ static const char *check_type_rules(const struct dm_repl_rec *r)
 		if (nbytes || dmrepl_rec_volume(r))
 			return "nbytes or volume is not zero on a GAP";
 		return NULL;
+	case DM_REPL_REC_VERIFY:
+		if (plen != sizeof(struct dm_repl_verify_hash))
+			return "payload of a VERIFY is not its hash";
+		if (!sectors_ok(nbytes) || nbytes > DM_REPL_VERIFY_NBYTES_MAX)
+			return "nbytes of a VERIFY is not a positive multiple of 512 up to 1 GiB";
+		return NULL;
 	}
 	return "unknown record type";
 }
@@ -162,6 +169,9 @@ static const char *header_problem(const struct dm_repl_rec *r, size_t avail)
 	if ((dmrepl_rec_flags(r) & DM_REPL_RECF_GAP) &&
 	    dmrepl_rec_type(r) != DM_REPL_REC_STREAM)
 		return "GAP flag on a record that is not a STREAM";
+	if ((dmrepl_rec_flags(r) & DM_REPL_RECF_RACED) &&
+	    dmrepl_rec_type(r) != DM_REPL_REC_VERIFY)
+		return "RACED flag on a record that is not a VERIFY";
 	if ((dmrepl_rec_flags(r) & DM_REPL_RECF_VOID) &&
 	    (dmrepl_rec_type(r) == DM_REPL_REC_STREAM || dmrepl_rec_type(r) == DM_REPL_REC_GAP))
 		return "VOID flag on a STREAM or GAP record (they never fail)";

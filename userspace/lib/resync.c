@@ -97,7 +97,7 @@ static int next_dirty(struct dmrepl_resync *r)
 	return 0;
 }
 
-static bool ring_full(const struct dm_repl_group_info *info, unsigned int fill_pct)
+bool dmrepl_ring_over(const struct dm_repl_group_info *info, unsigned int fill_pct)
 {
 	__u64 used = info->producer_pos - info->released_pos;
 
@@ -143,7 +143,7 @@ int dmrepl_resync_step(struct dmrepl_resync *r, unsigned int max, unsigned int f
 			return ret;
 		if (r->info.role != DM_REPL_ROLE_PRIMARY)
 			return -EPERM;
-		if (r->info.state != DM_REPL_STATE_BEHIND || ring_full(&r->info, fill_pct))
+		if (r->info.state != DM_REPL_STATE_BEHIND || dmrepl_ring_over(&r->info, fill_pct))
 			break;
 		ret = next_dirty(r);
 		if (ret < 0)

@@ -43,6 +43,8 @@ static const struct cmd cmds[] = {
 	{ "status", "show a group's role, state, volumes and apply progress",
 	  cmd_status, usage_status },
 	{ "up", "load the tables of a resource's local volumes", cmd_up, usage_up },
+	{ "verify", "compare a primary group's regions with its replica's", cmd_verify,
+	  usage_verify },
 };
 
 #define NR_CMDS (sizeof(cmds) / sizeof(cmds[0]))

@@ -16,6 +16,7 @@ enum {
 	EXIT_OK		= 0,
 	EXIT_RUNTIME	= 1,	/* the command could not do its job */
 	EXIT_USAGE	= 2,	/* bad command line */
+	EXIT_DIFFER	= 3,	/* verify: regions differ */
 };
 
 struct cmd {
@@ -178,6 +179,8 @@ int cmd_replicate(int argc, char **argv);
 void usage_replicate(FILE *f);
 int cmd_resync(int argc, char **argv);
 void usage_resync(FILE *f);
+int cmd_verify(int argc, char **argv);
+void usage_verify(FILE *f);
 int cmd_config(int argc, char **argv);
 void usage_config(FILE *f);
 /* resource.c: the verbs over a resource file */

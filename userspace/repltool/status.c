@@ -54,6 +54,7 @@ static const char *state_name(__u32 state)
 
 #define GI(field) { #field, offsetof(struct dm_repl_group_info, field) }
 #define AI(field) { #field, offsetof(struct dm_repl_apply_info, field) }
+#define VI(field) { "verify_" #field, offsetof(struct dm_repl_verify_info, field) }
 
 /* __u64 fields shown as they are, in this order. */
 struct u64_field {
@@ -80,6 +81,12 @@ static void out_kv_stream(struct out *o, const char *key, __u64 stream)
 static const struct u64_field apply_fields[] = {
 	AI(applied_seq), AI(applied_epoch), AI(batches), AI(records), AI(skipped),
 	AI(bytes), AI(flushes), AI(rejected),
+};
+
+/* What VERIFY records found (repltool verify); not_compared is "raced". */
+static const struct u64_field verify_fields[] = {
+	VI(compared), VI(bytes), { "verify_not_compared", offsetof(struct dm_repl_verify_info, raced) },
+	VI(mismatches),
 };
 
 static void show_u64_fields(struct out *o, const void *info, const struct u64_field *f,
@@ -217,7 +224,9 @@ static void show_consistent_point(struct out *o, const struct dm_repl_apply_info
 	out_kv_str(o, "consistent_time", when);
 }
 
-static void show_apply(struct out *o, const struct dm_repl_apply_info *ai)
+/* vi: NULL when the module has no DM_REPL_IOC_VERIFY_INFO. */
+static void show_apply(struct out *o, const struct dm_repl_apply_info *ai,
+		       const struct dm_repl_verify_info *vi)
 {
 	out_open_object(o, "apply");
 	out_text(o, "apply\n");
@@ -226,6 +235,9 @@ static void show_apply(struct out *o, const struct dm_repl_apply_info *ai)
 	show_consistent_point(o, ai);
 	out_kv_stream(o, "applied_stream", ai->applied_stream);
 	show_u64_fields(o, ai, apply_fields, sizeof(apply_fields) / sizeof(apply_fields[0]));
+	if (vi)
+		show_u64_fields(o, vi, verify_fields,
+				sizeof(verify_fields) / sizeof(verify_fields[0]));
 	show_last_error(o, ai);
 	show_markers(o, ai);
 	o->kv_indent = 0;
@@ -238,6 +250,8 @@ static int show(const char *path, int fd, const struct dm_repl_group_info *gi, b
 		const char *link)
 {
 	struct dm_repl_apply_info ai;
+	struct dm_repl_verify_info vi;
+	bool have_vi = false;
 	struct out o;
 	int ret = 0;
 
@@ -247,6 +261,7 @@ static int show(const char *path, int fd, const struct dm_repl_group_info *gi, b
 			err_msg("%s: DM_REPL_IOC_APPLY_INFO: %s", path, strerror(-ret));
 			return EXIT_RUNTIME;
 		}
+		have_vi = !dmrepl_verify_info(fd, &vi);
 	}
 	out_init(&o, stdout, json);
 	o.kv_width = 18;
@@ -254,7 +269,7 @@ static int show(const char *path, int fd, const struct dm_repl_group_info *gi, b
 	show_group(&o, path, gi);
 	show_volumes(&o, gi);
 	if (gi->role == DM_REPL_ROLE_SECONDARY)
-		show_apply(&o, &ai);
+		show_apply(&o, &ai, have_vi ? &vi : NULL);
 	if (link)
 		show_link_facts(&o, link);
 	out_close_object(&o);

@@ -1,0 +1,478 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * repltool verify: a VERIFY record for every region of a primary group, the
+ * replica compares; with --replica (a secondary group on this host) the
+ * results are read back, printed, and with --fix the regions that differ
+ * are resent. Between two hosts: --results on the replica's host lists
+ * them, --resend on the primary's host resends them.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dmrepl.h"
+#include "repltool.h"
+
+#define FILL_PCT_DEFAULT 50
+#define REGIONS_A_STEP 16
+#define TIMEOUT_DEFAULT 600
+#define IDLE_NS (10 * 1000 * 1000L)
+
+struct verify_opts {
+	unsigned int fill_pct;
+	__u64 timeout, since;
+	bool fix, results;
+	const char *target, *replica;
+	__u64 resend[DM_REPL_VERIFY_LIST][2];	/* --resend: volume, region */
+	unsigned int nr_resend;
+};
+
+/* The pass, and what the replica said about it. */
+struct verify_run {
+	const struct verify_opts *o;
+	struct dmrepl_verify v;
+	int rfd;				/* the replica's device, or -1 */
+	struct dm_repl_verify_info before, after;
+	__u64 differ[DM_REPL_VERIFY_LIST][2];	/* volume, region */
+	unsigned int nr_differ;
+};
+
+void usage_verify(FILE *f)
+{
+	fprintf(f,
+"Usage: repltool verify [--replica GROUP|PATH [--fix]] [--fill PCT]\n"
+"                       [--timeout SECS] GROUP|PATH\n"
+"       repltool verify --results [--since SEQ] GROUP|PATH\n"
+"       repltool verify --resend V:R[,V:R...] GROUP|PATH\n"
+"\n"
+"Compare the primary group GROUP with its replica while replication runs:\n"
+"put a VERIFY record for every region of every volume in GROUP's ring (the\n"
+"SHA-256 of the region as the primary has it at that point of the stream),\n"
+"for whoever ships the ring (repld, repltool replicate) to send; the\n"
+"replica hashes its own copy when it reaches the record and compares. A\n"
+"region written during its read is tried again (up to %d times), then\n"
+"counted as not compared. Nothing changes on either side.\n"
+"\n"
+"      --replica G    the secondary group G on this host (repltool replicate):\n"
+"                     wait until it has applied the records, then print the\n"
+"                     regions that differ, as 'mismatch volume V region R seq S'\n"
+"      --fix          with --replica: resend the regions that differ (RESYNC\n"
+"                     records, as repltool resync) and wait until applied\n"
+"      --fill PCT     put records in only while the ring is at most PCT%%\n"
+"                     full (1-100, default %d)\n"
+"      --timeout SECS wait at most SECS for the replica (default %d)\n"
+"  -h, --help         show this text\n"
+"\n"
+"Without --replica the results are on the replica's host: its kernel log,\n"
+"'repltool status' there (verify_* counters), and\n"
+"\n"
+"      --results      GROUP is the secondary: list the regions that differed\n"
+"                     (its last %d), each as 'mismatch volume V region R seq S'\n"
+"      --since SEQ    only those of VERIFY records from sequence SEQ on (the\n"
+"                     first sequence the pass printed)\n"
+"      --resend V:R,...  GROUP is the primary: resend these regions (volume\n"
+"                     index V, region R) as RESYNC records, as --fix does\n"
+"\n"
+"Exit status: 0 when no region differs (or all were fixed), 3 when some\n"
+"differ, 1 for a runtime error, 2 for a usage error.\n",
+		DMREPL_VERIFY_TRIES, FILL_PCT_DEFAULT, TIMEOUT_DEFAULT, DM_REPL_VERIFY_LIST);
+}
+
+/* "V:R[,V:R...]" into o->resend. */
+static int parse_resend(struct verify_opts *o, const char *list)
+{
+	unsigned long long vol, region;
+	const char *p = list;
+	char *end;
+
+	for (;;) {
+		if (o->nr_resend == DM_REPL_VERIFY_LIST || *p < '0' || *p > '9')
+			return -EINVAL;
+		errno = 0;
+		vol = strtoull(p, &end, 10);
+		if (errno || *end != ':' || vol >= DM_REPL_MAX_VOLUMES || end[1] < '0' ||
+		    end[1] > '9')
+			return -EINVAL;
+		region = strtoull(end + 1, &end, 10);
+		if (errno || (*end && *end != ','))
+			return -EINVAL;
+		o->resend[o->nr_resend][0] = vol;
+		o->resend[o->nr_resend][1] = region;
+		o->nr_resend++;
+		if (!*end)
+			return 0;
+		p = end + 1;
+	}
+}
+
+static int parse_opts(int argc, char **argv, struct verify_opts *o)
+{
+	enum { OPT_FILL = 256, OPT_FIX, OPT_REPLICA, OPT_TIMEOUT, OPT_RESULTS, OPT_SINCE,
+	       OPT_RESEND };
+	static const struct option lopts[] = {
+		{ "fill", required_argument, NULL, OPT_FILL },
+		{ "fix", no_argument, NULL, OPT_FIX },
+		{ "replica", required_argument, NULL, OPT_REPLICA },
+		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+		{ "results", no_argument, NULL, OPT_RESULTS },
+		{ "since", required_argument, NULL, OPT_SINCE },
+		{ "resend", required_argument, NULL, OPT_RESEND },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	__u64 n;
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	o->fill_pct = FILL_PCT_DEFAULT;
+	o->timeout = TIMEOUT_DEFAULT;
+	while ((c = getopt_long(argc, argv, ":h", lopts, NULL)) != -1) {
+		switch (c) {
+		case OPT_FILL:
+			if (parse_positive(optarg, &n) || n > 100)
+				return usage_err("verify", "--fill %s: not a percentage from 1 to 100",
+						 optarg);
+			o->fill_pct = (unsigned int)n;
+			break;
+		case OPT_FIX:
+			o->fix = true;
+			break;
+		case OPT_REPLICA:
+			o->replica = optarg;
+			break;
+		case OPT_TIMEOUT:
+			if (parse_positive(optarg, &o->timeout))
+				return usage_err("verify", "--timeout %s: not a number of seconds",
+						 optarg);
+			break;
+		case OPT_RESULTS:
+			o->results = true;
+			break;
+		case OPT_SINCE:
+			if (parse_positive(optarg, &o->since))
+				return usage_err("verify", "--since %s: not a sequence", optarg);
+			break;
+		case OPT_RESEND:
+			if (parse_resend(o, optarg))
+				return usage_err("verify", "--resend %s: not a list of VOLUME:REGION "
+						 "(at most %d)", optarg, DM_REPL_VERIFY_LIST);
+			break;
+		case 'h':
+			usage_verify(stdout);
+			return -1;
+		default:
+			return getopt_error("verify", c, argv);
+		}
+	}
+	if (o->fix && !o->replica)
+		return usage_err("verify", "--fix needs --replica (the results come from there)");
+	if ((o->results || o->nr_resend) && (o->replica || o->fix))
+		return usage_err("verify", "--results and --resend go without --replica and --fix");
+	if (o->results && o->nr_resend)
+		return usage_err("verify", "--results (on the replica) or --resend (on the "
+				 "primary), not both");
+	if (o->since && !o->results)
+		return usage_err("verify", "--since goes with --results");
+	if (argc - optind != 1)
+		return usage_err("verify", argc == optind ? "wants GROUP" : "only one GROUP, please");
+	o->target = argv[optind];
+	return 0;
+}
+
+static void pause_idle(void)
+{
+	struct timespec idle = { 0, IDLE_NS };
+
+	nanosleep(&idle, NULL);
+}
+
+/* Wait until the replica applied @seq: 0, -ETIMEDOUT, -EINTR or -errno. */
+static int wait_applied(const struct verify_run *vr, __u64 seq, __u64 *bytes)
+{
+	time_t deadline = time(NULL) + (time_t)vr->o->timeout;
+	struct dm_repl_apply_info ai;
+	int ret;
+
+	for (;;) {
+		ret = dmrepl_apply_info(vr->rfd, &ai);
+		if (ret)
+			return ret;
+		if (ai.applied_seq >= seq) {
+			if (bytes)
+				*bytes = ai.bytes;
+			return 0;
+		}
+		if (stop_requested)
+			return -EINTR;
+		if (time(NULL) > deadline)
+			return -ETIMEDOUT;
+		pause_idle();
+	}
+}
+
+static int put_records(struct verify_run *vr)
+{
+	int ret;
+
+	while (!vr->v.done) {
+		if (stop_requested)
+			return -EINTR;
+		ret = dmrepl_verify_step(&vr->v, REGIONS_A_STEP, vr->o->fill_pct);
+		if (ret < 0)
+			return ret;
+		if (!ret && !vr->v.done)
+			pause_idle();
+	}
+	return 0;
+}
+
+static void print_mismatch(const struct dm_repl_verify_mismatch *m, long long region)
+{
+	printf("mismatch volume %u region %lld seq %llu\n", m->volume, region,
+	       (unsigned long long)m->seq);
+}
+
+/* The mismatches of this pass, as regions of the primary. */
+static void collect(struct verify_run *vr)
+{
+	const struct dm_repl_verify_info *a = &vr->after;
+	unsigned int i;
+	long long region;
+
+	for (i = 0; i < a->nr && i < DM_REPL_VERIFY_LIST; i++) {
+		const struct dm_repl_verify_mismatch *m = &a->list[i];
+
+		if (m->seq < vr->v.first_seq || m->seq > vr->v.last_seq)
+			continue;
+		region = dmrepl_verify_region_of(&vr->v.info, m->volume, m->sector);
+		if (region < 0)
+			continue;
+		vr->differ[vr->nr_differ][0] = m->volume;
+		vr->differ[vr->nr_differ][1] = (__u64)region;
+		vr->nr_differ++;
+		print_mismatch(m, region);
+	}
+}
+
+/* Resend one region: its RESYNC records' last sequence, or -errno. */
+static long long resend(const struct verify_run *vr, unsigned int volume, __u64 region)
+{
+	struct dm_repl_resync_req req;
+
+	for (;;) {
+		req = (struct dm_repl_resync_req) {
+			.abi_version = DM_REPL_ABI_VERSION,
+			.volume = volume,
+			.region = region,
+			.flags = DM_REPL_RESYNCF_ANY,
+		};
+		if (!ioctl(vr->v.fd, DM_REPL_IOC_RESYNC, &req))
+			return (long long)req.seq;
+		if (errno != ENOSPC && errno != EBUSY)
+			return -errno;
+		if (stop_requested)
+			return -EINTR;
+		pause_idle();
+	}
+}
+
+/* Resend @n regions (volume, region): 0 or -errno; *last their last sequence. */
+static int resend_all(const struct verify_run *vr, const __u64 (*list)[2], unsigned int n,
+		      __u64 *last)
+{
+	long long seq;
+	unsigned int i;
+
+	for (i = 0; i < n; i++) {
+		seq = resend(vr, (unsigned int)list[i][0], list[i][1]);
+		if (seq < 0)
+			return (int)seq;
+		*last = (__u64)seq;
+	}
+	return 0;
+}
+
+static int fix(struct verify_run *vr, const char *path)
+{
+	__u64 bytes_before, bytes_after, last = 0;
+	int ret;
+
+	ret = wait_applied(vr, vr->v.last_seq, &bytes_before);
+	if (!ret)
+		ret = resend_all(vr, vr->differ, vr->nr_differ, &last);
+	if (!ret)
+		ret = wait_applied(vr, last, &bytes_after);
+	if (ret) {
+		err_msg("verify: %s: --fix: %s", path, strerror(-ret));
+		return EXIT_RUNTIME;
+	}
+	printf("fix %s: %u regions resent, %llu bytes applied on the replica\n",
+	       vr->v.info.name, vr->nr_differ,
+	       (unsigned long long)(bytes_after - bytes_before));
+	return EXIT_OK;
+}
+
+static int results(struct verify_run *vr, const char *path)
+{
+	__u64 mismatches, compared;
+	int ret;
+
+	ret = wait_applied(vr, vr->v.last_seq, NULL);
+	if (!ret)
+		ret = dmrepl_verify_info(vr->rfd, &vr->after);
+	if (ret) {
+		err_msg("verify: %s: waiting for the replica %s: %s", path, vr->o->replica,
+			strerror(-ret));
+		return EXIT_RUNTIME;
+	}
+	collect(vr);
+	mismatches = vr->after.mismatches - vr->before.mismatches;
+	compared = vr->after.compared - vr->before.compared;
+	printf("verify %s: %llu regions (%llu bytes) compared on %s, %llu not compared, "
+	       "%llu mismatches\n",
+	       vr->v.info.name, (unsigned long long)compared,
+	       (unsigned long long)(vr->after.bytes - vr->before.bytes), vr->o->replica,
+	       (unsigned long long)(vr->after.raced - vr->before.raced),
+	       (unsigned long long)mismatches);
+	if (mismatches > vr->nr_differ)
+		printf("verify %s: %llu mismatches not listed (more than %d)\n",
+		       vr->v.info.name, (unsigned long long)(mismatches - vr->nr_differ),
+		       DM_REPL_VERIFY_LIST);
+	if (!mismatches)
+		return EXIT_OK;
+	if (!vr->o->fix || mismatches > vr->nr_differ)
+		return EXIT_DIFFER;
+	ret = fix(vr, path);
+	return ret;
+}
+
+static int run(struct verify_run *vr, int fd, const char *path)
+{
+	int ret;
+
+	ret = dmrepl_verify_init(&vr->v, fd);
+	if (!ret && vr->rfd >= 0)
+		ret = dmrepl_verify_info(vr->rfd, &vr->before);
+	catch_stop_signals();
+	if (!ret)
+		ret = put_records(vr);
+	if (ret == -EPERM) {
+		err_msg("verify: %s: not a primary group", path);
+		return EXIT_RUNTIME;
+	}
+	if (ret) {
+		err_msg("verify: %s: %s", path, strerror(-ret));
+		return EXIT_RUNTIME;
+	}
+	printf("verify %s: %llu regions (%llu bytes) put in the ring, seq %llu to %llu, "
+	       "%llu raced, %llu regions given up\n",
+	       vr->v.info.name, (unsigned long long)vr->v.regions,
+	       (unsigned long long)vr->v.bytes, (unsigned long long)vr->v.first_seq,
+	       (unsigned long long)vr->v.last_seq, (unsigned long long)vr->v.raced,
+	       (unsigned long long)vr->v.not_compared);
+	fflush(stdout);
+	return vr->rfd < 0 ? EXIT_OK : results(vr, path);
+}
+
+/* --results on the replica's host: what its VERIFY records found. */
+static int list_results(const struct verify_opts *o, int fd, const char *path,
+			const struct dm_repl_group_info *info)
+{
+	struct dm_repl_verify_info vi;
+	unsigned int i, listed = 0;
+	int ret;
+
+	if (info->role != DM_REPL_ROLE_SECONDARY) {
+		err_msg("verify: %s: --results: not a secondary group", path);
+		return EXIT_RUNTIME;
+	}
+	ret = dmrepl_verify_info(fd, &vi);
+	if (ret) {
+		err_msg("verify: %s: DM_REPL_IOC_VERIFY_INFO: %s", path, strerror(-ret));
+		return EXIT_RUNTIME;
+	}
+	for (i = 0; i < vi.nr && i < DM_REPL_VERIFY_LIST; i++) {
+		if (vi.list[i].seq < o->since)
+			continue;
+		print_mismatch(&vi.list[i],
+			       dmrepl_verify_region_of(info, vi.list[i].volume, vi.list[i].sector));
+		listed++;
+	}
+	printf("verify %s: %llu regions (%llu bytes) compared, %llu not compared, "
+	       "%llu mismatches since loaded, %u listed; last VERIFY seq %llu\n",
+	       info->name, (unsigned long long)vi.compared, (unsigned long long)vi.bytes,
+	       (unsigned long long)vi.raced, (unsigned long long)vi.mismatches, listed,
+	       (unsigned long long)vi.last_seq);
+	return listed ? EXIT_DIFFER : EXIT_OK;
+}
+
+/* --resend on the primary's host: the regions --results listed. */
+static int resend_listed(struct verify_run *vr, int fd, const char *path,
+			 const struct dm_repl_group_info *info)
+{
+	__u64 last = 0;
+	int ret;
+
+	vr->v.fd = fd;
+	ret = info->role == DM_REPL_ROLE_PRIMARY ? 0 : -EPERM;
+	if (!ret)
+		ret = resend_all(vr, (const __u64 (*)[2])vr->o->resend, vr->o->nr_resend, &last);
+	if (ret == -EPERM)
+		err_msg("verify: %s: not a primary group", path);
+	else if (ret)
+		err_msg("verify: %s: --resend: %s", path, strerror(-ret));
+	if (ret)
+		return EXIT_RUNTIME;
+	printf("resend %s: %u regions put in the ring, last seq %llu\n", info->name,
+	       vr->o->nr_resend, (unsigned long long)last);
+	return EXIT_OK;
+}
+
+int cmd_verify(int argc, char **argv)
+{
+	struct dm_repl_group_info info;
+	struct verify_opts o;
+	struct verify_run *vr;
+	char path[PATH_MAX], rpath[PATH_MAX];
+	int fd, ret;
+
+	ret = parse_opts(argc, argv, &o);
+	if (ret)
+		return ret < 0 ? EXIT_OK : ret;
+	vr = calloc(1, sizeof(*vr));
+	if (!vr) {
+		err_msg("verify: %s", strerror(ENOMEM));
+		return EXIT_RUNTIME;
+	}
+	vr->o = &o;
+	vr->rfd = -1;
+	fd = open_group(o.target, O_RDONLY, &info, path, sizeof(path));
+	if (fd >= 0 && o.replica) {
+		vr->rfd = open_group(o.replica, O_RDONLY, &info, rpath, sizeof(rpath));
+		if (vr->rfd >= 0 && info.role != DM_REPL_ROLE_SECONDARY) {
+			err_msg("verify: %s: not a secondary group", rpath);
+			close(vr->rfd);
+			vr->rfd = -1;
+		}
+	}
+	if (fd < 0 || (o.replica && vr->rfd < 0))
+		ret = EXIT_RUNTIME;
+	else if (o.results)
+		ret = list_results(&o, fd, path, &info);
+	else if (o.nr_resend)
+		ret = resend_listed(vr, fd, path, &info);
+	else
+		ret = run(vr, fd, path);
+	if (vr->rfd >= 0)
+		close(vr->rfd);
+	if (fd >= 0)
+		close(fd);
+	free(vr);
+	return ret;
+}
