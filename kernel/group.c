@@ -345,7 +345,7 @@ static struct repl_volume *volume_create(struct repl_group *g,
 	 * the stream it follows ended cleanly.
 	 */
 	if (g->role == DM_REPL_ROLE_PRIMARY && atomic64_read(&v->dirty))
-		repl_ring_note_overflow(&g->ring);
+		repl_ring_note_missing(&g->ring);
 	g->volumes[index] = v;
 	repl_resync_joined(v);
 	g->nr_volumes++;

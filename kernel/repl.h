@@ -103,6 +103,7 @@ void repl_ring_restart(struct repl_ring *ring, u64 next_seq, u64 epoch);
 void repl_ring_new_stream(struct repl_ring *ring, u64 next_seq, u64 epoch,
 			  const u64 *prev, bool gap);
 void repl_ring_note_overflow(struct repl_ring *ring);
+void repl_ring_note_missing(struct repl_ring *ring);
 u64 repl_ring_gaps_noted(struct repl_ring *ring);
 int repl_ring_wait_before(struct repl_ring *ring, u64 end);
 bool repl_ring_emit_gap(struct repl_ring *ring);

@@ -315,6 +315,24 @@ void repl_ring_note_overflow(struct repl_ring *ring)
 	spin_unlock_irqrestore(&ring->lock, flags);
 }
 
+/*
+ * A volume joins with writes the replica may lack (its dirty bitmap): the
+ * stream says so, on its STREAM record if that has not gone out yet, else
+ * with a GAP record before the next one.
+ */
+void repl_ring_note_missing(struct repl_ring *ring)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&ring->lock, flags);
+	if (ring->stream_pending)
+		ring->stream_gap = true;
+	else
+		ring->gap_pending = true;
+	ring->gaps_noted++;
+	spin_unlock_irqrestore(&ring->lock, flags);
+}
+
 u64 repl_ring_gaps_noted(struct repl_ring *ring)
 {
 	unsigned long flags;

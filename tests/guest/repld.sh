@@ -59,7 +59,7 @@ sites_conf "$W/conf" cert
 site_volume alpha2 vm2 primary 0 2 ring_mb 2 && site_volume beta2 vm2b secondary 0 2 source vm2 ||
 	tap_bail "the volumes of vm2"
 sed -e 's/^group vm1 {/group vm2 {/' -e 's/group vm1;/group vm2;/' -e 's/group vm1b;/group vm2b;/' \
-	-e 's/:7790;/:7791;/' -e 's/device vm1-/device vm2-/' -e '/volume 1 {/d' \
+	-e 's/:7790;/:7791;/' -e 's/device vm1-/device vm2-/' -e 's/device vm1b-/device vm2b-/' -e '/volume 1 {/d' \
 	-e "s|${DATA[alpha:0]};|${DATA[alpha2:0]};|" -e "s|${META[alpha:0]};|${META[alpha2:0]};|" \
 	-e "s|${DATA[beta:0]};|${DATA[beta2:0]};|" -e "s|${META[beta:0]};|${META[beta2:0]};|" \
 	"$W/conf/vm1.conf" >"$W/conf/vm2.conf"
