@@ -969,7 +969,7 @@ TEST(header_is_80_bytes_with_stream_at_64_and_reserved_at_72)
 	ASSERT_EQ(64U, offsetof(struct dm_repl_rec, stream));
 	ASSERT_EQ(72U, offsetof(struct dm_repl_rec, reserved));
 	ASSERT_EQ(2, DM_REPL_REC_VERSION);
-	ASSERT_EQ(3, DM_REPL_ABI_VERSION);
+	ASSERT_EQ(4, DM_REPL_ABI_VERSION);
 	ASSERT_EQ(32U, sizeof(struct dm_repl_stream_link));
 	ASSERT_EQ(DM_REPL_STREAM_HISTORY,
 		  (int)(sizeof(struct dm_repl_stream_link) / sizeof(__le64)));

@@ -19,7 +19,7 @@
 #include <linux/types.h>
 #include <linux/ioctl.h>
 
-#define DM_REPL_ABI_VERSION	3
+#define DM_REPL_ABI_VERSION	4
 
 #define DM_REPL_GROUP_NAME_MAX	32	/* including the terminating NUL */
 #define DM_REPL_DEV_DIR		"/dev/dm-repl"
@@ -278,9 +278,39 @@ struct dm_repl_group_info {
 	__u64 departed_volumes;
 	/* Regions put in the ring by DM_REPL_IOC_RESYNC since the group came. */
 	__u64 resynced_regions;
+	/*
+	 * The group's generation identifiers (DRBD's UUIDs), the same on every
+	 * volume's superblock: a promotion moves gen_current to the history
+	 * and draws a new one; a secondary adopts its primary's
+	 * (DM_REPL_IOC_ADOPT_GEN); 0 is "none" (a fresh or rejoining replica).
+	 */
+	__u64 gen_current;
+	__u64 gen_history[4];		/* DM_REPL_META_GEN_HISTORY, newest first */
+	__u32 flags;			/* DM_REPL_GROUPF_* */
+	__u32 reserved2;
 	__u64 reserved1[4];
 
 	struct dm_repl_volume_info volumes[DM_REPL_MAX_VOLUMES];
+};
+
+/*
+ * Secondary: "rejoin" was sent and the group has not yet taken a stream: it
+ * takes the first record it is given, of any stream and sequence.
+ */
+#define DM_REPL_GROUPF_REJOIN	(1U << 0)
+
+/*
+ * DM_REPL_IOC_ADOPT_GEN (secondary): take the primary's generation
+ * identifiers, written to every volume's superblock before it returns.
+ * EPERM on a primary, EINVAL if gen_current is 0 or a reserved field is
+ * not zero.
+ */
+struct dm_repl_gen {
+	__u32 abi_version;	/* DM_REPL_ABI_VERSION */
+	__u32 reserved0;	/* zero */
+	__u64 gen_current;
+	__u64 gen_history[4];	/* DM_REPL_META_GEN_HISTORY, newest first */
+	__u64 reserved[2];	/* zero */
 };
 
 /* DM_REPL_IOC_GET_BITMAP: copy one volume's dirty bitmap out. */
@@ -448,6 +478,7 @@ struct dm_repl_verify_info {
 #define DM_REPL_IOC_APPLY_INFO	_IOWR(DM_REPL_IOC_MAGIC, 4, struct dm_repl_apply_info)
 #define DM_REPL_IOC_RESYNC	_IOWR(DM_REPL_IOC_MAGIC, 5, struct dm_repl_resync_req)
 #define DM_REPL_IOC_VERIFY_INFO	_IOWR(DM_REPL_IOC_MAGIC, 6, struct dm_repl_verify_info)
+#define DM_REPL_IOC_ADOPT_GEN	_IOW(DM_REPL_IOC_MAGIC, 7, struct dm_repl_gen)
 
 /* ------------------------------------------------------------------ */
 /* The metadata device (on-disk format)                                */
@@ -487,9 +518,11 @@ struct dm_repl_verify_info {
 #define DM_REPL_META_F_CLEAN	(1U << 0)	/* shut down cleanly: AL folded into the bitmap */
 #define DM_REPL_META_F_INCONSISTENT (1U << 1)	/* secondary: a resync is under way */
 #define DM_REPL_META_F_OUTDATED (1U << 2)	/* secondary: past a gap */
+#define DM_REPL_META_F_REJOIN	(1U << 3)	/* secondary: takes the next stream given */
 #define DM_REPL_META_F_KNOWN	(DM_REPL_META_F_CLEAN | \
 				 DM_REPL_META_F_INCONSISTENT | \
-				 DM_REPL_META_F_OUTDATED)
+				 DM_REPL_META_F_OUTDATED | \
+				 DM_REPL_META_F_REJOIN)
 
 enum dm_repl_meta_role {
 	DM_REPL_META_ROLE_PRIMARY   = 1,
