@@ -571,19 +571,47 @@ struct dmrepl_resync {
 	bool loaded;			/* bits are the cursor volume's */
 	__u64 regions, bytes;		/* put in the ring */
 	bool ended;			/* a RESYNC_END went out */
+	/*
+	 * Regions the replica asked for (its own dirty regions, a rejoin):
+	 * one bitmap per volume index, resent (RESYNCF_ANY) before the
+	 * group's own dirty regions.
+	 */
+	unsigned long *asked[DM_REPL_MAX_VOLUMES];
+	__u64 asked_regions[DM_REPL_MAX_VOLUMES];	/* bits in asked[] */
+	__u64 asked_left;		/* bits set in all of them */
+	unsigned int asked_vol;		/* cursor: volume index */
+	__u64 asked_next;		/* cursor: region */
 };
 
 void dmrepl_resync_init(struct dmrepl_resync *r, int fd);
 void dmrepl_resync_free(struct dmrepl_resync *r);
 
 /*
- * Put up to @max dirty regions in the ring while it is at most @fill_pct
- * full, so that the stream keeps its place. Returns the regions put in (0:
- * none could go now, or the group is not behind: info.state says which),
+ * The replica asks for @n regions of the volume of index @volume, which has
+ * @nr_regions regions (its bitmap's): they are resent before the group's
+ * dirty regions. 0, -EINVAL (a region at or past nr_regions, or another
+ * nr_regions than asked before), -ENOMEM.
+ */
+int dmrepl_resync_ask(struct dmrepl_resync *r, unsigned int volume, __u64 nr_regions,
+		      const __u64 *regions, unsigned int n);
+
+/*
+ * Put up to @max regions asked for, then dirty regions, in the ring while it
+ * is at most @fill_pct full, so that the stream keeps its place. Returns the
+ * regions put in (0: none could go now, or nothing is asked for and the group
+ * is not behind: info.state says which),
  * or -errno of an ioctl (-EPERM: not a primary; -EFBIG: a region larger
  * than half the ring; -ENODEV: behind with no volume).
  */
 int dmrepl_resync_step(struct dmrepl_resync *r, unsigned int max, unsigned int fill_pct);
+
+/*
+ * One volume's dirty bitmap (DM_REPL_IOC_GET_BITMAP; any role) into *bits,
+ * grown (realloc) to v->nr_regions bits if *size is short. 0 or -errno.
+ */
+int dmrepl_bitmap_get(int fd, const struct dm_repl_volume_info *v, unsigned long **bits,
+		      size_t *size);
+bool dmrepl_bit_test(const unsigned long *bits, __u64 n);
 
 /* Regions still to go: dirty in the bitmaps, or in the ring unreleased. */
 __u64 dmrepl_resync_left(const struct dm_repl_group_info *info);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * libdmrepl: the repld wire protocol, version 1 (Documentation/protocol.md).
+ * libdmrepl: the repld wire protocol, version 3 (Documentation/protocol.md).
  *
  * Pure codec: bytes in, structs out, and back; no I/O. One prefix per object:
  *   dmrepl_obuf_*        a growable output buffer that encoders append to
@@ -21,7 +21,7 @@ extern "C" {
 #endif
 
 #define DMREPL_PROTO_MAGIC	0x50455244	/* "DREP" as bytes */
-#define DMREPL_PROTO_VERSION	2
+#define DMREPL_PROTO_VERSION	3
 #define DMREPL_PROTO_HDR_SIZE	16U
 
 enum dmrepl_frame_type {
@@ -30,13 +30,17 @@ enum dmrepl_frame_type {
 	DMREPL_FRAME_ACK	= 3,
 	DMREPL_FRAME_HEARTBEAT	= 4,
 	DMREPL_FRAME_REFUSE	= 5,
-	DMREPL_FRAME_TYPE_MAX	= DMREPL_FRAME_REFUSE,
+	DMREPL_FRAME_RESEND	= 6,
+	DMREPL_FRAME_TYPE_MAX	= DMREPL_FRAME_RESEND,
 };
 
-/* Body sizes and limits of version 1. */
+/* Body sizes and limits of version 3. */
 #define DMREPL_PROTO_HELLO_MAX		4096U
-#define DMREPL_PROTO_HELLO_FIXED	145U	/* without volume entries */
-#define DMREPL_PROTO_HELLO_VOLUME	12U	/* one volume entry */
+#define DMREPL_PROTO_HELLO_FIXED	185U	/* without volume entries */
+#define DMREPL_PROTO_HELLO_VOLUME	16U	/* one volume entry */
+#define DMREPL_PROTO_GEN_HISTORY	4U	/* older generations in a HELLO */
+#define DMREPL_PROTO_RESEND_MAX_REGIONS	1024U	/* regions in one RESEND */
+#define DMREPL_PROTO_RESEND_MAX		(8U + 8U * DMREPL_PROTO_RESEND_MAX_REGIONS)
 #define DMREPL_PROTO_BATCH_HDR		40U	/* before the payload */
 #define DMREPL_PROTO_BATCH_MAX		(DM_REPL_APPLY_BATCH_MAX + 64)
 #define DMREPL_PROTO_ACK_SIZE		24U
@@ -58,8 +62,12 @@ enum dmrepl_proto_role {
 #define DMREPL_HELLO_INCONSISTENT (1U << 0)	/* secondary: resync under way */
 #define DMREPL_HELLO_OUTDATED	(1U << 1)	/* secondary: past a gap */
 #define DMREPL_HELLO_BEHIND	(1U << 2)	/* primary: writes only in the bitmap */
-#define DMREPL_HELLO_KNOWN	(DMREPL_HELLO_INCONSISTENT | DMREPL_HELLO_OUTDATED | \
-				 DMREPL_HELLO_BEHIND)
+/* secondary: regions in its own bitmap, writes of its own its primary may lack */
+#define DMREPL_HELLO_DIRTY	(1U << 3)
+#define DMREPL_HELLO_REJOIN	(1U << 4)	/* secondary: "rejoin" was sent to it */
+#define DMREPL_HELLO_SECONDARY_FLAGS (DMREPL_HELLO_INCONSISTENT | DMREPL_HELLO_OUTDATED | \
+				      DMREPL_HELLO_DIRTY | DMREPL_HELLO_REJOIN)
+#define DMREPL_HELLO_KNOWN	(DMREPL_HELLO_SECONDARY_FLAGS | DMREPL_HELLO_BEHIND)
 
 enum dmrepl_proto_codec {
 	DMREPL_CODEC_RAW	= 0,
@@ -77,13 +85,14 @@ enum dmrepl_refuse_reason {
 	DMREPL_REFUSE_ORDER,		/* out-of-order batch */
 	DMREPL_REFUSE_APPLY,		/* the kernel refused the batch */
 	DMREPL_REFUSE_SHUTDOWN,		/* shutting down */
-	DMREPL_REFUSE_LIMITS,		/* max_batch or window unusable */
 	DMREPL_REFUSE_INTERNAL,		/* local failure (memory, device) */
-	DMREPL_REFUSE_REASON_MAX = DMREPL_REFUSE_INTERNAL,
+	DMREPL_REFUSE_DIVERGED,		/* the generations say the data diverged */
+	DMREPL_REFUSE_REASON_MAX = DMREPL_REFUSE_DIVERGED,
 };
 
 struct dmrepl_proto_volume {
 	__u32 index;		/* volume index in the group's records */
+	__u32 region_sectors;	/* sectors per bitmap region, a power of 2 */
 	__u64 sectors;		/* size of the volume */
 };
 
@@ -98,6 +107,9 @@ struct dmrepl_proto_hello {
 	__u64 applied_seq;
 	__u32 max_batch;	/* largest raw batch the sender accepts */
 	__u32 window;		/* batches in flight */
+	/* The group's generation identifiers; 0: none (a fresh or rejoining replica). */
+	__u64 gen_current;
+	__u64 gen_history[DMREPL_PROTO_GEN_HISTORY];
 	__u32 nvolumes;
 	struct dmrepl_proto_volume volumes[DM_REPL_MAX_VOLUMES];
 };
@@ -129,9 +141,17 @@ struct dmrepl_proto_refuse {
 	char text[DMREPL_PROTO_REFUSE_TEXT_MAX + 1];	/* NUL-terminated */
 };
 
+/* The replica's own dirty regions of one volume, to be resent by the primary. */
+struct dmrepl_proto_resend {
+	__u32 volume;		/* volume index */
+	__u32 count;		/* 1..DMREPL_PROTO_RESEND_MAX_REGIONS */
+	__u64 regions[DMREPL_PROTO_RESEND_MAX_REGIONS];	/* strictly increasing */
+};
+
 struct dmrepl_frame {
 	unsigned int type;	/* enum dmrepl_frame_type */
 	union {
+		struct dmrepl_proto_resend resend;
 		struct dmrepl_proto_hello hello;
 		struct dmrepl_proto_batch batch;
 		struct dmrepl_proto_ack ack;
@@ -185,6 +205,7 @@ void dmrepl_obuf_consume(struct dmrepl_obuf *o, size_t n);
 int dmrepl_proto_put_hello(struct dmrepl_obuf *o, const struct dmrepl_proto_hello *h);
 int dmrepl_proto_put_ack(struct dmrepl_obuf *o, const struct dmrepl_proto_ack *a);
 int dmrepl_proto_put_heartbeat(struct dmrepl_obuf *o, __u64 sent_ns);
+int dmrepl_proto_put_resend(struct dmrepl_obuf *o, const struct dmrepl_proto_resend *r);
 /* text: printable ASCII, at most DMREPL_PROTO_REFUSE_TEXT_MAX bytes used. */
 int dmrepl_proto_put_refuse(struct dmrepl_obuf *o, unsigned int reason, const char *text);
 
@@ -263,8 +284,13 @@ int dmrepl_proto_batch_check(const struct dmrepl_proto_batch *b, const void *rec
 /* ------------------------------------------------------------------ */
 
 /*
- * A peer's HELLO against ours: group, roles, volumes, limits and the place
- * of the replica's applied point in the primary's stream. Returns 0, or
+ * A peer's HELLO against ours: group, roles, generations, volumes, limits
+ * and the place of the replica's applied point in the primary's stream.
+ * The generations (Documentation/protocol.md, "Generations") refuse, with
+ * DMREPL_REFUSE_DIVERGED, two primaries of different generations (split
+ * brain), a replica whose generation is not its primary's nor one of its
+ * history, or is but holds writes of its own (DIRTY, not INCONSISTENT). A
+ * replica of generation 0 (fresh, or after "rejoin") is taken. Returns 0, or
  * -ECONNREFUSED with *reason (enum dmrepl_refuse_reason) and *text (a
  * static phrase for the REFUSE frame and the log).
  */

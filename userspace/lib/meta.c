@@ -219,7 +219,10 @@ static int fill_random(void *buf, size_t len)
 	return 0;
 }
 
-/* A random (version 4, RFC 4122) volume UUID and a non-zero generation. */
+/*
+ * A random (version 4, RFC 4122) volume UUID and, for a primary, a non-zero
+ * generation; a secondary has none (0) until it takes its primary's.
+ */
 static int random_identity(struct dmrepl_meta_sb *sb)
 {
 	int ret = fill_random(sb->uuid, sizeof(sb->uuid));
@@ -228,6 +231,8 @@ static int random_identity(struct dmrepl_meta_sb *sb)
 		return ret;
 	sb->uuid[6] = (sb->uuid[6] & 0x0f) | 0x40;
 	sb->uuid[8] = (sb->uuid[8] & 0x3f) | 0x80;
+	if (sb->role != DM_REPL_META_ROLE_PRIMARY)
+		return 0;
 	do {
 		ret = fill_random(&sb->gen_current, sizeof(sb->gen_current));
 	} while (!ret && !sb->gen_current);
@@ -423,7 +428,8 @@ static const char *rule_data(const struct dmrepl_meta_sb *sb)
 
 static const char *rule_gen(const struct dmrepl_meta_sb *sb)
 {
-	return sb->gen_current ? NULL : "current generation identifier is zero";
+	return sb->gen_current || sb->role != DM_REPL_META_ROLE_PRIMARY ? NULL :
+	       "current generation identifier is zero on a primary";
 }
 
 static const char *rule_al_offset(const struct dmrepl_meta_sb *sb)

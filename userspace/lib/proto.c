@@ -23,6 +23,7 @@ static const char *const reason_names[DMREPL_REFUSE_REASON_MAX + 1] = {
 	[DMREPL_REFUSE_APPLY]		= "apply refused",
 	[DMREPL_REFUSE_SHUTDOWN]	= "shutting down",
 	[DMREPL_REFUSE_INTERNAL]	= "internal error",
+	[DMREPL_REFUSE_DIVERGED]	= "diverged",
 };
 
 const char *dmrepl_proto_reason_name(unsigned int reason)
@@ -209,6 +210,9 @@ static const char *hello_role_problem(const struct dmrepl_proto_hello *h, __u64 
 		*value = h->flags;
 		if (h->flags & ~DMREPL_HELLO_BEHIND)
 			return "HELLO flags of a secondary from a primary";
+		*value = 0;
+		if (!h->gen_current)
+			return "HELLO gen_current is 0 from a primary";
 		return NULL;
 	}
 	*value = h->stream | h->next_seq;
@@ -236,6 +240,10 @@ static const char *hello_volumes_problem(const struct dmrepl_proto_hello *h, __u
 		*value = h->volumes[i].sectors;
 		if (!h->volumes[i].sectors)
 			return "HELLO volume sectors is 0";
+		*value = h->volumes[i].region_sectors;
+		if (*value < DM_REPL_META_REGION_SECTORS_MIN ||
+		    *value > DM_REPL_META_REGION_SECTORS_MAX || (*value & (*value - 1)))
+			return "HELLO volume region_sectors is not a power of 2 in 8..2097152";
 	}
 	return NULL;
 }
@@ -311,9 +319,13 @@ int dmrepl_proto_put_hello(struct dmrepl_obuf *o, const struct dmrepl_proto_hell
 	p = put_u64(p, n.applied_seq);
 	p = put_u32(p, n.max_batch);
 	p = put_u32(p, n.window);
+	p = put_u64(p, n.gen_current);
+	for (i = 0; i < DMREPL_PROTO_GEN_HISTORY; i++)
+		p = put_u64(p, n.gen_history[i]);
 	p = put_u32(p, n.nvolumes);
 	for (i = 0; i < n.nvolumes; i++) {
 		p = put_u32(p, n.volumes[i].index);
+		p = put_u32(p, n.volumes[i].region_sectors);
 		p = put_u64(p, n.volumes[i].sectors);
 	}
 	o->len += DMREPL_PROTO_HDR_SIZE + body_len;
@@ -337,15 +349,19 @@ static int decode_hello(struct cursor *c, __u32 body_len, struct dmrepl_frame *f
 	h->applied_seq = get_u64(c);
 	h->max_batch = get_u32(c);
 	h->window = get_u32(c);
+	h->gen_current = get_u64(c);
+	for (i = 0; i < DMREPL_PROTO_GEN_HISTORY; i++)
+		h->gen_history[i] = get_u64(c);
 	h->nvolumes = get_u32(c);
 	*value = h->nvolumes;
 	if (h->nvolumes > DM_REPL_MAX_VOLUMES)
 		return bad(f, "HELLO nvolumes is over 64");
 	*value = body_len;
 	if (body_len != DMREPL_PROTO_HELLO_FIXED + h->nvolumes * DMREPL_PROTO_HELLO_VOLUME)
-		return bad(f, "HELLO body length is not 145 + 12 * nvolumes");
+		return bad(f, "HELLO body length is not 185 + 16 * nvolumes");
 	for (i = 0; i < h->nvolumes; i++) {
 		h->volumes[i].index = get_u32(c);
+		h->volumes[i].region_sectors = get_u32(c);
 		h->volumes[i].sectors = get_u64(c);
 	}
 	return bad(f, hello_problem(h, value));
@@ -392,6 +408,60 @@ int dmrepl_proto_put_heartbeat(struct dmrepl_obuf *o, __u64 sent_ns)
 	put_u64(p, sent_ns);
 	o->len += DMREPL_PROTO_HDR_SIZE + DMREPL_PROTO_HEARTBEAT_SIZE;
 	return 0;
+}
+
+/* 1..DMREPL_PROTO_RESEND_MAX_REGIONS regions, strictly increasing, of volume 0..63. */
+static const char *resend_problem(const struct dmrepl_proto_resend *r, __u64 *value)
+{
+	__u32 i;
+
+	*value = r->volume;
+	if (r->volume >= DM_REPL_MAX_VOLUMES)
+		return "RESEND volume is over 63";
+	*value = r->count;
+	if (!r->count || r->count > DMREPL_PROTO_RESEND_MAX_REGIONS)
+		return "RESEND count is not 1..1024";
+	for (i = 1; i < r->count; i++) {
+		*value = r->regions[i];
+		if (r->regions[i] <= r->regions[i - 1])
+			return "RESEND regions are not strictly increasing";
+	}
+	return NULL;
+}
+
+int dmrepl_proto_put_resend(struct dmrepl_obuf *o, const struct dmrepl_proto_resend *r)
+{
+	__u32 body_len = 8 + 8 * r->count, i;
+	unsigned char *p;
+	__u64 value;
+
+	if (resend_problem(r, &value))
+		return -EINVAL;
+	p = obuf_room(o, DMREPL_PROTO_HDR_SIZE + body_len);
+	if (!p)
+		return -ENOMEM;
+	p = put_header(p, DMREPL_FRAME_RESEND, body_len);
+	p = put_u32(p, r->volume);
+	p = put_u32(p, r->count);
+	for (i = 0; i < r->count; i++)
+		p = put_u64(p, r->regions[i]);
+	o->len += DMREPL_PROTO_HDR_SIZE + body_len;
+	return 0;
+}
+
+static int decode_resend(struct cursor *c, __u32 body_len, struct dmrepl_frame *f)
+{
+	struct dmrepl_proto_resend *r = &f->resend;
+	__u32 i;
+
+	r->volume = get_u32(c);
+	r->count = get_u32(c);
+	f->bad_value = body_len;
+	if (r->count > DMREPL_PROTO_RESEND_MAX_REGIONS || body_len != 8 + 8 * r->count)
+		return bad(f, "RESEND body length is not 8 + 8 * count");
+	for (i = 0; i < r->count; i++)
+		r->regions[i] = get_u64(c);
+	return bad(f, resend_problem(r, &f->bad_value));
 }
 
 int dmrepl_proto_put_refuse(struct dmrepl_obuf *o, unsigned int reason, const char *text)
@@ -767,6 +837,7 @@ static const __u32 body_max[DMREPL_FRAME_TYPE_MAX + 1] = {
 	[DMREPL_FRAME_ACK]	 = DMREPL_PROTO_ACK_SIZE,
 	[DMREPL_FRAME_HEARTBEAT] = DMREPL_PROTO_HEARTBEAT_SIZE,
 	[DMREPL_FRAME_REFUSE]	 = DMREPL_PROTO_REFUSE_MAX,
+	[DMREPL_FRAME_RESEND]	 = DMREPL_PROTO_RESEND_MAX,
 };
 
 static const __u32 body_min[DMREPL_FRAME_TYPE_MAX + 1] = {
@@ -775,6 +846,7 @@ static const __u32 body_min[DMREPL_FRAME_TYPE_MAX + 1] = {
 	[DMREPL_FRAME_ACK]	 = DMREPL_PROTO_ACK_SIZE,
 	[DMREPL_FRAME_HEARTBEAT] = DMREPL_PROTO_HEARTBEAT_SIZE,
 	[DMREPL_FRAME_REFUSE]	 = 4,
+	[DMREPL_FRAME_RESEND]	 = 16,
 };
 
 struct header {
@@ -793,12 +865,12 @@ static int header_problem(const struct header *h, size_t max_body, struct dmrepl
 		return bad(f, "frame magic is not DREP");
 	f->bad_value = h->version;
 	if (h->version != DMREPL_PROTO_VERSION) {
-		f->why = "frame version is not 2";
+		f->why = "frame version is not 3";
 		return -EPROTO;
 	}
 	f->bad_value = f->type;
 	if (!f->type || f->type > DMREPL_FRAME_TYPE_MAX)
-		return bad(f, "frame type is not 1..5");
+		return bad(f, "frame type is not 1..6");
 	f->bad_value = h->flags;
 	if (h->flags)
 		return bad(f, "frame flags are not 0");
@@ -829,6 +901,8 @@ static int decode_body(struct cursor *c, __u32 body_len, struct dmrepl_frame *f)
 	case DMREPL_FRAME_HEARTBEAT:
 		f->heartbeat.sent_ns = get_u64(c);
 		return 0;
+	case DMREPL_FRAME_RESEND:
+		return decode_resend(c, body_len, f);
 	}
 	return decode_refuse(c, body_len, f);
 }
@@ -888,6 +962,35 @@ static bool volumes_match(const struct dmrepl_proto_hello *pri,
 	return true;
 }
 
+/* Is gen (not 0) h's current generation or one of its history? */
+static bool gen_known(const struct dmrepl_proto_hello *h, __u64 gen)
+{
+	unsigned int i;
+
+	if (gen && h->gen_current == gen)
+		return true;
+	for (i = 0; gen && i < DMREPL_PROTO_GEN_HISTORY; i++)
+		if (h->gen_history[i] == gen)
+			return true;
+	return false;
+}
+
+/* The generations of a primary and its replica: NULL when they may go on. */
+static const char *gens_problem(const struct dmrepl_proto_hello *pri,
+				const struct dmrepl_proto_hello *sec)
+{
+	if (!sec->gen_current)
+		return NULL;	/* a fresh or rejoining replica takes the primary's */
+	if (gen_known(pri, sec->gen_current))
+		return (sec->flags & DMREPL_HELLO_DIRTY) &&
+		       !(sec->flags & DMREPL_HELLO_INCONSISTENT) ?
+		       "the replica holds writes of its own the primary lacks (dirty regions): "
+		       "`repltool rejoin --discard-my-data` on it discards them" : NULL;
+	if (gen_known(sec, pri->gen_current))
+		return "split brain: the replica's generation is newer than the primary's";
+	return "split brain: the generations of the two sides share no history";
+}
+
 int dmrepl_proto_check_hello(const struct dmrepl_proto_hello *local,
 			     const struct dmrepl_proto_hello *peer,
 			     unsigned int *reason, const char **text)
@@ -902,9 +1005,18 @@ int dmrepl_proto_check_hello(const struct dmrepl_proto_hello *local,
 	*text = "the peer replicates another group";
 	if (strncmp(local->group, peer->group, sizeof(local->group)))
 		return -ECONNREFUSED;
+	*reason = DMREPL_REFUSE_DIVERGED;
+	*text = "split brain: both sides are primary, of different generations";
+	if (local->role == DMREPL_PROTO_PRIMARY && peer->role == DMREPL_PROTO_PRIMARY &&
+	    local->gen_current != peer->gen_current)
+		return -ECONNREFUSED;
 	*reason = DMREPL_REFUSE_ROLE;
 	*text = "both sides have the same role";
 	if (local->role == peer->role)
+		return -ECONNREFUSED;
+	*reason = DMREPL_REFUSE_DIVERGED;
+	*text = gens_problem(pri, sec);
+	if (*text)
 		return -ECONNREFUSED;
 	*reason = DMREPL_REFUSE_VOLUMES;
 	if (!volumes_match(pri, sec, text))

@@ -20,8 +20,79 @@ void dmrepl_resync_init(struct dmrepl_resync *r, int fd)
 
 void dmrepl_resync_free(struct dmrepl_resync *r)
 {
+	unsigned int i;
+
 	free(r->bits);
 	r->bits = NULL;
+	for (i = 0; i < DM_REPL_MAX_VOLUMES; i++) {
+		free(r->asked[i]);
+		r->asked[i] = NULL;
+	}
+}
+
+bool dmrepl_bit_test(const unsigned long *bits, __u64 n)
+{
+	return bits[n / LONG_BITS] & (1UL << (n % LONG_BITS));
+}
+
+int dmrepl_resync_ask(struct dmrepl_resync *r, unsigned int volume, __u64 nr_regions,
+		      const __u64 *regions, unsigned int n)
+{
+	unsigned long *bits;
+	unsigned int i;
+
+	if (volume >= DM_REPL_MAX_VOLUMES || !nr_regions ||
+	    (r->asked[volume] && r->asked_regions[volume] != nr_regions))
+		return -EINVAL;
+	for (i = 0; i < n; i++)
+		if (regions[i] >= nr_regions)
+			return -EINVAL;
+	if (!r->asked[volume]) {
+		r->asked[volume] = calloc((nr_regions + LONG_BITS - 1) / LONG_BITS, sizeof(long));
+		if (!r->asked[volume])
+			return -ENOMEM;
+		r->asked_regions[volume] = nr_regions;
+	}
+	bits = r->asked[volume];
+	for (i = 0; i < n; i++) {
+		if (dmrepl_bit_test(bits, regions[i]))
+			continue;
+		bits[regions[i] / LONG_BITS] |= 1UL << (regions[i] % LONG_BITS);
+		r->asked_left++;
+	}
+	return 0;
+}
+
+/* The next region asked for, from the cursor: true, or false if none. */
+static bool next_asked(struct dmrepl_resync *r)
+{
+	for (; r->asked_vol < DM_REPL_MAX_VOLUMES; r->asked_vol++, r->asked_next = 0) {
+		if (!r->asked[r->asked_vol])
+			continue;
+		for (; r->asked_next < r->asked_regions[r->asked_vol]; r->asked_next++)
+			if (dmrepl_bit_test(r->asked[r->asked_vol], r->asked_next))
+				return true;
+	}
+	r->asked_vol = 0;
+	r->asked_next = 0;
+	return false;
+}
+
+static void asked_done(struct dmrepl_resync *r)
+{
+	r->asked[r->asked_vol][r->asked_next / LONG_BITS] &= ~(1UL << (r->asked_next % LONG_BITS));
+	r->asked_left--;
+}
+
+/* The entry of info.volumes of volume index @index, or -1. */
+static int volume_entry(const struct dm_repl_group_info *info, unsigned int index)
+{
+	unsigned int i;
+
+	for (i = 0; i < info->nr_volumes && i < DM_REPL_MAX_VOLUMES; i++)
+		if (info->volumes[i].index == index)
+			return (int)i;
+	return -1;
 }
 
 __u64 dmrepl_resync_left(const struct dm_repl_group_info *info)
@@ -34,33 +105,40 @@ __u64 dmrepl_resync_left(const struct dm_repl_group_info *info)
 	return left;
 }
 
-/* The cursor volume's bitmap, copied out of the kernel. */
-static int load_bits(struct dmrepl_resync *r)
+int dmrepl_bitmap_get(int fd, const struct dm_repl_volume_info *v, unsigned long **bits,
+		      size_t *size)
 {
-	const struct dm_repl_volume_info *v = &r->info.volumes[r->vol];
 	struct dm_repl_bitmap_req req = {
 		.abi_version = DM_REPL_ABI_VERSION,
 		.volume = v->index,
 	};
 	size_t need = (v->nr_regions + LONG_BITS - 1) / LONG_BITS * sizeof(long);
 
-	if (need > r->bits_size) {
-		void *bits = realloc(r->bits, need);
+	if (need > *size) {
+		void *grown = realloc(*bits, need);
 
-		if (!bits)
+		if (!grown)
 			return -ENOMEM;
-		r->bits = bits;
-		r->bits_size = need;
+		*bits = grown;
+		*size = need;
 	}
-	req.buf = (__u64)(uintptr_t)r->bits;
+	req.buf = (__u64)(uintptr_t)*bits;
 	req.buf_size = need;
-	if (ioctl(r->fd, DM_REPL_IOC_GET_BITMAP, &req) < 0)
+	if (ioctl(fd, DM_REPL_IOC_GET_BITMAP, &req) < 0)
 		return -errno;
 	/* The volume may have grown since the info: look at what came. */
 	if (req.buf_size < need)
-		memset((char *)r->bits + req.buf_size, 0, need - req.buf_size);
-	r->loaded = true;
+		memset((char *)*bits + req.buf_size, 0, need - req.buf_size);
 	return 0;
+}
+
+/* The cursor volume's bitmap, copied out of the kernel. */
+static int load_bits(struct dmrepl_resync *r)
+{
+	int ret = dmrepl_bitmap_get(r->fd, &r->info.volumes[r->vol], &r->bits, &r->bits_size);
+
+	r->loaded = !ret;
+	return ret;
 }
 
 static void restart_pass(struct dmrepl_resync *r)
@@ -91,7 +169,7 @@ static int next_dirty(struct dmrepl_resync *r)
 			r->vol_index = r->info.volumes[r->vol].index;
 		}
 		for (; r->region < n; r->region++)
-			if (r->bits[r->region / LONG_BITS] & (1UL << (r->region % LONG_BITS)))
+			if (dmrepl_bit_test(r->bits, r->region))
 				return 1;
 	}
 	return 0;
@@ -117,7 +195,7 @@ static int resync_one(struct dmrepl_resync *r, unsigned int vol, __u64 region, _
 	if (ioctl(r->fd, DM_REPL_IOC_RESYNC, &req) < 0) {
 		if (errno == ENOSPC || errno == EBUSY)
 			return 0;	/* no room now */
-		if (errno == ENOENT || errno == EINVAL) {
+		if ((errno == ENOENT || errno == EINVAL) && !(flags & DM_REPL_RESYNCF_ANY)) {
 			restart_pass(r);	/* the volume went or changed */
 			return 0;
 		}
@@ -132,6 +210,29 @@ static int resync_one(struct dmrepl_resync *r, unsigned int vol, __u64 region, _
 	return 1;
 }
 
+/*
+ * The next region the replica asked for: 1 put in (or its volume is gone:
+ * the replica asks again at its next connection), 0 no room now.
+ */
+static int resync_asked(struct dmrepl_resync *r)
+{
+	int vol, ret;
+
+	if (!next_asked(r))
+		return 0;
+	vol = volume_entry(&r->info, r->asked_vol);
+	if (vol < 0) {
+		asked_done(r);
+		return 1;
+	}
+	ret = resync_one(r, (unsigned int)vol, r->asked_next, DM_REPL_RESYNCF_ANY);
+	if (ret == -ENOENT || ret == -EINVAL)
+		ret = 1;	/* the volume went or shrank */
+	if (ret > 0)
+		asked_done(r);
+	return ret;
+}
+
 int dmrepl_resync_step(struct dmrepl_resync *r, unsigned int max, unsigned int fill_pct)
 {
 	unsigned int done = 0;
@@ -143,7 +244,16 @@ int dmrepl_resync_step(struct dmrepl_resync *r, unsigned int max, unsigned int f
 			return ret;
 		if (r->info.role != DM_REPL_ROLE_PRIMARY)
 			return -EPERM;
-		if (r->info.state != DM_REPL_STATE_BEHIND || dmrepl_ring_over(&r->info, fill_pct))
+		if (dmrepl_ring_over(&r->info, fill_pct))
+			break;
+		if (r->asked_left) {
+			ret = resync_asked(r);
+			if (ret <= 0)
+				return ret < 0 ? ret : (int)done;
+			done++;
+			continue;
+		}
+		if (r->info.state != DM_REPL_STATE_BEHIND)
 			break;
 		ret = next_dirty(r);
 		if (ret < 0)

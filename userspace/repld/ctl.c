@@ -79,6 +79,7 @@ static void print_state(FILE *f, const struct group_status *st,
 	fprintf(f, "resync_lag_cuts %llu\nresync_rate_waits %llu\n",
 		(unsigned long long)st->resync_lag_cuts,
 		(unsigned long long)st->resync_rate_waits);
+	fprintf(f, "resync_asked_regions %llu\n", (unsigned long long)st->resync_asked);
 }
 
 static void print_group(FILE *f, struct group *g)
@@ -110,6 +111,8 @@ static void print_group(FILE *f, struct group *g)
 	} else if (st.role == DM_REPL_ROLE_SECONDARY) {
 		fprintf(f, "applied_seq %llu\n", (unsigned long long)st.applied_seq);
 	}
+	/* Split brain, or a replica's writes of its own: what the admin must decide. */
+	fprintf(f, "diverged %s\n", st.diverged[0] ? st.diverged : "-");
 	fprintf(f, "last_error %s\n\n", st.last_error[0] ? st.last_error : "-");
 }
 

@@ -62,6 +62,9 @@ struct group_status {
 	__u64 resync_lag_cuts;		/* its budget halvings for the stream's lag */
 	__u64 resync_rate_waits;	/* regions held back at the rate limit */
 	char resync_held[80];		/* why the last was held back, or "-" */
+	__u64 resync_asked;		/* primary: regions the replica asked for, to go */
+	char diverged[DMREPL_PROTO_REFUSE_TEXT_MAX + 1];	/* the last refusal of the
+							 * generations, or "-" */
 	__u64 applied_seq;		/* secondary: ours */
 };
 

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -41,11 +42,33 @@ void hello_init(const struct group *g, const struct dm_repl_group_info *info,
 	h->role = role == DM_REPL_ROLE_PRIMARY ? DMREPL_PROTO_PRIMARY : DMREPL_PROTO_SECONDARY;
 	h->max_batch = group_batch_max(g);
 	h->window = g->conf->window;
+	h->gen_current = info->gen_current;
+	memcpy(h->gen_history, info->gen_history, sizeof(h->gen_history));
 	h->nvolumes = info->nr_volumes;
 	for (i = 0; i < info->nr_volumes && i < DM_REPL_MAX_VOLUMES; i++) {
 		h->volumes[i].index = info->volumes[i].index;
+		h->volumes[i].region_sectors = info->volumes[i].region_sectors;
 		h->volumes[i].sectors = info->volumes[i].sectors;
 	}
+}
+
+/* "cur (history h0 h1 ...)" of a HELLO, for the log. */
+static const char *gens_text(const struct dmrepl_proto_hello *h, char *buf, size_t len)
+{
+	const __u64 *hi = h->gen_history;
+
+	snprintf(buf, len, "%016llx (history %llx %llx %llx %llx)",
+		 (unsigned long long)h->gen_current, (unsigned long long)hi[0],
+		 (unsigned long long)hi[1], (unsigned long long)hi[2], (unsigned long long)hi[3]);
+	return buf;
+}
+
+/* Data diverged (split brain or writes of a replica's own): said in the status. */
+static void note_diverged(struct group *g, const char *text)
+{
+	pthread_mutex_lock(&g->lock);
+	snprintf(g->st.diverged, sizeof(g->st.diverged), "%s", text);
+	pthread_mutex_unlock(&g->lock);
 }
 
 int hello_exchange(struct group *g, struct link *l, const struct dmrepl_proto_hello *ours,
@@ -59,11 +82,23 @@ int hello_exchange(struct group *g, struct link *l, const struct dmrepl_proto_he
 		group_error(g, LOG_ERR, "our HELLO: a field out of the protocol's bounds");
 	if (ret)
 		return ret;
-	if (!dmrepl_proto_check_hello(ours, theirs, &reason, &text))
+	char gen_ours[96], gen_theirs[96];
+
+	if (!dmrepl_proto_check_hello(ours, theirs, &reason, &text)) {
+		note_diverged(g, "-");
 		return 0;
+	}
 	link_refuse(l, reason, "%s", text);
-	group_error(g, LOG_ERR, "peer %s (site %s) refused: %s", g->st.peer,
-		    theirs->site, text);
+	if (reason == DMREPL_REFUSE_DIVERGED) {
+		note_diverged(g, text);
+		group_error(g, LOG_ERR, "peer %s (site %s) refused: %s; our generation %s, "
+			    "theirs %s", g->st.peer, theirs->site, text,
+			    gens_text(ours, gen_ours, sizeof(gen_ours)),
+			    gens_text(theirs, gen_theirs, sizeof(gen_theirs)));
+	} else {
+		group_error(g, LOG_ERR, "peer %s (site %s) refused: %s", g->st.peer,
+			    theirs->site, text);
+	}
 	return -ECONNREFUSED;
 }
 
@@ -77,6 +112,8 @@ static int unexpected(struct group *g, struct link *l, const struct dmrepl_frame
 	if (f->type == DMREPL_FRAME_REFUSE) {
 		name = dmrepl_proto_reason_name(f->refuse.reason);
 		/* A stop or a role change of the peer is no error of ours. */
+		if (f->refuse.reason == DMREPL_REFUSE_DIVERGED)
+			note_diverged(g, f->refuse.text);
 		if (f->refuse.reason == DMREPL_REFUSE_SHUTDOWN ||
 		    f->refuse.reason == DMREPL_REFUSE_ROLE)
 			glog(g, LOG_NOTICE, "peer %s ended the session: %s", g->st.peer,
@@ -155,6 +192,7 @@ struct shipping {
 	struct dmrepl_resync_ctl ctl;	/* and how fast, so the stream keeps its lag */
 	bool resync_held;		/* the controller held the last region back */
 	bool resync_failed;		/* said why; not again this session */
+	const struct dmrepl_proto_hello *peer;
 };
 
 /* Note a batch sent, for the lag in seconds of the status. */
@@ -305,7 +343,7 @@ static int resync_some(struct shipping *s)
 	int ret;
 
 	pthread_mutex_lock(&g->lock);
-	behind = g->st.behind || g->st.resyncing;
+	behind = g->st.behind || g->st.resyncing || s->resync.asked_left;
 	pthread_mutex_unlock(&g->lock);
 	s->resync_held = false;
 	if (!behind || s->resync_failed)
@@ -323,7 +361,7 @@ static int resync_some(struct shipping *s)
 		pthread_mutex_unlock(&g->lock);
 		return 0;
 	}
-	behind = s->resync.info.state == DM_REPL_STATE_BEHIND;
+	behind = s->resync.info.state == DM_REPL_STATE_BEHIND || s->resync.asked_left;
 	pthread_mutex_lock(&g->lock);
 	if (behind && !g->st.resyncing) {
 		g->st.resyncing = true;
@@ -333,7 +371,9 @@ static int resync_some(struct shipping *s)
 	g->st.resync_done = s->resync.regions;
 	g->st.resync_bytes = s->resync.bytes;
 	g->st.resync_unreleased = s->resync.info.resync_regions;
-	g->st.resync_dirty = dmrepl_resync_left(&s->resync.info) - s->resync.info.resync_regions;
+	g->st.resync_dirty = dmrepl_resync_left(&s->resync.info) - s->resync.info.resync_regions +
+			     s->resync.asked_left;
+	g->st.resync_asked = s->resync.asked_left;
 	g->st.behind = behind;
 	g->st.resyncing = behind;
 	note_ctl(s);
@@ -373,6 +413,52 @@ static int ship_some(struct shipping *s)
 	return ret ? ret : link_flush(s->l);
 }
 
+/*
+ * The replica's own dirty regions (RESEND): resent before ours, if its
+ * volume is ours with the same region size. Regions past our volume's end
+ * hold nothing of ours and are left out.
+ */
+static int take_resend(struct shipping *s, const struct dmrepl_proto_resend *r)
+{
+	const struct dm_repl_volume_info *v = NULL;
+	const struct dmrepl_proto_volume *pv = NULL;
+	unsigned int i, n = 0;
+	int ret;
+
+	for (i = 0; i < s->resync.info.nr_volumes && i < DM_REPL_MAX_VOLUMES; i++)
+		if (s->resync.info.volumes[i].index == r->volume)
+			v = &s->resync.info.volumes[i];
+	for (i = 0; i < s->peer->nvolumes; i++)
+		if (s->peer->volumes[i].index == r->volume)
+			pv = &s->peer->volumes[i];
+	if (!v || !pv || pv->region_sectors != v->region_sectors) {
+		link_refuse(s->l, DMREPL_REFUSE_VOLUMES, "RESEND of volume %u: %s", r->volume,
+			    !v || !pv ? "no such volume" : "the two sides' region sizes differ");
+		return -EPROTO;
+	}
+	while (n < r->count && r->regions[n] < v->nr_regions)
+		n++;
+	ret = dmrepl_resync_ask(&s->resync, r->volume, v->nr_regions, r->regions, n);
+	if (ret) {
+		group_error(s->g, LOG_ERR, "RESEND of volume %u: %s", r->volume, strerror(-ret));
+		link_refuse(s->l, DMREPL_REFUSE_INTERNAL, "RESEND: %s", strerror(-ret));
+		return ret;
+	}
+	if (n)
+		glog(s->g, LOG_INFO, "group %s: the replica asks for %u regions of volume %u "
+		     "(its own writes, to be overwritten)", s->g->kgroup, n, r->volume);
+	return 0;
+}
+
+static int take_frame(struct shipping *s, const struct dmrepl_frame *f)
+{
+	if (f->type == DMREPL_FRAME_ACK)
+		return take_ack(s, &f->ack);
+	if (f->type == DMREPL_FRAME_RESEND)
+		return take_resend(s, &f->resend);
+	return unexpected(s->g, s->l, f);
+}
+
 static int stream(struct shipping *s)
 {
 	struct dmrepl_frame f;
@@ -386,8 +472,7 @@ static int stream(struct shipping *s)
 		}
 		ret = ship_some(s);
 		while (!ret && (ret = link_next(s->l, &f)) == 1)
-			ret = f.type == DMREPL_FRAME_ACK ? take_ack(s, &f.ack) :
-			      unexpected(s->g, s->l, &f);
+			ret = take_frame(s, &f);
 		if (ret < 0)
 			return ret;
 		if (session_check(s->g, s->l, dmrepl_ring_fd(s->ship.ring), DM_REPL_ROLE_PRIMARY,
@@ -474,6 +559,9 @@ bool session_primary(struct group *g, struct link *l)
 		s.ship.batch.limit = theirs.max_batch;	/* the buffer stays as large */
 	if (!ret && theirs.window < s.window)
 		s.window = theirs.window;
+	s.peer = &theirs;
+	/* The info the replica's RESENDs are judged by, before the first step. */
+	s.resync.info = info;
 	if (!ret)
 		ret = ship_start(&s, &theirs);
 	if (!ret) {
@@ -620,6 +708,112 @@ static int open_device(struct applying *a, struct dm_repl_group_info *info,
 	return ret;
 }
 
+/* Regions of its own bitmap, any volume: the replica's own writes. */
+static bool own_dirty(const struct dm_repl_group_info *info)
+{
+	unsigned int i;
+
+	for (i = 0; i < info->nr_volumes && i < DM_REPL_MAX_VOLUMES; i++)
+		if (info->volumes[i].dirty_regions)
+			return true;
+	return false;
+}
+
+/* Our HELLO as a replica: where we are, and what we hold of our own. */
+static void hello_secondary(struct group *g, const struct dm_repl_group_info *info,
+			    const struct dm_repl_apply_info *ai, struct dmrepl_proto_hello *h)
+{
+	hello_init(g, info, DM_REPL_ROLE_SECONDARY, h);
+	h->applied_stream = ai->applied_stream;
+	h->applied_seq = ai->applied_stream ? ai->applied_seq : 0;
+	if (ai->flags & DM_REPL_APPLYF_OUTDATED)
+		h->flags |= DMREPL_HELLO_OUTDATED;
+	if (ai->flags & DM_REPL_APPLYF_INCONSISTENT)
+		h->flags |= DMREPL_HELLO_INCONSISTENT;
+	if (own_dirty(info))
+		h->flags |= DMREPL_HELLO_DIRTY;
+	if (info->flags & DM_REPL_GROUPF_REJOIN)
+		h->flags |= DMREPL_HELLO_REJOIN;
+}
+
+/* The primary's generations become ours: we follow its data from now on. */
+static int adopt_gens(struct applying *a, const struct dmrepl_proto_hello *pri)
+{
+	struct dm_repl_gen gen = {
+		.abi_version = DM_REPL_ABI_VERSION,
+		.gen_current = pri->gen_current,
+	};
+
+	memcpy(gen.gen_history, pri->gen_history, sizeof(gen.gen_history));
+	if (!ioctl(a->dev_fd, DM_REPL_IOC_ADOPT_GEN, &gen))
+		return 0;
+	link_refuse(a->l, DMREPL_REFUSE_INTERNAL, "group %s: ADOPT_GEN: %s", a->g->kgroup,
+		    strerror(errno));
+	group_error(a->g, LOG_ERR, "group %s: cannot take the primary's generation %016llx: %s",
+		    a->g->kgroup, (unsigned long long)pri->gen_current, strerror(errno));
+	return -errno;
+}
+
+/* One RESEND frame's worth of the bitmap's set bits, from *next on. */
+static void fill_resend(struct dmrepl_proto_resend *r, const unsigned long *bits, __u64 nr,
+			__u64 *next)
+{
+	r->count = 0;
+	for (; *next < nr && r->count < DMREPL_PROTO_RESEND_MAX_REGIONS; (*next)++)
+		if (dmrepl_bit_test(bits, *next))
+			r->regions[r->count++] = *next;
+}
+
+/*
+ * Our own dirty regions go to the primary, which resends its data for them:
+ * each one's bit is cleared by the kernel when that is applied. A rejoining
+ * replica with none asks for region 0 all the same, so that a RESYNC_END
+ * comes and ends its inconsistency.
+ */
+static int send_own_regions(struct applying *a, const struct dm_repl_group_info *info)
+{
+	struct dmrepl_proto_resend *r = malloc(sizeof(*r));
+	unsigned long *bits = NULL;
+	size_t size = 0;
+	__u64 next, total = 0;
+	unsigned int i;
+	int ret = r ? 0 : -ENOMEM;
+
+	for (i = 0; !ret && i < info->nr_volumes && i < DM_REPL_MAX_VOLUMES; i++) {
+		const struct dm_repl_volume_info *v = &info->volumes[i];
+
+		if (!v->dirty_regions)
+			continue;
+		ret = dmrepl_bitmap_get(a->info_fd, v, &bits, &size);
+		r->volume = v->index;
+		for (next = 0; !ret && next < v->nr_regions;) {
+			fill_resend(r, bits, v->nr_regions, &next);
+			total += r->count;
+			if (r->count)
+				ret = dmrepl_proto_put_resend(&a->l->out, r);
+			if (!ret)
+				ret = link_flush(a->l);
+		}
+	}
+	free(bits);
+	if (!ret && !total && (info->flags & DM_REPL_GROUPF_REJOIN) && info->nr_volumes) {
+		r->volume = info->volumes[0].index;
+		r->count = 1;
+		r->regions[0] = 0;
+		ret = dmrepl_proto_put_resend(&a->l->out, r);
+	}
+	free(r);
+	if (ret) {
+		group_error(a->g, LOG_ERR, "group %s: sending our dirty regions: %s", a->g->kgroup,
+			    strerror(-ret));
+		return ret;
+	}
+	if (total)
+		glog(a->g, LOG_NOTICE, "group %s: %llu regions of our own writes asked from the "
+		     "primary, to be overwritten", a->g->kgroup, (unsigned long long)total);
+	return link_flush(a->l);
+}
+
 bool session_secondary(struct group *g, struct link *l)
 {
 	struct applying a = { .g = g, .l = l, .info_fd = -1, .dev_fd = -1 };
@@ -632,16 +826,12 @@ bool session_secondary(struct group *g, struct link *l)
 	if (!a.buf)
 		link_refuse(l, DMREPL_REFUSE_INTERNAL, "batch buffer: %s", strerror(ENOMEM));
 	else if (!open_device(&a, &info, &ai)) {
-		hello_init(g, &info, DM_REPL_ROLE_SECONDARY, &ours);
-		ours.applied_stream = ai.applied_stream;
-		ours.applied_seq = ai.applied_seq;
-		if (ai.flags & DM_REPL_APPLYF_OUTDATED)
-			ours.flags |= DMREPL_HELLO_OUTDATED;
-		if (ai.flags & DM_REPL_APPLYF_INCONSISTENT)
-			ours.flags |= DMREPL_HELLO_INCONSISTENT;
-		if (!hello_exchange(g, l, &ours, &theirs)) {
+		hello_secondary(g, &info, &ai, &ours);
+		if (!hello_exchange(g, l, &ours, &theirs) &&
+		    (theirs.gen_current == ours.gen_current || !adopt_gens(&a, &theirs)) &&
+		    !send_own_regions(&a, &info)) {
 			streamed = true;
-			dmrepl_proto_order_init(&a.order, ai.applied_stream, ai.applied_seq);
+			dmrepl_proto_order_init(&a.order, ours.applied_stream, ours.applied_seq);
 			session_started(g, &theirs);
 			receive(&a);
 		}

@@ -106,6 +106,10 @@ static void show_group(struct out *o, const char *path, const struct dm_repl_gro
 	out_kv_str(o, "group", name);
 	out_kv_str(o, "device", path);
 	out_kv_str(o, "role", role_name(gi->role, buf, sizeof(buf)));
+	/* 0: none yet (a fresh replica, or one that rejoins its primary). */
+	out_kv_stream(o, "generation", gi->gen_current);
+	if (gi->flags & DM_REPL_GROUPF_REJOIN)
+		out_kv_str(o, "rejoining", "takes the next stream its primary sends");
 	/* A secondary's ring waits, unused, for a promotion. */
 	if (gi->role == DM_REPL_ROLE_SECONDARY)
 		return;
