@@ -501,7 +501,8 @@ static const struct block volume_block = { "volume", volume_keys, VOLUME_NKEYS }
 
 /* ---- site block ----------------------------------------------------------- */
 
-enum { S_HOST, S_ADDRESS, S_GROUP, S_CERTIFICATE, S_KEY, S_IDENTITY, S_VOLUME, S_NKEYS };
+enum { S_HOST, S_ADDRESS, S_GROUP, S_CERTIFICATE, S_KEY, S_IDENTITY, S_VOLUME, S_SNAPSHOT_HOOK,
+       S_NKEYS };
 
 /* Lines of the keys of each site, for the checks after parsing. */
 struct site_seen {
@@ -568,6 +569,11 @@ static int set_site_group(struct parser *p, const struct stmt *s)
 	return dup_str(p, &p->site->group, s->args[0].text);
 }
 
+static int set_site_snapshot_hook(struct parser *p, const struct stmt *s)
+{
+	return set_path(p, s, &p->site->snapshot_hook);
+}
+
 static int set_site_certificate(struct parser *p, const struct stmt *s)
 {
 	return set_path(p, s, &p->site->certificate);
@@ -621,6 +627,8 @@ static const struct key site_keys[S_NKEYS] = {
 	[S_KEY] = { "key", 1, 1, false, false, false, set_site_key },
 	[S_IDENTITY] = { "identity", 1, 1, false, false, false, set_site_identity },
 	[S_VOLUME] = { "volume", 1, 1, true, true, true, set_site_volume },
+	[S_SNAPSHOT_HOOK] = { "snapshot-hook", 1, 1, false, false, false,
+			      set_site_snapshot_hook },
 };
 
 static const struct block site_block = { "site", site_keys, S_NKEYS };
@@ -1075,6 +1083,7 @@ void dmrepl_conf_free(struct dmrepl_conf_group *g)
 		free(s->group);
 		free(s->address);
 		free(s->certificate);
+		free(s->snapshot_hook);
 		free(s->key);
 		free(s->identity);
 	}
@@ -1497,6 +1506,9 @@ int dmrepl_conf_check_local(const struct dmrepl_conf_group *g,
 	size_t keylen = sizeof(key);
 	int ret;
 
+	if (local->snapshot_hook && access(local->snapshot_hook, X_OK))
+		return set_err(err, errlen, "snapshot-hook %s: %s", local->snapshot_hook,
+			       strerror(errno));
 	if (g->auth == DMREPL_AUTH_PSK) {
 		ret = dmrepl_conf_read_psk(g->psk, key, &keylen, err, errlen);
 		explicit_bzero(key, sizeof(key));

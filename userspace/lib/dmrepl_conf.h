@@ -42,6 +42,12 @@ struct dmrepl_conf_site {
 	char *address;			/* host part, no brackets */
 	unsigned short port;
 	char *certificate, *key, *identity;	/* NULL in PSK mode */
+	/*
+	 * Run by this site's repld as a replica: "HOOK take|drop GROUP DATA..."
+	 * before a resync makes it inconsistent, and once it is consistent
+	 * again (NULL: none).
+	 */
+	char *snapshot_hook;
 	unsigned int nvolumes;
 	struct dmrepl_conf_volume *volumes;	/* sorted by index */
 	unsigned int line;

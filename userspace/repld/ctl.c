@@ -111,6 +111,8 @@ static void print_group(FILE *f, struct group *g)
 	} else if (st.role == DM_REPL_ROLE_SECONDARY) {
 		fprintf(f, "applied_seq %llu\n", (unsigned long long)st.applied_seq);
 	}
+	if (g->local->snapshot_hook)
+		fprintf(f, "snapshot %s\n", st.snapshot[0] ? st.snapshot : "-");
 	/* Split brain, or a replica's writes of its own: what the admin must decide. */
 	fprintf(f, "diverged %s\n", st.diverged[0] ? st.diverged : "-");
 	fprintf(f, "last_error %s\n\n", st.last_error[0] ? st.last_error : "-");

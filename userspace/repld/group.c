@@ -11,11 +11,67 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
+#include <sys/wait.h>
 
 #include "link.h"
 #include "session.h"
+
+/* A hook runs at most this long: the peer's dead timer runs meanwhile. */
+#define HOOK_TIMEOUT_S 60
+
+/* Wait for the hook's exit, up to HOOK_TIMEOUT_S: its wait status, or -1 (killed). */
+static int hook_wait(pid_t pid)
+{
+	struct timespec nap = { .tv_nsec = 20 * 1000000L };
+	int status, i;
+
+	for (i = 0; i < HOOK_TIMEOUT_S * 50; i++) {
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			return status;
+		nanosleep(&nap, NULL);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	return -1;
+}
+
+int group_run_hook(struct group *g, const char *hook, const char *verb, char *why,
+		   size_t len)
+{
+	const char *argv[4 + DM_REPL_MAX_VOLUMES + 1] = { hook, verb, g->conf->name, g->kgroup };
+	unsigned int i, n = 4;
+	int status;
+	pid_t pid;
+
+	for (i = 0; i < g->local->nvolumes && i < DM_REPL_MAX_VOLUMES; i++)
+		argv[n++] = g->local->volumes[i].data;
+	argv[n] = NULL;
+	pid = fork();
+	if (pid < 0) {
+		snprintf(why, len, "fork: %s", strerror(errno));
+		return -1;
+	}
+	if (!pid) {
+		/* Only async-signal-safe calls in the child of a threaded process. */
+		execv(hook, (char *const *)argv);
+		_exit(127);
+	}
+	status = hook_wait(pid);
+	if (status == -1)
+		snprintf(why, len, "still running after %d s: killed", HOOK_TIMEOUT_S);
+	else if (WIFSIGNALED(status))
+		snprintf(why, len, "killed by signal %d", WTERMSIG(status));
+	else if (WEXITSTATUS(status))
+		snprintf(why, len, "exit status %d%s", WEXITSTATUS(status),
+			 WEXITSTATUS(status) == 127 ? " (not executable?)" : "");
+	else
+		return 0;
+	return -1;
+}
 
 static void set_state(struct group *g, enum link_state state, unsigned int role)
 {

@@ -63,6 +63,7 @@ struct group_status {
 	__u64 resync_rate_waits;	/* regions held back at the rate limit */
 	char resync_held[80];		/* why the last was held back, or "-" */
 	__u64 resync_asked;		/* primary: regions the replica asked for, to go */
+	char snapshot[200];		/* replica: the snapshot-hook's last word, or "" */
 	char diverged[DMREPL_PROTO_REFUSE_TEXT_MAX + 1];	/* the last refusal of the
 							 * generations, or "-" */
 	__u64 applied_seq;		/* secondary: ours */
@@ -79,6 +80,8 @@ struct group {
 	pthread_mutex_t lock;
 	struct group_status st;
 	bool admin_down;		/* repltool disconnect; under lock */
+	/* Replica: the snapshot-hook's copy may exist (snapshot_known: we know). */
+	bool snapshot_held, snapshot_known;
 };
 
 /* The control socket (ctl.c), DMREPL_REPLD_SOCKET by default. */
@@ -114,6 +117,13 @@ void group_error(struct group *g, int level, const char *fmt, ...)
 
 /* A session got past the HELLO check: note the peer's site in the status. */
 void session_started(struct group *g, const struct dmrepl_proto_hello *peer);
+
+/*
+ * Run HOOK VERB CONF-GROUP KERNEL-GROUP DATA... (the local volumes' data
+ * devices), up to HOOK_TIMEOUT_S: 0 when it exited 0, else -1 with why.
+ */
+int group_run_hook(struct group *g, const char *hook, const char *verb, char *why,
+		   size_t len);
 
 /* The kernel's facts of the status (last sequence, ring bytes, behind). */
 void group_note_kernel(struct group *g, const struct dm_repl_group_info *info);

@@ -29,6 +29,7 @@
 struct tick {
 	__u64 next_ns, last_ns;
 	__u64 raw_bytes;	/* the status's, at last_ns */
+	bool rejoining;		/* secondary: the session began after a "rejoin" */
 };
 
 void hello_init(const struct group *g, const struct dm_repl_group_info *info,
@@ -157,6 +158,13 @@ static bool session_check(struct group *g, struct link *l, int info_fd, unsigned
 	if (group_admin_down(g)) {
 		link_refuse(l, DMREPL_REFUSE_SHUTDOWN, "disconnected by the admin of site %s",
 			    g->local->name);
+		return true;
+	}
+	/* A rejoin takes a new session: its dirty regions go to the primary. */
+	if (role == DM_REPL_ROLE_SECONDARY && (info.flags & DM_REPL_GROUPF_REJOIN) &&
+	    !t->rejoining) {
+		glog(g, LOG_NOTICE, "group %s rejoins its primary: a new session", g->kgroup);
+		link_refuse(l, DMREPL_REFUSE_SHUTDOWN, "site %s rejoins", g->local->name);
 		return true;
 	}
 	if (info.role == role && (!stream || info.stream == stream))
@@ -586,13 +594,78 @@ bool session_primary(struct group *g, struct link *l)
 /* ---- secondary ------------------------------------------------------------- */
 
 struct applying {
+	bool consistent;		/* as of the last batch (or the session's start) */
 	struct group *g;
 	struct link *l;
 	int info_fd, dev_fd;
 	void *buf;			/* a batch's records, unpacked */
 	struct dmrepl_proto_rx rx;	/* kept across batches */
 	struct dmrepl_proto_order order;
+	bool rejoining;			/* our HELLO said REJOIN */
 };
+
+/* Does a record of the batch end the replica's consistency (Documentation/dm-repl.md)? */
+static bool breaks_consistency(const void *records, __u32 len)
+{
+	const unsigned char *p = records, *end = p + len;
+	const struct dm_repl_rec *r;
+
+	for (; p < end; p += dmrepl_rec_len(r)) {
+		r = (const struct dm_repl_rec *)p;
+		if (dmrepl_rec_type(r) == DM_REPL_REC_RESYNC ||
+		    dmrepl_rec_type(r) == DM_REPL_REC_GAP ||
+		    (dmrepl_rec_flags(r) & (DM_REPL_RECF_VOID | DM_REPL_RECF_GAP)))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * The site's snapshot hook (dm-repl.conf(5), snapshot-hook): "take" before a
+ * batch ends the replica's consistency, "drop" once it is consistent again.
+ * 0, or -1 (said, and in the status).
+ */
+static int snapshot(struct applying *a, const char *verb)
+{
+	struct group *g = a->g;
+	char why[160];
+	int ret = group_run_hook(g, g->local->snapshot_hook, verb, why, sizeof(why));
+
+	pthread_mutex_lock(&g->lock);
+	if (ret)
+		snprintf(g->st.snapshot, sizeof(g->st.snapshot), "%s failed: %s", verb, why);
+	else
+		snprintf(g->st.snapshot, sizeof(g->st.snapshot), "%s",
+			 !strcmp(verb, "take") ? "taken" : "none");
+	g->snapshot_held = !strcmp(verb, "take") ? !ret : !!ret;
+	pthread_mutex_unlock(&g->lock);
+	if (ret) {
+		group_error(g, LOG_ERR, "group %s: snapshot-hook %s %s: %s", g->kgroup,
+			    g->local->snapshot_hook, verb, why);
+		return -1;
+	}
+	glog(g, LOG_NOTICE, "group %s: snapshot-hook %s: done", g->kgroup, verb);
+	return 0;
+}
+
+/*
+ * A consistent replica about to apply what ends its consistency keeps a
+ * copy first, if the site has a hook; without one (or while the copy is
+ * held) nothing to do. The batch is refused when the hook fails: the replica
+ * stays consistent and the next session tries again.
+ */
+static int keep_consistent_copy(struct applying *a, const struct dmrepl_proto_batch *b,
+				const void *records)
+{
+	if (!a->g->local->snapshot_hook || !a->consistent || a->g->snapshot_held ||
+	    !breaks_consistency(records, b->raw_len))
+		return 0;
+	if (!snapshot(a, "take"))
+		return 0;
+	link_refuse(a->l, DMREPL_REFUSE_INTERNAL, "site %s: the snapshot-hook failed before "
+		    "a resync or a gap", a->g->local->name);
+	return -EIO;
+}
 
 /* The kernel refused a batch: its reason goes to the log and to the peer. */
 static int apply_refused(struct applying *a, const struct dmrepl_proto_batch *b, int err)
@@ -629,6 +702,9 @@ static int apply_batch(struct applying *a, const struct dmrepl_proto_batch *b)
 			    (unsigned long long)b->last_seq, why ? why : strerror(-ret));
 		return ret;
 	}
+	ret = keep_consistent_copy(a, b, records);
+	if (ret)
+		return ret;
 	do
 		n = write(a->dev_fd, records, b->raw_len);
 	while (n < 0 && errno == EINTR);
@@ -641,6 +717,10 @@ static int apply_batch(struct applying *a, const struct dmrepl_proto_batch *b)
 	}
 	ack.applied_stream = ai.applied_stream;
 	ack.applied_seq = ai.applied_seq;
+	a->consistent = !(ai.flags & (DM_REPL_APPLYF_INCONSISTENT | DM_REPL_APPLYF_OUTDATED));
+	/* Consistent again: the copy kept before has done its work. */
+	if (a->consistent && g->snapshot_held && g->local->snapshot_hook)
+		snapshot(a, "drop");
 	pthread_mutex_lock(&g->lock);
 	g->st.batches++;
 	g->st.records += b->nrecords;
@@ -655,7 +735,7 @@ static int apply_batch(struct applying *a, const struct dmrepl_proto_batch *b)
 static int receive(struct applying *a)
 {
 	struct dmrepl_frame f;
-	struct tick tick = { 0 };
+	struct tick tick = { .rejoining = a->rejoining };
 	int ret, got;
 
 	for (;;) {
@@ -831,6 +911,14 @@ bool session_secondary(struct group *g, struct link *l)
 		    (theirs.gen_current == ours.gen_current || !adopt_gens(&a, &theirs)) &&
 		    !send_own_regions(&a, &info)) {
 			streamed = true;
+			a.rejoining = ours.flags & DMREPL_HELLO_REJOIN;
+			a.consistent = !(ai.flags & (DM_REPL_APPLYF_INCONSISTENT |
+						     DM_REPL_APPLYF_OUTDATED));
+			/* A copy this repld did not see taken may be there: drop it when due. */
+			if (!g->snapshot_known) {
+				g->snapshot_known = true;
+				g->snapshot_held = !a.consistent;
+			}
 			dmrepl_proto_order_init(&a.order, ours.applied_stream, ours.applied_seq);
 			session_started(g, &theirs);
 			receive(&a);

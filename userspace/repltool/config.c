@@ -321,6 +321,8 @@ static void show_site(struct out *o, const struct dmrepl_conf_site *s)
 		show_str(o, 2, "key", "key", s->key);
 		show_str(o, 2, "identity", "identity", s->identity);
 	}
+	if (s->snapshot_hook)
+		show_str(o, 2, "snapshot-hook", "snapshot_hook", s->snapshot_hook);
 	out_open_array(o, "volumes");
 	for (i = 0; i < s->nvolumes; i++)
 		show_volume(o, &s->volumes[i]);

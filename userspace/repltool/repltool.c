@@ -34,6 +34,8 @@ static const struct cmd cmds[] = {
 	{ "help", "show help for repltool or one command", cmd_help, usage_help },
 	{ "meta", "create, show or check a metadata device", cmd_meta, usage_meta },
 	{ "primary", "promote a resource's local volumes", cmd_primary, usage_primary },
+	{ "rejoin", "make this site its peer's replica again, giving up its own writes",
+	  cmd_rejoin, usage_rejoin },
 	{ "replicate", "ship a primary group's ring to a secondary group",
 	  cmd_replicate, usage_replicate },
 	{ "resync", "put a primary group's dirty regions in its ring", cmd_resync,

@@ -194,6 +194,8 @@ int cmd_primary(int argc, char **argv);
 void usage_primary(FILE *f);
 int cmd_secondary(int argc, char **argv);
 void usage_secondary(FILE *f);
+int cmd_rejoin(int argc, char **argv);
+void usage_rejoin(FILE *f);
 
 /* ---- repld's control socket (daemon.c) ---- */
 

@@ -101,10 +101,11 @@ struct verb_opts {
 	unsigned int role;		/* create-md --role */
 	bool force;
 	bool initial_sync;		/* create-md --initial-sync */
+	bool discard;			/* rejoin --discard-my-data */
 	__u64 wait_s;			/* secondary --wait */
 };
 
-enum { OPT_DIR = 256, OPT_SITE, OPT_ROLE, OPT_FORCE, OPT_WAIT, OPT_INITIAL_SYNC };
+enum { OPT_DIR = 256, OPT_SITE, OPT_ROLE, OPT_FORCE, OPT_WAIT, OPT_INITIAL_SYNC, OPT_DISCARD };
 
 #define COMMON_LONG_OPTS \
 	{ "config-dir", required_argument, NULL, OPT_DIR }, \
@@ -146,6 +147,7 @@ static int parse_opts(const char *cmd, int argc, char **argv, const struct optio
 		case OPT_SITE: o->site = optarg; break;
 		case OPT_FORCE: o->force = true; break;
 		case OPT_INITIAL_SYNC: o->initial_sync = true; break;
+		case OPT_DISCARD: o->discard = true; break;
 		case OPT_ROLE:
 			o->role = dmrepl_meta_role_parse(optarg);
 			if (!o->role)
@@ -795,4 +797,90 @@ int cmd_secondary(int argc, char **argv)
 
 	return role_verb("secondary", DM_REPL_META_ROLE_SECONDARY, argc, argv, lopts,
 			 usage_secondary);
+}
+
+void usage_rejoin(FILE *f)
+{
+	fprintf(f,
+"Usage: repltool rejoin --discard-my-data [--config-dir DIR] [--site NAME] GROUP\n"
+"\n"
+"Make the local site the replica of its peer again after the data diverged:\n"
+"after an unplanned failover (this site was the primary, the peer was\n"
+"promoted without it), or to resolve a split brain (this site is the one\n"
+"whose writes are given up). The volumes must be up and closed. A primary is\n"
+"demoted first (with force: its writes the peer lacks become dirty regions).\n"
+"Then \"rejoin\" makes the kernel take the next stream the peer sends, whatever\n"
+"it is, and forget its generation. At the next connection repld sends this\n"
+"site's dirty regions to the peer, which resends its data for them: this\n"
+"site's writes the peer never had are overwritten. Until that resync ends,\n"
+"the site is inconsistent. Nothing else of the disk is copied.\n"
+"\n"
+"      --discard-my-data  required: this site's writes the peer lacks are lost\n"
+COMMON_OPTS_HELP);
+}
+
+/* Send "rejoin" to the group, its volumes suspended. 0 or -1 (reported). */
+static int send_rejoin(const struct res *r)
+{
+	const char *name = r->vols[0].conf->device;
+	unsigned int i, suspended;
+	int ret = 0, err;
+
+	for (suspended = 0; suspended < NVOLS(r); suspended++) {
+		err = dmdev_suspend(r->vols[suspended].conf->device);
+		if (err) {
+			err_msg("%s: suspend: %s", r->vols[suspended].conf->device,
+				strerror(-err));
+			ret = -1;
+			break;
+		}
+	}
+	err = ret ? 0 : dmdev_message(name, "rejoin");
+	if (err) {
+		err_msg("%s: rejoin refused: %s (the kernel log says more)", name, strerror(-err));
+		ret = -1;
+	}
+	for (i = 0; i < suspended; i++) {
+		err = dmdev_resume(r->vols[i].conf->device);
+		if (err) {
+			err_msg("%s: resume: %s", r->vols[i].conf->device, strerror(-err));
+			ret = -1;
+		}
+	}
+	return ret;
+}
+
+int cmd_rejoin(int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{ "discard-my-data", no_argument, NULL, OPT_DISCARD },
+		COMMON_LONG_OPTS,
+		{ NULL, 0, NULL, 0 },
+	};
+	struct verb_opts o;
+	struct res r;
+	int ret;
+
+	ret = parse_opts("rejoin", argc, argv, lopts, usage_rejoin, &o);
+	if (ret)
+		return ret < 0 ? EXIT_OK : ret;
+	if (!o.discard)
+		return usage_err("rejoin", "this site's writes its peer lacks will be overwritten: "
+				 "say so with --discard-my-data");
+	if (res_load(&r, &o))
+		return EXIT_RUNTIME;
+	ret = EXIT_RUNTIME;
+	if (vols_read(&r) || role_check_devices(&r, DM_REPL_META_ROLE_SECONDARY))
+		goto out;
+	if (r.vols[0].role == DM_REPL_META_ROLE_PRIMARY &&
+	    change_role(&r, DM_REPL_META_ROLE_SECONDARY, true))
+		goto out;
+	if (send_rejoin(&r))
+		goto out;
+	printf("%s: rejoins site %s as its replica; its own dirty regions are resent by the "
+	       "peer, inconsistent until then\n", r.conf.name, r.peer->name);
+	ret = EXIT_OK;
+out:
+	res_free(&r);
+	return ret;
 }

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# A consistent copy survives a resync: the replica's snapshot-hook.
+#
+# Two sites in this guest, each with its own repld (PSK, on 127.0.0.1 and
+# 127.0.0.2), one volume of 16 MiB with a 2 MiB ring. beta's volume is a
+# dm-thin volume, and beta has a snapshot-hook (dm-repl.conf(5)) that
+# snapshots it in its pool ("take") and deletes the snapshot ("drop"),
+# logging each call.
+#
+# alpha's repld stops; 8 MiB of writes overflow alpha's ring (behind).
+# When it comes back, the GAP and the resync would end beta's consistency:
+# beta's repld runs the hook first. Checked: the hook ran while beta was
+# still consistent (so the snapshot holds a consistent state), the status
+# says "taken" during the resync, and the hook drops it once beta is
+# consistent again.
+# Then the disaster: alpha's link dies for good in the middle of a second
+# resync. Promoting beta from its snapshot (the runbook: the snapshot
+# merged back into the volume, `repltool primary --force`) gives exactly the
+# snapshot's data, the state beta had before that resync.
+set -uo pipefail
+source "$(dirname "$0")/../lib/tap.sh"
+source "$(dirname "$0")/lib.sh"
+
+MB=16
+W=$(mktemp -d /tmp/snapshot.XXXXXX)
+A_IP=127.0.0.1			# both sites in this namespace (sites_conf)
+B_IP=127.0.0.2
+declare -A DATA META
+SITES_VOLUMES=0
+SITES_KEYS="ring-size 2M; resync-rate 256K;"
+
+trap sites_cleanup EXIT
+
+# thin_volume MB: a new dm-thin volume (thin id 0) in a pool of its own.
+thin_volume() {
+	local tmeta tdata
+	modprobe dm-thin-pool && tmeta=$(loop_disk 8) && tdata=$(loop_disk $((2 * $1 + 8))) &&
+		dm_create snap-pool "0 $(blockdev --getsz "$tdata") thin-pool $tmeta $tdata 128 0" &&
+		dmsetup message snap-pool 0 "create_thin 0" &&
+		dm_create snap-thin "0 $(($1 * 2048)) thin /dev/mapper/snap-pool 0" &&
+		echo /dev/mapper/snap-thin
+}
+
+# The hook: the snapshot is thin id 1 of the pool, seen as snap-presync;
+# "take" also records the replica's consistency as it found it and the
+# snapshot's sha256. Both verbs are idempotent.
+write_hook() {
+	cat >"$W/hook" <<EOF
+#!/bin/bash
+echo "\$1 \$2 \$3 \$4" >>"$W/hook.log"
+case \$1 in
+take)
+	dmsetup info snap-presync >/dev/null 2>&1 && exit 0
+	$REPLTOOL status vm1b | awk '\$1 == "consistency" { print \$2 }' >"$W/snap.state"
+	dmsetup suspend snap-thin && dmsetup message snap-pool 0 "create_snap 1 0"
+	rc=\$?
+	dmsetup resume snap-thin || exit 1
+	[[ \$rc == 0 ]] || exit 1
+	dmsetup create snap-presync --table "0 $((MB * 2048)) thin /dev/mapper/snap-pool 1" &&
+		sha256sum </dev/mapper/snap-presync | cut -d' ' -f1 >"$W/snap.sum" ;;
+drop)
+	dmsetup info snap-presync >/dev/null 2>&1 || exit 0
+	dmsetup remove snap-presync && dmsetup message snap-pool 0 "delete 1" ;;
+*)
+	exit 2 ;;
+esac
+EOF
+	chmod 755 "$W/hook"
+}
+
+tool() {
+	local site=$1 verb=$2
+	shift 2
+	"$REPLTOOL" "$verb" --config-dir "$W/conf" --site "$site" "$@" vm1
+}
+
+start() {
+	"$REPLD" --config-dir "$W/conf" --site "$1" --socket "$W/$1.sock" >>"$W/$1.log" 2>&1 &
+	echo $! >"$W/$1.pid"
+}
+
+stop() {
+	kill -9 "$(cat "$W/$1.pid")" 2>/dev/null
+	wait "$(cat "$W/$1.pid")" 2>/dev/null
+	rm -f "$W/$1.pid"
+}
+
+sum_of() {
+	sha256sum <"$1" | cut -d' ' -f1
+}
+
+# overflow N: N MiB of writes on alpha, no repld shipping: alpha is behind.
+overflow() {
+	dd if=/dev/urandom of=/dev/mapper/vm1-0 bs=1M count="$1" oflag=direct status=none &&
+		state_reaches vm1 state behind 10
+}
+
+# snap_fact: beta's snapshot line in its repld's status.
+snap_fact() {
+	link_fact "$W/beta.sock" vm1 snapshot
+}
+
+tap_strict
+DATA[alpha:0]=$(loop_disk $MB) && META[alpha:0]=$(loop_disk 4) && META[beta:0]=$(loop_disk 4) &&
+	DATA[beta:0]=$(thin_volume $MB) || tap_bail "the disks"
+openssl rand -hex 32 >"$W/psk" && chmod 600 "$W/psk" && sites_conf "$W/conf" "$W/psk" &&
+	write_hook && sed -i "s|host beta;|host beta; snapshot-hook $W/hook;|" "$W/conf/vm1.conf" ||
+	tap_bail "the resource file and the hook"
+tap_setup "both sites made and up" bash -c \
+	"$(declare -f tool); REPLTOOL=$REPLTOOL W=$W; tool alpha create-md --role primary &&
+	 tool beta create-md --role secondary && tool alpha up && tool beta up"
+tap_check "config check accepts the hook" \
+	"$REPLTOOL" config check --dir "$W/conf" --site beta
+dd if=/dev/urandom of=/dev/mapper/vm1-0 bs=64k count=16 oflag=direct status=none
+start beta
+start alpha
+out=$(quiesce vm1 vm1b 120) && tap_ok "replicating" || tap_fail "the first writes" "$out"
+tap_check "no snapshot while nothing ends the consistency" test ! -e "$W/hook.log"
+
+# ---- a gap and a resync: the copy is kept, then dropped ---------------------------
+stop alpha
+out=$(overflow 8) && tap_ok "alpha overflows its ring: behind" || tap_fail "overflow" "$out"
+start alpha
+out=$(state_reaches vm1 state resyncing 60) && tap_ok "alpha resyncs" ||
+	tap_fail "the resync" "$out"
+tap_check "beta's status says the snapshot is taken during the resync" \
+	test "$(snap_fact)" = taken
+tap_check "the hook took it first, with the group and the data device" \
+	grep -qx "take vm1 vm1b ${DATA[beta:0]}" "$W/hook.log"
+tap_check "the hook ran while beta was still consistent" \
+	test "$(cat "$W/snap.state" 2>/dev/null)" = consistent
+out=$(state_reaches vm1 state uptodate 300) && out=$(state_reaches vm1b consistency consistent 60) &&
+	tap_ok "the resync ends, beta consistent" || tap_fail "the end of the resync" "$out"
+out=$(log_has "$W/hook.log" "drop vm1 vm1b" 20) && tap_ok "the hook dropped the snapshot" ||
+	tap_fail "drop" "$out"
+tap_check "the snapshot is gone and the status says none" \
+	bash -c "! dmsetup info snap-presync >/dev/null 2>&1 && [[ \$(REPLTOOL=$REPLTOOL; $(declare -f link_fact); link_fact $W/beta.sock vm1 snapshot) == none ]]"
+tap_check "equal after the resync" test "$(sum_of /dev/mapper/vm1-0)" = "$(sum_of /dev/mapper/vm1b-0)"
+
+# ---- the primary lost in the middle of a resync -------------------------------------
+stop alpha
+overflow 8 >/dev/null || tap_bail "the second overflow"
+start alpha
+out=$(state_reaches vm1b consistency outdated 60) ||
+	out=$(state_reaches vm1b consistency inconsistent 60) &&
+	tap_ok "beta is past the gap: not consistent" || tap_fail "the second resync" "$out"
+stop alpha
+tap_diag "alpha is lost: beta is $(status_of vm1b consistency), its snapshot $(snap_fact)"
+stop beta
+tool beta down >/dev/null || tap_bail "beta down"
+# The runbook's merge (lvconvert --merge for an LVM thin snapshot): the
+# snapshot's data back into the volume.
+dd if=/dev/mapper/snap-presync of=/dev/mapper/snap-thin bs=1M oflag=direct status=none ||
+	tap_bail "the merge"
+out=$(tool beta up 2>&1) && out=$(tool beta primary --force 2>&1) &&
+	tap_ok "beta promoted from its snapshot" || tap_fail "promotion" "$out"
+tap_check "the snapshot was taken while beta was consistent" \
+	test "$(cat "$W/snap.state" 2>/dev/null)" = consistent
+tap_check "beta holds exactly the snapshot's data, its state before the resync" \
+	test "$(sum_of /dev/mapper/vm1b-0)" = "$(cat "$W/snap.sum")"
+tap_done
