@@ -46,6 +46,7 @@ static const char full_conf[] =
 	"\t\taddress [2001:db8::2];\n"
 	"\t\tcertificate /etc/dm-repl/tls/beta.crt;\n"
 	"\t\tkey /etc/dm-repl/tls/beta.key;\n"
+	"\t\tsnapshot-hook /etc/dm-repl/snapshot-hook;\n"
 	"\t\tvolume 0 { data /dev/dr/d0; meta /dev/dr/m0; }\n"
 	"\t\tvolume 1 { data /dev/dr/d1; meta /dev/dr/m1; }\n"
 	"\t}\n"
@@ -102,6 +103,8 @@ TEST(a_full_file_is_parsed_field_by_field)
 	EXPECT_STREQ("2001:db8::2", b->address);
 	EXPECT_EQ((unsigned int)DMREPL_CONF_PORT, b->port);
 	EXPECT_STREQ("beta.example.net", b->identity);
+	EXPECT_STREQ("/etc/dm-repl/snapshot-hook", b->snapshot_hook);
+	EXPECT_EQ(NULL, a->snapshot_hook);
 	ASSERT_EQ(2U, b->nvolumes);
 	EXPECT_STREQ("vm1-1", b->volumes[1].device);
 	EXPECT_STREQ("/dev/dr/m1", b->volumes[1].meta);
@@ -231,8 +234,10 @@ static const struct bad_file bad_files[] = {
 	  "(N, NK, NM or NG)" },
 	{ HEAD "bandwidth 99999999999999999999;\n", "t.conf:2: bandwidth "
 	  "\"99999999999999999999\": not bytes per second (N, NK, NM or NG)" },
-	{ HEAD "resync-rate 5X;\n", "t.conf:2: resync-rate \"5X\": not bytes per second "
-	  "(N, NK, NM or NG)" },
+	{ HEAD "resync-rate 5X;\n", "t.conf:2: resync-rate \"5X\": not 0 or bytes per second "
+	  "from 64K (N, NK, NM or NG)" },
+	{ HEAD "resync-rate 63K;\n", "t.conf:2: resync-rate \"63K\": not 0 or bytes per second "
+	  "from 64K (N, NK, NM or NG)" },
 	{ HEAD "resync-lag-target 50ms;\n", "t.conf:2: resync-lag-target \"50ms\": not a "
 	  "time from 100ms to 600s" },
 	{ HEAD "resync-lag-target 1;\n", "t.conf:2: resync-lag-target \"1\": not a "
@@ -504,6 +509,17 @@ TEST_F(dir, check_local_wants_the_local_files_and_a_private_key)
 	write_file(self->path, "a.key", "key\n", 0600);
 	EXPECT_EQ(0, dmrepl_conf_check_local(&g, &g.sites[0], err, sizeof(err))) TH_LOG("%s", err);
 
+	/* A snapshot-hook must be executable. */
+	snprintf(want, sizeof(want), "%s/hook", self->path);
+	write_file(self->path, "hook", "#!/bin/sh\n", 0644);
+	g.sites[0].snapshot_hook = strdup(want);
+	ASSERT_NE(NULL, g.sites[0].snapshot_hook);
+	EXPECT_EQ(-EINVAL, dmrepl_conf_check_local(&g, &g.sites[0], err, sizeof(err)));
+	snprintf(want, sizeof(want), "snapshot-hook %s/hook: Permission denied", self->path);
+	EXPECT_STREQ(want, err);
+	ASSERT_EQ(0, chmod(g.sites[0].snapshot_hook, 0755));
+	EXPECT_EQ(0, dmrepl_conf_check_local(&g, &g.sites[0], err, sizeof(err))) TH_LOG("%s", err);
+
 	snprintf(want, sizeof(want), "%s/ca.crt", self->path);
 	ASSERT_EQ(0, unlink(want));
 	ASSERT_EQ(0, mkdir(want, 0755));
@@ -628,6 +644,7 @@ TEST_F(dir, config_show_prints_a_file_that_parses_to_the_same_group)
 	EXPECT_STREQ(a.sites[0].key, b.sites[0].key);
 	EXPECT_STREQ(a.sites[1].address, b.sites[1].address);
 	EXPECT_STREQ(a.sites[0].volumes[1].device, b.sites[0].volumes[1].device);
+	EXPECT_STREQ(a.sites[1].snapshot_hook, b.sites[1].snapshot_hook);
 	dmrepl_conf_free(&a);
 	dmrepl_conf_free(&b);
 

@@ -703,11 +703,18 @@ static int set_bandwidth(struct parser *p, const struct stmt *s)
 	return 0;
 }
 
+/*
+ * 0 (no limit) or at least the controller's floor (DMREPL_RESYNC_MIN_RATE):
+ * a limit under it would not be kept, and the resync must always end.
+ */
 static int set_resync_rate(struct parser *p, const struct stmt *s)
 {
-	if (!parse_size(s->args[0].text, &p->g->resync_rate))
-		return fail(p, s->key->line, "resync-rate " VAL ": not bytes per second "
-			    "(N, NK, NM or NG)", s->args[0].text);
+	unsigned long long v;
+
+	if (!parse_size(s->args[0].text, &v) || (v && v < (64ULL << 10)))
+		return fail(p, s->key->line, "resync-rate " VAL ": not 0 or bytes per second "
+			    "from 64K (N, NK, NM or NG)", s->args[0].text);
+	p->g->resync_rate = v;
 	return 0;
 }
 
