@@ -92,12 +92,12 @@ int hello_exchange(struct group *g, struct link *l, const struct dmrepl_proto_he
 	link_refuse(l, reason, "%s", text);
 	if (reason == DMREPL_REFUSE_DIVERGED) {
 		note_diverged(g, text);
-		group_error(g, LOG_ERR, "peer %s (site %s) refused: %s; our generation %s, "
+		group_error(g, LOG_ERR, "refused peer %s (site %s): %s; our generation %s, "
 			    "theirs %s", g->st.peer, theirs->site, text,
 			    gens_text(ours, gen_ours, sizeof(gen_ours)),
 			    gens_text(theirs, gen_theirs, sizeof(gen_theirs)));
 	} else {
-		group_error(g, LOG_ERR, "peer %s (site %s) refused: %s", g->st.peer,
+		group_error(g, LOG_ERR, "refused peer %s (site %s): %s", g->st.peer,
 			    theirs->site, text);
 	}
 	return -ECONNREFUSED;
