@@ -370,7 +370,9 @@ static void replica_hello(struct __test_metadata *_metadata, struct replica *r, 
 		.group = GROUP, .site = "beta", .role = DMREPL_PROTO_SECONDARY,
 		.applied_stream = stream, .applied_seq = seq,
 		.max_batch = MAX_BATCH, .window = window,
-		.nvolumes = 1, .volumes = { { .index = 0, .sectors = FAKERING_SECTORS } },
+		.gen_current = FAKERING_GEN,
+		.nvolumes = 1, .volumes = { { .index = 0, .region_sectors = FAKERING_REGION_SECTORS,
+					      .sectors = FAKERING_SECTORS } },
 	};
 	struct dmrepl_frame f;
 
