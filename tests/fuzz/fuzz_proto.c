@@ -3,18 +3,28 @@
  * The repld wire protocol's receiving side on one input: decode a frame
  * with small limits; a BATCH is decompressed and checked, then judged for
  * order, and judged alike where it lies (dmrepl_proto_batch_records(), with
- * a zstd context kept across inputs); a HELLO is checked against both roles. Every frame that decodes
- * must encode back to the same bytes (a BATCH: once its records are raw).
+ * a zstd context kept across inputs); a HELLO is checked against both
+ * roles, each judgement the same from either side; a RESEND's regions are
+ * queued as a primary queues them (dmrepl_resync_ask()). Every frame that
+ * decodes must encode back to the same bytes (a BATCH: once its records are
+ * raw).
  */
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "dmrepl.h"
 #include "dmrepl_proto.h"
 
 /* Small limits: a batch of at most one largest record. */
 #define FUZZ_MAX_BATCH	DMREPL_PROTO_MAX_BATCH_MIN
 #define FUZZ_MAX_BODY	(DMREPL_PROTO_BATCH_HDR + FUZZ_MAX_BATCH)
+/* The local side's generations: those of seed_proto's HELLOs. */
+#define FUZZ_GEN	0x6e6e000000000003ULL
+#define FUZZ_GEN_OLD	0x6e6e000000000002ULL
+/* Regions of a volume a RESEND is queued against. */
+#define FUZZ_NR_REGIONS	4096
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -40,20 +50,56 @@ static void local_hello(struct dmrepl_proto_hello *h, unsigned int role)
 	h->next_seq = role == DMREPL_PROTO_PRIMARY ? 1000 : 0;
 	h->max_batch = FUZZ_MAX_BATCH;
 	h->window = 4;
-	h->nvolumes = 1;
+	h->gen_current = FUZZ_GEN;
+	h->gen_history[0] = FUZZ_GEN_OLD;
+	/* seed_proto's volumes, so that its HELLOs pass every check. */
+	h->nvolumes = 2;
+	h->volumes[0].region_sectors = 128;
 	h->volumes[0].sectors = 1 << 21;
+	h->volumes[1].index = 5;
+	h->volumes[1].region_sectors = 1024;
+	h->volumes[1].sectors = 1 << 22;
+}
+
+/* Checked from here and from the peer's side: the same judgement. */
+static void check_both_ways(const struct dmrepl_proto_hello *local,
+			    const struct dmrepl_proto_hello *peer)
+{
+	unsigned int reason, reason2;
+	const char *text, *text2;
+	int ret;
+
+	ret = dmrepl_proto_check_hello(local, peer, &reason, &text);
+	if (dmrepl_proto_check_hello(peer, local, &reason2, &text2) != ret ||
+	    reason != reason2 || text != text2 || (ret && !text) ||
+	    (ret && (!reason || reason > DMREPL_REFUSE_REASON_MAX)))
+		abort();
 }
 
 static void hello(const struct dmrepl_proto_hello *peer)
 {
 	struct dmrepl_proto_hello local;
-	unsigned int reason;
-	const char *text;
 
 	local_hello(&local, DMREPL_PROTO_PRIMARY);
-	dmrepl_proto_check_hello(&local, peer, &reason, &text);
+	check_both_ways(&local, peer);
 	local_hello(&local, DMREPL_PROTO_SECONDARY);
-	dmrepl_proto_check_hello(&local, peer, &reason, &text);
+	check_both_ways(&local, peer);
+	local.gen_current = 0;
+	check_both_ways(&local, peer);
+}
+
+/* Distinct regions: each is queued once, or none when one is out of range. */
+static void resend(const struct dmrepl_proto_resend *r)
+{
+	struct dmrepl_resync rs;
+	int ret;
+
+	dmrepl_resync_init(&rs, -1);
+	ret = dmrepl_resync_ask(&rs, r->volume, FUZZ_NR_REGIONS, r->regions, r->count);
+	if (r->regions[r->count - 1] < FUZZ_NR_REGIONS ?
+	    ret || rs.asked_left != r->count : ret != -EINVAL || rs.asked_left)
+		abort();
+	dmrepl_resync_free(&rs);
 }
 
 static void batch(struct dmrepl_obuf *o, const struct dmrepl_proto_batch *b,
@@ -113,6 +159,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	case DMREPL_FRAME_REFUSE:
 		ret = dmrepl_proto_put_refuse(&o, f.refuse.reason, f.refuse.text);
+		same_bytes(&o, ret, data, n);
+		break;
+	case DMREPL_FRAME_RESEND:
+		resend(&f.resend);
+		ret = dmrepl_proto_put_resend(&o, &f.resend);
 		same_bytes(&o, ret, data, n);
 		break;
 	}

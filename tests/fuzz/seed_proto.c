@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Seeds of fuzz_proto: one valid frame of every type (and a BATCH both raw
- * and compressed, one opening a stream), each in its own file of the
- * directory given. Usage: seed_proto DIR
+ * and compressed, one opening a stream; a HELLO of each role, and of a
+ * rejoining replica), each in its own file of the directory given. Usage:
+ * seed_proto DIR
  */
 #include <errno.h>
 #include <stdio.h>
@@ -13,6 +14,9 @@
 
 #define STREAM_A	0x0123456789abcdefULL
 #define STREAM_B	0x1122334455667788ULL
+/* The primary's generations (fuzz_proto's local side has the same). */
+#define GEN		0x6e6e000000000003ULL
+#define GEN_OLD		0x6e6e000000000002ULL
 
 static const char *dir;
 
@@ -34,26 +38,46 @@ static void save(const char *name, struct dmrepl_obuf *o, int ret)
 	o->len = 0;
 }
 
-static void hello(struct dmrepl_obuf *o, unsigned int role)
+/* A primary, its replica, or (rejoining) a replica of generation 0 with dirty regions. */
+static void hello(struct dmrepl_obuf *o, unsigned int role, bool rejoining)
 {
 	struct dmrepl_proto_hello h = {
 		.group = "vm42", .role = role, .max_batch = DMREPL_PROTO_MAX_BATCH_MIN,
-		.window = 4, .nvolumes = 2,
-		.volumes = { { 0, 1 << 21 }, { 5, 1 << 22 } },
+		.window = 4, .gen_current = GEN, .gen_history = { GEN_OLD }, .nvolumes = 2,
+		.volumes = { { .index = 0, .region_sectors = 128, .sectors = 1 << 21 },
+			     { .index = 5, .region_sectors = 1024, .sectors = 1 << 22 } },
 	};
+	const char *name = "hello-primary";
 
 	if (role == DMREPL_PROTO_PRIMARY) {
 		strcpy(h.site, "site-a");
+		h.flags = DMREPL_HELLO_BEHIND;
 		h.stream = STREAM_A;
 		h.next_seq = 1000;
 	} else {
+		name = "hello-secondary";
 		strcpy(h.site, "site-b");
 		h.applied_stream = STREAM_A;
 		h.applied_seq = 900;
 		h.flags = DMREPL_HELLO_OUTDATED;
 	}
-	save(role == DMREPL_PROTO_PRIMARY ? "hello-primary" : "hello-secondary", o,
-	     dmrepl_proto_put_hello(o, &h));
+	if (rejoining) {
+		name = "hello-rejoin";
+		memset(h.gen_history, 0, sizeof(h.gen_history));
+		h.gen_current = 0;
+		h.flags = DMREPL_HELLO_REJOIN | DMREPL_HELLO_DIRTY | DMREPL_HELLO_INCONSISTENT;
+	}
+	save(name, o, dmrepl_proto_put_hello(o, &h));
+}
+
+/* A replica's own dirty regions of volume 5. */
+static void resend(struct dmrepl_obuf *o)
+{
+	static struct dmrepl_proto_resend r = {
+		.volume = 5, .count = 4, .regions = { 0, 7, 64, 4095 },
+	};
+
+	save("resend", o, dmrepl_proto_put_resend(o, &r));
 }
 
 /* A STREAM record when opening, a WRITE, a MARKER, a VERIFY and a FLUSH. */
@@ -129,8 +153,10 @@ int main(int argc, char **argv)
 	}
 	dir = argv[1];
 	dmrepl_obuf_init(&o);
-	hello(&o, DMREPL_PROTO_PRIMARY);
-	hello(&o, DMREPL_PROTO_SECONDARY);
+	hello(&o, DMREPL_PROTO_PRIMARY, false);
+	hello(&o, DMREPL_PROTO_SECONDARY, false);
+	hello(&o, DMREPL_PROTO_SECONDARY, true);
+	resend(&o);
 	len = records(recs, sizeof(recs), false);
 	save("batch-raw", &o, dmrepl_proto_put_batch(&o, recs, len, 0, NULL, &why));
 	save("batch-zstd", &o, dmrepl_proto_put_batch(&o, recs, len, 3, NULL, &why));
@@ -142,6 +168,8 @@ int main(int argc, char **argv)
 	save("heartbeat", &o, dmrepl_proto_put_heartbeat(&o, 1700000000000000000ULL));
 	save("refuse", &o, dmrepl_proto_put_refuse(&o, DMREPL_REFUSE_ORDER,
 						   "batch does not follow 903"));
+	save("refuse-diverged", &o, dmrepl_proto_put_refuse(&o, DMREPL_REFUSE_DIVERGED,
+		"split brain: the generations of the two sides share no history"));
 	dmrepl_obuf_free(&o);
 	return 0;
 }

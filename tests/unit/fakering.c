@@ -166,8 +166,11 @@ static void fill_info(const struct fakering *f, struct dm_repl_group_info *info)
 	info->released_seq = f->released_seq;
 	info->records = f->next_seq - 1;
 	info->stream = f->stream;
+	info->gen_current = FAKERING_GEN;
 	info->nr_volumes = 1;
 	info->volumes[0].sectors = FAKERING_SECTORS;
+	info->volumes[0].region_sectors = FAKERING_REGION_SECTORS;
+	info->volumes[0].nr_regions = FAKERING_SECTORS / FAKERING_REGION_SECTORS;
 	info->volumes[0].index = 0;
 }
 

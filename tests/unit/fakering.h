@@ -16,7 +16,8 @@
  *    -EINVAL, a sequence never reserved;
  *  - the ring's fd is a pipe: readable while a consumer has records to
  *    read, POLLHUP once the group is removed (fakering_remove());
- *  - GROUP_INFO answers the ring's facts and the role the test sets.
+ *  - GROUP_INFO answers the ring's facts (one volume, generation
+ *    FAKERING_GEN) and the role the test sets.
  * One fakering exists at a time; every field is under lock.
  */
 #ifndef FAKERING_H
@@ -30,6 +31,8 @@
 #define FAKERING_MAX	1024		/* records appended over a ring's life */
 #define FAKERING_PAYLOAD 512		/* bytes of data in each record */
 #define FAKERING_SECTORS 2048ULL	/* the one volume's size */
+#define FAKERING_REGION_SECTORS 128U	/* its bitmap's region size */
+#define FAKERING_GEN	0x6e6e000000000001ULL	/* the group's current generation */
 
 struct fakering {
 	char group[DM_REPL_GROUP_NAME_MAX];

@@ -667,17 +667,59 @@ TEST_F(meta, check_names_every_broken_superblock_field)
 
 	ASSERT_EQ(0, create(&self->r, self->path));
 	ASSERT_EQ(0, read_sb(self->path, &sb));
-	sb.role = 7;
 	sb.region_sectors = 100;
 	sb.gen_current = 0;
+	write_sb(self->path, &sb);
+	CHECK_FINDS(": superblock field region_sectors at byte 68: "
+		    "region size is not a power of two");
+	ASSERT_NE(NULL, strstr(self->r.out, ": superblock field gen_current at byte 80: "
+			       "current generation identifier is zero on a primary\n"));
+	sb.role = 7;
+	sb.gen_current = 1;
 	write_sb(self->path, &sb);
 	CHECK_FINDS(": superblock field role at byte 64: role is neither primary (1) "
 		    "nor secondary (2)\n");
 	ASSERT_NE(NULL, strstr(self->r.out, ": superblock field region_sectors at byte 68: "
 			       "region size is not a power of two"));
-	ASSERT_NE(NULL, strstr(self->r.out, ": superblock field gen_current at byte 80: "
-			       "current generation identifier is zero\n"));
-	ASSERT_NE(NULL, strstr(self->r.out, ": 3 problems found\n")) TH_LOG("%s", self->r.out);
+	ASSERT_NE(NULL, strstr(self->r.out, ": 2 problems found\n")) TH_LOG("%s", self->r.out);
+}
+
+TEST_F(meta, generation_zero_is_a_problem_on_a_primary_only)
+{
+	struct dmrepl_meta_sb sb;
+
+	ASSERT_EQ(0, create(&self->r, self->path));
+	ASSERT_EQ(0, read_sb(self->path, &sb));
+	ASSERT_NE(0U, sb.gen_current);
+	sb.gen_current = 0;
+	write_sb(self->path, &sb);
+	CHECK_FINDS(": superblock field gen_current at byte 80: "
+		    "current generation identifier is zero on a primary\n");
+	ASSERT_NE(NULL, strstr(self->r.out, ": 1 problem found\n")) TH_LOG("%s", self->r.out);
+	/* A secondary has none until it takes its primary's. */
+	sb.role = DM_REPL_META_ROLE_SECONDARY;
+	write_sb(self->path, &sb);
+	run_tool(&self->r, "meta", "check", self->path, NULL);
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.out);
+}
+
+TEST_F(meta, create_gives_a_primary_a_generation_and_a_secondary_none)
+{
+	struct dmrepl_meta_sb sb;
+
+	run_tool(&self->r, "meta", "create", "--role", "secondary", "--group", "vm1",
+		 "--data-sectors", DATA_SECTORS, self->path, NULL);
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
+	ASSERT_EQ(0, read_sb(self->path, &sb));
+	EXPECT_EQ(0U, sb.gen_current);
+	EXPECT_EQ(0U, sb.gen_history[0] | sb.gen_history[1] | sb.gen_history[2] |
+		  sb.gen_history[3]);
+	run_tool(&self->r, "meta", "check", self->path, NULL);
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.out);
+	ASSERT_EQ(0, create_force_other(&self->r, self->path));
+	ASSERT_EQ(0, read_sb(self->path, &sb));
+	EXPECT_EQ((__u32)DM_REPL_META_ROLE_PRIMARY, sb.role);
+	EXPECT_NE(0U, sb.gen_current);
 }
 
 TEST_F(meta, check_finds_a_flipped_byte_in_an_al_slot)
@@ -856,6 +898,16 @@ TEST(superblock_round_trip_and_fresh_identities)
 	a.crc = b.crc;
 	ASSERT_EQ(0, memcmp(&a, &b, sizeof(a)));
 	ASSERT_EQ(0, dmrepl_meta_sb_check(&b, &next, &why, &field));
+	/* A secondary is made with no generation, and that passes; a primary's must not. */
+	ASSERT_EQ(0, dmrepl_meta_sb_init(&c, "vm-7", DM_REPL_META_ROLE_SECONDARY, &g, 99, &why));
+	ASSERT_EQ(0U, c.gen_current);
+	next = 0;
+	ASSERT_EQ(0, dmrepl_meta_sb_check(&c, &next, &why, &field));
+	c.role = DM_REPL_META_ROLE_PRIMARY;
+	next = 0;
+	ASSERT_EQ(-EINVAL, dmrepl_meta_sb_check(&c, &next, &why, &field));
+	ASSERT_STREQ("gen_current", field);
+	ASSERT_STREQ("current generation identifier is zero on a primary", why);
 	block[600] = 1;
 	ASSERT_EQ(-EBADMSG, dmrepl_meta_sb_decode(block, &b, &why));
 	ASSERT_EQ(-EINVAL, dmrepl_meta_sb_init(&a, "vm/7", 1, &g, 0, &why));

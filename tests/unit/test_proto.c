@@ -3,7 +3,7 @@
  * The repld wire protocol (userspace/lib/proto.c): every frame round-trips,
  * frames arrive byte by byte, hostile frames are refused with their errno
  * and reason, batch payloads are compressed when it pays, and the rules
- * across frames (HELLO, batch order).
+ * across frames (HELLO, the generations, batch order).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -15,6 +15,12 @@
 
 #define STREAM_A	0x0123456789abcdefULL
 #define STREAM_B	0x1122334455667788ULL
+/* Generations: GEN_1 came before GEN_2, GEN_2 before GEN_3; GEN_X is of no lineage. */
+#define GEN_1		0x0000000000001111ULL
+#define GEN_2		0x0000000000002222ULL
+#define GEN_3		0x0000000000003333ULL
+#define GEN_X		0x00000000000099aaULL
+#define REGION_SECTORS	128U
 #define GROUP		"vm42"
 #define NREC		3
 #define PAYLOAD		4096
@@ -31,11 +37,18 @@
 #define OFF_GROUP	16
 #define OFF_SITE	48
 #define OFF_ROLE	112
+#define OFF_HELLO_FLAGS	113
 #define OFF_STREAM	117
+#define OFF_NEXT_SEQ	125
+#define OFF_APPLIED	133
 #define OFF_MAX_BATCH	149
 #define OFF_WINDOW	153
-#define OFF_NVOLUMES	157
-#define OFF_VOLUMES	161
+#define OFF_GEN_CURRENT	157
+#define OFF_GEN_HISTORY	165
+#define OFF_NVOLUMES	197
+#define OFF_VOLUMES	201	/* 16 each: index, region_sectors, sectors */
+#define OFF_V_REGION	4
+#define OFF_V_SECTORS	8
 #define OFF_FIRST_SEQ	16
 #define OFF_LAST_SEQ	24
 #define OFF_B_STREAM	32
@@ -47,6 +60,9 @@
 #define OFF_ACK_STREAM	16
 #define OFF_REASON	16
 #define OFF_TEXT	20
+#define OFF_RS_VOLUME	16
+#define OFF_RS_COUNT	20
+#define OFF_RS_REGIONS	24
 
 static unsigned long long rng = 88172645463325252ULL;
 
@@ -120,16 +136,42 @@ static void make_hello(struct dmrepl_proto_hello *h, unsigned int role)
 	}
 	h->max_batch = DM_REPL_APPLY_BATCH_MAX;
 	h->window = 8;
+	/* A primary promoted twice; its replica follows it. */
+	h->gen_current = GEN_3;
+	h->gen_history[0] = GEN_2;
+	h->gen_history[1] = GEN_1;
 	h->nvolumes = 3;
 	for (i = 0; i < 3; i++) {
 		h->volumes[i].index = 2 * i;
+		h->volumes[i].region_sectors = REGION_SECTORS << i;
 		h->volumes[i].sectors = 1 << 21;
 	}
 }
 
+/* A RESEND of count regions of volume 2: 1, 5, 9, ... */
+static void make_resend(struct dmrepl_proto_resend *r, __u32 count)
+{
+	__u32 i;
+
+	memset(r, 0, sizeof(*r));
+	r->volume = 2;
+	r->count = count;
+	for (i = 0; i < count; i++)
+		r->regions[i] = 1 + 4 * i;
+}
+
+static __u64 get_le(const unsigned char *p, unsigned int width)
+{
+	__u64 v = 0;
+
+	while (width--)
+		v = v << 8 | p[width];
+	return v;
+}
+
 /* The valid frames the hostile ones are made from. */
 enum base {
-	HELLO_PRI, HELLO_SEC, BATCH_RAW, BATCH_ZSTD, ACK, HEARTBEAT, REFUSE, NBASE,
+	HELLO_PRI, HELLO_SEC, BATCH_RAW, BATCH_ZSTD, ACK, HEARTBEAT, REFUSE, RESEND, NBASE,
 };
 
 static struct dmrepl_obuf base[NBASE];
@@ -138,6 +180,7 @@ static void make_bases(void)
 {
 	static unsigned char recs[BATCH_BYTES] __attribute__((aligned(8)));
 	struct dmrepl_proto_ack ack = { STREAM_A, 900, 900 };
+	static struct dmrepl_proto_resend r;
 	struct dmrepl_proto_hello h;
 	const char *why;
 	size_t len;
@@ -157,6 +200,9 @@ static void make_bases(void)
 	    dmrepl_proto_put_ack(&base[ACK], &ack) ||
 	    dmrepl_proto_put_heartbeat(&base[HEARTBEAT], 123456789) ||
 	    dmrepl_proto_put_refuse(&base[REFUSE], DMREPL_REFUSE_SHUTDOWN, "repld stops"))
+		abort();
+	make_resend(&r, 3);
+	if (dmrepl_proto_put_resend(&base[RESEND], &r))
 		abort();
 }
 
@@ -194,7 +240,7 @@ TEST(hello_round_trips_for_both_roles)
 TEST(header_is_little_endian_field_by_field)
 {
 	static const unsigned char want[16] = {
-		'D', 'R', 'E', 'P', 2, DMREPL_FRAME_HEARTBEAT, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0,
+		'D', 'R', 'E', 'P', 3, DMREPL_FRAME_HEARTBEAT, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0,
 	};
 
 	make_bases();
@@ -202,6 +248,79 @@ TEST(header_is_little_endian_field_by_field)
 	ASSERT_EQ(0, memcmp(want, base[HEARTBEAT].buf, 16));
 	ASSERT_EQ(0x15, base[HEARTBEAT].buf[16]);
 	ASSERT_EQ(0xcd, base[HEARTBEAT].buf[17]);
+}
+
+TEST(hello_is_laid_out_field_by_field)
+{
+	const unsigned char *b;
+	unsigned int i;
+
+	make_bases();
+	b = base[HELLO_PRI].buf;
+	ASSERT_EQ(DMREPL_PROTO_HDR_SIZE + 185U + 3 * 16U, base[HELLO_PRI].len);
+	EXPECT_EQ(185U + 3 * 16U, get_le(b + OFF_BODY_LEN, 4));
+	EXPECT_EQ(0, strcmp((const char *)b + OFF_GROUP, GROUP));
+	EXPECT_EQ(0, strcmp((const char *)b + OFF_SITE, "site-a"));
+	EXPECT_EQ((__u64)DMREPL_PROTO_PRIMARY, get_le(b + OFF_ROLE, 1));
+	EXPECT_EQ((__u64)DMREPL_HELLO_BEHIND, get_le(b + OFF_HELLO_FLAGS, 4));
+	EXPECT_EQ(STREAM_A, get_le(b + OFF_STREAM, 8));
+	EXPECT_EQ(1000U, get_le(b + OFF_NEXT_SEQ, 8));
+	EXPECT_EQ(0U, get_le(b + OFF_APPLIED, 16));
+	EXPECT_EQ((__u64)DM_REPL_APPLY_BATCH_MAX, get_le(b + OFF_MAX_BATCH, 4));
+	EXPECT_EQ(8U, get_le(b + OFF_WINDOW, 4));
+	EXPECT_EQ(GEN_3, get_le(b + OFF_GEN_CURRENT, 8));
+	EXPECT_EQ(GEN_2, get_le(b + OFF_GEN_HISTORY, 8));
+	EXPECT_EQ(GEN_1, get_le(b + OFF_GEN_HISTORY + 8, 8));
+	EXPECT_EQ(0U, get_le(b + OFF_GEN_HISTORY + 16, 8));
+	EXPECT_EQ(0U, get_le(b + OFF_GEN_HISTORY + 24, 8));
+	EXPECT_EQ(3U, get_le(b + OFF_NVOLUMES, 4));
+	for (i = 0; i < 3; i++) {
+		const unsigned char *v = b + OFF_VOLUMES + 16 * i;
+
+		EXPECT_EQ(2U * i, get_le(v, 4));
+		EXPECT_EQ((__u64)REGION_SECTORS << i, get_le(v + OFF_V_REGION, 4));
+		EXPECT_EQ(1U << 21, get_le(v + OFF_V_SECTORS, 8));
+	}
+	/* A secondary's: its applied point where a primary has zeros. */
+	b = base[HELLO_SEC].buf;
+	EXPECT_EQ(0U, get_le(b + OFF_STREAM, 16));
+	EXPECT_EQ(STREAM_A, get_le(b + OFF_APPLIED, 8));
+	EXPECT_EQ(900U, get_le(b + OFF_APPLIED + 8, 8));
+	EXPECT_EQ((__u64)DMREPL_HELLO_OUTDATED, get_le(b + OFF_HELLO_FLAGS, 4));
+}
+
+TEST(resend_round_trips_and_is_laid_out_field_by_field)
+{
+	static struct dmrepl_proto_resend r;
+	static const __u32 counts[] = { 1, 3, DMREPL_PROTO_RESEND_MAX_REGIONS };
+	struct dmrepl_frame *f = malloc(sizeof(*f));
+	unsigned int i, j;
+
+	ASSERT_NE(NULL, f);
+	for (i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+		struct dmrepl_obuf o;
+
+		dmrepl_obuf_init(&o);
+		make_resend(&r, counts[i]);
+		r.regions[0] = 0;
+		ASSERT_EQ(0, dmrepl_proto_put_resend(&o, &r));
+		ASSERT_EQ(DMREPL_PROTO_HDR_SIZE + 8 + 8 * counts[i], o.len);
+		EXPECT_EQ((__u64)DMREPL_FRAME_RESEND, get_le(o.buf + OFF_TYPE, 1));
+		EXPECT_EQ(8 + 8 * counts[i], get_le(o.buf + OFF_BODY_LEN, 4));
+		EXPECT_EQ(2U, get_le(o.buf + OFF_RS_VOLUME, 4));
+		EXPECT_EQ(counts[i], get_le(o.buf + OFF_RS_COUNT, 4));
+		for (j = 0; j < counts[i]; j++)
+			ASSERT_EQ(r.regions[j], get_le(o.buf + OFF_RS_REGIONS + 8 * j, 8));
+		ASSERT_EQ((unsigned int)DMREPL_FRAME_RESEND, decode_ok(_metadata, &o, f));
+		ASSERT_EQ(NULL, f->why);
+		ASSERT_EQ(2U, f->resend.volume);
+		ASSERT_EQ(counts[i], f->resend.count);
+		ASSERT_EQ(0, memcmp(r.regions, f->resend.regions, 8 * counts[i]));
+		dmrepl_obuf_free(&o);
+	}
+	/* The largest is the type's limit. */
+	EXPECT_EQ(8200U, DMREPL_PROTO_RESEND_MAX);
+	free(f);
 }
 
 TEST(ack_heartbeat_and_refuse_round_trip)
@@ -576,9 +695,9 @@ static void batch_seqs_shifted(struct dmrepl_obuf *o)
 static void hello_nvolumes_65(struct dmrepl_obuf *o)
 {
 	put_le(o->buf + OFF_NVOLUMES, 4, 65);
-	put_le(o->buf + OFF_BODY_LEN, 4, DMREPL_PROTO_HELLO_FIXED + 65 * 12);
-	memset(o->buf + o->len, 0, 62 * 12);
-	o->len += 62 * 12;
+	put_le(o->buf + OFF_BODY_LEN, 4, DMREPL_PROTO_HELLO_FIXED + 65 * 16);
+	memset(o->buf + o->len, 0, 62 * 16);
+	o->len += 62 * 16;
 }
 
 static void hello_group_garbage_after_nul(struct dmrepl_obuf *o)
@@ -607,11 +726,13 @@ static const struct hostile hostile[] = {
 	{ "bad magic", ACK, 0, 4, 0x50455245, NULL, 0, -EBADMSG, 0,
 	  "frame magic is not DREP" },
 	{ "version 1 (before ZERO records)", ACK, OFF_VERSION, 1, 1, NULL, 0, -EPROTO, 0,
-	  "frame version is not 2" },
-	{ "version 3", ACK, OFF_VERSION, 1, 3, NULL, 0, -EPROTO, 0,
-	  "frame version is not 2" },
-	{ "unknown type", ACK, OFF_TYPE, 1, 6, NULL, 0, -EBADMSG, 0,
-	  "frame type is not 1..5" },
+	  "frame version is not 3" },
+	{ "version 2 (before generations)", ACK, OFF_VERSION, 1, 2, NULL, 0, -EPROTO, 0,
+	  "frame version is not 3" },
+	{ "version 4", ACK, OFF_VERSION, 1, 4, NULL, 0, -EPROTO, 0,
+	  "frame version is not 3" },
+	{ "unknown type", ACK, OFF_TYPE, 1, 7, NULL, 0, -EBADMSG, 0,
+	  "frame type is not 1..6" },
 	{ "flags", HEARTBEAT, OFF_FLAGS, 2, 0x100, NULL, 0, -EBADMSG, 0,
 	  "frame flags are not 0" },
 	{ "reserved", HEARTBEAT, OFF_RESERVED, 4, 1, NULL, 0, -EBADMSG, 0,
@@ -625,8 +746,10 @@ static const struct hostile hostile[] = {
 	{ "HEARTBEAT shorter than 8", HEARTBEAT, OFF_BODY_LEN, 4, 4, NULL, 0, -EBADMSG, 0,
 	  "frame body length is under its type's size" },
 	{ "HELLO body cut short of its volumes", HELLO_PRI, OFF_BODY_LEN, 4,
-	  DMREPL_PROTO_HELLO_FIXED + 24, NULL, 0, -EBADMSG, 0,
-	  "HELLO body length is not 145 + 12 * nvolumes" },
+	  DMREPL_PROTO_HELLO_FIXED + 32, NULL, 0, -EBADMSG, 0,
+	  "HELLO body length is not 185 + 16 * nvolumes" },
+	{ "HELLO of version 2's length", HELLO_PRI, OFF_BODY_LEN, 4, 145 + 3 * 12, NULL, 0,
+	  -EBADMSG, 0, "frame body length is under its type's size" },
 	{ "group starting with a dot", HELLO_PRI, OFF_GROUP, 1, '.', NULL, 0, -EBADMSG, 0,
 	  "HELLO group is not 1-31 of [A-Za-z0-9_.+-], no leading dot, NUL-padded" },
 	{ "group with bytes after its NUL", HELLO_PRI, 0, 0, 0, hello_group_garbage_after_nul,
@@ -644,10 +767,12 @@ static const struct hostile hostile[] = {
 	  "HELLO window is outside 1..256" },
 	{ "nvolumes 65", HELLO_PRI, 0, 0, 0, hello_nvolumes_65, 0, -EBADMSG, 0,
 	  "HELLO nvolumes is over 64" },
-	{ "volume indexes not increasing", HELLO_PRI, OFF_VOLUMES + 12, 4, 0, NULL, 0,
+	{ "volume indexes not increasing", HELLO_PRI, OFF_VOLUMES + 16, 4, 0, NULL, 0,
 	  -EBADMSG, 0, "HELLO volume indexes are not strictly increasing" },
-	{ "volume index 64", HELLO_PRI, OFF_VOLUMES + 24, 4, 64, NULL, 0, -EBADMSG, 0,
+	{ "volume index 64", HELLO_PRI, OFF_VOLUMES + 32, 4, 64, NULL, 0, -EBADMSG, 0,
 	  "HELLO volume index is over 63" },
+	{ "volume sectors 0", HELLO_SEC, OFF_VOLUMES + 16 + OFF_V_SECTORS, 8, 0, NULL, 0,
+	  -EBADMSG, 0, "HELLO volume sectors is 0" },
 	{ "first_seq above last_seq", BATCH_RAW, OFF_FIRST_SEQ, 8, 905, NULL, 0, -EBADMSG, 0,
 	  "BATCH first_seq is above last_seq" },
 	{ "nrecords against the sequence range", BATCH_RAW, OFF_NRECORDS, 4, 2, NULL, 0,
@@ -692,6 +817,10 @@ static const struct hostile hostile[] = {
 	  "frame body length is over its type's limit" },
 	{ "ACK of a sequence without a stream", ACK, OFF_ACK_STREAM, 8, 0, NULL, 0, -EBADMSG, 0,
 	  "ACK applied_seq is not 0 with applied_stream 0" },
+	{ "RESEND over its limit", RESEND, OFF_BODY_LEN, 4, 8208, NULL, 0, -EMSGSIZE, 0,
+	  "frame body length is over its type's limit" },
+	{ "RESEND shorter than one region", RESEND, OFF_BODY_LEN, 4, 8, NULL, 0, -EBADMSG, 0,
+	  "frame body length is under its type's size" },
 };
 
 /* A copy of a base frame, with room to grow. */
@@ -756,6 +885,106 @@ TEST(decode_names_the_offending_value)
 	dmrepl_obuf_free(&o);
 }
 
+/* A RESEND of 1024 regions whose count says 1025. */
+static void resend_count_1025(struct dmrepl_obuf *o)
+{
+	static struct dmrepl_proto_resend r;
+
+	make_resend(&r, DMREPL_PROTO_RESEND_MAX_REGIONS);
+	o->len = 0;
+	if (dmrepl_proto_put_resend(o, &r))
+		abort();
+	put_le(o->buf + OFF_RS_COUNT, 4, DMREPL_PROTO_RESEND_MAX_REGIONS + 1);
+}
+
+/* count 0 in the smallest body a RESEND may have. */
+static void resend_count_0(struct dmrepl_obuf *o)
+{
+	put_le(o->buf + OFF_RS_COUNT, 4, 0);
+	put_le(o->buf + OFF_BODY_LEN, 4, 16);
+	o->len = DMREPL_PROTO_HDR_SIZE + 16;
+}
+
+/* A region more than count says (body 8 + 8 * 4, count 3). */
+static void resend_longer_than_count(struct dmrepl_obuf *o)
+{
+	put_le(o->buf + o->len, 8, 13);
+	o->len += 8;
+	put_le(o->buf + OFF_BODY_LEN, 4, o->len - DMREPL_PROTO_HDR_SIZE);
+}
+
+/* The rules of version 3's fields, each with the value the decoder names. */
+static const struct rule_case {
+	const char *name;
+	enum base from;
+	unsigned int off, width;
+	__u64 value;
+	void (*patch)(struct dmrepl_obuf *o);
+	int err;
+	const char *why;
+	__u64 bad_value;
+} v3_rules[] = {
+	{ "region_sectors 0", HELLO_PRI, OFF_VOLUMES + OFF_V_REGION, 4, 0, NULL, -EBADMSG,
+	  "HELLO volume region_sectors is not a power of 2 in 8..2097152", 0 },
+	{ "region_sectors 4 (under 4 KiB)", HELLO_SEC, OFF_VOLUMES + OFF_V_REGION, 4, 4, NULL,
+	  -EBADMSG, "HELLO volume region_sectors is not a power of 2 in 8..2097152", 4 },
+	{ "region_sectors 24 (not a power of 2)", HELLO_PRI, OFF_VOLUMES + 16 + OFF_V_REGION, 4,
+	  24, NULL, -EBADMSG, "HELLO volume region_sectors is not a power of 2 in 8..2097152",
+	  24 },
+	{ "region_sectors 2^22 (over 1 GiB)", HELLO_SEC, OFF_VOLUMES + 32 + OFF_V_REGION, 4,
+	  1U << 22, NULL, -EBADMSG,
+	  "HELLO volume region_sectors is not a power of 2 in 8..2097152", 1U << 22 },
+	{ "primary of generation 0", HELLO_PRI, OFF_GEN_CURRENT, 8, 0, NULL, -EBADMSG,
+	  "HELLO gen_current is 0 from a primary", 0 },
+	{ "primary flag DIRTY", HELLO_PRI, OFF_HELLO_FLAGS, 4, DMREPL_HELLO_DIRTY, NULL, -EBADMSG,
+	  "HELLO flags of a secondary from a primary", DMREPL_HELLO_DIRTY },
+	{ "primary flags BEHIND and REJOIN", HELLO_PRI, OFF_HELLO_FLAGS, 4,
+	  DMREPL_HELLO_BEHIND | DMREPL_HELLO_REJOIN, NULL, -EBADMSG,
+	  "HELLO flags of a secondary from a primary",
+	  DMREPL_HELLO_BEHIND | DMREPL_HELLO_REJOIN },
+	{ "flag bit 5", HELLO_SEC, OFF_HELLO_FLAGS, 4, 1U << 5, NULL, -EBADMSG,
+	  "HELLO flags has unknown bits", 1U << 5 },
+	{ "RESEND volume 64", RESEND, OFF_RS_VOLUME, 4, 64, NULL, -EBADMSG,
+	  "RESEND volume is over 63", 64 },
+	{ "RESEND count 0", RESEND, 0, 0, 0, resend_count_0, -EBADMSG,
+	  "RESEND body length is not 8 + 8 * count", 16 },
+	{ "RESEND count 1025", RESEND, 0, 0, 0, resend_count_1025, -EBADMSG,
+	  "RESEND body length is not 8 + 8 * count", 8200 },
+	{ "RESEND count 2 in a body of 3", RESEND, OFF_RS_COUNT, 4, 2, NULL, -EBADMSG,
+	  "RESEND body length is not 8 + 8 * count", 32 },
+	{ "RESEND body longer than its count", RESEND, 0, 0, 0, resend_longer_than_count,
+	  -EBADMSG, "RESEND body length is not 8 + 8 * count", 40 },
+	{ "RESEND regions not increasing", RESEND, OFF_RS_REGIONS + 16, 8, 3, NULL, -EBADMSG,
+	  "RESEND regions are not strictly increasing", 3 },
+	{ "RESEND region twice", RESEND, OFF_RS_REGIONS + 8, 8, 1, NULL, -EBADMSG,
+	  "RESEND regions are not strictly increasing", 1 },
+};
+
+TEST(version_3_rules_are_refused_naming_the_value)
+{
+	size_t i;
+
+	make_bases();
+	for (i = 0; i < sizeof(v3_rules) / sizeof(v3_rules[0]); i++) {
+		const struct rule_case *c = &v3_rules[i];
+		struct dmrepl_frame *f = malloc(sizeof(*f));
+		struct dmrepl_obuf o;
+
+		ASSERT_NE(NULL, f);
+		copy_base(&o, c->from);
+		if (c->width)
+			put_le(o.buf + c->off, c->width, c->value);
+		if (c->patch)
+			c->patch(&o);
+		EXPECT_EQ(c->err, dmrepl_frame_decode(o.buf, o.len, DMREPL_PROTO_BATCH_MAX, f))
+			TH_LOG("%s", c->name);
+		EXPECT_STREQ(c->why, f->why ? f->why : "(none)") TH_LOG("%s", c->name);
+		EXPECT_EQ(c->bad_value, f->bad_value) TH_LOG("%s", c->name);
+		dmrepl_obuf_free(&o);
+		free(f);
+	}
+}
+
 TEST(encoders_refuse_what_decoders_would)
 {
 	static unsigned char recs[BATCH_BYTES] __attribute__((aligned(8)));
@@ -768,6 +997,15 @@ TEST(encoders_refuse_what_decoders_would)
 	make_hello(&h, DMREPL_PROTO_PRIMARY);
 	h.volumes[1].index = 0;
 	ASSERT_EQ(-EINVAL, dmrepl_proto_put_hello(&o, &h));
+	make_hello(&h, DMREPL_PROTO_PRIMARY);
+	h.gen_current = 0;
+	ASSERT_EQ(-EINVAL, dmrepl_proto_put_hello(&o, &h));
+	make_hello(&h, DMREPL_PROTO_PRIMARY);
+	h.flags |= DMREPL_HELLO_DIRTY;
+	ASSERT_EQ(-EINVAL, dmrepl_proto_put_hello(&o, &h));
+	make_hello(&h, DMREPL_PROTO_SECONDARY);
+	h.volumes[2].region_sectors = 96;
+	ASSERT_EQ(-EINVAL, dmrepl_proto_put_hello(&o, &h));
 	ASSERT_EQ(-EINVAL, dmrepl_proto_put_refuse(&o, DMREPL_REFUSE_GROUP, "tab\there"));
 	ASSERT_EQ(-EINVAL, dmrepl_proto_put_refuse(&o, 0, "no reason"));
 	len = make_records(recs, 1, STREAM_A, 0, false);
@@ -775,6 +1013,34 @@ TEST(encoders_refuse_what_decoders_would)
 	ASSERT_STREQ("len runs past the available bytes", why);
 	ASSERT_EQ(-EINVAL, dmrepl_proto_put_batch(&o, recs, 0, 0, NULL, &why));
 	ASSERT_EQ(0U, o.len);
+	dmrepl_obuf_free(&o);
+}
+
+TEST(resend_encoder_refuses_each_rule)
+{
+	static struct dmrepl_proto_resend r;
+	struct dmrepl_obuf o;
+
+	dmrepl_obuf_init(&o);
+	make_resend(&r, 0);
+	ASSERT_EQ(-EINVAL, dmrepl_proto_put_resend(&o, &r));
+	make_resend(&r, DMREPL_PROTO_RESEND_MAX_REGIONS);
+	r.count = DMREPL_PROTO_RESEND_MAX_REGIONS + 1;
+	ASSERT_EQ(-EINVAL, dmrepl_proto_put_resend(&o, &r));
+	make_resend(&r, 3);
+	r.volume = DM_REPL_MAX_VOLUMES;
+	ASSERT_EQ(-EINVAL, dmrepl_proto_put_resend(&o, &r));
+	make_resend(&r, 3);
+	r.regions[2] = r.regions[1];
+	ASSERT_EQ(-EINVAL, dmrepl_proto_put_resend(&o, &r));
+	r.regions[2] = 0;
+	ASSERT_EQ(-EINVAL, dmrepl_proto_put_resend(&o, &r));
+	ASSERT_EQ(0U, o.len);
+	/* The edges are taken: volume 63, one region, the last region there is. */
+	make_resend(&r, 1);
+	r.volume = DM_REPL_MAX_VOLUMES - 1;
+	r.regions[0] = ~0ULL;
+	ASSERT_EQ(0, dmrepl_proto_put_resend(&o, &r));
 	dmrepl_obuf_free(&o);
 }
 
@@ -818,6 +1084,153 @@ TEST(hello_check_names_each_mismatch)
 	/* Another stream is the kernel's to place (its STREAM record). */
 	sec.applied_stream = STREAM_B;
 	ASSERT_EQ(0, dmrepl_proto_check_hello(&pri, &sec, &reason, &text));
+}
+
+/*
+ * The generations of a primary and its replica, judged from both sides:
+ * each side must come to the same answer. Returns the reason (0: taken)
+ * and *text the phrase.
+ */
+static unsigned int judge_gens(struct __test_metadata *_metadata,
+			       const struct dmrepl_proto_hello *pri,
+			       const struct dmrepl_proto_hello *sec, const char **text)
+{
+	unsigned int reason, reason2;
+	const char *text2;
+	int ret, ret2;
+
+	ret = dmrepl_proto_check_hello(pri, sec, &reason, text);
+	ret2 = dmrepl_proto_check_hello(sec, pri, &reason2, &text2);
+	EXPECT_EQ(ret, ret2);
+	EXPECT_EQ(reason, reason2);
+	EXPECT_STREQ(*text ? *text : "(none)", text2 ? text2 : "(none)");
+	EXPECT_EQ(ret ? -ECONNREFUSED : 0, ret);
+	return ret ? reason : 0;
+}
+
+/* A replica of generation gen (and history h0) with flags. */
+static void replica_of(struct dmrepl_proto_hello *sec, __u64 gen, __u64 h0, __u32 flags)
+{
+	make_hello(sec, DMREPL_PROTO_SECONDARY);
+	memset(sec->gen_history, 0, sizeof(sec->gen_history));
+	sec->gen_current = gen;
+	sec->gen_history[0] = h0;
+	sec->flags = flags;
+}
+
+TEST(generations_a_planned_failover_a_fresh_replica_and_the_same_generation_are_taken)
+{
+	struct dmrepl_proto_hello pri, sec;
+	const char *text;
+	unsigned int i;
+
+	make_hello(&pri, DMREPL_PROTO_PRIMARY);	/* GEN_3, history GEN_2 GEN_1 */
+	/* The same generation. */
+	replica_of(&sec, GEN_3, GEN_2, 0);
+	ASSERT_EQ(0U, judge_gens(_metadata, &pri, &sec, &text));
+	/* The old primary after a failover: its generation is in the new one's history. */
+	replica_of(&sec, GEN_2, GEN_1, DMREPL_HELLO_OUTDATED);
+	ASSERT_EQ(0U, judge_gens(_metadata, &pri, &sec, &text));
+	replica_of(&sec, GEN_1, 0, 0);
+	ASSERT_EQ(0U, judge_gens(_metadata, &pri, &sec, &text));
+	/* The last of the history counts as much as the first. */
+	pri.gen_history[3] = GEN_X;
+	replica_of(&sec, GEN_X, 0, 0);
+	ASSERT_EQ(0U, judge_gens(_metadata, &pri, &sec, &text));
+	make_hello(&pri, DMREPL_PROTO_PRIMARY);
+	/* Generation 0: fresh, or after rejoin; whatever it holds or says. */
+	for (i = 0; i <= DMREPL_HELLO_SECONDARY_FLAGS; i++) {
+		if (i & ~DMREPL_HELLO_SECONDARY_FLAGS)
+			continue;
+		replica_of(&sec, 0, 0, i);
+		ASSERT_EQ(0U, judge_gens(_metadata, &pri, &sec, &text)) TH_LOG("flags %#x", i);
+	}
+	/* Of generation 0 even with a history the primary does not know. */
+	replica_of(&sec, 0, GEN_X, DMREPL_HELLO_REJOIN | DMREPL_HELLO_DIRTY);
+	ASSERT_EQ(0U, judge_gens(_metadata, &pri, &sec, &text));
+}
+
+TEST(generations_a_replica_with_writes_of_its_own_is_refused_unless_inconsistent)
+{
+	struct dmrepl_proto_hello pri, sec;
+	const char *text;
+
+	make_hello(&pri, DMREPL_PROTO_PRIMARY);
+	replica_of(&sec, GEN_3, GEN_2, DMREPL_HELLO_DIRTY);
+	ASSERT_EQ((unsigned int)DMREPL_REFUSE_DIVERGED, judge_gens(_metadata, &pri, &sec, &text));
+	ASSERT_NE(NULL, strstr(text, "holds writes of its own")) TH_LOG("%s", text);
+	ASSERT_NE(NULL, strstr(text, "rejoin --discard-my-data")) TH_LOG("%s", text);
+	ASSERT_STREQ("diverged", dmrepl_proto_reason_name(DMREPL_REFUSE_DIVERGED));
+	/* An old primary that wrote after the failover. */
+	replica_of(&sec, GEN_2, GEN_1, DMREPL_HELLO_DIRTY | DMREPL_HELLO_OUTDATED);
+	ASSERT_EQ((unsigned int)DMREPL_REFUSE_DIVERGED, judge_gens(_metadata, &pri, &sec, &text));
+	ASSERT_NE(NULL, strstr(text, "holds writes of its own")) TH_LOG("%s", text);
+	/* Inconsistent (a resync under way): its regions are resent, not its own. */
+	replica_of(&sec, GEN_3, GEN_2, DMREPL_HELLO_DIRTY | DMREPL_HELLO_INCONSISTENT);
+	ASSERT_EQ(0U, judge_gens(_metadata, &pri, &sec, &text));
+	replica_of(&sec, GEN_2, 0, DMREPL_HELLO_DIRTY | DMREPL_HELLO_INCONSISTENT);
+	ASSERT_EQ(0U, judge_gens(_metadata, &pri, &sec, &text));
+}
+
+TEST(generations_a_newer_or_unrelated_replica_is_split_brain)
+{
+	struct dmrepl_proto_hello pri, sec;
+	const char *text;
+
+	make_hello(&pri, DMREPL_PROTO_PRIMARY);
+	/* The replica was promoted past the primary's generation. */
+	replica_of(&sec, GEN_X, GEN_3, 0);
+	ASSERT_EQ((unsigned int)DMREPL_REFUSE_DIVERGED, judge_gens(_metadata, &pri, &sec, &text));
+	ASSERT_STREQ("split brain: the replica's generation is newer than the primary's", text);
+	sec.gen_history[0] = 0;
+	sec.gen_history[3] = GEN_3;
+	ASSERT_EQ((unsigned int)DMREPL_REFUSE_DIVERGED, judge_gens(_metadata, &pri, &sec, &text));
+	ASSERT_STREQ("split brain: the replica's generation is newer than the primary's", text);
+	/* Neither knows the other's. */
+	replica_of(&sec, GEN_X, 0x77, 0);
+	ASSERT_EQ((unsigned int)DMREPL_REFUSE_DIVERGED, judge_gens(_metadata, &pri, &sec, &text));
+	ASSERT_STREQ("split brain: the generations of the two sides share no history", text);
+	/* A shared ancestor is no lineage: only the current generations count. */
+	replica_of(&sec, GEN_X, GEN_1, 0);
+	ASSERT_EQ((unsigned int)DMREPL_REFUSE_DIVERGED, judge_gens(_metadata, &pri, &sec, &text));
+	ASSERT_STREQ("split brain: the generations of the two sides share no history", text);
+	/* Clean or not, inconsistent or not: diverged is diverged. */
+	replica_of(&sec, GEN_X, 0, DMREPL_HELLO_INCONSISTENT);
+	ASSERT_EQ((unsigned int)DMREPL_REFUSE_DIVERGED, judge_gens(_metadata, &pri, &sec, &text));
+}
+
+TEST(generations_two_primaries_are_split_brain_unless_of_one_generation)
+{
+	struct dmrepl_proto_hello a, b;
+	unsigned int reason;
+	const char *text;
+
+	make_hello(&a, DMREPL_PROTO_PRIMARY);
+	make_hello(&b, DMREPL_PROTO_PRIMARY);
+	strcpy(b.site, "site-b");
+	b.gen_current = GEN_X;
+	ASSERT_EQ(-ECONNREFUSED, dmrepl_proto_check_hello(&a, &b, &reason, &text));
+	ASSERT_EQ((unsigned int)DMREPL_REFUSE_DIVERGED, reason);
+	ASSERT_STREQ("split brain: both sides are primary, of different generations", text);
+	ASSERT_EQ(-ECONNREFUSED, dmrepl_proto_check_hello(&b, &a, &reason, &text));
+	ASSERT_EQ((unsigned int)DMREPL_REFUSE_DIVERGED, reason);
+	/* One promoted from the other is split brain all the same. */
+	b.gen_current = GEN_X;
+	b.gen_history[0] = GEN_3;
+	ASSERT_EQ(-ECONNREFUSED, dmrepl_proto_check_hello(&a, &b, &reason, &text));
+	ASSERT_EQ((unsigned int)DMREPL_REFUSE_DIVERGED, reason);
+	/* The same generation: both took the primary role, no data diverged yet. */
+	b.gen_current = GEN_3;
+	ASSERT_EQ(-ECONNREFUSED, dmrepl_proto_check_hello(&a, &b, &reason, &text));
+	ASSERT_EQ((unsigned int)DMREPL_REFUSE_ROLE, reason);
+	ASSERT_STREQ("both sides have the same role", text);
+	ASSERT_EQ(-ECONNREFUSED, dmrepl_proto_check_hello(&b, &a, &reason, &text));
+	ASSERT_EQ((unsigned int)DMREPL_REFUSE_ROLE, reason);
+	/* Two replicas are only of the same role, whatever their generations. */
+	replica_of(&a, GEN_1, 0, 0);
+	replica_of(&b, GEN_X, 0, DMREPL_HELLO_DIRTY);
+	ASSERT_EQ(-ECONNREFUSED, dmrepl_proto_check_hello(&a, &b, &reason, &text));
+	ASSERT_EQ((unsigned int)DMREPL_REFUSE_ROLE, reason);
 }
 
 /* Decode and unpack a batch of records made by make_records(). */

@@ -17,6 +17,8 @@
  *    frame, holds the group's thread no longer than the handshake cap
  *    (HANDSHAKE_MAX_MS, whatever the configured timeout) or the dead-peer
  *    timeout.
+ * And, of protocol 3: a replica whose generations diverged is refused and
+ * the status says why; a RESEND the primary cannot take is refused.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -360,25 +362,44 @@ static int replica_ack(struct replica *r, __u64 stream, __u64 seq, __u64 acked)
 }
 
 /*
- * The HELLO exchange as a replica whose durable applied point is (stream,
- * seq), taking window batches in flight. The primary's HELLO is kept.
+ * The HELLO of a replica of the primary's generation whose durable applied
+ * point is (stream, seq), taking window batches in flight.
  */
-static void replica_hello(struct __test_metadata *_metadata, struct replica *r, __u64 stream,
-			  __u64 seq, unsigned int window)
+static void replica_default_hello(struct dmrepl_proto_hello *h, __u64 stream, __u64 seq,
+				  unsigned int window)
 {
-	struct dmrepl_proto_hello h = {
+	const struct dmrepl_proto_hello d = {
 		.group = GROUP, .site = "beta", .role = DMREPL_PROTO_SECONDARY,
 		.applied_stream = stream, .applied_seq = seq,
 		.max_batch = MAX_BATCH, .window = window,
-		.nvolumes = 1, .volumes = { { .index = 0, .sectors = FAKERING_SECTORS } },
+		.gen_current = FAKERING_GEN,
+		.nvolumes = 1, .volumes = { { .index = 0, .region_sectors = FAKERING_REGION_SECTORS,
+					      .sectors = FAKERING_SECTORS } },
 	};
+
+	*h = d;
+}
+
+/* The HELLO exchange as a replica that says h. The primary's HELLO is kept. */
+static void replica_send_hello(struct __test_metadata *_metadata, struct replica *r,
+			       const struct dmrepl_proto_hello *h)
+{
 	struct dmrepl_frame f;
 
 	ASSERT_EQ(1, replica_next(r, &f, TIMEOUT_MS));
 	ASSERT_EQ((unsigned int)DMREPL_FRAME_HELLO, f.type) TH_LOG("%s", frame_name(&f));
 	r->primary = f.hello;
-	ASSERT_EQ(0, dmrepl_proto_put_hello(&r->out, &h));
+	ASSERT_EQ(0, dmrepl_proto_put_hello(&r->out, h));
 	ASSERT_EQ(0, replica_send(r));
+}
+
+static void replica_hello(struct __test_metadata *_metadata, struct replica *r, __u64 stream,
+			  __u64 seq, unsigned int window)
+{
+	struct dmrepl_proto_hello h;
+
+	replica_default_hello(&h, stream, seq, window);
+	replica_send_hello(_metadata, r, &h);
 }
 
 /* The next frame is a BATCH of seq first..last of the ring's stream, records intact. */
@@ -522,9 +543,9 @@ FIXTURE_TEARDOWN(session)
 	EXPECT_EQ(0, leaks());
 }
 
-/* The primary's session starts, and the replica shakes hands and says HELLO. */
-static void connect_replica(struct __test_metadata *_metadata, FIXTURE_DATA(session) *self,
-			    __u64 applied_stream, __u64 applied_seq, unsigned int window)
+/* The primary's session starts, and the replica shakes hands and says h. */
+static void connect_replica_hello(struct __test_metadata *_metadata,
+				  FIXTURE_DATA(session) *self, const struct dmrepl_proto_hello *h)
 {
 	int fd = self->replica_fd;
 
@@ -532,9 +553,33 @@ static void connect_replica(struct __test_metadata *_metadata, FIXTURE_DATA(sess
 	self->replica_fd = -1;
 	ASSERT_EQ(0, replica_handshake(&self->r, self->site.replica_tls, fd, self->err,
 				       sizeof(self->err))) TH_LOG("%s", self->err);
-	replica_hello(_metadata, &self->r, applied_stream, applied_seq, window);
+	replica_send_hello(_metadata, &self->r, h);
 	EXPECT_EQ(STREAM, self->r.primary.stream);
 	EXPECT_EQ(self->site.ring.next_seq, self->r.primary.next_seq);
+	EXPECT_EQ(FAKERING_GEN, self->r.primary.gen_current);
+}
+
+/* ... with the HELLO of a replica of the primary's generation. */
+static void connect_replica(struct __test_metadata *_metadata, FIXTURE_DATA(session) *self,
+			    __u64 applied_stream, __u64 applied_seq, unsigned int window)
+{
+	struct dmrepl_proto_hello h;
+
+	replica_default_hello(&h, applied_stream, applied_seq, window);
+	connect_replica_hello(_metadata, self, &h);
+}
+
+/* The next frame is a REFUSE of reason and text, and the session ends without streaming. */
+static void expect_refused(struct __test_metadata *_metadata, FIXTURE_DATA(session) *self,
+			   unsigned int reason, const char *text)
+{
+	ASSERT_EQ(1, replica_next(&self->r, &self->f, TIMEOUT_MS));
+	ASSERT_EQ((unsigned int)DMREPL_FRAME_REFUSE, self->f.type)
+		TH_LOG("%s", frame_name(&self->f));
+	EXPECT_EQ(reason, self->f.refuse.reason);
+	EXPECT_STREQ(text, self->f.refuse.text);
+	EXPECT_EQ(0, replica_next(&self->r, &self->f, TIMEOUT_MS));
+	ASSERT_EQ(0, primary_join(&self->p, TIMEOUT_MS));
 }
 
 /* The replica stops; the primary ends its session. Returns the batches sent meanwhile. */
@@ -666,6 +711,73 @@ TEST_F(session, an_ack_past_the_last_sequence_sent_is_refused_and_releases_nothi
 	EXPECT_EQ(3U, self->site.ring.last_release);
 	group_state(&self->site.g, last_error, sizeof(last_error));
 	EXPECT_NE(NULL, strstr(last_error, "past the last sequence sent")) TH_LOG("%s", last_error);
+}
+
+/* ---- generations and the replica's own regions ---------------------------- */
+
+TEST_F(session, a_replica_of_another_lineage_is_refused_as_diverged_and_the_status_says_so)
+{
+	struct dmrepl_proto_hello h;
+
+	ASSERT_EQ(0, fakering_append(&self->site.ring, 4));
+	replica_default_hello(&h, STREAM, 2, 2);
+	h.gen_current = 0x0dd0000000000077ULL;
+	connect_replica_hello(_metadata, self, &h);
+	expect_refused(_metadata, self, DMREPL_REFUSE_DIVERGED,
+		       "split brain: the generations of the two sides share no history");
+	EXPECT_FALSE(self->p.streamed);
+	EXPECT_STREQ("split brain: the generations of the two sides share no history",
+		     self->site.g.st.diverged);
+	/* Nothing of the ring went to it, nor was released for it. */
+	EXPECT_EQ(0U, fakering_released(&self->site.ring));
+}
+
+TEST_F(session, a_replica_with_writes_of_its_own_is_refused_as_diverged)
+{
+	struct dmrepl_proto_hello h;
+
+	replica_default_hello(&h, STREAM, 0, 2);
+	h.applied_stream = 0;
+	h.flags = DMREPL_HELLO_DIRTY;
+	connect_replica_hello(_metadata, self, &h);
+	expect_refused(_metadata, self, DMREPL_REFUSE_DIVERGED,
+		       "the replica holds writes of its own the primary lacks (dirty regions): "
+		       "`repltool rejoin --discard-my-data` on it discards them");
+	EXPECT_NE(NULL, strstr(self->site.g.st.diverged, "writes of its own"));
+}
+
+/* A RESEND of one region of volume, as the replica. */
+static void replica_resend(struct __test_metadata *_metadata, struct replica *r, __u32 volume)
+{
+	struct dmrepl_proto_resend *rs = calloc(1, sizeof(*rs));
+
+	ASSERT_NE(NULL, rs);
+	rs->volume = volume;
+	rs->count = 1;
+	rs->regions[0] = 3;
+	ASSERT_EQ(0, dmrepl_proto_put_resend(&r->out, rs));
+	free(rs);
+	ASSERT_EQ(0, replica_send(r));
+}
+
+TEST_F(session, a_resend_of_a_volume_the_primary_lacks_is_refused)
+{
+	connect_replica(_metadata, self, STREAM, 0, 2);
+	replica_resend(_metadata, &self->r, 3);
+	expect_refused(_metadata, self, DMREPL_REFUSE_VOLUMES,
+		       "RESEND of volume 3: no such volume");
+}
+
+TEST_F(session, a_resend_of_a_volume_of_another_region_size_is_refused)
+{
+	struct dmrepl_proto_hello h;
+
+	replica_default_hello(&h, STREAM, 0, 2);
+	h.volumes[0].region_sectors = 2 * FAKERING_REGION_SECTORS;
+	connect_replica_hello(_metadata, self, &h);
+	replica_resend(_metadata, &self->r, 0);
+	expect_refused(_metadata, self, DMREPL_REFUSE_VOLUMES,
+		       "RESEND of volume 0: the two sides' region sizes differ");
 }
 
 /* ---- a silent peer ---------------------------------------------------------- */
