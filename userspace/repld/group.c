@@ -24,7 +24,7 @@
 #define HOOK_TIMEOUT_S 60
 
 /* Wait for the hook's exit, up to HOOK_TIMEOUT_S: its wait status, or -1 (killed). */
-static int hook_wait(pid_t pid)
+static int hook_wait(pid_t pid, void (*tick)(void *), void *arg)
 {
 	struct timespec nap = { .tv_nsec = 20 * 1000000L };
 	int status, i;
@@ -32,6 +32,7 @@ static int hook_wait(pid_t pid)
 	for (i = 0; i < HOOK_TIMEOUT_S * 50; i++) {
 		if (waitpid(pid, &status, WNOHANG) == pid)
 			return status;
+		tick(arg);
 		nanosleep(&nap, NULL);
 	}
 	kill(pid, SIGKILL);
@@ -40,7 +41,7 @@ static int hook_wait(pid_t pid)
 }
 
 int group_run_hook(struct group *g, const char *hook, const char *verb, char *why,
-		   size_t len)
+		   size_t len, void (*tick)(void *), void *arg)
 {
 	const char *argv[4 + DM_REPL_MAX_VOLUMES + 1] = { hook, verb, g->conf->name, g->kgroup };
 	unsigned int i, n = 4;
@@ -60,7 +61,7 @@ int group_run_hook(struct group *g, const char *hook, const char *verb, char *wh
 		execv(hook, (char *const *)argv);
 		_exit(127);
 	}
-	status = hook_wait(pid);
+	status = hook_wait(pid, tick, arg);
 	if (status == -1)
 		snprintf(why, len, "still running after %d s: killed", HOOK_TIMEOUT_S);
 	else if (WIFSIGNALED(status))

@@ -209,6 +209,16 @@ static int wait_ms(const struct link *l, __u64 now)
 	return (int)((until - now + NSEC_PER_MSEC - 1) / NSEC_PER_MSEC);
 }
 
+int link_keepalive(struct link *l)
+{
+	__u64 now = now_ns();
+
+	if (!dmrepl_obuf_pending(&l->out) && now - l->last_tx_ns >= l->heartbeat_ns &&
+	    dmrepl_proto_put_heartbeat(&l->out, now))
+		return -ENOMEM;
+	return link_flush(l);
+}
+
 int link_wait(struct link *l, int extra_fd, short extra_events)
 {
 	struct pollfd p[2] = {

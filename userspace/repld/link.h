@@ -66,6 +66,11 @@ void link_close(struct link *l);
  * reason is logged).
  */
 int link_flush(struct link *l);
+/*
+ * A HEARTBEAT if one is due and nothing else waits, then a flush: for a side
+ * busy elsewhere (a hook) whose peer must not find it silent. 0 or -errno.
+ */
+int link_keepalive(struct link *l);
 
 /*
  * The next whole frame received into *f: 1, 0 when none is complete (after

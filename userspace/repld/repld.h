@@ -120,10 +120,11 @@ void session_started(struct group *g, const struct dmrepl_proto_hello *peer);
 
 /*
  * Run HOOK VERB CONF-GROUP KERNEL-GROUP DATA... (the local volumes' data
- * devices), up to HOOK_TIMEOUT_S: 0 when it exited 0, else -1 with why.
+ * devices), up to HOOK_TIMEOUT_S, calling tick(arg) every few ms meanwhile
+ * (the session's heartbeats): 0 when it exited 0, else -1 with why.
  */
 int group_run_hook(struct group *g, const char *hook, const char *verb, char *why,
-		   size_t len);
+		   size_t len, void (*tick)(void *), void *arg);
 
 /* The kernel's facts of the status (last sequence, ring bytes, behind). */
 void group_note_kernel(struct group *g, const struct dm_repl_group_info *info);

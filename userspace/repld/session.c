@@ -620,6 +620,14 @@ static bool breaks_consistency(const void *records, __u32 len)
 	return false;
 }
 
+/* While a hook runs: the primary must not find us silent. */
+static void hook_tick(void *arg)
+{
+	struct applying *a = arg;
+
+	link_keepalive(a->l);
+}
+
 /*
  * The site's snapshot hook (dm-repl.conf(5), snapshot-hook): "take" before a
  * batch ends the replica's consistency, "drop" once it is consistent again.
@@ -629,7 +637,8 @@ static int snapshot(struct applying *a, const char *verb)
 {
 	struct group *g = a->g;
 	char why[160];
-	int ret = group_run_hook(g, g->local->snapshot_hook, verb, why, sizeof(why));
+	int ret = group_run_hook(g, g->local->snapshot_hook, verb, why, sizeof(why), hook_tick,
+				 a);
 
 	pthread_mutex_lock(&g->lock);
 	if (ret)
