@@ -6,7 +6,9 @@
 # devices. Certificates are made with openssl; the devices come up with
 # repltool; repld replicates over TLS 1.3; a workload runs on A; status on
 # both; a planned failover to B; B's writes flow back to A; the data are
-# compared byte for byte.
+# compared byte for byte. Then an unplanned failover: B is lost with writes
+# A never got, A is promoted, and B comes back as A's replica (repltool
+# rejoin): only its own regions are resent; compared again.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -150,6 +152,27 @@ show dd if=/dev/urandom of=/dev/mapper/vm1-dr-0 bs=64k count=64 seek=100 oflag=d
 show dd if=/dev/urandom of=/dev/mapper/vm1-dr-1 bs=64k count=64 seek=900 oflag=direct status=none
 quiesce vm1-dr vm1
 show "$REPLTOOL" status --socket "$W/beta.sock" vm1-dr
+same
+
+step "Unplanned failover: host B is lost, with writes that never left it"
+on beta kill -9 "$(cat "$W/beta.pid")"
+rm -f "$W/beta.pid"
+show dd if=/dev/urandom of=/dev/mapper/vm1-dr-0 bs=4k count=1 seek=3000 oflag=direct status=none
+show dd if=/dev/urandom of=/dev/mapper/vm1-dr-1 bs=4k count=1 seek=5000 oflag=direct status=none
+show "$REPLTOOL" down --config-dir "$W/etc" --site beta vm1
+
+step "A is promoted without B; the VM runs on A again"
+show "$REPLTOOL" primary --config-dir "$W/etc" --site alpha vm1
+show dd if=/dev/urandom of=/dev/mapper/vm1-0 bs=64k count=16 seek=40 oflag=direct status=none
+
+step "B is back: it holds writes A lacks, so it rejoins as A's replica, giving them up"
+show "$REPLTOOL" up --config-dir "$W/etc" --site beta vm1
+show "$REPLTOOL" rejoin --discard-my-data --config-dir "$W/etc" --site beta vm1
+repld_on beta
+state_reaches vm1-dr consistency consistent 300
+quiesce vm1 vm1-dr
+show "$REPLTOOL" status --socket "$W/alpha.sock" vm1
+grep -E 'asks for|regions of our own' "$W/alpha.log" "$W/beta.log"
 same
 
 step "The daemons' logs"
