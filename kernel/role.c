@@ -307,30 +307,30 @@ static int write_all_sb(struct repl_group *g, const char *what)
 /*
  * The first record of the next batch is taken at any stream and sequence;
  * until a resync ends, the data mixes this site's own writes with the
- * primary's (the dirty bitmap, kept, names the former). Caller holds
- * g->apply.lock and g->lock.
+ * primary's (the dirty bitmap, kept, names the former), and no earlier
+ * consistent state of the old stream holds. Caller holds g->apply.lock and
+ * g->lock.
  */
 static int begin_rejoin(struct repl_group *g)
 {
 	struct repl_apply *a = &g->apply;
-	struct dm_repl_meta_sb *sb;
+	struct repl_apply_point point;
 	unsigned long flags;
 	unsigned int i;
 
 	spin_lock_irqsave(&a->stat_lock, flags);
 	a->rejoin = true;
 	a->inconsistent = true;
+	a->outdated = false;
+	a->consistent_seq = 0;
+	a->consistent_time_ns = 0;
 	a->applied_stream = 0;
 	spin_unlock_irqrestore(&a->stat_lock, flags);
 	repl_group_push_gen(g, 0);
-	for (i = 0; i < DM_REPL_MAX_VOLUMES; i++) {
-		if (!g->volumes[i])
-			continue;
-		sb = g->volumes[i]->sb;
-		sb->flags |= cpu_to_le32(DM_REPL_META_F_REJOIN |
-					 DM_REPL_META_F_INCONSISTENT);
-		sb->stream = 0;
-	}
+	repl_apply_point(a, &point);
+	for (i = 0; i < DM_REPL_MAX_VOLUMES; i++)
+		if (g->volumes[i])
+			repl_apply_to_sb(&point, g->volumes[i]->sb);
 	DMINFO("%s: rejoin: the next stream given is taken", g->name);
 	return write_all_sb(g, "the rejoin");
 }
