@@ -2487,7 +2487,7 @@ TEST_F_TIMEOUT(apply, resync_clears_this_sites_own_regions_before_it_ends, 240)
 	ASSERT_EQ(0, apply_info(c->fd, &ai));
 	EXPECT_EQ((uint32_t)DM_REPL_APPLYF_INCONSISTENT, ai.flags);
 
-	/* The last ones (ZERO form, and whole), and a VERIFY that changes nothing. */
+	/* The last ones, in ZERO form and whole: clean, and still inconsistent. */
 	batch_reset(&c->b);
 	b_resync_zero(&c->b, &c->s, 0, 10 * rb, (uint32_t)rb, c->vols[0].img);
 	b_data(c, &c->b, &c->s, DM_REPL_REC_RESYNC, 0, 1, 5 * rb, (uint32_t)rb, 3,
