@@ -49,6 +49,7 @@ struct apply_rec {
 	u64 end_volumes;	/* RESYNC_END without data: the primary's */
 	struct dm_repl_verify_hash *hash;	/* VERIFY */
 	struct bio *bio;	/* WRITE, RESYNC: the payload, not submitted */
+	bool region_end;	/* RESYNC: reaches the end of its region */
 };
 
 struct apply_range {
@@ -76,6 +77,10 @@ struct apply_batch {
 	struct apply_range window[APPLY_WINDOW];
 	bool inconsistent;	/* after the records submitted so far */
 	bool outdated;		/* after the records submitted so far */
+	bool rejoin;		/* no record submitted yet, and rejoining */
+	bool said_dirty;	/* why a RESYNC_END did not end the resync */
+	/* RESYNC records that end a region, from and before: not flushed yet */
+	unsigned int clear_from, clear_to;
 	u64 consistent_seq, consistent_time_ns;
 	const struct apply_rec *applied;	/* the last one submitted */
 
@@ -161,6 +166,7 @@ void repl_apply_join(struct repl_group *g, struct repl_volume *v)
 			a->next_epoch = le64_to_cpu(sb->next_epoch);
 		}
 		a->inconsistent |= sb_flags & DM_REPL_META_F_INCONSISTENT;
+		a->rejoin |= sb_flags & DM_REPL_META_F_REJOIN;
 		if ((sb_flags & DM_REPL_META_F_OUTDATED) && !a->outdated) {
 			a->outdated = true;
 			a->consistent_seq = le64_to_cpu(sb->consistent_seq);
@@ -528,6 +534,9 @@ static int check_sequence(struct apply_batch *b, struct apply_rec *rec,
 		expect_epoch = a->next_epoch;
 	if (!rec->stream)
 		return refuse(b, DM_REPL_APPLY_UNKNOWN_STREAM, rec->seq);
+	/* Rejoining: the first record is taken, whatever its place. */
+	if (!prev && a->rejoin)
+		return rec->epoch ? 0 : refuse(b, DM_REPL_APPLY_BAD_EPOCH, rec->seq);
 	/* A replica that never applied a stream adopts the first record's. */
 	if (rec->stream != stream &&
 	    (prev || stream || rec->type == DM_REPL_REC_STREAM))
@@ -778,6 +787,46 @@ static void submit_resync_zeroes(struct apply_batch *b, struct apply_rec *rec)
 		WRITE_ONCE(b->status, BLK_STS_IOERR);
 }
 
+/*
+ * A RESYNC record (full or ZERO) whose range ends where its region ends
+ * completes the region: a primary resyncs a region as contiguous records in
+ * ascending order, with the region size of this replica.
+ */
+static void note_region_end(struct apply_batch *b, struct apply_rec *rec)
+{
+	const struct repl_volume *v = rec->vol;
+	sector_t end = rec->sector + (rec->nbytes >> SECTOR_SHIFT);
+	unsigned long region = (end - 1) >> v->region_shift;
+
+	if (end != min_t(sector_t, (sector_t)(region + 1) << v->region_shift,
+			 v->sectors))
+		return;
+	rec->region_end = true;
+	b->clear_to = rec - b->recs + 1;
+}
+
+/*
+ * The regions that RESYNC records completed are on the disk now, as the
+ * primary has them: what this site wrote there on its own (its dirty bits)
+ * is gone. Saved with the bitmap when the resync ends; a crash before makes
+ * them dirty again, which is only more work.
+ */
+static void clear_resynced(struct apply_batch *b)
+{
+	struct apply_rec *rec;
+	unsigned long region;
+
+	for (; b->clear_from < b->clear_to; b->clear_from++) {
+		rec = &b->recs[b->clear_from];
+		if (!rec->region_end)
+			continue;
+		region = (rec->sector + (rec->nbytes >> SECTOR_SHIFT) - 1) >>
+			 rec->vol->region_shift;
+		if (test_and_clear_bit(region, rec->vol->bitmap))
+			atomic64_dec(&rec->vol->dirty);
+	}
+}
+
 /* The end of an epoch: its writes are complete and durable. */
 static void flush_written(struct apply_batch *b)
 {
@@ -792,6 +841,8 @@ static void flush_written(struct apply_batch *b)
 		b->flushes++;
 	}
 	b->written = 0;
+	if (!READ_ONCE(b->status))
+		clear_resynced(b);
 }
 
 static void sb_flag(struct dm_repl_meta_sb *sb, u32 flag, bool set)
@@ -813,6 +864,7 @@ void repl_apply_to_sb(const struct repl_apply_point *p,
 		cpu_to_le64(p->outdated ? p->consistent_time_ns : 0);
 	sb_flag(sb, DM_REPL_META_F_INCONSISTENT, p->inconsistent);
 	sb_flag(sb, DM_REPL_META_F_OUTDATED, p->outdated);
+	sb_flag(sb, DM_REPL_META_F_REJOIN, p->rejoin);
 }
 
 /* Where the group is now. Caller holds a->lock. */
@@ -824,6 +876,7 @@ void repl_apply_point(const struct repl_apply *a, struct repl_apply_point *p)
 		.next_epoch = a->next_epoch,
 		.inconsistent = a->inconsistent,
 		.outdated = a->outdated,
+		.rejoin = a->rejoin,
 		.consistent_seq = a->consistent_seq,
 		.consistent_time_ns = a->consistent_time_ns,
 	};
@@ -843,6 +896,7 @@ static void batch_point(const struct apply_batch *b,
 	}
 	p->inconsistent = b->inconsistent;
 	p->outdated = b->outdated;
+	p->rejoin = b->rejoin;
 	p->consistent_seq = b->consistent_seq;
 	p->consistent_time_ns = b->consistent_time_ns;
 }
@@ -903,7 +957,8 @@ static void begin_resync(struct apply_batch *b)
  * The resync makes the replica whole again: only one under way (the
  * primary's END follows its RESYNC records), and, for an END of its own,
  * only if the primary had every volume this replica has (a volume it
- * lacked may be dirty on its side).
+ * lacked may be dirty on its side). Whether this site's own writes are all
+ * gone too, end_resync() sees.
  */
 static bool resync_ends(const struct apply_batch *b, const struct apply_rec *rec)
 {
@@ -917,6 +972,51 @@ static bool resync_ends(const struct apply_batch *b, const struct apply_rec *rec
 		if (b->vols[i] && !(rec->end_volumes & BIT_ULL(i)))
 			return false;
 	return true;
+}
+
+/* Regions this site wrote on its own that no RESYNC record replaced yet. */
+static u64 dirty_regions(const struct apply_batch *b)
+{
+	u64 dirty = 0;
+	unsigned int i;
+
+	for (i = 0; i < DM_REPL_MAX_VOLUMES; i++)
+		if (b->vols[i])
+			dirty += atomic64_read(&b->vols[i]->dirty);
+	return dirty;
+}
+
+/*
+ * A RESYNC_END: consistent again once every record before it is durable,
+ * and only if no volume has a region of this site's own left (a force-
+ * demoted primary's unreleased writes, a crashed primary's activity log,
+ * which the primary resends as RESYNC records). The bitmaps, cleared by
+ * those records, reach the disk before a superblock says consistent.
+ */
+static void end_resync(struct apply_batch *b)
+{
+	unsigned int i;
+	u64 dirty;
+
+	flush_written(b);
+	if (READ_ONCE(b->status))
+		return;
+	dirty = dirty_regions(b);
+	if (dirty) {
+		if (!b->said_dirty)
+			DMINFO("%s: resync end: %llu regions this site wrote are not resynced yet: still inconsistent",
+			       b->g->name, dirty);
+		b->said_dirty = true;
+		return;
+	}
+	for (i = 0; i < DM_REPL_MAX_VOLUMES; i++) {
+		if (b->vols[i] && repl_meta_save_bitmap(b->vols[i])) {
+			WRITE_ONCE(b->status, BLK_STS_IOERR);
+			return;
+		}
+	}
+	b->inconsistent = false;
+	b->outdated = false;
 }
 
 /* Caller holds a->stat_lock. */
@@ -992,11 +1092,10 @@ static void apply_one(struct apply_batch *b, struct apply_rec *rec)
 				submit_resync_zeroes(b, rec);
 			else
 				submit_write(b, rec);
+			note_region_end(b, rec);
 		}
-		if ((rec->flags & DM_REPL_RECF_RESYNC_END) && resync_ends(b, rec)) {
-			b->inconsistent = false;
-			b->outdated = false;
-		}
+		if ((rec->flags & DM_REPL_RECF_RESYNC_END) && resync_ends(b, rec))
+			end_resync(b);
 		break;
 	case DM_REPL_REC_STREAM:
 		if (rec->flags & DM_REPL_RECF_GAP)
@@ -1037,6 +1136,7 @@ static struct apply_rec *batch_submit(struct apply_batch *b)
 
 	b->inconsistent = a->inconsistent;
 	b->outdated = a->outdated;
+	b->rejoin = a->rejoin;
 	b->consistent_seq = a->consistent_seq;
 	b->consistent_time_ns = a->consistent_time_ns;
 	for (i = 0; i < b->nr && !READ_ONCE(b->status); i++) {
@@ -1059,6 +1159,7 @@ static struct apply_rec *batch_submit(struct apply_batch *b)
 			apply_one(b, rec);
 		last = rec;
 		b->applied = rec;
+		b->rejoin = false;
 		b->records++;
 	}
 	flush_written(b);
@@ -1103,6 +1204,7 @@ static void batch_done(struct apply_batch *b, const struct apply_rec *last)
 				(last->type == DM_REPL_REC_FLUSH);
 		a->inconsistent = b->inconsistent;
 		a->outdated = b->outdated;
+		a->rejoin = b->rejoin;
 		a->consistent_seq = b->consistent_seq;
 		a->consistent_time_ns = b->consistent_time_ns;
 	}

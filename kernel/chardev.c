@@ -2,7 +2,8 @@
 /*
  * /dev/dm-repl/<group>: the ring for the daemon. mmap() of the ring
  * (read-only), poll() for committed records, and ioctls for group facts,
- * counters, the dirty bitmaps and releasing records.
+ * counters, the dirty bitmaps, releasing records, resync and verify, and a
+ * secondary's generations.
  */
 #include <linux/fs.h>
 #include <linux/mm.h>
@@ -147,8 +148,12 @@ static void fill_group_info(struct dm_repl_group_info *info,
 	info->block_waits = atomic64_read(&c->block_waits);
 	info->block_timeouts = atomic64_read(&c->block_timeouts);
 	info->wakeups = atomic64_read(&c->wakeups);
+	info->flags = READ_ONCE(g->apply.rejoin) ? DM_REPL_GROUPF_REJOIN : 0;
 
 	mutex_lock(&g->lock);
+	info->gen_current = g->gen_current;
+	for (i = 0; i < DM_REPL_META_GEN_HISTORY; i++)
+		info->gen_history[i] = g->gen_history[i];
 	for (i = 0; i < DM_REPL_MAX_VOLUMES; i++)
 		if (g->volumes[i])
 			fill_volume_info(&info->volumes[info->nr_volumes++],
@@ -281,6 +286,21 @@ static long ioctl_resync(struct repl_group *g, void __user *arg)
 	return r;
 }
 
+/* DM_REPL_IOC_ADOPT_GEN (a secondary's). */
+static long ioctl_adopt_gen(struct repl_group *g, void __user *arg)
+{
+	struct dm_repl_gen req;
+
+	if (copy_from_user(&req, arg, sizeof(req)))
+		return -EFAULT;
+	if (req.abi_version != DM_REPL_ABI_VERSION)
+		return -EPROTO;
+	if (!req.gen_current || req.reserved0 || req.reserved[0] ||
+	    req.reserved[1])
+		return -EINVAL;
+	return repl_adopt_gen(g, &req);
+}
+
 static long repl_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	struct repl_file *rf = file->private_data;
@@ -297,6 +317,8 @@ static long repl_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return ioctl_get_bitmap(rf->group, uarg);
 	case DM_REPL_IOC_RESYNC:
 		return ioctl_resync(rf->group, uarg);
+	case DM_REPL_IOC_ADOPT_GEN:
+		return ioctl_adopt_gen(rf->group, uarg);
 	}
 	return -ENOTTY;
 }

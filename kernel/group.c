@@ -295,6 +295,17 @@ static int volume_check_index(struct repl_group *g, unsigned int index,
 	return 0;
 }
 
+/* Caller holds g->lock, and the group has no volume yet. */
+static void group_gen_from_sb(struct repl_group *g,
+			      const struct dm_repl_meta_sb *sb)
+{
+	unsigned int i;
+
+	g->gen_current = le64_to_cpu(sb->gen_current);
+	for (i = 0; i < DM_REPL_META_GEN_HISTORY; i++)
+		g->gen_history[i] = le64_to_cpu(sb->gen_history[i]);
+}
+
 static struct repl_volume *volume_create(struct repl_group *g,
 					 struct dm_target *ti,
 					 const struct repl_volume_args *args,
@@ -318,7 +329,6 @@ static struct repl_volume *volume_create(struct repl_group *g,
 	v->data_bdev = args->data_bdev;
 	v->meta_bdev = args->meta_bdev;
 	memcpy(v->uuid, args->meta->uuid, sizeof(v->uuid));
-	v->gen_current = args->meta->gen_current;
 	v->index = index;
 	v->sectors = ti->len;
 	v->region_shift = ilog2(args->region_kb) + 1;	/* KiB to sectors */
@@ -333,6 +343,12 @@ static struct repl_volume *volume_create(struct repl_group *g,
 		r = -ENOMEM;
 		goto bad;
 	}
+	/*
+	 * The group's generations are its first volume's; a volume that joins
+	 * with others adopts them in the superblock written below.
+	 */
+	if (!g->nr_volumes)
+		group_gen_from_sb(g, args->meta->sb);
 	/* A primary's superblock names the running stream before any write. */
 	if (g->role == DM_REPL_ROLE_PRIMARY)
 		repl_ring_to_sb(&g->ring, v->sb);
@@ -571,4 +587,19 @@ void repl_group_extend_lease(struct repl_group *g)
 		      g->name, r);
 out:
 	mutex_unlock(&g->lock);
+}
+
+/*
+ * A new current generation (0: none); the current one, unless none, goes
+ * to the history, whose oldest drops out. Caller holds g->apply.lock and
+ * g->lock, and writes the superblocks.
+ */
+void repl_group_push_gen(struct repl_group *g, u64 gen)
+{
+	if (g->gen_current) {
+		memmove(&g->gen_history[1], &g->gen_history[0],
+			sizeof(g->gen_history) - sizeof(g->gen_history[0]));
+		g->gen_history[0] = g->gen_current;
+	}
+	WRITE_ONCE(g->gen_current, gen);
 }

@@ -205,7 +205,6 @@ int repl_meta_load(struct block_device *bdev,
 	}
 	memcpy(meta->uuid, sb->uuid, sizeof(meta->uuid));
 	meta->region_kb = le32_to_cpu(sb->region_sectors) >> 1;
-	meta->gen_current = le64_to_cpu(sb->gen_current);
 	meta->index = le16_to_cpu(sb->volume);
 	meta->sb = sb;
 	return 0;
@@ -214,9 +213,18 @@ out:
 	return r;
 }
 
-/* Write the volume's superblock, after everything before it is durable. */
+/*
+ * Write the volume's superblock, after everything before it is durable,
+ * with the group's generations (see struct repl_group).
+ */
 int repl_meta_write_sb(struct block_device *bdev, struct repl_volume *v)
 {
+	const struct repl_group *g = v->group;
+	unsigned int i;
+
+	v->sb->gen_current = cpu_to_le64(g->gen_current);
+	for (i = 0; i < DM_REPL_META_GEN_HISTORY; i++)
+		v->sb->gen_history[i] = cpu_to_le64(g->gen_history[i]);
 	v->sb->crc = cpu_to_le32(repl_meta_crc(v->sb,
 				 offsetof(struct dm_repl_meta_sb, crc)));
 	return meta_io(bdev, 0, v->sb,

@@ -127,7 +127,6 @@ struct repl_volume {
 	struct block_device *data_bdev;
 	struct block_device *meta_bdev;
 	u8 uuid[DM_REPL_META_UUID_SIZE];	/* from its metadata */
-	u64 gen_current;
 	struct dm_repl_meta_sb *sb;	/* its superblock's block */
 	unsigned int index;		/* volume index in records */
 	unsigned int users;		/* targets using it, under group->lock */
@@ -237,6 +236,8 @@ struct repl_apply {
 	u64 applied_epoch;	/* 0: not known since the load */
 	u64 next_epoch;		/* epoch of applied_seq + 1; 0: not known */
 	bool inconsistent;	/* a resync is under way */
+	/* "rejoin": the first record of the next batch may be of any stream */
+	bool rejoin;
 	/* Past a gap: the last consistent state was consistent_seq. */
 	bool outdated;
 	u64 consistent_seq, consistent_time_ns;
@@ -270,6 +271,14 @@ struct repl_group {
 	bool dead;			/* its last volume is gone */
 
 	unsigned int role;		/* enum dm_repl_role, of every volume */
+	/*
+	 * The generation identifiers, written to every superblock of the
+	 * group: from its first volume, changed under both apply.lock and
+	 * lock (a superblock is written under one of them), read under
+	 * either (status reads gen_current without them).
+	 */
+	u64 gen_current;
+	u64 gen_history[DM_REPL_META_GEN_HISTORY];
 	unsigned long flags;		/* REPL_WAKE_PENDING, REPL_BEHIND */
 	atomic64_t commits;		/* records committed, for poll() */
 	u64 woken_commits;		/* commits at the last wake-up */
@@ -303,7 +312,6 @@ struct repl_meta {
 	u8 uuid[DM_REPL_META_UUID_SIZE];
 	unsigned int region_kb;
 	unsigned int index;	/* volume index in records */
-	u64 gen_current;
 	struct dm_repl_meta_sb *sb;	/* its whole block, kmalloc()ed */
 };
 
@@ -365,6 +373,7 @@ void repl_group_notify(struct repl_group *g, unsigned int nr);
 void repl_group_notify_now(struct repl_group *g);
 void repl_group_released(struct repl_group *g);
 void repl_group_extend_lease(struct repl_group *g);
+void repl_group_push_gen(struct repl_group *g, u64 gen);
 struct repl_target;
 void repl_volume_set_active(struct repl_target *rt, bool active);
 bool repl_group_name_valid(const char *name);
@@ -428,7 +437,7 @@ void repl_apply_suspend(struct repl_target *rt);
 void repl_apply_resume(struct repl_target *rt);
 struct repl_apply_point {
 	u64 applied_seq, applied_stream, next_epoch;
-	bool inconsistent, outdated;
+	bool inconsistent, outdated, rejoin;
 	u64 consistent_seq, consistent_time_ns;
 };
 
@@ -494,6 +503,8 @@ void repl_verify_info(struct repl_group *g, struct dm_repl_verify_info *info);
 
 int repl_role_message(struct repl_group *g, unsigned int argc, char **argv);
 int repl_source_message(struct repl_group *g, unsigned int argc, char **argv);
+int repl_rejoin_message(struct repl_group *g, unsigned int argc, char **argv);
+int repl_adopt_gen(struct repl_group *g, const struct dm_repl_gen *gen);
 
 int repl_chardev_register(struct repl_group *g);
 void repl_chardev_unregister(struct repl_group *g);

@@ -13,8 +13,8 @@
  *
  * Promotion (secondary to primary) is refused while a resync is under way
  * (the data is inconsistent) unless forced; the ring goes on from
- * applied_seq + 1 and a new generation identifier begins, the old one going
- * to the history.
+ * applied_seq + 1 and the group draws a new generation identifier, the old
+ * one (unless none) going to the history.
  *
  * Either way every volume of the group must be suspended (no bio mapped
  * under one role completes under the other), the superblocks say the new
@@ -23,6 +23,13 @@
  *
  * "source <group>" names the primary group whose records a secondary
  * applies (after a failover, the peer's group).
+ *
+ * "rejoin" makes a secondary take the next stream it is given, whatever it
+ * is (a primary that was demoted by force, or whose peer was promoted past
+ * it, has a stream of its own the new primary's does not follow). It needs
+ * no suspension: no bio is mapped differently (the volumes stay read-only)
+ * and batches are held off by apply.lock. DM_REPL_IOC_ADOPT_GEN sets the
+ * generations a secondary takes from its primary.
  */
 #include <linux/blkdev.h>
 #include <linux/random.h>
@@ -137,6 +144,7 @@ static void demote(struct repl_group *g)
 	a->next_epoch = ring->epoch;
 	a->nr_joined = g->nr_volumes;
 	a->inconsistent = false;
+	a->rejoin = false;
 	/*
 	 * Writes only in the bitmap (an overflow, a forced demotion) are not
 	 * on the peer: this copy is not one of the peer's states.
@@ -149,36 +157,24 @@ static void demote(struct repl_group *g)
 	spin_unlock_irqrestore(&a->stat_lock, flags);
 }
 
-/* A new generation for every volume; the current one goes to the history. */
-static void new_generation(struct repl_volume *v)
-{
-	struct dm_repl_meta_sb *sb = v->sb;
-
-	memmove(&sb->gen_history[1], &sb->gen_history[0],
-		sizeof(sb->gen_history) - sizeof(sb->gen_history[0]));
-	sb->gen_history[0] = sb->gen_current;
-	do {
-		v->gen_current = get_random_u64();
-	} while (!v->gen_current);
-	sb->gen_current = cpu_to_le64(v->gen_current);
-}
-
 /* Caller holds g->lock and g->apply.lock. */
 static void promote(struct repl_group *g)
 {
 	struct repl_apply *a = &g->apply;
 	u64 epoch = a->next_epoch ?: a->applied_epoch + 1;
 	u64 prev[DM_REPL_STREAM_HISTORY] = { a->applied_stream };
-	unsigned int i;
+	u64 gen;
 
 	/* A forced promotion of a copy that is not whole says so. */
 	repl_ring_new_stream(&g->ring,
 			     max(a->applied_seq + 1, g->ring.next_seq),
 			     max(epoch, g->ring.epoch), prev,
 			     a->inconsistent || a->outdated);
-	for (i = 0; i < DM_REPL_MAX_VOLUMES; i++)
-		if (g->volumes[i])
-			new_generation(g->volumes[i]);
+	/* One new generation for the group, written with the new role. */
+	do {
+		gen = get_random_u64();
+	} while (!gen);
+	repl_group_push_gen(g, gen);
 }
 
 static int persist_role(struct repl_group *g, unsigned int role)
@@ -288,5 +284,97 @@ int repl_source_message(struct repl_group *g, unsigned int argc, char **argv)
 		spin_unlock_irqrestore(&a->stat_lock, flags);
 	}
 	mutex_unlock(&a->lock);
+	return r;
+}
+
+/* Caller holds g->apply.lock and g->lock. */
+static int write_all_sb(struct repl_group *g, const char *what)
+{
+	unsigned int i;
+	int r = 0;
+
+	for (i = 0; i < DM_REPL_MAX_VOLUMES; i++) {
+		if (g->volumes[i] &&
+		    repl_meta_write_sb(g->volumes[i]->meta_bdev, g->volumes[i])) {
+			DMERR("%s: volume %u: cannot write %s to its superblock",
+			      g->name, i, what);
+			r = -EIO;
+		}
+	}
+	return r;
+}
+
+/*
+ * The first record of the next batch is taken at any stream and sequence;
+ * until a resync ends, the data mixes this site's own writes with the
+ * primary's (the dirty bitmap, kept, names the former), and no earlier
+ * consistent state of the old stream holds. Caller holds g->apply.lock and
+ * g->lock.
+ */
+static int begin_rejoin(struct repl_group *g)
+{
+	struct repl_apply *a = &g->apply;
+	struct repl_apply_point point;
+	unsigned long flags;
+	unsigned int i;
+
+	spin_lock_irqsave(&a->stat_lock, flags);
+	a->rejoin = true;
+	a->inconsistent = true;
+	a->outdated = false;
+	a->consistent_seq = 0;
+	a->consistent_time_ns = 0;
+	a->applied_stream = 0;
+	spin_unlock_irqrestore(&a->stat_lock, flags);
+	repl_group_push_gen(g, 0);
+	repl_apply_point(a, &point);
+	for (i = 0; i < DM_REPL_MAX_VOLUMES; i++)
+		if (g->volumes[i])
+			repl_apply_to_sb(&point, g->volumes[i]->sb);
+	DMINFO("%s: rejoin: the next stream given is taken", g->name);
+	return write_all_sb(g, "the rejoin");
+}
+
+int repl_rejoin_message(struct repl_group *g, unsigned int argc, char **argv)
+{
+	int r;
+
+	if (argc != 1) {
+		DMWARN("%s: usage: rejoin", g->name);
+		return -EINVAL;
+	}
+	mutex_lock(&g->apply.lock);
+	mutex_lock(&g->lock);
+	if (g->role != DM_REPL_ROLE_SECONDARY) {
+		DMWARN("%s: cannot rejoin: not a secondary", g->name);
+		r = -EPERM;
+	} else {
+		r = begin_rejoin(g);
+	}
+	mutex_unlock(&g->lock);
+	mutex_unlock(&g->apply.lock);
+	return r;
+}
+
+/* DM_REPL_IOC_ADOPT_GEN, its fields checked. */
+int repl_adopt_gen(struct repl_group *g, const struct dm_repl_gen *gen)
+{
+	unsigned int i;
+	int r;
+
+	BUILD_BUG_ON(ARRAY_SIZE(gen->gen_history) != DM_REPL_META_GEN_HISTORY);
+	mutex_lock(&g->apply.lock);
+	mutex_lock(&g->lock);
+	if (g->role != DM_REPL_ROLE_SECONDARY) {
+		r = -EPERM;
+		goto out;
+	}
+	WRITE_ONCE(g->gen_current, gen->gen_current);
+	for (i = 0; i < DM_REPL_META_GEN_HISTORY; i++)
+		g->gen_history[i] = gen->gen_history[i];
+	r = write_all_sb(g, "the adopted generations");
+out:
+	mutex_unlock(&g->lock);
+	mutex_unlock(&g->apply.lock);
 	return r;
 }

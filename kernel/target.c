@@ -400,7 +400,7 @@ static void emit_info(struct repl_target *rt, char *result,
 	       atomic64_read(&g->cnt.overflows),
 	       atomic64_read(&g->cnt.block_waits),
 	       atomic64_read(&g->cnt.block_timeouts),
-	       atomic64_read(&g->cnt.discarded), v->gen_current,
+	       atomic64_read(&g->cnt.discarded), READ_ONCE(g->gen_current),
 	       al.hot, al.max_hot, al.txns, al.evictions, al.fallbacks,
 	       READ_ONCE(ring->stream));
 	*sz_out = sz;
@@ -420,7 +420,8 @@ static void emit_secondary_info(struct repl_target *rt, char *result,
 	       a->inconsistent ? "inconsistent" :
 	       a->outdated ? "outdated" : "consistent",
 	       a->applied_seq, a->applied_epoch, a->batches, a->records,
-	       a->skipped, a->rejected, v->gen_current, a->applied_stream,
+	       a->skipped, a->rejected, READ_ONCE(v->group->gen_current),
+	       a->applied_stream,
 	       a->outdated ? a->consistent_seq : a->applied_seq);
 	spin_unlock_irqrestore(&a->stat_lock, flags);
 	*sz_out = sz;
@@ -485,8 +486,9 @@ static bool marker_label_valid(const char *label)
 
 /*
  * "marker <label>": insert a named consistency point into the stream.
- * "role primary|secondary [force]": change the group's role, and
- * "source <group>": what a secondary applies (kernel/role.c).
+ * "role primary|secondary [force]": change the group's role;
+ * "source <group>": what a secondary applies; "rejoin": a secondary takes
+ * the next stream given (kernel/role.c).
  */
 static int repl_message(struct dm_target *ti, unsigned int argc, char **argv,
 			char *result, unsigned int maxlen)
@@ -515,7 +517,9 @@ static int repl_message(struct dm_target *ti, unsigned int argc, char **argv,
 		return repl_role_message(rt->vol->group, argc, argv);
 	if (argc && !strcasecmp(argv[0], "source"))
 		return repl_source_message(rt->vol->group, argc, argv);
-	DMWARN("%s: unrecognised message (expected: marker <label>, role primary|secondary [force], source <group>)",
+	if (argc && !strcasecmp(argv[0], "rejoin"))
+		return repl_rejoin_message(rt->vol->group, argc, argv);
+	DMWARN("%s: unrecognised message (expected: marker <label>, role primary|secondary [force], source <group>, rejoin)",
 	       rt->vol->group->name);
 	return -EINVAL;
 }

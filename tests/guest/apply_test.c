@@ -2122,4 +2122,406 @@ TEST_F_TIMEOUT(apply, two_volumes_take_their_own_records, 300)
 	check_devs(_metadata, c, "two volumes after a reload");
 }
 
+/* ---- rejoin, generations, and this site's own dirty regions ------------------- */
+
+/* Another primary's stream, unrelated to TEST_STREAM. */
+#define OTHER_STREAM	0x5eed0000000000b2ULL
+
+/* The superblock on the metadata disk, read under the target. */
+static int sb_read(const struct sec *v, struct dm_repl_meta_sb *sb)
+{
+	int fd = open(v->meta, O_RDONLY | O_DIRECT | O_CLOEXEC), r;
+	unsigned char *blk = tl_zalloc_aligned(DM_REPL_META_BLOCK_SIZE);
+
+	r = fd < 0 || !blk ? -ENOMEM : tl_pread_all(fd, blk, DM_REPL_META_BLOCK_SIZE, 0);
+	if (!r)
+		memcpy(sb, blk, sizeof(*sb));
+	if (fd >= 0)
+		close(fd);
+	free(blk);
+	return r;
+}
+
+static int dm_msg(const char *name, const char *msg)
+{
+	return tl_run("dmsetup message %s 0 %s 2>/dev/null", name, msg);
+}
+
+/*
+ * "role <role>" with every volume suspended, its read descriptor closed (a
+ * demotion refuses open volumes), then resumed and reopened. The message's
+ * exit status.
+ */
+static int group_role(struct ctx *c, const char *role)
+{
+	char msg[64];
+	int i, r;
+
+	for (i = 0; i < c->nvols; i++) {
+		tl_env_close_fd(&c->env, c->vols[i].rfd);
+		c->vols[i].rfd = -1;
+		if (tl_run("dmsetup suspend %s", c->vols[i].name))
+			return -EIO;
+	}
+	snprintf(msg, sizeof(msg), "role %s", role);
+	r = dm_msg(c->vols[0].name, msg);
+	for (i = 0; i < c->nvols; i++) {
+		if (tl_run("dmsetup resume %s", c->vols[i].name))
+			return -EIO;
+		c->vols[i].rfd = tl_env_track_fd(&c->env, open(c->vols[i].path,
+						 O_RDONLY | O_DIRECT | O_CLOEXEC));
+		if (c->vols[i].rfd < 0)
+			return -errno;
+	}
+	return r;
+}
+
+/* write(2) of c->b is taken whole. */
+static void apply_whole(struct __test_metadata *_metadata, struct ctx *c, const char *what)
+{
+	struct dm_repl_apply_info ai;
+	long n;
+
+	ASSERT_STREQ("", c->b.err);
+	n = apply_buf(c->fd, c->b.buf, c->b.len);
+	ASSERT_EQ((long)c->b.len, n) {
+		apply_info(c->fd, &ai);
+		TH_LOG("%s: write: %s; last_reason %u last_error_seq %llu", what,
+		       n < 0 ? strerror((int)-n) : "short", ai.last_reason,
+		       (unsigned long long)ai.last_error_seq);
+	}
+	ASSERT_EQ(0, apply_info(c->fd, &ai));
+	EXPECT_EQ(dmrepl_rec_seq(rec_at(&c->b, c->b.nrec - 1)), ai.applied_seq);
+	check_devs(_metadata, c, what);
+}
+
+/* The end of a resync, a RESYNC record of its own naming the primary's volumes. */
+static long b_resync_end(struct batch *b, struct src *s, uint64_t volumes)
+{
+	struct dm_repl_resync_end end = { .volumes = htole64(volumes) };
+	struct dmrepl_rec_fields f = {
+		.type = DM_REPL_REC_RESYNC, .flags = DM_REPL_RECF_RESYNC_END,
+		.payload = &end, .payload_len = sizeof(end),
+	};
+
+	return b_add(b, s, &f);
+}
+
+static uint64_t dirty_regions(struct __test_metadata *_metadata, struct ctx *c, int vol)
+{
+	struct dm_repl_group_info gi;
+
+	EXPECT_EQ(0, group_info(c->fd, &gi));
+	EXPECT_LT((uint32_t)vol, gi.nr_volumes);
+	return gi.volumes[vol].dirty_regions;
+}
+
+/*
+ * "rejoin": a replica that applied one stream takes the next stream it is
+ * given, whatever its sequence, from its first record on (not a STREAM
+ * record here), and is inconsistent; REJOIN is on disk until that record is
+ * applied, and normal rules hold from there.
+ */
+TEST_F_TIMEOUT(apply, rejoin_takes_the_next_stream_whatever_it_is, 180)
+{
+	struct ctx *c = &self->c;
+	struct dm_repl_group_info gi;
+	struct dm_repl_apply_info ai;
+	struct dm_repl_meta_sb sb;
+	struct sec_status st;
+	const char *name;
+	uint64_t gen;
+
+	ctx_init(_metadata, c, "rj1");
+	group_create(_metadata, c, 1, "");
+	name = c->vols[0].name;
+	batch_reset(&c->b);
+	b_random(c, &c->b, &c->s, 30, true);
+	b_flush(&c->b, &c->s);
+	apply_ok(_metadata, c, "stream S1");
+	ASSERT_EQ(0, group_info(c->fd, &gi));
+	gen = gi.gen_current;
+	EXPECT_NE(0ULL, gen);
+	EXPECT_EQ(0U, gi.flags);
+
+	/* An unrelated stream is refused. */
+	batch_reset(&c->b);
+	{
+		struct src s = c->s;
+
+		b_stream(&c->b, &s, OTHER_STREAM, 0x1234, 0);
+		b_write(c, &c->b, &s, 0, 0, 4096, 1, NULL);
+	}
+	refused(_metadata, c, c->b.buf, c->b.len, EILSEQ, DM_REPL_APPLY_UNKNOWN_STREAM,
+		c->s.seq, "a STREAM record of an unrelated stream");
+
+	EXPECT_NE(0, dm_msg(name, "rejoin now"));
+	ASSERT_EQ(0, dm_msg(name, "rejoin"));
+	ASSERT_EQ(0, group_info(c->fd, &gi));
+	EXPECT_EQ((uint32_t)DM_REPL_GROUPF_REJOIN, gi.flags);
+	EXPECT_EQ(0ULL, gi.gen_current);
+	EXPECT_EQ(gen, gi.gen_history[0]);
+	ASSERT_EQ(0, apply_info(c->fd, &ai));
+	EXPECT_EQ((uint32_t)DM_REPL_APPLYF_INCONSISTENT, ai.flags);
+	EXPECT_EQ(0ULL, ai.applied_stream);
+	ASSERT_EQ(0, sb_read(&c->vols[0], &sb));
+	EXPECT_EQ((uint32_t)(DM_REPL_META_F_REJOIN | DM_REPL_META_F_INCONSISTENT),
+		  le32toh(sb.flags) & (DM_REPL_META_F_REJOIN | DM_REPL_META_F_INCONSISTENT));
+	EXPECT_EQ(0ULL, le64toh(sb.gen_current));
+	EXPECT_EQ(gen, le64toh(sb.gen_history[0]));
+	EXPECT_EQ(0ULL, le64toh(sb.stream));
+	ASSERT_EQ(0, sec_status(&c->vols[0], &st));
+	EXPECT_STREQ("inconsistent", st.state);
+
+	/* Loaded again, it is still rejoining. */
+	ASSERT_EQ(0, group_reload(c));
+	ASSERT_EQ(0, group_info(c->fd, &gi));
+	EXPECT_EQ((uint32_t)DM_REPL_GROUPF_REJOIN, gi.flags);
+	EXPECT_EQ(0ULL, gi.gen_current);
+	ASSERT_EQ(0, apply_info(c->fd, &ai));
+	EXPECT_EQ((uint32_t)DM_REPL_APPLYF_INCONSISTENT, ai.flags);
+
+	/* Another stream, from seq 5000 in epoch 77, no STREAM record first. */
+	c->s = (struct src) { .seq = 5000, .epoch = 77, .tag = c->s.tag,
+			      .stream = OTHER_STREAM };
+	batch_reset(&c->b);
+	b_write(c, &c->b, &c->s, 0, 8192, 4096, 7, c->vols[0].img);
+	b_flush(&c->b, &c->s);
+	b_write(c, &c->b, &c->s, 0, 1 << 20, 65536, 8, c->vols[0].img);
+	apply_whole(_metadata, c, "the first batch of another stream");
+	ASSERT_EQ(0, apply_info(c->fd, &ai));
+	EXPECT_EQ(OTHER_STREAM, ai.applied_stream);
+	EXPECT_EQ(78ULL, ai.applied_epoch);
+	EXPECT_EQ((uint32_t)DM_REPL_APPLYF_INCONSISTENT, ai.flags);
+	ASSERT_EQ(0, group_info(c->fd, &gi));
+	EXPECT_EQ(0U, gi.flags);
+	ASSERT_EQ(0, sb_read(&c->vols[0], &sb));
+	EXPECT_EQ((uint32_t)DM_REPL_META_F_INCONSISTENT,
+		  le32toh(sb.flags) & (DM_REPL_META_F_REJOIN | DM_REPL_META_F_INCONSISTENT));
+	EXPECT_EQ(5002ULL, le64toh(sb.applied_seq));
+	EXPECT_EQ(OTHER_STREAM, le64toh(sb.stream));
+
+	/* Normal rules from there, also after a reload. */
+	ASSERT_EQ(0, group_reload(c));
+	ASSERT_EQ(0, group_info(c->fd, &gi));
+	EXPECT_EQ(0U, gi.flags);
+	batch_reset(&c->b);
+	{
+		struct src s = c->s;
+
+		s.seq += 10;
+		b_write(c, &c->b, &s, 0, 0, 4096, 9, NULL);
+	}
+	refused(_metadata, c, c->b.buf, c->b.len, EILSEQ, DM_REPL_APPLY_SEQ_GAP,
+		c->s.seq + 10, "a sequence gap after the rejoin");
+	batch_reset(&c->b);
+	{
+		struct src s = c->s;
+
+		b_stream(&c->b, &s, TEST_STREAM + 7, 0x1234, 0);
+	}
+	refused(_metadata, c, c->b.buf, c->b.len, EILSEQ, DM_REPL_APPLY_UNKNOWN_STREAM,
+		c->s.seq, "an unrelated stream after the rejoin");
+	batch_reset(&c->b);
+	b_write(c, &c->b, &c->s, 0, 4 << 20, 8192, 10, c->vols[0].img);
+	b_flush(&c->b, &c->s);
+	apply_ok(_metadata, c, "the stream goes on");
+	ASSERT_EQ(0, apply_info(c->fd, &ai));
+	EXPECT_EQ((uint32_t)DM_REPL_APPLYF_INCONSISTENT, ai.flags);
+}
+
+/*
+ * DM_REPL_IOC_ADOPT_GEN sets the group's generations in every superblock
+ * (a secondary's only; fields checked); a promotion draws one new one for
+ * the group, the adopted one going to the history; a primary refuses
+ * "rejoin".
+ */
+TEST_F_TIMEOUT(apply, adopted_generations_are_the_groups_and_a_promotion_shifts_them, 180)
+{
+	struct ctx *c = &self->c;
+	struct dm_repl_group_info gi;
+	struct dm_repl_meta_sb sb;
+	struct dm_repl_gen gen = {
+		.abi_version = DM_REPL_ABI_VERSION, .gen_current = 0x1111,
+		.gen_history = { 0x2222, 0x3333, 0, 0x4444 },
+	}, bad;
+	int i;
+
+	ctx_init(_metadata, c, "gen1");
+	group_create(_metadata, c, 2, "");
+	/* Made apart, the volumes take the first one's generations. */
+	ASSERT_EQ(0, group_info(c->fd, &gi));
+	EXPECT_NE(0ULL, gi.gen_current);
+	for (i = 0; i < 2; i++) {
+		ASSERT_EQ(0, sb_read(&c->vols[i], &sb));
+		EXPECT_EQ(gi.gen_current, le64toh(sb.gen_current));
+	}
+
+	bad = gen;
+	bad.gen_current = 0;
+	EXPECT_EQ(-1, ioctl(c->fd, DM_REPL_IOC_ADOPT_GEN, &bad));
+	EXPECT_EQ(EINVAL, errno);
+	bad = gen;
+	bad.reserved0 = 1;
+	EXPECT_EQ(-1, ioctl(c->fd, DM_REPL_IOC_ADOPT_GEN, &bad));
+	EXPECT_EQ(EINVAL, errno);
+	bad = gen;
+	bad.reserved[1] = 1;
+	EXPECT_EQ(-1, ioctl(c->fd, DM_REPL_IOC_ADOPT_GEN, &bad));
+	EXPECT_EQ(EINVAL, errno);
+	bad = gen;
+	bad.abi_version = DM_REPL_ABI_VERSION - 1;
+	EXPECT_EQ(-1, ioctl(c->fd, DM_REPL_IOC_ADOPT_GEN, &bad));
+	EXPECT_EQ(EPROTO, errno);
+	ASSERT_EQ(0, group_info(c->fd, &gi));
+	EXPECT_NE(0x1111ULL, gi.gen_current);
+
+	ASSERT_EQ(0, ioctl(c->fd, DM_REPL_IOC_ADOPT_GEN, &gen)) {
+		TH_LOG("ADOPT_GEN: %s", strerror(errno));
+	}
+	ASSERT_EQ(0, group_info(c->fd, &gi));
+	EXPECT_EQ(0x1111ULL, gi.gen_current);
+	EXPECT_EQ(0, memcmp(gen.gen_history, gi.gen_history, sizeof(gen.gen_history)));
+	for (i = 0; i < 2; i++) {
+		ASSERT_EQ(0, sb_read(&c->vols[i], &sb));
+		EXPECT_EQ(0x1111ULL, le64toh(sb.gen_current));
+		EXPECT_EQ(0x4444ULL, le64toh(sb.gen_history[3]));
+	}
+	ASSERT_EQ(0, group_reload(c));
+	ASSERT_EQ(0, group_info(c->fd, &gi));
+	EXPECT_EQ(0x1111ULL, gi.gen_current);
+	EXPECT_EQ(0, memcmp(gen.gen_history, gi.gen_history, sizeof(gen.gen_history)));
+
+	ASSERT_EQ(0, group_role(c, "primary"));
+	ASSERT_EQ(0, group_info(c->fd, &gi));
+	ASSERT_EQ((unsigned int)DM_REPL_ROLE_PRIMARY, gi.role);
+	EXPECT_NE(0ULL, gi.gen_current);
+	EXPECT_NE(0x1111ULL, gi.gen_current);
+	EXPECT_EQ(0x1111ULL, gi.gen_history[0]);
+	EXPECT_EQ(0x2222ULL, gi.gen_history[1]);
+	EXPECT_EQ(0x3333ULL, gi.gen_history[2]);
+	EXPECT_EQ(0ULL, gi.gen_history[3]);
+	for (i = 0; i < 2; i++) {
+		ASSERT_EQ(0, sb_read(&c->vols[i], &sb));
+		EXPECT_EQ(gi.gen_current, le64toh(sb.gen_current));
+		EXPECT_EQ(0x1111ULL, le64toh(sb.gen_history[0]));
+	}
+	EXPECT_EQ(-1, ioctl(c->fd, DM_REPL_IOC_ADOPT_GEN, &gen));
+	EXPECT_EQ(EPERM, errno);
+	EXPECT_NE(0, dm_msg(c->vols[1].name, "rejoin"));
+}
+
+/*
+ * A secondary's own dirty regions (a primary demoted by force with records
+ * not released) go as RESYNC records complete them, full or ZERO; a
+ * RESYNC_END leaves the replica inconsistent while any is left, and the
+ * record that clears the last does not end it by itself; the end saves the
+ * bitmap, clean after a reload. A promotion of a rejoined group (no
+ * generation) keeps zeros out of the history.
+ */
+TEST_F_TIMEOUT(apply, resync_clears_this_sites_own_regions_before_it_ends, 240)
+{
+	struct ctx *c = &self->c;
+	struct dm_repl_group_info gi;
+	struct dm_repl_apply_info ai;
+	struct sec_status st;
+	uint64_t rb, gen;
+	unsigned char *buf;
+	int fd, i;
+	const struct { int vol; uint64_t off; } own[] = {
+		{ 0, 3 }, { 0, 10 }, { 1, 5 },
+	};
+
+	ctx_init(_metadata, c, "rj2");
+	group_create(_metadata, c, 2, "");
+	ASSERT_EQ(0, group_info(c->fd, &gi));
+	rb = (uint64_t)gi.volumes[0].region_sectors << 9;
+	ASSERT_EQ(rb, (uint64_t)gi.volumes[1].region_sectors << 9);
+	ASSERT_GE(c->vols[0].size, 16 * rb);
+
+	/* Promoted, written, demoted by force: those regions are this site's own. */
+	ASSERT_EQ(0, group_role(c, "primary"));
+	buf = tl_zalloc_aligned(4096);
+	ASSERT_NE(NULL, buf);
+	for (i = 0; i < 3; i++) {
+		struct sec *v = &c->vols[own[i].vol];
+		uint64_t off = own[i].off * rb + 4096;
+
+		tl_fill(buf, 4096, 100 + i);
+		memcpy(v->img + off, buf, 4096);
+		fd = open(v->path, O_RDWR | O_DIRECT | O_CLOEXEC);
+		ASSERT_LE(0, fd);
+		EXPECT_EQ(0, tl_pwrite_all(fd, buf, 4096, off));
+		EXPECT_EQ(0, fsync(fd));
+		close(fd);
+	}
+	free(buf);
+	EXPECT_NE(0, group_role(c, "secondary"));
+	ASSERT_EQ(0, group_role(c, "secondary force"));
+	EXPECT_EQ(2ULL, dirty_regions(_metadata, c, 0));
+	EXPECT_EQ(1ULL, dirty_regions(_metadata, c, 1));
+	check_devs(_metadata, c, "after the forced demotion");
+
+	ASSERT_EQ(0, dm_msg(c->vols[0].name, "rejoin"));
+	ASSERT_EQ(0, group_info(c->fd, &gi));
+	gen = gi.gen_history[0];
+	EXPECT_NE(0ULL, gen);
+	c->s = (struct src) { .seq = 9000, .epoch = 5, .tag = c->s.tag,
+			      .stream = OTHER_STREAM };
+
+	/* A record short of its region's end leaves it dirty. */
+	batch_reset(&c->b);
+	b_data(c, &c->b, &c->s, DM_REPL_REC_RESYNC, 0, 0, 3 * rb, (uint32_t)(rb / 2), 1,
+	       c->vols[0].img);
+	apply_whole(_metadata, c, "half a region");
+	EXPECT_EQ(2ULL, dirty_regions(_metadata, c, 0));
+
+	/* The rest of it, then an END: one region left on each volume. */
+	batch_reset(&c->b);
+	b_data(c, &c->b, &c->s, DM_REPL_REC_RESYNC, 0, 0, 3 * rb + rb / 2,
+	       (uint32_t)(rb / 2), 2, c->vols[0].img);
+	b_resync_end(&c->b, &c->s, 3);
+	apply_whole(_metadata, c, "the rest of the region and an END");
+	EXPECT_EQ(1ULL, dirty_regions(_metadata, c, 0));
+	EXPECT_EQ(1ULL, dirty_regions(_metadata, c, 1));
+	ASSERT_EQ(0, apply_info(c->fd, &ai));
+	EXPECT_EQ((uint32_t)DM_REPL_APPLYF_INCONSISTENT, ai.flags);
+
+	/* The last ones, in ZERO form and whole: clean, and still inconsistent. */
+	batch_reset(&c->b);
+	b_resync_zero(&c->b, &c->s, 0, 10 * rb, (uint32_t)rb, c->vols[0].img);
+	b_data(c, &c->b, &c->s, DM_REPL_REC_RESYNC, 0, 1, 5 * rb, (uint32_t)rb, 3,
+	       c->vols[1].img);
+	apply_whole(_metadata, c, "the last regions");
+	EXPECT_EQ(0ULL, dirty_regions(_metadata, c, 0));
+	EXPECT_EQ(0ULL, dirty_regions(_metadata, c, 1));
+	ASSERT_EQ(0, apply_info(c->fd, &ai));
+	EXPECT_EQ((uint32_t)DM_REPL_APPLYF_INCONSISTENT, ai.flags);
+
+	batch_reset(&c->b);
+	b_resync_end(&c->b, &c->s, 3);
+	apply_whole(_metadata, c, "the END");
+	ASSERT_EQ(0, apply_info(c->fd, &ai));
+	EXPECT_EQ(0U, ai.flags);
+	ASSERT_EQ(0, sec_status(&c->vols[0], &st));
+	EXPECT_STREQ("consistent", st.state);
+
+	ASSERT_EQ(0, group_reload(c));
+	EXPECT_EQ(0ULL, dirty_regions(_metadata, c, 0));
+	EXPECT_EQ(0ULL, dirty_regions(_metadata, c, 1));
+	ASSERT_EQ(0, apply_info(c->fd, &ai));
+	EXPECT_EQ(0U, ai.flags);
+	check_devs(_metadata, c, "after the resync and a reload");
+
+	/* Rejoined again (no generation), then promoted: no zero in the history. */
+	ASSERT_EQ(0, dm_msg(c->vols[1].name, "rejoin"));
+	ASSERT_EQ(0, group_info(c->fd, &gi));
+	EXPECT_EQ(0ULL, gi.gen_current);
+	EXPECT_EQ(gen, gi.gen_history[0]);
+	ASSERT_EQ(0, group_role(c, "primary force"));
+	ASSERT_EQ(0, group_info(c->fd, &gi));
+	EXPECT_NE(0ULL, gi.gen_current);
+	EXPECT_EQ(gen, gi.gen_history[0]);
+}
+
 TEST_HARNESS_MAIN

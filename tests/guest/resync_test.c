@@ -157,6 +157,8 @@ TEST_F_TIMEOUT(resync, the_record_holds_the_region_as_the_disk_has_it, 120)
 	}
 	ASSERT_EQ(0, resync(self->fd, 0, 5, DM_REPL_RESYNCF_ANY, &req));
 	ASSERT_EQ(1U, req.records);
+	/* A clean bitmap: this region ends the resync (a rejoin relies on it). */
+	EXPECT_EQ((uint32_t)DM_REPL_RESYNCF_END, req.flags);
 	ASSERT_EQ(1, tl_ring_next_op(self->ring, &rec));
 	EXPECT_EQ((__u16)DM_REPL_REC_RESYNC, le16toh(rec->type));
 	EXPECT_EQ(req.seq, le64toh(rec->seq));

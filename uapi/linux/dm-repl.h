@@ -419,7 +419,11 @@ struct dm_repl_apply_info {
  * consumer released the records. A clean region is left alone (records 0)
  * unless RESYNCF_ANY. The last record says RESYNC_END (and the ioctl
  * RESYNCF_END) when no region of the group was dirty after it: the replica
- * is whole there. Errors: EPERM (not primary), ENOENT (no such volume),
+ * is whole there (as far as the primary knows: a replica that still has
+ * regions of its own dirty stays inconsistent). So RESYNCF_ANY on a group
+ * with a clean bitmap always ends with RESYNC_END when the ring has room
+ * for it: the way to end a replica's rejoin once its regions are resent.
+ * Errors: EPERM (not primary), ENOENT (no such volume),
  * EINVAL (a field), ENOSPC (no room in the ring), EBUSY (too many regions
  * unreleased), EIO (the read failed); the region stays dirty on any.
  */
