@@ -78,6 +78,7 @@ struct apply_batch {
 	bool inconsistent;	/* after the records submitted so far */
 	bool outdated;		/* after the records submitted so far */
 	bool rejoin;		/* no record submitted yet, and rejoining */
+	struct repl_resync_run run;	/* the group's, as the batch goes */
 	bool said_dirty;	/* why a RESYNC_END did not end the resync */
 	/* RESYNC records that end a region, from and before: not flushed yet */
 	unsigned int clear_from, clear_to;
@@ -792,14 +793,30 @@ static void submit_resync_zeroes(struct apply_batch *b, struct apply_rec *rec)
  * completes the region: a primary resyncs a region as contiguous records in
  * ascending order, with the region size of this replica.
  */
+/*
+ * A region is resent when the RESYNC records that end at its end began at
+ * or before its start, back to back: the first record taken after a rejoin
+ * may fall in the middle of a region whose start still holds this site's
+ * own write, and so may a run whose region size is not this replica's.
+ */
 static void note_region_end(struct apply_batch *b, struct apply_rec *rec)
 {
 	const struct repl_volume *v = rec->vol;
+	struct repl_resync_run *run = &b->run;
 	sector_t end = rec->sector + (rec->nbytes >> SECTOR_SHIFT);
 	unsigned long region = (end - 1) >> v->region_shift;
 
+	if (!run->valid || run->stream != rec->stream || run->seq + 1 != rec->seq ||
+	    run->volume != v->index || run->end != rec->sector)
+		run->start = rec->sector;
+	run->valid = true;
+	run->stream = rec->stream;
+	run->seq = rec->seq;
+	run->volume = v->index;
+	run->end = end;
 	if (end != min_t(sector_t, (sector_t)(region + 1) << v->region_shift,
-			 v->sectors))
+			 v->sectors) ||
+	    run->start > (sector_t)region << v->region_shift)
 		return;
 	rec->region_end = true;
 	b->clear_to = rec - b->recs + 1;
@@ -1137,6 +1154,7 @@ static struct apply_rec *batch_submit(struct apply_batch *b)
 	b->inconsistent = a->inconsistent;
 	b->outdated = a->outdated;
 	b->rejoin = a->rejoin;
+	b->run = a->run;
 	b->consistent_seq = a->consistent_seq;
 	b->consistent_time_ns = a->consistent_time_ns;
 	for (i = 0; i < b->nr && !READ_ONCE(b->status); i++) {
@@ -1205,6 +1223,7 @@ static void batch_done(struct apply_batch *b, const struct apply_rec *last)
 		a->inconsistent = b->inconsistent;
 		a->outdated = b->outdated;
 		a->rejoin = b->rejoin;
+		a->run = b->run;
 		a->consistent_seq = b->consistent_seq;
 		a->consistent_time_ns = b->consistent_time_ns;
 	}
@@ -1243,6 +1262,7 @@ static void note_failed_point(struct apply_batch *b)
 
 	spin_lock_irqsave(&a->stat_lock, flags);
 	a->inconsistent |= b->inconsistent;
+	a->run.valid = false;
 	if (b->outdated && !a->outdated) {
 		a->outdated = true;
 		a->consistent_seq = b->consistent_seq;

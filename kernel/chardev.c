@@ -148,9 +148,10 @@ static void fill_group_info(struct dm_repl_group_info *info,
 	info->block_waits = atomic64_read(&c->block_waits);
 	info->block_timeouts = atomic64_read(&c->block_timeouts);
 	info->wakeups = atomic64_read(&c->wakeups);
-	info->flags = READ_ONCE(g->apply.rejoin) ? DM_REPL_GROUPF_REJOIN : 0;
 
 	mutex_lock(&g->lock);
+	info->flags = g->role == DM_REPL_ROLE_SECONDARY && READ_ONCE(g->apply.rejoin) ?
+		      DM_REPL_GROUPF_REJOIN : 0;
 	info->gen_current = g->gen_current;
 	for (i = 0; i < DM_REPL_META_GEN_HISTORY; i++)
 		info->gen_history[i] = g->gen_history[i];

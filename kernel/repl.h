@@ -220,6 +220,18 @@ struct repl_verify_stats {
 };
 
 /* A secondary's apply state (kernel/apply.c). */
+/*
+ * The RESYNC records applied last, back to back: consecutive sequences of
+ * one stream and one volume, each starting where the one before ended. A
+ * region counts as resent only when such a run covered it from its start.
+ */
+struct repl_resync_run {
+	bool valid;
+	u64 stream, seq;	/* of its last record */
+	unsigned int volume;
+	sector_t start, end;
+};
+
 struct repl_apply {
 	/* Serialises batches; taken before repl_groups_lock and group->lock. */
 	struct mutex lock;
@@ -242,6 +254,8 @@ struct repl_apply {
 	bool outdated;
 	u64 consistent_seq, consistent_time_ns;
 	unsigned int nr_joined;	/* volumes that ever joined */
+	/* Under lock: forgotten at a role change, a rejoin, a failed batch. */
+	struct repl_resync_run run;
 
 	/* Guards the counters and markers below (read by the info ioctl). */
 	spinlock_t stat_lock;

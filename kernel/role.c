@@ -145,6 +145,7 @@ static void demote(struct repl_group *g)
 	a->nr_joined = g->nr_volumes;
 	a->inconsistent = false;
 	a->rejoin = false;
+	a->run.valid = false;
 	/*
 	 * Writes only in the bitmap (an overflow, a forced demotion) are not
 	 * on the peer: this copy is not one of the peer's states.
@@ -320,6 +321,7 @@ static int begin_rejoin(struct repl_group *g)
 
 	spin_lock_irqsave(&a->stat_lock, flags);
 	a->rejoin = true;
+	a->run.valid = false;
 	a->inconsistent = true;
 	a->outdated = false;
 	a->consistent_seq = 0;
@@ -328,8 +330,12 @@ static int begin_rejoin(struct repl_group *g)
 	spin_unlock_irqrestore(&a->stat_lock, flags);
 	repl_group_push_gen(g, 0);
 	repl_apply_point(a, &point);
+	/*
+	 * A volume still joining keeps its own (lower) apply point: it is
+	 * what the group resumes from when it joins.
+	 */
 	for (i = 0; i < DM_REPL_MAX_VOLUMES; i++)
-		if (g->volumes[i])
+		if (g->volumes[i] && g->volumes[i]->joined)
 			repl_apply_to_sb(&point, g->volumes[i]->sb);
 	DMINFO("%s: rejoin: the next stream given is taken", g->name);
 	return write_all_sb(g, "the rejoin");

@@ -2524,4 +2524,85 @@ TEST_F_TIMEOUT(apply, resync_clears_this_sites_own_regions_before_it_ends, 240)
 	EXPECT_EQ(gen, gi.gen_history[0]);
 }
 
+/*
+ * A region of this site's own counts as resent only when RESYNC records
+ * covered it from its start, back to back: the first record taken after a
+ * rejoin may fall in its middle, and another record between two halves
+ * breaks the run. Neither clears it, and an END leaves the replica
+ * inconsistent.
+ */
+TEST_F_TIMEOUT(apply, a_region_is_resent_only_from_its_start, 180)
+{
+	struct ctx *c = &self->c;
+	struct dm_repl_group_info gi;
+	struct dm_repl_apply_info ai;
+	unsigned char *buf;
+	uint64_t rb;
+	int fd;
+
+	ctx_init(_metadata, c, "rj3");
+	group_create(_metadata, c, 1, "");
+	ASSERT_EQ(0, group_info(c->fd, &gi));
+	rb = (uint64_t)gi.volumes[0].region_sectors << 9;
+	ASSERT_GE(c->vols[0].size, 16 * rb);
+	ASSERT_GE(rb, 8192ULL);
+
+	/* This site's own write in the first half of region 3. */
+	ASSERT_EQ(0, group_role(c, "primary"));
+	buf = tl_zalloc_aligned(4096);
+	ASSERT_NE(NULL, buf);
+	tl_fill(buf, 4096, 77);
+	memcpy(c->vols[0].img + 3 * rb, buf, 4096);
+	fd = open(c->vols[0].path, O_RDWR | O_DIRECT | O_CLOEXEC);
+	ASSERT_LE(0, fd);
+	EXPECT_EQ(0, tl_pwrite_all(fd, buf, 4096, 3 * rb));
+	EXPECT_EQ(0, fsync(fd));
+	close(fd);
+	free(buf);
+	ASSERT_EQ(0, group_role(c, "secondary force"));
+	EXPECT_EQ(1ULL, dirty_regions(_metadata, c, 0));
+
+	ASSERT_EQ(0, dm_msg(c->vols[0].name, "rejoin"));
+	c->s = (struct src) { .seq = 7000, .epoch = 9, .tag = c->s.tag,
+			      .stream = OTHER_STREAM };
+
+	/* The first record taken: the region's second half, then an END. */
+	batch_reset(&c->b);
+	b_data(c, &c->b, &c->s, DM_REPL_REC_RESYNC, 0, 0, 3 * rb + rb / 2, (uint32_t)(rb / 2),
+	       11, c->vols[0].img);
+	b_resync_end(&c->b, &c->s, 1);
+	apply_whole(_metadata, c, "the second half first");
+	EXPECT_EQ(1ULL, dirty_regions(_metadata, c, 0));
+	ASSERT_EQ(0, apply_info(c->fd, &ai));
+	EXPECT_EQ((uint32_t)DM_REPL_APPLYF_INCONSISTENT, ai.flags);
+
+	/* Both halves with a write between them: not one run. */
+	batch_reset(&c->b);
+	b_data(c, &c->b, &c->s, DM_REPL_REC_RESYNC, 0, 0, 3 * rb, (uint32_t)(rb / 2), 12,
+	       c->vols[0].img);
+	b_write(c, &c->b, &c->s, 0, 9 * rb, 4096, 13, c->vols[0].img);
+	b_data(c, &c->b, &c->s, DM_REPL_REC_RESYNC, 0, 0, 3 * rb + rb / 2, (uint32_t)(rb / 2),
+	       14, c->vols[0].img);
+	b_resync_end(&c->b, &c->s, 1);
+	apply_whole(_metadata, c, "two halves apart");
+	EXPECT_EQ(1ULL, dirty_regions(_metadata, c, 0));
+	ASSERT_EQ(0, apply_info(c->fd, &ai));
+	EXPECT_EQ((uint32_t)DM_REPL_APPLYF_INCONSISTENT, ai.flags);
+
+	/* Back to back, across two batches: resent; the END makes it consistent. */
+	batch_reset(&c->b);
+	b_data(c, &c->b, &c->s, DM_REPL_REC_RESYNC, 0, 0, 3 * rb, (uint32_t)(rb / 2), 15,
+	       c->vols[0].img);
+	apply_whole(_metadata, c, "the first half");
+	EXPECT_EQ(1ULL, dirty_regions(_metadata, c, 0));
+	batch_reset(&c->b);
+	b_data(c, &c->b, &c->s, DM_REPL_REC_RESYNC, 0, 0, 3 * rb + rb / 2, (uint32_t)(rb / 2),
+	       16, c->vols[0].img);
+	b_resync_end(&c->b, &c->s, 1);
+	apply_whole(_metadata, c, "the second half, right after");
+	EXPECT_EQ(0ULL, dirty_regions(_metadata, c, 0));
+	ASSERT_EQ(0, apply_info(c->fd, &ai));
+	EXPECT_EQ(0U, ai.flags);
+}
+
 TEST_HARNESS_MAIN

@@ -13,8 +13,9 @@
 # still consistent (so the snapshot holds a consistent state), the status
 # says "taken" during the resync, and the hook drops it once beta is
 # consistent again.
-# Then the disaster: alpha's link dies for good in the middle of a second
-# resync. Promoting beta from its snapshot (the runbook: the snapshot
+# A second resync whose drop fails leaves its snapshot; the third resync
+# must replace it, not keep it. Then the disaster: alpha's link dies for
+# good in the middle of that third resync. Promoting beta from its snapshot (the runbook: the snapshot
 # merged back into the volume, `repltool primary --force`) gives exactly the
 # snapshot's data, the state beta had before that resync.
 set -uo pipefail
@@ -43,14 +44,17 @@ thin_volume() {
 
 # The hook: the snapshot is thin id 1 of the pool, seen as snap-presync;
 # "take" also records the replica's consistency as it found it and the
-# snapshot's sha256. Both verbs are idempotent.
+# snapshot's sha256, and replaces a snapshot there is; "drop" fails while
+# W/fail-drop exists, and succeeds when there is none.
 write_hook() {
 	cat >"$W/hook" <<EOF
 #!/bin/bash
 echo "\$1 \$2 \$3 \$4" >>"$W/hook.log"
 case \$1 in
 take)
-	dmsetup info snap-presync >/dev/null 2>&1 && exit 0
+	if dmsetup info snap-presync >/dev/null 2>&1; then
+		dmsetup remove snap-presync && dmsetup message snap-pool 0 "delete 1" || exit 1
+	fi
 	$REPLTOOL status vm1b | awk '\$1 == "consistency" { print \$2 }' >"$W/snap.state"
 	dmsetup suspend snap-thin && dmsetup message snap-pool 0 "create_snap 1 0"
 	rc=\$?
@@ -59,6 +63,7 @@ take)
 	dmsetup create snap-presync --table "0 $((MB * 2048)) thin /dev/mapper/snap-pool 1" &&
 		sha256sum </dev/mapper/snap-presync | cut -d' ' -f1 >"$W/snap.sum" ;;
 drop)
+	[[ -e $W/fail-drop ]] && exit 1
 	dmsetup info snap-presync >/dev/null 2>&1 || exit 0
 	dmsetup remove snap-presync && dmsetup message snap-pool 0 "delete 1" ;;
 *)
@@ -172,9 +177,22 @@ tap_check "the snapshot is gone and the status says none" \
 	bash -c "! dmsetup info snap-presync >/dev/null 2>&1 && [[ \$(REPLTOOL=$REPLTOOL; $(declare -f link_fact); link_fact $W/beta.sock vm1 snapshot) == none ]]"
 tap_check "equal after the resync" test "$(sum_of /dev/mapper/vm1-0)" = "$(sum_of /dev/mapper/vm1b-0)"
 
+# ---- a drop that fails: the next resync takes a new snapshot ------------------------
+touch "$W/fail-drop"
+stop alpha
+overflow 4 >/dev/null || tap_bail "the second overflow"
+start alpha
+out=$(state_reaches vm1 state uptodate 300) && out=$(state_reaches vm1b consistency consistent 60) &&
+	tap_ok "a second resync ends" || tap_fail "the second resync" "$out"
+out=$(log_has "$W/beta.log" "snapshot-hook $W/hook drop: exit status 1" 30) &&
+	tap_ok "the hook's drop failed, and beta's log says so" || tap_fail "the failed drop" "$out"
+tap_check "beta's status says the drop failed" bash -c \
+	"[[ \$(REPLTOOL=$REPLTOOL; $(declare -f link_fact); link_fact $W/beta.sock vm1 snapshot) == drop ]]"
+first_sum=$(cat "$W/snap.sum")
+
 # ---- the primary lost in the middle of a resync -------------------------------------
 stop alpha
-overflow 8 >/dev/null || tap_bail "the second overflow"
+overflow 8 >/dev/null || tap_bail "the third overflow"
 start alpha
 out=$(not_consistent) && tap_ok "beta is past the gap: not consistent" || tap_fail "the second resync" "$out"
 stop alpha
@@ -187,6 +205,8 @@ dd if=/dev/mapper/snap-presync of=/dev/mapper/snap-thin bs=1M oflag=direct statu
 	tap_bail "the merge"
 out=$(tool beta up 2>&1) && out=$(tool beta primary --force 2>&1) &&
 	tap_ok "beta promoted from its snapshot" || tap_fail "promotion" "$out"
+tap_check "the third resync took a new snapshot in place of the one the failed drop left" \
+	test "$(grep -c '^take ' "$W/hook.log")" = 3 -a "$(cat "$W/snap.sum")" != "$first_sum"
 tap_check "the snapshot was taken while beta was consistent" \
 	test "$(cat "$W/snap.state" 2>/dev/null)" = consistent
 tap_check "beta holds exactly the snapshot's data, its state before the resync" \

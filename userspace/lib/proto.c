@@ -958,6 +958,13 @@ static bool volumes_match(const struct dmrepl_proto_hello *pri,
 			*text = "a replica volume is smaller than the primary's";
 			return false;
 		}
+		/* Its own regions are resent whole, and cleared whole. */
+		if ((sec->flags & DMREPL_HELLO_DIRTY) &&
+		    sec->volumes[i].region_sectors != pri->volumes[i].region_sectors) {
+			*text = "the replica has regions of its own to be resent, and the two "
+				"sides' region sizes differ";
+			return false;
+		}
 	}
 	return true;
 }

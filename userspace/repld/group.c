@@ -23,21 +23,41 @@
 /* A hook runs at most this long: the peer's dead timer runs meanwhile. */
 #define HOOK_TIMEOUT_S 60
 
-/* Wait for the hook's exit, up to HOOK_TIMEOUT_S: its wait status, or -1 (killed). */
+/*
+ * Wait for the hook's exit, up to HOOK_TIMEOUT_S or repld's stop: its wait
+ * status, or -1 (its process group killed: what it started goes too).
+ */
 static int hook_wait(pid_t pid, void (*tick)(void *), void *arg)
 {
 	struct timespec nap = { .tv_nsec = 20 * 1000000L };
 	int status, i;
 
-	for (i = 0; i < HOOK_TIMEOUT_S * 50; i++) {
+	for (i = 0; i < HOOK_TIMEOUT_S * 50 && !repld_stopping; i++) {
 		if (waitpid(pid, &status, WNOHANG) == pid)
 			return status;
 		tick(arg);
 		nanosleep(&nap, NULL);
 	}
-	kill(pid, SIGKILL);
+	kill(-pid, SIGKILL);
 	waitpid(pid, &status, 0);
 	return -1;
+}
+
+/*
+ * In the child, before the hook: a process group of its own (for the kill
+ * above), and the signal state of a process just started, not that of
+ * repld's threads (every signal blocked, SIGPIPE ignored). Only
+ * async-signal-safe calls: the child of a threaded process.
+ */
+static void hook_child_setup(void)
+{
+	struct sigaction dfl = { .sa_handler = SIG_DFL };
+	sigset_t none;
+
+	setpgid(0, 0);
+	sigaction(SIGPIPE, &dfl, NULL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
 int group_run_hook(struct group *g, const char *hook, const char *verb, char *why,
@@ -57,13 +77,15 @@ int group_run_hook(struct group *g, const char *hook, const char *verb, char *wh
 		return -1;
 	}
 	if (!pid) {
-		/* Only async-signal-safe calls in the child of a threaded process. */
+		hook_child_setup();
 		execv(hook, (char *const *)argv);
 		_exit(127);
 	}
+	setpgid(pid, pid);	/* also here: the kill may come before the child's own */
 	status = hook_wait(pid, tick, arg);
 	if (status == -1)
-		snprintf(why, len, "still running after %d s: killed", HOOK_TIMEOUT_S);
+		snprintf(why, len, repld_stopping ? "repld stops: killed" :
+			 "still running after %d s: killed", HOOK_TIMEOUT_S);
 	else if (WIFSIGNALED(status))
 		snprintf(why, len, "killed by signal %d", WTERMSIG(status));
 	else if (WEXITSTATUS(status))

@@ -82,6 +82,7 @@ struct group {
 	bool admin_down;		/* repltool disconnect; under lock */
 	/* Replica: the snapshot-hook's copy may exist (snapshot_known: we know). */
 	bool snapshot_held, snapshot_known;
+	__u64 snapshot_retry_ns;	/* a failed drop: not again before */
 };
 
 /* The control socket (ctl.c), DMREPL_REPLD_SOCKET by default. */

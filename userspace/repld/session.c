@@ -29,7 +29,7 @@
 struct tick {
 	__u64 next_ns, last_ns;
 	__u64 raw_bytes;	/* the status's, at last_ns */
-	bool rejoining;		/* secondary: the session began after a "rejoin" */
+	__u64 gen;		/* secondary: the generation the session runs with */
 };
 
 void hello_init(const struct group *g, const struct dm_repl_group_info *info,
@@ -160,10 +160,13 @@ static bool session_check(struct group *g, struct link *l, int info_fd, unsigned
 			    g->local->name);
 		return true;
 	}
-	/* A rejoin takes a new session: its dirty regions go to the primary. */
-	if (role == DM_REPL_ROLE_SECONDARY && (info.flags & DM_REPL_GROUPF_REJOIN) &&
-	    !t->rejoining) {
-		glog(g, LOG_NOTICE, "group %s rejoins its primary: a new session", g->kgroup);
+	/*
+	 * A rejoin (the generation back to none) takes a new session: its
+	 * dirty regions go to the primary, which judges it again.
+	 */
+	if (role == DM_REPL_ROLE_SECONDARY && info.gen_current != t->gen) {
+		glog(g, LOG_NOTICE, "group %s: its generation changed (a rejoin): a new session",
+		     g->kgroup);
 		link_refuse(l, DMREPL_REFUSE_SHUTDOWN, "site %s rejoins", g->local->name);
 		return true;
 	}
@@ -601,7 +604,7 @@ struct applying {
 	void *buf;			/* a batch's records, unpacked */
 	struct dmrepl_proto_rx rx;	/* kept across batches */
 	struct dmrepl_proto_order order;
-	bool rejoining;			/* our HELLO said REJOIN */
+	__u64 gen;			/* the primary's, taken at the start */
 };
 
 /* Does a record of the batch end the replica's consistency (Documentation/dm-repl.md)? */
@@ -619,6 +622,9 @@ static bool breaks_consistency(const void *records, __u32 len)
 	}
 	return false;
 }
+
+/* A failed drop is tried again after this long, not at every batch. */
+#define HOOK_RETRY_S 60
 
 /* While a hook runs: the primary must not find us silent. */
 static void hook_tick(void *arg)
@@ -659,14 +665,15 @@ static int snapshot(struct applying *a, const char *verb)
 
 /*
  * A consistent replica about to apply what ends its consistency keeps a
- * copy first, if the site has a hook; without one (or while the copy is
- * held) nothing to do. The batch is refused when the hook fails: the replica
- * stays consistent and the next session tries again.
+ * copy first, if the site has a hook. "take" replaces any copy there is: one
+ * kept before is older than this consistent state (its drop failed, or
+ * repld restarted before it). The batch is refused when the hook fails: the
+ * replica stays consistent and the next session tries again.
  */
 static int keep_consistent_copy(struct applying *a, const struct dmrepl_proto_batch *b,
 				const void *records)
 {
-	if (!a->g->local->snapshot_hook || !a->consistent || a->g->snapshot_held ||
+	if (!a->g->local->snapshot_hook || !a->consistent ||
 	    !breaks_consistency(records, b->raw_len))
 		return 0;
 	if (!snapshot(a, "take"))
@@ -728,8 +735,9 @@ static int apply_batch(struct applying *a, const struct dmrepl_proto_batch *b)
 	ack.applied_seq = ai.applied_seq;
 	a->consistent = !(ai.flags & (DM_REPL_APPLYF_INCONSISTENT | DM_REPL_APPLYF_OUTDATED));
 	/* Consistent again: the copy kept before has done its work. */
-	if (a->consistent && g->snapshot_held && g->local->snapshot_hook)
-		snapshot(a, "drop");
+	if (a->consistent && g->snapshot_held && g->local->snapshot_hook &&
+	    now_ns() >= g->snapshot_retry_ns && snapshot(a, "drop"))
+		g->snapshot_retry_ns = now_ns() + HOOK_RETRY_S * 1000000000ULL;
 	pthread_mutex_lock(&g->lock);
 	g->st.batches++;
 	g->st.records += b->nrecords;
@@ -744,7 +752,7 @@ static int apply_batch(struct applying *a, const struct dmrepl_proto_batch *b)
 static int receive(struct applying *a)
 {
 	struct dmrepl_frame f;
-	struct tick tick = { .rejoining = a->rejoining };
+	struct tick tick = { .gen = a->gen };
 	int ret, got;
 
 	for (;;) {
@@ -855,11 +863,13 @@ static void fill_resend(struct dmrepl_proto_resend *r, const unsigned long *bits
 
 /*
  * Our own dirty regions go to the primary, which resends its data for them:
- * each one's bit is cleared by the kernel when that is applied. A rejoining
- * replica with none asks for region 0 all the same, so that a RESYNC_END
- * comes and ends its inconsistency.
+ * each one's bit is cleared by the kernel when that is applied. An
+ * inconsistent replica with none asks for region 0 all the same, so that a
+ * RESYNC_END comes and ends its inconsistency: a rejoin whose first session
+ * ended before the primary's END would wait for it forever otherwise.
  */
-static int send_own_regions(struct applying *a, const struct dm_repl_group_info *info)
+static int send_own_regions(struct applying *a, const struct dm_repl_group_info *info,
+			    bool inconsistent)
 {
 	struct dmrepl_proto_resend *r = malloc(sizeof(*r));
 	unsigned long *bits = NULL;
@@ -885,7 +895,7 @@ static int send_own_regions(struct applying *a, const struct dm_repl_group_info 
 		}
 	}
 	free(bits);
-	if (!ret && !total && (info->flags & DM_REPL_GROUPF_REJOIN) && info->nr_volumes) {
+	if (!ret && !total && inconsistent && info->nr_volumes) {
 		r->volume = info->volumes[0].index;
 		r->count = 1;
 		r->regions[0] = 0;
@@ -918,9 +928,9 @@ bool session_secondary(struct group *g, struct link *l)
 		hello_secondary(g, &info, &ai, &ours);
 		if (!hello_exchange(g, l, &ours, &theirs) &&
 		    (theirs.gen_current == ours.gen_current || !adopt_gens(&a, &theirs)) &&
-		    !send_own_regions(&a, &info)) {
+		    !send_own_regions(&a, &info, ai.flags & DM_REPL_APPLYF_INCONSISTENT)) {
 			streamed = true;
-			a.rejoining = ours.flags & DMREPL_HELLO_REJOIN;
+			a.gen = theirs.gen_current;
 			a.consistent = !(ai.flags & (DM_REPL_APPLYF_INCONSISTENT |
 						     DM_REPL_APPLYF_OUTDATED));
 			/* A copy this repld did not see taken may be there: drop it when due. */
