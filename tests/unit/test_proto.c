@@ -1078,6 +1078,16 @@ TEST(hello_check_names_each_mismatch)
 	ASSERT_EQ((unsigned int)DMREPL_REFUSE_VOLUMES, reason);
 	make_hello(&sec, DMREPL_PROTO_SECONDARY);
 
+	/* Region sizes may differ, unless the replica has regions of its own. */
+	sec.volumes[1].region_sectors *= 2;
+	ASSERT_EQ(0, dmrepl_proto_check_hello(&pri, &sec, &reason, &text));
+	sec.flags = DMREPL_HELLO_DIRTY | DMREPL_HELLO_INCONSISTENT;
+	ASSERT_EQ(-ECONNREFUSED, dmrepl_proto_check_hello(&pri, &sec, &reason, &text));
+	ASSERT_EQ((unsigned int)DMREPL_REFUSE_VOLUMES, reason);
+	ASSERT_NE(NULL, strstr(text, "region sizes differ")) TH_LOG("%s", text);
+	ASSERT_EQ(-ECONNREFUSED, dmrepl_proto_check_hello(&sec, &pri, &reason, &text));
+	make_hello(&sec, DMREPL_PROTO_SECONDARY);
+
 	sec.applied_seq = pri.next_seq;
 	ASSERT_EQ(-ECONNREFUSED, dmrepl_proto_check_hello(&pri, &sec, &reason, &text));
 	ASSERT_EQ((unsigned int)DMREPL_REFUSE_STREAM, reason);
