@@ -2239,9 +2239,19 @@ TEST_F_TIMEOUT(apply, rejoin_takes_the_next_stream_whatever_it_is, 180)
 	b_random(c, &c->b, &c->s, 30, true);
 	b_flush(&c->b, &c->s);
 	apply_ok(_metadata, c, "stream S1");
+	/* A new secondary has no generation: it takes its primary's (repld). */
+	ASSERT_EQ(0, group_info(c->fd, &gi));
+	EXPECT_EQ(0ULL, gi.gen_current);
+	{
+		struct dm_repl_gen g0 = {
+			.abi_version = DM_REPL_ABI_VERSION, .gen_current = 0x5151,
+		};
+
+		ASSERT_EQ(0, ioctl(c->fd, DM_REPL_IOC_ADOPT_GEN, &g0));
+	}
 	ASSERT_EQ(0, group_info(c->fd, &gi));
 	gen = gi.gen_current;
-	EXPECT_NE(0ULL, gen);
+	EXPECT_EQ(0x5151ULL, gen);
 	EXPECT_EQ(0U, gi.flags);
 
 	/* An unrelated stream is refused. */
@@ -2349,9 +2359,9 @@ TEST_F_TIMEOUT(apply, adopted_generations_are_the_groups_and_a_promotion_shifts_
 
 	ctx_init(_metadata, c, "gen1");
 	group_create(_metadata, c, 2, "");
-	/* Made apart, the volumes take the first one's generations. */
+	/* Secondaries made with meta create: no generation yet, on every volume. */
 	ASSERT_EQ(0, group_info(c->fd, &gi));
-	EXPECT_NE(0ULL, gi.gen_current);
+	EXPECT_EQ(0ULL, gi.gen_current);
 	for (i = 0; i < 2; i++) {
 		ASSERT_EQ(0, sb_read(&c->vols[i], &sb));
 		EXPECT_EQ(gi.gen_current, le64toh(sb.gen_current));
