@@ -2229,6 +2229,9 @@ TEST_F_TIMEOUT(apply, rejoin_takes_the_next_stream_whatever_it_is, 180)
 	struct dm_repl_apply_info ai;
 	struct dm_repl_meta_sb sb;
 	struct sec_status st;
+	struct dm_repl_gen g0 = {
+		.abi_version = DM_REPL_ABI_VERSION, .gen_current = 0x5151,
+	};
 	const char *name;
 	uint64_t gen;
 
@@ -2242,13 +2245,7 @@ TEST_F_TIMEOUT(apply, rejoin_takes_the_next_stream_whatever_it_is, 180)
 	/* A new secondary has no generation: it takes its primary's (repld). */
 	ASSERT_EQ(0, group_info(c->fd, &gi));
 	EXPECT_EQ(0ULL, gi.gen_current);
-	{
-		struct dm_repl_gen g0 = {
-			.abi_version = DM_REPL_ABI_VERSION, .gen_current = 0x5151,
-		};
-
-		ASSERT_EQ(0, ioctl(c->fd, DM_REPL_IOC_ADOPT_GEN, &g0));
-	}
+	ASSERT_EQ(0, ioctl(c->fd, DM_REPL_IOC_ADOPT_GEN, &g0));
 	ASSERT_EQ(0, group_info(c->fd, &gi));
 	gen = gi.gen_current;
 	EXPECT_EQ(0x5151ULL, gen);
