@@ -4,7 +4,9 @@
 # 1. The kernel's rules, on a standalone primary: a reload with a larger
 #    length is taken, and the resume grows the bitmap and the superblock,
 #    the new regions dirty; a smaller length is refused; a metadata device
-#    too small for the grown bitmap is refused, the old table going on.
+#    too small for the grown bitmap is refused, the old table going on; a
+#    grow whose metadata cannot be written fails the resume, the volume
+#    keeping its size, and the next resume grows it.
 # 2. Two sites in this guest (as rejoin.sh), one volume of 16 MiB: alpha
 #    (vm1) the primary, beta (vm1b) its replica, writes going on. beta's
 #    data device grows to 24 MiB and `repltool resize` grows its volume,
@@ -119,6 +121,31 @@ tap_check "the grown volume loads again, its new regions still dirty" bash -c \
 	 dm_create solo '0 $((12 * 2048)) repl $data $meta solo primary' &&
 	 test \"\$(status_of solo dirty_regions)\" = 64"
 dmsetup remove solo
+
+# A grow whose metadata cannot be written: the metadata device, a dm-linear,
+# turns into dm-error between the reload and the resume.
+msz=$(blockdev --getsz "$meta")
+dm_create solometa "0 $msz linear $meta 0" && meta_create /dev/mapper/solometa solo "$data" &&
+	dm_create solo "0 $((12 * 2048)) repl $data /dev/mapper/solometa solo primary" &&
+	grow "$data" 16 || tap_bail "a volume over a dm-linear metadata device"
+dmsetup reload solo --table "0 $((16 * 2048)) repl $data /dev/mapper/solometa solo primary" &&
+	dmsetup suspend solo && dmsetup reload solometa --table "0 $msz error" &&
+	dmsetup resume solometa || tap_bail "the grown table, the metadata device failing"
+tap_check "a grow whose metadata cannot be written fails the resume" \
+	fails_with "cannot write its grown metadata" dmsetup resume solo
+tap_check "the volume kept its size and its clean bitmap" bash -c \
+	"$(declare -f status_of); REPLTOOL=$REPLTOOL
+	 test \"\$(status_of solo sectors)\" = $((12 * 2048)) &&
+	 test \"\$(status_of solo dirty_regions)\" = 0"
+dmsetup reload solometa --table "0 $msz linear $meta 0" && dmsetup resume solometa ||
+	tap_bail "the metadata device back"
+tap_check "the next resume grows it" dmsetup resume solo
+tap_check "to its new size, the new regions dirty (64)" bash -c \
+	"$(declare -f status_of); REPLTOOL=$REPLTOOL
+	 test \"\$(status_of solo sectors)\" = $((16 * 2048)) &&
+	 test \"\$(status_of solo dirty_regions)\" = 64"
+dmsetup remove solo && dmsetup remove solometa || tap_bail "remove the volume"
+tap_check "its superblock says the new size" test "$(sb_field "$meta" data_sectors)" = $((16 * 2048))
 
 # A metadata device of exactly one bitmap block: 4 KiB regions, 32256 of them.
 small=$(mktemp /tmp/loopdisk.XXXXXX) && truncate -s $((4096 * 18)) "$small" &&
