@@ -315,6 +315,10 @@ static struct repl_volume *volume_create(struct repl_group *g,
 	struct repl_volume *v;
 	int r;
 
+	if (args->meta->data_sectors != ti->len) {
+		*error = "Metadata was made for a smaller data device (a running volume grows with repltool resize)";
+		return ERR_PTR(-EINVAL);
+	}
 	r = volume_check_index(g, index, error);
 	if (r)
 		return ERR_PTR(r);
@@ -377,12 +381,39 @@ bad:
 	return ERR_PTR(r);
 }
 
+/*
+ * A reload may make the volume larger (repl_volume_grow() does it at
+ * resume) if its metadata device holds the larger bitmap; smaller, the
+ * superblock's check refused it already.
+ */
+static int volume_check_grow(struct repl_volume *v, struct dm_target *ti,
+			     const struct repl_volume_args *args,
+			     char **error)
+{
+	sector_t have = bdev_nr_sectors(args->meta_bdev);
+	u64 need = repl_meta_sectors_for(v->sb, ti->len);
+
+	if (ti->len == v->sectors)
+		return 0;
+	if (!need) {
+		*error = "Volume would have more hot extents than 32-bit extent numbers hold";
+		return -EINVAL;
+	}
+	if (need > have) {
+		DMERR("%s: volume %u: growing to %llu sectors needs a metadata device of %llu sectors, it has %llu",
+		      v->group->name, v->index, (u64)ti->len, need, (u64)have);
+		*error = "Metadata device is too small for the grown volume's bitmap";
+		return -ENOSPC;
+	}
+	return 0;
+}
+
 static int volume_check_reload(struct repl_volume *v, struct dm_target *ti,
 			       const struct repl_volume_args *args,
 			       char **error)
 {
-	if (v->sectors != ti->len)
-		*error = "Volume size cannot change in a reload";
+	if (v->sectors > ti->len)
+		*error = "Shrinking a replicated volume is not supported";
 	else if (v->data_dev != args->data_dev)
 		*error = "Data device cannot change in a reload";
 	else if (v->meta_bdev != args->meta_bdev)
@@ -392,7 +423,7 @@ static int volume_check_reload(struct repl_volume *v, struct dm_target *ti,
 	else if (v->region_shift != ilog2(args->region_kb) + 1)
 		*error = "region_kb cannot change in a reload";
 	else
-		return 0;
+		return volume_check_grow(v, ti, args, error);
 	return -EINVAL;
 }
 
@@ -507,6 +538,92 @@ void repl_volume_put(struct repl_volume *v, struct block_device *meta_bdev)
 	mutex_unlock(&g->apply.lock);
 	mutex_unlock(&g->resync.lock);
 	repl_group_put(g);
+}
+
+/* Swap in @bitmap and @syncing, of @regions. Caller holds g->lock. */
+static void volume_swap_bitmaps(struct repl_volume *v, unsigned long **bitmap,
+				unsigned long **syncing, unsigned long regions)
+{
+	struct repl_resync *rs = &v->group->resync;
+	unsigned long *old_bitmap = v->bitmap, *old_syncing = v->syncing;
+	unsigned long copy = min(regions, v->nr_regions);
+	unsigned long flags;
+
+	bitmap_copy(*bitmap, v->bitmap, copy);
+	v->bitmap = *bitmap;
+	/* A release clears syncing bits under entries_lock only. */
+	spin_lock_irqsave(&rs->entries_lock, flags);
+	bitmap_copy(*syncing, v->syncing, copy);
+	v->syncing = *syncing;
+	v->nr_regions = regions;
+	spin_unlock_irqrestore(&rs->entries_lock, flags);
+	*bitmap = old_bitmap;
+	*syncing = old_syncing;
+}
+
+/*
+ * The table being resumed is larger than its volume (volume_check_grow()
+ * let it load): the volume grows to it. Its old table is suspended, so no
+ * bio of the volume is in flight; the locks keep a resync, a batch and
+ * GET_BITMAP away from the bitmap. On a primary the new regions are
+ * dirty: whatever the new space holds goes to the replica by the resync.
+ * On a secondary, nothing: its primary sends it. Persisted before the
+ * table goes live; on failure the volume keeps its size.
+ */
+int repl_volume_grow(struct repl_target *rt, sector_t sectors)
+{
+	struct repl_volume *v = rt->vol;
+	struct repl_group *g = v->group;
+	sector_t old_sectors = v->sectors;
+	unsigned long old_regions = v->nr_regions;
+	unsigned long first = old_sectors >> v->region_shift;
+	unsigned long regions = DIV_ROUND_UP_SECTOR_T(sectors,
+						      1 << v->region_shift);
+	u64 added = 0;
+	int r;
+
+	mutex_lock(&g->resync.lock);
+	mutex_lock(&g->apply.lock);
+	mutex_lock(&g->lock);
+	volume_swap_bitmaps(v, &rt->grow_bitmap, &rt->grow_syncing, regions);
+	v->sectors = sectors;
+	if (g->role == DM_REPL_ROLE_PRIMARY) {
+		added = regions - first;
+		if (first < old_regions && test_bit(first, v->bitmap))
+			added--;
+		bitmap_set(v->bitmap, first, regions - first);
+		atomic64_add(added, &v->dirty);
+		/* The count before the state, as repl_volume_mark_dirty(). */
+		smp_mb__before_atomic();
+		set_bit(REPL_BEHIND, &g->flags);
+	}
+	r = repl_meta_grow(v, old_sectors);
+	if (r) {
+		DMERR("%s: volume %u: cannot write its grown metadata (%d): it keeps %llu sectors",
+		      g->name, v->index, r, (u64)old_sectors);
+		v->sectors = old_sectors;
+		volume_swap_bitmaps(v, &rt->grow_bitmap, &rt->grow_syncing,
+				    old_regions);
+		/* Whole words came back: none past the last region counts. */
+		if (old_regions % BITS_PER_LONG)
+			v->bitmap[old_regions / BITS_PER_LONG] &=
+				BITMAP_LAST_WORD_MASK(old_regions);
+		atomic64_set(&v->dirty, bitmap_weight(v->bitmap, old_regions));
+	} else {
+		DMINFO("%s: volume %u grew from %llu to %llu sectors%s",
+		       g->name, v->index, (u64)old_sectors, (u64)sectors,
+		       added ? ": its new regions are dirty" : "");
+	}
+	mutex_unlock(&g->lock);
+	mutex_unlock(&g->apply.lock);
+	mutex_unlock(&g->resync.lock);
+	if (!r) {
+		kvfree(rt->grow_bitmap);
+		kvfree(rt->grow_syncing);
+		rt->grow_bitmap = NULL;
+		rt->grow_syncing = NULL;
+	}
+	return r;
 }
 
 /*

@@ -161,8 +161,9 @@ static const char *check_sb(const struct dm_repl_meta_sb *sb,
 			"Metadata role is not secondary";
 	if (le16_to_cpu(sb->volume) >= DM_REPL_MAX_VOLUMES)
 		return "Metadata volume index is out of range (0-63)";
-	if (le64_to_cpu(sb->data_sectors) != args->data_sectors)
-		return "Metadata was made for a data device of another size";
+	/* Larger: a reload that grows the volume (volume_check_grow()). */
+	if (le64_to_cpu(sb->data_sectors) > args->data_sectors)
+		return "Data device is smaller than its metadata says: shrinking a replicated volume is not supported";
 	if (args->region_kb && le32_to_cpu(sb->region_sectors) !=
 	    args->region_kb << 1)
 		return "region_kb differs from the metadata's";
@@ -204,6 +205,7 @@ int repl_meta_load(struct block_device *bdev,
 		goto out;
 	}
 	memcpy(meta->uuid, sb->uuid, sizeof(meta->uuid));
+	meta->data_sectors = le64_to_cpu(sb->data_sectors);
 	meta->region_kb = le32_to_cpu(sb->region_sectors) >> 1;
 	meta->index = le16_to_cpu(sb->volume);
 	meta->sb = sb;
@@ -330,6 +332,49 @@ static int recover(struct repl_volume *v)
 		       (u64)atomic64_read(&v->dirty) - before,
 		       (u64)atomic64_read(&v->dirty));
 	return 0;
+}
+
+/*
+ * What a volume of @sectors needs of its metadata device, bitmap included,
+ * with the superblock's layout; and whether its hot extents stay numbered
+ * by 32 bits. 0 if they do not.
+ */
+u64 repl_meta_sectors_for(const struct dm_repl_meta_sb *sb, sector_t sectors)
+{
+	u32 region = le32_to_cpu(sb->region_sectors);
+	u32 extent = le32_to_cpu(sb->extent_sectors);
+
+	if (DIV_ROUND_UP_ULL(sectors, extent) > U32_MAX)
+		return 0;
+	return le64_to_cpu(sb->bm_offset) +
+	       bm_blocks(DIV_ROUND_UP_ULL(sectors, region)) *
+	       DM_REPL_META_BLOCK_SECTORS;
+}
+
+/*
+ * The volume grew from @old_sectors (kernel/group.c has its bitmap grown
+ * already): the bitmap blocks from the one of its old last region on, then
+ * the superblock with the new size. A crash between the two leaves the old
+ * size on the metadata device, which a table of the old size still loads.
+ */
+int repl_meta_grow(struct repl_volume *v, sector_t old_sectors)
+{
+	__le64 data = v->sb->data_sectors, bm = v->sb->bm_sectors;
+	int r;
+
+	r = repl_meta_save_regions(v, old_sectors >> v->region_shift,
+				   v->nr_regions - 1);
+	if (r)
+		return r;
+	v->sb->data_sectors = cpu_to_le64(v->sectors);
+	v->sb->bm_sectors = cpu_to_le64(bm_nr_blocks(v) *
+					DM_REPL_META_BLOCK_SECTORS);
+	r = repl_meta_write_sb(v->meta_bdev, v);
+	if (r) {
+		v->sb->data_sectors = data;
+		v->sb->bm_sectors = bm;
+	}
+	return r;
 }
 
 /* The whole bitmap, with FUA. */

@@ -326,6 +326,7 @@ struct repl_meta {
 	u8 uuid[DM_REPL_META_UUID_SIZE];
 	unsigned int region_kb;
 	unsigned int index;	/* volume index in records */
+	sector_t data_sectors;	/* may be less than the table's: a grow */
 	struct dm_repl_meta_sb *sb;	/* its whole block, kmalloc()ed */
 };
 
@@ -341,6 +342,8 @@ u32 repl_meta_crc(const void *block, size_t crc_offset);
 int repl_meta_save_regions(struct repl_volume *v, unsigned long first,
 			   unsigned long last);
 int repl_meta_save_bitmap(struct repl_volume *v);
+u64 repl_meta_sectors_for(const struct dm_repl_meta_sb *sb, sector_t sectors);
+int repl_meta_grow(struct repl_volume *v, sector_t old_sectors);
 int repl_meta_read_al(struct repl_volume *v, void *block, unsigned int slot);
 int repl_meta_write_al(struct repl_volume *v, struct dm_repl_meta_al_slot *s,
 		       u64 seq, unsigned int nr_extents);
@@ -389,6 +392,7 @@ void repl_group_released(struct repl_group *g);
 void repl_group_extend_lease(struct repl_group *g);
 void repl_group_push_gen(struct repl_group *g, u64 gen);
 struct repl_target;
+int repl_volume_grow(struct repl_target *rt, sector_t sectors);
 void repl_volume_set_active(struct repl_target *rt, bool active);
 bool repl_group_name_valid(const char *name);
 
@@ -406,6 +410,8 @@ struct repl_target {
 	/* As the table line said (status prints it, whatever the role now). */
 	unsigned int table_role;
 	char source[DM_REPL_GROUP_NAME_MAX];
+	/* A table larger than its volume: the bitmaps it grows to at resume. */
+	unsigned long *grow_bitmap, *grow_syncing;
 };
 
 /* Per-bio data: the records a bio reserved, committed at its completion. */

@@ -205,9 +205,30 @@ static void repl_dtr(struct dm_target *ti)
 	repl_apply_resume(rt);	/* no longer counted as suspended */
 	repl_volume_set_active(rt, false);
 	repl_volume_put(rt->vol, rt->meta_dev->bdev);
+	kvfree(rt->grow_syncing);
+	kvfree(rt->grow_bitmap);
 	dm_put_device(ti, rt->meta_dev);
 	dm_put_device(ti, rt->data_dev);
 	kfree(rt);
+}
+
+/* A table larger than its volume: the bitmaps it grows to, now. */
+static int alloc_grow(struct dm_target *ti, struct repl_target *rt)
+{
+	struct repl_volume *v = rt->vol;
+	unsigned long longs;
+
+	if (ti->len == v->sectors)
+		return 0;
+	longs = BITS_TO_LONGS(DIV_ROUND_UP_SECTOR_T(ti->len,
+						    1 << v->region_shift));
+	rt->grow_bitmap = kvcalloc(longs, sizeof(long), GFP_KERNEL);
+	rt->grow_syncing = kvcalloc(longs, sizeof(long), GFP_KERNEL);
+	if (!rt->grow_bitmap || !rt->grow_syncing) {
+		ti->error = "Cannot allocate the grown volume's bitmap";
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 static int repl_ctr(struct dm_target *ti, unsigned int argc, char **argv)
@@ -305,12 +326,15 @@ static int repl_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		goto bad_vol;
 	}
 	rt->ring_mb = rt->vol->group->ring.size >> 20;
+	r = alloc_grow(ti, rt);
+	if (r)
+		goto bad_grow;
 	if (role == DM_REPL_ROLE_SECONDARY)
 		repl_apply_join(rt->vol->group, rt->vol);
 
 	r = dm_set_target_max_io_len(ti, DM_REPL_REC_PAYLOAD_MAX >> SECTOR_SHIFT);
 	if (r)
-		goto bad_io_len;
+		goto bad_grow;
 	ti->num_flush_bios = 1;
 	ti->num_discard_bios = 1;
 	ti->num_write_zeroes_bios = 1;
@@ -324,7 +348,9 @@ static int repl_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	repl_apply_suspend(rt);
 	return 0;
 
-bad_io_len:
+bad_grow:
+	kvfree(rt->grow_syncing);
+	kvfree(rt->grow_bitmap);
 	repl_volume_put(rt->vol, rt->meta_dev->bdev);
 bad_vol:
 	dm_put_device(ti, rt->meta_dev);
@@ -529,7 +555,10 @@ static void repl_presuspend(struct dm_target *ti)
 	repl_apply_suspend(ti->private);
 }
 
-/* A table that has other targets after this one cannot go live. */
+/*
+ * A table that has other targets after this one cannot go live. A table
+ * larger than its volume grows it here: the old table is suspended.
+ */
 static int repl_preresume(struct dm_target *ti)
 {
 	struct repl_target *rt = ti->private;
@@ -539,6 +568,8 @@ static int repl_preresume(struct dm_target *ti)
 		      rt->vol->group->name);
 		return -EINVAL;
 	}
+	if (ti->len > rt->vol->sectors)
+		return repl_volume_grow(rt, ti->len);
 	return 0;
 }
 

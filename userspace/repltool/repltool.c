@@ -38,6 +38,8 @@ static const struct cmd cmds[] = {
 	  cmd_rejoin, usage_rejoin },
 	{ "replicate", "ship a primary group's ring to a secondary group",
 	  cmd_replicate, usage_replicate },
+	{ "resize", "grow a resource's local volumes to their grown data devices",
+	  cmd_resize, usage_resize },
 	{ "resync", "put a primary group's dirty regions in its ring", cmd_resync,
 	  usage_resync },
 	{ "secondary", "demote a resource's local volumes", cmd_secondary,

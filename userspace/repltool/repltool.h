@@ -196,6 +196,8 @@ int cmd_secondary(int argc, char **argv);
 void usage_secondary(FILE *f);
 int cmd_rejoin(int argc, char **argv);
 void usage_rejoin(FILE *f);
+int cmd_resize(int argc, char **argv);
+void usage_resize(FILE *f);
 
 /* ---- repld's control socket (daemon.c) ---- */
 

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
  * repltool's verbs over a resource file, /etc/dm-repl/GROUP.conf, as
- * drbdadm's over /etc/drbd.d: create-md, up, down, primary and secondary act
- * on the volumes of this host's site. Tables go through libdevmapper (dm.c),
+ * drbdadm's over /etc/drbd.d: create-md, up, down, primary, secondary, rejoin
+ * and resize act on the volumes of this host's site. Tables go through libdevmapper (dm.c),
  * metadata through "meta create" (meta.c).
  */
 #include <errno.h>
@@ -275,7 +275,10 @@ static int vol_read(const struct res *r, struct res_vol *v)
 	if (block_dev(r, c, "data", c->data, &v->data, &bytes) ||
 	    block_dev(r, c, "meta", c->meta, &v->meta, &meta_bytes) || read_sb(r, c, &sb))
 		return -1;
-	v->sectors = bytes / 512;
+	v->dev_sectors = bytes / 512;
+	v->sectors = sb.data_sectors;
+	v->meta_bytes = meta_bytes;
+	v->bm_offset = sb.bm_offset;
 	if (strncmp(sb.group, r->kgroup, sizeof(sb.group))) {
 		err_msg("%s: volume %u: %s holds metadata of group \"%.*s\", not of \"%s\" "
 			"(repltool create-md)", r->conf.name, c->index, c->meta,
@@ -287,11 +290,12 @@ static int vol_read(const struct res *r, struct res_vol *v)
 			r->conf.name, c->index, c->meta, sb.volume);
 		return -1;
 	}
-	if (sb.data_sectors != v->sectors) {
-		err_msg("%s: volume %u: %s was made for %llu sectors of data, %s has %llu "
-			"(repltool create-md)", r->conf.name, c->index, c->meta,
-			(unsigned long long)sb.data_sectors, c->data,
-			(unsigned long long)v->sectors);
+	/* Larger: it grew, and runs at the metadata's size until resize. */
+	if (sb.data_sectors > v->dev_sectors) {
+		err_msg("%s: volume %u: %s was made for %llu sectors of data, %s has %llu: "
+			"shrinking a replicated volume is not supported", r->conf.name,
+			c->index, c->meta, (unsigned long long)sb.data_sectors, c->data,
+			(unsigned long long)v->dev_sectors);
 		return -1;
 	}
 	if (!dmrepl_meta_role_name(sb.role)) {
@@ -484,6 +488,11 @@ static int up_volume(const struct res *r, const struct res_vol *v, bool *created
 	}
 	*created = true;
 	printf("%s: up, %s\n", name, dmrepl_meta_role_name(v->role));
+	if (v->dev_sectors > v->sectors)
+		printf("%s: its data device grew to %llu sectors, it runs at its metadata's "
+		       "%llu until repltool resize %s\n", name,
+		       (unsigned long long)v->dev_sectors, (unsigned long long)v->sectors,
+		       r->conf.name);
 	return 0;
 }
 
@@ -881,6 +890,119 @@ int cmd_rejoin(int argc, char **argv)
 	       "peer, inconsistent until then\n", r.conf.name, r.peer->name);
 	ret = EXIT_OK;
 out:
+	res_free(&r);
+	return ret;
+}
+
+/* ---- resize ------------------------------------------------------------- */
+
+void usage_resize(FILE *f)
+{
+	fprintf(f,
+"Usage: repltool resize [--config-dir DIR] [--site NAME] GROUP\n"
+"\n"
+"Grow each volume of the local site of GROUP.conf whose data device grew\n"
+"(lvextend) to the device's new size: reload its live table with the new\n"
+"length, suspend, resume. The kernel grows the metadata's bitmap and\n"
+"superblock; on a primary the new space is dirty and repld resyncs it.\n"
+"Grow the replica site first: a primary larger than its replica is refused\n"
+"by the replica. The volumes must be up. A data device smaller than its\n"
+"metadata says is refused: shrinking is not supported.\n"
+"\n"
+COMMON_OPTS_HELP);
+}
+
+/*
+ * Whether the metadata device holds the bitmap of dev_sectors: the kernel
+ * says so too, but only in its log. 0 or -1 (reported).
+ */
+static int resize_check_meta(const struct res *r, const struct res_vol *v)
+{
+	__u64 region = (__u64)v->region_kb * 2;
+	__u64 regions = (v->dev_sectors + region - 1) / region;
+	__u64 need = 512 * (v->bm_offset + 8 * ((regions + DM_REPL_BM_BLOCK_BITS - 1) /
+						DM_REPL_BM_BLOCK_BITS));
+
+	if (need <= v->meta_bytes)
+		return 0;
+	err_msg("%s: volume %u: %s holds %llu bytes, the bitmap of %llu sectors of data needs "
+		"%llu: grow the meta device first", r->conf.name, v->conf->index,
+		v->conf->meta, (unsigned long long)v->meta_bytes,
+		(unsigned long long)v->dev_sectors, (unsigned long long)need);
+	return -1;
+}
+
+/* Reload a live volume with dev_sectors, suspend, resume. 0 or -1 (reported). */
+static int resize_volume(const struct res *r, const struct res_vol *v)
+{
+	char params[2 * PATH_MAX], type[32];
+	const char *name = v->conf->device;
+	struct dmdev_info i;
+	__u64 live;
+	int ret, err;
+
+	if (info(name, &i))
+		return -1;
+	if (!i.exists) {
+		err_msg("%s: not up (repltool up %s)", name, r->conf.name);
+		return -1;
+	}
+	ret = dmdev_table(name, &live, type, sizeof(type), params, sizeof(params));
+	if (ret) {
+		err_msg("%s: its table cannot be read: %s", name, strerror(-ret));
+		return -1;
+	}
+	if (strcmp(type, TARGET) || live != v->sectors) {
+		err_msg("%s: is up with \"0 %llu %s\", not a %s table of its metadata's %llu "
+			"sectors", name, (unsigned long long)live, type, TARGET,
+			(unsigned long long)v->sectors);
+		return -1;
+	}
+	if (resize_check_meta(r, v))
+		return -1;
+	ret = dmdev_reload(name, v->dev_sectors, TARGET, params);
+	if (ret) {
+		err_msg("%s: the kernel refused the table of %llu sectors: %s (the kernel log "
+			"says why; the old table stays)", name,
+			(unsigned long long)v->dev_sectors, strerror(-ret));
+		return -1;
+	}
+	ret = dmdev_suspend(name);
+	err = dmdev_resume(name);
+	if (ret || err) {
+		err_msg("%s: %s: %s (the kernel log says why)", name, ret ? "suspend" : "resume",
+			strerror(-(ret ? ret : err)));
+		return -1;
+	}
+	printf("%s: grew from %llu to %llu sectors\n", name, (unsigned long long)v->sectors,
+	       (unsigned long long)v->dev_sectors);
+	return 0;
+}
+
+int cmd_resize(int argc, char **argv)
+{
+	static const struct option lopts[] = { COMMON_LONG_OPTS, { NULL, 0, NULL, 0 } };
+	unsigned int i, grown = 0;
+	struct verb_opts o;
+	struct res r;
+	int ret;
+
+	ret = parse_opts("resize", argc, argv, lopts, usage_resize, &o);
+	if (ret)
+		return ret < 0 ? EXIT_OK : ret;
+	if (res_load(&r, &o))
+		return EXIT_RUNTIME;
+	ret = vols_read(&r) ? EXIT_RUNTIME : EXIT_OK;
+	for (i = 0; i < NVOLS(&r) && ret == EXIT_OK; i++) {
+		if (r.vols[i].dev_sectors == r.vols[i].sectors)
+			continue;
+		if (resize_volume(&r, &r.vols[i]))
+			ret = EXIT_RUNTIME;
+		else
+			grown++;
+	}
+	if (ret == EXIT_OK && !grown)
+		printf("%s: no data device grew: nothing to do\n", r.conf.name);
 	res_free(&r);
 	return ret;
 }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * repltool's verbs over a resource file (resource.c): create-md, up, down,
- * primary, secondary. What they know of the group, and the table lines they
+ * primary, secondary, rejoin, resize. What they know of the group, and the table lines they
  * build from it.
  */
 #ifndef REPLTOOL_RESOURCE_H
@@ -19,7 +19,10 @@ struct res_vol {
 	const struct dmrepl_conf_volume *conf;
 	unsigned int role;		/* enum dm_repl_meta_role, the metadata's */
 	unsigned int region_kb;		/* the metadata's */
-	__u64 sectors;			/* of the data device */
+	__u64 sectors;			/* the metadata's data_sectors: the table's */
+	__u64 dev_sectors;		/* of the data device: more once it grew */
+	__u64 meta_bytes;		/* of the meta device */
+	__u64 bm_offset;		/* the metadata's */
 	dev_t data, meta;		/* device numbers */
 };
 
