@@ -73,18 +73,6 @@ disks() {
 		dd if=/dev/urandom of="${DATA[beta:1]}" bs=1M count=$MB status=none
 }
 
-# tool SITE VERB [ARGS...]: repltool VERB for SITE of vm1.
-tool() {
-	local site=$1 verb=$2
-	shift 2
-	"$REPLTOOL" "$verb" --config-dir "$W/conf" --site "$site" "$@" vm1
-}
-
-start() {
-	"$REPLD" --config-dir "$W/conf" --site "$1" --socket "$W/$1.sock" >>"$W/$1.log" 2>&1 &
-	echo $! >"$W/$1.pid"
-}
-
 # synced: alpha is up to date and beta consistent (300 s at most).
 synced() {
 	state_reaches vm1 state uptodate && state_reaches vm1b consistency consistent 60 &&

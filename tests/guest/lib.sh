@@ -470,3 +470,25 @@ site_stop() {
 site_logged() {
 	log_has "$W/$1.log" "$2" "${3:-20}"
 }
+
+# Two sites in this namespace (sites_conf with A_IP and B_IP of 127.0.0.0/8),
+# the resource file in $W/conf:
+# tool SITE VERB [ARGS...]: repltool VERB for SITE of vm1.
+tool() {
+	local site=$1 verb=$2
+	shift 2
+	"$REPLTOOL" "$verb" --config-dir "$W/conf" --site "$site" "$@" vm1
+}
+
+# start SITE: its repld, logging to $W/SITE.log, its pid in $W/SITE.pid.
+start() {
+	"$REPLD" --config-dir "$W/conf" --site "$1" --socket "$W/$1.sock" >>"$W/$1.log" 2>&1 &
+	echo $! >"$W/$1.pid"
+}
+
+# stop SITE: kill -9 its repld, and wait for it.
+stop() {
+	kill -9 "$(cat "$W/$1.pid")" 2>/dev/null
+	wait "$(cat "$W/$1.pid")" 2>/dev/null
+	rm -f "$W/$1.pid"
+}

@@ -33,24 +33,6 @@ grow() {
 	truncate -s "$2M" "$(losetup -n -O BACK-FILE "$1")" && losetup -c "$1"
 }
 
-# tool SITE VERB [ARGS...]: repltool VERB for SITE of vm1.
-tool() {
-	local site=$1 verb=$2
-	shift 2
-	"$REPLTOOL" "$verb" --config-dir "$W/conf" --site "$site" "$@" vm1
-}
-
-start() {
-	"$REPLD" --config-dir "$W/conf" --site "$1" --socket "$W/$1.sock" >>"$W/$1.log" 2>&1 &
-	echo $! >"$W/$1.pid"
-}
-
-stop() {
-	kill -9 "$(cat "$W/$1.pid")" 2>/dev/null
-	wait "$(cat "$W/$1.pid")" 2>/dev/null
-	rm -f "$W/$1.pid"
-}
-
 # The load: 4 KiB writes at random places of the first MB MiB of vm1-0.
 start_load() {
 	(

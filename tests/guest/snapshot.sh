@@ -73,23 +73,6 @@ EOF
 	chmod 755 "$W/hook"
 }
 
-tool() {
-	local site=$1 verb=$2
-	shift 2
-	"$REPLTOOL" "$verb" --config-dir "$W/conf" --site "$site" "$@" vm1
-}
-
-start() {
-	"$REPLD" --config-dir "$W/conf" --site "$1" --socket "$W/$1.sock" >>"$W/$1.log" 2>&1 &
-	echo $! >"$W/$1.pid"
-}
-
-stop() {
-	kill -9 "$(cat "$W/$1.pid")" 2>/dev/null
-	wait "$(cat "$W/$1.pid")" 2>/dev/null
-	rm -f "$W/$1.pid"
-}
-
 sum_of() {
 	sha256sum <"$1" | cut -d' ' -f1
 }

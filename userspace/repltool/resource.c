@@ -828,35 +828,20 @@ void usage_rejoin(FILE *f)
 COMMON_OPTS_HELP);
 }
 
-/* Send "rejoin" to the group, its volumes suspended. 0 or -1 (reported). */
+/*
+ * Send "rejoin" to the group. No suspension: no bio is mapped differently
+ * (a secondary's volumes are read-only either way), and the kernel lets a
+ * batch being applied finish first. 0 or -1 (reported).
+ */
 static int send_rejoin(const struct res *r)
 {
 	const char *name = r->vols[0].conf->device;
-	unsigned int i, suspended;
-	int ret = 0, err;
+	int err = dmdev_message(name, "rejoin");
 
-	for (suspended = 0; suspended < NVOLS(r); suspended++) {
-		err = dmdev_suspend(r->vols[suspended].conf->device);
-		if (err) {
-			err_msg("%s: suspend: %s", r->vols[suspended].conf->device,
-				strerror(-err));
-			ret = -1;
-			break;
-		}
-	}
-	err = ret ? 0 : dmdev_message(name, "rejoin");
-	if (err) {
-		err_msg("%s: rejoin refused: %s (the kernel log says more)", name, strerror(-err));
-		ret = -1;
-	}
-	for (i = 0; i < suspended; i++) {
-		err = dmdev_resume(r->vols[i].conf->device);
-		if (err) {
-			err_msg("%s: resume: %s", r->vols[i].conf->device, strerror(-err));
-			ret = -1;
-		}
-	}
-	return ret;
+	if (!err)
+		return 0;
+	err_msg("%s: rejoin refused: %s (the kernel log says more)", name, strerror(-err));
+	return -1;
 }
 
 int cmd_rejoin(int argc, char **argv)
