@@ -10,7 +10,8 @@
 #   resync   alpha's vm1 (one volume, a small ring) falls behind with
 #            TEST_DIRTY_MB of random data written while no repld runs; then
 #            repld resyncs it to beta's vm1b while fio writes a stream at
-#            TEST_STREAM_PCT % of the link rate. Every 0.2 s, repld's
+#            TEST_STREAM_PCT % of the link rate, from the link's connection
+#            on. Every 0.2 s, repld's
 #            lag_seconds (the stream's lag) and the kernel's counts. The
 #            resync rate is the bytes of the regions the kernel resynced
 #            over the time from the link's connection to uptodate.
@@ -25,8 +26,8 @@
 # resync or after the seeding, or when a step does not end. Its report is
 # the "report" lines on stdout; the 0.2 s samples go to VM_OUT/resync-samples.txt
 # (seconds, repld's lag_seconds, link state and resync budget in bytes/s,
-# the kernel's state, dirty regions, resynced regions and overflows, the
-# seconds the status took).
+# the kernel's state, dirty regions, resynced regions, overflows and
+# next_seq, repld's acked_seq, the seconds the status took).
 set -uo pipefail
 source "$(dirname "$0")/../guest/lib.sh"
 
@@ -103,8 +104,9 @@ link_rate() {
 # sample: one line of the samples from one `repltool status --socket`
 # (few processes: under TCG each costs): the time (EPOCHREALTIME), repld's
 # lag_seconds, link state and resync budget, then the kernel's state, dirty
-# regions, resynced regions and overflows of vm1; "-" for what it lacks;
-# last, the seconds that the status itself took.
+# regions, resynced regions, overflows and next_seq of vm1, repld's
+# acked_seq; "-" for what it lacks; last, the seconds that the status
+# itself took.
 sample() {
 	local k v sect=kernel t=$EPOCHREALTIME
 	local -A f=()
@@ -118,7 +120,8 @@ sample() {
 	echo "$EPOCHREALTIME ${f[link:lag_seconds]:--} ${f[link:link]:--}" \
 		"${f[link:resync_budget_bytes_per_s]:--} ${f[kernel:state]:--}" \
 		"${f[kernel:dirty_regions]:--} ${f[kernel:resynced_regions]:--}" \
-		"${f[kernel:overflows]:--} $(awk -v a="$t" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }')"
+		"${f[kernel:overflows]:--} ${f[kernel:next_seq]:--} ${f[link:acked_seq]:--}" \
+		"$(awk -v a="$t" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }')"
 }
 
 # percentile P: the P-th percentile of the numbers on stdin (nearest rank).
@@ -167,38 +170,34 @@ dd if=/dev/urandom of=/dev/mapper/vm1-0 bs=1M count="$DIRTY_MB" oflag=direct sta
 [[ $(status_of vm1 state) == behind ]] || die "vm1 is $(status_of vm1 state), not behind"
 site_start beta
 site_listening beta || die "beta's repld does not listen"
-stream=$((link * STREAM_PCT / 100))
-fio --name=stream --filename=/dev/mapper/vm1-0 --direct=1 --ioengine=libaio --iodepth=1 \
-	--rw=randwrite --bs=4k --rate="$stream" --time_based --runtime=3600 --refill_buffers \
-	--randrepeat=0 --output-format=terse --terse-version=3 --output="$W/stream.out" &
-fio_pid=$!
-# fio takes seconds to start under TCG: the resync begins once it writes.
-seq0=$(last_seq vm1) ov0=$(status_of vm1 overflows)
-end=$((SECONDS + 60))
-while [[ $(last_seq vm1)/$(status_of vm1 overflows) == "$seq0/$ov0" ]]; do
-	((SECONDS < end)) || die "the stream did not start within 60 s"
-	sleep 0.05
-done
 dirty=$(status_of vm1 dirty_regions) res0=$(status_of vm1 resynced_regions)
 ov0=$(status_of vm1 overflows)
-at "resync of $dirty dirty regions, the stream at $stream bytes/s"
+stream=$((link * STREAM_PCT / 100))
+at "resync of $dirty dirty regions, the stream at $stream bytes/s once connected"
 t0=$EPOCHREALTIME
 cpu_busy_mark
 site_start alpha
-t_conn="" t_end=""
+# The stream starts once the link is connected (its records do not wait
+# for the connection); W/stream.mark: the time and the kernel's next_seq then.
 end=$((SECONDS + ${TEST_RESYNC_TIMEOUT:-600}))
 while ((SECONDS < end)); do
 	s=$(sample)
-	echo "$s"
-	read -r t _ lstate _ kstate kdirty _ <<<"$s"
-	[[ -z $t_conn && $lstate == connected ]] && t_conn=$t
-	if [[ -n $t_conn && $kstate == uptodate && $kdirty == 0 ]]; then
-		t_end=$t
-		break
+	echo "$s" >>"$W/samples.raw"
+	read -r t _ lstate _ kstate kdirty _ _ kseq _ <<<"$s"
+	if [[ -z $fio_pid && $lstate == connected ]]; then
+		fio --name=stream --filename=/dev/mapper/vm1-0 --direct=1 --ioengine=libaio \
+			--iodepth=1 --rw=randwrite --bs=4k --rate="$stream" --time_based --runtime=3600 \
+			--refill_buffers --randrepeat=0 --output-format=terse --terse-version=3 \
+			--output="$W/stream.out" &
+		fio_pid=$!
+		echo "$t $kseq" >"$W/stream.mark"
 	fi
+	[[ -n $fio_pid && $kstate == uptodate && $kdirty == 0 ]] && break
 	sleep 0.2
-done | awk -v t0="$t0" '{ $1 = sprintf("%.2f", $1 - t0); print }' >"$SAMPLES"
+done
 busy=$(cpu_busy_s)
+awk -v t0="$t0" '{ $1 = sprintf("%.2f", $1 - t0); print }' "$W/samples.raw" >"$SAMPLES"
+read -r t_stream seq_stream < <(awk -v t0="$t0" '{ printf "%.2f %s\n", $1 - t0, $2 }' "$W/stream.mark")
 # The connection: the first sample with the link connected; the end: uptodate.
 read -r t_conn t_end < <(awk '!c && $3 == "connected" { c = $1 }
 	c && $5 == "uptodate" && $6 == 0 { print c, $1; exit }' "$SAMPLES")
@@ -218,10 +217,16 @@ sums_equal "after the resync"
 
 secs=$(awk -v a="$t_conn" -v b="$t_end" 'BEGIN { printf "%.2f", b - a }')
 rbytes=$((resynced * region))
-# The samples while it resynced: from the connection to uptodate.
-awk -v a="$t_conn" '$1 >= a && $2 != "-" { print $2 }' "$SAMPLES" >"$W/lags"
+# The stream's lag: the samples once every record from before the stream
+# was acknowledged (the ring's backlog from the time with no repld), to
+# uptodate.
+awk -v s="$seq_stream" -v b="$t_end" '$10 != "-" && $10 >= s - 1 && $1 <= b && $2 != "-" { print $1, $2 }' \
+	"$SAMPLES" >"$W/lags"
 nlag=$(wc -l <"$W/lags")
-every=$(awk -v a="$t_conn" '$1 >= a { if (n++ == 0) f = $1; l = $1 } END { printf "%.2f", (n > 1 ? (l - f) / (n - 1) : 0) }' "$SAMPLES")
+[[ $nlag -gt 0 ]] || die "no sample of the stream's lag"
+t_lag=$(head -1 "$W/lags" | cut -d' ' -f1)
+every=$(awk '{ if (n++ == 0) f = $1; l = $1 } END { printf "%.2f", (n > 1 ? (l - f) / (n - 1) : 0) }' "$W/lags")
+cut -d' ' -f2 "$W/lags" >"$W/lag-values"
 report "resync: $DIRTY_MB MiB of random data written with no repld into a $RING_MB MiB ring:" \
 	"$dirty regions of $((region >> 10)) KiB dirty on a $MB MiB volume; then repld's defaults" \
 	"(resync-lag-target 1s, no resync-rate), zstd, TLS"
@@ -233,8 +238,9 @@ report "resync / (link - stream): $(awk -v r="$rbytes" -v s="$secs" -v l="$link"
 	'BEGIN { printf "%.2f", r / s / (l - m) }') (goal >= 0.8); resync / link:" \
 	"$(awk -v r="$rbytes" -v s="$secs" -v l="$link" 'BEGIN { printf "%.2f", r / s / l }')"
 report "stream lag during the resync ($nlag samples of repld's lag_seconds, every 0.2 s asked, $every s in fact):" \
-	"p50 $(percentile 50 <"$W/lags") s, p99 $(percentile 99 <"$W/lags") s," \
-	"max $(percentile 100 <"$W/lags") s (goal p99 < 2 s)"
+	"p50 $(percentile 50 <"$W/lag-values") s, p99 $(percentile 99 <"$W/lag-values") s," \
+	"max $(percentile 100 <"$W/lag-values") s (goal p99 < 2 s); the stream started $t_stream s after" \
+	"repld, its records alone from $t_lag s (once the backlog of the time with no repld was acknowledged)"
 report "CPUs during the resync (from repld's start, $(nproc) of them): $busy CPU-s busy in" \
 	"$(awk -v a="$t_end" 'BEGIN { printf "%.2f", a }') s," \
 	"$(awk -v b="$busy" -v a="$t_end" -v n="$(nproc)" 'BEGIN { printf "%.0f", 100 * b / a / n }')% of them"
@@ -289,7 +295,7 @@ sent=$(sed -n 's/^fix vm1: [0-9]* regions resent, \([0-9]*\) bytes applied.*/\1/
 out=$(quiesce vm1 vm1b 120) || die "after the seeding: $out"
 sums_equal "after the seeding"
 differ=$((n * region))
-report "seeding: $n of $regions regions ($((n * 100 / regions))%) changed on the replica, 512 bytes in each:" \
+report "seeding: $n of $regions regions ($(awk -v a="$n" -v b="$regions" 'BEGIN { printf "%.1f", 100 * a / b }')%) changed on the replica, 512 bytes in each:" \
 	"$(compared "$W/seed.out") bytes compared, $differ bytes differing (regions), $sent bytes" \
 	"resent by --fix: $(awk -v a="$sent" -v b="$differ" 'BEGIN { printf "%.2f", a / b }')x (goal 1.0x);" \
 	"the link carried $raw raw bytes ($wire on the wire, with the hashes):" \
