@@ -9,17 +9,22 @@
 #   two-guests  two guests over a capped link: repl + repld against DRBD 8.4
 #               and dm-linear, the lag, the catch-up, the compression ratio
 #               (tests/bench/two-guests.sh): build/bench/two-guests.txt
+#   resync      two sites in one guest over a capped veth link: a resync's
+#               rate against the link left by a stream, the stream's lag
+#               meanwhile, seeding's bytes sent and hashing rate
+#               (tests/bench/resync.sh): build/bench/resync.txt
 #
-# BENCH_PARTS (default "shipper guest two-guests") runs only some of them.
+# BENCH_PARTS (default "shipper guest two-guests resync") runs only some of
+# them.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=build/bench
 mkdir -p "$out"
-parts=" ${BENCH_PARTS:-shipper guest two-guests} "
+parts=" ${BENCH_PARTS:-shipper guest two-guests resync} "
 for p in $parts; do
 	case $p in
-	shipper | guest | two-guests) ;;
-	*) echo "bench: BENCH_PARTS: no part \"$p\" (shipper, guest, two-guests)" >&2 && exit 2 ;;
+	shipper | guest | two-guests | resync) ;;
+	*) echo "bench: BENCH_PARTS: no part \"$p\" (shipper, guest, two-guests, resync)" >&2 && exit 2 ;;
 	esac
 done
 
@@ -88,3 +93,5 @@ bench_guest() {
 # The two-guest part's guard: it fails when a guest failed, a replica
 # differs from its primary or a kernel log has a splat.
 [[ $parts != *" two-guests "* ]] || tests/bench/two-guests.sh
+# The same for the resync part's guest.
+[[ $parts != *" resync "* ]] || tests/bench/resync.sh

@@ -1,0 +1,309 @@
+#!/usr/bin/env bash
+# Runs in the guest (tests/bench/resync.sh): a resync and a seeding over
+# repld, between two sites in this guest (tests/guest/lib.sh: the network
+# namespaces dmr-alpha and dmr-beta joined by veth, a repld in each, TLS 1.3
+# with a PSK), the link capped by tc tbf on both ends.
+#
+#   link     probe send|sink (tools/bench-two-guests) alpha to beta, for
+#            TEST_LINK_S seconds, uncapped, then capped: the capped figure
+#            is the link rate of every ratio
+#   resync   alpha's vm1 (one volume, a small ring) falls behind with
+#            TEST_DIRTY_MB of random data written while no repld runs; then
+#            repld resyncs it to beta's vm1b while fio writes a stream at
+#            TEST_STREAM_PCT % of the link rate, from the link's connection
+#            on. Every 0.2 s, repld's
+#            lag_seconds (the stream's lag) and the kernel's counts. The
+#            resync rate is the bytes of the regions the kernel resynced
+#            over the time from the link's connection to uptodate.
+#   seeding  a verify pass of the equal pair (the hashing rate), then 1 % of
+#            the replica's regions changed behind its back (one sector in
+#            each) and `repltool verify --replica vm1b --fix`: the bytes
+#            compared, differing and sent (the fix's, and the link's raw
+#            bytes, which carry the hashes too); openssl speed's SHA-256 on
+#            one of this guest's cores beside it.
+#
+# It fails when the replica's sha256 differs from the primary's after the
+# resync or after the seeding, or when a step does not end. Its report is
+# the "report" lines on stdout; the 0.2 s samples go to VM_OUT/resync-samples.txt
+# (seconds, repld's lag_seconds, link state and resync budget in bytes/s,
+# the kernel's state, dirty regions, resynced regions, overflows and
+# next_seq, repld's acked_seq, the seconds the status took).
+set -uo pipefail
+source "$(dirname "$0")/../guest/lib.sh"
+
+RATE=${TEST_RESYNC_RATE:-8mbit}
+TBF=${TEST_RESYNC_TBF:-burst 64kb latency 100ms}
+MB=${TEST_RESYNC_VOL_MB:-64}
+DIRTY_MB=${TEST_DIRTY_MB:-32}
+STREAM_PCT=${TEST_STREAM_PCT:-25}
+LINK_S=${TEST_LINK_S:-8}
+RING_MB=4
+PROBE=$TOP/tools/bench-two-guests/probe
+SINK_PORT=7795
+W=$(mktemp -d /tmp/resync-bench.XXXXXX)
+SAMPLES=${VM_OUT:-$W}/resync-samples.txt
+# shellcheck disable=SC2034 # lib.sh's sites_* read them
+A_IP=10.77.1.1 B_IP=10.77.1.2 SITES_VOLUMES=0
+# shellcheck disable=SC2034 # META: site_volume's and sites_conf's
+declare -A DATA META
+
+fio_pid=""
+# The stream's fio first: sites_cleanup waits for every job.
+cleanup() {
+	[[ -n $fio_pid ]] && kill "$fio_pid" 2>/dev/null
+	sites_netns_cleanup
+}
+trap cleanup EXIT
+
+die() {
+	echo "resync bench: $*" >&2
+	exit 1
+}
+
+at() {
+	echo "# $SECONDS s: $*"
+}
+
+report() {
+	echo "report $*"
+}
+
+now() {
+	date +%s.%N
+}
+
+# mbs BYTES SECONDS: MB/s (10^6 bytes).
+mbs() {
+	awk -v b="$1" -v s="$2" 'BEGIN { printf "%.2f", (s > 0 ? b / s / 1e6 : 0) }'
+}
+
+# cpu_busy_mark, cpu_busy_s: the CPU-seconds this guest's CPUs were busy
+# (all of them together) since the mark.
+cpu_busy_mark() {
+	head -1 /proc/stat >"$W/cpu.mark"
+}
+
+cpu_busy_s() {
+	{ cat "$W/cpu.mark" && head -1 /proc/stat; } | awk -v hz="$(getconf CLK_TCK)" '
+		{ n++; idle[n] = $5 + $6; all[n] = 0; for (i = 2; i <= NF; i++) all[n] += $i }
+		END { printf "%.2f", (all[2] - all[1] - (idle[2] - idle[1])) / hz }'
+}
+
+# link_rate: probe send alpha to beta for LINK_S seconds; "BYTES SECONDS"
+# (the seconds until beta's sink read it all).
+link_rate() {
+	local sink
+	ip netns exec dmr-beta "$PROBE" sink "$SINK_PORT" >"$W/sink.out" &
+	sink=$!
+	log_has "$W/sink.out" listening 20 >&2 || return 1
+	ip netns exec dmr-alpha "$PROBE" send "$B_IP" "$SINK_PORT" "$LINK_S" >"$W/send.out" &&
+		wait "$sink" || return 1
+	awk '{ print $2, $4 }' "$W/send.out"
+}
+
+# sample: one line of the samples from one `repltool status --socket`
+# (few processes: under TCG each costs): the time (EPOCHREALTIME), repld's
+# lag_seconds, link state and resync budget, then the kernel's state, dirty
+# regions, resynced regions, overflows and next_seq of vm1, repld's
+# acked_seq; "-" for what it lacks; last, the seconds that the status
+# itself took.
+sample() {
+	local k v sect=kernel t=$EPOCHREALTIME
+	local -A f=()
+	while read -r k v _; do
+		if [[ -z $v && $k == link ]]; then
+			sect="link"
+		elif [[ -n $k && -z ${f[$sect:$k]:-} ]]; then
+			f[$sect:$k]=$v
+		fi
+	done < <("$REPLTOOL" status --socket "$W/alpha.sock" vm1 2>/dev/null)
+	echo "$EPOCHREALTIME ${f[link:lag_seconds]:--} ${f[link:link]:--}" \
+		"${f[link:resync_budget_bytes_per_s]:--} ${f[kernel:state]:--}" \
+		"${f[kernel:dirty_regions]:--} ${f[kernel:resynced_regions]:--}" \
+		"${f[kernel:overflows]:--} ${f[kernel:next_seq]:--} ${f[link:acked_seq]:--}" \
+		"$(awk -v a="$t" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }')"
+}
+
+# percentile P: the P-th percentile of the numbers on stdin (nearest rank).
+percentile() {
+	sort -g | awk -v p="$1" '{ v[NR] = $1 } END { i = int(NR * p / 100 + 0.999); if (i < 1) i = 1; print NR ? v[i] : "-" }'
+}
+
+# sums_equal WHAT: the replica's data, read past any cache, is the primary's.
+sums_equal() {
+	local a b
+	echo 1 >/proc/sys/vm/drop_caches
+	a=$(data_sum "${DATA[alpha:0]}") b=$(data_sum "${DATA[beta:0]}")
+	[[ $a == "$b" ]] || die "$1: the replica's sha256 $b is not the primary's $a"
+	echo "# $1: the replica's sha256 is the primary's ($a)"
+}
+
+# ---- the sites and the link --------------------------------------------------------
+modprobe sch_tbf
+sites_network || die "the two namespaces"
+openssl rand -hex 32 >"$W/psk" && chmod 600 "$W/psk"
+site_volume alpha vm1 primary 0 2 ring_mb "$RING_MB" >/dev/null || die "alpha's volume"
+site_volume beta vm1b secondary 0 2 source vm1 >/dev/null || die "beta's volume"
+sites_conf "$W/conf" "$W/psk"
+# A guest under TCG on a busy host may be silent longer than 3 s.
+sed -i 's/timeout 3s;/timeout 20s;/' "$W/conf/vm1.conf"
+grep -q 'timeout 20s;' "$W/conf/vm1.conf" || die "no timeout of 3 s in sites_conf's file to lengthen"
+region=$(($(status_of vm1 region_sectors) * 512))
+regions=$(status_of vm1 nr_regions)
+echo "# $(nproc) CPUs, volumes of $MB MiB ($regions regions of $region bytes), ring $RING_MB MiB"
+
+at "link"
+read -r raw_b raw_s < <(link_rate) || die "the uncapped link's rate"
+# shellcheck disable=SC2086 # TBF is a list of tc's words
+ip netns exec dmr-alpha tc qdisc add dev va root tbf rate "$RATE" $TBF || die "tc tbf on va"
+# shellcheck disable=SC2086
+ip netns exec dmr-beta tc qdisc add dev vb root tbf rate "$RATE" $TBF || die "tc tbf on vb"
+read -r cap_b cap_s < <(link_rate) || die "the capped link's rate"
+link=$(awk -v b="$cap_b" -v s="$cap_s" 'BEGIN { printf "%d", b / s }')
+report "link: veth between two network namespaces, tbf rate $RATE $TBF on both ends;" \
+	"uncapped $(mbs "$raw_b" "$raw_s") MB/s, capped $(mbs "$cap_b" "$cap_s") MB/s (the link rate)"
+
+# ---- the resync while a stream writes ------------------------------------------------
+at "behind: $DIRTY_MB MiB with no repld"
+dd if=/dev/urandom of=/dev/mapper/vm1-0 bs=1M count="$DIRTY_MB" oflag=direct status=none ||
+	die "the writes that put vm1 behind"
+[[ $(status_of vm1 state) == behind ]] || die "vm1 is $(status_of vm1 state), not behind"
+site_start beta
+site_listening beta || die "beta's repld does not listen"
+dirty=$(status_of vm1 dirty_regions) res0=$(status_of vm1 resynced_regions)
+ov0=$(status_of vm1 overflows)
+stream=$((link * STREAM_PCT / 100))
+at "resync of $dirty dirty regions, the stream at $stream bytes/s once connected"
+t0=$EPOCHREALTIME
+cpu_busy_mark
+site_start alpha
+# The stream starts once the link is connected (its records do not wait
+# for the connection); W/stream.mark: the time and the kernel's next_seq then.
+end=$((SECONDS + ${TEST_RESYNC_TIMEOUT:-600}))
+while ((SECONDS < end)); do
+	s=$(sample)
+	echo "$s" >>"$W/samples.raw"
+	read -r t _ lstate _ kstate kdirty _ _ kseq _ <<<"$s"
+	if [[ -z $fio_pid && $lstate == connected ]]; then
+		fio --name=stream --filename=/dev/mapper/vm1-0 --direct=1 --ioengine=libaio \
+			--iodepth=1 --rw=randwrite --bs=4k --rate="$stream" --time_based --runtime=3600 \
+			--refill_buffers --randrepeat=0 --output-format=terse --terse-version=3 \
+			--output="$W/stream.out" &
+		fio_pid=$!
+		echo "$t $kseq" >"$W/stream.mark"
+	fi
+	[[ -n $fio_pid && $kstate == uptodate && $kdirty == 0 ]] && break
+	sleep 0.2
+done
+busy=$(cpu_busy_s)
+awk -v t0="$t0" '{ $1 = sprintf("%.2f", $1 - t0); print }' "$W/samples.raw" >"$SAMPLES"
+read -r t_stream seq_stream < <(awk -v t0="$t0" '{ printf "%.2f %s\n", $1 - t0, $2 }' "$W/stream.mark")
+# The connection: the first sample with the link connected; the end: uptodate.
+read -r t_conn t_end < <(awk '!c && $3 == "connected" { c = $1 }
+	c && $5 == "uptodate" && $6 == 0 { print c, $1; exit }' "$SAMPLES")
+[[ -n $t_end ]] || die "vm1 not uptodate after ${TEST_RESYNC_TIMEOUT:-600} s: $(tail -1 "$SAMPLES")"
+resynced=$(($(status_of vm1 resynced_regions) - res0))
+overflows=$(($(status_of vm1 overflows) - ov0))
+kill -INT "$fio_pid"
+# (fio exits 1 when stopped by a signal: its figures tell whether it ran)
+wait "$fio_pid"
+fio_pid=""
+# terse v3: field 48 is the write bandwidth in KiB/s
+stream_got=$(awk -F';' 'NF > 49 { printf "%d", $48 * 1024 }' "$W/stream.out")
+[[ -n $stream_got ]] || die "no figures from the stream's fio: $(tail -3 "$W/stream.out")"
+out=$(shipped "$W/alpha.sock" vm1 120) || die "after the resync: $out"
+out=$(quiesce vm1 vm1b 120) || die "after the resync: $out"
+sums_equal "after the resync"
+
+secs=$(awk -v a="$t_conn" -v b="$t_end" 'BEGIN { printf "%.2f", b - a }')
+rbytes=$((resynced * region))
+# The stream's lag: the samples once every record from before the stream
+# was acknowledged (the ring's backlog from the time with no repld), to
+# uptodate.
+awk -v s="$seq_stream" -v b="$t_end" '$10 != "-" && $10 >= s - 1 && $1 <= b && $2 != "-" { print $1, $2 }' \
+	"$SAMPLES" >"$W/lags"
+nlag=$(wc -l <"$W/lags")
+[[ $nlag -gt 0 ]] || die "no sample of the stream's lag"
+t_lag=$(head -1 "$W/lags" | cut -d' ' -f1)
+every=$(awk '{ if (n++ == 0) f = $1; l = $1 } END { printf "%.2f", (n > 1 ? (l - f) / (n - 1) : 0) }' "$W/lags")
+cut -d' ' -f2 "$W/lags" >"$W/lag-values"
+report "resync: $DIRTY_MB MiB of random data written with no repld into a $RING_MB MiB ring:" \
+	"$dirty regions of $((region >> 10)) KiB dirty on a $MB MiB volume; then repld's defaults" \
+	"(resync-lag-target 1s, no resync-rate), zstd, TLS"
+report "stream: fio 4 KiB random writes at $STREAM_PCT% of the link ($stream bytes/s asked):" \
+	"$(mbs "$stream_got" 1) MB/s"
+report "resync: $resynced regions ($(mbs "$rbytes" 1) MB) resynced in $secs s, from the link's" \
+	"connection ($t_conn s after repld's start) to uptodate: $(mbs "$rbytes" "$secs") MB/s"
+report "resync / (link - stream): $(awk -v r="$rbytes" -v s="$secs" -v l="$link" -v m="$stream_got" \
+	'BEGIN { printf "%.2f", r / s / (l - m) }') (goal >= 0.8); resync / link:" \
+	"$(awk -v r="$rbytes" -v s="$secs" -v l="$link" 'BEGIN { printf "%.2f", r / s / l }')"
+report "stream lag during the resync ($nlag samples of repld's lag_seconds, every 0.2 s asked, $every s in fact):" \
+	"p50 $(percentile 50 <"$W/lag-values") s, p99 $(percentile 99 <"$W/lag-values") s," \
+	"max $(percentile 100 <"$W/lag-values") s (goal p99 < 2 s); the stream started $t_stream s after" \
+	"repld, its records alone from $t_lag s (once the backlog of the time with no repld was acknowledged)"
+report "CPUs during the resync (from repld's start, $(nproc) of them): $busy CPU-s busy in" \
+	"$(awk -v a="$t_end" 'BEGIN { printf "%.2f", a }') s," \
+	"$(awk -v b="$busy" -v a="$t_end" -v n="$(nproc)" 'BEGIN { printf "%.0f", 100 * b / a / n }')% of them"
+report "repld's resync budget (resync_budget_bytes_per_s) over the samples: p50" \
+	"$(awk -v a="$t_conn" -v b="$t_end" '$1 >= a && $1 <= b && $4 != "-" { print $4 }' "$SAMPLES" |
+		percentile 50) bytes/s; the status call itself took p50" \
+	"$(awk '{ print $NF }' "$SAMPLES" | percentile 50) s, max $(awk '{ print $NF }' "$SAMPLES" | percentile 100) s"
+report "writes that overflowed the ring during the resync: $overflows;" \
+	"the replica's sha256 equals the primary's"
+
+# ---- seeding ----------------------------------------------------------------------------
+# verify_pass OUT [OPTS...]: repltool verify of vm1 against vm1b, repld
+# shipping its records; prints "SECONDS CPU-SECONDS EXIT".
+verify_pass() {
+	local out=$1 t rc
+	shift
+	cpu_busy_mark
+	t=$(now)
+	"$REPLTOOL" verify --replica vm1b "$@" vm1 >"$out" 2>&1
+	rc=$?
+	echo "$(awk -v a="$t" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }') $(cpu_busy_s) $rc"
+}
+
+# compared OUT: the bytes compared on the replica ("(N bytes) compared on").
+compared() {
+	sed -n 's/.*regions (\([0-9]*\) bytes) compared on.*/\1/p' "$1"
+}
+
+at "seeding"
+read -r vs vcpu rc < <(verify_pass "$W/equal.out")
+[[ $rc == 0 ]] || die "a verify of the equal pair exits $rc: $(cat "$W/equal.out")"
+hashed=$(compared "$W/equal.out")
+[[ $hashed == $((regions * region)) ]] || die "the equal pair: $hashed bytes compared: $(cat "$W/equal.out")"
+ossl=$(openssl speed -seconds 3 -bytes 65536 -evp sha256 2>/dev/null |
+	awk '/^sha256/ { sub(/k$/, "", $2); printf "%.1f", $2 * 1000 / 1e6 }')
+
+n=$((regions / 100))
+changed=$(shuf -i 0-$((regions - 1)) -n "$n" | sort -n)
+for r in $changed; do
+	dd if=/dev/urandom of="${DATA[beta:0]}" bs=512 count=1 oflag=direct conv=notrunc status=none \
+		seek=$((r * region / 512 + RANDOM % (region / 512))) || die "a change on the replica"
+done
+raw0=$(link_fact "$W/alpha.sock" vm1 raw_bytes) wire0=$(link_fact "$W/alpha.sock" vm1 wire_bytes)
+read -r fs _ rc < <(verify_pass "$W/seed.out" --fix)
+[[ $rc == 0 ]] || die "verify --fix exits $rc: $(cat "$W/seed.out")"
+out=$(shipped "$W/alpha.sock" vm1 120) || die "after the seeding: $out"
+raw=$(($(link_fact "$W/alpha.sock" vm1 raw_bytes) - raw0))
+wire=$(($(link_fact "$W/alpha.sock" vm1 wire_bytes) - wire0))
+found=$(grep -c '^mismatch volume' "$W/seed.out")
+sent=$(sed -n 's/^fix vm1: [0-9]* regions resent, \([0-9]*\) bytes applied.*/\1/p' "$W/seed.out")
+[[ $found == "$n" ]] || die "seeding: $found regions found differing, $n changed: $(cat "$W/seed.out")"
+out=$(quiesce vm1 vm1b 120) || die "after the seeding: $out"
+sums_equal "after the seeding"
+differ=$((n * region))
+report "seeding: $n of $regions regions ($(awk -v a="$n" -v b="$regions" 'BEGIN { printf "%.1f", 100 * a / b }')%) changed on the replica, 512 bytes in each:" \
+	"$(compared "$W/seed.out") bytes compared, $differ bytes differing (regions), $sent bytes" \
+	"resent by --fix: $(awk -v a="$sent" -v b="$differ" 'BEGIN { printf "%.2f", a / b }')x (goal 1.0x);" \
+	"the link carried $raw raw bytes ($wire on the wire, with the hashes):" \
+	"$(awk -v a="$raw" -v b="$differ" 'BEGIN { printf "%.2f", a / b }')x the differing bytes"
+report "hashing: a verify pass of the equal pair, $hashed bytes hashed on each side (primary and" \
+	"replica, both in this guest of $(nproc) CPUs), took $vs s: $(mbs "$hashed" "$vs") MB/s end to end," \
+	"with the CPUs busy $vcpu CPU-s: $(mbs $((hashed * 2)) "$vcpu") MB/s hashed per busy CPU-s" \
+	"(an upper bound: repld, TLS and the copies are in it); the --fix pass took $fs s"
+report "openssl speed -evp sha256 -bytes 65536 -seconds 3, one core of this guest: ${ossl:-?} MB/s;" \
+	"the pass end to end: $(awk -v a="$(mbs "$hashed" "$vs")" -v b="${ossl:-0}" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')x of it"
+at "done"
