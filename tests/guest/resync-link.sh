@@ -4,8 +4,8 @@
 # namespaces joined by veth, a repld in each, TLS 1.3 with a PSK): alpha's group vm1
 # (one volume, a 2 MiB ring) falls behind while no repld runs (12 MiB of
 # writes, most of them only in the dirty bitmap); then repld resyncs it to
-# beta's vm1b under a rate limit (resync-rate 256K) while a stream of small
-# writes goes on. Mid-resync: kill -9 of alpha's repld, of beta's, and a
+# beta's vm1b under a rate limit (resync-rate 256K) while fio writes into
+# the volume and verifies what it wrote. Mid-resync: kill -9 of alpha's repld, of beta's, and a
 # partition past the dead-peer timeout. Each time the resync resumes where
 # it was: the regions the kernel put in the ring over the whole resync
 # (resynced_regions, a count of the kernel's that outlives the daemons) stay
@@ -59,14 +59,20 @@ uptodate() {
 	return 1
 }
 
-# stream: small writes on alpha until W/stop-stream exists.
+# stream: fio on alpha until W/stop-stream exists, into the regions the
+# resync reads: rounds of 16 random writes of 4 to 16 KiB at 32 KiB/s
+# (small enough that no kill or partition below overflows the ring), each
+# round read back and checked (crc32c) before the next.
 stream() {
-	local blocks=$((MB * 256))
+	local round=0
 	while [[ ! -e $W/stop-stream ]]; do
-		dd if=/dev/urandom of=/dev/mapper/vm1-0 bs=4k count=1 seek=$((RANDOM % blocks)) \
-			oflag=direct status=none || return 1
-		sleep 0.1
+		round=$((round + 1))
+		fio --name=stream --filename=/dev/mapper/vm1-0 --direct=1 --ioengine=libaio \
+			--iodepth=2 --rw=randwrite --bsrange=4k-16k --number_ios=16 --rate=32k \
+			--randseed=$round --verify=crc32c --verify_fatal=1 \
+			>"$W/fio.out" 2>&1 || return 1
 	done
+	echo "$round" >"$W/fio.rounds"
 }
 
 tap_strict
@@ -139,8 +145,8 @@ tap_diag "$SECONDS s"
 out=$(uptodate) && tap_ok "the resync ends: vm1 is up to date, no region dirty" ||
 	tap_fail "the end of the resync" "$out"
 touch "$W/stop-stream"
-wait $streamer && tap_ok "the stream of writes went on through it all" ||
-	tap_fail "the stream of writes" "a dd failed"
+wait $streamer && tap_ok "fio wrote and verified through it all ($(cat "$W/fio.rounds") rounds)" ||
+	tap_fail "the stream of writes" "$(tail -20 "$W/fio.out")"
 tap_diag "$SECONDS s"
 out=$(quiesce vm1 vm1b 120) && tap_ok "beta applied alpha's last sequence $(last_seq vm1)" ||
 	tap_fail "drain" "$out"
