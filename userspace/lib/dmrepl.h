@@ -385,6 +385,9 @@ int dmrepl_ring_fd(const struct dmrepl_ring *ring);
 int dmrepl_group_info(int fd, struct dm_repl_group_info *info, char *msg,
 		      size_t msg_len);
 
+/* The entry of info->volumes for volume index @index, or -1 if none. */
+int dmrepl_volume_entry(const struct dm_repl_group_info *info, unsigned int index);
+
 /*
  * Open a group's character device (group name or path, as
  * dmrepl_ring_path()) with flags (O_RDONLY, O_WRONLY; O_CLOEXEC is added)
@@ -588,9 +591,9 @@ void dmrepl_resync_free(struct dmrepl_resync *r);
 
 /*
  * The replica asks for @n regions of the volume of index @volume, which has
- * @nr_regions regions (its bitmap's): they are resent before the group's
- * dirty regions. 0, -EINVAL (a region at or past nr_regions, or another
- * nr_regions than asked before), -ENOMEM.
+ * @nr_regions regions now (its bitmap's; more than at an earlier call if
+ * it grew): they are resent before the group's dirty regions. 0, -EINVAL
+ * (a region at or past nr_regions), -ENOMEM.
  */
 int dmrepl_resync_ask(struct dmrepl_resync *r, unsigned int volume, __u64 nr_regions,
 		      const __u64 *regions, unsigned int n);

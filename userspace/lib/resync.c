@@ -35,24 +35,44 @@ bool dmrepl_bit_test(const unsigned long *bits, __u64 n)
 	return bits[n / LONG_BITS] & (1UL << (n % LONG_BITS));
 }
 
+/*
+ * Room in the asked bits of @volume for @nr_regions regions. The volume may
+ * have grown since the replica's last RESEND (an online resize): the bits
+ * asked stay, the new ones start clear. It never shrinks them: a region
+ * past the volume's end is dropped when its turn comes (resync_asked).
+ */
+static int asked_room(struct dmrepl_resync *r, unsigned int volume, __u64 nr_regions)
+{
+	size_t had = (r->asked_regions[volume] + LONG_BITS - 1) / LONG_BITS;
+	size_t words = (nr_regions + LONG_BITS - 1) / LONG_BITS;
+	unsigned long *bits;
+
+	if (nr_regions <= r->asked_regions[volume])
+		return 0;
+	bits = realloc(r->asked[volume], words * sizeof(long));
+	if (!bits)
+		return -ENOMEM;
+	memset(bits + had, 0, (words - had) * sizeof(long));
+	r->asked[volume] = bits;
+	r->asked_regions[volume] = nr_regions;
+	return 0;
+}
+
 int dmrepl_resync_ask(struct dmrepl_resync *r, unsigned int volume, __u64 nr_regions,
 		      const __u64 *regions, unsigned int n)
 {
 	unsigned long *bits;
 	unsigned int i;
+	int ret;
 
-	if (volume >= DM_REPL_MAX_VOLUMES || !nr_regions ||
-	    (r->asked[volume] && r->asked_regions[volume] != nr_regions))
+	if (volume >= DM_REPL_MAX_VOLUMES || !nr_regions)
 		return -EINVAL;
 	for (i = 0; i < n; i++)
 		if (regions[i] >= nr_regions)
 			return -EINVAL;
-	if (!r->asked[volume]) {
-		r->asked[volume] = calloc((nr_regions + LONG_BITS - 1) / LONG_BITS, sizeof(long));
-		if (!r->asked[volume])
-			return -ENOMEM;
-		r->asked_regions[volume] = nr_regions;
-	}
+	ret = asked_room(r, volume, nr_regions);
+	if (ret)
+		return ret;
 	bits = r->asked[volume];
 	for (i = 0; i < n; i++) {
 		if (dmrepl_bit_test(bits, regions[i]))
@@ -84,8 +104,7 @@ static void asked_done(struct dmrepl_resync *r)
 	r->asked_left--;
 }
 
-/* The entry of info.volumes of volume index @index, or -1. */
-static int volume_entry(const struct dm_repl_group_info *info, unsigned int index)
+int dmrepl_volume_entry(const struct dm_repl_group_info *info, unsigned int index)
 {
 	unsigned int i;
 
@@ -220,7 +239,7 @@ static int resync_asked(struct dmrepl_resync *r)
 
 	if (!next_asked(r))
 		return 0;
-	vol = volume_entry(&r->info, r->asked_vol);
+	vol = dmrepl_volume_entry(&r->info, r->asked_vol);
 	if (vol < 0) {
 		asked_done(r);
 		return 1;

@@ -431,14 +431,12 @@ static int ship_some(struct shipping *s)
  */
 static int take_resend(struct shipping *s, const struct dmrepl_proto_resend *r)
 {
-	const struct dm_repl_volume_info *v = NULL;
+	int entry = dmrepl_volume_entry(&s->resync.info, r->volume);
+	const struct dm_repl_volume_info *v = entry < 0 ? NULL : &s->resync.info.volumes[entry];
 	const struct dmrepl_proto_volume *pv = NULL;
 	unsigned int i, n = 0;
 	int ret;
 
-	for (i = 0; i < s->resync.info.nr_volumes && i < DM_REPL_MAX_VOLUMES; i++)
-		if (s->resync.info.volumes[i].index == r->volume)
-			v = &s->resync.info.volumes[i];
 	for (i = 0; i < s->peer->nvolumes; i++)
 		if (s->peer->volumes[i].index == r->volume)
 			pv = &s->peer->volumes[i];
