@@ -1,7 +1,22 @@
 # shellcheck shell=bash
-# What the benchmarks' guest scripts share (tests/bench/guest-bench.sh,
-# tests/bench/two-guests-guest.sh): the fio jobs, so that every target of
-# every benchmark runs the same ones. Source it after tests/guest/lib.sh.
+# What the benchmarks share: for the guest scripts (tests/bench/guest-bench.sh,
+# tests/bench/two-guests-guest.sh) the fio jobs, so that every target of
+# every benchmark runs the same ones (source it after tests/guest/lib.sh);
+# for the host scripts that start guests (tests/bench/two-guests.sh,
+# tests/bench/resync.sh) bench_built.
+
+# bench_built: in the project's top directory, the programs the guests run
+# are built: tools/bench-two-guests here, the rest by make. False, with a
+# word on stderr, if not.
+bench_built() {
+	if ! make -s -C tools/bench-two-guests; then
+		echo "cannot build tools/bench-two-guests" >&2
+		return 1
+	fi
+	[[ -f dm-repl.ko && -x userspace/repld/repld && -x userspace/repltool/repltool ]] && return
+	echo "build dm-repl.ko, repld and repltool first (make)" >&2
+	return 1
+}
 
 # NAME and fio arguments: 4 KiB random writes at queue depth 32, 1 MiB
 # sequential writes at queue depth 4.

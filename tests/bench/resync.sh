@@ -32,9 +32,8 @@ die() {
 	exit 1
 }
 
-make -s -C tools/bench-two-guests || die "cannot build tools/bench-two-guests"
-[[ -f dm-repl.ko && -x userspace/repld/repld && -x userspace/repltool/repltool ]] ||
-	die "build dm-repl.ko, repld and repltool first (make)"
+source tests/bench/lib.sh
+bench_built || die "not built"
 ((TEST_DIRTY_MB < TEST_RESYNC_VOL_MB)) || die "BENCH_RESYNC_DIRTY_MB must be below BENCH_RESYNC_VOL_MB"
 
 mkdir -p build/bench

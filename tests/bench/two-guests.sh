@@ -67,9 +67,8 @@ die() {
 	exit 1
 }
 
-make -s -C tools/bench-two-guests || die "cannot build tools/bench-two-guests"
-[[ -f dm-repl.ko && -x userspace/repld/repld && -x userspace/repltool/repltool ]] ||
-	die "build dm-repl.ko, repld and repltool first (make)"
+source tests/bench/lib.sh
+bench_built || die "not built"
 command -v drbdadm >/dev/null || die "no drbdadm (tests/install-deps.sh installs drbd-utils)"
 
 rm -rf "$DIR"

@@ -326,6 +326,30 @@ static int vols_read(struct res *r)
 	return 0;
 }
 
+/*
+ * The opening of the verbs on a group's live volumes: the options, the
+ * resource file, each volume's metadata. True with @r loaded (for
+ * res_free()); false with the exit status in @exit_status (EXIT_OK after
+ * --help), @r then holding nothing.
+ */
+static bool verb_open(const char *cmd, int argc, char **argv, const struct option *lopts,
+		      void (*usage)(FILE *), struct verb_opts *o, struct res *r,
+		      int *exit_status)
+{
+	int ret = parse_opts(cmd, argc, argv, lopts, usage, o);
+
+	*exit_status = ret < 0 ? EXIT_OK : ret;
+	if (ret)
+		return false;
+	*exit_status = EXIT_RUNTIME;
+	if (res_load(r, o))
+		return false;
+	if (vols_read(r)) {
+		res_free(r);
+		return false;
+	}
+	return true;
+}
 /* dmdev_info(), reported. 0 or -1. */
 static int info(const char *name, struct dmdev_info *i)
 {
@@ -505,12 +529,9 @@ int cmd_up(int argc, char **argv)
 	struct res r;
 	int ret;
 
-	ret = parse_opts("up", argc, argv, lopts, usage_up, &o);
-	if (ret)
-		return ret < 0 ? EXIT_OK : ret;
-	if (res_load(&r, &o))
-		return EXIT_RUNTIME;
-	ret = vols_read(&r) ? EXIT_RUNTIME : EXIT_OK;
+	if (!verb_open("up", argc, argv, lopts, usage_up, &o, &r, &ret))
+		return ret;
+	ret = EXIT_OK;
 	for (i = 0; i < NVOLS(&r) && ret == EXIT_OK; i++)
 		if (up_volume(&r, &r.vols[i], &created[i])) {
 			undo_up(&r, created, i + 1);
@@ -756,13 +777,10 @@ static int role_verb(const char *cmd, unsigned int role, int argc, char **argv,
 	struct res r;
 	int ret;
 
-	ret = parse_opts(cmd, argc, argv, lopts, usage, &o);
-	if (ret)
-		return ret < 0 ? EXIT_OK : ret;
-	if (res_load(&r, &o))
-		return EXIT_RUNTIME;
+	if (!verb_open(cmd, argc, argv, lopts, usage, &o, &r, &ret))
+		return ret;
 	ret = EXIT_RUNTIME;
-	if (vols_read(&r) || role_check_devices(&r, role))
+	if (role_check_devices(&r, role))
 		goto out;
 	if (r.vols[0].role == role) {
 		printf("%s: %s already\n", r.conf.name, cmd);
@@ -855,16 +873,15 @@ int cmd_rejoin(int argc, char **argv)
 	struct res r;
 	int ret;
 
-	ret = parse_opts("rejoin", argc, argv, lopts, usage_rejoin, &o);
-	if (ret)
-		return ret < 0 ? EXIT_OK : ret;
-	if (!o.discard)
+	if (!verb_open("rejoin", argc, argv, lopts, usage_rejoin, &o, &r, &ret))
+		return ret;
+	if (!o.discard) {
+		res_free(&r);
 		return usage_err("rejoin", "this site's writes its peer lacks will be overwritten: "
 				 "say so with --discard-my-data");
-	if (res_load(&r, &o))
-		return EXIT_RUNTIME;
+	}
 	ret = EXIT_RUNTIME;
-	if (vols_read(&r) || role_check_devices(&r, DM_REPL_META_ROLE_SECONDARY))
+	if (role_check_devices(&r, DM_REPL_META_ROLE_SECONDARY))
 		goto out;
 	if (r.vols[0].role == DM_REPL_META_ROLE_PRIMARY &&
 	    change_role(&r, DM_REPL_META_ROLE_SECONDARY, true))
@@ -972,12 +989,9 @@ int cmd_resize(int argc, char **argv)
 	struct res r;
 	int ret;
 
-	ret = parse_opts("resize", argc, argv, lopts, usage_resize, &o);
-	if (ret)
-		return ret < 0 ? EXIT_OK : ret;
-	if (res_load(&r, &o))
-		return EXIT_RUNTIME;
-	ret = vols_read(&r) ? EXIT_RUNTIME : EXIT_OK;
+	if (!verb_open("resize", argc, argv, lopts, usage_resize, &o, &r, &ret))
+		return ret;
+	ret = EXIT_OK;
 	for (i = 0; i < NVOLS(&r) && ret == EXIT_OK; i++) {
 		if (r.vols[i].dev_sectors == r.vols[i].sectors)
 			continue;
