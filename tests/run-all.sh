@@ -5,9 +5,9 @@
 #      test program source
 #   1. host unit tests (libdmrepl, under ASan/UBSan), one TAP file each
 #   2. dkms: the module source builds through dkms for the guest kernel;
-#      crash and apply-crash power-cut tests; two-guests: two hosts, each
-#      its own guest and kernel, joined by a virtio link; style:
-#      checkpatch.pl finds nothing in the kernel code
+#      crash, apply-crash and al-reset power-cut tests; two-guests: two
+#      hosts, each its own guest and kernel, joined by a virtio link;
+#      style: checkpatch.pl finds nothing in the kernel code
 #   3. guest tests: one qemu run of Debian's kernel with dm-repl.ko loaded
 #      runs the "guest" suites of tests/manifest (tests/guest/run.sh); a
 #      second, short one with more memory runs the "bigmem" suites
@@ -136,6 +136,7 @@ if stage host; then
 	run_suite dkms tests/dkms-build.sh
 	run_suite crash tests/crash.sh
 	run_suite apply-crash tests/apply-crash.sh
+	run_suite al-reset tests/al-reset.sh
 	run_suite two-guests tests/two-guests.sh
 	run_suite style tests/checkpatch.sh
 	run_suite fuzz tests/fuzz/run.sh

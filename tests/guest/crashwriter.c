@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * The guest half of the crash test (tests/crash.sh, tests/guest/crash-guest.sh).
+ * The guest half of the crash test (tests/crash.sh, tests/guest/crash-guest.sh),
+ * and the metadata decoder of the primary reset test (tests/al-reset.sh).
  *
  *   crashwriter write [-j THREADS] DEV LOGDEV ROUND SEED
  *       Write random data at random offsets and sizes to DEV with O_DIRECT,
@@ -47,11 +48,25 @@
  *       al_extents and al_regions (what the current transactions name),
  *       bm_dirty (on-disk bitmap), by_al (writes with a sector that only
  *       the AL accounts for: the AL did the work), ondisk_forgotten,
- *       unrecovered (regions named but clean after the load), al_torn,
- *       al_bad (slots that make the AL untrustworthy), bm_bad.
+ *       unrecovered (regions named but clean after the load), extra
+ *       (regions dirty after the load that neither named; not an error
+ *       here), al_torn, al_bad (slots that make the AL untrustworthy),
+ *       bm_bad.
  *       Exit status 0 when all is well, 1 when a write is forgotten (or
  *       the metadata fails as above), 2 on stale entries or any other
  *       error.
+ *
+ *   crashwriter ondisk [-g GROUP] META
+ *       Decode META (a copy of a metadata device) as check -m does, and
+ *       print what recovery must mark dirty when it is loaded after a crash:
+ *         ondisk: al_seq=S al_extents=E al_regions=A bm_dirty=B union=U
+ *                 regions=T al_torn=X al_bad=Y bm_bad=Z
+ *       (union: regions in the AL's extents or dirty in the bitmap, or
+ *       both). With GROUP, loaded from META's device since the copy was
+ *       taken and not written since, also " dirty=D unrecovered=N extra=M"
+ *       from its bitmap: recovery marked exactly the union when both are 0.
+ *       Exit status 0 then, 1 when the AL cannot be trusted or the bitmap
+ *       is not the union, 2 on any other error.
  *
  * The formats live only here.
  *
@@ -625,6 +640,8 @@ static uint64_t rel_lower_bound(const struct released *rel, uint64_t sector)
 struct ondisk {
 	uint8_t *al_bits;	/* regions of the extents current slots name */
 	uint8_t *bm_bits;	/* the bitmap's bits; a failed block all set */
+	uint64_t nr_regions;	/* the volume's, as its superblock says */
+	uint32_t region_sectors, volume;
 	uint64_t al_seq;	/* highest valid transaction */
 	uint64_t al_extents;	/* distinct extents current slots name */
 	uint64_t al_regions, bm_dirty;
@@ -652,22 +669,21 @@ static void read_block(int fd, const char *path, void *block, uint64_t sector)
 	}
 }
 
-static void read_ondisk(const char *path, const struct bitmap *bm, struct ondisk *od)
+static void read_ondisk(const char *path, struct ondisk *od)
 {
-	size_t size = (bm->nr_regions + 63) / 64 * 8;
 	uint8_t *block = alloc_aligned(DM_REPL_META_BLOCK_SIZE);
-	uint8_t *seen = alloc_aligned(size);	/* extents counted, by number */
 	struct dmrepl_meta_al_txn *t = alloc_aligned(sizeof(*t));
 	struct dmrepl_meta_layout lay;
 	struct dmrepl_meta_sb sb;
-	uint64_t per_extent;
+	uint64_t per_extent, nr_regions;
 	const char *why, *field;
 	unsigned int next = 0;
 	int fd = open_or_die(path, O_RDONLY);
+	uint8_t *seen;		/* extents counted, by number */
 	int *decoded;
 	uint64_t *seqs;
+	size_t size;
 
-	*od = (struct ondisk){ .al_bits = alloc_aligned(size), .bm_bits = alloc_aligned(size) };
 	read_block(fd, path, block, 0);
 	if (dmrepl_meta_sb_decode(block, &sb, &why) ||
 	    dmrepl_meta_sb_check(&sb, &next, &why, &field)) {
@@ -675,11 +691,14 @@ static void read_ondisk(const char *path, const struct bitmap *bm, struct ondisk
 		exit(2);
 	}
 	dmrepl_meta_sb_layout(&sb, &lay);
-	if (lay.nr_regions != bm->nr_regions || sb.region_sectors != bm->region_sectors ||
-	    sb.volume != bm->volume) {
-		fprintf(stderr, "crashwriter: %s is not the loaded volume's metadata\n", path);
-		exit(2);
-	}
+	nr_regions = lay.nr_regions;
+	size = (nr_regions + 63) / 64 * 8;
+	seen = alloc_aligned(size);
+	*od = (struct ondisk){
+		.al_bits = alloc_aligned(size), .bm_bits = alloc_aligned(size),
+		.nr_regions = nr_regions, .region_sectors = sb.region_sectors,
+		.volume = sb.volume,
+	};
 	per_extent = sb.extent_sectors / sb.region_sectors;
 
 	/* The activity log, judged as recovery judges it. */
@@ -718,7 +737,7 @@ static void read_ondisk(const char *path, const struct bitmap *bm, struct ondisk
 				od->al_extents++;
 			}
 			set_bit_range(od->al_bits, e * per_extent,
-				      end < bm->nr_regions ? end : bm->nr_regions);
+				      end < nr_regions ? end : nr_regions);
 		}
 	}
 
@@ -733,14 +752,14 @@ static void read_ondisk(const char *path, const struct bitmap *bm, struct ondisk
 
 			od->bm_bad++;
 			printf("crashcheck: bitmap block %llu: %s\n", (unsigned long long)b, why);
-			set_bit_range(od->bm_bits, first, end < bm->nr_regions ? end : bm->nr_regions);
+			set_bit_range(od->bm_bits, first, end < nr_regions ? end : nr_regions);
 			continue;
 		}
 		if (first / 8 + bytes > size)
 			bytes = size - first / 8;
 		memcpy(od->bm_bits + first / 8, block + DM_REPL_META_HDR_SIZE, bytes);
 	}
-	for (uint64_t r = 0; r < bm->nr_regions; r++) {
+	for (uint64_t r = 0; r < nr_regions; r++) {
 		od->al_regions += bit_set(od->al_bits, r);
 		od->bm_dirty += bit_set(od->bm_bits, r);
 	}
@@ -750,6 +769,33 @@ static void read_ondisk(const char *path, const struct bitmap *bm, struct ondisk
 	free(seen);
 	free(t);
 	free(block);
+}
+
+/* od is the metadata of bm's volume (the group loaded from it). */
+static bool ondisk_is_loaded(const struct ondisk *od, const struct bitmap *bm, const char *path)
+{
+	if (od->nr_regions == bm->nr_regions && od->region_sectors == bm->region_sectors &&
+	    od->volume == bm->volume)
+		return true;
+	fprintf(stderr, "crashwriter: %s is not the loaded volume's metadata\n", path);
+	return false;
+}
+
+/*
+ * Recovery against the metadata it started from: regions the AL or the
+ * on-disk bitmap named that are clean after the load (unrecovered), and
+ * regions dirty after the load that neither named (extra).
+ */
+static void ondisk_recovered(const struct ondisk *od, const struct bitmap *bm,
+			     uint64_t *unrecovered, uint64_t *extra)
+{
+	*unrecovered = *extra = 0;
+	for (uint64_t r = 0; r < bm->nr_regions; r++) {
+		bool named = bit_set(od->al_bits, r) || bit_set(od->bm_bits, r);
+
+		*unrecovered += named && !region_dirty(bm, r);
+		*extra += !named && region_dirty(bm, r);
+	}
 }
 
 /* How one completed write is accounted for. */
@@ -832,7 +878,7 @@ static void judge(const struct bitmap *bm, const struct ondisk *od,
 
 static int cmd_check(int argc, char **argv)
 {
-	uint64_t round, entries, shown = 0, unrecovered = 0;
+	uint64_t round, entries, shown = 0, unrecovered = 0, extra;
 	uint64_t completed = 0, torn = 0, stale = 0, bad = 0;
 	uint64_t by_dirty = 0, by_released = 0, forgotten = 0;
 	uint64_t by_al = 0, ondisk_forgotten = 0;
@@ -870,13 +916,12 @@ static int cmd_check(int argc, char **argv)
 	if (argc == 5)
 		read_released(argv[4], round, bm.volume, &rel);
 	if (meta) {
-		read_ondisk(meta, &bm, &ondisk);
+		read_ondisk(meta, &ondisk);
 		od = &ondisk;
+		if (!ondisk_is_loaded(od, &bm, meta))
+			return 2;
 		/* Recovery marks at least what the metadata named. */
-		for (uint64_t r = 0; r < bm.nr_regions; r++)
-			if ((bit_set(od->al_bits, r) || bit_set(od->bm_bits, r)) &&
-			    !region_dirty(&bm, r))
-				unrecovered++;
+		ondisk_recovered(od, &bm, &unrecovered, &extra);
 	}
 	data = alloc_aligned((size_t)IO_MAX_UNITS * IO_UNIT);
 
@@ -911,11 +956,12 @@ static int cmd_check(int argc, char **argv)
 	       (unsigned long long)bm.nr_regions, (unsigned long long)rel.n,
 	       (unsigned long long)(torn + rel.torn), (unsigned long long)(stale + rel.stale));
 	if (od)
-		printf(" al_seq=%llu al_extents=%llu al_regions=%llu bm_dirty=%llu by_al=%llu ondisk_forgotten=%llu unrecovered=%llu al_torn=%llu al_bad=%llu bm_bad=%llu",
+		printf(" al_seq=%llu al_extents=%llu al_regions=%llu bm_dirty=%llu by_al=%llu ondisk_forgotten=%llu unrecovered=%llu extra=%llu al_torn=%llu al_bad=%llu bm_bad=%llu",
 		       (unsigned long long)od->al_seq, (unsigned long long)od->al_extents,
 		       (unsigned long long)od->al_regions, (unsigned long long)od->bm_dirty,
 		       (unsigned long long)by_al, (unsigned long long)ondisk_forgotten,
-		       (unsigned long long)unrecovered, (unsigned long long)od->al_torn,
+		       (unsigned long long)unrecovered, (unsigned long long)extra,
+		       (unsigned long long)od->al_torn,
 		       (unsigned long long)od->al_bad, (unsigned long long)od->bm_bad);
 	printf("\n");
 	if (stale || rel.stale)
@@ -961,6 +1007,48 @@ static int cmd_check(int argc, char **argv)
 	return stale || rel.stale || bad ? 2 : 0;
 }
 
+/* ---- ondisk ------------------------------------------------------------ */
+
+static int cmd_ondisk(int argc, char **argv)
+{
+	uint64_t both = 0, unrecovered = 0, extra = 0;
+	const char *group = NULL;
+	struct ondisk od;
+	struct bitmap bm;
+	int opt;
+
+	while ((opt = getopt(argc, argv, "g:")) != -1) {
+		if (opt != 'g')
+			return 2;
+		group = optarg;
+	}
+	if (argc - optind != 1) {
+		fprintf(stderr, "usage: crashwriter ondisk [-g GROUP] META\n");
+		return 2;
+	}
+	read_ondisk(argv[optind], &od);
+	for (uint64_t r = 0; r < od.nr_regions; r++)
+		both += bit_set(od.al_bits, r) || bit_set(od.bm_bits, r);
+	printf("ondisk: al_seq=%llu al_extents=%llu al_regions=%llu bm_dirty=%llu union=%llu regions=%llu al_torn=%llu al_bad=%llu bm_bad=%llu",
+	       (unsigned long long)od.al_seq, (unsigned long long)od.al_extents,
+	       (unsigned long long)od.al_regions, (unsigned long long)od.bm_dirty,
+	       (unsigned long long)both, (unsigned long long)od.nr_regions,
+	       (unsigned long long)od.al_torn, (unsigned long long)od.al_bad,
+	       (unsigned long long)od.bm_bad);
+	if (group) {
+		if (read_bitmap(group, &bm) || !ondisk_is_loaded(&od, &bm, argv[optind]))
+			return 2;
+		ondisk_recovered(&od, &bm, &unrecovered, &extra);
+		printf(" dirty=%llu unrecovered=%llu extra=%llu", (unsigned long long)bm.dirty,
+		       (unsigned long long)unrecovered, (unsigned long long)extra);
+		free(bm.bits);
+	}
+	printf("\n");
+	free(od.al_bits);
+	free(od.bm_bits);
+	return od.al_bad || unrecovered || extra ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 2 && strcmp(argv[1], "write") == 0)
@@ -969,8 +1057,11 @@ int main(int argc, char **argv)
 		return cmd_consume(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "check") == 0)
 		return cmd_check(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "ondisk") == 0)
+		return cmd_ondisk(argc - 1, argv + 1);
 	fprintf(stderr, "usage: crashwriter write [-j THREADS] DEV LOGDEV ROUND SEED\n"
 			"       crashwriter consume GROUP RELDEV ROUND\n"
-			"       crashwriter check [-m META] GROUP LOGDEV ROUND [RELDEV]\n");
+			"       crashwriter check [-m META] GROUP LOGDEV ROUND [RELDEV]\n"
+			"       crashwriter ondisk [-g GROUP] META\n");
 	return 2;
 }
