@@ -27,7 +27,10 @@
 # on, and its ring overflows: beta stopped somewhere in that workload. The
 # oracle (logwrites_check check) replays the log and finds beta's promoted
 # data equal to the state at one of those flush marks, past the ones
-# before the writer started.
+# before the writer started. Last, alpha comes back as beta's replica
+# (`repltool rejoin`) and ends equal to it: beta's promotion gave it fresh
+# metadata with every region dirty, since alpha holds writes past the
+# snapshot (records beta had applied and acknowledged) that no bitmap names.
 set -uo pipefail
 source "$(dirname "$0")/../lib/tap.sh"
 source "$(dirname "$0")/lib.sh"
@@ -241,8 +244,13 @@ tool beta down >/dev/null || tap_bail "beta down"
 # snapshot's data back into the volume.
 dd if=/dev/mapper/snap-presync of=/dev/mapper/snap-thin bs=1M oflag=direct status=none ||
 	tap_bail "the merge"
-out=$(tool beta up 2>&1) && out=$(tool beta primary --force 2>&1) &&
+# The runbook's promotion: fresh metadata, a primary of a new generation
+# with every region dirty (alpha holds writes past the snapshot that no
+# bitmap names), then up.
+out=$(tool beta create-md --role primary --initial-sync --force 2>&1) && out=$(tool beta up 2>&1) &&
 	tap_ok "beta promoted from its snapshot" || tap_fail "promotion" "$out"
+tap_check "beta is a primary with every region dirty" \
+	test "$(status_of vm1b role)" = primary -a "$(status_of vm1b dirty_regions)" = $((MB * 16))
 tap_check "the third resync took a new snapshot in place of the one the failed drop left" \
 	test "$(grep -c '^take ' "$W/hook.log")" = 3 -a "$(cat "$W/snap.sum")" != "$first_sum"
 tap_check "the snapshot was taken while beta was consistent" \
@@ -255,4 +263,14 @@ verdict=$("$LWCHECK" check -m "$((min_mark + 1))" "$(cat "$W/lw.log")" /dev/mapp
 tap_diag "$verdict"
 tap_check "the oracle: beta's data is alpha's disk at one of the writer's flush marks (after mark $min_mark)" \
 	grep -q 'lwcheck: .*result=exact' <<<"$verdict" && ! grep -q 'log-writes: Ran out' <(dmesg)
+
+# ---- alpha returns as beta's replica (the unplanned failover's runbook) ------------
+out=$(tool alpha rejoin --discard-my-data 2>&1) && tap_ok "alpha rejoins" || tap_fail "rejoin" "$out"
+start alpha
+start beta
+out=$(state_reaches vm1b state uptodate 300) && out=$(state_reaches vm1 consistency consistent 120) &&
+	tap_ok "beta resyncs every region to alpha: beta up to date, alpha consistent" ||
+	tap_fail "the return" "$out"
+tap_check "alpha holds beta's data, byte for byte, with the writes past the snapshot gone" \
+	test "$(sum_of /dev/mapper/vm1-0)" = "$(sum_of /dev/mapper/vm1b-0)"
 tap_done

@@ -391,6 +391,37 @@ TEST(a_volume_grown_between_two_asks_keeps_what_was_asked)
 	fk_teardown(&r);
 }
 
+TEST(regions_of_another_size_are_asked_as_the_ones_of_ours_they_overlap)
+{
+	static const __u64 big[] = { 1, 99, 100 }, small[] = { 5, 6, 7, 399, 400 };
+	unsigned int asked;
+	struct dmrepl_resync r;
+
+	fk_setup(&r);
+	/* Theirs twice ours: 1 is our 2 and 3, 99 our 198 and 199, 100 past our end. */
+	ASSERT_EQ(0, dmrepl_resync_ask_theirs(&r, 3, FK_REGIONS, 128, 256, big, 3, &asked));
+	EXPECT_EQ(4U, asked);
+	EXPECT_EQ(4U, r.asked_left);
+	/* Theirs half ours: 5 is our 2, 6 and 7 our 3, 399 our 199, 400 past the end. */
+	ASSERT_EQ(0, dmrepl_resync_ask_theirs(&r, 0, FK_REGIONS, 128, 64, small, 5, &asked));
+	EXPECT_EQ(3U, asked);
+	EXPECT_EQ(7U, r.asked_left);
+	ASSERT_EQ(7, dmrepl_resync_step(&r, 7, 50));
+	ASSERT_EQ(7U, fk.ncalls);
+	expect_call(_metadata, 0, 0, 2, true);
+	expect_call(_metadata, 1, 0, 3, true);
+	expect_call(_metadata, 2, 0, 199, true);
+	expect_call(_metadata, 3, 3, 2, true);
+	expect_call(_metadata, 4, 3, 3, true);
+	expect_call(_metadata, 5, 3, 198, true);
+	expect_call(_metadata, 6, 3, 199, true);
+	/* The same size is the regions themselves; a size of 0 is refused. */
+	ASSERT_EQ(0, dmrepl_resync_ask_theirs(&r, 7, FK_REGIONS, 128, 128, big, 2, &asked));
+	EXPECT_EQ(2U, asked);
+	ASSERT_EQ(-EINVAL, dmrepl_resync_ask_theirs(&r, 7, FK_REGIONS, 128, 0, big, 2, &asked));
+	fk_teardown(&r);
+}
+
 TEST(what_cannot_be_asked_is_refused_and_queues_nothing)
 {
 	static const __u64 ok[] = { 1, 199 }, past[] = { 5, 200 };

@@ -768,16 +768,25 @@ TEST_F(session, a_resend_of_a_volume_the_primary_lacks_is_refused)
 		       "RESEND of volume 3: no such volume");
 }
 
-TEST_F(session, a_resend_of_a_volume_of_another_region_size_is_refused)
+/*
+ * Regions of another size are taken in ours (test_resync_ctl has the
+ * arithmetic): region 3 of 1024 sectors starts past the volume's 2048, so
+ * there is nothing to resend, and the session goes on.
+ */
+TEST_F(session, a_resend_in_another_region_size_is_taken_not_refused)
 {
 	struct dmrepl_proto_hello h;
 
 	replica_default_hello(&h, STREAM, 0, 2);
-	h.volumes[0].region_sectors = 2 * FAKERING_REGION_SECTORS;
+	h.volumes[0].region_sectors = 8 * FAKERING_REGION_SECTORS;
 	connect_replica_hello(_metadata, self, &h);
 	replica_resend(_metadata, &self->r, 0);
-	expect_refused(_metadata, self, DMREPL_REFUSE_VOLUMES,
-		       "RESEND of volume 0: the two sides' region sizes differ");
+	ASSERT_EQ(0, fakering_append(&self->site.ring, 1));
+	expect_batch(_metadata, &self->r, 1, 1);
+	ASSERT_EQ(0, replica_ack(&self->r, STREAM, 1, 1));
+	ASSERT_EQ(0, replica_send(&self->r));
+	ASSERT_TRUE(wait_released(&self->site.ring, 1));
+	EXPECT_EQ(0U, stop_replica(_metadata, self));
 }
 
 /* ---- a silent peer ---------------------------------------------------------- */

@@ -277,8 +277,7 @@ static bool parse_size(const char *s, unsigned long long *v)
 	return true;
 }
 
-/* Milliseconds: digits with a unit, ms or s. */
-static bool parse_ms(const char *s, unsigned long long *ms)
+bool dmrepl_parse_ms(const char *s, unsigned long long *ms)
 {
 	const char *end;
 
@@ -724,7 +723,7 @@ static int set_time(struct parser *p, const struct stmt *s, unsigned int max_s,
 {
 	unsigned long long v;
 
-	if (!parse_ms(s->args[0].text, &v) || v < 100 || v > max_s * 1000ULL)
+	if (!dmrepl_parse_ms(s->args[0].text, &v) || v < 100 || v > max_s * 1000ULL)
 		return fail(p, s->key->line, "%s " VAL ": not a time from 100ms to %us",
 			    s->key->text, s->args[0].text, max_s);
 	*ms = (unsigned int)v;
@@ -768,7 +767,7 @@ static int set_timeout(struct parser *p, const struct stmt *s)
 	unsigned long long v;
 
 	/* The lower bound, above the heartbeat, is checked once both are known. */
-	if (!parse_ms(s->args[0].text, &v) || v < 1 || v > 600000)
+	if (!dmrepl_parse_ms(s->args[0].text, &v) || v < 1 || v > 600000)
 		return fail(p, s->key->line, "timeout " VAL ": not a time up to 600s "
 			    "(units ms, s)", s->args[0].text);
 	p->g->timeout_ms = (unsigned int)v;

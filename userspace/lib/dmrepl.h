@@ -599,6 +599,17 @@ int dmrepl_resync_ask(struct dmrepl_resync *r, unsigned int volume, __u64 nr_reg
 		      const __u64 *regions, unsigned int n);
 
 /*
+ * dmrepl_resync_ask() of the regions the replica names in its own region
+ * size, @theirs sectors, where ours is @ours (metadata made with another
+ * --region-kb): each of ours that overlaps one of theirs, below our
+ * @nr_regions; regions past our end are left out. Their count into
+ * *asked. 0, -EINVAL (a size of 0), -ENOMEM.
+ */
+int dmrepl_resync_ask_theirs(struct dmrepl_resync *r, unsigned int volume, __u64 nr_regions,
+			     __u32 ours, __u32 theirs, const __u64 *regions, unsigned int n,
+			     unsigned int *asked);
+
+/*
  * Put up to @max regions asked for, then dirty regions, in the ring while it
  * is at most @fill_pct full, so that the stream keeps its place. Returns the
  * regions put in (0: none could go now, or nothing is asked for and the group

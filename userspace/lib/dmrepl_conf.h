@@ -13,6 +13,7 @@
 #ifndef DMREPL_CONF_H
 #define DMREPL_CONF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #ifdef __cplusplus
@@ -66,6 +67,9 @@ struct dmrepl_conf_group {
 	struct dmrepl_conf_site sites[2];
 	unsigned int line;		/* of "group NAME {" */
 };
+
+/* A time as the files write it, digits with a unit, ms or s, into *ms. */
+bool dmrepl_parse_ms(const char *s, unsigned long long *ms);
 
 /*
  * Parse len bytes of text (the fuzz target); file names it in messages.

@@ -83,6 +83,40 @@ int dmrepl_resync_ask(struct dmrepl_resync *r, unsigned int volume, __u64 nr_reg
 	return 0;
 }
 
+int dmrepl_resync_ask_theirs(struct dmrepl_resync *r, unsigned int volume, __u64 nr_regions,
+			     __u32 ours, __u32 theirs, const __u64 *regions, unsigned int n,
+			     unsigned int *asked)
+{
+	__u64 chunk[64], first, last, region;
+	unsigned int i, k = 0;
+	int ret;
+
+	*asked = 0;
+	if (!ours || !theirs)
+		return -EINVAL;
+	for (i = 0; i < n; i++) {
+		/* Past our end (regions[i] * theirs would be, or overflow). */
+		if (regions[i] > nr_regions * ours / theirs)
+			continue;
+		first = regions[i] * theirs / ours;
+		last = ((regions[i] + 1) * theirs - 1) / ours;
+		for (region = first; region <= last && region < nr_regions; region++) {
+			if (k && chunk[k - 1] == region)
+				continue;	/* two of theirs in one of ours */
+			chunk[k++] = region;
+			if (k < sizeof(chunk) / sizeof(chunk[0]))
+				continue;
+			ret = dmrepl_resync_ask(r, volume, nr_regions, chunk, k);
+			if (ret)
+				return ret;
+			*asked += k;
+			k = 0;
+		}
+	}
+	*asked += k;
+	return k ? dmrepl_resync_ask(r, volume, nr_regions, chunk, k) : 0;
+}
+
 /* The next region asked for, from the cursor: true, or false if none. */
 static bool next_asked(struct dmrepl_resync *r)
 {

@@ -426,8 +426,8 @@ static int ship_some(struct shipping *s)
 
 /*
  * The replica's own dirty regions (RESEND): resent before ours, if its
- * volume is ours with the same region size. Regions past our volume's end
- * hold nothing of ours and are left out.
+ * volume is ours. Regions past our volume's end hold nothing of ours and
+ * are left out.
  */
 static int take_resend(struct shipping *s, const struct dmrepl_proto_resend *r)
 {
@@ -440,14 +440,13 @@ static int take_resend(struct shipping *s, const struct dmrepl_proto_resend *r)
 	for (i = 0; i < s->peer->nvolumes; i++)
 		if (s->peer->volumes[i].index == r->volume)
 			pv = &s->peer->volumes[i];
-	if (!v || !pv || pv->region_sectors != v->region_sectors) {
-		link_refuse(s->l, DMREPL_REFUSE_VOLUMES, "RESEND of volume %u: %s", r->volume,
-			    !v || !pv ? "no such volume" : "the two sides' region sizes differ");
+	if (!v || !pv) {
+		link_refuse(s->l, DMREPL_REFUSE_VOLUMES, "RESEND of volume %u: no such volume",
+			    r->volume);
 		return -EPROTO;
 	}
-	while (n < r->count && r->regions[n] < v->nr_regions)
-		n++;
-	ret = dmrepl_resync_ask(&s->resync, r->volume, v->nr_regions, r->regions, n);
+	ret = dmrepl_resync_ask_theirs(&s->resync, r->volume, v->nr_regions, v->region_sectors,
+				       pv->region_sectors, r->regions, r->count, &n);
 	if (ret) {
 		group_error(s->g, LOG_ERR, "RESEND of volume %u: %s", r->volume, strerror(-ret));
 		link_refuse(s->l, DMREPL_REFUSE_INTERNAL, "RESEND: %s", strerror(-ret));

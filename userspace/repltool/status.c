@@ -20,7 +20,8 @@
 void usage_status(FILE *f)
 {
 	fprintf(f,
-"Usage: repltool status [-j|--json] [--socket PATH] [GROUP|PATH]\n"
+"Usage: repltool status [-j|--json] [--socket PATH] [--interval TIME [--count N]]\n"
+"                       [GROUP|PATH]\n"
 "\n"
 "Show a replication group as the module sees it: role, state, sequences and\n"
 "counters of the group; each volume (index, data device, size, dirty regions);\n"
@@ -34,9 +35,13 @@ void usage_status(FILE *f)
 "compression and their ratio, the rate, and for a primary the lag in records,\n"
 "bytes and seconds. Without GROUP, every group repld serves is shown.\n"
 "\n"
-"  -j, --json         one JSON object a group instead of text\n"
-"  -S, --socket PATH  repld's control socket (default " DMREPL_REPLD_SOCKET ")\n"
-"  -h, --help         show this text\n");
+"  -j, --json           one JSON object a group instead of text\n"
+"  -S, --socket PATH    repld's control socket (default " DMREPL_REPLD_SOCKET ")\n"
+"  -i, --interval TIME  show it again every TIME (100ms to 3600s, like 500ms or\n"
+"                       2s), each time after a line \"time SECONDS\" (since the\n"
+"                       epoch, to the millisecond; text only), until killed\n"
+"  -c, --count N        with --interval: stop after N (1 to 1000000)\n"
+"  -h, --help           show this text\n");
 }
 
 /* ---- the group -------------------------------------------------------------- */
@@ -290,27 +295,46 @@ struct status_opts {
 	bool json;
 	const char *socket;
 	const char *target;	/* NULL: every group repld serves */
+	unsigned long long interval_ms;	/* 0: once */
+	__u64 count;		/* with interval_ms: 0 for no end */
 };
+
+static int parse_interval(const char *arg, struct status_opts *o)
+{
+	if (!dmrepl_parse_ms(arg, &o->interval_ms) || o->interval_ms < 100 ||
+	    o->interval_ms > 3600000)
+		return usage_err("status", "--interval wants a time from 100ms to 3600s "
+				 "(like 500ms or 2s), not \"%s\"", arg);
+	return 0;
+}
 
 static int parse_status_opts(int argc, char **argv, struct status_opts *o)
 {
 	static const struct option lopts[] = {
 		{ "json", no_argument, NULL, 'j' },
 		{ "socket", required_argument, NULL, 'S' },
+		{ "interval", required_argument, NULL, 'i' },
+		{ "count", required_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 
-	o->json = false;
 	o->socket = DMREPL_REPLD_SOCKET;
 	opterr = 0;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, ":jS:h", lopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":jS:i:c:h", lopts, NULL)) != -1) {
 		if (c == 'j') {
 			o->json = true;
 		} else if (c == 'S') {
 			o->socket = optarg;
+		} else if (c == 'i') {
+			if (parse_interval(optarg, o))
+				return EXIT_USAGE;
+		} else if (c == 'c') {
+			if (parse_positive(optarg, &o->count) || o->count > 1000000)
+				return usage_err("status", "--count wants a number from 1 to "
+						 "1000000, not \"%s\"", optarg);
 		} else if (c == 'h') {
 			usage_status(stdout);
 			return -1;
@@ -320,6 +344,8 @@ static int parse_status_opts(int argc, char **argv, struct status_opts *o)
 	}
 	if (argc - optind > 1)
 		return usage_err("status", "only one GROUP or PATH");
+	if (o->count && !o->interval_ms)
+		return usage_err("status", "--count goes with --interval");
 	o->target = optind < argc ? argv[optind] : NULL;
 	return 0;
 }
@@ -369,27 +395,71 @@ static int status_all(const struct status_opts *o, char *body)
 	return ret;
 }
 
-int cmd_status(int argc, char **argv)
+/* One report: the kernel's facts and repld's, of one group or of all. */
+static int status_once(const struct status_opts *o)
 {
 	char *reply = NULL, *body = NULL;
+	int ret;
+
+	ret = repld_status(o->socket, "status", &reply, &body);
+	if (ret == -EPROTO)
+		return EXIT_RUNTIME;
+	if (o->target) {
+		ret = status_of(o->target, o->json, ret ? NULL : link_of(body, o->target));
+	} else if (ret) {
+		err_msg("status: no GROUP given, and repld does not answer at %s: %s", o->socket,
+			strerror(-ret));
+		ret = EXIT_RUNTIME;
+	} else {
+		ret = status_all(o, body);
+	}
+	free(reply);
+	return ret;
+}
+
+/*
+ * --interval: a report every interval_ms on the monotonic clock (one that
+ * took longer than that is followed by the next at once), each flushed,
+ * so that a reader at the other end of a pipe gets each as it comes. One
+ * process for the whole series: a sampler pays for no new process each
+ * time. EXIT_RUNTIME at the end if a report failed.
+ */
+static int status_every(const struct status_opts *o)
+{
+	struct timespec next, now;
+	int ret = EXIT_OK;
+	__u64 n;
+
+	clock_gettime(CLOCK_MONOTONIC, &next);
+	for (n = 0; !o->count || n < o->count; n++) {
+		if (n) {
+			next.tv_nsec += (long)(o->interval_ms % 1000) * 1000000L;
+			next.tv_sec += (time_t)(o->interval_ms / 1000) + next.tv_nsec / 1000000000L;
+			next.tv_nsec %= 1000000000L;
+			while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL) == EINTR)
+				;
+			if (!o->json)
+				putchar('\n');
+		}
+		if (!o->json) {
+			clock_gettime(CLOCK_REALTIME, &now);
+			printf("time %lld.%03ld\n", (long long)now.tv_sec, now.tv_nsec / 1000000L);
+		}
+		if (status_once(o) != EXIT_OK)
+			ret = EXIT_RUNTIME;
+		if (fflush(stdout) == EOF)
+			return EXIT_RUNTIME;	/* the reader went */
+	}
+	return ret;
+}
+
+int cmd_status(int argc, char **argv)
+{
 	struct status_opts o = { 0 };
 	int ret;
 
 	ret = parse_status_opts(argc, argv, &o);
 	if (ret)
 		return ret < 0 ? EXIT_OK : ret;
-	ret = repld_status(o.socket, "status", &reply, &body);
-	if (ret == -EPROTO)
-		return EXIT_RUNTIME;
-	if (o.target) {
-		ret = status_of(o.target, o.json, ret ? NULL : link_of(body, o.target));
-	} else if (ret) {
-		err_msg("status: no GROUP given, and repld does not answer at %s: %s", o.socket,
-			strerror(-ret));
-		ret = EXIT_RUNTIME;
-	} else {
-		ret = status_all(&o, body);
-	}
-	free(reply);
-	return ret;
+	return o.interval_ms ? status_every(&o) : status_once(&o);
 }
