@@ -223,6 +223,11 @@ st=$("$REPLTOOL" status --socket "$W/alpha.sock" 2>&1)
 grep -Eq '^  link +connected' <<<"$st" && grep -Eq '^  lag_records +0$' <<<"$st" &&
 	tap_ok "repltool status shows alpha's groups and their links: connected, lag 0" ||
 	tap_fail "repltool status of alpha's groups" "$st"
+st=$("$REPLTOOL" status --socket "$W/alpha.sock" --interval 200ms --count 3 vm1 2>&1)
+times=$(awk '$1 == "time" { print $2 }' <<<"$st")
+tap_check "repltool status --interval 200ms --count 3: 3 reports, each after its time" \
+	awk -v n="$(grep -Ec '^  link +connected' <<<"$st")" \
+	'{ t[NR] = $1 } END { exit !(NR == 3 && n == 3 && t[1] < t[2] && t[2] < t[3]) }' <<<"$times"
 tap_check "repltool status --json shows beta's link" bash -c \
 	"'$REPLTOOL' status --json --socket '$W/beta.sock' | grep -q '\"link\":{\"kernel_group\":\"vm1b\"'"
 tap_check "repltool disconnect ends the session; alpha's status says so" bash -c \

@@ -149,6 +149,10 @@ tap_check "no object is left behind" test "$(live_objects)" = "0 0 0"
 for s in alpha beta; do
 	DATA[$s:0]=$(loop_disk $MB) && META[$s:0]=$(loop_disk 4) || tap_bail "the disks of $s"
 done
+# beta's metadata device through a dm-linear, to make it refuse writes later.
+bmeta=${META[beta:0]} bmsz=$(blockdev --getsz "${META[beta:0]}")
+dm_create bmeta "0 $bmsz linear $bmeta 0" && META[beta:0]=/dev/mapper/bmeta ||
+	tap_bail "beta's metadata device"
 openssl rand -hex 32 >"$W/psk" && chmod 600 "$W/psk" && sites_conf "$W/conf" "$W/psk" ||
 	tap_bail "the resource file"
 tap_setup "create-md and up on alpha (primary) and beta (secondary)" bash -c \
@@ -199,6 +203,24 @@ tap_check "a second resize has nothing to do (exit $rc)" test $rc -eq 0
 
 stop alpha
 stop beta
+# A grow whose metadata write fails at the resume (beta's metadata device
+# refuses writes, dm-flakey): repltool puts the old table back and resumes,
+# so that no VM waits on a suspended device.
+grow "${DATA[beta:0]}" $((GROW_MB + 4)) && modprobe dm-flakey &&
+	dmsetup suspend bmeta && dmsetup reload bmeta --table "0 $bmsz flakey $bmeta 0 0 1 1 error_writes" &&
+	dmsetup resume bmeta || tap_bail "beta's metadata device refusing writes"
+out=$(tool beta resize 2>&1) && rc=0 || rc=$?
+tap_check "a grow whose metadata cannot be written fails (exit $rc): the old table runs on" \
+	test $rc -eq 1 -a -n "$(grep 'runs on with its old table' <<<"$out")"
+tap_diag "$out"
+tap_check "beta's volume is active, not suspended, at its old size" bash -c \
+	"dmsetup info vm1b-0 | grep -q 'State: *ACTIVE' &&
+	 test \$(blockdev --getsz /dev/mapper/vm1b-0) = $((GROW_MB * 2048))"
+dmsetup suspend bmeta && dmsetup reload bmeta --table "0 $bmsz linear $bmeta 0" &&
+	dmsetup resume bmeta || tap_bail "beta's metadata device back"
+out=$(tool beta resize 2>&1) && tap_ok "once it takes writes again, resize grows it: $out" ||
+	tap_fail "resize after the failure" "$out"
+tap_check "to its new size" test "$(blockdev --getsz /dev/mapper/vm1b-0)" = $(((GROW_MB + 4) * 2048))
 tool beta down >/dev/null || tap_bail "beta down"
 grow "${DATA[beta:0]}" 20 || tap_bail "shrink beta's data device"
 out=$(tool beta resize 2>&1) && rc=0 || rc=$?

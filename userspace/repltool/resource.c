@@ -935,6 +935,30 @@ static int resize_check_meta(const struct res *r, const struct res_vol *v)
 }
 
 /* Reload a live volume with dev_sectors, suspend, resume. 0 or -1 (reported). */
+/*
+ * A resume that failed (the grow's metadata write, in preresume) leaves the
+ * device suspended with the grown table live: the VM's I/O waits. Back to
+ * the old length, resumed; or, if even that fails, what to do by hand.
+ */
+static void resize_undo(const char *name, const struct res_vol *v, const char *params, int err)
+{
+	int ret = dmdev_reload(name, v->sectors, TARGET, params);
+
+	if (!ret)
+		ret = dmdev_resume(name);
+	if (!ret) {
+		err_msg("%s: resume: %s (the kernel log says why); it runs on with its old "
+			"table of %llu sectors", name, strerror(-err),
+			(unsigned long long)v->sectors);
+		return;
+	}
+	err_msg("%s: resume: %s, and back to the old table: %s (the kernel log says why). "
+		"It is SUSPENDED: once the cause is fixed, `dmsetup resume %s` grows it; or "
+		"`dmsetup reload %s --table \"0 %llu %s %s\"` and `dmsetup resume %s`", name,
+		strerror(-err), strerror(-ret), name, name, (unsigned long long)v->sectors,
+		TARGET, params, name);
+}
+
 static int resize_volume(const struct res *r, const struct res_vol *v)
 {
 	char params[2 * PATH_MAX], type[32];
@@ -971,9 +995,12 @@ static int resize_volume(const struct res *r, const struct res_vol *v)
 	}
 	ret = dmdev_suspend(name);
 	err = dmdev_resume(name);
-	if (ret || err) {
-		err_msg("%s: %s: %s (the kernel log says why)", name, ret ? "suspend" : "resume",
-			strerror(-(ret ? ret : err)));
+	if (ret) {
+		err_msg("%s: suspend: %s (the kernel log says why)", name, strerror(-ret));
+		return -1;
+	}
+	if (err) {
+		resize_undo(name, v, params, err);
 		return -1;
 	}
 	printf("%s: grew from %llu to %llu sectors\n", name, (unsigned long long)v->sectors,
