@@ -1882,6 +1882,73 @@ TEST_F_TIMEOUT(apply, a_verify_counts_once_when_its_batch_is_sent_again, 120)
 	EXPECT_EQ(1U, vi.nr);
 }
 
+/* A wrap_data volume's data device: the loop disk, reads taking @ms. */
+static int data_slow_reads(const struct sec *v, unsigned int ms)
+{
+	return tl_run("dmsetup load %s-d --table '0 %zu delay %s 0 %u %s 0 0' && dmsetup resume %s-d",
+		      v->name, v->size >> 9, v->under, ms, v->under, v->name);
+}
+
+struct apply_job {
+	int fd;
+	const void *buf;
+	size_t len;
+	long n;
+};
+
+static void *apply_job_run(void *arg)
+{
+	struct apply_job *j = arg;
+
+	j->n = apply_buf(j->fd, j->buf, j->len);
+	return NULL;
+}
+
+/*
+ * A VERIFY of 4 MiB on a replica whose reads take 3 s a piece (1 MiB): a
+ * suspend of the volume that comes 1 s into it waits for that piece only,
+ * and the record is counted not compared; with no suspend the same record
+ * is compared.
+ */
+TEST_F_TIMEOUT(apply, a_suspend_stops_a_verify_in_its_batch, 180)
+{
+	struct ctx *c = &self->c;
+	struct dm_repl_verify_info vi;
+	struct apply_job job;
+	pthread_t t;
+	struct sec *v;
+
+	ctx_init(_metadata, c, "aps");
+	c->wrap_data = true;
+	group_create(_metadata, c, 1, "");
+	v = &c->vols[0];
+	ASSERT_EQ(0, data_slow_reads(v, 3000));
+
+	batch_reset(&c->b);
+	b_verify(c, &c->b, &c->s, 0, 0, 4 << 20, DM_REPL_VERIFY_HASH_SIZE);
+	ASSERT_STREQ("", c->b.err);
+	job = (struct apply_job) { .fd = c->fd, .buf = c->b.buf, .len = c->b.len };
+	ASSERT_EQ(0, pthread_create(&t, NULL, apply_job_run, &job));
+	sleep(1);
+	EXPECT_EQ(0, tl_run("dmsetup suspend %s", v->name));
+	ASSERT_EQ(0, pthread_join(t, NULL));
+	EXPECT_EQ((long)c->b.len, job.n);
+	EXPECT_EQ(0, tl_run("dmsetup resume %s", v->name));
+	ASSERT_EQ(0, verify_info(c->fd, &vi));
+	EXPECT_EQ(0ULL, vi.compared);
+	EXPECT_EQ(1ULL, vi.raced);
+
+	/* The control: no suspend, compared (and different: its hash is 0x5a). */
+	batch_reset(&c->b);
+	b_verify(c, &c->b, &c->s, 0, 0, 4 << 20, DM_REPL_VERIFY_HASH_SIZE);
+	ASSERT_EQ((long)c->b.len, apply_buf(c->fd, c->b.buf, c->b.len));
+	ASSERT_EQ(0, verify_info(c->fd, &vi));
+	EXPECT_EQ(1ULL, vi.compared);
+	EXPECT_EQ(1ULL, vi.mismatches);
+	EXPECT_EQ(1ULL, vi.raced);
+	ASSERT_EQ(0, data_slow_reads(v, 0));
+}
+
 /* RESYNC records write their data and keep the replica inconsistent until RESYNC_END. */
 TEST_F_TIMEOUT(apply, resync_is_inconsistent_until_its_end, 180)
 {
