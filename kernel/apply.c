@@ -48,8 +48,17 @@ struct apply_rec {
 	struct dm_repl_stream_link *link;	/* STREAM */
 	u64 end_volumes;	/* RESYNC_END without data: the primary's */
 	struct dm_repl_verify_hash *hash;	/* VERIFY */
+	unsigned char verdict;	/* VERIFY: enum verify_verdict, once applied */
 	struct bio *bio;	/* WRITE, RESYNC: the payload, not submitted */
 	bool region_end;	/* RESYNC: reaches the end of its region */
+};
+
+/* What a VERIFY record found; counted only once its batch is applied. */
+enum verify_verdict {
+	VERIFY_NONE,		/* not applied (skipped, or not reached) */
+	VERIFY_NOT_COMPARED,	/* RACED, VOID, a failed read, a suspend */
+	VERIFY_EQUAL,
+	VERIFY_DIFFER,
 };
 
 struct apply_range {
@@ -1036,62 +1045,45 @@ static void end_resync(struct apply_batch *b)
 	b->outdated = false;
 }
 
-/* Caller holds a->stat_lock. */
-static void note_verify(struct repl_verify_stats *s, const struct apply_rec *rec,
-			bool compared, bool differ)
-{
-	s->last_seq = rec->seq;
-	if (!compared) {
-		s->raced++;
-		return;
-	}
-	s->compared++;
-	s->bytes += rec->nbytes;
-	if (!differ)
-		return;
-	s->mismatches++;
-	if (s->nr == DM_REPL_VERIFY_LIST) {
-		s->head = (s->head + 1) % DM_REPL_VERIFY_LIST;
-		s->nr--;
-	}
-	s->list[(s->head + s->nr++) % DM_REPL_VERIFY_LIST] =
-		(struct dm_repl_verify_mismatch) {
-			.seq = rec->seq,
-			.sector = rec->sector,
-			.nbytes = rec->nbytes,
-			.volume = rec->vol->index,
-		};
-}
-
 /*
  * A VERIFY record: once every record before it is on the data devices,
- * hash the range as this replica has it and compare. Nothing changes but
- * the counters; a mismatch on a consistent replica is corruption.
+ * hash the range as this replica has it and compare. Nothing changes; the
+ * verdict is counted when the batch is applied (note_verifies()), so a
+ * batch refused half-way and sent again counts each record once. The hash
+ * reads the range a chunk at a time and gives up (not compared) when a
+ * target of the group is being suspended or the writer is killed: a
+ * suspend waits for the batch, and must not wait for a whole region, nor
+ * for every region a batch may hold. A mismatch on a consistent replica is
+ * corruption.
  */
-static void apply_verify(struct apply_batch *b, const struct apply_rec *rec)
+static void apply_verify(struct apply_batch *b, struct apply_rec *rec)
 {
 	struct repl_apply *a = &b->g->apply;
 	u8 hash[DM_REPL_VERIFY_HASH_SIZE];
-	bool compared = !(rec->flags & (DM_REPL_RECF_RACED | DM_REPL_RECF_VOID));
-	bool differ = false;
-	unsigned long flags;
+	int r;
 
-	if (compared) {
-		window_drain(b);
-		if (READ_ONCE(b->status))
-			return;
-		compared = !repl_verify_hash(rec->vol, rec->sector,
-					     rec->nbytes, hash);
-		if (!compared)
-			DMERR_LIMIT("%s: verify: volume %u sector %llu: read failed: not compared",
-				    b->g->name, rec->vol->index,
-				    (unsigned long long)rec->sector);
-		differ = compared && memcmp(hash, rec->hash, sizeof(hash));
+	rec->verdict = VERIFY_NOT_COMPARED;
+	if (rec->flags & (DM_REPL_RECF_RACED | DM_REPL_RECF_VOID))
+		return;
+	window_drain(b);
+	if (READ_ONCE(b->status))
+		return;
+	r = repl_verify_hash(rec->vol, rec->sector, rec->nbytes, hash,
+			     &a->suspended);
+	if (r == -EINTR)
+		return;
+	if (r) {
+		DMERR_LIMIT("%s: verify: volume %u sector %llu: read failed: not compared",
+			    b->g->name, rec->vol->index,
+			    (unsigned long long)rec->sector);
+		return;
 	}
-	spin_lock_irqsave(&a->stat_lock, flags);
-	note_verify(&a->verify, rec, compared, differ);
-	spin_unlock_irqrestore(&a->stat_lock, flags);
-	if (differ && !b->inconsistent && !b->outdated)
+	if (!memcmp(hash, rec->hash, sizeof(hash))) {
+		rec->verdict = VERIFY_EQUAL;
+		return;
+	}
+	rec->verdict = VERIFY_DIFFER;
+	if (!b->inconsistent && !b->outdated)
 		DMERR_LIMIT("%s: verify: volume %u sectors %llu+%u differ from the primary at seq %llu on a consistent replica: corruption",
 			    b->g->name, rec->vol->index,
 			    (unsigned long long)rec->sector,
@@ -1206,6 +1198,41 @@ static void note_markers(struct apply_batch *b)
 	}
 }
 
+/* The VERIFY records of an applied batch. Caller holds a->stat_lock. */
+static void note_verifies(struct apply_batch *b)
+{
+	struct repl_verify_stats *s = &b->g->apply.verify;
+	const struct apply_rec *rec;
+	unsigned int i;
+
+	for (i = 0; i < b->nr; i++) {
+		rec = &b->recs[i];
+		if (!rec->verdict)
+			continue;
+		s->last_seq = rec->seq;
+		if (rec->verdict == VERIFY_NOT_COMPARED) {
+			s->raced++;
+			continue;
+		}
+		s->compared++;
+		s->bytes += rec->nbytes;
+		if (rec->verdict == VERIFY_EQUAL)
+			continue;
+		s->mismatches++;
+		if (s->nr == DM_REPL_VERIFY_LIST) {
+			s->head = (s->head + 1) % DM_REPL_VERIFY_LIST;
+			s->nr--;
+		}
+		s->list[(s->head + s->nr++) % DM_REPL_VERIFY_LIST] =
+			(struct dm_repl_verify_mismatch) {
+				.seq = rec->seq,
+				.sector = rec->sector,
+				.nbytes = rec->nbytes,
+				.volume = rec->vol->index,
+			};
+	}
+}
+
 /* The batch is on disk: make it the group's state. */
 static void batch_done(struct apply_batch *b, const struct apply_rec *last)
 {
@@ -1228,6 +1255,7 @@ static void batch_done(struct apply_batch *b, const struct apply_rec *last)
 		a->consistent_time_ns = b->consistent_time_ns;
 	}
 	note_markers(b);
+	note_verifies(b);
 	a->batches++;
 	a->records += b->records;
 	a->skipped += b->skipped;

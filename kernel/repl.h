@@ -212,7 +212,10 @@ struct repl_verify_window {
 	unsigned int hits;
 };
 
-/* What a secondary's VERIFY records found (under repl_apply.stat_lock). */
+/*
+ * What a secondary's VERIFY records found, counted when their batch is
+ * applied (under repl_apply.stat_lock).
+ */
 struct repl_verify_stats {
 	u64 compared, bytes, raced, mismatches, last_seq;
 	unsigned int head, nr;		/* list[] is a ring, oldest at head */
@@ -518,7 +521,7 @@ int repl_verify_region(struct repl_group *g, struct repl_volume *v,
 void repl_verify_note_write(struct repl_group *g, struct repl_volume *v,
 			    sector_t sector, u32 nbytes);
 int repl_verify_hash(struct repl_volume *v, sector_t sector, u32 nbytes,
-		     u8 *hash);
+		     u8 *hash, const atomic_t *stop);
 void repl_verify_info(struct repl_group *g, struct dm_repl_verify_info *info);
 
 int repl_role_message(struct repl_group *g, unsigned int argc, char **argv);

@@ -83,9 +83,15 @@ static bool window_close(struct repl_verify_window *w)
 	return hits;
 }
 
-/* SHA-256 of @nbytes at @sector of @v's data device. */
+/*
+ * SHA-256 of @nbytes at @sector of @v's data device, read a chunk at a
+ * time: a region of up to 1 GiB is read with the caller's mutexes held (the
+ * primary's resync lock and g->lock, a secondary's apply lock), never a
+ * spinlock. -EINTR between two chunks when the caller is killed or, if
+ * @stop is given, when it is not zero (a secondary being suspended).
+ */
 int repl_verify_hash(struct repl_volume *v, sector_t sector, u32 nbytes,
-		     u8 *hash)
+		     u8 *hash, const atomic_t *stop)
 {
 	struct sha256_state sha;
 	u32 n, chunk = min(nbytes, VERIFY_CHUNK);
@@ -97,6 +103,10 @@ int repl_verify_hash(struct repl_volume *v, sector_t sector, u32 nbytes,
 	sha256_init(&sha);
 	for (; nbytes; nbytes -= n, sector += n >> SECTOR_SHIFT) {
 		n = min(nbytes, chunk);
+		if (fatal_signal_pending(current) || (stop && atomic_read(stop))) {
+			r = -EINTR;
+			break;
+		}
 		r = repl_read_data(v, sector, buf, n);
 		if (r)
 			break;
@@ -137,7 +147,7 @@ int repl_verify_region(struct repl_group *g, struct repl_volume *v,
 	hash = (void *)(rr.rec + 1);
 	r = repl_ring_wait_before(&g->ring, rr.pos);
 	if (!r)
-		r = repl_verify_hash(v, start, rr.nbytes, hash->sha256);
+		r = repl_verify_hash(v, start, rr.nbytes, hash->sha256, NULL);
 	raced = window_close(&g->verify);
 	/* A write that went to the bitmap set the bit before it was submitted. */
 	smp_mb();

@@ -44,6 +44,7 @@ struct sec {
 	char path[TL_NAME_LEN + 16];
 	char data[TL_NAME_LEN];
 	char meta[TL_NAME_LEN];
+	char under[TL_NAME_LEN];	/* wrap_data: the loop disk under data */
 	char table[256];
 	size_t size;
 	int index;		/* --volume */
@@ -92,6 +93,8 @@ struct ctx {
 	uint64_t seed;
 	unsigned char *scratch;	/* payloads, DM_REPL_REC_PAYLOAD_MAX + 4096 */
 	unsigned char *rbuf;	/* device reads */
+	/* New volumes' data: a dm-linear device over the loop disk. */
+	bool wrap_data;
 };
 
 static void batch_reset(struct batch *b)
@@ -335,6 +338,13 @@ static int apply_info(int fd, struct dm_repl_apply_info *ai)
 	return ioctl(fd, DM_REPL_IOC_APPLY_INFO, ai) ? -errno : 0;
 }
 
+static int verify_info(int fd, struct dm_repl_verify_info *vi)
+{
+	memset(vi, 0, sizeof(*vi));
+	vi->abi_version = DM_REPL_ABI_VERSION;
+	return ioctl(fd, DM_REPL_IOC_VERIFY_INFO, vi) ? -errno : 0;
+}
+
 static int group_info(int fd, struct dm_repl_group_info *gi)
 {
 	memset(gi, 0, sizeof(*gi));
@@ -416,6 +426,14 @@ static int sec_create(struct ctx *c, const char *name, int index, const char *op
 		r = tl_loop_create(&c->env, TL_META_MB, v->meta, sizeof(v->meta));
 	if (!r)
 		r = prefill(v->data, v->img, v->size, c->seed ^ (0xda7aULL + (uint64_t)index));
+	if (!r && c->wrap_data) {
+		char dname[TL_NAME_LEN - 16];
+
+		memcpy(v->under, v->data, sizeof(v->under));
+		snprintf(dname, sizeof(dname), "%.40s-d", name);
+		r = tl_dm_create(&c->env, dname, "0 %zu linear %s 0", v->size >> 9, v->under);
+		snprintf(v->data, sizeof(v->data), "/dev/mapper/%s", dname);
+	}
 	if (r)
 		return r;
 	r = tl_run("%s meta create --force --role secondary --group %s --data-dev %s --volume %d %s >/dev/null",
@@ -1788,6 +1806,147 @@ TEST_F_TIMEOUT(apply, markers_are_listed_once_applied, 120)
 		EXPECT_EQ(epoch[i], ai.markers[j].epoch);
 		EXPECT_STREQ(label[i], ai.markers[j].label);
 	}
+}
+
+/*
+ * A wrap_data volume's data device: the loop disk, and with @fail its last
+ * 4 KiB an error target (writes there fail).
+ */
+static int data_fail_tail(const struct sec *v, bool fail)
+{
+	size_t sectors = v->size >> 9;
+
+	if (!fail)
+		return tl_run("dmsetup load %s-d --table '0 %zu linear %s 0' && dmsetup resume %s-d",
+			      v->name, sectors, v->under, v->name);
+	return tl_run("printf '0 %zu linear %s 0\\n%zu 8 error\\n' | dmsetup load %s-d && "
+		      "dmsetup resume %s-d", sectors - 8, v->under, sectors - 8, v->name, v->name);
+}
+
+/*
+ * VERIFY records count when their batch is applied: a batch refused after
+ * its VERIFY record was compared (a write after it failed) counts nothing,
+ * the same batch sent again counts the record once, and once more (all
+ * skipped) nothing.
+ */
+TEST_F_TIMEOUT(apply, a_verify_counts_once_when_its_batch_is_sent_again, 120)
+{
+	struct ctx *c = &self->c;
+	struct dm_repl_verify_info vi;
+	struct dm_repl_apply_info ai;
+	struct sec *v;
+	uint64_t vseq;
+	long n;
+
+	ctx_init(_metadata, c, "apv");
+	c->wrap_data = true;
+	group_create(_metadata, c, 1, "");
+	v = &c->vols[0];
+
+	batch_reset(&c->b);
+	vseq = c->s.seq;
+	/* Its hash is 0x5a bytes: the region differs. */
+	b_verify(c, &c->b, &c->s, 0, 0, 65536, DM_REPL_VERIFY_HASH_SIZE);
+	b_write(c, &c->b, &c->s, 0, v->size - 4096, 4096, 7, v->img);
+	ASSERT_STREQ("", c->b.err);
+
+	ASSERT_EQ(0, data_fail_tail(v, true));
+	n = apply_buf(c->fd, c->b.buf, c->b.len);
+	EXPECT_EQ(-EIO, n);
+	ASSERT_EQ(0, apply_info(c->fd, &ai));
+	EXPECT_EQ(vseq - 1, ai.applied_seq);
+	ASSERT_EQ(0, verify_info(c->fd, &vi));
+	EXPECT_EQ(0ULL, vi.compared);
+	EXPECT_EQ(0ULL, vi.mismatches);
+	EXPECT_EQ(0ULL, vi.raced);
+	EXPECT_EQ(0U, vi.nr);
+
+	ASSERT_EQ(0, data_fail_tail(v, false));
+	apply_ok(_metadata, c, "the batch sent again");
+	ASSERT_EQ(0, verify_info(c->fd, &vi));
+	EXPECT_EQ(1ULL, vi.compared);
+	EXPECT_EQ(65536ULL, vi.bytes);
+	EXPECT_EQ(1ULL, vi.mismatches);
+	EXPECT_EQ(0ULL, vi.raced);
+	EXPECT_EQ(vseq, vi.last_seq);
+	ASSERT_EQ(1U, vi.nr);
+	EXPECT_EQ(vseq, vi.list[0].seq);
+	EXPECT_EQ(0ULL, vi.list[0].sector);
+	EXPECT_EQ(65536U, vi.list[0].nbytes);
+
+	n = apply_buf(c->fd, c->b.buf, c->b.len);
+	EXPECT_EQ((long)c->b.len, n);
+	ASSERT_EQ(0, verify_info(c->fd, &vi));
+	EXPECT_EQ(1ULL, vi.compared);
+	EXPECT_EQ(1ULL, vi.mismatches);
+	EXPECT_EQ(1U, vi.nr);
+}
+
+/* A wrap_data volume's data device: the loop disk, reads taking @ms. */
+static int data_slow_reads(const struct sec *v, unsigned int ms)
+{
+	return tl_run("dmsetup load %s-d --table '0 %zu delay %s 0 %u %s 0 0' && dmsetup resume %s-d",
+		      v->name, v->size >> 9, v->under, ms, v->under, v->name);
+}
+
+struct apply_job {
+	int fd;
+	const void *buf;
+	size_t len;
+	long n;
+};
+
+static void *apply_job_run(void *arg)
+{
+	struct apply_job *j = arg;
+
+	j->n = apply_buf(j->fd, j->buf, j->len);
+	return NULL;
+}
+
+/*
+ * A VERIFY of 4 MiB on a replica whose reads take 3 s a piece (1 MiB): a
+ * suspend of the volume that comes 1 s into it waits for that piece only,
+ * and the record is counted not compared; with no suspend the same record
+ * is compared.
+ */
+TEST_F_TIMEOUT(apply, a_suspend_stops_a_verify_in_its_batch, 180)
+{
+	struct ctx *c = &self->c;
+	struct dm_repl_verify_info vi;
+	struct apply_job job;
+	pthread_t t;
+	struct sec *v;
+
+	ctx_init(_metadata, c, "aps");
+	c->wrap_data = true;
+	group_create(_metadata, c, 1, "");
+	v = &c->vols[0];
+	ASSERT_EQ(0, data_slow_reads(v, 3000));
+
+	batch_reset(&c->b);
+	b_verify(c, &c->b, &c->s, 0, 0, 4 << 20, DM_REPL_VERIFY_HASH_SIZE);
+	ASSERT_STREQ("", c->b.err);
+	job = (struct apply_job) { .fd = c->fd, .buf = c->b.buf, .len = c->b.len };
+	ASSERT_EQ(0, pthread_create(&t, NULL, apply_job_run, &job));
+	sleep(1);
+	EXPECT_EQ(0, tl_run("dmsetup suspend %s", v->name));
+	ASSERT_EQ(0, pthread_join(t, NULL));
+	EXPECT_EQ((long)c->b.len, job.n);
+	EXPECT_EQ(0, tl_run("dmsetup resume %s", v->name));
+	ASSERT_EQ(0, verify_info(c->fd, &vi));
+	EXPECT_EQ(0ULL, vi.compared);
+	EXPECT_EQ(1ULL, vi.raced);
+
+	/* The control: no suspend, compared (and different: its hash is 0x5a). */
+	batch_reset(&c->b);
+	b_verify(c, &c->b, &c->s, 0, 0, 4 << 20, DM_REPL_VERIFY_HASH_SIZE);
+	ASSERT_EQ((long)c->b.len, apply_buf(c->fd, c->b.buf, c->b.len));
+	ASSERT_EQ(0, verify_info(c->fd, &vi));
+	EXPECT_EQ(1ULL, vi.compared);
+	EXPECT_EQ(1ULL, vi.mismatches);
+	EXPECT_EQ(1ULL, vi.raced);
+	ASSERT_EQ(0, data_slow_reads(v, 0));
 }
 
 /* RESYNC records write their data and keep the replica inconsistent until RESYNC_END. */

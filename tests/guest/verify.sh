@@ -112,9 +112,28 @@ tap_check "--fix: the replica is consistent" test "$(status_of g2 consistency)" 
 verify "$W/after-fix.out"
 tap_check "--fix: the next pass finds nothing" test "$(field "$W/after-fix.out" mismatches)" = 0
 
+# 3c. More regions differ than the replica lists (DM_REPL_VERIFY_LIST, 128):
+# the pass reads the list as the replica goes, --fix resends every one.
+MANY=200
+MANYR=$(shuf -i 0-$((REGIONS - 1)) -n $MANY | sort -n)
+for r in $MANYR; do
+	dd if=/dev/urandom of=/dev/ram2 bs=512 count=1 seek=$((r * REGION_KB * 2 + RANDOM % (REGION_KB * 2))) \
+		oflag=direct conv=notrunc status=none
+done
+verify "$W/many.out" --fix
+rc=$?
+tap_check "$MANY regions differ: --fix exits 0 (exit $rc)" test $rc = 0
+tap_check "$MANY regions differ: every one reported" \
+	test "$(mismatches "$W/many.out")" = "$(for r in $MANYR; do echo "0:$r"; done | sort)"
+tap_check "$MANY regions differ: none left unlisted" bash -c "! grep -q 'not listed' '$W/many.out'"
+tap_check "$MANY regions differ: $MANY resent" grep -q "fix g1: $MANY regions resent" "$W/many.out"
+tap_check "$MANY regions differ: identical byte for byte after --fix" identical
+
 # 3b. The same between two hosts, by hand: verify on the primary's host,
-# --results on the replica's, --resend on the primary's.
+# --results on the replica's (the sector the primary's region starts at),
+# --resend on the primary's.
 R=$(((R + 1 + RANDOM % (REGIONS - 1)) % REGIONS))
+S=$((R * REGION_KB * 2))
 dd if=/dev/urandom of=/dev/ram2 bs=4k count=1 seek=$((R * REGION_KB / 4)) \
 	oflag=direct conv=notrunc status=none
 "$REPLTOOL" verify g1 >"$W/remote.out" 2>&1
@@ -123,14 +142,20 @@ out=$(quiesce g1 g2 120) || tap_fail "by hand: drained" "$out"
 "$REPLTOOL" verify --results --since "$first" g2 >"$W/results.out" 2>&1
 rc=$?
 tap_check "by hand: --results on the replica exits 3 (exit $rc)" test $rc = 3
-tap_check "by hand: --results lists region $R alone" test "$(mismatches "$W/results.out")" = "0:$R"
-"$REPLTOOL" verify --resend "0:$R" g1 >"$W/resend.out" 2>&1
-tap_check "by hand: --resend 0:$R on the primary" grep -q "resend g1: 1 regions put in the ring" "$W/resend.out"
+tap_check "by hand: --results lists sector $S (region $R) alone" \
+	test "$(mismatches "$W/results.out")" = "0:$S"
+"$REPLTOOL" verify --resend "0@$S" g1 >"$W/resend.out" 2>&1
+tap_check "by hand: --resend 0@$S on the primary" grep -q "resend g1: 1 regions put in the ring" "$W/resend.out"
 out=$(quiesce g1 g2 120) || tap_fail "by hand: drained after the resend" "$out"
 tap_check "by hand: identical byte for byte" identical
 tap_check "by hand: the replica is consistent" test "$(status_of g2 consistency)" = consistent
 tap_check "a bad --resend list is a usage error" bash -c \
 	"'$REPLTOOL' verify --resend 0:1,x g1 2>/dev/null; test \$? = 2"
+tap_check "a --resend sector where no region starts is refused (exit 1)" bash -c \
+	"'$REPLTOOL' verify --resend 0@$((S + 8)) g1 2>&1 | grep -q 'not where a region of volume 0 starts'"
+last=$(status_of g2 applied_seq)
+tap_check "--results with no VERIFY record from SEQ on: not verified, exit 4" bash -c \
+	"'$REPLTOOL' verify --results --since $((last + 1000)) g2 >/dev/null; test \$? = 4"
 
 # 4. Seeding: the replica from a copy of the primary's disk with 1% of its
 # regions changed; only those are reported and sent, equal after.
@@ -176,6 +201,44 @@ tap_check "repltool verify of a secondary: not a primary group" bash -c \
 tap_check "--fix without --replica is a usage error" bash -c \
 	"'$REPLTOOL' verify --fix g1 2>/dev/null; test \$? = 2"
 tap_check "a verify leaves the bitmaps alone" test "$(status_of g1 dirty_regions)" = 0
+replicate_stop
+dm_remove_all
+
+# 6. A write into a region while the primary reads it for its VERIFY: the
+# record is RACED, and the replica counts it not compared, not a mismatch,
+# though its copy of the region differs. Made certain by a primary data
+# device whose reads take 5 s (dm-delay): the write comes 1 s into the read.
+modprobe dm-delay || tap_bail "modprobe dm-delay"
+sectors=$(blockdev --getsz /dev/ram0)
+dm_create slow "0 $sectors delay /dev/ram0 0 5000 /dev/ram0 0 0" || tap_bail "the delay device"
+meta_create /dev/ram1 g1 /dev/mapper/slow
+"$REPLTOOL" meta create --force --role secondary --group g2 --data-dev /dev/ram2 /dev/ram3 >/dev/null
+dm_create p1 "0 $sectors repl /dev/mapper/slow /dev/ram1 g1 primary 2 ring_mb 16" &&
+	dm_create s1 "0 $sectors repl /dev/ram2 /dev/ram3 g2 secondary 2 source g1" ||
+	tap_bail "the tables over the delay device"
+replicate_start
+R=$((RANDOM % REGIONS))
+dd if=/dev/urandom of=/dev/ram2 bs=4k count=1 seek=$((R * REGION_KB / 4)) \
+	oflag=direct conv=notrunc status=none
+nc0=$(status_of g2 verify_not_compared)
+mm0=$(status_of g2 verify_mismatches)
+"$RIO" /dev/dm-repl/g1 resync 0 $R verify >"$W/raced.out" 2>&1 &
+rio=$!
+sleep 1
+dd if=/dev/urandom of=/dev/mapper/p1 bs=4k count=1 seek=$((R * REGION_KB / 4 + 1)) \
+	oflag=direct conv=notrunc status=none
+wait "$rio"
+tap_check "raced: the VERIFY of region $R says RACED" grep -q 'raced 1' "$W/raced.out"
+out=$(quiesce g1 g2 120) || tap_fail "raced: drained" "$out"
+tap_check "raced: counted not compared on the replica" \
+	test "$(status_of g2 verify_not_compared)" = $((nc0 + 1))
+tap_check "raced: not counted a mismatch" test "$(status_of g2 verify_mismatches)" = "$mm0"
+# The control: the same region with no write meanwhile is compared, and differs.
+"$RIO" /dev/dm-repl/g1 resync 0 $R verify >"$W/calm.out" 2>&1
+tap_check "raced: with no write, the VERIFY is not RACED" grep -q 'raced 0' "$W/calm.out"
+out=$(quiesce g1 g2 120) || tap_fail "raced: drained after the control" "$out"
+tap_check "raced: with no write, the region is compared and differs" \
+	test "$(status_of g2 verify_mismatches)" = $((mm0 + 1))
 replicate_stop
 dm_remove_all
 rm -rf "$W"

@@ -149,6 +149,22 @@ static int fake_release(struct fakedev *d, const __u64 *seq)
 	return 0;
 }
 
+static int fake_resync(struct fakedev *d, struct dm_repl_resync_req *req)
+{
+	if (d->resync_errno || d->role != DM_REPL_ROLE_PRIMARY ||
+	    d->nr_resyncs == FAKEDEV_RESYNCS) {
+		errno = d->resync_errno ? d->resync_errno :
+			d->role != DM_REPL_ROLE_PRIMARY ? EPERM : ENOSPC;
+		return -1;
+	}
+	d->resyncs[d->nr_resyncs++] = *req;
+	req->records = 1;
+	req->seq = d->sim->next_seq++;
+	req->flags = (req->flags & DM_REPL_RESYNCF_VERIFY) && d->verify_raced ?
+		     DM_REPL_RESYNCF_RACED : 0;
+	return 0;
+}
+
 int __wrap_ioctl(int fd, unsigned long req, ...)
 {
 	struct fakedev *d;
@@ -170,6 +186,12 @@ int __wrap_ioctl(int fd, unsigned long req, ...)
 		*(struct dm_repl_apply_info *)arg = d->apply_info;
 		((struct dm_repl_apply_info *)arg)->abi_version = d->abi_version;
 		return 0;
+	case DM_REPL_IOC_VERIFY_INFO:
+		*(struct dm_repl_verify_info *)arg = d->verify_info;
+		((struct dm_repl_verify_info *)arg)->abi_version = d->abi_version;
+		return 0;
+	case DM_REPL_IOC_RESYNC:
+		return fake_resync(d, arg);
 	}
 	errno = ENOTTY;
 	return -1;

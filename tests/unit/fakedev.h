@@ -15,7 +15,11 @@
  *    record checked, crc included, and in sequence after applied_seq; the
  *    counters, applied_seq, its stream and a refusal's reason in
  *    apply_info). Streams are not judged: no STREAM record is needed and
- *    none refused.
+ *    none refused;
+ *  - DM_REPL_IOC_VERIFY_INFO returns verify_info; DM_REPL_IOC_RESYNC (a
+ *    primary) keeps each request in resyncs[] and answers one record at
+ *    the next sequence of the ringsim (RACED for a VERIFY with
+ *    verify_raced), or resync_errno.
  * Up to FAKEDEV_MAX devices exist at once (a primary and a secondary).
  * Every other fd goes to the real calls.
  */
@@ -27,6 +31,7 @@
 #include "ringsim.h"
 
 #define FAKEDEV_MAX 2
+#define FAKEDEV_RESYNCS 128
 
 struct fakedev {
 	struct ringsim *sim;
@@ -43,6 +48,11 @@ struct fakedev {
 	size_t write_short;		/* a write(2) takes at most this (0: all) */
 	int writes;			/* write(2) calls on the device */
 	bool apply_writes;		/* write(2) applies the batch (see above) */
+	struct dm_repl_verify_info verify_info;	/* what VERIFY_INFO answers */
+	struct dm_repl_resync_req resyncs[FAKEDEV_RESYNCS];	/* RESYNC asked */
+	int nr_resyncs;
+	bool verify_raced;		/* every VERIFY comes back RACED */
+	int resync_errno;		/* RESYNC fails with it (0: no) */
 	/* Called at each DM_REPL_IOC_RELEASE, before it is done. */
 	void (*on_release)(struct fakedev *d, __u64 seq);
 	void *priv;			/* the test's, for on_release */

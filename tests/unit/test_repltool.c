@@ -811,7 +811,9 @@ TEST_F(tool, status_of_a_secondary_shows_the_apply_path)
 	ASSERT_NE(NULL, strstr(self->r.out, "\napply\n  consistency     inconsistent\n"
 			       "  applied_stream  5354524541d00001\n"
 			       "  applied_seq     99\n")) TH_LOG("%s", self->r.out);
-	ASSERT_NE(NULL, strstr(self->r.out, "\n  rejected        1\n  last_error      record of "
+	ASSERT_NE(NULL, strstr(self->r.out, "\n  rejected        1\n  verify_compared 0\n"
+			       "  verify_bytes    0\n  verify_not_compared 0\n"
+			       "  verify_mismatches 0\n  last_error      record of "
 			       "another group (group_tag) at seq 100 (Invalid cross-device "
 			       "link)\n  marker          seq 42 epoch 7 \"nightly\"\n"))
 		TH_LOG("%s", self->r.out);
@@ -1157,6 +1159,135 @@ TEST(replicate_usage_errors_exit_2)
 	ASSERT_EQ(1, r.status);
 	ASSERT_NE(NULL, strstr(r.err, "is a repl volume in group \"dmrepl-unit-nosuch\" loaded?"));
 	free(r.out);
+}
+
+/* ---- verify ------------------------------------------------------------------- */
+
+/* The fake group: one volume (index 0) of 2048 sectors, 16 regions of 128. */
+TEST_F(tool, verify_puts_a_record_for_every_region_and_exits_0)
+{
+	int i;
+
+	run_tool(&self->r, "verify", self->dev.path, NULL);
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s%s", self->r.out, self->r.err);
+	ASSERT_EQ(16, self->dev.nr_resyncs);
+	for (i = 0; i < 16; i++) {
+		EXPECT_EQ((__u32)DM_REPL_RESYNCF_VERIFY, self->dev.resyncs[i].flags);
+		EXPECT_EQ((__u64)i, self->dev.resyncs[i].region);
+	}
+	ASSERT_NE(NULL, strstr(self->r.out, ": 16 regions (1048576 bytes) put in the ring"))
+		TH_LOG("%s", self->r.out);
+}
+
+TEST_F(tool, verify_whose_every_region_raced_exits_4)
+{
+	self->dev.verify_raced = true;
+	run_tool(&self->r, "verify", self->dev.path, NULL);
+	ASSERT_EQ(4, self->r.status) TH_LOG("%s%s", self->r.out, self->r.err);
+	ASSERT_EQ(16 * DMREPL_VERIFY_TRIES, self->dev.nr_resyncs);
+	ASSERT_NE(NULL, strstr(self->r.out, "16 regions given up, 0 put in the ring: not every "
+			       "region will be compared\n")) TH_LOG("%s", self->r.out);
+}
+
+TEST_F(tool, results_with_nothing_compared_exit_4)
+{
+	secondary(&self->dev);
+	run_tool(&self->r, "verify", "--results", self->dev.path, NULL);
+	ASSERT_EQ(4, self->r.status) TH_LOG("%s%s", self->r.out, self->r.err);
+	ASSERT_NE(NULL, strstr(self->r.out, "no VERIFY record compared here: not verified\n"))
+		TH_LOG("%s", self->r.out);
+
+	/* Compared, but nothing from --since on. */
+	self->dev.verify_info.compared = 3;
+	self->dev.verify_info.last_seq = 40;
+	run_tool(&self->r, "verify", "--results", "--since", "41", self->dev.path, NULL);
+	ASSERT_EQ(4, self->r.status) TH_LOG("%s%s", self->r.out, self->r.err);
+	run_tool(&self->r, "verify", "--results", "--since", "40", self->dev.path, NULL);
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s%s", self->r.out, self->r.err);
+}
+
+static void mismatch(struct dm_repl_verify_info *vi, __u64 seq, __u64 sector)
+{
+	vi->list[vi->nr++] = (struct dm_repl_verify_mismatch) {
+		.seq = seq, .sector = sector, .nbytes = 65536,
+	};
+	vi->mismatches++;
+	vi->compared++;
+	vi->last_seq = seq;
+}
+
+/* By the sector the primary's region starts at: the replica's regions may differ. */
+TEST_F(tool, results_list_mismatches_by_sector_from_since_and_exit_3)
+{
+	secondary(&self->dev);
+	mismatch(&self->dev.verify_info, 10, 256);
+	mismatch(&self->dev.verify_info, 12, 384);
+	run_tool(&self->r, "verify", "--results", "--since", "11", self->dev.path, NULL);
+	ASSERT_EQ(3, self->r.status) TH_LOG("%s%s", self->r.out, self->r.err);
+	ASSERT_EQ(NULL, strstr(self->r.out, "seq 10\n")) TH_LOG("%s", self->r.out);
+	ASSERT_NE(NULL, strstr(self->r.out, "mismatch volume 0 sector 384 seq 12\n"))
+		TH_LOG("%s", self->r.out);
+	ASSERT_NE(NULL, strstr(self->r.out, "2 mismatches since loaded, 1 listed"))
+		TH_LOG("%s", self->r.out);
+}
+
+TEST_F(tool, results_say_which_mismatches_left_the_list)
+{
+	struct dm_repl_verify_info *vi = &self->dev.verify_info;
+	int i;
+
+	secondary(&self->dev);
+	for (i = 0; i < DM_REPL_VERIFY_LIST; i++)
+		mismatch(vi, 100 + (__u64)i, 0);
+	vi->mismatches = 200;
+	run_tool(&self->r, "verify", "--results", "--since", "50", self->dev.path, NULL);
+	ASSERT_EQ(3, self->r.status) TH_LOG("%s%s", self->r.out, self->r.err);
+	ASSERT_NE(NULL, strstr(self->r.out, "the list holds the last 128 mismatches only: those "
+			       "before seq 100 are not listed\n")) TH_LOG("%s", self->r.out);
+	/* From the oldest listed on, nothing is missing. */
+	run_tool(&self->r, "verify", "--results", "--since", "100", self->dev.path, NULL);
+	ASSERT_EQ(3, self->r.status);
+	ASSERT_EQ(NULL, strstr(self->r.out, "not listed")) TH_LOG("%s", self->r.out);
+}
+
+TEST_F(tool, resend_takes_the_sector_a_region_starts_at_or_the_region)
+{
+	run_tool(&self->r, "verify", "--resend", "0@384,0:2", self->dev.path, NULL);
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s%s", self->r.out, self->r.err);
+	ASSERT_EQ(2, self->dev.nr_resyncs);
+	EXPECT_EQ(3ULL, self->dev.resyncs[0].region);
+	EXPECT_EQ(2ULL, self->dev.resyncs[1].region);
+	EXPECT_EQ((__u32)DM_REPL_RESYNCF_ANY, self->dev.resyncs[0].flags);
+	ASSERT_NE(NULL, strstr(self->r.out, "resend fake: 2 regions put in the ring"));
+}
+
+/* A sector that no region of this primary starts at: nothing is resent. */
+TEST_F(tool, resend_refuses_a_sector_that_starts_no_region)
+{
+	run_tool(&self->r, "verify", "--resend", "0:1,0@192", self->dev.path, NULL);
+	ASSERT_EQ(1, self->r.status) TH_LOG("%s%s", self->r.out, self->r.err);
+	ASSERT_EQ(0, self->dev.nr_resyncs);
+	ASSERT_NE(NULL, strstr(self->r.err, "--resend 0@192: not where a region of volume 0 "
+			       "starts (regions of 128 sectors, 2048 sectors)"))
+		TH_LOG("%s", self->r.err);
+	run_tool(&self->r, "verify", "--resend", "0@2048", self->dev.path, NULL);
+	ASSERT_EQ(1, self->r.status);
+	run_tool(&self->r, "verify", "--resend", "0:16", self->dev.path, NULL);
+	ASSERT_EQ(1, self->r.status);
+	ASSERT_NE(NULL, strstr(self->r.err, "volume 0 has 16 regions")) TH_LOG("%s", self->r.err);
+	run_tool(&self->r, "verify", "--resend", "1@0", self->dev.path, NULL);
+	ASSERT_EQ(1, self->r.status);
+	ASSERT_NE(NULL, strstr(self->r.err, "--resend: no volume 1")) TH_LOG("%s", self->r.err);
+	ASSERT_EQ(0, self->dev.nr_resyncs);
+}
+
+/* The replica is past the pass, but none of its records was compared there. */
+TEST_F(repl, verify_with_a_replica_that_compared_nothing_exits_4)
+{
+	self->dst.apply_info.applied_seq = 1000;
+	run_tool(&self->r, "verify", "--replica", self->dst.path, self->src.path, NULL);
+	ASSERT_EQ(4, self->r.status) TH_LOG("%s%s", self->r.out, self->r.err);
+	ASSERT_NE(NULL, strstr(self->r.out, ": nothing compared on ")) TH_LOG("%s", self->r.out);
 }
 
 TEST_HARNESS_MAIN

@@ -449,9 +449,11 @@ struct dm_repl_resync_req {
 
 /*
  * DM_REPL_IOC_VERIFY_INFO (secondary): what the VERIFY records applied
- * since the group was loaded found. The list keeps the latest
+ * since the group was loaded found, counted as their batch is applied (a
+ * refused batch counts nothing). The list keeps the latest
  * DM_REPL_VERIFY_LIST mismatches, oldest first; a verify pass reads those
- * with a sequence in its own range.
+ * with a sequence in its own range, before more than DM_REPL_VERIFY_LIST
+ * newer ones come (the count of mismatches tells it if some did).
  */
 #define DM_REPL_VERIFY_LIST	128
 
@@ -468,7 +470,7 @@ struct dm_repl_verify_info {
 	__u32 nr;		/* out: entries used in list[] */
 	__u64 compared;		/* VERIFY records compared */
 	__u64 bytes;		/* bytes hashed on the replica */
-	__u64 raced;		/* VERIFY records RACED or VOID: not compared */
+	__u64 raced;		/* not compared: RACED, VOID, read failed, suspend */
 	__u64 mismatches;	/* compared and different (list[] keeps the last) */
 	__u64 last_seq;		/* sequence of the last VERIFY record applied */
 	__u64 reserved[4];

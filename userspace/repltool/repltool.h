@@ -17,6 +17,7 @@ enum {
 	EXIT_RUNTIME	= 1,	/* the command could not do its job */
 	EXIT_USAGE	= 2,	/* bad command line */
 	EXIT_DIFFER	= 3,	/* verify: regions differ */
+	EXIT_INCOMPLETE	= 4,	/* verify: none differs, not all compared */
 };
 
 struct cmd {

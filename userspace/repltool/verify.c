@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -24,23 +25,35 @@
 #define TIMEOUT_DEFAULT 600
 #define IDLE_NS (10 * 1000 * 1000L)
 
+/* --resend V:R (a region of the primary) or V@S (the sector it starts at). */
+struct resend_item {
+	__u64 volume, where;
+	bool by_sector;
+};
+
 struct verify_opts {
 	unsigned int fill_pct;
 	__u64 timeout, since;
 	bool fix, results;
 	const char *target, *replica;
-	__u64 resend[DM_REPL_VERIFY_LIST][2];	/* --resend: volume, region */
+	struct resend_item resend[DM_REPL_VERIFY_LIST];
 	unsigned int nr_resend;
 };
 
-/* The pass, and what the replica said about it. */
+/*
+ * The pass, and what the replica said about it. The replica lists only its
+ * last DM_REPL_VERIFY_LIST mismatches: with --replica the pass keeps fewer
+ * than that many records not yet applied, and reads the list as it goes.
+ */
 struct verify_run {
 	const struct verify_opts *o;
 	struct dmrepl_verify v;
 	int rfd;				/* the replica's device, or -1 */
-	struct dm_repl_verify_info before, after;
-	__u64 differ[DM_REPL_VERIFY_LIST][2];	/* volume, region */
-	unsigned int nr_differ;
+	struct dm_repl_verify_info before, seen;	/* at the start, read last */
+	__u64 list_seq;				/* newest mismatch of the list read */
+	__u64 lost;				/* mismatches gone from the list unread */
+	__u64 (*differ)[2];			/* volume, region */
+	unsigned int nr_differ, cap_differ;
 };
 
 void usage_verify(FILE *f)
@@ -60,8 +73,8 @@ void usage_verify(FILE *f)
 "counted as not compared. Nothing changes on either side.\n"
 "\n"
 "      --replica G    the secondary group G on this host (repltool replicate):\n"
-"                     wait until it has applied the records, then print the\n"
-"                     regions that differ, as 'mismatch volume V region R seq S'\n"
+"                     follow it as it applies the records, print the regions\n"
+"                     that differ, as 'mismatch volume V region R seq S'\n"
 "      --fix          with --replica: resend the regions that differ (RESYNC\n"
 "                     records, as repltool resync) and wait until applied\n"
 "      --fill PCT     put records in only while the ring is at most PCT%%\n"
@@ -73,37 +86,45 @@ void usage_verify(FILE *f)
 "'repltool status' there (verify_* counters), and\n"
 "\n"
 "      --results      GROUP is the secondary: list the regions that differed\n"
-"                     (its last %d), each as 'mismatch volume V region R seq S'\n"
+"                     (its last %d), each as 'mismatch volume V sector S seq Q'\n"
+"                     (S: where the primary's region starts)\n"
 "      --since SEQ    only those of VERIFY records from sequence SEQ on (the\n"
 "                     first sequence the pass printed)\n"
-"      --resend V:R,...  GROUP is the primary: resend these regions (volume\n"
-"                     index V, region R) as RESYNC records, as --fix does\n"
+"      --resend V@S,...  GROUP is the primary: resend the regions of volume\n"
+"                     index V that start at sector S (as --results prints\n"
+"                     them; V:R names region R) as RESYNC records, as --fix\n"
 "\n"
-"Exit status: 0 when no region differs (or all were fixed), 3 when some\n"
-"differ, 1 for a runtime error, 2 for a usage error.\n",
+"Exit status: 0 when every region was compared and none differs (or all\n"
+"were fixed), 3 when some differ, 4 when none differs but not every region\n"
+"was compared (nothing reached the replica, regions given up), 1 for a\n"
+"runtime error, 2 for a usage error. --results: 3 when some are listed, 4\n"
+"when none was compared or no VERIFY record from SEQ on reached the replica.\n",
 		DMREPL_VERIFY_TRIES, FILL_PCT_DEFAULT, TIMEOUT_DEFAULT, DM_REPL_VERIFY_LIST);
 }
 
-/* "V:R[,V:R...]" into o->resend. */
+/* "V:R" or "V@S", comma-separated, into o->resend. */
 static int parse_resend(struct verify_opts *o, const char *list)
 {
-	unsigned long long vol, region;
+	unsigned long long vol, where;
 	const char *p = list;
 	char *end;
+	bool by_sector;
 
 	for (;;) {
 		if (o->nr_resend == DM_REPL_VERIFY_LIST || *p < '0' || *p > '9')
 			return -EINVAL;
 		errno = 0;
 		vol = strtoull(p, &end, 10);
-		if (errno || *end != ':' || vol >= DM_REPL_MAX_VOLUMES || end[1] < '0' ||
-		    end[1] > '9')
+		by_sector = *end == '@';
+		if (errno || (*end != ':' && !by_sector) || vol >= DM_REPL_MAX_VOLUMES ||
+		    end[1] < '0' || end[1] > '9')
 			return -EINVAL;
-		region = strtoull(end + 1, &end, 10);
+		where = strtoull(end + 1, &end, 10);
 		if (errno || (*end && *end != ','))
 			return -EINVAL;
-		o->resend[o->nr_resend][0] = vol;
-		o->resend[o->nr_resend][1] = region;
+		o->resend[o->nr_resend] = (struct resend_item) {
+			.volume = vol, .where = where, .by_sector = by_sector,
+		};
 		o->nr_resend++;
 		if (!*end)
 			return 0;
@@ -130,6 +151,7 @@ static int parse_opts(int argc, char **argv, struct verify_opts *o)
 	int c;
 
 	memset(o, 0, sizeof(*o));
+	optind = 1;
 	o->fill_pct = FILL_PCT_DEFAULT;
 	o->timeout = TIMEOUT_DEFAULT;
 	while ((c = getopt_long(argc, argv, ":h", lopts, NULL)) != -1) {
@@ -160,8 +182,9 @@ static int parse_opts(int argc, char **argv, struct verify_opts *o)
 			break;
 		case OPT_RESEND:
 			if (parse_resend(o, optarg))
-				return usage_err("verify", "--resend %s: not a list of VOLUME:REGION "
-						 "(at most %d)", optarg, DM_REPL_VERIFY_LIST);
+				return usage_err("verify", "--resend %s: not a list of VOLUME@SECTOR "
+						 "or VOLUME:REGION (at most %d)", optarg,
+						 DM_REPL_VERIFY_LIST);
 			break;
 		case 'h':
 			usage_verify(stdout);
@@ -216,6 +239,111 @@ static int wait_applied(const struct verify_run *vr, __u64 seq, __u64 *bytes)
 	}
 }
 
+static void print_mismatch(const struct dm_repl_verify_mismatch *m, long long region)
+{
+	printf("mismatch volume %u region %lld seq %llu\n", m->volume, region,
+	       (unsigned long long)m->seq);
+}
+
+/* One more region that differs: 0 or -ENOMEM. */
+static int add_differ(struct verify_run *vr, unsigned int volume, __u64 region)
+{
+	__u64 (*d)[2];
+	unsigned int cap;
+
+	if (vr->nr_differ == vr->cap_differ) {
+		cap = vr->cap_differ ? 2 * vr->cap_differ : DM_REPL_VERIFY_LIST;
+		d = realloc(vr->differ, cap * sizeof(*d));
+		if (!d)
+			return -ENOMEM;
+		vr->differ = d;
+		vr->cap_differ = cap;
+	}
+	vr->differ[vr->nr_differ][0] = volume;
+	vr->differ[vr->nr_differ][1] = region;
+	vr->nr_differ++;
+	return 0;
+}
+
+/*
+ * What the replica's VERIFY records found since it was read last: the
+ * mismatches new in its list, those of this pass as regions of the primary.
+ * The list keeps the last DM_REPL_VERIFY_LIST: more new mismatches than
+ * new entries were lost (counted, never guessed).
+ */
+static int take_info(struct verify_run *vr)
+{
+	struct dm_repl_verify_info vi;
+	unsigned int i, fresh = 0;
+	long long region;
+	int ret;
+
+	ret = dmrepl_verify_info(vr->rfd, &vi);
+	if (ret)
+		return ret;
+	for (i = 0; i < vi.nr && i < DM_REPL_VERIFY_LIST; i++) {
+		const struct dm_repl_verify_mismatch *m = &vi.list[i];
+
+		if (m->seq <= vr->list_seq)
+			continue;
+		fresh++;
+		if (m->seq < vr->v.first_seq || m->seq > vr->v.last_seq)
+			continue;
+		region = dmrepl_verify_region_of(&vr->v.info, m->volume, m->sector);
+		if (region < 0)
+			continue;
+		ret = add_differ(vr, m->volume, (__u64)region);
+		if (ret)
+			return ret;
+		print_mismatch(m, region);
+	}
+	if (vi.mismatches - vr->seen.mismatches > fresh)
+		vr->lost += vi.mismatches - vr->seen.mismatches - fresh;
+	if (vi.nr && vi.nr <= DM_REPL_VERIFY_LIST && vi.list[vi.nr - 1].seq > vr->list_seq)
+		vr->list_seq = vi.list[vi.nr - 1].seq;
+	vr->seen = vi;
+	return 0;
+}
+
+/* Records of the pass put in the ring that the replica has not applied. */
+static __u64 outstanding(const struct verify_run *vr)
+{
+	__u64 put = vr->v.regions + vr->v.raced;
+	__u64 done = vr->seen.compared + vr->seen.raced -
+		     (vr->before.compared + vr->before.raced);
+
+	return put > done ? put - done : 0;
+}
+
+/*
+ * With --replica: wait until a step more leaves fewer records unapplied than
+ * the replica lists, so that no mismatch of the pass leaves its list before
+ * it is read. -ETIMEDOUT when it applies none for --timeout.
+ */
+static int keep_up(struct verify_run *vr)
+{
+	time_t deadline = time(NULL) + (time_t)vr->o->timeout;
+	__u64 left, was = UINT64_MAX;
+	int ret;
+
+	for (;;) {
+		ret = take_info(vr);
+		if (ret)
+			return ret;
+		left = outstanding(vr);
+		if (left + REGIONS_A_STEP <= DM_REPL_VERIFY_LIST)
+			return 0;
+		if (left < was)
+			deadline = time(NULL) + (time_t)vr->o->timeout;
+		was = left;
+		if (stop_requested)
+			return -EINTR;
+		if (time(NULL) > deadline)
+			return -ETIMEDOUT;
+		pause_idle();
+	}
+}
+
 static int put_records(struct verify_run *vr)
 {
 	int ret;
@@ -223,6 +351,11 @@ static int put_records(struct verify_run *vr)
 	while (!vr->v.done) {
 		if (stop_requested)
 			return -EINTR;
+		if (vr->rfd >= 0) {
+			ret = keep_up(vr);
+			if (ret)
+				return ret;
+		}
 		ret = dmrepl_verify_step(&vr->v, REGIONS_A_STEP, vr->o->fill_pct);
 		if (ret < 0)
 			return ret;
@@ -230,34 +363,6 @@ static int put_records(struct verify_run *vr)
 			pause_idle();
 	}
 	return 0;
-}
-
-static void print_mismatch(const struct dm_repl_verify_mismatch *m, long long region)
-{
-	printf("mismatch volume %u region %lld seq %llu\n", m->volume, region,
-	       (unsigned long long)m->seq);
-}
-
-/* The mismatches of this pass, as regions of the primary. */
-static void collect(struct verify_run *vr)
-{
-	const struct dm_repl_verify_info *a = &vr->after;
-	unsigned int i;
-	long long region;
-
-	for (i = 0; i < a->nr && i < DM_REPL_VERIFY_LIST; i++) {
-		const struct dm_repl_verify_mismatch *m = &a->list[i];
-
-		if (m->seq < vr->v.first_seq || m->seq > vr->v.last_seq)
-			continue;
-		region = dmrepl_verify_region_of(&vr->v.info, m->volume, m->sector);
-		if (region < 0)
-			continue;
-		vr->differ[vr->nr_differ][0] = m->volume;
-		vr->differ[vr->nr_differ][1] = (__u64)region;
-		vr->nr_differ++;
-		print_mismatch(m, region);
-	}
 }
 
 /* Resend one region: its RESYNC records' last sequence, or -errno. */
@@ -305,7 +410,7 @@ static int fix(struct verify_run *vr, const char *path)
 
 	ret = wait_applied(vr, vr->v.last_seq, &bytes_before);
 	if (!ret)
-		ret = resend_all(vr, vr->differ, vr->nr_differ, &last);
+		ret = resend_all(vr, (const __u64 (*)[2])vr->differ, vr->nr_differ, &last);
 	if (!ret)
 		ret = wait_applied(vr, last, &bytes_after);
 	if (ret) {
@@ -318,38 +423,58 @@ static int fix(struct verify_run *vr, const char *path)
 	return EXIT_OK;
 }
 
+/* Regions of the pass the replica did not compare: given up, or not reached. */
+static __u64 not_compared(const struct verify_run *vr, __u64 compared)
+{
+	return vr->v.not_compared + (vr->v.regions > compared ? vr->v.regions - compared : 0);
+}
+
 static int results(struct verify_run *vr, const char *path)
 {
-	__u64 mismatches, compared;
+	__u64 mismatches, compared, missed;
 	int ret;
 
 	ret = wait_applied(vr, vr->v.last_seq, NULL);
 	if (!ret)
-		ret = dmrepl_verify_info(vr->rfd, &vr->after);
+		ret = take_info(vr);
 	if (ret) {
 		err_msg("verify: %s: waiting for the replica %s: %s", path, vr->o->replica,
 			strerror(-ret));
 		return EXIT_RUNTIME;
 	}
-	collect(vr);
-	mismatches = vr->after.mismatches - vr->before.mismatches;
-	compared = vr->after.compared - vr->before.compared;
+	mismatches = vr->seen.mismatches - vr->before.mismatches;
+	compared = vr->seen.compared - vr->before.compared;
+	missed = not_compared(vr, compared);
 	printf("verify %s: %llu regions (%llu bytes) compared on %s, %llu not compared, "
 	       "%llu mismatches\n",
 	       vr->v.info.name, (unsigned long long)compared,
-	       (unsigned long long)(vr->after.bytes - vr->before.bytes), vr->o->replica,
-	       (unsigned long long)(vr->after.raced - vr->before.raced),
+	       (unsigned long long)(vr->seen.bytes - vr->before.bytes), vr->o->replica,
+	       (unsigned long long)(vr->seen.raced - vr->before.raced),
 	       (unsigned long long)mismatches);
-	if (mismatches > vr->nr_differ)
-		printf("verify %s: %llu mismatches not listed (more than %d)\n",
-		       vr->v.info.name, (unsigned long long)(mismatches - vr->nr_differ),
-		       DM_REPL_VERIFY_LIST);
-	if (!mismatches)
-		return EXIT_OK;
-	if (!vr->o->fix || mismatches > vr->nr_differ)
+	if (vr->lost)
+		printf("verify %s: %llu mismatches not listed: more than %d came between two "
+		       "reads of %s's list (another verify at the same time?)\n",
+		       vr->v.info.name, (unsigned long long)vr->lost, DM_REPL_VERIFY_LIST,
+		       vr->o->replica);
+	if (vr->nr_differ && vr->o->fix) {
+		ret = fix(vr, path);
+		if (ret)
+			return ret;
+	}
+	if (vr->lost || (vr->nr_differ && !vr->o->fix))
 		return EXIT_DIFFER;
-	ret = fix(vr, path);
-	return ret;
+	if (!compared) {
+		printf("verify %s: nothing compared on %s: not verified\n", vr->v.info.name,
+		       vr->o->replica);
+		return EXIT_INCOMPLETE;
+	}
+	if (missed) {
+		printf("verify %s: %llu of %llu regions not compared: not verified in full\n",
+		       vr->v.info.name, (unsigned long long)missed,
+		       (unsigned long long)(vr->v.regions + vr->v.not_compared));
+		return EXIT_INCOMPLETE;
+	}
+	return EXIT_OK;
 }
 
 static int run(struct verify_run *vr, int fd, const char *path)
@@ -359,6 +484,11 @@ static int run(struct verify_run *vr, int fd, const char *path)
 	ret = dmrepl_verify_init(&vr->v, fd);
 	if (!ret && vr->rfd >= 0)
 		ret = dmrepl_verify_info(vr->rfd, &vr->before);
+	if (!ret && vr->rfd >= 0) {
+		vr->seen = vr->before;
+		if (vr->before.nr && vr->before.nr <= DM_REPL_VERIFY_LIST)
+			vr->list_seq = vr->before.list[vr->before.nr - 1].seq;
+	}
 	catch_stop_signals();
 	if (!ret)
 		ret = put_records(vr);
@@ -377,7 +507,15 @@ static int run(struct verify_run *vr, int fd, const char *path)
 	       (unsigned long long)vr->v.last_seq, (unsigned long long)vr->v.raced,
 	       (unsigned long long)vr->v.not_compared);
 	fflush(stdout);
-	return vr->rfd < 0 ? EXIT_OK : results(vr, path);
+	if (vr->rfd >= 0)
+		return results(vr, path);
+	if (!vr->v.regions || vr->v.not_compared) {
+		printf("verify %s: %llu regions given up, %llu put in the ring: not every region "
+		       "will be compared\n", vr->v.info.name,
+		       (unsigned long long)vr->v.not_compared, (unsigned long long)vr->v.regions);
+		return EXIT_INCOMPLETE;
+	}
+	return EXIT_OK;
 }
 
 /* --results on the replica's host: what its VERIFY records found. */
@@ -397,11 +535,16 @@ static int list_results(const struct verify_opts *o, int fd, const char *path,
 		err_msg("verify: %s: DM_REPL_IOC_VERIFY_INFO: %s", path, strerror(-ret));
 		return EXIT_RUNTIME;
 	}
+	/*
+	 * By the sector the range starts at, which is the primary's region's:
+	 * this replica's regions may be of another size.
+	 */
 	for (i = 0; i < vi.nr && i < DM_REPL_VERIFY_LIST; i++) {
 		if (vi.list[i].seq < o->since)
 			continue;
-		print_mismatch(&vi.list[i],
-			       dmrepl_verify_region_of(info, vi.list[i].volume, vi.list[i].sector));
+		printf("mismatch volume %u sector %llu seq %llu\n", vi.list[i].volume,
+		       (unsigned long long)vi.list[i].sector,
+		       (unsigned long long)vi.list[i].seq);
 		listed++;
 	}
 	printf("verify %s: %llu regions (%llu bytes) compared, %llu not compared, "
@@ -409,26 +552,76 @@ static int list_results(const struct verify_opts *o, int fd, const char *path,
 	       info->name, (unsigned long long)vi.compared, (unsigned long long)vi.bytes,
 	       (unsigned long long)vi.raced, (unsigned long long)vi.mismatches, listed,
 	       (unsigned long long)vi.last_seq);
-	return listed ? EXIT_DIFFER : EXIT_OK;
+	if (vi.nr == DM_REPL_VERIFY_LIST && vi.mismatches > vi.nr && vi.list[0].seq > o->since)
+		printf("verify %s: the list holds the last %d mismatches only: those before seq "
+		       "%llu are not listed\n", info->name, DM_REPL_VERIFY_LIST,
+		       (unsigned long long)vi.list[0].seq);
+	if (listed)
+		return EXIT_DIFFER;
+	if (!vi.compared || vi.last_seq < o->since) {
+		printf("verify %s: no VERIFY record%s compared here: not verified\n", info->name,
+		       o->since ? " from that sequence on" : "");
+		return EXIT_INCOMPLETE;
+	}
+	return EXIT_OK;
+}
+
+/* The item as a region of the primary's volume: 0, or -1 (reported). */
+static int resend_region(const struct dm_repl_group_info *info, const char *path,
+			 const struct resend_item *it, __u64 *region)
+{
+	const struct dm_repl_volume_info *vi = NULL;
+	unsigned int i;
+
+	for (i = 0; i < info->nr_volumes && i < DM_REPL_MAX_VOLUMES; i++)
+		if (info->volumes[i].index == it->volume)
+			vi = &info->volumes[i];
+	if (!vi || !vi->region_sectors) {
+		err_msg("verify: %s: --resend: no volume %llu", path,
+			(unsigned long long)it->volume);
+		return -1;
+	}
+	*region = it->by_sector ? it->where / vi->region_sectors : it->where;
+	if (it->by_sector && (it->where % vi->region_sectors || it->where >= vi->sectors)) {
+		err_msg("verify: %s: --resend %llu@%llu: not where a region of volume %llu "
+			"starts (regions of %u sectors, %llu sectors): not from this primary's "
+			"VERIFY records", path, (unsigned long long)it->volume,
+			(unsigned long long)it->where, (unsigned long long)it->volume,
+			vi->region_sectors, (unsigned long long)vi->sectors);
+		return -1;
+	}
+	if (*region >= vi->nr_regions) {
+		err_msg("verify: %s: --resend %llu:%llu: volume %llu has %llu regions", path,
+			(unsigned long long)it->volume, (unsigned long long)it->where,
+			(unsigned long long)it->volume, (unsigned long long)vi->nr_regions);
+		return -1;
+	}
+	return 0;
 }
 
 /* --resend on the primary's host: the regions --results listed. */
 static int resend_listed(struct verify_run *vr, int fd, const char *path,
 			 const struct dm_repl_group_info *info)
 {
-	__u64 last = 0;
+	__u64 list[DM_REPL_VERIFY_LIST][2], last = 0;
+	unsigned int i;
 	int ret;
 
 	vr->v.fd = fd;
-	ret = info->role == DM_REPL_ROLE_PRIMARY ? 0 : -EPERM;
-	if (!ret)
-		ret = resend_all(vr, (const __u64 (*)[2])vr->o->resend, vr->o->nr_resend, &last);
-	if (ret == -EPERM)
+	if (info->role != DM_REPL_ROLE_PRIMARY) {
 		err_msg("verify: %s: not a primary group", path);
-	else if (ret)
-		err_msg("verify: %s: --resend: %s", path, strerror(-ret));
-	if (ret)
 		return EXIT_RUNTIME;
+	}
+	for (i = 0; i < vr->o->nr_resend; i++) {
+		list[i][0] = vr->o->resend[i].volume;
+		if (resend_region(info, path, &vr->o->resend[i], &list[i][1]))
+			return EXIT_RUNTIME;
+	}
+	ret = resend_all(vr, (const __u64 (*)[2])list, vr->o->nr_resend, &last);
+	if (ret) {
+		err_msg("verify: %s: --resend: %s", path, strerror(-ret));
+		return EXIT_RUNTIME;
+	}
 	printf("resend %s: %u regions put in the ring, last seq %llu\n", info->name,
 	       vr->o->nr_resend, (unsigned long long)last);
 	return EXIT_OK;
@@ -473,6 +666,7 @@ int cmd_verify(int argc, char **argv)
 		close(vr->rfd);
 	if (fd >= 0)
 		close(fd);
+	free(vr->differ);
 	free(vr);
 	return ret;
 }
