@@ -51,6 +51,7 @@ struct apply_rec {
 	unsigned char verdict;	/* VERIFY: enum verify_verdict, once applied */
 	struct bio *bio;	/* WRITE, RESYNC: the payload, not submitted */
 	bool region_end;	/* RESYNC: reaches the end of its region */
+	bool seed_equal;	/* VERIFY, seeded: equal, clears what it covers */
 };
 
 /* What a VERIFY record found; counted only once its batch is applied. */
@@ -85,11 +86,15 @@ struct apply_batch {
 	unsigned int nr_window;
 	struct apply_range window[APPLY_WINDOW];
 	bool inconsistent;	/* after the records submitted so far */
+	bool seeded;		/* after the records submitted so far */
 	bool outdated;		/* after the records submitted so far */
 	bool rejoin;		/* no record submitted yet, and rejoining */
 	struct repl_resync_run run;	/* the group's, as the batch goes */
 	bool said_dirty;	/* why a RESYNC_END did not end the resync */
-	/* RESYNC records that end a region, from and before: not flushed yet */
+	/*
+	 * RESYNC records that end a region, VERIFY records a seeded replica
+	 * found equal, from and before: not flushed yet
+	 */
 	unsigned int clear_from, clear_to;
 	u64 consistent_seq, consistent_time_ns;
 	const struct apply_rec *applied;	/* the last one submitted */
@@ -176,6 +181,7 @@ void repl_apply_join(struct repl_group *g, struct repl_volume *v)
 			a->next_epoch = le64_to_cpu(sb->next_epoch);
 		}
 		a->inconsistent |= sb_flags & DM_REPL_META_F_INCONSISTENT;
+		a->seeded |= sb_flags & DM_REPL_META_F_SEEDED;
 		a->rejoin |= sb_flags & DM_REPL_META_F_REJOIN;
 		if ((sb_flags & DM_REPL_META_F_OUTDATED) && !a->outdated) {
 			a->outdated = true;
@@ -832,10 +838,29 @@ static void note_region_end(struct apply_batch *b, struct apply_rec *rec)
 }
 
 /*
+ * A seeded replica's regions that a VERIFY record found equal, the ones its
+ * range covers whole (the primary's region size may differ from ours): they
+ * are the primary's now.
+ */
+static void clear_verified(const struct apply_rec *rec)
+{
+	struct repl_volume *v = rec->vol;
+	sector_t end = rec->sector + (rec->nbytes >> SECTOR_SHIFT);
+	unsigned long region, last;
+
+	region = (rec->sector + (1ULL << v->region_shift) - 1) >> v->region_shift;
+	last = end >= v->sectors ? v->nr_regions : end >> v->region_shift;
+	for (; region < last; region++)
+		if (test_and_clear_bit(region, v->bitmap))
+			atomic64_dec(&v->dirty);
+}
+
+/*
  * The regions that RESYNC records completed are on the disk now, as the
  * primary has them: what this site wrote there on its own (its dirty bits)
- * is gone. Saved with the bitmap when the resync ends; a crash before makes
- * them dirty again, which is only more work.
+ * is gone; so are the regions a seeded replica found equal. Saved with the
+ * bitmap when the resync ends; a crash before makes them dirty again, which
+ * is only more work.
  */
 static void clear_resynced(struct apply_batch *b)
 {
@@ -844,6 +869,8 @@ static void clear_resynced(struct apply_batch *b)
 
 	for (; b->clear_from < b->clear_to; b->clear_from++) {
 		rec = &b->recs[b->clear_from];
+		if (rec->seed_equal)
+			clear_verified(rec);
 		if (!rec->region_end)
 			continue;
 		region = (rec->sector + (rec->nbytes >> SECTOR_SHIFT) - 1) >>
@@ -889,6 +916,7 @@ void repl_apply_to_sb(const struct repl_apply_point *p,
 	sb->consistent_time_ns =
 		cpu_to_le64(p->outdated ? p->consistent_time_ns : 0);
 	sb_flag(sb, DM_REPL_META_F_INCONSISTENT, p->inconsistent);
+	sb_flag(sb, DM_REPL_META_F_SEEDED, p->seeded);
 	sb_flag(sb, DM_REPL_META_F_OUTDATED, p->outdated);
 	sb_flag(sb, DM_REPL_META_F_REJOIN, p->rejoin);
 }
@@ -901,6 +929,7 @@ void repl_apply_point(const struct repl_apply *a, struct repl_apply_point *p)
 		.applied_stream = a->applied_stream,
 		.next_epoch = a->next_epoch,
 		.inconsistent = a->inconsistent,
+		.seeded = a->seeded,
 		.outdated = a->outdated,
 		.rejoin = a->rejoin,
 		.consistent_seq = a->consistent_seq,
@@ -921,6 +950,7 @@ static void batch_point(const struct apply_batch *b,
 		p->next_epoch = last->epoch + (last->type == DM_REPL_REC_FLUSH);
 	}
 	p->inconsistent = b->inconsistent;
+	p->seeded = b->seeded;
 	p->outdated = b->outdated;
 	p->rejoin = b->rejoin;
 	p->consistent_seq = b->consistent_seq;
@@ -1013,21 +1043,48 @@ static u64 dirty_regions(const struct apply_batch *b)
 }
 
 /*
+ * The bitmaps are clean: they reach the disk before a superblock says
+ * consistent (the batch's persist() writes it).
+ */
+static bool save_clean(struct apply_batch *b)
+{
+	unsigned int i;
+
+	for (i = 0; i < DM_REPL_MAX_VOLUMES; i++) {
+		if (b->vols[i] && repl_meta_save_bitmap(b->vols[i])) {
+			WRITE_ONCE(b->status, BLK_STS_IOERR);
+			return false;
+		}
+	}
+	if (b->seeded)
+		DMINFO("%s: seeded replica: every region verified equal to the primary or resent: consistent",
+		       b->g->name);
+	b->inconsistent = false;
+	b->seeded = false;
+	return true;
+}
+
+/*
  * A RESYNC_END: consistent again once every record before it is durable,
  * and only if no volume has a region of this site's own left (a force-
  * demoted primary's unreleased writes, a crashed primary's activity log,
  * which the primary resends as RESYNC records). The bitmaps, cleared by
- * those records, reach the disk before a superblock says consistent.
+ * those records, reach the disk before a superblock says consistent. On a
+ * seeded replica the regions left are those not verified yet: the resync
+ * repaired a gap (not outdated any more), the seed is still inconsistent.
  */
 static void end_resync(struct apply_batch *b)
 {
-	unsigned int i;
 	u64 dirty;
 
 	flush_written(b);
 	if (READ_ONCE(b->status))
 		return;
 	dirty = dirty_regions(b);
+	if (dirty && b->seeded) {
+		b->outdated = false;
+		return;
+	}
 	if (dirty) {
 		if (!b->said_dirty)
 			DMINFO("%s: resync end: %llu regions this site wrote are not resynced yet: still inconsistent",
@@ -1035,14 +1092,20 @@ static void end_resync(struct apply_batch *b)
 		b->said_dirty = true;
 		return;
 	}
-	for (i = 0; i < DM_REPL_MAX_VOLUMES; i++) {
-		if (b->vols[i] && repl_meta_save_bitmap(b->vols[i])) {
-			WRITE_ONCE(b->status, BLK_STS_IOERR);
-			return;
-		}
-	}
-	b->inconsistent = false;
-	b->outdated = false;
+	if (save_clean(b))
+		b->outdated = false;
+}
+
+/*
+ * The end of a batch on a seeded replica: once VERIFY records (flushed)
+ * and RESYNC runs have cleared every region, the seed is the primary's
+ * data, inconsistent no more. A gap is still owed its resync.
+ */
+static void end_seeded(struct apply_batch *b)
+{
+	if (!b->seeded || READ_ONCE(b->status) || dirty_regions(b))
+		return;
+	save_clean(b);
 }
 
 /*
@@ -1054,7 +1117,8 @@ static void end_resync(struct apply_batch *b)
  * target of the group is being suspended or the writer is killed: a
  * suspend waits for the batch, and must not wait for a whole region, nor
  * for every region a batch may hold. A mismatch on a consistent replica is
- * corruption.
+ * corruption; on a seeded one it is expected (the primary resends the
+ * range), and a match clears the regions it covers once it is durable.
  */
 static void apply_verify(struct apply_batch *b, struct apply_rec *rec)
 {
@@ -1080,6 +1144,10 @@ static void apply_verify(struct apply_batch *b, struct apply_rec *rec)
 	}
 	if (!memcmp(hash, rec->hash, sizeof(hash))) {
 		rec->verdict = VERIFY_EQUAL;
+		if (b->seeded) {
+			rec->seed_equal = true;
+			b->clear_to = rec - b->recs + 1;
+		}
 		return;
 	}
 	rec->verdict = VERIFY_DIFFER;
@@ -1144,6 +1212,7 @@ static struct apply_rec *batch_submit(struct apply_batch *b)
 	unsigned int i;
 
 	b->inconsistent = a->inconsistent;
+	b->seeded = a->seeded;
 	b->outdated = a->outdated;
 	b->rejoin = a->rejoin;
 	b->run = a->run;
@@ -1173,6 +1242,7 @@ static struct apply_rec *batch_submit(struct apply_batch *b)
 		b->records++;
 	}
 	flush_written(b);
+	end_seeded(b);
 	return last;
 }
 
@@ -1248,6 +1318,7 @@ static void batch_done(struct apply_batch *b, const struct apply_rec *last)
 		a->next_epoch = last->epoch +
 				(last->type == DM_REPL_REC_FLUSH);
 		a->inconsistent = b->inconsistent;
+		a->seeded = b->seeded;
 		a->outdated = b->outdated;
 		a->rejoin = b->rejoin;
 		a->run = b->run;

@@ -150,8 +150,11 @@ static void fill_group_info(struct dm_repl_group_info *info,
 	info->wakeups = atomic64_read(&c->wakeups);
 
 	mutex_lock(&g->lock);
-	info->flags = g->role == DM_REPL_ROLE_SECONDARY && READ_ONCE(g->apply.rejoin) ?
-		      DM_REPL_GROUPF_REJOIN : 0;
+	info->flags = 0;
+	if (g->role == DM_REPL_ROLE_SECONDARY && READ_ONCE(g->apply.rejoin))
+		info->flags |= DM_REPL_GROUPF_REJOIN;
+	if (g->role == DM_REPL_ROLE_SECONDARY && READ_ONCE(g->apply.seeded))
+		info->flags |= DM_REPL_GROUPF_SEEDED;
 	info->gen_current = g->gen_current;
 	for (i = 0; i < DM_REPL_META_GEN_HISTORY; i++)
 		info->gen_history[i] = g->gen_history[i];

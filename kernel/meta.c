@@ -138,6 +138,10 @@ static const char *check_sb(const struct dm_repl_meta_sb *sb,
 		return "Metadata superblock checksum mismatch (repltool meta check)";
 	if (le32_to_cpu(sb->flags) & ~DM_REPL_META_F_KNOWN)
 		return "Metadata superblock has unknown flags";
+	if ((le32_to_cpu(sb->flags) & DM_REPL_META_F_SEEDED) &&
+	    (le32_to_cpu(sb->role) != DM_REPL_META_ROLE_SECONDARY ||
+	     !(le32_to_cpu(sb->flags) & DM_REPL_META_F_INCONSISTENT)))
+		return "Metadata superblock says SEEDED on a primary or a consistent replica";
 	if (sb->reserved0 || sb->reserved1 ||
 	    !all_zero(sb->reserved, sizeof(sb->reserved)) ||
 	    !all_zero((const u8 *)sb + DM_REPL_META_SB_SIZE,

@@ -251,6 +251,8 @@ struct repl_apply {
 	u64 applied_epoch;	/* 0: not known since the load */
 	u64 next_epoch;		/* epoch of applied_seq + 1; 0: not known */
 	bool inconsistent;	/* a resync is under way */
+	/* Seeded: its dirty bits are the regions not yet verified equal. */
+	bool seeded;
 	/* "rejoin": the first record of the next batch may be of any stream */
 	bool rejoin;
 	/* Past a gap: the last consistent state was consistent_seq. */
@@ -460,7 +462,7 @@ void repl_apply_suspend(struct repl_target *rt);
 void repl_apply_resume(struct repl_target *rt);
 struct repl_apply_point {
 	u64 applied_seq, applied_stream, next_epoch;
-	bool inconsistent, outdated, rejoin;
+	bool inconsistent, seeded, outdated, rejoin;
 	u64 consistent_seq, consistent_time_ns;
 };
 

@@ -103,6 +103,11 @@ static int may_promote(struct repl_group *g, bool force)
 
 	if (force)
 		return 0;
+	if (a->inconsistent && a->seeded) {
+		DMWARN("%s: cannot become primary: seeded and not yet verified equal to the primary, the data is inconsistent; \"role primary force\" promotes it anyway",
+		       g->name);
+		return -EBUSY;
+	}
 	if (a->inconsistent) {
 		DMWARN("%s: cannot become primary: a resync is under way and the data is inconsistent; \"role primary force\" promotes it anyway",
 		       g->name);
@@ -144,6 +149,7 @@ static void demote(struct repl_group *g)
 	a->next_epoch = ring->epoch;
 	a->nr_joined = g->nr_volumes;
 	a->inconsistent = false;
+	a->seeded = false;
 	a->rejoin = false;
 	a->run.valid = false;
 	/*
@@ -323,6 +329,7 @@ static int begin_rejoin(struct repl_group *g)
 	a->rejoin = true;
 	a->run.valid = false;
 	a->inconsistent = true;
+	a->seeded = false;
 	a->outdated = false;
 	a->consistent_seq = 0;
 	a->consistent_time_ns = 0;

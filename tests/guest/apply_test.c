@@ -27,6 +27,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#include <openssl/evp.h>
 
 #include "kselftest_harness.h"
 #include "testlib.h"
@@ -95,6 +96,8 @@ struct ctx {
 	unsigned char *rbuf;	/* device reads */
 	/* New volumes' data: a dm-linear device over the loop disk. */
 	bool wrap_data;
+	/* More options of new volumes' "meta create" (NULL: none). */
+	const char *meta_opts;
 };
 
 static void batch_reset(struct batch *b)
@@ -436,8 +439,8 @@ static int sec_create(struct ctx *c, const char *name, int index, const char *op
 	}
 	if (r)
 		return r;
-	r = tl_run("%s meta create --force --role secondary --group %s --data-dev %s --volume %d %s >/dev/null",
-		   TL_REPLTOOL, c->group, v->data, index, v->meta);
+	r = tl_run("%s meta create --force --role secondary %s --group %s --data-dev %s --volume %d %s >/dev/null",
+		   TL_REPLTOOL, c->meta_opts ?: "", c->group, v->data, index, v->meta);
 	if (r)
 		return r < 0 ? r : -EIO;
 	{
@@ -2769,6 +2772,145 @@ TEST_F_TIMEOUT(apply, a_region_is_resent_only_from_its_start, 180)
 	EXPECT_EQ(0ULL, dirty_regions(_metadata, c, 0));
 	ASSERT_EQ(0, apply_info(c->fd, &ai));
 	EXPECT_EQ(0U, ai.flags);
+}
+
+/* A VERIFY record of [off, +len) of volume 0 whose hash is img's there. */
+static long b_verify_img(struct ctx *c, struct batch *b, struct src *s, const unsigned char *img,
+			 uint64_t off, uint32_t len)
+{
+	unsigned char hash[DM_REPL_VERIFY_HASH_SIZE];
+	struct dmrepl_rec_fields f = {
+		.type = DM_REPL_REC_VERIFY, .sector = off >> 9, .nbytes = len,
+		.payload = hash, .payload_len = sizeof(hash),
+	};
+
+	(void)c;
+	if (!EVP_Digest(img + off, len, hash, NULL, EVP_sha256(), NULL)) {
+		snprintf(b->err, sizeof(b->err), "EVP_Digest failed");
+		return -1;
+	}
+	return b_add(b, s, &f);
+}
+
+/* The seeded state as the group, the apply info and the superblock say it. */
+static void expect_seeded(struct __test_metadata *_metadata, struct ctx *c, bool seeded,
+			  uint64_t left, const char *when)
+{
+	struct dm_repl_group_info gi;
+	struct dm_repl_apply_info ai;
+	struct dm_repl_meta_sb sb;
+	struct sec_status st;
+	uint32_t want = seeded ? DM_REPL_META_F_INCONSISTENT | DM_REPL_META_F_SEEDED : 0;
+
+	ASSERT_EQ(0, group_info(c->fd, &gi));
+	EXPECT_EQ(seeded ? (uint32_t)DM_REPL_GROUPF_SEEDED : 0U, gi.flags) TH_LOG("%s", when);
+	EXPECT_EQ(left, gi.volumes[0].dirty_regions) TH_LOG("%s", when);
+	ASSERT_EQ(0, apply_info(c->fd, &ai));
+	EXPECT_EQ(seeded ? (uint32_t)DM_REPL_APPLYF_INCONSISTENT : 0U, ai.flags) TH_LOG("%s", when);
+	ASSERT_EQ(0, sb_read(&c->vols[0], &sb));
+	EXPECT_EQ(want, le32toh(sb.flags) & (DM_REPL_META_F_INCONSISTENT | DM_REPL_META_F_SEEDED))
+		TH_LOG("%s", when);
+	ASSERT_EQ(0, sec_status(&c->vols[0], &st));
+	EXPECT_STREQ(seeded ? "inconsistent" : "consistent", st.state) TH_LOG("%s", when);
+}
+
+/*
+ * A seeded replica (meta create --seeded: INCONSISTENT, SEEDED, every region
+ * dirty): a VERIFY record that matches clears the regions its range covers
+ * whole, and no other; one that does not match clears nothing and is not
+ * called corruption; a RESYNC run clears its region as on any replica. A
+ * reload keeps what was cleared (a clean shutdown saves the bitmap). The
+ * last region cleared ends INCONSISTENT and SEEDED together, on disk too;
+ * before that a promotion is refused.
+ */
+TEST_F_TIMEOUT(apply, a_seeded_replica_is_consistent_once_verified_whole, 180)
+{
+	const uint32_t rb = 1U << 20;	/* --region-kb 1024: 16 regions */
+	struct ctx *c = &self->c;
+	unsigned char *img;
+	uint64_t r;
+
+	ctx_init(_metadata, c, "apsd");
+	c->meta_opts = "--seeded --region-kb 1024";
+	group_create(_metadata, c, 1, "");
+	img = c->vols[0].img;
+	expect_seeded(_metadata, c, true, 16, "created");
+	EXPECT_NE(0, group_role(c, "primary"));
+	expect_seeded(_metadata, c, true, 16, "promotion refused");
+
+	batch_reset(&c->b);
+	/* Region 0 whole; regions 1 and 2 half each; regions 3 and 4 whole. */
+	b_verify_img(c, &c->b, &c->s, img, 0, rb);
+	b_verify_img(c, &c->b, &c->s, img, rb + rb / 2, rb);
+	b_verify_img(c, &c->b, &c->s, img, 3 * rb, 2 * rb);
+	/* Region 5: the primary wrote there, and its hash is not ours. */
+	b_write(c, &c->b, &c->s, 0, 5 * rb + 4096, 8192, 21, img);
+	b_verify(c, &c->b, &c->s, 0, 5 * rb, rb, DM_REPL_VERIFY_HASH_SIZE);
+	/* Region 6: written by the primary first, then verified equal. */
+	b_write(c, &c->b, &c->s, 0, 6 * rb + 512, 4096, 22, img);
+	b_verify_img(c, &c->b, &c->s, img, 6 * rb, rb);
+	/* Region 15: a RESYNC run of zeros. */
+	b_resync_zero(&c->b, &c->s, 0, 15 * (uint64_t)rb, rb, img);
+	apply_whole(_metadata, c, "verified in part");
+	expect_seeded(_metadata, c, true, 11, "verified in part");
+	EXPECT_NE(0, tl_run("dmesg | grep -q 'apsd: verify: .*corruption'"));
+
+	ASSERT_EQ(0, group_reload(c));
+	expect_seeded(_metadata, c, true, 11, "reloaded");
+
+	/* All but region 14: still inconsistent. */
+	batch_reset(&c->b);
+	b_verify_img(c, &c->b, &c->s, img, rb, rb);
+	b_verify_img(c, &c->b, &c->s, img, 2 * rb, rb);
+	for (r = 5; r < 14; r++)
+		if (r != 6)
+			b_verify_img(c, &c->b, &c->s, img, r * rb, rb);
+	apply_whole(_metadata, c, "all but one");
+	expect_seeded(_metadata, c, true, 1, "all but one");
+
+	/* The last one, in a VERIFY of two regions: consistent, on disk too. */
+	batch_reset(&c->b);
+	b_verify_img(c, &c->b, &c->s, img, 13 * (uint64_t)rb, 2 * rb);
+	apply_whole(_metadata, c, "the last one");
+	expect_seeded(_metadata, c, false, 0, "the last one");
+	ASSERT_EQ(0, group_reload(c));
+	expect_seeded(_metadata, c, false, 0, "the last one, reloaded");
+}
+
+/*
+ * A RESYNC_END on a seeded replica with regions left unverified leaves it
+ * inconsistent and seeded; one that comes when the bitmap is clean ends
+ * both, as at the end of any resync.
+ */
+TEST_F_TIMEOUT(apply, a_resync_end_ends_a_seeded_replica_only_when_clean, 180)
+{
+	const uint32_t rb = 4U << 20;	/* --region-kb 4096: 4 regions */
+	struct ctx *c = &self->c;
+	unsigned char *img;
+	uint64_t off;
+
+	ctx_init(_metadata, c, "apse");
+	c->meta_opts = "--seeded --region-kb 4096";
+	group_create(_metadata, c, 1, "");
+	img = c->vols[0].img;
+	expect_seeded(_metadata, c, true, 4, "created");
+
+	/* A region is four RESYNC records of 1 MiB back to back. */
+	batch_reset(&c->b);
+	for (off = 0; off < rb; off += 1U << 20)
+		b_resync_zero(&c->b, &c->s, 0, off, 1U << 20, img);
+	b_verify_img(c, &c->b, &c->s, img, rb, rb);
+	b_resync_end(&c->b, &c->s, 1);
+	apply_whole(_metadata, c, "two regions and an END");
+	expect_seeded(_metadata, c, true, 2, "two regions and an END");
+
+	batch_reset(&c->b);
+	b_verify_img(c, &c->b, &c->s, img, 2 * (uint64_t)rb, rb);
+	for (off = 3 * (uint64_t)rb; off < 4 * (uint64_t)rb; off += 1U << 20)
+		b_resync_zero(&c->b, &c->s, 0, off, 1U << 20, img);
+	b_resync_end(&c->b, &c->s, 1);
+	apply_whole(_metadata, c, "the other two and an END");
+	expect_seeded(_metadata, c, false, 0, "the other two and an END");
 }
 
 TEST_HARNESS_MAIN

@@ -45,14 +45,15 @@ dm_create() {
 	dmsetup create "$1" --table "$2" && dmsetup mknodes "$1"
 }
 
-# pair_tables [PRIMARY_OPTS]: fresh metadata and the tables of a pair over
-# four RAM disks, their data as it is: p1, group g1 primary on ram0 (meta
-# ram1), and its replica s1, group g2 on ram2 (meta ram3).
+# pair_tables [PRIMARY_OPTS [SECONDARY_META_OPTS]]: fresh metadata and the
+# tables of a pair over four RAM disks, their data as it is: p1, group g1
+# primary on ram0 (meta ram1), and its replica s1, group g2 on ram2 (meta
+# ram3); SECONDARY_META_OPTS go to the replica's "meta create" (--seeded).
 pair_tables() {
 	local sectors
 	sectors=$(blockdev --getsz /dev/ram0)
 	meta_create /dev/ram1 g1 /dev/ram0
-	"$REPLTOOL" meta create --force --role secondary --group g2 \
+	"$REPLTOOL" meta create --force --role secondary ${2:-} --group g2 \
 		--data-dev /dev/ram2 /dev/ram3 >/dev/null
 	dm_create p1 "0 $sectors repl /dev/ram0 /dev/ram1 g1 primary ${1:-}" &&
 		dm_create s1 "0 $sectors repl /dev/ram2 /dev/ram3 g2 secondary 2 source g1"

@@ -4,7 +4,9 @@
 # every region, the replica compares at the same point of the stream. An
 # equal pair has no mismatch, also while fio writes; a region corrupted
 # behind the replica's back is found and --fix resends it; a replica seeded
-# from a copy with 1% of its regions changed gets exactly those regions.
+# from a copy with 1% of its regions changed (metadata --seeded) gets
+# exactly those regions, and is inconsistent and seeded until the pass is
+# done.
 set -uo pipefail
 source "$(dirname "$0")/../lib/tap.sh"
 source "$(dirname "$0")/lib.sh"
@@ -158,7 +160,9 @@ tap_check "--results with no VERIFY record from SEQ on: not verified, exit 4" ba
 	"'$REPLTOOL' verify --results --since $((last + 1000)) g2 >/dev/null; test \$? = 4"
 
 # 4. Seeding: the replica from a copy of the primary's disk with 1% of its
-# regions changed; only those are reported and sent, equal after.
+# regions changed, its metadata made --seeded: inconsistent and seeded, not
+# promotable without force, until verify --fix has compared every region;
+# only the changed regions are reported and sent, equal and consistent after.
 replicate_stop
 dm_remove_all
 dd if=/dev/urandom of=/dev/ram0 bs=1M count=$MB status=none
@@ -170,11 +174,43 @@ for r in $CHANGED; do
 done
 want=$(for r in $CHANGED; do echo "0:$r"; done | sort)
 n=$(wc -w <<<"$CHANGED")
-tables || tap_bail "the seeded pair's tables"
+k0=$(dmesg | wc -l)
+pair_tables "2 ring_mb 16" --seeded || tap_bail "the seeded pair's tables"
 replicate_start
-verify "$W/seed.out" --fix
-rc=$?
-tap_check "seeding: exit 0 (exit $rc)" test $rc = 0
+# A write of the primary, replicated, in a region the seed has not changed.
+for ((wr = 0; wr < REGIONS; wr++)); do grep -qx "$wr" <<<"$CHANGED" || break; done
+dd if=/dev/urandom of=/dev/mapper/p1 bs=4k count=4 seek=$((wr * REGION_KB / 4)) \
+	oflag=direct conv=notrunc status=none
+out=$(quiesce g1 g2 120) || tap_fail "seeding: drained" "$out"
+tap_check "seeding: the replica is inconsistent before a pass" \
+	test "$(status_of g2 consistency)" = inconsistent
+tap_check "seeding: status says seeded, $REGIONS regions left" bash -c \
+	"'$REPLTOOL' status g2 | grep -q '^seeded *not yet verified: $REGIONS regions left\$'"
+tap_check "seeding: the primary's status does not say seeded" bash -c \
+	"! '$REPLTOOL' status g1 | grep -q '^seeded'"
+dmsetup suspend s1
+tap_check "seeding: a promotion without force is refused" bash -c \
+	"! dmsetup message s1 0 role primary 2>/dev/null"
+tap_check "seeding: the kernel log says why" \
+	bash -c "dmesg | tail -n +$((k0 + 1)) | grep -q 'g2: cannot become primary: seeded and not yet verified'"
+dmsetup resume s1
+tap_check "seeding: still a secondary" test "$(status_of g2 role)" = secondary
+passes=0
+rc=1
+while ((rc != 0 && passes < 5)); do
+	verify "$W/seed$passes.out" --fix
+	rc=$?
+	passes=$((passes + 1))
+done
+cp "$W/seed0.out" "$W/seed.out"
+tap_check "seeding: --fix exits 0 (exit $rc after $passes passes)" test $rc = 0
+tap_check "seeding: the replica is consistent after" test "$(status_of g2 consistency)" = consistent
+tap_check "seeding: status does not say seeded after" bash -c \
+	"! '$REPLTOOL' status g2 | grep -q '^seeded'"
+tap_check "seeding: the kernel log says verified" \
+	bash -c "dmesg | tail -n +$((k0 + 1)) | grep -q 'g2: seeded replica: every region verified equal to the primary or resent: consistent'"
+tap_check "seeding: no mismatch called corruption" \
+	bash -c "! dmesg | tail -n +$((k0 + 1)) | grep -q 'g2: verify: .*corruption'"
 tap_check "seeding: exactly the $n changed regions reported" test "$(mismatches "$W/seed.out")" = "$want"
 tap_check "seeding: $((MB << 20)) bytes compared" \
 	test "$(field "$W/seed.out" 'bytes\)' | tr -d '(')" = $((MB << 20))
@@ -183,6 +219,7 @@ tap_diag "seeding: $((MB << 20)) bytes compared, $sent bytes sent for $n regions
 tap_check "seeding: bytes sent $sent = $n changed regions x region size" \
 	test "$sent" = $((n * (REGION_KB << 10)))
 tap_check "seeding: identical byte for byte" identical
+tap_check "seeding: SHA-256 equal" test "$(sha256sum </dev/ram0)" = "$(sha256sum </dev/ram2)"
 
 # 5. Hostile requests and misuse.
 D=/dev/dm-repl/g1

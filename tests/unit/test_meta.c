@@ -279,6 +279,60 @@ TEST_F(meta, create_initial_sync_makes_a_secondary_inconsistent_and_clean)
 	EXPECT_NE(NULL, strstr(self->r.out, "\"bm_dirty\":0}"));
 }
 
+TEST_F(meta, create_seeded_makes_a_secondary_inconsistent_seeded_and_all_dirty)
+{
+	run_tool(&self->r, "meta", "create", "--seeded", "--role", "secondary",
+		 "--group", "vm1", "--data-sectors", DATA_SECTORS, self->path, NULL);
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
+	run_tool(&self->r, "meta", "show", "--json", self->path, NULL);
+	EXPECT_NE(NULL, strstr(self->r.out, "\"flags\":[\"CLEAN\",\"INCONSISTENT\",\"SEEDED\"]"))
+		TH_LOG("%s", self->r.out);
+	EXPECT_NE(NULL, strstr(self->r.out, "\"bm_dirty\":16384}")) TH_LOG("%s", self->r.out);
+	run_tool(&self->r, "meta", "check", self->path, NULL);
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.out);
+}
+
+TEST_F(meta, create_seeded_is_for_a_secondary_without_initial_sync)
+{
+	run_tool(&self->r, "meta", "create", "--seeded", "--group", "vm1",
+		 "--data-sectors", DATA_SECTORS, self->path, NULL);
+	ASSERT_EQ(2, self->r.status);
+	ASSERT_NE(NULL, strstr(self->r.err, "--seeded is for --role secondary only"))
+		TH_LOG("%s", self->r.err);
+	run_tool(&self->r, "meta", "create", "--seeded", "--initial-sync", "--role", "secondary",
+		 "--group", "vm1", "--data-sectors", DATA_SECTORS, self->path, NULL);
+	ASSERT_EQ(2, self->r.status);
+	ASSERT_NE(NULL, strstr(self->r.err, "--seeded and --initial-sync exclude each other"))
+		TH_LOG("%s", self->r.err);
+	/* Nothing was written. */
+	run_tool(&self->r, "meta", "show", self->path, NULL);
+	ASSERT_NE(0, self->r.status);
+}
+
+TEST_F(meta, check_takes_seeded_only_on_an_inconsistent_secondary)
+{
+	struct dmrepl_meta_sb sb;
+
+	ASSERT_EQ(0, create(&self->r, self->path));
+	ASSERT_EQ(0, read_sb(self->path, &sb));
+	sb.flags = DM_REPL_META_F_CLEAN | DM_REPL_META_F_INCONSISTENT | DM_REPL_META_F_SEEDED;
+	write_sb(self->path, &sb);
+	CHECK_FINDS(": superblock field flags at byte 12: "
+		    "SEEDED is set on a primary or without INCONSISTENT\n");
+	sb.role = DM_REPL_META_ROLE_SECONDARY;
+	sb.flags = DM_REPL_META_F_CLEAN | DM_REPL_META_F_SEEDED;
+	write_sb(self->path, &sb);
+	CHECK_FINDS(": superblock field flags at byte 12: "
+		    "SEEDED is set on a primary or without INCONSISTENT\n");
+	sb.flags = DM_REPL_META_F_CLEAN | DM_REPL_META_F_INCONSISTENT | DM_REPL_META_F_SEEDED;
+	write_sb(self->path, &sb);
+	run_tool(&self->r, "meta", "check", self->path, NULL);
+	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.out);
+	run_tool(&self->r, "meta", "show", self->path, NULL);
+	EXPECT_NE(NULL, strstr(self->r.out, "\nflags           CLEAN INCONSISTENT SEEDED\n"))
+		TH_LOG("%s", self->r.out);
+}
+
 TEST_F(meta, create_stores_the_volume_index_and_show_prints_it)
 {
 	struct dmrepl_meta_sb sb;
@@ -418,6 +472,8 @@ TEST(superblock_stream_fields_are_at_their_offsets)
 	ASSERT_EQ(264U, offsetof(struct dm_repl_meta_sb, reserved));
 	ASSERT_EQ(1U << 2, DM_REPL_META_F_OUTDATED);
 	ASSERT_NE(0U, DM_REPL_META_F_KNOWN & DM_REPL_META_F_OUTDATED);
+	ASSERT_EQ(1U << 4, DM_REPL_META_F_SEEDED);
+	ASSERT_NE(0U, DM_REPL_META_F_KNOWN & DM_REPL_META_F_SEEDED);
 }
 
 /* An le64 at off of a block. */

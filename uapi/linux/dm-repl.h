@@ -298,6 +298,12 @@ struct dm_repl_group_info {
  * takes the first record it is given, of any stream and sequence.
  */
 #define DM_REPL_GROUPF_REJOIN	(1U << 0)
+/*
+ * Secondary: seeded (DM_REPL_META_F_SEEDED) and inconsistent until a VERIFY
+ * found every region equal (volumes[].dirty_regions are the ones left) or a
+ * resync ended with a clean bitmap.
+ */
+#define DM_REPL_GROUPF_SEEDED	(1U << 1)
 
 /*
  * DM_REPL_IOC_ADOPT_GEN (secondary): take the primary's generation
@@ -525,10 +531,17 @@ struct dm_repl_verify_info {
 #define DM_REPL_META_F_INCONSISTENT (1U << 1)	/* secondary: a resync is under way */
 #define DM_REPL_META_F_OUTDATED (1U << 2)	/* secondary: past a gap */
 #define DM_REPL_META_F_REJOIN	(1U << 3)	/* secondary: takes the next stream given */
+/*
+ * Secondary, with INCONSISTENT only: seeded by other means (a copy, a
+ * backup); its dirty bits are the regions no VERIFY has found equal to the
+ * primary's yet. Ends with INCONSISTENT when the bitmap is clean.
+ */
+#define DM_REPL_META_F_SEEDED	(1U << 4)
 #define DM_REPL_META_F_KNOWN	(DM_REPL_META_F_CLEAN | \
 				 DM_REPL_META_F_INCONSISTENT | \
 				 DM_REPL_META_F_OUTDATED | \
-				 DM_REPL_META_F_REJOIN)
+				 DM_REPL_META_F_REJOIN | \
+				 DM_REPL_META_F_SEEDED)
 
 enum dm_repl_meta_role {
 	DM_REPL_META_ROLE_PRIMARY   = 1,

@@ -395,7 +395,12 @@ static bool sb_al_ok(const struct dmrepl_meta_sb *sb)
 
 static const char *rule_flags(const struct dmrepl_meta_sb *sb)
 {
-	return sb->flags & ~DM_REPL_META_F_KNOWN ? "unknown flag bits are set" : NULL;
+	if (sb->flags & ~DM_REPL_META_F_KNOWN)
+		return "unknown flag bits are set";
+	if ((sb->flags & DM_REPL_META_F_SEEDED) &&
+	    (sb->role != DM_REPL_META_ROLE_SECONDARY || !(sb->flags & DM_REPL_META_F_INCONSISTENT)))
+		return "SEEDED is set on a primary or without INCONSISTENT";
+	return NULL;
 }
 
 static const char *rule_uuid(const struct dmrepl_meta_sb *sb)

@@ -858,15 +858,9 @@ static void fill_resend(struct dmrepl_proto_resend *r, const unsigned long *bits
 			r->regions[r->count++] = *next;
 }
 
-/*
- * Our own dirty regions go to the primary, which resends its data for them:
- * each one's bit is cleared by the kernel when that is applied. An
- * inconsistent replica with none asks for region 0 all the same, so that a
- * RESYNC_END comes and ends its inconsistency: a rejoin whose first session
- * ended before the primary's END would wait for it forever otherwise.
- */
-static int send_own_regions(struct applying *a, const struct dm_repl_group_info *info,
-			    bool inconsistent)
+/* The RESEND frames of our own dirty regions (see send_own_regions()). */
+static int send_dirty_regions(struct applying *a, const struct dm_repl_group_info *info,
+			      bool inconsistent)
 {
 	struct dmrepl_proto_resend *r = malloc(sizeof(*r));
 	unsigned long *bits = NULL;
@@ -908,6 +902,27 @@ static int send_own_regions(struct applying *a, const struct dm_repl_group_info 
 		glog(a->g, LOG_NOTICE, "group %s: %llu regions of our own writes asked from the "
 		     "primary, to be overwritten", a->g->kgroup, (unsigned long long)total);
 	return link_flush(a->l);
+}
+
+/*
+ * Our own dirty regions go to the primary, which resends its data for them:
+ * each one's bit is cleared by the kernel when that is applied. An
+ * inconsistent replica with none asks for region 0 all the same, so that a
+ * RESYNC_END comes and ends its inconsistency: a rejoin whose first session
+ * ended before the primary's END would wait for it forever otherwise. A
+ * seeded replica asks for nothing: its dirty bits are the regions no verify
+ * pass found equal yet (every region at first), which verify passes compare
+ * and resend only where they differ.
+ */
+static int send_own_regions(struct applying *a, const struct dm_repl_group_info *info,
+			    bool inconsistent)
+{
+	if (info->flags & DM_REPL_GROUPF_SEEDED) {
+		glog(a->g, LOG_NOTICE, "group %s: seeded replica: no region asked from the "
+		     "primary; verify passes end the seeding", a->g->kgroup);
+		return 0;
+	}
+	return send_dirty_regions(a, info, inconsistent);
 }
 
 bool session_secondary(struct group *g, struct link *l)

@@ -182,7 +182,7 @@ void *meta_buf(size_t len)
 static void usage_meta_create(FILE *f)
 {
 	fprintf(f,
-"Usage: repltool meta create [--force] [--initial-sync] --group NAME\n"
+"Usage: repltool meta create [--force] [--initial-sync|--seeded] --group NAME\n"
 "                            [--role primary|secondary]\n"
 "                            [--volume N] [--region-kb N] [--extent-kb N] [--al-slots N]\n"
 "                            [--hot-extents N] --data-sectors N|--data-dev PATH\n"
@@ -211,17 +211,22 @@ static void usage_meta_create(FILE *f)
 "      --initial-sync     the pair starts with a full sync: a primary's regions\n"
 "                         are all dirty (resynced; zeros cost a header each), a\n"
 "                         secondary is inconsistent until the resync ends\n"
+"      --seeded           secondary only: its data device holds a copy of the\n"
+"                         primary's made by other means (dd, a backup); it is\n"
+"                         inconsistent, every region dirty, until verify passes\n"
+"                         found each region equal (or resent it)\n"
 "  -h, --help             show this text\n");
 }
 
 enum {
 	OPT_FORCE = 256, OPT_GROUP, OPT_ROLE, OPT_VOLUME, OPT_REGION, OPT_EXTENT, OPT_SLOTS,
-	OPT_HOT, OPT_SECTORS, OPT_DATA_DEV, OPT_INITIAL_SYNC,
+	OPT_HOT, OPT_SECTORS, OPT_DATA_DEV, OPT_INITIAL_SYNC, OPT_SEEDED,
 };
 
 static const struct option create_lopts[] = {
 	{ "force", no_argument, NULL, OPT_FORCE },
 	{ "initial-sync", no_argument, NULL, OPT_INITIAL_SYNC },
+	{ "seeded", no_argument, NULL, OPT_SEEDED },
 	{ "group", required_argument, NULL, OPT_GROUP },
 	{ "role", required_argument, NULL, OPT_ROLE },
 	{ "volume", required_argument, NULL, OPT_VOLUME },
@@ -285,6 +290,7 @@ static int create_opt(struct create_opts *o, int c, char **argv)
 	switch (c) {
 	case OPT_FORCE: o->force = true; return 0;
 	case OPT_INITIAL_SYNC: o->initial_sync = true; return 0;
+	case OPT_SEEDED: o->seeded = true; return 0;
 	case OPT_GROUP: o->group = optarg; return 0;
 	case OPT_DATA_DEV: o->data_dev = optarg; return 0;
 	case OPT_VOLUME:
@@ -305,6 +311,18 @@ static int create_opt(struct create_opts *o, int c, char **argv)
 	if (optopt)
 		return usage_err("meta create", "unknown option \"-%c\"", optopt);
 	return usage_err("meta create", "unknown option \"%s\"", argv[optind - 1]);
+}
+
+int meta_create_seeded_check(const char *cmd, bool seeded, bool initial_sync,
+			     unsigned int role)
+{
+	if (seeded && initial_sync)
+		return usage_err(cmd, "--seeded and --initial-sync exclude each other: a seeded "
+				 "replica holds a copy, an initial sync sends everything");
+	if (seeded && role != DM_REPL_META_ROLE_SECONDARY)
+		return usage_err(cmd, "--seeded is for --role secondary only: a primary's data is "
+				 "not a seed");
+	return 0;
 }
 
 void meta_create_opts_init(struct create_opts *o)
@@ -336,7 +354,7 @@ static int create_parse(int argc, char **argv, struct create_opts *o)
 		return usage_err("meta create", "--group is required");
 	if (!o->data_sectors == !o->data_dev)
 		return usage_err("meta create", "give one of --data-sectors and --data-dev");
-	return 0;
+	return meta_create_seeded_check("meta create", o->seeded, o->initial_sync, o->role);
 }
 
 /* ---- create: geometry ------------------------------------------------- */
@@ -558,9 +576,13 @@ static int create_write(const struct create_opts *o, const struct dmrepl_meta_sb
 		goto out;
 	if (create_allowed(&d, l, o->force, buf, &was_zero))
 		goto close;
-	/* An initial sync: the primary's data is nowhere else yet. */
+	/*
+	 * An initial sync: the primary's data is nowhere else yet. A seed:
+	 * no region of the replica is known to be the primary's yet.
+	 */
 	ret = write_all(&d, sb, l, was_zero,
-			o->initial_sync && sb->role == DM_REPL_META_ROLE_PRIMARY, buf);
+			(o->initial_sync && sb->role == DM_REPL_META_ROLE_PRIMARY) ||
+			o->seeded, buf);
 	if (ret) {
 		err_msg("%s: write: %s", d.path, strerror(-ret));
 		ret = EXIT_RUNTIME;
@@ -597,6 +619,8 @@ int meta_create_run(const char *cmd, const struct create_opts *o)
 	/* ... and the replica's nowhere yet: not a consistent image. */
 	if (o->initial_sync && sb.role == DM_REPL_META_ROLE_SECONDARY)
 		sb.flags |= DM_REPL_META_F_INCONSISTENT;
+	if (o->seeded)
+		sb.flags |= DM_REPL_META_F_INCONSISTENT | DM_REPL_META_F_SEEDED;
 	dmrepl_meta_layout(&g, &l, &why);
 	return create_write(o, &sb, &l);
 }

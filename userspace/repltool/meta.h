@@ -35,6 +35,7 @@ void *meta_buf(size_t len);
 struct create_opts {
 	bool force;
 	bool initial_sync;	/* every region dirty, or the replica inconsistent */
+	bool seeded;		/* a replica seeded by a copy: inconsistent, all dirty */
 	const char *group;
 	const char *data_dev;
 	const char *meta;
@@ -45,6 +46,9 @@ struct create_opts {
 
 /* The defaults of "meta create": primary, volume 0, the library's geometry. */
 void meta_create_opts_init(struct create_opts *o);
+/* --seeded with what it excludes: EXIT_USAGE (reported as cmd's), or 0. */
+int meta_create_seeded_check(const char *cmd, bool seeded, bool initial_sync,
+			     unsigned int role);
 /*
  * Write fresh metadata as o says ("meta create"); cmd names the command in
  * a usage error. Returns EXIT_OK, or EXIT_RUNTIME / EXIT_USAGE (reported).

@@ -101,11 +101,15 @@ struct verb_opts {
 	unsigned int role;		/* create-md --role */
 	bool force;
 	bool initial_sync;		/* create-md --initial-sync */
+	bool seeded;			/* create-md --seeded */
 	bool discard;			/* rejoin --discard-my-data */
 	__u64 wait_s;			/* secondary --wait */
 };
 
-enum { OPT_DIR = 256, OPT_SITE, OPT_ROLE, OPT_FORCE, OPT_WAIT, OPT_INITIAL_SYNC, OPT_DISCARD };
+enum {
+	OPT_DIR = 256, OPT_SITE, OPT_ROLE, OPT_FORCE, OPT_WAIT, OPT_INITIAL_SYNC, OPT_DISCARD,
+	OPT_SEEDED,
+};
 
 #define COMMON_LONG_OPTS \
 	{ "config-dir", required_argument, NULL, OPT_DIR }, \
@@ -147,6 +151,7 @@ static int parse_opts(const char *cmd, int argc, char **argv, const struct optio
 		case OPT_SITE: o->site = optarg; break;
 		case OPT_FORCE: o->force = true; break;
 		case OPT_INITIAL_SYNC: o->initial_sync = true; break;
+		case OPT_SEEDED: o->seeded = true; break;
 		case OPT_DISCARD: o->discard = true; break;
 		case OPT_ROLE:
 			o->role = dmrepl_meta_role_parse(optarg);
@@ -365,7 +370,8 @@ static int info(const char *name, struct dmdev_info *i)
 void usage_create_md(FILE *f)
 {
 	fprintf(f,
-"Usage: repltool create-md --role primary|secondary [--initial-sync] [--force]\n"
+"Usage: repltool create-md --role primary|secondary [--initial-sync|--seeded]\n"
+"                          [--force]\n"
 "                          [--config-dir DIR] [--site NAME] GROUP\n"
 "\n"
 "Write fresh metadata (as 'repltool meta create') on the meta device of\n"
@@ -380,6 +386,10 @@ void usage_create_md(FILE *f)
 "                        both sites. The primary's regions are all dirty, and\n"
 "                        repld resyncs them (regions of zeros travel as a\n"
 "                        header); the replica is inconsistent until it ends\n"
+"      --seeded          secondary only: its data devices hold a copy of the\n"
+"                        primary's made by other means (dd, a backup). It is\n"
+"                        inconsistent, every region dirty, until verify passes\n"
+"                        (repltool verify) found each region equal or resent it\n"
 COMMON_OPTS_HELP);
 }
 
@@ -389,6 +399,7 @@ int cmd_create_md(int argc, char **argv)
 		{ "role", required_argument, NULL, OPT_ROLE },
 		{ "force", no_argument, NULL, OPT_FORCE },
 		{ "initial-sync", no_argument, NULL, OPT_INITIAL_SYNC },
+		{ "seeded", no_argument, NULL, OPT_SEEDED },
 		COMMON_LONG_OPTS,
 		{ NULL, 0, NULL, 0 },
 	};
@@ -403,12 +414,16 @@ int cmd_create_md(int argc, char **argv)
 		return ret < 0 ? EXIT_OK : ret;
 	if (!o.role)
 		return usage_err("create-md", "--role is required: primary or secondary");
+	ret = meta_create_seeded_check("create-md", o.seeded, o.initial_sync, o.role);
+	if (ret)
+		return ret;
 	if (res_load(&r, &o))
 		return EXIT_RUNTIME;
 	for (i = 0, ret = EXIT_OK; i < NVOLS(&r) && ret == EXIT_OK; i++) {
 		meta_create_opts_init(&co);
 		co.force = o.force;
 		co.initial_sync = o.initial_sync;
+		co.seeded = o.seeded;
 		co.group = r.kgroup;
 		co.role = o.role;
 		co.volume = r.vols[i].conf->index;

@@ -115,6 +115,18 @@ static void show_group(struct out *o, const char *path, const struct dm_repl_gro
 	out_kv_stream(o, "generation", gi->gen_current);
 	if (gi->flags & DM_REPL_GROUPF_REJOIN)
 		out_kv_str(o, "rejoining", "takes the next stream its primary sends");
+	if (gi->flags & DM_REPL_GROUPF_SEEDED) {
+		char left[64];
+		__u64 n = 0;
+		__u32 i;
+
+		/* A seeded replica's dirty bits: regions no verify found equal yet. */
+		for (i = 0; i < gi->nr_volumes && i < DM_REPL_MAX_VOLUMES; i++)
+			n += gi->volumes[i].dirty_regions;
+		snprintf(left, sizeof(left), "not yet verified: %llu regions left",
+			 (unsigned long long)n);
+		out_kv_str(o, "seeded", left);
+	}
 	/* A secondary's ring waits, unused, for a promotion. */
 	if (gi->role == DM_REPL_ROLE_SECONDARY)
 		return;
