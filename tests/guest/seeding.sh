@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Seeding a replica over repld (admin-guide.md, "Seeding a replica from
+# media or a backup"), as the runbook says it.
+#
+# Two sites in this guest, each with its own repld (PSK, on 127.0.0.1 and
+# 127.0.0.2), one volume of 16 MiB. alpha's volume holds random bytes;
+# beta's is a copy of it made by other means (dd here), with one sector
+# changed in a few regions, as a copy made while the VM ran would differ.
+# alpha's metadata is a primary's, beta's `create-md --seeded`: every region
+# not yet shown equal.
+#
+# Checked: beta is inconsistent and seeded and refuses promotion; its repld
+# asks for no region (a seeded replica that did would get the whole disk)
+# while alpha's writes stream to it; `repltool verify --replica vm1b --fix`
+# through the replds finds exactly the changed regions and resends them;
+# then beta is consistent, no longer seeded, and equal to alpha byte for
+# byte, and only the changed regions were resynced.
+set -uo pipefail
+source "$(dirname "$0")/../lib/tap.sh"
+source "$(dirname "$0")/lib.sh"
+
+MB=16
+CHANGED=6			# regions of beta's copy with a sector changed
+W=$(mktemp -d /tmp/seeding.XXXXXX)
+A_IP=127.0.0.1			# both sites in this namespace (sites_conf)
+B_IP=127.0.0.2
+declare -A DATA META
+# shellcheck disable=SC2034 # lib.sh's sites_conf reads it
+SITES_VOLUMES=0
+
+trap sites_cleanup EXIT
+
+sum_of() {
+	sha256sum <"$1" | cut -d' ' -f1
+}
+
+# seeded_line: beta's status line about the seeding, or nothing.
+seeded_line() {
+	"$REPLTOOL" status vm1b | grep '^seeded'
+}
+
+tap_strict
+DATA[alpha:0]=$(loop_disk $MB) && DATA[beta:0]=$(loop_disk $MB) &&
+	META[alpha:0]=$(loop_disk 4) && META[beta:0]=$(loop_disk 4) || tap_bail "the disks"
+dd if=/dev/urandom of="${DATA[alpha:0]}" bs=1M count=$MB oflag=direct status=none &&
+	dd if="${DATA[alpha:0]}" of="${DATA[beta:0]}" bs=1M iflag=direct oflag=direct status=none ||
+	tap_bail "alpha's data and beta's copy"
+# One sector changed in regions 3, 19, 35, ... (64 KiB regions).
+for ((i = 0; i < CHANGED; i++)); do
+	dd if=/dev/urandom of="${DATA[beta:0]}" bs=512 count=1 seek=$(((3 + 16 * i) * 128 + 5)) \
+		oflag=direct conv=notrunc status=none || tap_bail "a change in beta's copy"
+done
+openssl rand -hex 32 >"$W/psk" && chmod 600 "$W/psk" && sites_conf "$W/conf" "$W/psk" ||
+	tap_bail "the resource file"
+tap_setup "alpha made a primary, beta a seeded replica, both up" bash -c \
+	"$(declare -f tool); REPLTOOL=$REPLTOOL W=$W; tool alpha create-md --role primary &&
+	 tool beta create-md --role secondary --seeded && tool alpha up && tool beta up"
+
+tap_check "beta is inconsistent" test "$(status_of vm1b consistency)" = inconsistent
+tap_check "beta's status says seeded, every region left ($(seeded_line))" \
+	grep -q "not yet verified: $((MB * 16)) regions left" <<<"$(seeded_line)"
+out=$(tool beta primary 2>&1) && rc=0 || rc=$?
+tap_check "beta refuses promotion without --force (exit $rc)" test "$rc" -ne 0
+tap_diag "$out"
+
+start beta
+start alpha
+dd if=/dev/urandom of=/dev/mapper/vm1-0 bs=64k count=8 seek=100 oflag=direct status=none ||
+	tap_bail "alpha's writes"
+out=$(quiesce vm1 vm1b 120) && tap_ok "alpha's writes stream to beta" || tap_fail "the stream" "$out"
+out=$(log_has "$W/beta.log" "seeded replica: no region asked from the primary") &&
+	tap_ok "beta's repld asks for no region" || tap_fail "beta's log" "$out"
+tap_check "alpha was asked for nothing and resynced nothing" bash -c \
+	"! grep -q 'the replica asks for' '$W/alpha.log' &&
+	 test \"\$(REPLTOOL=$REPLTOOL; $(declare -f status_of); status_of vm1 resynced_regions)\" = 0"
+tap_check "beta is still inconsistent and seeded" \
+	test "$(status_of vm1b consistency)" = inconsistent -a -n "$(seeded_line)"
+
+out=$("$REPLTOOL" verify --replica vm1b --fix vm1 2>&1) && rc=0 || rc=$?
+tap_diag "$out"
+tap_check "verify --fix through the replds exits 0" test "$rc" = 0
+out=$(state_reaches vm1 state uptodate 120) && out=$(quiesce vm1 vm1b 120) &&
+	out=$(state_reaches vm1b consistency consistent 60) &&
+	tap_ok "beta is consistent once the pass and its resends are applied" ||
+	tap_fail "the end of the seeding" "$out"
+tap_check "beta's status no longer says seeded" test -z "$(seeded_line)"
+resynced=$(status_of vm1 resynced_regions)
+tap_check "only the $CHANGED changed regions were resynced ($resynced)" test "$resynced" = "$CHANGED"
+echo 1 >/proc/sys/vm/drop_caches
+tap_check "beta equals alpha byte for byte" \
+	test "$(sum_of "${DATA[alpha:0]}")" = "$(sum_of "${DATA[beta:0]}")"
+tap_done
