@@ -1103,7 +1103,12 @@ static void end_resync(struct apply_batch *b)
  */
 static void end_seeded(struct apply_batch *b)
 {
-	if (!b->seeded || READ_ONCE(b->status) || dirty_regions(b))
+	/*
+	 * Past a gap the primary's resync owes its END: the seeding ends
+	 * there (end_resync()), or the END would find the replica no longer
+	 * inconsistent and leave it outdated for good.
+	 */
+	if (!b->seeded || b->outdated || READ_ONCE(b->status) || dirty_regions(b))
 		return;
 	save_clean(b);
 }
@@ -1147,6 +1152,12 @@ static void apply_verify(struct apply_batch *b, struct apply_rec *rec)
 		if (b->seeded) {
 			rec->seed_equal = true;
 			b->clear_to = rec - b->recs + 1;
+			/*
+			 * The seed came by other means and may sit in the
+			 * disk's volatile cache: it is flushed before the
+			 * regions it holds count as the primary's.
+			 */
+			b->written |= BIT_ULL(rec->vol->index);
 		}
 		return;
 	}

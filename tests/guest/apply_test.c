@@ -2913,4 +2913,42 @@ TEST_F_TIMEOUT(apply, a_resync_end_ends_a_seeded_replica_only_when_clean, 180)
 	expect_seeded(_metadata, c, false, 0, "the other two and an END");
 }
 
+/*
+ * Past a gap a seeded replica whose last region is cleared at the end of a
+ * batch stays inconsistent (and outdated) until the primary's RESYNC_END,
+ * which then ends all three: it does not stay outdated for good.
+ */
+TEST_F_TIMEOUT(apply, a_seeded_replica_past_a_gap_ends_at_the_resync_end, 180)
+{
+	const uint32_t rb = 4U << 20;	/* --region-kb 4096: 4 regions */
+	struct ctx *c = &self->c;
+	struct dm_repl_group_info gi;
+	struct dm_repl_apply_info ai;
+	unsigned char *img;
+	uint64_t off;
+
+	ctx_init(_metadata, c, "apsg");
+	c->meta_opts = "--seeded --region-kb 4096";
+	group_create(_metadata, c, 1, "");
+	img = c->vols[0].img;
+
+	batch_reset(&c->b);
+	b_gap(c, &c->b, &c->s, 1);
+	for (off = 0; off < 3 * (uint64_t)rb; off += rb)
+		b_verify_img(c, &c->b, &c->s, img, off, rb);
+	for (off = 3 * (uint64_t)rb; off < 4 * (uint64_t)rb; off += 1U << 20)
+		b_resync_zero(&c->b, &c->s, 0, off, 1U << 20, img);
+	apply_whole(_metadata, c, "a gap, three regions verified, the fourth resent");
+	ASSERT_EQ(0, group_info(c->fd, &gi));
+	EXPECT_EQ(0ULL, gi.volumes[0].dirty_regions);
+	EXPECT_EQ((uint32_t)DM_REPL_GROUPF_SEEDED, gi.flags);
+	ASSERT_EQ(0, apply_info(c->fd, &ai));
+	EXPECT_EQ((uint32_t)(DM_REPL_APPLYF_INCONSISTENT | DM_REPL_APPLYF_OUTDATED), ai.flags);
+
+	batch_reset(&c->b);
+	b_resync_end(&c->b, &c->s, 1);
+	apply_whole(_metadata, c, "the END");
+	expect_seeded(_metadata, c, false, 0, "the END");
+}
+
 TEST_HARNESS_MAIN
