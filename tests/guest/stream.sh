@@ -55,7 +55,7 @@ check_outdated() {
 		fails_with "replica is outdated past a gap" role s1 primary
 }
 
-tap_plan 55
+tap_plan 56
 tap_strict
 
 # 1. A clean reload with every record released: one more stream, no gap.
@@ -172,7 +172,16 @@ dm_create dly "0 $S delay /dev/ram2 0 10000 /dev/ram2 0 0"
 	--data-dev /dev/mapper/dly /dev/ram3 >/dev/null
 dm_create s1 "0 $S repl /dev/mapper/dly /dev/ram3 g2 secondary 2 source g1"
 # A read held 10 s below s1: the suspend waits for it, and is killed there.
+# The suspend starts only once the read is in flight in s1; a suspend that
+# came first would simply finish, and the read would wait for the resume.
 dd if=/dev/mapper/s1 of=/dev/null bs=4k count=1 iflag=direct status=none &
+ddpid=$!
+for _ in $(seq 200); do
+	grep -q submit_bio_wait "/proc/$ddpid/stack" 2>/dev/null && break
+	sleep 0.025
+done
+tap_check "interrupted suspend: the read is in flight" \
+	grep -q submit_bio_wait "/proc/$ddpid/stack"
 dmsetup suspend s1 &
 spid=$!
 for _ in $(seq 400); do
@@ -181,7 +190,7 @@ for _ in $(seq 400); do
 done
 tap_check "interrupted suspend: the suspend waits for the read in flight" \
 	grep -Eq "dm_wait_for_|__dm_suspend" "/proc/$spid/stack"
-kill -KILL "$spid"
+kill -KILL "$spid" 2>/dev/null || true
 wait "$spid" || true
 tap_check "interrupted suspend: it failed and the device is live" \
 	bash -c "dmsetup info s1 | grep -q '^State: *ACTIVE'"
