@@ -52,31 +52,48 @@ fio_job() {
 # extents of 1 MiB that the random writes keep evicting (its cost).
 read -r -a TARGETS <<<"${BENCH_TARGETS:-linear repl repl-al-small}"
 
+# base: repl as another commit built it (BENCH_BASELINE, tests/bench/run.sh
+# built it into build/bench/baseline): its module is loaded in place of
+# this one for the round, its repltool drives it, so both builds are
+# measured in the same boot, round by round, against the same dm-linear.
+BASELINE=$TOP/build/bench/baseline
+swap_module() {
+	rmmod dm_repl
+	insmod "$1"
+}
+
 repl_setup() {
-	"$REPLTOOL" meta create --force --group bench "$@" --data-dev "$DATA" /dev/ram1 >/dev/null
+	"$TOOL" meta create --force --group bench "$@" --data-dev "$DATA" /dev/ram1 >/dev/null
 	dm_create bench "0 $S repl $DATA /dev/ram1 bench primary 2 ring_mb 256"
-	"$REPLTOOL" dump --follow --release --stats bench >/tmp/consumer.txt 2>&1 &
+	"$TOOL" dump --follow --release --stats bench >/tmp/consumer.txt 2>&1 &
 	CONSUMER=$!
 }
 
 setup() {
+	TOOL=$REPLTOOL
 	case $1 in
 	linear) dm_create bench "0 $S linear $DATA 0" ;;
 	repl) repl_setup ;;
 	repl-al-small) repl_setup --extent-kb 1024 --hot-extents 16 ;;
+	base)
+		swap_module "$BASELINE/dm-repl.ko"
+		TOOL=$BASELINE/repltool
+		repl_setup
+		;;
 	esac
 }
 
 teardown() {
-	if [[ $1 == repl* ]]; then
+	if [[ $1 == repl* || $1 == base ]]; then
 		echo "# repl status: $(dmsetup status bench)"
-		echo "# repl wake-ups: $("$REPLTOOL" status bench |
+		echo "# repl wake-ups: $("$TOOL" status bench |
 			awk '/^(next_seq|wakeups) / { v[$1] = $2 }
 			     END { print v["wakeups"], "for", v["next_seq"] - 1, "records" }')"
 		kill -INT "$CONSUMER"
 		wait "$CONSUMER" || true
 	fi
 	dmsetup remove bench
+	[[ $1 != base ]] || swap_module "$TOP/dm-repl.ko"
 }
 
 for DATA in "${DEVICES[@]}"; do

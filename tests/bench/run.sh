@@ -15,7 +15,9 @@
 #               (tests/bench/resync.sh): build/bench/resync.txt
 #
 # BENCH_PARTS (default "shipper guest two-guests resync") runs only some of
-# them.
+# them. BENCH_BASELINE=REV adds to the guest part the target "base": repl as
+# commit REV builds it, swapped in round by round in the same boot, for an
+# A/B of a change (BENCH_TARGETS default then "linear base repl").
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=build/bench
@@ -48,7 +50,26 @@ bench_shipper() {
 	fi
 }
 
+# build_baseline REV: the module and repltool of commit REV, built from
+# its own tree in build/bench/baseline-src, copied to build/bench/baseline
+# (tests/bench/guest-bench.sh, target "base").
+build_baseline() {
+	local src=$out/baseline-src
+	git rev-parse --verify -q "$1^{commit}" >/dev/null ||
+		{ echo "bench: BENCH_BASELINE: $1 is not a commit" >&2 && exit 2; }
+	rm -rf "$src" "$out/baseline"
+	mkdir -p "$src" "$out/baseline"
+	git archive "$1" | tar -x -C "$src"
+	make -s -C "$src" module userspace
+	cp "$src/dm-repl.ko" "$src/userspace/repltool/repltool" "$out/baseline/"
+	echo "bench: baseline $(git rev-parse --short "$1") built"
+}
+
 bench_guest() {
+	if [[ -n ${BENCH_BASELINE:-} ]]; then
+		build_baseline "$BENCH_BASELINE"
+		export BENCH_TARGETS=${BENCH_TARGETS:-linear base repl}
+	fi
 	# The virtio data disk: a sparse host file, filled by the guest first.
 	rm -f "$out/vda.img"
 	truncate -s 1G "$out/vda.img"
@@ -57,7 +78,7 @@ bench_guest() {
 		--disk "$out/vda.img" --out "$out/guest" -- bash tests/bench/guest-bench.sh
 	rm -f "$out/vda.img"
 	# Result lines: job target round iops MB/s.
-	awk 'NF == 5 && $2 ~ /^(linear|repl|repl-al-small)$/' "$out/guest/output.log" >"$out/raw.txt"
+	awk 'NF == 5 && $2 ~ /^(linear|repl|repl-al-small|base)$/' "$out/guest/output.log" >"$out/raw.txt"
 	grep -E '^# (repl status|repl wake-ups|perf)' "$out/guest/output.log" || true
 	{
 		# One line per job and repl target: its IOPS and MB/s against

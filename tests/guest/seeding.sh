@@ -9,7 +9,8 @@
 # alpha's metadata is a primary's, beta's `create-md --seeded`: every region
 # not yet shown equal.
 #
-# Checked: beta is inconsistent and seeded and refuses promotion; its repld
+# Checked: a seed of another region size is refused at connect, with the
+# reason; beta is inconsistent and seeded and refuses promotion; its repld
 # asks for no region (a seeded replica that did would get the whole disk)
 # while alpha's writes stream to it; `repltool verify --replica vm1b --fix`
 # through the replds finds exactly the changed regions and resends them;
@@ -52,9 +53,27 @@ for ((i = 0; i < CHANGED; i++)); do
 done
 openssl rand -hex 32 >"$W/psk" && chmod 600 "$W/psk" && sites_conf "$W/conf" "$W/psk" ||
 	tap_bail "the resource file"
-tap_setup "alpha made a primary, beta a seeded replica, both up" bash -c \
+tap_setup "alpha made a primary and up" bash -c \
 	"$(declare -f tool); REPLTOOL=$REPLTOOL W=$W; tool alpha create-md --role primary &&
-	 tool beta create-md --role secondary --seeded && tool alpha up && tool beta up"
+	 tool alpha up"
+
+# A seed with regions of another size would never be verified whole: the
+# replds refuse it, naming why.
+tap_setup "beta seeded with 128 KiB regions, up" bash -c \
+	"'$REPLTOOL' meta create --force --seeded --role secondary --group vm1b \
+	   --region-kb 128 --data-dev '${DATA[beta:0]}' '${META[beta:0]}' >/dev/null &&
+	 $(declare -f tool); REPLTOOL=$REPLTOOL W=$W; tool beta up"
+start beta
+start alpha
+out=$(log_has "$W/beta.log" "seeded replica's region size differs from the primary's") &&
+	tap_ok "a seed of another region size is refused, with the reason" ||
+	tap_fail "the refusal of the region size" "$out"
+stop alpha
+stop beta
+mv "$W/alpha.log" "$W/alpha-refused.log" && mv "$W/beta.log" "$W/beta-refused.log"
+tap_setup "beta made a seeded replica again, in alpha's region size, and up" bash -c \
+	"$(declare -f tool); REPLTOOL=$REPLTOOL W=$W; tool beta down &&
+	 tool beta create-md --role secondary --seeded --force && tool beta up"
 
 tap_check "beta is inconsistent" test "$(status_of vm1b consistency)" = inconsistent
 tap_check "beta's status says seeded, every region left ($(seeded_line))" \

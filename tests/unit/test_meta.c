@@ -333,6 +333,20 @@ TEST_F(meta, check_takes_seeded_only_on_an_inconsistent_secondary)
 		TH_LOG("%s", self->r.out);
 }
 
+TEST_F(meta, show_names_the_rejoin_flag)
+{
+	struct dmrepl_meta_sb sb;
+
+	ASSERT_EQ(0, create(&self->r, self->path));
+	ASSERT_EQ(0, read_sb(self->path, &sb));
+	sb.role = DM_REPL_META_ROLE_SECONDARY;
+	sb.flags = DM_REPL_META_F_CLEAN | DM_REPL_META_F_REJOIN;
+	write_sb(self->path, &sb);
+	run_tool(&self->r, "meta", "show", self->path, NULL);
+	EXPECT_NE(NULL, strstr(self->r.out, "\nflags           CLEAN REJOIN\n"))
+		TH_LOG("%s", self->r.out);
+}
+
 TEST_F(meta, create_stores_the_volume_index_and_show_prints_it)
 {
 	struct dmrepl_meta_sb sb;

@@ -942,8 +942,8 @@ static const struct rule_case {
 	  DMREPL_HELLO_BEHIND | DMREPL_HELLO_REJOIN, NULL, -EBADMSG,
 	  "HELLO flags of a secondary from a primary",
 	  DMREPL_HELLO_BEHIND | DMREPL_HELLO_REJOIN },
-	{ "flag bit 5", HELLO_SEC, OFF_HELLO_FLAGS, 4, 1U << 5, NULL, -EBADMSG,
-	  "HELLO flags has unknown bits", 1U << 5 },
+	{ "flag bit 6", HELLO_SEC, OFF_HELLO_FLAGS, 4, 1U << 6, NULL, -EBADMSG,
+	  "HELLO flags has unknown bits", 1U << 6 },
 	{ "RESEND volume 64", RESEND, OFF_RS_VOLUME, 4, 64, NULL, -EBADMSG,
 	  "RESEND volume is over 63", 64 },
 	{ "RESEND count 0", RESEND, 0, 0, 0, resend_count_0, -EBADMSG,
@@ -1086,6 +1086,23 @@ TEST(hello_check_names_each_mismatch)
 	ASSERT_EQ((unsigned int)DMREPL_REFUSE_VOLUMES, reason);
 	ASSERT_NE(NULL, strstr(text, "region sizes differ")) TH_LOG("%s", text);
 	ASSERT_EQ(-ECONNREFUSED, dmrepl_proto_check_hello(&sec, &pri, &reason, &text));
+	make_hello(&sec, DMREPL_PROTO_SECONDARY);
+
+	/*
+	 * A seeded replica: the primary's size and region size on every
+	 * volume, or its seeding would never end.
+	 */
+	sec.flags = DMREPL_HELLO_SEEDED | DMREPL_HELLO_DIRTY | DMREPL_HELLO_INCONSISTENT;
+	ASSERT_EQ(0, dmrepl_proto_check_hello(&pri, &sec, &reason, &text));
+	sec.volumes[2].sectors++;
+	ASSERT_EQ(-ECONNREFUSED, dmrepl_proto_check_hello(&pri, &sec, &reason, &text));
+	ASSERT_EQ((unsigned int)DMREPL_REFUSE_VOLUMES, reason);
+	ASSERT_NE(NULL, strstr(text, "seeded replica volume is larger")) TH_LOG("%s", text);
+	sec.volumes[2].sectors--;
+	sec.volumes[0].region_sectors /= 2;
+	ASSERT_EQ(-ECONNREFUSED, dmrepl_proto_check_hello(&sec, &pri, &reason, &text));
+	ASSERT_EQ((unsigned int)DMREPL_REFUSE_VOLUMES, reason);
+	ASSERT_NE(NULL, strstr(text, "seeded replica's region size")) TH_LOG("%s", text);
 	make_hello(&sec, DMREPL_PROTO_SECONDARY);
 
 	sec.applied_seq = pri.next_seq;

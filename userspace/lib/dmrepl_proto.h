@@ -65,8 +65,11 @@ enum dmrepl_proto_role {
 /* secondary: regions in its own bitmap, writes of its own its primary may lack */
 #define DMREPL_HELLO_DIRTY	(1U << 3)
 #define DMREPL_HELLO_REJOIN	(1U << 4)	/* secondary: "rejoin" was sent to it */
+/* secondary: seeded by other means, its dirty regions the ones not yet verified */
+#define DMREPL_HELLO_SEEDED	(1U << 5)
 #define DMREPL_HELLO_SECONDARY_FLAGS (DMREPL_HELLO_INCONSISTENT | DMREPL_HELLO_OUTDATED | \
-				      DMREPL_HELLO_DIRTY | DMREPL_HELLO_REJOIN)
+				      DMREPL_HELLO_DIRTY | DMREPL_HELLO_REJOIN | \
+				      DMREPL_HELLO_SEEDED)
 #define DMREPL_HELLO_KNOWN	(DMREPL_HELLO_SECONDARY_FLAGS | DMREPL_HELLO_BEHIND)
 
 enum dmrepl_proto_codec {

@@ -940,6 +940,31 @@ long dmrepl_frame_decode(const void *buf, size_t len, size_t max_body,
 /* Rules across frames                                                 */
 /* ------------------------------------------------------------------ */
 
+/*
+ * A seeded replica's regions are cleared by matching VERIFY records that
+ * cover them whole, and only the primary's volume is verified: a region of
+ * another size, or one past the primary's end, would never be cleared, and
+ * the seeding would never end.
+ */
+static bool seeded_volume_matches(const struct dmrepl_proto_volume *pri,
+				  const struct dmrepl_proto_volume *sec, __u32 sec_flags,
+				  const char **text)
+{
+	if (!(sec_flags & DMREPL_HELLO_SEEDED))
+		return true;
+	if (sec->sectors != pri->sectors) {
+		*text = "a seeded replica volume is larger than the primary's: the regions "
+			"past the primary's end would never be verified";
+		return false;
+	}
+	if (sec->region_sectors != pri->region_sectors) {
+		*text = "a seeded replica's region size differs from the primary's: verify "
+			"passes clear its regions only in the primary's size";
+		return false;
+	}
+	return true;
+}
+
 static bool volumes_match(const struct dmrepl_proto_hello *pri,
 			  const struct dmrepl_proto_hello *sec, const char **text)
 {
@@ -958,6 +983,8 @@ static bool volumes_match(const struct dmrepl_proto_hello *pri,
 			*text = "a replica volume is smaller than the primary's";
 			return false;
 		}
+		if (!seeded_volume_matches(&pri->volumes[i], &sec->volumes[i], sec->flags, text))
+			return false;
 		/* Its own regions are resent whole, and cleared whole. */
 		if ((sec->flags & DMREPL_HELLO_DIRTY) &&
 		    sec->volumes[i].region_sectors != pri->volumes[i].region_sectors) {

@@ -828,6 +828,8 @@ static void hello_secondary(struct group *g, const struct dm_repl_group_info *in
 		h->flags |= DMREPL_HELLO_DIRTY;
 	if (info->flags & DM_REPL_GROUPF_REJOIN)
 		h->flags |= DMREPL_HELLO_REJOIN;
+	if (info->flags & DM_REPL_GROUPF_SEEDED)
+		h->flags |= DMREPL_HELLO_SEEDED;
 }
 
 /* The primary's generations become ours: we follow its data from now on. */

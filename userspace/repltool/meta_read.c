@@ -340,6 +340,7 @@ static void show_flags(struct out *o, __u32 flags)
 		{ DM_REPL_META_F_CLEAN, "CLEAN" },
 		{ DM_REPL_META_F_INCONSISTENT, "INCONSISTENT" },
 		{ DM_REPL_META_F_OUTDATED, "OUTDATED" },
+		{ DM_REPL_META_F_REJOIN, "REJOIN" },
 		{ DM_REPL_META_F_SEEDED, "SEEDED" },
 	};
 	const char *sep = "";

@@ -84,9 +84,9 @@ const char *res_role_refusal(unsigned int role, int err)
 		return "a volume is open, or records are not yet released to the peer: "
 		       "wait for the drain (--wait) or use --force";
 	if (err == EBUSY)
-		return "a resync is under way (the data is inconsistent), or the replica "
-		       "is outdated past a gap in the stream: use --force to promote it "
-		       "anyway";
+		return "a resync is under way or a seed is not yet verified whole (the "
+		       "data is inconsistent), or the replica is outdated past a gap in the "
+		       "stream: use --force to promote it anyway";
 	if (err == EPERM)
 		return "the group is not secondary, so it takes no source";
 	if (err == EINVAL)
