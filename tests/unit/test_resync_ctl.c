@@ -556,4 +556,28 @@ TEST(only_a_primary_resyncs)
 	fk_teardown(&r);
 }
 
+/*
+ * A replica larger than its primary: which of its dirty regions reach past
+ * the primary's end (8 sectors a region, a replica of 100 sectors: 13
+ * regions, the last one 4 sectors).
+ */
+TEST(dirty_regions_past_the_primary_end)
+{
+	unsigned long bits[1] = { 0 };
+
+	bits[0] = 1UL << 3 | 1UL << 9;
+	/* The primary as large: nothing is past it. */
+	EXPECT_EQ(13U, dmrepl_dirty_past(bits, 13, 8, 100, 100));
+	/* Its end at 80, a region's end: region 9 ([72, 80)) is not past. */
+	EXPECT_EQ(13U, dmrepl_dirty_past(bits, 13, 8, 100, 80));
+	/* Its end at 76: region 9 straddles it. */
+	EXPECT_EQ(9U, dmrepl_dirty_past(bits, 13, 8, 100, 76));
+	/* Its end at 20: region 3 ([24, 32)) is wholly past. */
+	EXPECT_EQ(3U, dmrepl_dirty_past(bits, 13, 8, 100, 20));
+	/* The replica's last, partial region ([96, 100)). */
+	bits[0] = 1UL << 12;
+	EXPECT_EQ(12U, dmrepl_dirty_past(bits, 13, 8, 100, 98));
+	EXPECT_EQ(13U, dmrepl_dirty_past(bits, 13, 8, 100, 100));
+}
+
 TEST_HARNESS_MAIN

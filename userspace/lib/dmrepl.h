@@ -610,6 +610,15 @@ int dmrepl_resync_ask_theirs(struct dmrepl_resync *r, unsigned int volume, __u64
 			     unsigned int *asked);
 
 /*
+ * The first region set in @bits (@nr_regions regions of @region_sectors, a
+ * volume of @sectors) that reaches past sector @limit, the primary's end:
+ * no RESYNC from the primary covers it whole, so a replica could never
+ * clear it. @nr_regions when there is none (or @sectors is not past @limit).
+ */
+__u64 dmrepl_dirty_past(const unsigned long *bits, __u64 nr_regions, __u32 region_sectors,
+			__u64 sectors, __u64 limit);
+
+/*
  * Put up to @max regions asked for, then dirty regions, in the ring while it
  * is at most @fill_pct full, so that the stream keeps its place. Returns the
  * regions put in (0: none could go now, or nothing is asked for and the group

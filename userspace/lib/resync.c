@@ -117,6 +117,20 @@ int dmrepl_resync_ask_theirs(struct dmrepl_resync *r, unsigned int volume, __u64
 	return k ? dmrepl_resync_ask(r, volume, nr_regions, chunk, k) : 0;
 }
 
+__u64 dmrepl_dirty_past(const unsigned long *bits, __u64 nr_regions, __u32 region_sectors,
+			__u64 sectors, __u64 limit)
+{
+	__u64 n;
+
+	if (sectors <= limit || !region_sectors)
+		return nr_regions;
+	/* Region n ends at (n + 1) * region_sectors: past limit from here on. */
+	for (n = limit / region_sectors; n < nr_regions; n++)
+		if (dmrepl_bit_test(bits, n))
+			return n;
+	return nr_regions;
+}
+
 /* The next region asked for, from the cursor: true, or false if none. */
 static bool next_asked(struct dmrepl_resync *r)
 {
