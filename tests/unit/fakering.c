@@ -290,6 +290,7 @@ int dmrepl_ring_release(struct dmrepl_ring *ring, __u64 seq)
 		ret = -EINVAL;
 	}
 	for (; !ret && f->released_seq < seq; f->released_seq++) {
+		f->released_bytes += dmrepl_rec_len(f->recs[f->released_seq]);
 		free(f->recs[f->released_seq]);
 		f->recs[f->released_seq] = NULL;
 	}
@@ -308,6 +309,20 @@ int dmrepl_ring_info(struct dmrepl_ring *ring, struct dm_repl_group_info *info)
 int dmrepl_ring_fd(const struct dmrepl_ring *ring)
 {
 	return ring->f->rfd;
+}
+
+/* In record bytes: the fake has no slot headers. */
+void dmrepl_ring_backlog(const struct dmrepl_ring *ring, __u64 *backlog, __u64 *released)
+{
+	struct fakering *f = ring->f;
+	__u64 s;
+
+	pthread_mutex_lock(&f->lock);
+	*backlog = 0;
+	for (s = f->released_seq + 1; s < f->next_seq; s++)
+		*backlog += dmrepl_rec_len(f->recs[s - 1]);
+	*released = f->released_bytes;
+	pthread_mutex_unlock(&f->lock);
 }
 
 __u64 dmrepl_ring_pos(const struct dmrepl_ring *ring)

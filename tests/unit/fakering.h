@@ -43,6 +43,7 @@ struct fakering {
 	struct dm_repl_rec *recs[FAKERING_MAX];
 	__u64 next_seq;			/* the next record's sequence */
 	__u64 released_seq;
+	__u64 released_bytes;		/* of the records released */
 	__u64 last_release;		/* the last sequence RELEASE was asked for */
 	unsigned int releases;		/* RELEASE calls */
 	unsigned int bad_releases;	/* of those, refused (-EINVAL) */

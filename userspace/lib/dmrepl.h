@@ -364,6 +364,12 @@ int dmrepl_ring_info(struct dmrepl_ring *ring, struct dm_repl_group_info *info);
 
 /* Read position: end of the last slot consumed. */
 __u64 dmrepl_ring_pos(const struct dmrepl_ring *ring);
+/*
+ * Bytes in the ring not yet released (reserved, sent or not, and not
+ * acknowledged) in *backlog, and released since the ring was made (a
+ * counter that only grows) in *released: the ring's positions.
+ */
+void dmrepl_ring_backlog(const struct dmrepl_ring *ring, __u64 *backlog, __u64 *released);
 /* DISCARDED slots consumed so far (returned by _next_slot() or skipped). */
 __u64 dmrepl_ring_discarded(const struct dmrepl_ring *ring);
 /* Why the last dmrepl_ring_next{,_slot}() failed (a static phrase), or NULL. */
@@ -640,38 +646,53 @@ bool dmrepl_bit_test(const unsigned long *bits, __u64 n);
 __u64 dmrepl_resync_left(const struct dm_repl_group_info *info);
 
 /*
- * The resync's share of the link: a token bucket the resync spends a
- * region's bytes from, refilled at a budget in bytes/s that follows the
- * stream's lag (the age of its oldest unacknowledged record). Every
- * DMREPL_RESYNC_TICK_MS the budget is halved when the lag is past the
- * target (at most once a target's time, so a cut can show), grows by an
- * eighth when the lag is below half the target and the last tick used at
- * least half of it, and stays otherwise; never above the rate limit, never
- * below DMREPL_RESYNC_MIN_RATE (a resync always ends). Pure logic: the
- * caller gives the clock and the lag.
+ * The resync's share of the link, predicted: a write captured now waits
+ * behind the bytes queued ahead of it (in the ring, sent or not, and not
+ * yet acknowledged: the backlog) for about backlog / drain, the rate at
+ * which acknowledgements free the backlog. A region goes while
+ * (backlog + its bytes) / drain stays under DMREPL_RESYNC_PREDICT_PCT of
+ * the lag target, or when there is no backlog at all (an idle link). The
+ * drain is measured only over the time a backlog existed (an idle link's
+ * ack rate is the offered load, not the capacity) and smoothed over
+ * DMREPL_RESYNC_DRAIN_TAU_MS; before a first measurement a region goes
+ * only into an empty backlog. The lag observed (the age of the oldest
+ * unacknowledged record) stays a safety: past the target the resync is
+ * held. Whatever holds it, a region still goes at DMREPL_RESYNC_MIN_RATE
+ * (a resync always ends); the rate limit, when set, is a token bucket no
+ * region passes (it wins over the floor). Pure logic: the caller gives
+ * the clock, the lag, the backlog and the bytes acknowledged so far.
  */
 #define DMREPL_RESYNC_TICK_MS	100
 #define DMREPL_RESYNC_MIN_RATE	(64ULL << 10)
-#define DMREPL_RESYNC_START_RATE (4ULL << 20)
+#define DMREPL_RESYNC_PREDICT_PCT 75
+#define DMREPL_RESYNC_DRAIN_TAU_MS 2000
 
 enum dmrepl_resync_why {
 	DMREPL_RESYNC_FREE,	/* not held back */
 	DMREPL_RESYNC_LAG,	/* the stream's lag is past the target */
 	DMREPL_RESYNC_RATE,	/* at the rate limit */
-	DMREPL_RESYNC_BUDGET,	/* the budget is spent; it grows while the lag is low */
+	DMREPL_RESYNC_BACKLOG,	/* the backlog would drain past the target's share */
+	DMREPL_RESYNC_UNMEASURED, /* a backlog, and no drain rate measured yet */
 };
 
 struct dmrepl_resync_ctl {
 	__u64 rate_max;		/* bytes/s, 0: no limit */
 	__u64 lag_target_ns;
-	double budget;		/* bytes/s the resync may take now */
-	double tokens;		/* bytes it may put in the ring now; below 0 after a region */
-	double spent;		/* bytes this tick */
-	double used;		/* bytes/s it took, smoothed over ticks */
-	__u64 last_ns, tick_ns, cut_ns;
+	double budget;		/* bytes/s it allows now: the drain, or the floor held */
+	double tokens;		/* the rate limit's bucket (rate_max only) */
+	double floor_tokens;	/* the floor's bucket, spent by regions it let go */
+	bool via_floor;		/* the region may() let go is the floor's */
+	/* The drain: smoothed sums of bytes acknowledged and time with a backlog. */
+	double drain_bytes, drain_ns;
+	__u64 busy_ns;		/* with a backlog since the last acknowledgement */
+	__u64 backlog;		/* bytes queued ahead of a write captured now */
+	__u64 acked;		/* bytes acknowledged, as last told */
+	__u64 region;		/* bytes of the last region */
+	__u64 last_ns;
 	__u64 lag_ns;		/* as last told */
+	bool lag_high;		/* lag_ns is past the target */
 	enum dmrepl_resync_why why;	/* what held it back last */
-	__u64 cuts;		/* budget halvings for the lag */
+	__u64 lag_holds;	/* times the lag passed the target */
 	__u64 waits;		/* times it was held back, by why */
 	__u64 rate_waits;	/* of which at the rate limit */
 };
@@ -679,19 +700,30 @@ struct dmrepl_resync_ctl {
 void dmrepl_resync_ctl_init(struct dmrepl_resync_ctl *c, __u64 rate_max, __u64 lag_target_ns,
 			    __u64 now_ns);
 
-/* The clock moved to now_ns and the stream's lag is lag_ns: refill, adapt. */
-void dmrepl_resync_ctl_update(struct dmrepl_resync_ctl *c, __u64 now_ns, __u64 lag_ns);
+/*
+ * The clock moved to now_ns; the stream's lag is lag_ns, backlog bytes
+ * are queued and not acknowledged, acked bytes were acknowledged so far
+ * (a counter that only grows): refill, measure.
+ */
+void dmrepl_resync_ctl_update(struct dmrepl_resync_ctl *c, __u64 now_ns, __u64 lag_ns,
+			      __u64 backlog, __u64 acked);
+
+/* The drain rate in bytes/s, 0 before a first measurement. */
+double dmrepl_resync_ctl_drain(const struct dmrepl_resync_ctl *c);
 
 /* May a region go now? If not, notes why (and counts a wait). */
 bool dmrepl_resync_ctl_may(struct dmrepl_resync_ctl *c);
 
-/* A region of bytes went. */
+/* A region of bytes went (into the backlog). */
 void dmrepl_resync_ctl_spend(struct dmrepl_resync_ctl *c, __u64 bytes);
 
-/* When the bucket has a token again (0: now). */
+/* When a held region may go without news of the link (an ack): 0, now. */
 __u64 dmrepl_resync_ctl_next_ns(const struct dmrepl_resync_ctl *c);
 
-/* Why it was held back last, in words ("stream lag 1.4 s > 1.0 s"), or "-". */
+/*
+ * Why it was held back last, in words ("stream lag 1.4 s > 1.0 s",
+ * "backlog 0.9 MiB drains in 0.9 s > 0.8 s"), or "-".
+ */
 const char *dmrepl_resync_ctl_why(const struct dmrepl_resync_ctl *c, char *buf, size_t len);
 
 /* The ring is more than @fill_pct full (of its data area). */

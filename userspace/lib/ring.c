@@ -455,6 +455,19 @@ __u64 dmrepl_ring_pos(const struct dmrepl_ring *ring)
 	return ring->pos;
 }
 
+void dmrepl_ring_backlog(const struct dmrepl_ring *ring, __u64 *backlog, __u64 *released)
+{
+	/*
+	 * Figures, not a fence: nothing is read through them. released_pos
+	 * first, as the kernel never moves it past producer_pos.
+	 */
+	__u64 rel = __atomic_load_n(&ring->ctl->released_pos, __ATOMIC_RELAXED);
+	__u64 prod = __atomic_load_n(&ring->ctl->producer_pos, __ATOMIC_RELAXED);
+
+	*backlog = prod > rel ? prod - rel : 0;
+	*released = rel;
+}
+
 __u64 dmrepl_ring_discarded(const struct dmrepl_ring *ring)
 {
 	return ring->discarded;

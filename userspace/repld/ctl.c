@@ -76,8 +76,8 @@ static void print_state(FILE *f, const struct group_status *st,
 		conf->resync_rate, conf->resync_lag_ms);
 	fprintf(f, "resync_budget_bytes_per_s %.0f\nresync_throttled %s\n",
 		st->resync_budget, st->resync_held[0] ? st->resync_held : "-");
-	fprintf(f, "resync_lag_cuts %llu\nresync_rate_waits %llu\n",
-		(unsigned long long)st->resync_lag_cuts,
+	fprintf(f, "resync_lag_holds %llu\nresync_rate_waits %llu\n",
+		(unsigned long long)st->resync_lag_holds,
 		(unsigned long long)st->resync_rate_waits);
 	fprintf(f, "resync_asked_regions %llu\n", (unsigned long long)st->resync_asked);
 }

@@ -59,7 +59,7 @@ struct group_status {
 	__u64 resync_unreleased;	/* of those, not yet applied by the peer */
 	__u64 resync_dirty;		/* regions still in the bitmaps */
 	double resync_budget;		/* bytes/s the controller allows now */
-	__u64 resync_lag_cuts;		/* its budget halvings for the stream's lag */
+	__u64 resync_lag_holds;		/* times the stream's lag passed its target */
 	__u64 resync_rate_waits;	/* regions held back at the rate limit */
 	char resync_held[80];		/* why the last was held back, or "-" */
 	__u64 resync_asked;		/* primary: regions the replica asked for, to go */

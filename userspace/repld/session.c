@@ -301,19 +301,22 @@ static int take_ack(struct shipping *s, const struct dmrepl_proto_ack *a)
 }
 
 /*
- * The regions the controller lets through this turn, given the stream's lag:
- * the age of the oldest record sent and not yet applied. Records wait in the
- * ring in order, so a write captured now waits behind that much. 0 or
- * -errno of the step.
+ * The regions the controller lets through this turn, given the stream's lag
+ * (the age of the oldest record sent and not yet applied) and the ring's
+ * backlog: every record in it, sent or not, waits for the replica's ack
+ * before its space is released, and a write captured now waits behind
+ * them. Released bytes, over time, are the link's drain rate. 0 or -errno
+ * of the step.
  */
 static int resync_regions(struct shipping *s)
 {
 	__u64 lag = s->nflights ? age_ns(s->flights[0].time_ns) : 0;
-	__u64 before;
+	__u64 before, backlog, released;
 	unsigned int n;
 	int ret;
 
-	dmrepl_resync_ctl_update(&s->ctl, now_ns(), lag);
+	dmrepl_ring_backlog(s->ship.ring, &backlog, &released);
+	dmrepl_resync_ctl_update(&s->ctl, now_ns(), lag, backlog, released);
 	for (n = 0; n < RESYNC_REGIONS; n++) {
 		s->resync_held = !dmrepl_resync_ctl_may(&s->ctl);
 		/* Held back before any step: the group's state still comes. */
@@ -334,7 +337,7 @@ static void note_ctl(struct shipping *s)
 	struct group_status *st = &s->g->st;
 
 	st->resync_budget = s->ctl.budget;
-	st->resync_lag_cuts = s->ctl.cuts;
+	st->resync_lag_holds = s->ctl.lag_holds;
 	st->resync_rate_waits = s->ctl.rate_waits;
 	if (s->resync_held)
 		dmrepl_resync_ctl_why(&s->ctl, st->resync_held, sizeof(st->resync_held));
