@@ -345,11 +345,25 @@ TEST(a_pause_in_the_resync_is_not_a_slow_link)
 	dmrepl_resync_ctl_update(&c, 2 * SEC_NS, 0, 3 << 20, 1 << 20);
 	EXPECT_EQ(1.0 * (1 << 20), dmrepl_resync_ctl_drain(&c));
 	/* Told again a minute later (no resync meanwhile): not a sample. */
+	dmrepl_resync_ctl_pause(&c);
 	dmrepl_resync_ctl_update(&c, 62 * SEC_NS, 0, 3 << 20, 2 << 20);
 	EXPECT_EQ(1.0 * (1 << 20), dmrepl_resync_ctl_drain(&c));
 	/* A second of backlog without an ack: the drain is seen to slow. */
 	dmrepl_resync_ctl_update(&c, 63 * SEC_NS, 0, 3 << 20, 2 << 20);
 	EXPECT_EQ(0.5 * (1 << 20), dmrepl_resync_ctl_drain(&c));
+}
+
+TEST(acks_seconds_apart_during_a_resync_measure_a_slow_link)
+{
+	struct dmrepl_resync_ctl c;
+
+	dmrepl_resync_ctl_init(&c, 0, 10 * SEC_NS, SEC_NS);
+	dmrepl_resync_ctl_update(&c, SEC_NS, 0, 8 << 20, 0);
+	/* A 4 MiB batch acknowledged 4 s later: 1 MiB/s, not unknown. */
+	dmrepl_resync_ctl_update(&c, 5 * SEC_NS, 0, 4 << 20, 4 << 20);
+	EXPECT_EQ(1.0 * (1 << 20), dmrepl_resync_ctl_drain(&c));
+	dmrepl_resync_ctl_update(&c, 9 * SEC_NS, 0, 4 << 20, 8 << 20);
+	EXPECT_EQ(1.0 * (1 << 20), dmrepl_resync_ctl_drain(&c));
 }
 
 /* ---- the resync over a fake kernel ------------------------------------ */

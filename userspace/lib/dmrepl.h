@@ -528,6 +528,8 @@ struct dmrepl_ship {
 	__u64 zero_bytes;		/* resynced data sent as ZERO records */
 	__u64 acked_seq;		/* applied or skipped: may be released */
 	__u64 released_seq;		/* released by this shipper */
+	__u64 skipped_seq;		/* the last record skipped */
+	__u64 drained_bytes;		/* ring bytes released as acknowledged */
 };
 
 /* 0, -EINVAL (limit) or -ENOMEM. The caller sets batch.send afterwards. */
@@ -556,7 +558,11 @@ int dmrepl_ship_pump(struct dmrepl_ship *s, unsigned int max_batches);
 /* The replica applied every record up to seq (an ack). */
 void dmrepl_ship_acked(struct dmrepl_ship *s, __u64 seq);
 
-/* Release the ring up to what is acked. 0 or -errno of dmrepl_ring_release(). */
+/*
+ * Release the ring up to what is acked, adding the bytes freed to
+ * drained_bytes unless the release ends at a skipped record. 0 or -errno
+ * of dmrepl_ring_release().
+ */
 int dmrepl_ship_release(struct dmrepl_ship *s);
 
 /* ------------------------------------------------------------------ */
@@ -691,6 +697,7 @@ struct dmrepl_resync_ctl {
 	__u64 last_ns;
 	__u64 lag_ns;		/* as last told */
 	bool lag_high;		/* lag_ns is past the target */
+	bool paused;		/* no resync since the last update */
 	enum dmrepl_resync_why why;	/* what held it back last */
 	__u64 lag_holds;	/* times the lag passed the target */
 	__u64 waits;		/* times it was held back, by why */
@@ -707,6 +714,14 @@ void dmrepl_resync_ctl_init(struct dmrepl_resync_ctl *c, __u64 rate_max, __u64 l
  */
 void dmrepl_resync_ctl_update(struct dmrepl_resync_ctl *c, __u64 now_ns, __u64 lag_ns,
 			      __u64 backlog, __u64 acked);
+
+/*
+ * No resync for now (the group is not behind): the controller is not told
+ * meanwhile, so the next update starts a fresh interval, not a sample over
+ * the pause. Updates of a resync that runs are samples however far apart
+ * (a slow link acknowledges large batches seconds apart).
+ */
+void dmrepl_resync_ctl_pause(struct dmrepl_resync_ctl *c);
 
 /* The drain rate in bytes/s, 0 before a first measurement. */
 double dmrepl_resync_ctl_drain(const struct dmrepl_resync_ctl *c);

@@ -46,11 +46,6 @@ static void measure(struct dmrepl_resync_ctl *c, __u64 dt, __u64 acked)
 	/* With no backlog at the last look, the link may have idled. */
 	if (!c->backlog)
 		return;
-	/* Not told for longer than the smoothing (no resync meanwhile): unknown. */
-	if ((double)dt > TAU_NS) {
-		c->busy_ns = 0;
-		return;
-	}
 	c->busy_ns += dt;
 	if (!freed || !c->busy_ns)
 		return;
@@ -69,9 +64,11 @@ void dmrepl_resync_ctl_update(struct dmrepl_resync_ctl *c, __u64 now_ns, __u64 l
 		if (c->rate_max)
 			refill(&c->tokens, (double)c->rate_max, secs);
 		refill(&c->floor_tokens, (double)DMREPL_RESYNC_MIN_RATE, secs);
-		measure(c, now_ns - c->last_ns, acked);
+		if (!c->paused)
+			measure(c, now_ns - c->last_ns, acked);
 		c->last_ns = now_ns;
 	}
+	c->paused = false;
 	if (acked > c->acked)
 		c->acked = acked;
 	c->backlog = backlog;
@@ -79,6 +76,12 @@ void dmrepl_resync_ctl_update(struct dmrepl_resync_ctl *c, __u64 now_ns, __u64 l
 	if (lag_ns > c->lag_target_ns && !c->lag_high)
 		c->lag_holds++;
 	c->lag_high = lag_ns > c->lag_target_ns;
+}
+
+void dmrepl_resync_ctl_pause(struct dmrepl_resync_ctl *c)
+{
+	c->paused = true;
+	c->busy_ns = 0;
 }
 
 /*

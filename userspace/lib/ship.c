@@ -65,7 +65,8 @@ static int ship_slot(struct dmrepl_ship *s, const struct dm_repl_rec *slot, bool
 
 	if (peer_has(s, slot)) {
 		s->skipped++;
-		dmrepl_ship_acked(s, dmrepl_rec_seq(slot));
+		s->skipped_seq = dmrepl_rec_seq(slot);
+		dmrepl_ship_acked(s, s->skipped_seq);
 		return 0;
 	}
 	len = dmrepl_rec_out_len(slot, discarded, &zero);
@@ -117,14 +118,25 @@ void dmrepl_ship_acked(struct dmrepl_ship *s, __u64 seq)
 		s->acked_seq = seq;
 }
 
+/*
+ * What a release frees counts as drained unless it ends at a skipped
+ * record: the replica had those before, and they freed their room without
+ * crossing the link (a drain rate counting them would be far too high).
+ */
 int dmrepl_ship_release(struct dmrepl_ship *s)
 {
+	__u64 backlog, before, after;
 	int ret;
 
 	if (s->acked_seq <= s->released_seq)
 		return 0;
+	dmrepl_ring_backlog(s->ring, &backlog, &before);
 	ret = dmrepl_ring_release(s->ring, s->acked_seq);
-	if (!ret)
-		s->released_seq = s->acked_seq;
-	return ret;
+	if (ret)
+		return ret;
+	s->released_seq = s->acked_seq;
+	dmrepl_ring_backlog(s->ring, &backlog, &after);
+	if (s->acked_seq > s->skipped_seq && after > before)
+		s->drained_bytes += after - before;
+	return 0;
 }

@@ -208,16 +208,6 @@ static unsigned int current_role(struct group *g)
 	return info.role;
 }
 
-/* Sleep up to ms, waking for a stop; 1 when stopping. */
-static bool nap(int ms)
-{
-	while (ms > 0 && !repld_stopping) {
-		poll(NULL, 0, ms < 200 ? ms : 200);
-		ms -= 200;
-	}
-	return repld_stopping;
-}
-
 /*
  * How long a handshake may take: the dead-peer timeout, but at most
  * HANDSHAKE_MAX_MS, since a connection not yet authenticated holds the
@@ -344,6 +334,24 @@ bool group_run_session(struct group *g, struct dmrepl_tls_conn *conn, unsigned i
 }
 
 /*
+ * A primary spends its back-off between dials on its listener, up to ms
+ * (at least one look): a peer that thinks itself primary too dials in the
+ * meantime and is told why not at once. Two primaries that napped instead
+ * met only when one dialled in the other's instant between naps, so a split
+ * brain could go unreported for minutes. A connection, or NULL.
+ */
+static struct dmrepl_tls_conn *answer_for(struct group *g, int ms)
+{
+	struct dmrepl_tls_conn *conn;
+
+	do {
+		conn = answer(g, ms < ROLE_CHECK_MS ? ms : ROLE_CHECK_MS);
+		ms -= ROLE_CHECK_MS;
+	} while (!conn && ms > 0 && !repld_stopping);
+	return conn;
+}
+
+/*
  * A primary dials, with a back-off between failures; a secondary waits.
  * Each also answers its listener: a secondary to serve the peer, a primary
  * to tell a peer that thinks itself primary too why not (the HELLO check).
@@ -353,6 +361,7 @@ void *group_main(void *arg)
 	struct group *g = arg;
 	unsigned int failures = 0, role;
 	struct dmrepl_tls_conn *conn;
+	int backoff_ms = 0;
 	bool down;
 
 	while (!repld_stopping) {
@@ -361,21 +370,24 @@ void *group_main(void *arg)
 		set_state(g, down ? LINK_DISCONNECTED : role ? LINK_CONNECTING : LINK_DOWN, role);
 		if (down)
 			role = 0;
-		conn = answer(g, role == DM_REPL_ROLE_PRIMARY ? 0 : ROLE_CHECK_MS);
-		if (!conn && role == DM_REPL_ROLE_PRIMARY) {
-			conn = dial(g);
-			if (!conn) {
-				nap(net_backoff_ms(&failures));
-				continue;
-			}
+		if (role == DM_REPL_ROLE_PRIMARY) {
+			conn = answer_for(g, backoff_ms);
+			/* The role or the admin's word may have changed meanwhile. */
+			if (conn)
+				role = group_admin_down(g) ? 0 : current_role(g);
+			else
+				conn = dial(g);
+			backoff_ms = net_backoff_ms(&failures);
+		} else {
+			conn = answer(g, ROLE_CHECK_MS);
 		}
 		if (!conn)
 			continue;
-		if (group_run_session(g, conn, role))
+		if (group_run_session(g, conn, role)) {
 			failures = 0;
+			backoff_ms = net_backoff_ms(&failures);
+		}
 		set_state(g, LINK_CONNECTING, role);
-		if (role == DM_REPL_ROLE_PRIMARY)
-			nap(net_backoff_ms(&failures));
 	}
 	set_state(g, LINK_DOWN, 0);
 	return NULL;

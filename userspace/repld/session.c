@@ -305,8 +305,8 @@ static int take_ack(struct shipping *s, const struct dmrepl_proto_ack *a)
  * (the age of the oldest record sent and not yet applied) and the ring's
  * backlog: every record in it, sent or not, waits for the replica's ack
  * before its space is released, and a write captured now waits behind
- * them. Released bytes, over time, are the link's drain rate. 0 or -errno
- * of the step.
+ * them. Bytes released by acks (not by skipping what the replica had),
+ * over time, are the link's drain rate. 0 or -errno of the step.
  */
 static int resync_regions(struct shipping *s)
 {
@@ -316,7 +316,7 @@ static int resync_regions(struct shipping *s)
 	int ret;
 
 	dmrepl_ring_backlog(s->ship.ring, &backlog, &released);
-	dmrepl_resync_ctl_update(&s->ctl, now_ns(), lag, backlog, released);
+	dmrepl_resync_ctl_update(&s->ctl, now_ns(), lag, backlog, s->ship.drained_bytes);
 	for (n = 0; n < RESYNC_REGIONS; n++) {
 		s->resync_held = !dmrepl_resync_ctl_may(&s->ctl);
 		/* Held back before any step: the group's state still comes. */
@@ -360,8 +360,10 @@ static int resync_some(struct shipping *s)
 	behind = g->st.behind || g->st.resyncing || s->resync.asked_left;
 	pthread_mutex_unlock(&g->lock);
 	s->resync_held = false;
-	if (!behind || s->resync_failed)
+	if (!behind || s->resync_failed) {
+		dmrepl_resync_ctl_pause(&s->ctl);
 		return 0;
+	}
 	ret = resync_regions(s);
 	/* A role change ends the session at the next check; any other
 	 * failure ends the resync, not the stream, until the next session. */
