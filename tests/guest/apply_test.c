@@ -2878,6 +2878,42 @@ TEST_F_TIMEOUT(apply, a_seeded_replica_is_consistent_once_verified_whole, 180)
 }
 
 /*
+ * The seed came by other means and may sit in the disk's volatile cache: a
+ * batch of VERIFY records alone, writing nothing, still flushes the data
+ * device before the regions it matched count as the primary's. One whose
+ * VERIFY found a difference matched nothing, and has nothing to flush.
+ */
+static uint64_t flushes_of_verify(struct __test_metadata *_metadata, struct ctx *c,
+				  bool equal, const char *what)
+{
+	const uint32_t rb = 1U << 20;
+	struct dm_repl_apply_info before, after;
+
+	batch_reset(&c->b);
+	if (equal)
+		b_verify_img(c, &c->b, &c->s, c->vols[0].img, 0, rb);
+	else
+		b_verify(c, &c->b, &c->s, 0, rb, rb, DM_REPL_VERIFY_HASH_SIZE);
+	EXPECT_EQ(0, apply_info(c->fd, &before));
+	apply_whole(_metadata, c, what);
+	EXPECT_EQ(0, apply_info(c->fd, &after));
+	return after.flushes - before.flushes;
+}
+
+TEST_F_TIMEOUT(apply, a_seeded_replicas_verify_match_is_flushed_before_it_counts, 180)
+{
+	struct ctx *c = &self->c;
+
+	ctx_init(_metadata, c, "apsf");
+	c->meta_opts = "--seeded --region-kb 1024";
+	group_create(_metadata, c, 1, "");
+	EXPECT_EQ(0U, flushes_of_verify(_metadata, c, false, "a VERIFY that differs"));
+	expect_seeded(_metadata, c, true, 16, "a VERIFY that differs");
+	EXPECT_LE(1U, flushes_of_verify(_metadata, c, true, "a VERIFY that matches"));
+	expect_seeded(_metadata, c, true, 15, "a VERIFY that matches");
+}
+
+/*
  * A RESYNC_END on a seeded replica with regions left unverified leaves it
  * inconsistent and seeded; one that comes when the bitmap is clean ends
  * both, as at the end of any resync.

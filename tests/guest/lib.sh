@@ -174,6 +174,17 @@ log_has() {
 	return 1
 }
 
+# stack_reaches PID PATTERN [TRIES]: PID's kernel stack shows PATTERN
+# (grep -E) within TRIES looks 25 ms apart (200): it waits there.
+stack_reaches() {
+	local i
+	for ((i = 0; i < ${3:-200}; i++)); do
+		grep -Eq -- "$2" "/proc/$1/stack" 2>/dev/null && return 0
+		sleep 0.025
+	done
+	return 1
+}
+
 # link_fact SOCKET GROUP KEY: KEY of GROUP's link, as the repld of SOCKET
 # tells it (the link section of `repltool status`).
 link_fact() {

@@ -76,6 +76,8 @@ out=$(log_has "$W/alpha.log" "reaches past the primary's end" 30) &&
 	tap_ok "alpha's log names the reason too" || tap_fail "alpha's log" "$out"
 tap_check "beta stays inconsistent, not silently consistent" \
 	test "$(status_of vm1b consistency)" = inconsistent
+tap_check "beta took nothing of alpha's before refusing: no generation yet" \
+	test "$(status_of vm1b generation)" = 0000000000000000
 
 # The way out the message gives: grow alpha's volume to beta's size.
 stop alpha

@@ -149,11 +149,8 @@ write_at 10 0
 dmsetup suspend s1
 "$REPLTOOL" apply g2 </tmp/batch >/tmp/apply.out 2>&1 &
 apid=$!
-for _ in $(seq 200); do
-	grep -q repl_apply_write "/proc/$apid/stack" 2>/dev/null && break
-	sleep 0.1
-done
-tap_check "promotion race: the batch waits for the resume" grep -q repl_apply_write "/proc/$apid/stack"
+tap_check "promotion race: the batch waits for the resume" \
+	stack_reaches "$apid" repl_apply_write 800
 dmsetup message s1 0 role primary
 dmsetup resume s1
 rc=0
@@ -176,20 +173,12 @@ dm_create s1 "0 $S repl /dev/mapper/dly /dev/ram3 g2 secondary 2 source g1"
 # came first would simply finish, and the read would wait for the resume.
 dd if=/dev/mapper/s1 of=/dev/null bs=4k count=1 iflag=direct status=none &
 ddpid=$!
-for _ in $(seq 200); do
-	grep -q submit_bio_wait "/proc/$ddpid/stack" 2>/dev/null && break
-	sleep 0.025
-done
 tap_check "interrupted suspend: the read is in flight" \
-	grep -q submit_bio_wait "/proc/$ddpid/stack"
+	stack_reaches "$ddpid" submit_bio_wait 200
 dmsetup suspend s1 &
 spid=$!
-for _ in $(seq 400); do
-	grep -Eq "dm_wait_for_|__dm_suspend" "/proc/$spid/stack" 2>/dev/null && break
-	sleep 0.025
-done
 tap_check "interrupted suspend: the suspend waits for the read in flight" \
-	grep -Eq "dm_wait_for_|__dm_suspend" "/proc/$spid/stack"
+	stack_reaches "$spid" "dm_wait_for_|__dm_suspend" 400
 kill -KILL "$spid" 2>/dev/null || true
 wait "$spid" || true
 tap_check "interrupted suspend: it failed and the device is live" \

@@ -865,13 +865,9 @@ static void fill_resend(struct dmrepl_proto_resend *r, const unsigned long *bits
 			r->regions[r->count++] = *next;
 }
 
-/*
- * A region of ours that reaches past the primary's end (our volume is the
- * larger) is never resent whole, so never cleared: we would stay
- * inconsistent for good. Refused, saying what to do.
- */
-static int refuse_dirty_past(struct applying *a, const struct dm_repl_volume_info *v,
-			     __u64 region, __u64 pri_sectors)
+/* Refuse the primary: our region past its end, written here. */
+static int refuse_past_end(struct applying *a, const struct dm_repl_volume_info *v,
+			   __u64 region, __u64 pri_sectors)
 {
 	link_refuse(a->l, DMREPL_REFUSE_VOLUMES, "volume %u: the replica's region %llu, "
 		    "written there, reaches past the primary's end", v->index,
@@ -884,14 +880,49 @@ static int refuse_dirty_past(struct applying *a, const struct dm_repl_volume_inf
 	return -EPROTO;
 }
 
+/*
+ * A region of ours that reaches past the primary's end (our volume is the
+ * larger) is never resent whole, so never cleared: we would stay
+ * inconsistent for good. Refused, saying what to do, before anything of
+ * the primary's is taken (its generations) or asked (RESEND).
+ */
+static int check_dirty_past(struct applying *a, const struct dm_repl_group_info *info,
+			    const struct dmrepl_proto_hello *pri)
+{
+	unsigned long *bits = NULL;
+	size_t size = 0;
+	unsigned int i;
+	int ret = 0;
+
+	for (i = 0; !ret && i < info->nr_volumes && i < DM_REPL_MAX_VOLUMES; i++) {
+		const struct dm_repl_volume_info *v = &info->volumes[i];
+		__u64 past;
+
+		if (!v->dirty_regions || v->sectors <= pri->volumes[i].sectors)
+			continue;
+		ret = dmrepl_bitmap_get(a->info_fd, v, &bits, &size);
+		if (ret) {
+			group_error(a->g, LOG_ERR, "group %s: volume %u: dirty bitmap: %s",
+				    a->g->kgroup, v->index, strerror(-ret));
+			break;
+		}
+		past = dmrepl_dirty_past(bits, v->nr_regions, v->region_sectors, v->sectors,
+					 pri->volumes[i].sectors);
+		if (past < v->nr_regions)
+			ret = refuse_past_end(a, v, past, pri->volumes[i].sectors);
+	}
+	free(bits);
+	return ret;
+}
+
 /* The RESEND frames of our own dirty regions (see send_own_regions()). */
 static int send_dirty_regions(struct applying *a, const struct dm_repl_group_info *info,
-			      const struct dmrepl_proto_hello *pri, bool inconsistent)
+			      bool inconsistent)
 {
 	struct dmrepl_proto_resend *r = malloc(sizeof(*r));
 	unsigned long *bits = NULL;
 	size_t size = 0;
-	__u64 next, past, total = 0;
+	__u64 next, total = 0;
 	unsigned int i;
 	int ret = r ? 0 : -ENOMEM;
 
@@ -901,13 +932,6 @@ static int send_dirty_regions(struct applying *a, const struct dm_repl_group_inf
 		if (!v->dirty_regions)
 			continue;
 		ret = dmrepl_bitmap_get(a->info_fd, v, &bits, &size);
-		past = ret ? 0 : dmrepl_dirty_past(bits, v->nr_regions, v->region_sectors,
-						   v->sectors, pri->volumes[i].sectors);
-		if (!ret && past < v->nr_regions) {
-			free(bits);
-			free(r);
-			return refuse_dirty_past(a, v, past, pri->volumes[i].sectors);
-		}
 		r->volume = v->index;
 		for (next = 0; !ret && next < v->nr_regions;) {
 			fill_resend(r, bits, v->nr_regions, &next);
@@ -948,14 +972,14 @@ static int send_dirty_regions(struct applying *a, const struct dm_repl_group_inf
  * and resend only where they differ.
  */
 static int send_own_regions(struct applying *a, const struct dm_repl_group_info *info,
-			    const struct dmrepl_proto_hello *pri, bool inconsistent)
+			    bool inconsistent)
 {
 	if (info->flags & DM_REPL_GROUPF_SEEDED) {
 		glog(a->g, LOG_NOTICE, "group %s: seeded replica: no region asked from the "
 		     "primary; verify passes end the seeding", a->g->kgroup);
 		return 0;
 	}
-	return send_dirty_regions(a, info, pri, inconsistent);
+	return send_dirty_regions(a, info, inconsistent);
 }
 
 bool session_secondary(struct group *g, struct link *l)
@@ -971,9 +995,9 @@ bool session_secondary(struct group *g, struct link *l)
 		link_refuse(l, DMREPL_REFUSE_INTERNAL, "batch buffer: %s", strerror(ENOMEM));
 	else if (!open_device(&a, &info, &ai)) {
 		hello_secondary(g, &info, &ai, &ours);
-		if (!hello_exchange(g, l, &ours, &theirs) &&
+		if (!hello_exchange(g, l, &ours, &theirs) && !check_dirty_past(&a, &info, &theirs) &&
 		    (theirs.gen_current == ours.gen_current || !adopt_gens(&a, &theirs)) &&
-		    !send_own_regions(&a, &info, &theirs, ai.flags & DM_REPL_APPLYF_INCONSISTENT)) {
+		    !send_own_regions(&a, &info, ai.flags & DM_REPL_APPLYF_INCONSISTENT)) {
 			streamed = true;
 			a.gen = theirs.gen_current;
 			a.consistent = !(ai.flags & (DM_REPL_APPLYF_INCONSISTENT |
