@@ -478,9 +478,11 @@ site_stop() {
 	rm -f "$W/$1.pid"
 }
 
-# site_logged NAME TEXT [SECONDS]: TEXT appears in NAME's log within SECONDS (20).
+# site_logged NAME TEXT [SECONDS]: TEXT appears in NAME's log within SECONDS
+# (45: a primary refused several times in a row dials again after up to
+# 30 s, repld's longest back-off).
 site_logged() {
-	log_has "$W/$1.log" "$2" "${3:-20}"
+	log_has "$W/$1.log" "$2" "${3:-45}"
 }
 
 # Two sites in this namespace (sites_conf with A_IP and B_IP of 127.0.0.0/8),
