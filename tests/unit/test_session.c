@@ -897,7 +897,8 @@ FIXTURE_TEARDOWN(group_thread)
 	for (i = 0; i < 2; i++)
 		if (self->fds[i] >= 0)
 			close(self->fds[i]);
-	close(self->listen_fd);
+	if (self->listen_fd >= 0)
+		close(self->listen_fd);
 	if (self->running) {
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_sec += TIMEOUT_MS / 1000;
@@ -987,6 +988,58 @@ TEST_F(group_thread, a_peer_stalled_mid_handshake_holds_the_group_no_longer_than
 				BACKOFF_MIN_MS + SLACK_MS);
 	EXPECT_TRUE(reads_to_eof(self->fds[0]));
 	serve_session(_metadata, self, fd);
+}
+
+/*
+ * Two sides that both think themselves primary. The group's dials are
+ * refused (its peer's port is closed) until its back-off is seconds long;
+ * the other primary then dials it, and is answered at once and refused as
+ * a split brain. A group that napped through its back-off answered only in
+ * the instant between two naps, seconds later.
+ */
+TEST_F(group_thread, a_primary_backing_off_answers_another_primary_at_once)
+{
+	struct dmrepl_tls_conf tc = {
+		.psk_mode = true, .psk = psk_key, .psk_len = sizeof(psk_key),
+		.psk_identity = PSK_ID,
+	};
+	struct dmrepl_tls *client = dmrepl_tls_new(&tc, false, self->err, sizeof(self->err));
+	struct sockaddr_in a;
+	socklen_t alen = sizeof(a);
+	struct dmrepl_proto_hello h;
+	struct dmrepl_frame f;
+	int fd;
+
+	ASSERT_NE(NULL, client) TH_LOG("%s", self->err);
+	close(self->listen_fd);
+	self->listen_fd = -1;
+	ASSERT_EQ(0, pthread_create(&self->thread, NULL, group_main, &self->site.g));
+	self->running = true;
+	/*
+	 * Back-offs of at most 0.5, 1, 2, 4, 8 and 16 s, each at least half
+	 * of it: 12 s on, a napping group would still nap for seconds.
+	 */
+	sleep(12);
+	ASSERT_EQ(0, getsockname(self->site.g.listen_fd, (struct sockaddr *)&a, &alen));
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ASSERT_EQ(0, connect(fd, (struct sockaddr *)&a, sizeof(a)));
+	/* Answered within a look at the port, not at the end of the back-off. */
+	EXPECT_EQ(0, dmrepl_tls_handshake(client, fd, ROLE_CHECK_MS + SLACK_MS, &self->r.conn,
+					  self->err, sizeof(self->err))) TH_LOG("%s", self->err);
+	dmrepl_tls_free(client);
+	if (!self->r.conn)
+		return;
+	replica_default_hello(&h, 0, 0, 2);
+	h.role = DMREPL_PROTO_PRIMARY;
+	h.stream = OTHER_STREAM;
+	h.next_seq = 1;
+	h.gen_current = 0x0dd0000000000077ULL;
+	replica_send_hello(_metadata, &self->r, &h);
+	ASSERT_EQ(1, replica_next(&self->r, &f, TIMEOUT_MS));
+	ASSERT_EQ((unsigned int)DMREPL_FRAME_REFUSE, f.type) TH_LOG("%s", frame_name(&f));
+	EXPECT_EQ((unsigned int)DMREPL_REFUSE_DIVERGED, f.refuse.reason);
+	EXPECT_STREQ("split brain: both sides are primary, of different generations",
+		     f.refuse.text);
 }
 
 TEST_HARNESS_MAIN

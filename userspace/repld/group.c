@@ -252,8 +252,11 @@ static struct dmrepl_tls_conn *answer(struct group *g, int ms)
 	if (poll(&p, 1, ms) <= 0)
 		return NULL;
 	fd = net_accept(g->listen_fd, peer, sizeof(peer));
-	if (fd < 0)
+	if (fd < 0) {
+		/* Out of descriptors, say: the connection stays queued; no spin. */
+		poll(NULL, 0, ms < ACCEPT_RETRY_MS ? ms : ACCEPT_RETRY_MS);
 		return NULL;
+	}
 	if (dmrepl_tls_handshake(g->tls_server, fd, handshake_ms(g), &conn, err,
 				 sizeof(err))) {
 		group_error(g, LOG_WARNING, "%s", err);	/* it names the peer */
@@ -334,20 +337,31 @@ bool group_run_session(struct group *g, struct dmrepl_tls_conn *conn, unsigned i
 }
 
 /*
- * A primary spends its back-off between dials on its listener, up to ms
- * (at least one look): a peer that thinks itself primary too dials in the
- * meantime and is told why not at once. Two primaries that napped instead
- * met only when one dialled in the other's instant between naps, so a split
- * brain could go unreported for minutes. A connection, or NULL.
+ * A primary waits for its next dial on its listener: a peer that thinks
+ * itself primary too dials in the meantime and is told why not at once.
+ * Two primaries that napped instead met only when one dialled in the
+ * other's instant between naps, so a split brain could go unreported for
+ * minutes. Each look is at most ROLE_CHECK_MS, so that a role change, the
+ * admin's word or a stop is seen between looks, and a connection taken
+ * is served in the role of the moment.
  */
-static struct dmrepl_tls_conn *answer_for(struct group *g, int ms)
+static struct dmrepl_tls_conn *primary_turn(struct group *g, __u64 *dial_ns,
+					    unsigned int *failures)
 {
 	struct dmrepl_tls_conn *conn;
+	__u64 now = now_ns();
 
-	do {
-		conn = answer(g, ms < ROLE_CHECK_MS ? ms : ROLE_CHECK_MS);
-		ms -= ROLE_CHECK_MS;
-	} while (!conn && ms > 0 && !repld_stopping);
+	if (now < *dial_ns) {
+		__u64 left_ms = (*dial_ns - now) / 1000000 + 1;
+
+		return answer(g, left_ms < ROLE_CHECK_MS ? (int)left_ms : ROLE_CHECK_MS);
+	}
+	/* A peer already waiting is served first; the dial comes next turn. */
+	conn = answer(g, 0);
+	if (conn)
+		return conn;
+	conn = dial(g);
+	*dial_ns = now_ns() + (__u64)net_backoff_ms(failures) * 1000000;
 	return conn;
 }
 
@@ -355,13 +369,15 @@ static struct dmrepl_tls_conn *answer_for(struct group *g, int ms)
  * A primary dials, with a back-off between failures; a secondary waits.
  * Each also answers its listener: a secondary to serve the peer, a primary
  * to tell a peer that thinks itself primary too why not (the HELLO check).
+ * A group that is not primary, or held down by the admin, forgets its
+ * back-off: once it may dial again, it dials at once.
  */
 void *group_main(void *arg)
 {
 	struct group *g = arg;
 	unsigned int failures = 0, role;
 	struct dmrepl_tls_conn *conn;
-	int backoff_ms = 0;
+	__u64 dial_ns = 0;
 	bool down;
 
 	while (!repld_stopping) {
@@ -371,23 +387,19 @@ void *group_main(void *arg)
 		if (down)
 			role = 0;
 		if (role == DM_REPL_ROLE_PRIMARY) {
-			conn = answer_for(g, backoff_ms);
-			/* The role or the admin's word may have changed meanwhile. */
-			if (conn)
-				role = group_admin_down(g) ? 0 : current_role(g);
-			else
-				conn = dial(g);
-			backoff_ms = net_backoff_ms(&failures);
+			conn = primary_turn(g, &dial_ns, &failures);
 		} else {
+			failures = 0;
+			dial_ns = 0;
 			conn = answer(g, ROLE_CHECK_MS);
 		}
 		if (!conn)
 			continue;
-		if (group_run_session(g, conn, role)) {
+		if (group_run_session(g, conn, role))
 			failures = 0;
-			backoff_ms = net_backoff_ms(&failures);
-		}
 		set_state(g, LINK_CONNECTING, role);
+		if (role == DM_REPL_ROLE_PRIMARY)
+			dial_ns = now_ns() + (__u64)net_backoff_ms(&failures) * 1000000;
 	}
 	set_state(g, LINK_DOWN, 0);
 	return NULL;

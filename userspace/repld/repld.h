@@ -25,6 +25,7 @@
 #define HANDSHAKE_MAX_MS 2000
 /* How often a group looks at its device for a role change, at most. */
 #define ROLE_CHECK_MS	1000
+#define ACCEPT_RETRY_MS	100	/* after an accept that failed */
 
 /* Set by SIGTERM and SIGINT: every group ends its session and its thread. */
 extern volatile sig_atomic_t repld_stopping;

@@ -281,9 +281,25 @@ static int release(struct shipping *s)
 	return 0;
 }
 
+/*
+ * The controller's view: the stream's lag, the ring's backlog and the bytes
+ * the replica acknowledged. Told at each ack too, not only at the next turn
+ * of the loop (a heartbeat later, maybe): the time after the backlog
+ * drained must not count as time spent draining it.
+ */
+static void tell_ctl(struct shipping *s)
+{
+	__u64 lag = s->nflights ? age_ns(s->flights[0].time_ns) : 0;
+	__u64 backlog, released;
+
+	dmrepl_ring_backlog(s->ship.ring, &backlog, &released);
+	dmrepl_resync_ctl_update(&s->ctl, now_ns(), lag, backlog, s->ship.drained_bytes);
+}
+
 static int take_ack(struct shipping *s, const struct dmrepl_proto_ack *a)
 {
 	__u64 sent = s->ship.batch.written_seq;	/* the last sequence sent */
+	int ret;
 
 	/* Our records are applied once the replica's applied stream is ours. */
 	if (a->applied_stream != s->stream)
@@ -297,7 +313,10 @@ static int take_ack(struct shipping *s, const struct dmrepl_proto_ack *a)
 	}
 	dmrepl_ship_acked(&s->ship, a->applied_seq);
 	flight_land(s, a->applied_seq);
-	return release(s);
+	ret = release(s);
+	if (!ret)
+		tell_ctl(s);
+	return ret;
 }
 
 /*
@@ -310,13 +329,11 @@ static int take_ack(struct shipping *s, const struct dmrepl_proto_ack *a)
  */
 static int resync_regions(struct shipping *s)
 {
-	__u64 lag = s->nflights ? age_ns(s->flights[0].time_ns) : 0;
-	__u64 before, backlog, released;
+	__u64 before;
 	unsigned int n;
 	int ret;
 
-	dmrepl_ring_backlog(s->ship.ring, &backlog, &released);
-	dmrepl_resync_ctl_update(&s->ctl, now_ns(), lag, backlog, s->ship.drained_bytes);
+	tell_ctl(s);
 	for (n = 0; n < RESYNC_REGIONS; n++) {
 		s->resync_held = !dmrepl_resync_ctl_may(&s->ctl);
 		/* Held back before any step: the group's state still comes. */
