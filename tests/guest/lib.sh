@@ -174,6 +174,13 @@ log_has() {
 	return 1
 }
 
+# pair_synced PRIMARY REPLICA: the primary up to date, the replica
+# consistent and caught up (quiesce).
+pair_synced() {
+	state_reaches "$1" state uptodate && state_reaches "$2" consistency consistent 120 &&
+		quiesce "$1" "$2" 120
+}
+
 # stack_reaches PID PATTERN [TRIES]: PID's kernel stack shows PATTERN
 # (grep -E) within TRIES looks 25 ms apart (200): it waits there.
 stack_reaches() {

@@ -22,13 +22,6 @@ SITES_VOLUMES=0
 
 trap sites_cleanup EXIT
 
-# synced PRIMARY REPLICA: the primary up to date, the replica consistent
-# and caught up.
-synced() {
-	state_reaches "$1" state uptodate && state_reaches "$2" consistency consistent 120 &&
-		quiesce "$1" "$2" 120
-}
-
 # write_mb DEV MIB: 64 KiB of random bytes at MiB MIB of DEV.
 write_mb() {
 	dd if=/dev/urandom of="$1" bs=64k count=1 seek=$(($2 * 16)) oflag=direct status=none
@@ -45,7 +38,7 @@ tap_setup "alpha (16 MiB) a primary, beta (20 MiB) its replica, both up" bash -c
 write_mb /dev/mapper/vm1-0 3 || tap_bail "alpha's first write"
 start beta
 start alpha
-out=$(synced vm1 vm1b) && tap_ok "replicating: beta consistent and caught up" ||
+out=$(pair_synced vm1 vm1b) && tap_ok "replicating: beta consistent and caught up" ||
 	tap_fail "the first sync" "$out"
 stop alpha
 stop beta
@@ -86,7 +79,7 @@ f=$(losetup -n -O BACK-FILE "${DATA[alpha:0]}") && truncate -s 20M "$f" &&
 out=$(tool alpha resize 2>&1) && tap_ok "alpha grown to 20 MiB: $out" ||
 	tap_fail "resize on alpha" "$out"
 start alpha
-out=$(synced vm1 vm1b) && tap_ok "beta is alpha's consistent replica once alpha is grown" ||
+out=$(pair_synced vm1 vm1b) && tap_ok "beta is alpha's consistent replica once alpha is grown" ||
 	tap_fail "the rejoin after the resize" "$out"
 echo 1 >/proc/sys/vm/drop_caches
 tap_check "equal byte for byte" cmp "${DATA[alpha:0]}" "${DATA[beta:0]}"

@@ -54,13 +54,6 @@ dirty_total() {
 	"$REPLTOOL" status "$1" | awk '$1 == "dirty_regions" { n += $2 } END { print n + 0 }'
 }
 
-# synced PRIMARY REPLICA: the primary up to date, the replica consistent
-# and caught up (300 s at most).
-synced() {
-	state_reaches "$1" state uptodate && state_reaches "$2" consistency consistent 120 &&
-		quiesce "$1" "$2" 120
-}
-
 tap_strict
 tap_diag "seed $SEED (set TEST_SEED to replay)"
 disks || tap_bail "the disks of both sites"
@@ -74,7 +67,7 @@ tap_check "a new replica has no generation (it takes its primary's)" \
 scribble /dev/mapper/vm1-0 8 0 && scribble /dev/mapper/vm1-1 8 3 || tap_bail "first writes"
 start beta
 start alpha
-out=$(synced vm1 vm1b) && tap_ok "replicating: beta consistent and caught up" ||
+out=$(pair_synced vm1 vm1b) && tap_ok "replicating: beta consistent and caught up" ||
 	tap_fail "the first sync" "$out"
 tap_check "beta took alpha's generation" \
 	test "$(status_of vm1b generation)" = "$(status_of vm1 generation)"
@@ -117,7 +110,7 @@ tap_check "alpha says it rejoins" test -n "$(status_of vm1 rejoining)"
 tap_check "alpha keeps its own writes as dirty regions, to be resent" \
 	test "$(dirty_total vm1)" -eq "$own"
 start alpha
-out=$(synced vm1b vm1) && tap_ok "alpha is beta's consistent replica again" ||
+out=$(pair_synced vm1b vm1) && tap_ok "alpha is beta's consistent replica again" ||
 	tap_fail "the rejoin" "$out"
 tap_check "equal byte for byte" sites_same
 resynced=$(($(status_of vm1b resynced_regions) - resynced_before))
@@ -131,7 +124,7 @@ tap_check "nothing diverged any more" test "$(link_fact "$W/beta.sock" vm1 diver
 out=$(tool beta secondary --wait 60 2>&1) && out=$(tool alpha primary 2>&1) &&
 	tap_ok "planned failover back to alpha" || tap_fail "failover back" "$out"
 scribble /dev/mapper/vm1-1 4 30 || tap_bail "alpha's writes"
-out=$(synced vm1 vm1b) && tap_ok "beta applies alpha's new generation's stream" ||
+out=$(pair_synced vm1 vm1b) && tap_ok "beta applies alpha's new generation's stream" ||
 	tap_fail "after the failover back" "$out"
 tap_check "equal after the failover back" sites_same
 
@@ -152,7 +145,7 @@ tap_check "beta's status says split brain" bash -c \
 tap_check "nothing was applied across the split" test "$(status_of vm1 role)" = primary
 out=$(tool beta rejoin --discard-my-data 2>&1) &&
 	tap_ok "beta gives up its writes: $out" || tap_fail "rejoin on beta" "$out"
-out=$(synced vm1 vm1b) && tap_ok "beta is alpha's consistent replica again" ||
+out=$(pair_synced vm1 vm1b) && tap_ok "beta is alpha's consistent replica again" ||
 	tap_fail "after the split brain" "$out"
 tap_check "equal byte for byte after the split brain" sites_same
 tap_check "beta's kernel refused no batch" test "$(status_of vm1b rejected)" = 0

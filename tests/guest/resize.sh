@@ -49,13 +49,6 @@ stop_load() {
 	LOAD=
 }
 
-# synced PRIMARY REPLICA: the primary up to date, the replica consistent and
-# caught up.
-synced() {
-	state_reaches "$1" state uptodate && state_reaches "$2" consistency consistent 120 &&
-		quiesce "$1" "$2" 120
-}
-
 # refused TEXT CMD...: CMD fails and the table's error in the kernel log has TEXT.
 refused() {
 	local text=$1
@@ -166,7 +159,7 @@ tap_check "nothing grew: resize says so and exits 0 ($out)" \
 start beta
 start alpha
 start_load
-out=$(synced vm1 vm1b) && tap_ok "replicating under load" || tap_fail "the first sync" "$out"
+out=$(pair_synced vm1 vm1b) && tap_ok "replicating under load" || tap_fail "the first sync" "$out"
 
 grow "${DATA[beta:0]}" $GROW_MB || tap_bail "grow beta's data device"
 out=$(tool beta resize 2>&1) && tap_ok "beta (the replica) grows first: $out" ||
@@ -187,7 +180,7 @@ dd if=/dev/urandom of=/dev/mapper/vm1-0 bs=64k count=16 seek=$((MB * 16 + 8)) \
 	oflag=direct status=none || tap_bail "writes into the new space"
 sleep 2
 stop_load
-out=$(synced vm1 vm1b) && tap_ok "beta consistent and caught up after the resize" ||
+out=$(pair_synced vm1 vm1b) && tap_ok "beta consistent and caught up after the resize" ||
 	tap_fail "the sync after the resize" "$out"
 echo 1 >/proc/sys/vm/drop_caches
 a=$(sha256sum <"${DATA[alpha:0]}") && b=$(sha256sum <"${DATA[beta:0]}")
