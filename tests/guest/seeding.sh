@@ -16,6 +16,12 @@
 # through the replds finds exactly the changed regions and resends them;
 # then beta is consistent, no longer seeded, and equal to alpha byte for
 # byte, and only the changed regions were resynced.
+#
+# Then the two-host form of verify --fix: a region of beta's disk changed
+# under dm; alpha's pass (`verify vm1`, no --replica); on beta `verify
+# --results --since SEQ --fix` lists it and has beta's repld ask alpha's
+# for it (refused, with the reason, while beta is disconnected); alpha
+# resends that region and no other; equal again.
 set -uo pipefail
 source "$(dirname "$0")/../lib/tap.sh"
 source "$(dirname "$0")/lib.sh"
@@ -107,5 +113,43 @@ resynced=$(status_of vm1 resynced_regions)
 tap_check "only the $CHANGED changed regions were resynced ($resynced)" test "$resynced" = "$CHANGED"
 echo 1 >/proc/sys/vm/drop_caches
 tap_check "beta equals alpha byte for byte" \
+	test "$(sum_of "${DATA[alpha:0]}")" = "$(sum_of "${DATA[beta:0]}")"
+
+# ---- verify --fix across the two sites -------------------------------------------
+# One sector of region 40 (64 KiB regions) changed on beta's disk, under dm.
+dd if=/dev/urandom of="${DATA[beta:0]}" bs=512 count=1 seek=$((40 * 128 + 9)) \
+	oflag=direct conv=notrunc status=none || tap_bail "the change on beta's disk"
+out=$("$REPLTOOL" verify vm1 2>&1) && rc=0 || rc=$?
+tap_diag "$out"
+since=$(sed -n 's/.* seq \([0-9]*\) to .*/\1/p' <<<"$out")
+tap_check "alpha's pass is in its ring (exit $rc, from seq ${since:-?})" test "$rc" = 0 -a -n "$since"
+out=$(quiesce vm1 vm1b 120) && tap_ok "beta applied the pass" || tap_fail "the pass" "$out"
+out=$("$REPLTOOL" verify --results --since "$since" vm1b 2>&1) && rc=0 || rc=$?
+tap_diag "$out"
+tap_check "beta lists the one region changed under dm (exit $rc)" \
+	test "$rc" = 3 -a "$(grep -c '^mismatch volume 0 sector 5120 ' <<<"$out")" = 1
+"$REPLTOOL" disconnect --socket "$W/beta.sock" vm1 >/dev/null || tap_bail "beta disconnect"
+out=$("$REPLTOOL" verify --results --since "$since" --fix --socket "$W/beta.sock" vm1b 2>&1) &&
+	rc=0 || rc=$?
+tap_check "--fix while beta is disconnected is refused, with the reason (exit $rc)" \
+	test "$rc" = 1 -a "$(grep -c 'not connected to its primary' <<<"$out")" = 1
+"$REPLTOOL" connect --socket "$W/beta.sock" vm1 >/dev/null || tap_bail "beta connect"
+for ((i = 0; i < 600; i++)); do	# alpha dials after its back-off: 30 s at most
+	[[ $(link_fact "$W/beta.sock" vm1 link) == connected ]] && break
+	sleep 0.1
+done
+tap_check "beta is connected again" test "$(link_fact "$W/beta.sock" vm1 link)" = connected
+before=$(status_of vm1 resynced_regions)
+out=$("$REPLTOOL" verify --results --since "$since" --fix --socket "$W/beta.sock" vm1b 2>&1) &&
+	tap_ok "beta's repld takes the fix: $(tail -n 1 <<<"$out")" || tap_fail "--results --fix" "$out"
+out=$(log_has "$W/beta.log" "asked the primary to resend 1 regions verify found differing" 60) &&
+	tap_ok "beta's repld asked alpha's for that region" || tap_fail "beta's log" "$out"
+out=$(state_reaches vm1 state uptodate 120) && out=$(quiesce vm1 vm1b 120) &&
+	out=$(state_reaches vm1b consistency consistent 60) &&
+	tap_ok "beta is consistent once the region is resent" || tap_fail "after the fix" "$out"
+tap_check "alpha resent exactly one region" \
+	test "$(status_of vm1 resynced_regions)" = $((before + 1))
+echo 1 >/proc/sys/vm/drop_caches
+tap_check "beta equals alpha byte for byte again" \
 	test "$(sum_of "${DATA[alpha:0]}")" = "$(sum_of "${DATA[beta:0]}")"
 tap_done

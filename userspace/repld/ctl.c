@@ -6,10 +6,15 @@
  *   status              every group's link, as "key value" lines
  *   connect GROUP       let the group connect again (the default)
  *   disconnect GROUP    end its session and stay disconnected
+ *   resend GROUP V@S[,V@S...]
+ *                       replica: ask the primary to resend the ranges of
+ *                       volume V starting at sector S (verify --results
+ *                       --fix), over the running session
  *
- * The answer is "ok" or "error MESSAGE" on its first line; for status, then
+ * GROUP is the resource's name, or the group's name in this kernel. The
+ * answer is "ok" or "error MESSAGE" on its first line; for status, then
  * one block a group ("group NAME" and its facts), blocks ended by an empty
- * line. repltool status, connect and disconnect are its clients.
+ * line. repltool status, connect, disconnect and verify are its clients.
  */
 #include <errno.h>
 #include <poll.h>
@@ -26,7 +31,8 @@
 #include "clock.h"
 #include "repld.h"
 
-#define REQUEST_MAX 128
+/* resend: DM_REPL_VERIFY_LIST items of "63@18446744073709551615," at most. */
+#define REQUEST_MAX 4096
 #define REQUEST_TIMEOUT_MS 2000
 
 static const char *const state_names[] = {
@@ -118,6 +124,7 @@ static void print_group(FILE *f, struct group *g)
 	fprintf(f, "last_error %s\n\n", st.last_error[0] ? st.last_error : "-");
 }
 
+/* The group of that resource name, or else of that kernel group name. */
 static struct group *find(struct group *groups, unsigned int n, const char *name)
 {
 	unsigned int i;
@@ -125,7 +132,88 @@ static struct group *find(struct group *groups, unsigned int n, const char *name
 	for (i = 0; i < n; i++)
 		if (groups[i].running && !strcmp(groups[i].conf->name, name))
 			return &groups[i];
+	for (i = 0; i < n; i++)
+		if (groups[i].running && !strcmp(groups[i].kgroup, name))
+			return &groups[i];
 	return NULL;
+}
+
+/* "V@S[,V@S...]" into asks: how many, or -1 (said in f). */
+static int parse_asks(FILE *f, char *list, struct verify_ask *asks)
+{
+	char *item, *save = NULL, *end;
+	unsigned long long v, sector;
+	int n = 0;
+
+	for (item = strtok_r(list, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+		errno = 0;
+		v = strtoull(item, &end, 10);
+		if (end == item || *end != '@' || v >= DM_REPL_MAX_VOLUMES || errno)
+			break;
+		item = end + 1;
+		sector = strtoull(item, &end, 10);
+		if (end == item || *end || errno || item[0] == '-')
+			break;
+		if (n == DM_REPL_VERIFY_LIST) {
+			fprintf(f, "error more than %d ranges in one request\n", DM_REPL_VERIFY_LIST);
+			return -1;
+		}
+		asks[n].volume = (__u32)v;
+		asks[n++].sector = sector;
+	}
+	if (item || !n) {
+		fprintf(f, "error \"%.*s\" is not VOLUME@SECTOR\n", 64, item ? item : "");
+		return -1;
+	}
+	return n;
+}
+
+/*
+ * resend GROUP LIST: queued for the replica's session, which asks the
+ * primary; refused unless the group is a connected secondary, and when
+ * the queue has no room for the whole list.
+ */
+static void take_resend(FILE *f, struct group *groups, unsigned int n, char *arg)
+{
+	struct verify_ask asks[DM_REPL_VERIFY_LIST];
+	char *list = strchr(arg, ' ');
+	const char *why = NULL;
+	struct group *g;
+	int nr;
+
+	if (!list) {
+		fputs("error resend GROUP VOLUME@SECTOR[,VOLUME@SECTOR...]\n", f);
+		return;
+	}
+	*list++ = '\0';
+	g = find(groups, n, arg);
+	if (!g) {
+		fprintf(f, "error no group \"%.*s\" served by this repld\n", 64, arg);
+		return;
+	}
+	nr = parse_asks(f, list, asks);
+	if (nr < 0)
+		return;
+	pthread_mutex_lock(&g->lock);
+	if (g->st.role != DM_REPL_ROLE_SECONDARY)
+		why = "not a secondary here: verify --resend on the primary's host";
+	else if (g->st.state != LINK_CONNECTED)
+		why = "not connected to its primary";
+	else if (g->nr_asks + (unsigned int)nr > DM_REPL_VERIFY_LIST)
+		why = "an earlier resend is still queued: try again";
+	if (!why) {
+		memcpy(g->asks + g->nr_asks, asks, (size_t)nr * sizeof(*asks));
+		g->nr_asks += (unsigned int)nr;
+	}
+	pthread_mutex_unlock(&g->lock);
+	if (why) {
+		fprintf(f, "error group %s: %s\n", g->conf->name, why);
+		return;
+	}
+	glog(g, LOG_NOTICE, "the admin asks the primary to resend %d ranges verify found "
+	     "differing", nr);
+	fprintf(f, "ok\ngroup %s: %d ranges to be asked of the primary by repld\n",
+		g->kgroup, nr);
 }
 
 static void answer(FILE *f, struct group *groups, unsigned int n, char *req)
@@ -141,6 +229,10 @@ static void answer(FILE *f, struct group *groups, unsigned int n, char *req)
 		for (i = 0; i < n; i++)
 			if (groups[i].running)
 				print_group(f, &groups[i]);
+		return;
+	}
+	if (!strcmp(req, "resend") && arg) {
+		take_resend(f, groups, n, arg);
 		return;
 	}
 	if ((strcmp(req, "connect") && strcmp(req, "disconnect")) || !arg) {

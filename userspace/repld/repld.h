@@ -81,6 +81,16 @@ struct group {
 	pthread_mutex_t lock;
 	struct group_status st;
 	bool admin_down;		/* repltool disconnect; under lock */
+	/*
+	 * Replica: ranges its verify found differing (repltool verify
+	 * --results --fix), each by its volume and the sector it starts at,
+	 * to be asked of the primary (RESEND) by the session; under lock.
+	 */
+	struct verify_ask {
+		__u32 volume;
+		__u64 sector;
+	} asks[DM_REPL_VERIFY_LIST];
+	unsigned int nr_asks;
 	/* Replica: the snapshot-hook's copy may exist (snapshot_known: we know). */
 	bool snapshot_held, snapshot_known;
 	__u64 snapshot_retry_ns;	/* a failed drop: not again before */

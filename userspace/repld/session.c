@@ -476,7 +476,7 @@ static int take_resend(struct shipping *s, const struct dmrepl_proto_resend *r)
 	}
 	if (n)
 		glog(s->g, LOG_INFO, "group %s: the replica asks for %u regions of volume %u "
-		     "(its own writes, to be overwritten)", s->g->kgroup, n, r->volume);
+		     "(to be overwritten there)", s->g->kgroup, n, r->volume);
 	return 0;
 }
 
@@ -768,6 +768,82 @@ static int apply_batch(struct applying *a, const struct dmrepl_proto_batch *b)
 	return ret ? ret : link_flush(a->l);
 }
 
+static int ask_cmp(const void *x, const void *y)
+{
+	const struct verify_ask *a = x, *b = y;
+
+	if (a->volume != b->volume)
+		return a->volume < b->volume ? -1 : 1;
+	return a->sector < b->sector ? -1 : a->sector > b->sector;
+}
+
+/* One RESEND frame of r's regions, if any: 0 or -errno. */
+static int put_asked(struct applying *a, struct dmrepl_proto_resend *r)
+{
+	int ret = r->count ? dmrepl_proto_put_resend(&a->l->out, r) : 0;
+
+	r->count = 0;
+	return ret;
+}
+
+/*
+ * The ranges the admin's verify found differing (repltool verify --results
+ * --fix, through the control socket), asked of the primary as RESEND
+ * frames of our regions that hold them, in order, one frame a volume. A
+ * range of a volume we lack, or past its end, is left out and said.
+ */
+static int send_asks(struct applying *a)
+{
+	struct verify_ask asks[DM_REPL_VERIFY_LIST];
+	struct dm_repl_group_info info;
+	struct dmrepl_proto_resend *r;
+	unsigned int n, i, sent = 0;
+	int ret;
+
+	pthread_mutex_lock(&a->g->lock);
+	n = a->g->nr_asks;
+	memcpy(asks, a->g->asks, n * sizeof(*asks));
+	a->g->nr_asks = 0;
+	pthread_mutex_unlock(&a->g->lock);
+	if (!n)
+		return 0;
+	r = malloc(sizeof(*r));
+	ret = r ? dmrepl_group_info(a->info_fd, &info, NULL, 0) : -ENOMEM;
+	qsort(asks, n, sizeof(*asks), ask_cmp);
+	if (r)
+		r->count = 0;
+	for (i = 0; !ret && i < n; i++) {
+		int e = dmrepl_volume_entry(&info, asks[i].volume);
+		const struct dm_repl_volume_info *v = e < 0 ? NULL : &info.volumes[e];
+		__u64 region;
+
+		if (!v || !v->region_sectors || asks[i].sector >= v->sectors) {
+			group_error(a->g, LOG_WARNING, "resend of volume %u sector %llu: not a "
+				    "range of ours: left out", asks[i].volume,
+				    (unsigned long long)asks[i].sector);
+			continue;
+		}
+		region = asks[i].sector / v->region_sectors;
+		if (r->count && r->volume != v->index)
+			ret = put_asked(a, r);
+		else if (r->count && r->regions[r->count - 1] == region)
+			continue;
+		r->volume = v->index;
+		r->regions[r->count++] = region;
+		sent++;
+	}
+	if (!ret)
+		ret = put_asked(a, r);
+	free(r);
+	if (ret) {
+		group_error(a->g, LOG_ERR, "asking the primary to resend: %s", strerror(-ret));
+		return ret;
+	}
+	glog(a->g, LOG_NOTICE, "asked the primary to resend %u regions verify found differing",
+	     sent);
+	return link_flush(a->l);
+}
+
 static int receive(struct applying *a)
 {
 	struct dmrepl_frame f;
@@ -789,6 +865,9 @@ static int receive(struct applying *a)
 			return ret;
 		if (session_check(a->g, a->l, a->info_fd, DM_REPL_ROLE_SECONDARY, 0, &tick))
 			return 0;
+		ret = send_asks(a);
+		if (ret < 0)
+			return ret;
 		if (got == 1)
 			continue;	/* more may be buffered: no wait */
 		ret = link_wait(a->l, -1, 0);

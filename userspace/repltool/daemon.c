@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
  * Talking to repld over its control socket (repld(8)): the link facts of
- * repltool status, and repltool connect / disconnect.
+ * repltool status, repltool connect / disconnect, and verify --results
+ * --fix.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -182,8 +183,8 @@ int cmd_link(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *cmd = argv[0], *path = DMREPL_REPLD_SOCKET;
-	char req[128], *reply, *body;
-	int c, ret;
+	char req[128];
+	int c;
 
 	opterr = 0;
 	optind = 1;
@@ -202,12 +203,21 @@ int cmd_link(int argc, char **argv)
 	if (strlen(argv[optind]) > DM_REPL_GROUP_NAME_MAX || strpbrk(argv[optind], " \n"))
 		return usage_err(cmd, "\"%s\" is not a group name", argv[optind]);
 	snprintf(req, sizeof(req), "%s %s", cmd, argv[optind]);
-	ret = ask(path, req, &reply);
+	return repld_request(path, cmd, req);
+}
+
+int repld_request(const char *socket_path, const char *cmd, const char *req)
+{
+	char *reply, *body;
+	int ret = ask(socket_path, req, &reply);
+
 	if (ret) {
-		err_msg("%s: repld at %s: %s", cmd, path, strerror(-ret));
+		err_msg("%s: repld at %s: %s", cmd, socket_path, strerror(-ret));
 		return EXIT_RUNTIME;
 	}
 	ret = reply_ok(cmd, reply, &body) ? EXIT_RUNTIME : EXIT_OK;
+	if (!ret)
+		fputs(body, stdout);
 	free(reply);
 	return ret;
 }

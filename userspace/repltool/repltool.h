@@ -201,6 +201,11 @@ int cmd_resize(int argc, char **argv);
 void usage_resize(FILE *f);
 
 /* ---- repld's control socket (daemon.c) ---- */
+/*
+ * Send req to repld at socket_path: EXIT_OK with the answer's body printed,
+ * or EXIT_RUNTIME with repld's error (or the socket's) said, as cmd.
+ */
+int repld_request(const char *socket_path, const char *cmd, const char *req);
 
 struct out;
 

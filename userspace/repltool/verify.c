@@ -35,7 +35,7 @@ struct verify_opts {
 	unsigned int fill_pct;
 	__u64 timeout, since;
 	bool fix, results;
-	const char *target, *replica;
+	const char *target, *replica, *socket;
 	struct resend_item resend[DM_REPL_VERIFY_LIST];
 	unsigned int nr_resend;
 };
@@ -61,7 +61,7 @@ void usage_verify(FILE *f)
 	fprintf(f,
 "Usage: repltool verify [--replica GROUP|PATH [--fix]] [--fill PCT]\n"
 "                       [--timeout SECS] GROUP|PATH\n"
-"       repltool verify --results [--since SEQ] GROUP|PATH\n"
+"       repltool verify --results [--since SEQ] [--fix [--socket PATH]] GROUP|PATH\n"
 "       repltool verify --resend V:R[,V:R...] GROUP|PATH\n"
 "\n"
 "Compare the primary group GROUP with its replica while replication runs:\n"
@@ -91,6 +91,9 @@ void usage_verify(FILE *f)
 "                     (S: where the primary's region starts)\n"
 "      --since SEQ    only those of VERIFY records from sequence SEQ on (the\n"
 "                     first sequence the pass printed)\n"
+"      --fix          with --results: have this host's repld ask the primary\n"
+"                     to resend the regions listed, over its session\n"
+"  -S, --socket PATH  repld's control socket (default " DMREPL_REPLD_SOCKET ")\n"
 "      --resend V@S,...  GROUP is the primary: resend the regions of volume\n"
 "                     index V that start at sector S (as --results prints\n"
 "                     them; V:R names region R) as RESYNC records, as --fix\n"
@@ -98,8 +101,9 @@ void usage_verify(FILE *f)
 "Exit status: 0 when every region was compared and none differs (or all\n"
 "were fixed), 3 when some differ, 4 when none differs but not every region\n"
 "was compared (nothing reached the replica, regions given up), 1 for a\n"
-"runtime error, 2 for a usage error. --results: 3 when some are listed, 4\n"
-"when none was compared or no VERIFY record from SEQ on reached the replica.\n",
+"runtime error, 2 for a usage error. --results: 3 when some are listed (0\n"
+"with --fix once repld took them), 4 when none was compared or no VERIFY\n"
+"record from SEQ on reached the replica.\n",
 		DMREPL_VERIFY_TRIES, FILL_PCT_DEFAULT, TIMEOUT_DEFAULT, DM_REPL_VERIFY_LIST);
 }
 
@@ -145,6 +149,7 @@ static int parse_opts(int argc, char **argv, struct verify_opts *o)
 		{ "results", no_argument, NULL, OPT_RESULTS },
 		{ "since", required_argument, NULL, OPT_SINCE },
 		{ "resend", required_argument, NULL, OPT_RESEND },
+		{ "socket", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -155,7 +160,7 @@ static int parse_opts(int argc, char **argv, struct verify_opts *o)
 	optind = 1;
 	o->fill_pct = FILL_PCT_DEFAULT;
 	o->timeout = TIMEOUT_DEFAULT;
-	while ((c = getopt_long(argc, argv, ":h", lopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":S:h", lopts, NULL)) != -1) {
 		switch (c) {
 		case OPT_FILL:
 			if (parse_positive(optarg, &n) || n > 100)
@@ -187,6 +192,9 @@ static int parse_opts(int argc, char **argv, struct verify_opts *o)
 						 "or VOLUME:REGION (at most %d)", optarg,
 						 DM_REPL_VERIFY_LIST);
 			break;
+		case 'S':
+			o->socket = optarg;
+			break;
 		case 'h':
 			usage_verify(stdout);
 			return -1;
@@ -194,10 +202,15 @@ static int parse_opts(int argc, char **argv, struct verify_opts *o)
 			return getopt_error("verify", c, argv);
 		}
 	}
-	if (o->fix && !o->replica)
-		return usage_err("verify", "--fix needs --replica (the results come from there)");
-	if ((o->results || o->nr_resend) && (o->replica || o->fix))
-		return usage_err("verify", "--results and --resend go without --replica and --fix");
+	if (o->fix && !o->replica && !o->results)
+		return usage_err("verify", "--fix needs --replica or --results (the results come "
+				 "from there)");
+	if ((o->results || o->nr_resend) && o->replica)
+		return usage_err("verify", "--results and --resend go without --replica");
+	if (o->nr_resend && o->fix)
+		return usage_err("verify", "--resend resends already: no --fix");
+	if (o->socket && !(o->results && o->fix))
+		return usage_err("verify", "--socket goes with --results --fix");
 	if (o->results && o->nr_resend)
 		return usage_err("verify", "--results (on the replica) or --resend (on the "
 				 "primary), not both");
@@ -523,10 +536,14 @@ static int run(struct verify_run *vr, int fd, const char *path)
 static int list_results(const struct verify_opts *o, int fd, const char *path,
 			const struct dm_repl_group_info *info)
 {
+	/* "resend GROUP V@S,...": every listed range fits (see repld's ctl.c). */
+	char ask[32 + DM_REPL_GROUP_NAME_MAX + DM_REPL_VERIFY_LIST * 24];
 	struct dm_repl_verify_info vi;
 	unsigned int i, listed = 0;
+	size_t ask_len;
 	int ret;
 
+	ask_len = (size_t)snprintf(ask, sizeof(ask), "resend %s ", info->name);
 	if (info->role != DM_REPL_ROLE_SECONDARY) {
 		err_msg("verify: %s: --results: not a secondary group", path);
 		return EXIT_RUNTIME;
@@ -546,6 +563,9 @@ static int list_results(const struct verify_opts *o, int fd, const char *path,
 		printf("mismatch volume %u sector %llu seq %llu\n", vi.list[i].volume,
 		       (unsigned long long)vi.list[i].sector,
 		       (unsigned long long)vi.list[i].seq);
+		ask_len += (size_t)snprintf(ask + ask_len, sizeof(ask) - ask_len, "%s%u@%llu",
+					    listed ? "," : "", vi.list[i].volume,
+					    (unsigned long long)vi.list[i].sector);
 		listed++;
 	}
 	printf("verify %s: %llu regions (%llu bytes) compared, %llu not compared, "
@@ -557,6 +577,8 @@ static int list_results(const struct verify_opts *o, int fd, const char *path,
 		printf("verify %s: the list holds the last %d mismatches only: those before seq "
 		       "%llu are not listed\n", info->name, DM_REPL_VERIFY_LIST,
 		       (unsigned long long)vi.list[0].seq);
+	if (listed && o->fix)
+		return repld_request(o->socket ? o->socket : DMREPL_REPLD_SOCKET, "verify", ask);
 	if (listed)
 		return EXIT_DIFFER;
 	if (!vi.compared || vi.last_seq < o->since) {
