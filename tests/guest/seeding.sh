@@ -41,6 +41,17 @@ sum_of() {
 	sha256sum <"$1" | cut -d' ' -f1
 }
 
+# link_is STATE: beta's link (its repld's word) is STATE within 60 s (alpha
+# dials again after its back-off: 30 s at most).
+link_is() {
+	local i
+	for ((i = 0; i < 600; i++)); do
+		[[ $(link_fact "$W/beta.sock" vm1 link) == "$1" ]] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
 # seeded_line: beta's status line about the seeding, or nothing.
 seeded_line() {
 	"$REPLTOOL" status vm1b | grep '^seeded'
@@ -126,27 +137,27 @@ tap_check "alpha's pass is in its ring (exit $rc, from seq ${since:-?})" test "$
 out=$(quiesce vm1 vm1b 120) && tap_ok "beta applied the pass" || tap_fail "the pass" "$out"
 out=$("$REPLTOOL" verify --results --since "$since" vm1b 2>&1) && rc=0 || rc=$?
 tap_diag "$out"
-tap_check "beta lists the one region changed under dm (exit $rc)" \
-	test "$rc" = 3 -a "$(grep -c '^mismatch volume 0 sector 5120 ' <<<"$out")" = 1
+tap_check "beta lists the one region changed under dm, and no other (exit $rc)" \
+	test "$rc" = 3 -a "$(grep -c '^mismatch volume 0 sector 5120 ' <<<"$out")" = 1 \
+	-a "$(grep -c '^mismatch' <<<"$out")" = 1
 "$REPLTOOL" disconnect --socket "$W/beta.sock" vm1 >/dev/null || tap_bail "beta disconnect"
+link_is disconnected || tap_bail "beta's session did not end"
 out=$("$REPLTOOL" verify --results --since "$since" --fix --socket "$W/beta.sock" vm1b 2>&1) &&
 	rc=0 || rc=$?
 tap_check "--fix while beta is disconnected is refused, with the reason (exit $rc)" \
 	test "$rc" = 1 -a "$(grep -c 'not connected to its primary' <<<"$out")" = 1
 "$REPLTOOL" connect --socket "$W/beta.sock" vm1 >/dev/null || tap_bail "beta connect"
-for ((i = 0; i < 600; i++)); do	# alpha dials after its back-off: 30 s at most
-	[[ $(link_fact "$W/beta.sock" vm1 link) == connected ]] && break
-	sleep 0.1
-done
-tap_check "beta is connected again" test "$(link_fact "$W/beta.sock" vm1 link)" = connected
+tap_check "beta is connected again" link_is connected
 before=$(status_of vm1 resynced_regions)
 out=$("$REPLTOOL" verify --results --since "$since" --fix --socket "$W/beta.sock" vm1b 2>&1) &&
 	tap_ok "beta's repld takes the fix: $(tail -n 1 <<<"$out")" || tap_fail "--results --fix" "$out"
 out=$(log_has "$W/beta.log" "asked the primary to resend 1 regions verify found differing" 60) &&
 	tap_ok "beta's repld asked alpha's for that region" || tap_fail "beta's log" "$out"
+out=$(state_reaches vm1 resynced_regions $((before + 1)) 120) &&
+	tap_ok "alpha resent the region" || tap_fail "the resend" "$out"
 out=$(state_reaches vm1 state uptodate 120) && out=$(quiesce vm1 vm1b 120) &&
 	out=$(state_reaches vm1b consistency consistent 60) &&
-	tap_ok "beta is consistent once the region is resent" || tap_fail "after the fix" "$out"
+	tap_ok "beta is consistent once the region is applied" || tap_fail "after the fix" "$out"
 tap_check "alpha resent exactly one region" \
 	test "$(status_of vm1 resynced_regions)" = $((before + 1))
 echo 1 >/proc/sys/vm/drop_caches

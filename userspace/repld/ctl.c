@@ -6,13 +6,14 @@
  *   status              every group's link, as "key value" lines
  *   connect GROUP       let the group connect again (the default)
  *   disconnect GROUP    end its session and stay disconnected
- *   resend GROUP V@S[,V@S...]
+ *   resend KGROUP V@S[,V@S...]
  *                       replica: ask the primary to resend the ranges of
  *                       volume V starting at sector S (verify --results
- *                       --fix), over the running session
+ *                       --fix), over the running session; KGROUP is the
+ *                       group's name in this kernel
  *
- * GROUP is the resource's name, or the group's name in this kernel. The
- * answer is "ok" or "error MESSAGE" on its first line; for status, then
+ * GROUP is the resource's name. The answer is "ok" or "error MESSAGE" on
+ * its first line; for status, then
  * one block a group ("group NAME" and its facts), blocks ended by an empty
  * line. repltool status, connect, disconnect and verify are its clients.
  */
@@ -124,7 +125,6 @@ static void print_group(FILE *f, struct group *g)
 	fprintf(f, "last_error %s\n\n", st.last_error[0] ? st.last_error : "-");
 }
 
-/* The group of that resource name, or else of that kernel group name. */
 static struct group *find(struct group *groups, unsigned int n, const char *name)
 {
 	unsigned int i;
@@ -132,38 +132,55 @@ static struct group *find(struct group *groups, unsigned int n, const char *name
 	for (i = 0; i < n; i++)
 		if (groups[i].running && !strcmp(groups[i].conf->name, name))
 			return &groups[i];
+	return NULL;
+}
+
+/* resend names the group as verify does: its name in this kernel. */
+static struct group *find_kgroup(struct group *groups, unsigned int n, const char *name)
+{
+	unsigned int i;
+
 	for (i = 0; i < n; i++)
 		if (groups[i].running && !strcmp(groups[i].kgroup, name))
 			return &groups[i];
 	return NULL;
 }
 
+/* A decimal number and nothing else, within max: 0, or -1. */
+static int decimal(const char *p, unsigned long long max, unsigned long long *n)
+{
+	char *end;
+
+	if (*p < '0' || *p > '9')
+		return -1;
+	errno = 0;
+	*n = strtoull(p, &end, 10);
+	return *end || errno || *n > max ? -1 : 0;
+}
+
 /* "V@S[,V@S...]" into asks: how many, or -1 (said in f). */
 static int parse_asks(FILE *f, char *list, struct verify_ask *asks)
 {
-	char *item, *save = NULL, *end;
 	unsigned long long v, sector;
+	char *item, *at;
 	int n = 0;
 
-	for (item = strtok_r(list, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
-		errno = 0;
-		v = strtoull(item, &end, 10);
-		if (end == item || *end != '@' || v >= DM_REPL_MAX_VOLUMES || errno)
-			break;
-		item = end + 1;
-		sector = strtoull(item, &end, 10);
-		if (end == item || *end || errno || item[0] == '-')
-			break;
+	while ((item = strsep(&list, ","))) {
+		at = strchr(item, '@');
+		if (at)
+			*at++ = '\0';
+		if (!at || decimal(item, DM_REPL_MAX_VOLUMES - 1, &v) ||
+		    decimal(at, ~0ULL, &sector)) {
+			fprintf(f, "error \"%.*s%s%.*s\" is not VOLUME@SECTOR\n", 32, item,
+				at ? "@" : "", 32, at ? at : "");
+			return -1;
+		}
 		if (n == DM_REPL_VERIFY_LIST) {
 			fprintf(f, "error more than %d ranges in one request\n", DM_REPL_VERIFY_LIST);
 			return -1;
 		}
 		asks[n].volume = (__u32)v;
 		asks[n++].sector = sector;
-	}
-	if (item || !n) {
-		fprintf(f, "error \"%.*s\" is not VOLUME@SECTOR\n", 64, item ? item : "");
-		return -1;
 	}
 	return n;
 }
@@ -186,7 +203,7 @@ static void take_resend(FILE *f, struct group *groups, unsigned int n, char *arg
 		return;
 	}
 	*list++ = '\0';
-	g = find(groups, n, arg);
+	g = find_kgroup(groups, n, arg);
 	if (!g) {
 		fprintf(f, "error no group \"%.*s\" served by this repld\n", 64, arg);
 		return;
@@ -207,7 +224,7 @@ static void take_resend(FILE *f, struct group *groups, unsigned int n, char *arg
 	}
 	pthread_mutex_unlock(&g->lock);
 	if (why) {
-		fprintf(f, "error group %s: %s\n", g->conf->name, why);
+		fprintf(f, "error group %s: %s\n", g->kgroup, why);
 		return;
 	}
 	glog(g, LOG_NOTICE, "the admin asks the primary to resend %d ranges verify found "

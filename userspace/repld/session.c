@@ -1078,6 +1078,17 @@ static int send_own_regions(struct applying *a, const struct dm_repl_group_info 
 	return send_dirty_regions(a, info, inconsistent);
 }
 
+/*
+ * A resend is asked of one session (the control socket takes it only while
+ * one runs): none left from another is carried into it or past it.
+ */
+static void drop_asks(struct group *g)
+{
+	pthread_mutex_lock(&g->lock);
+	g->nr_asks = 0;
+	pthread_mutex_unlock(&g->lock);
+}
+
 bool session_secondary(struct group *g, struct link *l)
 {
 	struct applying a = { .g = g, .l = l, .info_fd = -1, .dev_fd = -1 };
@@ -1104,10 +1115,12 @@ bool session_secondary(struct group *g, struct link *l)
 				g->snapshot_held = !a.consistent;
 			}
 			dmrepl_proto_order_init(&a.order, ours.applied_stream, ours.applied_seq);
+			drop_asks(g);
 			session_started(g, &theirs);
 			receive(&a);
 		}
 	}
+	drop_asks(g);
 	if (a.dev_fd >= 0)
 		close(a.dev_fd);
 	if (a.info_fd >= 0)
