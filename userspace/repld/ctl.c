@@ -125,24 +125,20 @@ static void print_group(FILE *f, struct group *g)
 	fprintf(f, "last_error %s\n\n", st.last_error[0] ? st.last_error : "-");
 }
 
-static struct group *find(struct group *groups, unsigned int n, const char *name)
+/*
+ * The running group of that name: the resource's, or (by_kgroup, as resend
+ * names it, verify's way) the group's in this kernel. NULL, said in f.
+ */
+static struct group *find(FILE *f, struct group *groups, unsigned int n, const char *name,
+			  bool by_kgroup)
 {
 	unsigned int i;
 
 	for (i = 0; i < n; i++)
-		if (groups[i].running && !strcmp(groups[i].conf->name, name))
+		if (groups[i].running &&
+		    !strcmp(by_kgroup ? groups[i].kgroup : groups[i].conf->name, name))
 			return &groups[i];
-	return NULL;
-}
-
-/* resend names the group as verify does: its name in this kernel. */
-static struct group *find_kgroup(struct group *groups, unsigned int n, const char *name)
-{
-	unsigned int i;
-
-	for (i = 0; i < n; i++)
-		if (groups[i].running && !strcmp(groups[i].kgroup, name))
-			return &groups[i];
+	fprintf(f, "error no group \"%.*s\" served by this repld\n", 64, name);
 	return NULL;
 }
 
@@ -203,11 +199,9 @@ static void take_resend(FILE *f, struct group *groups, unsigned int n, char *arg
 		return;
 	}
 	*list++ = '\0';
-	g = find_kgroup(groups, n, arg);
-	if (!g) {
-		fprintf(f, "error no group \"%.*s\" served by this repld\n", 64, arg);
+	g = find(f, groups, n, arg, true);
+	if (!g)
 		return;
-	}
 	nr = parse_asks(f, list, asks);
 	if (nr < 0)
 		return;
@@ -256,11 +250,9 @@ static void answer(FILE *f, struct group *groups, unsigned int n, char *req)
 		fputs("error unknown request\n", f);
 		return;
 	}
-	g = find(groups, n, arg);
-	if (!g) {
-		fprintf(f, "error no group \"%.*s\" served by this repld\n", 64, arg);
+	g = find(f, groups, n, arg, false);
+	if (!g)
 		return;
-	}
 	pthread_mutex_lock(&g->lock);
 	g->admin_down = !strcmp(req, "disconnect");
 	pthread_mutex_unlock(&g->lock);
