@@ -305,6 +305,23 @@ static long ioctl_adopt_gen(struct repl_group *g, void __user *arg)
 	return repl_adopt_gen(g, &req);
 }
 
+/* DM_REPL_IOC_MARK (a secondary's): it changes state, so a writer's only. */
+static long ioctl_mark(struct file *file, struct repl_group *g,
+		       void __user *arg)
+{
+	struct dm_repl_mark_req req;
+
+	if (!(file->f_mode & FMODE_WRITE))
+		return -EBADF;
+	if (copy_from_user(&req, arg, sizeof(req)))
+		return -EFAULT;
+	if (req.abi_version != DM_REPL_ABI_VERSION)
+		return -EPROTO;
+	if (req.reserved[0] || req.reserved[1])
+		return -EINVAL;
+	return repl_mark(g, &req);
+}
+
 static long repl_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	struct repl_file *rf = file->private_data;
@@ -323,6 +340,8 @@ static long repl_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return ioctl_resync(rf->group, uarg);
 	case DM_REPL_IOC_ADOPT_GEN:
 		return ioctl_adopt_gen(rf->group, uarg);
+	case DM_REPL_IOC_MARK:
+		return ioctl_mark(file, rf->group, uarg);
 	}
 	return -ENOTTY;
 }

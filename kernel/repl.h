@@ -530,6 +530,7 @@ int repl_role_message(struct repl_group *g, unsigned int argc, char **argv);
 int repl_source_message(struct repl_group *g, unsigned int argc, char **argv);
 int repl_rejoin_message(struct repl_group *g, unsigned int argc, char **argv);
 int repl_adopt_gen(struct repl_group *g, const struct dm_repl_gen *gen);
+int repl_mark(struct repl_group *g, const struct dm_repl_mark_req *req);
 
 int repl_chardev_register(struct repl_group *g);
 void repl_chardev_unregister(struct repl_group *g);

@@ -391,3 +391,75 @@ out:
 	mutex_unlock(&g->apply.lock);
 	return r;
 }
+
+/*
+ * Marked and inconsistent, on disk in that order: a crash between the two
+ * leaves a replica that connects as clean with writes of its own, which
+ * its primary refuses, never one that says inconsistent with nothing to
+ * resend, which the next RESYNC_END would end while the range still
+ * differs. In memory both hold at once, even if a write fails: the next
+ * bitmap save and the next batch's superblocks carry them. Caller holds
+ * g->apply.lock and g->lock.
+ */
+static int mark_range(struct repl_group *g, struct repl_volume *v,
+		      const struct dm_repl_mark_req *req)
+{
+	struct repl_apply *a = &g->apply;
+	struct repl_apply_point point;
+	unsigned long flags, region;
+	unsigned long first = req->sector >> v->region_shift;
+	unsigned long last = (req->sector + req->nr_sectors - 1) >> v->region_shift;
+	unsigned int i;
+	int r;
+
+	for (region = first; region <= last; region++) {
+		if (!test_and_set_bit(region, v->bitmap))
+			atomic64_inc(&v->dirty);
+		if (!(region % 4096))
+			cond_resched();
+	}
+	set_bit(REPL_BEHIND, &g->flags);
+	/* Whatever reaches the disk, this replica differs there: it says so. */
+	spin_lock_irqsave(&a->stat_lock, flags);
+	a->inconsistent = true;
+	spin_unlock_irqrestore(&a->stat_lock, flags);
+	r = repl_meta_save_regions(v, first, last);
+	if (r) {
+		DMERR("%s: volume %u: cannot save the marked regions: %d",
+		      g->name, v->index, r);
+		return r;
+	}
+	repl_apply_point(a, &point);
+	for (i = 0; i < DM_REPL_MAX_VOLUMES; i++)
+		if (g->volumes[i] && g->volumes[i]->joined)
+			repl_apply_to_sb(&point, g->volumes[i]->sb);
+	DMINFO("%s: volume %u: sectors %llu+%llu marked to be resent by the primary: inconsistent",
+	       g->name, v->index, (unsigned long long)req->sector,
+	       (unsigned long long)req->nr_sectors);
+	return write_all_sb(g, "the mark");
+}
+
+/* DM_REPL_IOC_MARK, its fixed fields checked. */
+int repl_mark(struct repl_group *g, const struct dm_repl_mark_req *req)
+{
+	struct repl_volume *v;
+	int r;
+
+	mutex_lock(&g->apply.lock);
+	mutex_lock(&g->lock);
+	v = req->volume < DM_REPL_MAX_VOLUMES ? g->volumes[req->volume] : NULL;
+	if (g->role != DM_REPL_ROLE_SECONDARY)
+		r = -EPERM;
+	else if (!v)
+		r = -ENOENT;
+	else if (!v->joined)
+		r = -EBUSY;
+	else if (!req->nr_sectors || req->sector >= v->sectors ||
+		 req->nr_sectors > v->sectors - req->sector)
+		r = -EINVAL;
+	else
+		r = mark_range(g, v, req);
+	mutex_unlock(&g->lock);
+	mutex_unlock(&g->apply.lock);
+	return r;
+}

@@ -2693,6 +2693,138 @@ TEST_F_TIMEOUT(apply, resync_clears_this_sites_own_regions_before_it_ends, 240)
 	EXPECT_EQ(gen, gi.gen_history[0]);
 }
 
+/* The first 64 bits of v's dirty bitmap as its metadata disk holds them. */
+static int disk_bits0(const struct sec *v, uint64_t *bits)
+{
+	struct dm_repl_meta_sb sb;
+	struct dm_repl_meta_bm_block *b = tl_zalloc_aligned(DM_REPL_META_BLOCK_SIZE);
+	int fd = open(v->meta, O_RDONLY | O_DIRECT | O_CLOEXEC), r = -1;
+
+	if (fd >= 0 && b && !sb_read(v, &sb) &&
+	    !tl_pread_all(fd, b, DM_REPL_META_BLOCK_SIZE, le64toh(sb.bm_offset) * 512) &&
+	    le32toh(b->magic) == DM_REPL_META_BM_MAGIC) {
+		*bits = le64toh(b->bits[0]);
+		r = 0;
+	}
+	if (fd >= 0)
+		close(fd);
+	free(b);
+	return r;
+}
+
+/*
+ * DM_REPL_IOC_MARK (a verify fix): every region the range touches becomes
+ * this site's own and the replica inconsistent, on disk (a reload keeps
+ * both); bad fields, a reader's file, a missing volume and a primary are
+ * refused; the primary's RESYNC records over the regions and an END make it
+ * consistent again, and an END before them does not.
+ */
+TEST_F_TIMEOUT(apply, a_marked_range_stays_inconsistent_until_resent, 240)
+{
+	struct ctx *c = &self->c;
+	struct dm_repl_group_info gi;
+	struct dm_repl_apply_info ai;
+	struct dm_repl_mark_req req;
+	struct dm_repl_meta_sb sb;
+	struct sec_status st;
+	uint64_t rb, sectors, bits;
+	int rfd, i;
+
+	ctx_init(_metadata, c, "mk1");
+	group_create(_metadata, c, 2, "");
+	ASSERT_EQ(0, group_info(c->fd, &gi));
+	rb = (uint64_t)gi.volumes[1].region_sectors << 9;
+	sectors = gi.volumes[1].sectors;
+	ASSERT_GE(c->vols[1].size, 8 * rb);
+	batch_reset(&c->b);
+	b_write(c, &c->b, &c->s, 1, 0, 4096, 1, c->vols[1].img);
+	apply_ok(_metadata, c, "a first write");
+
+	/* Two sectors either side of the boundary of regions 2 and 3. */
+	req = (struct dm_repl_mark_req) {
+		.abi_version = DM_REPL_ABI_VERSION, .volume = 1,
+		.sector = 3 * (rb >> 9) - 1, .nr_sectors = 2,
+	};
+	const struct { struct dm_repl_mark_req req; int err; } bad[] = {
+		{ { DM_REPL_ABI_VERSION, 1, req.sector, 0, { 0, 0 } }, EINVAL },
+		{ { DM_REPL_ABI_VERSION, 1, sectors, 1, { 0, 0 } }, EINVAL },
+		{ { DM_REPL_ABI_VERSION, 1, sectors - 1, UINT64_MAX, { 0, 0 } }, EINVAL },
+		{ { DM_REPL_ABI_VERSION, 1, req.sector, 2, { 0, 1 } }, EINVAL },
+		{ { DM_REPL_ABI_VERSION - 1, 1, req.sector, 2, { 0, 0 } }, EPROTO },
+		{ { DM_REPL_ABI_VERSION, 7, req.sector, 2, { 0, 0 } }, ENOENT },
+		{ { DM_REPL_ABI_VERSION, UINT32_MAX, req.sector, 2, { 0, 0 } }, ENOENT },
+	};
+	for (i = 0; i < (int)ARRAY_SIZE(bad); i++) {
+		EXPECT_EQ(-1, ioctl(c->fd, DM_REPL_IOC_MARK, &bad[i].req));
+		EXPECT_EQ(bad[i].err, errno) {
+			TH_LOG("case %d: %s", i, strerror(errno));
+		}
+	}
+	rfd = open_group(c, c->group, O_RDONLY);
+	ASSERT_LE(0, rfd);
+	EXPECT_EQ(-1, ioctl(rfd, DM_REPL_IOC_MARK, &req));
+	EXPECT_EQ(EBADF, errno);
+	close(rfd);
+	EXPECT_EQ(0ULL, dirty_regions(_metadata, c, 1));
+	ASSERT_EQ(0, apply_info(c->fd, &ai));
+	EXPECT_EQ(0U, ai.flags);
+
+	ASSERT_EQ(0, ioctl(c->fd, DM_REPL_IOC_MARK, &req)) {
+		TH_LOG("MARK: %s", strerror(errno));
+	}
+	EXPECT_EQ(2ULL, dirty_regions(_metadata, c, 1));
+	EXPECT_EQ(0ULL, dirty_regions(_metadata, c, 0));
+	ASSERT_EQ(0, apply_info(c->fd, &ai));
+	EXPECT_EQ((uint32_t)DM_REPL_APPLYF_INCONSISTENT, ai.flags);
+	/* On the metadata disk when the ioctl returns, not only at a reload. */
+	ASSERT_EQ(0, disk_bits0(&c->vols[1], &bits));
+	EXPECT_EQ(0xcULL, bits);
+	ASSERT_EQ(0, sb_read(&c->vols[1], &sb));
+	EXPECT_NE(0U, le32toh(sb.flags) & DM_REPL_META_F_INCONSISTENT);
+	ASSERT_EQ(0, group_reload(c));
+	EXPECT_EQ(2ULL, dirty_regions(_metadata, c, 1));
+	ASSERT_EQ(0, apply_info(c->fd, &ai));
+	EXPECT_EQ((uint32_t)DM_REPL_APPLYF_INCONSISTENT, ai.flags);
+	ASSERT_EQ(0, sec_status(&c->vols[1], &st));
+	EXPECT_STREQ("inconsistent", st.state);
+	EXPECT_NE(0, group_role(c, "primary"));
+
+	/* An END with the regions not resent yet ends nothing. */
+	batch_reset(&c->b);
+	b_resync_end(&c->b, &c->s, 3);
+	apply_whole(_metadata, c, "an early END");
+	ASSERT_EQ(0, apply_info(c->fd, &ai));
+	EXPECT_EQ((uint32_t)DM_REPL_APPLYF_INCONSISTENT, ai.flags);
+
+	/* One region of the two, and an END: still inconsistent. */
+	batch_reset(&c->b);
+	b_data(c, &c->b, &c->s, DM_REPL_REC_RESYNC, 0, 1, 2 * rb, (uint32_t)rb, 2,
+	       c->vols[1].img);
+	b_resync_end(&c->b, &c->s, 3);
+	apply_whole(_metadata, c, "one region and an END");
+	EXPECT_EQ(1ULL, dirty_regions(_metadata, c, 1));
+	ASSERT_EQ(0, apply_info(c->fd, &ai));
+	EXPECT_EQ((uint32_t)DM_REPL_APPLYF_INCONSISTENT, ai.flags);
+
+	batch_reset(&c->b);
+	b_data(c, &c->b, &c->s, DM_REPL_REC_RESYNC, 0, 1, 3 * rb, (uint32_t)rb, 3,
+	       c->vols[1].img);
+	b_resync_end(&c->b, &c->s, 3);
+	apply_whole(_metadata, c, "the other region and an END");
+	EXPECT_EQ(0ULL, dirty_regions(_metadata, c, 1));
+	ASSERT_EQ(0, apply_info(c->fd, &ai));
+	EXPECT_EQ(0U, ai.flags);
+	ASSERT_EQ(0, group_reload(c));
+	ASSERT_EQ(0, sec_status(&c->vols[1], &st));
+	EXPECT_STREQ("consistent", st.state);
+	check_devs(_metadata, c, "after the resend");
+
+	/* A primary takes no mark. */
+	ASSERT_EQ(0, group_role(c, "primary"));
+	EXPECT_EQ(-1, ioctl(c->fd, DM_REPL_IOC_MARK, &req));
+	EXPECT_EQ(EPERM, errno);
+}
+
 /*
  * A region of this site's own counts as resent only when RESYNC records
  * covered it from its start, back to back: the first record taken after a

@@ -483,6 +483,29 @@ struct dm_repl_verify_info {
 	struct dm_repl_verify_mismatch list[DM_REPL_VERIFY_LIST];
 };
 
+/*
+ * DM_REPL_IOC_MARK (a secondary's, on a file open for writing): the range
+ * of a volume differs from the primary's (a verify found it). Every region
+ * it touches is marked dirty, as this site's own, and the replica becomes
+ * inconsistent, both on disk before the ioctl returns (the bitmap first).
+ * Its repld asks the primary for its dirty regions (RESEND) at each
+ * connection; each bit is cleared once the primary's RESYNC records have
+ * replaced its region, and the replica is consistent again at the
+ * RESYNC_END that finds its bitmap clean. Errors: EBADF (not open for
+ * writing), EPERM (not a secondary), ENOENT (no such volume), EBUSY (the
+ * volume has not joined the group yet: resume it), EINVAL (a field, or a
+ * range empty or past the volume's end), EIO (a metadata write failed:
+ * the mark may be on disk in part; the replica is inconsistent in memory
+ * all the same, and its status says so).
+ */
+struct dm_repl_mark_req {
+	__u32 abi_version;	/* DM_REPL_ABI_VERSION */
+	__u32 volume;		/* volume index */
+	__u64 sector;		/* the range's start */
+	__u64 nr_sectors;	/* and length, 1 or more */
+	__u64 reserved[2];	/* zero */
+};
+
 /* DM_REPL_IOC_RELEASE takes a pointer to the sequence to release up to. */
 #define DM_REPL_IOC_GROUP_INFO	_IOWR(DM_REPL_IOC_MAGIC, 1, struct dm_repl_group_info)
 #define DM_REPL_IOC_RELEASE	_IOW(DM_REPL_IOC_MAGIC, 2, __u64)
@@ -491,6 +514,7 @@ struct dm_repl_verify_info {
 #define DM_REPL_IOC_RESYNC	_IOWR(DM_REPL_IOC_MAGIC, 5, struct dm_repl_resync_req)
 #define DM_REPL_IOC_VERIFY_INFO	_IOWR(DM_REPL_IOC_MAGIC, 6, struct dm_repl_verify_info)
 #define DM_REPL_IOC_ADOPT_GEN	_IOW(DM_REPL_IOC_MAGIC, 7, struct dm_repl_gen)
+#define DM_REPL_IOC_MARK	_IOW(DM_REPL_IOC_MAGIC, 8, struct dm_repl_mark_req)
 
 /* ------------------------------------------------------------------ */
 /* The metadata device (on-disk format)                                */
