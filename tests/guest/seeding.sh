@@ -22,6 +22,13 @@
 # --results --since SEQ --fix` lists it and has beta's repld ask alpha's
 # for it (refused, with the reason, while beta is disconnected); alpha
 # resends that region and no other; equal again.
+#
+# Then a fix that outlives a lost link: region 50 changed on beta; alpha's
+# pass; alpha's repld stopped (SIGSTOP) before beta's fix, so nothing is
+# resent, then killed. beta's repld marked the region all the same: beta
+# is inconsistent with one dirty region and refuses promotion while
+# disconnected; alpha's repld started again, beta asks for its dirty region
+# at the connect, alpha resends it, and the two are equal.
 set -uo pipefail
 source "$(dirname "$0")/../lib/tap.sh"
 source "$(dirname "$0")/lib.sh"
@@ -162,5 +169,42 @@ tap_check "alpha resent exactly one region" \
 	test "$(status_of vm1 resynced_regions)" = $((before + 1))
 echo 1 >/proc/sys/vm/drop_caches
 tap_check "beta equals alpha byte for byte again" \
+	test "$(sum_of "${DATA[alpha:0]}")" = "$(sum_of "${DATA[beta:0]}")"
+
+# ---- a verify fix outlives a lost link ----------------------------------------------
+dd if=/dev/urandom of="${DATA[beta:0]}" bs=512 count=1 seek=$((50 * 128 + 3)) \
+	oflag=direct conv=notrunc status=none || tap_bail "the second change on beta's disk"
+out=$("$REPLTOOL" verify vm1 2>&1) || tap_bail "alpha's second pass: $out"
+since=$(sed -n 's/.* seq \([0-9]*\) to .*/\1/p' <<<"$out")
+out=$(quiesce vm1 vm1b 120) || tap_bail "beta did not apply the second pass: $out"
+before=$(status_of vm1 resynced_regions)
+kill -STOP "$(cat "$W/alpha.pid")" || tap_bail "SIGSTOP of alpha's repld"
+marks=$(grep -c "(1 marked" "$W/beta.log")
+out=$("$REPLTOOL" verify --results --since "$since" --fix --socket "$W/beta.sock" vm1b 2>&1) &&
+	rc=0 || rc=$?
+tap_check "beta's repld takes the fix while alpha's is stopped (exit $rc)" test "$rc" = 0
+for ((i = 0; i < 300; i++)); do
+	(($(grep -c "(1 marked" "$W/beta.log") > marks)) && break
+	sleep 0.1
+done
+tap_check "beta's repld marked the region before asking for it" \
+	test "$(grep -c "(1 marked" "$W/beta.log")" -gt "$marks"
+stop alpha
+link_is connecting || tap_bail "beta's session did not end"
+tap_check "beta is inconsistent while disconnected, the fix not applied" \
+	test "$(status_of vm1b consistency)" = inconsistent
+tap_check "beta's bitmap holds the marked region" test "$(status_of vm1b dirty_regions)" = 1
+out=$(tool beta primary 2>&1) && rc=0 || rc=$?
+tap_diag "$out"
+tap_check "beta refuses promotion without --force meanwhile (exit $rc)" \
+	test "$rc" -ne 0 -a "$(grep -c 'data is inconsistent' <<<"$out")" -ge 1
+start alpha
+out=$(log_has "$W/beta.log" "1 regions of our own writes asked from the primary" 90) &&
+	tap_ok "at the connect, beta asks alpha for the marked region" || tap_fail "the ask" "$out"
+out=$(state_reaches vm1 resynced_regions $((before + 1)) 120) && out=$(pair_synced vm1 vm1b) &&
+	tap_ok "alpha resent it; beta is consistent again" || tap_fail "after the reconnect" "$out"
+tap_check "beta's bitmap is clean" test "$(status_of vm1b dirty_regions)" = 0
+echo 1 >/proc/sys/vm/drop_caches
+tap_check "beta equals alpha byte for byte after the lost link" \
 	test "$(sum_of "${DATA[alpha:0]}")" = "$(sum_of "${DATA[beta:0]}")"
 tap_done

@@ -624,6 +624,7 @@ struct applying {
 	struct dmrepl_proto_rx rx;	/* kept across batches */
 	struct dmrepl_proto_order order;
 	__u64 gen;			/* the primary's, taken at the start */
+	const struct dmrepl_proto_hello *pri;	/* its HELLO */
 };
 
 /* Does a record of the batch end the replica's consistency (Documentation/dm-repl.md)? */
@@ -786,6 +787,82 @@ static int put_asked(struct applying *a, struct dmrepl_proto_resend *r)
 	return ret;
 }
 
+/* The primary's volume of that index (its HELLO), NULL if it has none. */
+static const struct dmrepl_proto_volume *primary_volume(const struct applying *a, __u32 index)
+{
+	__u32 i;
+
+	for (i = 0; i < a->pri->nvolumes && i < DM_REPL_MAX_VOLUMES; i++)
+		if (a->pri->volumes[i].index == index)
+			return &a->pri->volumes[i];
+	return NULL;
+}
+
+/*
+ * Are the regions of each of our volumes of the primary's size? The
+ * primary refuses a replica with regions of its own at connect otherwise.
+ */
+static bool regions_match(const struct applying *a, const struct dm_repl_group_info *info)
+{
+	const struct dmrepl_proto_volume *pv;
+	unsigned int i;
+
+	for (i = 0; i < info->nr_volumes && i < DM_REPL_MAX_VOLUMES; i++) {
+		pv = primary_volume(a, info->volumes[i].index);
+		if (!pv || pv->region_sectors != info->volumes[i].region_sectors)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Why a region asked for cannot be marked, or NULL once it is (see
+ * mark_asked()). A region that reaches past the primary's end (our volume
+ * is the larger) is never resent whole, so never cleared.
+ */
+static const char *mark_region(struct applying *a, const struct dm_repl_group_info *info,
+			       const struct dm_repl_volume_info *v, __u64 region)
+{
+	const struct dmrepl_proto_volume *pv = primary_volume(a, v->index);
+	struct dm_repl_mark_req req = {
+		.abi_version = DM_REPL_ABI_VERSION,
+		.volume = v->index,
+		.sector = region * v->region_sectors,
+	};
+
+	req.nr_sectors = v->sectors - req.sector < v->region_sectors ?
+			 v->sectors - req.sector : v->region_sectors;
+	if (!pv || !regions_match(a, info))
+		return "the primary's regions are of another size";
+	if (req.sector + req.nr_sectors > pv->sectors)
+		return "the region reaches past the primary's end";
+	/* A consistent replica keeps a copy first, as before a resync. */
+	if (a->g->local->snapshot_hook && a->consistent && snapshot(a, "take"))
+		return "the snapshot-hook failed";
+	if (ioctl(a->dev_fd, DM_REPL_IOC_MARK, &req))
+		return strerror(errno);
+	a->consistent = false;
+	return NULL;
+}
+
+/*
+ * A region asked for is marked first (DM_REPL_IOC_MARK), on disk: the
+ * replica is inconsistent until the primary has resent it, and asks for it
+ * again at its next connection if this session ends first. One that cannot
+ * be marked is asked of this session only, which is said. Marked or not.
+ */
+static bool mark_asked(struct applying *a, const struct dm_repl_group_info *info,
+		       const struct dm_repl_volume_info *v, __u64 region)
+{
+	const char *why = mark_region(a, info, v, region);
+
+	if (!why)
+		return true;
+	group_error(a->g, LOG_WARNING, "group %s: volume %u region %llu: asked of this session "
+		    "only, not marked: %s", a->g->kgroup, v->index, (unsigned long long)region, why);
+	return false;
+}
+
 /*
  * The ranges the admin's verify found differing (repltool verify --results
  * --fix, through the control socket), asked of the primary as RESEND
@@ -797,7 +874,7 @@ static int send_asks(struct applying *a)
 	struct verify_ask asks[DM_REPL_VERIFY_LIST];
 	struct dm_repl_group_info info;
 	struct dmrepl_proto_resend *r;
-	unsigned int n, i, sent = 0;
+	unsigned int n, i, sent = 0, marked = 0;
 	int ret;
 
 	pthread_mutex_lock(&a->g->lock);
@@ -828,6 +905,7 @@ static int send_asks(struct applying *a)
 			ret = put_asked(a, r);
 		else if (r->count && r->regions[r->count - 1] == region)
 			continue;
+		marked += mark_asked(a, &info, v, region);
 		r->volume = v->index;
 		r->regions[r->count++] = region;
 		sent++;
@@ -839,8 +917,9 @@ static int send_asks(struct applying *a)
 		group_error(a->g, LOG_ERR, "asking the primary to resend: %s", strerror(-ret));
 		return ret;
 	}
-	glog(a->g, LOG_NOTICE, "asked the primary to resend %u regions verify found differing",
-	     sent);
+	glog(a->g, LOG_NOTICE, "asked the primary to resend %u regions verify found differing "
+	     "(%u marked: inconsistent until resent, asked again at the next connection)",
+	     sent, marked);
 	return link_flush(a->l);
 }
 
@@ -1107,6 +1186,7 @@ bool session_secondary(struct group *g, struct link *l)
 		    !send_own_regions(&a, &info, ai.flags & DM_REPL_APPLYF_INCONSISTENT)) {
 			streamed = true;
 			a.gen = theirs.gen_current;
+			a.pri = &theirs;
 			a.consistent = !(ai.flags & (DM_REPL_APPLYF_INCONSISTENT |
 						     DM_REPL_APPLYF_OUTDATED));
 			/* A copy this repld did not see taken may be there: drop it when due. */
