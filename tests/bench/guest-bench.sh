@@ -101,6 +101,8 @@ for DATA in "${DEVICES[@]}"; do
 	for job in "${BENCH_JOBS[@]}"; do
 		read -r name args <<<"$job"
 		name=$name@${DATA#/dev/}
+		# shellcheck disable=SC2053 # BENCH_JOB is a pattern
+		[[ $name == ${BENCH_JOB:-*} ]] || continue
 		for ((round = 1; round <= ROUNDS; round++)); do
 			for target in "${TARGETS[@]}"; do
 				setup "$target"

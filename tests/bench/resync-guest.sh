@@ -309,14 +309,15 @@ out=$(shipped "$W/alpha.sock" vm1 120) || die "after the seeding: $out"
 raw=$(($(link_fact "$W/alpha.sock" vm1 raw_bytes) - raw0))
 wire=$(($(link_fact "$W/alpha.sock" vm1 wire_bytes) - wire0))
 found=$(grep -c '^mismatch volume' "$W/seed.out")
+resent=$(sed -n 's/^fix vm1: \([0-9]*\) regions resent, .*/\1/p' "$W/seed.out")
 sent=$(sed -n 's/^fix vm1: [0-9]* regions resent, \([0-9]*\) bytes applied.*/\1/p' "$W/seed.out")
 [[ $found == "$n" ]] || die "seeding: $found regions found differing, $n changed: $(cat "$W/seed.out")"
 out=$(quiesce vm1 vm1b 120) || die "after the seeding: $out"
 sums_equal "after the seeding"
 differ=$((n * region))
 report "seeding: $n of $regions regions ($(awk -v a="$n" -v b="$regions" 'BEGIN { printf "%.1f", 100 * a / b }')%) changed on the replica, 512 bytes in each:" \
-	"$(compared "$W/seed.out") bytes compared, $differ bytes differing (regions), $sent bytes" \
-	"resent by --fix: $(awk -v a="$sent" -v b="$differ" 'BEGIN { printf "%.2f", a / b }')x (goal 1.0x);" \
+	"$(compared "$W/seed.out") bytes compared, $differ bytes differing (regions), $resent regions" \
+	"resent by --fix, $sent bytes of data applied (a region of zeros goes with none): $(awk -v a="$sent" -v b="$differ" 'BEGIN { printf "%.2f", a / b }')x (goal 1.0x);" \
 	"the link carried $raw raw bytes ($wire on the wire, with the hashes):" \
 	"$(awk -v a="$raw" -v b="$differ" 'BEGIN { printf "%.2f", a / b }')x the differing bytes"
 report "hashing: a verify pass of the equal pair, $hashed bytes hashed on each side (primary and" \

@@ -18,6 +18,9 @@
 # them. BENCH_BASELINE=REV adds to the guest part the target "base": repl as
 # commit REV builds it, swapped in round by round in the same boot, for an
 # A/B of a change (BENCH_TARGETS default then "linear base repl").
+# BENCH_JOB, a pattern, runs only the guest part's jobs whose JOB@DEVICE
+# name matches it (randwrite-4k-qd32@ram0, say): more rounds of one figure
+# in the same time.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=build/bench
@@ -73,7 +76,7 @@ bench_guest() {
 	# The virtio data disk: a sparse host file, filled by the guest first.
 	rm -f "$out/vda.img"
 	truncate -s 1G "$out/vda.img"
-	VM_ENV="BENCH_ROUNDS BENCH_RUNTIME BENCH_TARGETS BENCH_PROFILE" \
+	VM_ENV="BENCH_ROUNDS BENCH_RUNTIME BENCH_TARGETS BENCH_PROFILE BENCH_JOB" \
 		DMREPL_KO=$PWD/dm-repl.ko tests/guest/vm.sh --quiet --mem 4096 --timeout 3600 \
 		--disk "$out/vda.img" --out "$out/guest" -- bash tests/bench/guest-bench.sh
 	rm -f "$out/vda.img"
