@@ -1056,6 +1056,11 @@ static bool save_clean(struct apply_batch *b)
 			return false;
 		}
 	}
+	/*
+	 * No region of its own is left: a promotion from here has nothing
+	 * to resync (it would otherwise start with a resync's END).
+	 */
+	clear_bit(REPL_BEHIND, &b->g->flags);
 	if (b->seeded)
 		DMINFO("%s: seeded replica: every region verified equal to the primary or resent: consistent",
 		       b->g->name);

@@ -2776,6 +2776,8 @@ TEST_F_TIMEOUT(apply, a_marked_range_stays_inconsistent_until_resent, 240)
 	EXPECT_EQ(0ULL, dirty_regions(_metadata, c, 0));
 	ASSERT_EQ(0, apply_info(c->fd, &ai));
 	EXPECT_EQ((uint32_t)DM_REPL_APPLYF_INCONSISTENT, ai.flags);
+	ASSERT_EQ(0, group_info(c->fd, &gi));
+	EXPECT_EQ((uint32_t)DM_REPL_STATE_BEHIND, gi.state);
 	/* On the metadata disk when the ioctl returns, not only at a reload. */
 	ASSERT_EQ(0, disk_bits0(&c->vols[1], &bits));
 	EXPECT_EQ(0xcULL, bits);
@@ -2814,6 +2816,9 @@ TEST_F_TIMEOUT(apply, a_marked_range_stays_inconsistent_until_resent, 240)
 	EXPECT_EQ(0ULL, dirty_regions(_metadata, c, 1));
 	ASSERT_EQ(0, apply_info(c->fd, &ai));
 	EXPECT_EQ(0U, ai.flags);
+	/* Nothing of its own left: a promotion would have nothing to resync. */
+	ASSERT_EQ(0, group_info(c->fd, &gi));
+	EXPECT_EQ((uint32_t)DM_REPL_STATE_UPTODATE, gi.state);
 	ASSERT_EQ(0, group_reload(c));
 	ASSERT_EQ(0, sec_status(&c->vols[1], &st));
 	EXPECT_STREQ("consistent", st.state);
