@@ -301,6 +301,10 @@ int dmrepl_proto_check_hello(const struct dmrepl_proto_hello *local,
 			     const struct dmrepl_proto_hello *peer,
 			     unsigned int *reason, const char **text);
 
+/* The volume of that index in h (as decoded: nvolumes checked), NULL if none. */
+const struct dmrepl_proto_volume *dmrepl_proto_hello_volume(const struct dmrepl_proto_hello *h,
+							    __u32 index);
+
 /*
  * The receiver's order of batches within one connection, starting from its
  * durable applied point (what its HELLO said).

@@ -1025,6 +1025,17 @@ static const char *gens_problem(const struct dmrepl_proto_hello *pri,
 	return "split brain: the generations of the two sides share no history";
 }
 
+const struct dmrepl_proto_volume *dmrepl_proto_hello_volume(const struct dmrepl_proto_hello *h,
+							    __u32 index)
+{
+	__u32 i;
+
+	for (i = 0; i < h->nvolumes && i < DM_REPL_MAX_VOLUMES; i++)
+		if (h->volumes[i].index == index)
+			return &h->volumes[i];
+	return NULL;
+}
+
 int dmrepl_proto_check_hello(const struct dmrepl_proto_hello *local,
 			     const struct dmrepl_proto_hello *peer,
 			     unsigned int *reason, const char **text)

@@ -455,13 +455,11 @@ static int take_resend(struct shipping *s, const struct dmrepl_proto_resend *r)
 {
 	int entry = dmrepl_volume_entry(&s->resync.info, r->volume);
 	const struct dm_repl_volume_info *v = entry < 0 ? NULL : &s->resync.info.volumes[entry];
-	const struct dmrepl_proto_volume *pv = NULL;
-	unsigned int i, n = 0;
+	const struct dmrepl_proto_volume *pv;
+	unsigned int n = 0;
 	int ret;
 
-	for (i = 0; i < s->peer->nvolumes; i++)
-		if (s->peer->volumes[i].index == r->volume)
-			pv = &s->peer->volumes[i];
+	pv = dmrepl_proto_hello_volume(s->peer, r->volume);
 	if (!v || !pv) {
 		link_refuse(s->l, DMREPL_REFUSE_VOLUMES, "RESEND of volume %u: no such volume",
 			    r->volume);
@@ -787,17 +785,6 @@ static int put_asked(struct applying *a, struct dmrepl_proto_resend *r)
 	return ret;
 }
 
-/* The primary's volume of that index (its HELLO), NULL if it has none. */
-static const struct dmrepl_proto_volume *primary_volume(const struct applying *a, __u32 index)
-{
-	__u32 i;
-
-	for (i = 0; i < a->pri->nvolumes && i < DM_REPL_MAX_VOLUMES; i++)
-		if (a->pri->volumes[i].index == index)
-			return &a->pri->volumes[i];
-	return NULL;
-}
-
 /*
  * Are the regions of each of our volumes of the primary's size? The
  * primary refuses a replica with regions of its own at connect otherwise.
@@ -808,7 +795,7 @@ static bool regions_match(const struct applying *a, const struct dm_repl_group_i
 	unsigned int i;
 
 	for (i = 0; i < info->nr_volumes && i < DM_REPL_MAX_VOLUMES; i++) {
-		pv = primary_volume(a, info->volumes[i].index);
+		pv = dmrepl_proto_hello_volume(a->pri, info->volumes[i].index);
 		if (!pv || pv->region_sectors != info->volumes[i].region_sectors)
 			return false;
 	}
@@ -820,10 +807,10 @@ static bool regions_match(const struct applying *a, const struct dm_repl_group_i
  * mark_asked()). A region that reaches past the primary's end (our volume
  * is the larger) is never resent whole, so never cleared.
  */
-static const char *mark_region(struct applying *a, const struct dm_repl_group_info *info,
+static const char *mark_region(struct applying *a, bool same_regions,
 			       const struct dm_repl_volume_info *v, __u64 region)
 {
-	const struct dmrepl_proto_volume *pv = primary_volume(a, v->index);
+	const struct dmrepl_proto_volume *pv = dmrepl_proto_hello_volume(a->pri, v->index);
 	struct dm_repl_mark_req req = {
 		.abi_version = DM_REPL_ABI_VERSION,
 		.volume = v->index,
@@ -832,7 +819,7 @@ static const char *mark_region(struct applying *a, const struct dm_repl_group_in
 
 	req.nr_sectors = v->sectors - req.sector < v->region_sectors ?
 			 v->sectors - req.sector : v->region_sectors;
-	if (!pv || !regions_match(a, info))
+	if (!pv || !same_regions)
 		return "the primary's regions are of another size";
 	if (req.sector + req.nr_sectors > pv->sectors)
 		return "the region reaches past the primary's end";
@@ -851,10 +838,10 @@ static const char *mark_region(struct applying *a, const struct dm_repl_group_in
  * again at its next connection if this session ends first. One that cannot
  * be marked is asked of this session only, which is said. Marked or not.
  */
-static bool mark_asked(struct applying *a, const struct dm_repl_group_info *info,
+static bool mark_asked(struct applying *a, bool same_regions,
 		       const struct dm_repl_volume_info *v, __u64 region)
 {
-	const char *why = mark_region(a, info, v, region);
+	const char *why = mark_region(a, same_regions, v, region);
 
 	if (!why)
 		return true;
@@ -875,6 +862,7 @@ static int send_asks(struct applying *a)
 	struct dm_repl_group_info info;
 	struct dmrepl_proto_resend *r;
 	unsigned int n, i, sent = 0, marked = 0;
+	bool same_regions;
 	int ret;
 
 	pthread_mutex_lock(&a->g->lock);
@@ -886,6 +874,7 @@ static int send_asks(struct applying *a)
 		return 0;
 	r = malloc(sizeof(*r));
 	ret = r ? dmrepl_group_info(a->info_fd, &info, NULL, 0) : -ENOMEM;
+	same_regions = !ret && regions_match(a, &info);
 	qsort(asks, n, sizeof(*asks), ask_cmp);
 	if (r)
 		r->count = 0;
@@ -905,7 +894,7 @@ static int send_asks(struct applying *a)
 			ret = put_asked(a, r);
 		else if (r->count && r->regions[r->count - 1] == region)
 			continue;
-		marked += mark_asked(a, &info, v, region);
+		marked += mark_asked(a, same_regions, v, region);
 		r->volume = v->index;
 		r->regions[r->count++] = region;
 		sent++;
