@@ -30,6 +30,7 @@
 # next_seq, repld's acked_seq).
 set -uo pipefail
 source "$(dirname "$0")/../guest/lib.sh"
+source "$(dirname "$0")/resync-lib.sh"
 
 RATE=${TEST_RESYNC_RATE:-8mbit}
 TBF=${TEST_RESYNC_TBF:-burst 64kb latency 100ms}
@@ -47,11 +48,9 @@ A_IP=10.77.1.1 B_IP=10.77.1.2 SITES_VOLUMES=0
 # shellcheck disable=SC2034 # META: site_volume's and sites_conf's
 declare -A DATA META
 
-fio_pid="" sampler_pid=""
 # The stream's fio and the sampler first: sites_cleanup waits for every job.
 cleanup() {
-	[[ -n $fio_pid ]] && kill "$fio_pid" 2>/dev/null
-	[[ -n $sampler_pid ]] && kill "$sampler_pid" 2>/dev/null
+	resync_cleanup
 	sites_netns_cleanup
 }
 trap cleanup EXIT
@@ -73,23 +72,6 @@ now() {
 	date +%s.%N
 }
 
-# mbs BYTES SECONDS: MB/s (10^6 bytes).
-mbs() {
-	awk -v b="$1" -v s="$2" 'BEGIN { printf "%.2f", (s > 0 ? b / s / 1e6 : 0) }'
-}
-
-# cpu_busy_mark, cpu_busy_s: the CPU-seconds this guest's CPUs were busy
-# (all of them together) since the mark.
-cpu_busy_mark() {
-	head -1 /proc/stat >"$W/cpu.mark"
-}
-
-cpu_busy_s() {
-	{ cat "$W/cpu.mark" && head -1 /proc/stat; } | awk -v hz="$(getconf CLK_TCK)" '
-		{ n++; idle[n] = $5 + $6; all[n] = 0; for (i = 2; i <= NF; i++) all[n] += $i }
-		END { printf "%.2f", (all[2] - all[1] - (idle[2] - idle[1])) / hz }'
-}
-
 # link_rate: probe send alpha to beta for LINK_S seconds; "BYTES SECONDS"
 # (the seconds until beta's sink read it all).
 link_rate() {
@@ -100,47 +82,6 @@ link_rate() {
 	ip netns exec dmr-alpha "$PROBE" send "$B_IP" "$SINK_PORT" "$LINK_S" >"$W/send.out" &&
 		wait "$sink" || return 1
 	awk '{ print $2, $4 }' "$W/send.out"
-}
-
-# The sampler: one `repltool status --interval 200ms` for the whole run
-# and one awk that turns each report into a line of W/samples.raw (a
-# process or two each 0.2 s, or bash parsing every line, would cost more
-# CPU than the run can spare under TCG): the time, repld's lag_seconds,
-# link state and resync budget, then the kernel's state, dirty regions,
-# resynced regions, overflows and next_seq of vm1, repld's acked_seq; "-"
-# for what it lacks. next_sample reads them as they come.
-sampler_start() {
-	: >"$W/samples.raw"
-	exec 4<"$W/samples.raw"
-	"$REPLTOOL" status --socket "$W/alpha.sock" --interval 200ms vm1 2>/dev/null > >(awk '
-		function f(k) { return (k in v) && v[k] != "" ? v[k] : "-" }
-		function emit() {
-			print t, f("link:lag_seconds"), f("link:link"), f("link:resync_budget_bytes_per_s"),
-				f("kernel:state"), f("kernel:dirty_regions"), f("kernel:resynced_regions"),
-				f("kernel:overflows"), f("kernel:next_seq"), f("link:acked_seq")
-			fflush()
-		}
-		$1 == "time" { if (t != "") emit(); t = $2; s = "kernel"; split("", v); next }
-		NF == 1 && $1 == "link" { s = "link"; next }
-		NF && !((s ":" $1) in v) { v[s ":" $1] = $2 }' >>"$W/samples.raw") &
-	sampler_pid=$!
-}
-
-# next_sample: the next line of the samples into $sample; false if none yet.
-sample_partial=""
-next_sample() {
-	local line=""
-	if ! IFS= read -r line <&4; then
-		sample_partial+=$line	# a line not yet ended: the rest comes later
-		return 1
-	fi
-	sample=$sample_partial$line
-	sample_partial=""
-}
-
-# percentile P: the P-th percentile of the numbers on stdin (nearest rank).
-percentile() {
-	sort -g | awk -v p="$1" '{ v[NR] = $1 } END { i = int(NR * p / 100 + 0.999); if (i < 1) i = 1; print NR ? v[i] : "-" }'
 }
 
 # sums_equal WHAT: the replica's data, read past any cache, is the primary's.
@@ -184,103 +125,29 @@ dd if=/dev/urandom of=/dev/mapper/vm1-0 bs=1M count="$DIRTY_MB" oflag=direct sta
 [[ $(status_of vm1 state) == behind ]] || die "vm1 is $(status_of vm1 state), not behind"
 site_start beta
 site_listening beta || die "beta's repld does not listen"
-dirty=$(status_of vm1 dirty_regions) res0=$(status_of vm1 resynced_regions)
-ov0=$(status_of vm1 overflows)
 stream=$((link * STREAM_PCT / 100))
-at "resync of $dirty dirty regions, the stream at $stream bytes/s once connected"
-t0=$EPOCHREALTIME
-cpu_busy_mark
-site_start alpha
-# The stream starts once the link is connected (its records do not wait
-# for the connection); W/stream.mark: the time and the kernel's next_seq then.
-end=$((SECONDS + ${TEST_RESYNC_TIMEOUT:-600}))
-sampler_start
-while ((SECONDS < end)); do
-	if ! next_sample; then
-		sleep 0.1
-		continue
-	fi
-	read -r t _ lstate _ kstate kdirty _ _ kseq _ <<<"$sample"
-	if [[ -z $fio_pid && $lstate == connected ]]; then
-		fio --name=stream --filename=/dev/mapper/vm1-0 --direct=1 --ioengine=libaio \
-			--iodepth=1 --rw=randwrite --bs=4k --rate="$stream" --time_based --runtime=3600 \
-			--refill_buffers --randrepeat=0 --output-format=terse --terse-version=3 \
-			--output="$W/stream.out" &
-		fio_pid=$!
-		echo "$t $kseq" >"$W/stream.mark"
-	fi
-	[[ -n $fio_pid && $kstate == uptodate && $kdirty == 0 ]] && break
-done
-busy=$(cpu_busy_s)
-kill "$sampler_pid"
-wait "$sampler_pid" 2>/dev/null
-sampler_pid=""
-exec 4<&-
-awk -v t0="$t0" '{ $1 = sprintf("%.2f", $1 - t0); print }' "$W/samples.raw" >"$SAMPLES"
-read -r t_stream seq_stream < <(awk -v t0="$t0" '{ printf "%.2f %s\n", $1 - t0, $2 }' "$W/stream.mark")
-# The connection: the first sample with the link connected; the end: uptodate.
-read -r t_conn t_end < <(awk '!c && $3 == "connected" { c = $1 }
-	c && $5 == "uptodate" && $6 == 0 { print c, $1; exit }' "$SAMPLES")
-[[ -n $t_end ]] || die "vm1 not uptodate after ${TEST_RESYNC_TIMEOUT:-600} s: $(tail -1 "$SAMPLES")"
-resynced=$(($(status_of vm1 resynced_regions) - res0))
-overflows=$(($(status_of vm1 overflows) - ov0))
-kill -INT "$fio_pid"
-# (fio exits 1 when stopped by a signal: its figures tell whether it ran)
-wait "$fio_pid"
-fio_pid=""
-# terse v3: field 48 is the write bandwidth in KiB/s
-stream_got=$(awk -F';' 'NF > 49 { printf "%d", $48 * 1024 }' "$W/stream.out")
-[[ -n $stream_got ]] || die "no figures from the stream's fio: $(tail -3 "$W/stream.out")"
+at "resync of $(status_of vm1 dirty_regions) dirty regions, the stream at $stream bytes/s once connected"
+resync_under_stream vm1 "$W/alpha.sock" /dev/mapper/vm1-0 "$stream" "${TEST_RESYNC_TIMEOUT:-600}" \
+	"$SAMPLES" site_start alpha || die "the resync"
 out=$(shipped "$W/alpha.sock" vm1 120) || die "after the resync: $out"
 out=$(quiesce vm1 vm1b 120) || die "after the resync: $out"
 sums_equal "after the resync"
-
-secs=$(awk -v a="$t_conn" -v b="$t_end" 'BEGIN { printf "%.2f", b - a }')
-rbytes=$((resynced * region))
-# The stream's lag: the samples once every record from before the stream
-# was acknowledged (the ring's backlog from the time with no repld), to
-# uptodate.
-awk -v s="$seq_stream" -v b="$t_end" '$10 != "-" && $10 >= s - 1 && $1 <= b && $2 != "-" { print $1, $2 }' \
-	"$SAMPLES" >"$W/lags"
-nlag=$(wc -l <"$W/lags")
-[[ $nlag -gt 0 ]] || die "no sample of the stream's lag"
-t_lag=$(head -1 "$W/lags" | cut -d' ' -f1)
-every=$(awk '{ if (n++ == 0) f = $1; l = $1 } END { printf "%.2f", (n > 1 ? (l - f) / (n - 1) : 0) }' "$W/lags")
-cut -d' ' -f2 "$W/lags" >"$W/lag-values"
-report "resync: $DIRTY_MB MiB of random data written with no repld into a $RING_MB MiB ring:" \
-	"$dirty regions of $((region >> 10)) KiB dirty on a $MB MiB volume; then repld's defaults" \
-	"(resync-lag-target 1s, no resync-rate), zstd, TLS"
-report "stream: fio 4 KiB random writes at $STREAM_PCT% of the link ($stream bytes/s asked):" \
-	"$(mbs "$stream_got" 1) MB/s"
-report "resync: $resynced regions ($(mbs "$rbytes" 1) MB) resynced in $secs s, from the link's" \
-	"connection ($t_conn s after repld's start) to uptodate: $(mbs "$rbytes" "$secs") MB/s"
-report "resync / (link - stream): $(awk -v r="$rbytes" -v s="$secs" -v l="$link" -v m="$stream_got" \
-	'BEGIN { printf "%.2f", r / s / (l - m) }') (goal >= 0.8); resync / link:" \
-	"$(awk -v r="$rbytes" -v s="$secs" -v l="$link" 'BEGIN { printf "%.2f", r / s / l }')"
-report "stream lag during the resync ($nlag samples of repld's lag_seconds, every 0.2 s asked, $every s in fact):" \
-	"p50 $(percentile 50 <"$W/lag-values") s, p99 $(percentile 99 <"$W/lag-values") s," \
-	"max $(percentile 100 <"$W/lag-values") s (goal p99 < 2 s); the stream started $t_stream s after" \
-	"repld, its records alone from $t_lag s (once the backlog of the time with no repld was acknowledged)"
-report "CPUs during the resync (from repld's start, $(nproc) of them): $busy CPU-s busy in" \
-	"$(awk -v a="$t_end" 'BEGIN { printf "%.2f", a }') s," \
-	"$(awk -v b="$busy" -v a="$t_end" -v n="$(nproc)" 'BEGIN { printf "%.0f", 100 * b / a / n }')% of them"
-report "repld's resync budget (resync_budget_bytes_per_s) over the samples: p50" \
-	"$(awk -v a="$t_conn" -v b="$t_end" '$1 >= a && $1 <= b && $4 != "-" { print $4 }' "$SAMPLES" |
-		percentile 50) bytes/s"
-report "writes that overflowed the ring during the resync: $overflows;" \
-	"the replica's sha256 equals the primary's"
+resync_report "$link" "$DIRTY_MB" "$RING_MB" "$MB" "$STREAM_PCT" | sed 's/^/report /'
+report "the replica's sha256 equals the primary's after the resync"
 
 # ---- seeding ----------------------------------------------------------------------------
 # verify_pass OUT [OPTS...]: repltool verify of vm1 against vm1b, repld
 # shipping its records; prints "SECONDS CPU-SECONDS EXIT".
 verify_pass() {
-	local out=$1 t rc
+	local out=$1 t rc b0 b1
 	shift
-	cpu_busy_mark
+	b0=$(cpu_ticks)
 	t=$(now)
 	"$REPLTOOL" verify --replica vm1b "$@" vm1 >"$out" 2>&1
 	rc=$?
-	echo "$(awk -v a="$t" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }') $(cpu_busy_s) $rc"
+	b1=$(cpu_ticks)
+	awk -v a="$t" -v b="$(now)" -v c="$((b1 - b0))" -v hz="$(getconf CLK_TCK)" -v rc="$rc" \
+		'BEGIN { printf "%.2f %.2f %d\n", b - a, c / hz, rc }'
 }
 
 # compared OUT: the bytes compared on the replica ("(N bytes) compared on").

@@ -7,7 +7,8 @@
 #   guest       repl against dm-linear on the same devices, in one guest run:
 #               build/bench/results.txt
 #   two-guests  two guests over a capped link: repl + repld against DRBD 8.4
-#               and dm-linear, the lag, the catch-up, the compression ratio
+#               and dm-linear, the lag, the catch-up, the compression ratio,
+#               a resync's rate and the stream's lag meanwhile
 #               (tests/bench/two-guests.sh): build/bench/two-guests.txt
 #   resync      two sites in one guest over a capped veth link: a resync's
 #               rate against the link left by a stream, the stream's lag

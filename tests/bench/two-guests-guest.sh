@@ -15,18 +15,24 @@
 #   vda  data of group tp (the throughput runs)      vdb  its metadata
 #   vdc  DRBD's backing device (internal metadata); dm-linear runs on it too
 #   vdd  data of group lg (lag, burst, image)        vde  its metadata
-#   vdf  (alpha only) an ext4 image with a file tree on it, made by the host
+#   vdf  data of group rs (the resync)                vdg  its metadata
+#   vdh  (alpha only) an ext4 image with a file tree on it, made by the host
 #
 # Results are lines "result WHAT ..." on stdout, read by the host; the rest
 # is commentary ("# ...").
 #
-# Environment (from the host): TEST_RUNTIME (seconds of each throughput
-# run), TEST_RATE (the link's cap, tc's syntax), TEST_TBF (tbf's other
-# parameters), TEST_LAG_S (the lag run), TEST_BURST_MB, TEST_LINK_S (each
-# raw link measurement), TEST_TARGETS.
+# Environment (from the host): TEST_PHASES (throughput, lag, resync: which
+# run, after the link's), TEST_RUNTIME (seconds of each throughput run),
+# TEST_RATE (the link's cap, tc's syntax), TEST_TBF (tbf's other
+# parameters), TEST_DELAY (netem's one-way delay on each end, none by
+# default), TEST_LAG_S (the lag run), TEST_BURST_MB, TEST_LINK_S (each
+# raw link measurement), TEST_TARGETS, TEST_DIRTY_MB and TEST_STREAM_PCT
+# (the resync: the MiB written with no repld, the stream's share of the
+# link).
 set -euo pipefail
 source "$(dirname "$0")/../guest/lib.sh"
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/resync-lib.sh"
 
 usage="usage: two-guests-guest.sh alpha|beta DIR"
 SITE=${1:?$usage}
@@ -46,6 +52,10 @@ BURST_MB=${TEST_BURST_MB:-32}
 LINK_S=${TEST_LINK_S:-5}
 TBF=${TEST_TBF:-burst 64kb latency 100ms}
 read -r -a TARGETS <<<"${TEST_TARGETS-linear repl drbd-A drbd-pa}"
+PHASES=" ${TEST_PHASES:-throughput lag resync} "
+DIRTY_MB=${TEST_DIRTY_MB:-32}
+STREAM_PCT=${TEST_STREAM_PCT:-25}
+RS_RING_MB=4
 W=$(mktemp -d /tmp/bench2.XXXXXX)
 PEER_ADDR=$(awk -v p="$PEER" '$1 == p { print $2 }' "$DIR/etc/hosts")
 VOL_MB=$(($(blockdev --getsize64 /dev/vda) >> 20))
@@ -55,6 +65,7 @@ SINK_PORT=7795
 cleanup() {
 	local rc=$?
 	((rc == 0)) || tell failed "exit $rc at line ${BASH_LINENO[0]}"
+	resync_cleanup
 	repld_kill
 	drbdadm -c "$DRBD_CONF" down r0 >/dev/null 2>&1 || true
 	wait 2>/dev/null
@@ -297,21 +308,64 @@ lag_and_catchup() {
 		raw $(($(lg_bytes raw_bytes) - raw0)) wire $(($(lg_bytes wire_bytes) - wire0))
 
 	# A realistic image: ext4 with a tree of the guest's root on it, made
-	# on the host (mkfs.ext4 -d), on vdf. Written at once, as the burst.
+	# on the host (mkfs.ext4 -d), on vdh. Written at once, as the burst.
 	at "the ext4 image"
 	raw0=$(lg_bytes raw_bytes) wire0=$(lg_bytes wire_bytes) o0=$(status_of lg overflows)
 	t0=$(now)
-	dd if=/dev/vdf of=/dev/mapper/lg-0 bs=1M iflag=direct oflag=direct status=none
+	dd if=/dev/vdh of=/dev/mapper/lg-0 bs=1M iflag=direct oflag=direct status=none
 	t1=$(since "$t0")
 	d=$("$PROBE" drain --drain 600 lg)
 	caught_up lg 600 >/dev/null
-	result image overflows $(($(status_of lg overflows) - o0)) bytes "$(blockdev --getsize64 /dev/vdf)" write_s "$t1" \
+	result image overflows $(($(status_of lg overflows) - o0)) bytes "$(blockdev --getsize64 /dev/vdh)" write_s "$t1" \
 		drain_s "$(awk '{ print $2 }' <<<"$d")" \
 		raw $(($(lg_bytes raw_bytes) - raw0)) wire $(($(lg_bytes wire_bytes) - wire0))
 	tell lg-finished
 	tell lg-last "$(last_seq lg)"
 	sums_put "$DIR/sums/$SITE.lg" /dev/vdd
 	repl_down lg
+}
+
+# ---- the resync group: a resync while a stream writes ---------------------------
+
+# resync_phase: alpha's rs falls behind with DIRTY_MB of random data
+# written while no repld runs (its ring is RS_RING_MB); then its repld
+# resyncs it to beta while fio writes a stream at STREAM_PCT % of the
+# capped link (tests/bench/resync-lib.sh measures it). Alpha's report
+# lines are "result resync-report TEXT"; the 0.2 s samples go to
+# VM_OUT/resync-samples.txt.
+resync_phase() {
+	local link out
+	ETC=$DIR/etc/rs
+	SOCK=$W/repld-rs.sock
+	"$REPLTOOL" create-md --config-dir "$ETC" --role "$ROLE" rs >/dev/null
+	"$REPLTOOL" up --config-dir "$ETC" rs >/dev/null
+	if [[ $SITE == beta ]]; then
+		repld_start
+		log_has "$W/repld.log" "listening on" 60 >/dev/null
+		tell listening-rs
+		wait_for rs-finished 1200
+		out=$(heard rs-last) || { echo "$out" >&2 && exit 1; }
+		applied_reaches rs "$out" 120
+		result replica-after rs "$(status_of rs consistency)"
+		sums_put "$DIR/sums/$SITE.rs" /dev/vdf
+		repl_down rs
+		return
+	fi
+	at "rs behind: $DIRTY_MB MiB with no repld"
+	dd if=/dev/urandom of=/dev/mapper/rs-0 bs=1M count="$DIRTY_MB" oflag=direct status=none
+	[[ $(status_of rs state) == behind ]] || { echo "rs is $(status_of rs state), not behind" >&2 && exit 1; }
+	link=$(awk '$1 == "result" && $2 == "link" && $3 == "capped" { printf "%d", $4 / $5 }' "$W/results")
+	wait_for listening-rs
+	at "resync of $(status_of rs dirty_regions) dirty regions"
+	resync_under_stream rs "$SOCK" /dev/mapper/rs-0 $((link * STREAM_PCT / 100)) 900 \
+		"${VM_OUT:-$W}/resync-samples.txt" repld_start || exit 1
+	out=$(shipped "$SOCK" rs 120) || { echo "after the resync: $out" >&2 && exit 1; }
+	resync_report "$link" "$DIRTY_MB" "$RS_RING_MB" "$(($(blockdev --getsize64 /dev/vdf) >> 20))" \
+		"$STREAM_PCT" | while IFS= read -r out; do result resync-report "$out"; done
+	tell rs-finished
+	tell rs-last "$(last_seq rs)"
+	sums_put "$DIR/sums/$SITE.rs" /dev/vdf
+	repl_down rs
 }
 
 # ---- DRBD 8.4, protocol A ----------------------------------------------------
@@ -443,16 +497,25 @@ echo "# $SITE: $ROLE, $VM_NET_IF $VM_NET_ADDR, $(nproc) CPUs, volumes of $VOL_MB
 	sed -n 's/^DRBDADM_VERSION=//p' | head -1) userland"
 at "link"
 link_rate raw
-# The cap on both ends (beta's carries only the acks).
+# The cap on both ends (beta's carries only the acks); with TEST_DELAY,
+# netem's delay first on each end (a round trip of twice it), tbf under it.
 # shellcheck disable=SC2086 # TBF is a list of tc's words
-tc qdisc replace dev "$VM_NET_IF" root tbf rate "$RATE" $TBF
+if [[ -n ${TEST_DELAY:-} ]]; then
+	modprobe sch_netem
+	tc qdisc replace dev "$VM_NET_IF" root handle 1: netem delay "$TEST_DELAY" limit 100000
+	tc qdisc add dev "$VM_NET_IF" parent 1:1 handle 10: tbf rate "$RATE" $TBF
+else
+	tc qdisc replace dev "$VM_NET_IF" root tbf rate "$RATE" $TBF
+fi
 tell capped
 wait_for capped
 link_rate capped
 result link-cap "$RATE" "$TBF"
+[[ -z ${TEST_DELAY:-} ]] || result link-delay "$TEST_DELAY"
 tc -s qdisc show dev "$VM_NET_IF" | sed 's/^/# /'
-throughput
-lag_and_catchup
+[[ $PHASES != *" throughput "* ]] || throughput
+[[ $PHASES != *" lag "* ]] || lag_and_catchup
+[[ $PHASES != *" resync "* ]] || resync_phase
 tc -s qdisc show dev "$VM_NET_IF" | sed 's/^/# /'
 # The raw link again, at the end: what the host's load left of it.
 tc qdisc del dev "$VM_NET_IF" root

@@ -18,6 +18,12 @@
 #                host's /usr on it (mkfs.ext4 -d, made here), written whole
 #                onto a repl volume; raw and wire bytes (the compression
 #                ratio), the catch-up; the replica's copy checked by e2fsck
+#   resync       a volume behind (BENCH2_DIRTY_MB of random data written
+#                with no repld, a 4 MiB ring), resynced while fio writes a
+#                stream at BENCH2_STREAM_PCT % of the capped link: the
+#                resync's rate against the link left by the stream, the
+#                stream's lag meanwhile (tests/bench/resync-lib.sh, as the
+#                one-guest resync part measures them)
 #
 # Here, on the host: the results of both guests as a table with the
 # ratios against the issue's goals (build/bench/two-guests.txt); the
@@ -25,18 +31,23 @@
 # logs free of splats.
 #
 # usage: tests/bench/two-guests.sh
-# Environment: BENCH_RUNTIME (seconds of each throughput run, 10),
+# Environment: BENCH2_PHASES (which of "throughput lag resync" run, all by
+# default; the link's always), BENCH_RUNTIME (seconds of each throughput run, 10),
 # BENCH2_RATE (the cap, tc's syntax, 8mbit), BENCH2_VOL_MB (the
 # throughput volumes, 32), BENCH2_LAG_S (30), BENCH2_BURST_MB (32),
 # BENCH2_TREE (folders copied, "/usr/share/perl /usr/lib/python3"),
 # BENCH2_TARGETS ("linear repl drbd-A drbd-pa"), BENCH2_SMP (alpha's vCPUs, 2),
 # BENCH2_TBF (tbf's other parameters, "burst 64kb latency 100ms"),
+# BENCH2_DELAY (netem's delay on each guest's egress, under the cap: a
+# round trip of twice it; none by default), BENCH2_RS_MB (the resync's
+# volume, 64), BENCH2_DIRTY_MB (32),
+# BENCH2_STREAM_PCT (25),
 # BENCH2_PROFILE=1 (repld under perf record during the lag run: its top
 # symbols in alpha's output.log as "# perf" lines).
 #
 # Everything stays in build/bench/two-guests/: out-SITE/ (each guest's
 # console, output.log with its "result" lines, dmesg, repld logs,
-# lag-samples.txt), vm-SITE.log, the disks, etc/, sync/, sums/.
+# lag-samples.txt, resync-samples.txt), vm-SITE.log, the disks, etc/, sync/, sums/.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 2
 TOP=$PWD
@@ -51,6 +62,10 @@ TG_ADDR=([alpha]=10.99.0.1 [beta]=10.99.0.2)
 TG_NET=([alpha]=listen [beta]=connect)
 VOL_MB=${BENCH2_VOL_MB:-32}
 LG_MB=128			# the lag group's volume: the burst, then ext4 and the tree
+RS_MB=${BENCH2_RS_MB:-64}
+export TEST_PHASES=${BENCH2_PHASES:-throughput lag resync}
+export TEST_DIRTY_MB=${BENCH2_DIRTY_MB:-32}
+export TEST_STREAM_PCT=${BENCH2_STREAM_PCT:-25}
 export TEST_RUNTIME=${BENCH_RUNTIME:-10}
 export TEST_RATE=${BENCH2_RATE:-8mbit}
 export TEST_LAG_S=${BENCH2_LAG_S:-30}
@@ -59,6 +74,7 @@ TREE=${BENCH2_TREE:-/usr/share/perl /usr/lib/python3}
 export TEST_TARGETS=${BENCH2_TARGETS-linear repl drbd-A drbd-pa}
 export TEST_LINK_S=5
 export TEST_TBF=${BENCH2_TBF:-burst 64kb latency 100ms}
+export TEST_DELAY=${BENCH2_DELAY:-}
 export TEST_PROFILE=${BENCH2_PROFILE:-}
 RESULTS=$TOP/build/bench/two-guests.txt
 
@@ -70,9 +86,13 @@ die() {
 source tests/bench/lib.sh
 bench_built || die "not built"
 command -v drbdadm >/dev/null || die "no drbdadm (tests/install-deps.sh installs drbd-utils)"
+for p in $TEST_PHASES; do
+	[[ " throughput lag resync " == *" $p "* ]] || die "BENCH2_PHASES: no phase \"$p\" (throughput, lag, resync)"
+done
+((TEST_DIRTY_MB < RS_MB)) || die "BENCH2_DIRTY_MB must be below BENCH2_RS_MB"
 
 rm -rf "$DIR"
-mkdir -p "$DIR/etc/tp" "$DIR/etc/lg" "$DIR/sync" "$DIR/sums"
+mkdir -p "$DIR/etc/tp" "$DIR/etc/lg" "$DIR/etc/rs" "$DIR/sync" "$DIR/sums"
 
 # resource GROUP DATA META PORT RING: the group's file, the same on both hosts.
 resource() {
@@ -97,9 +117,11 @@ tests/lib/mkcerts.sh "$DIR/etc/tls" alpha beta || die "certificates"
 # tp's ring is small, so that its runs reach the state the issue is about
 # within seconds: the ring full, writes past it in the bitmap (the group
 # behind), repld resyncing. lg's holds the burst and the image whole: their
-# catch-up is the ring's, not a resync's.
+# catch-up is the ring's, not a resync's. rs's is smaller than what is
+# written with no repld: the resync's.
 resource tp /dev/vda /dev/vdb 7790 16M >"$DIR/etc/tp/tp.conf"
 resource lg /dev/vdd /dev/vde 7792 128M >"$DIR/etc/lg/lg.conf"
+resource rs /dev/vdf /dev/vdg 7794 4M >"$DIR/etc/rs/rs.conf"
 for s in alpha beta; do
 	echo "$s ${TG_ADDR[$s]}"
 done >"$DIR/etc/hosts"
@@ -124,12 +146,13 @@ for s in alpha beta; do
 	dd if=/dev/zero of="$DIR/$s-vda" bs=1M count="$VOL_MB" status=none
 	dd if=/dev/zero of="$DIR/$s-vdc" bs=1M count=$((VOL_MB + 4)) status=none
 	dd if=/dev/zero of="$DIR/$s-vdd" bs=1M count="$LG_MB" status=none
-	truncate -s 8M "$DIR/$s-vdb" "$DIR/$s-vde"
+	dd if=/dev/zero of="$DIR/$s-vdf" bs=1M count="$RS_MB" status=none
+	truncate -s 8M "$DIR/$s-vdb" "$DIR/$s-vde" "$DIR/$s-vdg"
 done
 
 disks() {
 	local d
-	for d in vda vdb vdc vdd vde; do
+	for d in vda vdb vdc vdd vde vdf vdg; do
 		echo --disk
 		echo "$DIR/$1-$d"
 	done
@@ -164,8 +187,10 @@ for s in alpha beta; do
 		failed=1
 	fi
 done
-groups=(lg)
-[[ " $TEST_TARGETS " != *" repl "* ]] || groups+=(tp)
+groups=()
+[[ " $TEST_PHASES " != *" lag "* ]] || groups+=(lg)
+[[ " $TEST_PHASES " != *" resync "* ]] || groups+=(rs)
+[[ " $TEST_PHASES " != *" throughput "* || " $TEST_TARGETS " != *" repl "* ]] || groups+=(tp)
 for g in "${groups[@]}"; do
 	if ! cmp -s "$DIR/sums/alpha.$g" "$DIR/sums/beta.$g" || [[ ! -s $DIR/sums/alpha.$g ]]; then
 		echo "two-guests bench: group $g: the replica's disk differs from the primary's" >&2
@@ -184,6 +209,7 @@ function mb(x) { return x / 1e6 }
 $2 == "link" { bytes[$3] = $4; secs[$3] = $5 }
 $2 == "replica-fsck" { fsck = $4 }
 $2 == "link-cap" { cap = $3; for (i = 4; i <= NF; i++) cap = cap " " $i }
+$2 == "link-delay" { delay = $3 }
 $2 == "tput" { iops[$3, $4] = $5; mbs[$3, $4] = $6; jobs[$4] = 1; t[$3] = 1 }
 $2 == "state" || $2 == "replica" || $2 == "replica-after" || $2 == "catchup" {
 	states[++nstates] = $1 ": " substr($0, index($0, $2))
@@ -191,17 +217,22 @@ $2 == "state" || $2 == "replica" || $2 == "replica-after" || $2 == "catchup" {
 $2 == "lag" { lag = $0 }
 $2 == "burst" { for (i = 3; i < NF; i += 2) burst[$i] = $(i + 1) }
 $2 == "image" { for (i = 3; i < NF; i += 2) im[$i] = $(i + 1) }
+$2 == "resync-report" { line = $0; sub(/^[^ ]+ [^ ]+ /, "", line); rs[++nrs] = line }
 END {
 	rate = secs["capped"] ? bytes["capped"] / secs["capped"] : 0
 	printf "link: raw %.1f MB/s at the start, %.1f at the end; capped by tbf (%s): %.2f MB/s, the link rate below\n",
 		secs["raw"] ? mb(bytes["raw"] / secs["raw"]) : 0,
 		secs["raw-end"] ? mb(bytes["raw-end"] / secs["raw-end"]) : 0, cap, mb(rate)
-	printf "\n%-19s %-9s %10s %10s\n", "job", "target", "IOPS", "MB/s"
+	if (delay != "")
+		printf "netem delay %s on each end (a round trip of twice it), under the cap\n", delay
+	if (length(jobs))
+		printf "\n%-19s %-9s %10s %10s\n", "job", "target", "IOPS", "MB/s"
 	n = split("linear repl drbd-A drbd-pa", order, " ")
 	for (j in jobs) for (k = 1; k <= n; k++) if ((order[k], j) in iops)
 		printf "%-19s %-9s %10d %10.1f\n", j, order[k], iops[order[k], j], mbs[order[k], j]
 	j4 = "randwrite-4k-qd32"; j1 = "write-1m-qd4"
-	printf "\n"
+	if (length(jobs))
+		printf "\n"
 	if (iops["drbd-A", j4])
 		printf "repl / DRBD-A, 4 KiB random:       %6.2f (goal >= 10)\n", iops["repl", j4] / iops["drbd-A", j4]
 	if (iops["drbd-pa", j1])
@@ -243,6 +274,10 @@ END {
 		printf "the replica'"'"'s copy: e2fsck -fn %s\n", fsck
 		if (im["overflows"])
 			printf "  (NOT a ring catch-up: %d writes overflowed into the bitmap)\n", im["overflows"]
+	}
+	if (nrs) {
+		printf "\nresync over the capped link, the link rate as above:\n"
+		for (i = 1; i <= nrs; i++) printf "  %s\n", rs[i]
 	}
 }' "$DIR/results.raw" >"$RESULTS.tmp"
 {
