@@ -746,6 +746,36 @@ TEST_F(session, a_replica_with_writes_of_its_own_is_refused_as_diverged)
 	EXPECT_NE(NULL, strstr(self->site.g.st.diverged, "writes of its own"));
 }
 
+/* A divergence said by an earlier session, as the status would show it. */
+#define EARLIER_SPLIT "split brain: the generations of the two sides share no history"
+
+TEST_F(session, a_refusal_judged_after_the_generations_ends_the_divergence_said_before)
+{
+	struct dmrepl_proto_hello h;
+
+	snprintf(self->site.g.st.diverged, sizeof(self->site.g.st.diverged), EARLIER_SPLIT);
+	ASSERT_EQ(0, fakering_append(&self->site.ring, 4));
+	/* The generations agree now (say, after a rejoin); the stream does not. */
+	replica_default_hello(&h, STREAM, self->site.ring.next_seq + 3, 2);
+	connect_replica_hello(_metadata, self, &h);
+	expect_refused(_metadata, self, DMREPL_REFUSE_STREAM,
+		       "the replica has applied past the primary's next sequence");
+	EXPECT_STREQ("-", self->site.g.st.diverged);
+}
+
+TEST_F(session, a_refusal_judged_before_the_generations_keeps_the_divergence_said_before)
+{
+	struct dmrepl_proto_hello h;
+
+	snprintf(self->site.g.st.diverged, sizeof(self->site.g.st.diverged), EARLIER_SPLIT);
+	replica_default_hello(&h, STREAM, 0, 2);
+	/* Another group: refused before its generations are looked at. */
+	snprintf(h.group, sizeof(h.group), "other");
+	connect_replica_hello(_metadata, self, &h);
+	expect_refused(_metadata, self, DMREPL_REFUSE_GROUP, "the peer replicates another group");
+	EXPECT_STREQ(EARLIER_SPLIT, self->site.g.st.diverged);
+}
+
 /* A RESEND of one region of volume, as the replica. */
 static void replica_resend(struct __test_metadata *_metadata, struct replica *r, __u32 volume)
 {

@@ -301,6 +301,14 @@ int dmrepl_proto_check_hello(const struct dmrepl_proto_hello *local,
 			     const struct dmrepl_proto_hello *peer,
 			     unsigned int *reason, const char **text);
 
+/*
+ * A refusal for reason (of dmrepl_proto_check_hello, ours or the peer's)
+ * is judged after the generations and so says they agree: a divergence
+ * said earlier is over. False for the reasons judged before them (group,
+ * roles) and for DIVERGED itself.
+ */
+bool dmrepl_proto_gens_agree(unsigned int reason);
+
 /* The volume of that index in h (as decoded: nvolumes checked), NULL if none. */
 const struct dmrepl_proto_volume *dmrepl_proto_hello_volume(const struct dmrepl_proto_hello *h,
 							    __u32 index);

@@ -1025,6 +1025,11 @@ static const char *gens_problem(const struct dmrepl_proto_hello *pri,
 	return "split brain: the generations of the two sides share no history";
 }
 
+bool dmrepl_proto_gens_agree(unsigned int reason)
+{
+	return reason == DMREPL_REFUSE_VOLUMES || reason == DMREPL_REFUSE_STREAM;
+}
+
 const struct dmrepl_proto_volume *dmrepl_proto_hello_volume(const struct dmrepl_proto_hello *h,
 							    __u32 index)
 {
@@ -1063,6 +1068,7 @@ int dmrepl_proto_check_hello(const struct dmrepl_proto_hello *local,
 	*text = gens_problem(pri, sec);
 	if (*text)
 		return -ECONNREFUSED;
+	/* From here on the generations agree (dmrepl_proto_gens_agree). */
 	*reason = DMREPL_REFUSE_VOLUMES;
 	if (!volumes_match(pri, sec, text))
 		return -ECONNREFUSED;

@@ -90,6 +90,8 @@ int hello_exchange(struct group *g, struct link *l, const struct dmrepl_proto_he
 		return 0;
 	}
 	link_refuse(l, reason, "%s", text);
+	if (dmrepl_proto_gens_agree(reason))
+		note_diverged(g, "-");
 	if (reason == DMREPL_REFUSE_DIVERGED) {
 		note_diverged(g, text);
 		group_error(g, LOG_ERR, "refused peer %s (site %s): %s; our generation %s, "
@@ -115,6 +117,8 @@ static int unexpected(struct group *g, struct link *l, const struct dmrepl_frame
 		/* A stop or a role change of the peer is no error of ours. */
 		if (f->refuse.reason == DMREPL_REFUSE_DIVERGED)
 			note_diverged(g, f->refuse.text);
+		else if (dmrepl_proto_gens_agree(f->refuse.reason))
+			note_diverged(g, "-");
 		if (f->refuse.reason == DMREPL_REFUSE_SHUTDOWN ||
 		    f->refuse.reason == DMREPL_REFUSE_ROLE)
 			glog(g, LOG_NOTICE, "peer %s ended the session: %s", g->st.peer,
