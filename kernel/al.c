@@ -346,6 +346,26 @@ void repl_al_destroy(struct repl_volume *v)
 	v->al = NULL;
 }
 
+/*
+ * Save the bitmap blocks of regions @first to @last under txn_lock, as the
+ * worker's saves: no block filled before another save can land after it.
+ */
+int repl_al_save_regions(struct repl_volume *v, unsigned long first,
+			 unsigned long last)
+{
+	struct repl_al *al = v->al;
+	unsigned int noio;
+	int r;
+
+	/* Writes wait for txn_lock: no allocation may recurse into I/O. */
+	noio = memalloc_noio_save();
+	mutex_lock(&al->txn_lock);
+	r = repl_meta_save_regions(v, first, last);
+	mutex_unlock(&al->txn_lock);
+	memalloc_noio_restore(noio);
+	return r;
+}
+
 void repl_al_stats(const struct repl_volume *v, struct repl_al_stats *st)
 {
 	const struct repl_al *al = v->al;

@@ -146,6 +146,11 @@ struct repl_volume {
 	 * dirty for every bitmap save.
 	 */
 	unsigned long *syncing;
+	/*
+	 * The regions a release took out of syncing since the last save of
+	 * them (none: first > last). Guarded by the group's entries_lock.
+	 */
+	unsigned long released_first, released_last;
 };
 
 /*
@@ -367,6 +372,8 @@ bool repl_al_admit(struct repl_volume *v, struct bio *bio,
 		   const struct repl_io *io);
 int repl_al_recover(struct repl_volume *v);
 int repl_al_reset(struct repl_volume *v);
+int repl_al_save_regions(struct repl_volume *v, unsigned long first,
+			 unsigned long last);
 void repl_al_stats(const struct repl_volume *v, struct repl_al_stats *st);
 
 /* What a table line says about its volume. */
@@ -509,7 +516,8 @@ static inline bool repl_regions_dirty(const struct repl_volume *v,
 void repl_resync_init(struct repl_group *g);
 void repl_resync_overflow_start(struct repl_group *g, struct repl_io *io);
 void repl_resync_overflow_end(struct repl_group *g, struct repl_io *io);
-void repl_resync_released(struct repl_group *g);
+bool repl_resync_released(struct repl_group *g);
+void repl_resync_save_released(struct repl_group *g);
 void repl_resync_forget(struct repl_volume *v);
 void repl_resync_joined(struct repl_volume *v);
 struct dm_repl_resync_req;

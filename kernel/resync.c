@@ -100,25 +100,66 @@ static bool still_syncing(struct repl_resync *rs, unsigned int i,
 
 /*
  * Forget the regions the consumer released. A region resynced again since
- * stays syncing until its last record is released too.
+ * stays syncing until its last record is released too. True if a region
+ * left syncing: its bit is to be saved (repl_resync_save_released()).
  */
-void repl_resync_released(struct repl_group *g)
+bool repl_resync_released(struct repl_group *g)
 {
 	struct repl_resync *rs = &g->resync;
 	u64 released = READ_ONCE(g->ring.ctl->released_seq);
 	unsigned long flags;
+	bool cleared = false;
 
 	spin_lock_irqsave(&rs->entries_lock, flags);
 	while (rs->nr && entry(rs, 0)->seq <= released) {
 		struct repl_resync_entry *e = entry(rs, 0);
+		struct repl_volume *v = e->vol;
 
-		if (!still_syncing(rs, 1, e))
-			clear_bit(e->region, e->vol->syncing);
+		if (!still_syncing(rs, 1, e)) {
+			clear_bit(e->region, v->syncing);
+			v->released_first = min(v->released_first, e->region);
+			v->released_last = max(v->released_last, e->region);
+			cleared = true;
+		}
 		rs->head = (rs->head + 1) % REPL_RESYNC_UNRELEASED;
 		rs->nr--;
 		atomic64_dec(&rs->regions);
 	}
 	spin_unlock_irqrestore(&rs->entries_lock, flags);
+	return cleared;
+}
+
+/*
+ * The regions released since the last save reach the on-disk bitmap: the
+ * replica has them, so a crash of the primary resumes the resync where the
+ * replica is, not at its start. Under g->lock (the volumes stay; no role
+ * change, whose own saves take it) and the AL's txn_lock (its saves).
+ * Process context, no lock held.
+ */
+void repl_resync_save_released(struct repl_group *g)
+{
+	struct repl_resync *rs = &g->resync;
+	unsigned long first, last, flags;
+	unsigned int i;
+
+	mutex_lock(&g->lock);
+	for (i = 0; i < DM_REPL_MAX_VOLUMES; i++) {
+		struct repl_volume *v = g->volumes[i];
+
+		if (!v || g->role != DM_REPL_ROLE_PRIMARY)
+			continue;
+		spin_lock_irqsave(&rs->entries_lock, flags);
+		first = v->released_first;
+		last = min(v->released_last, v->nr_regions - 1);
+		v->released_first = ULONG_MAX;
+		v->released_last = 0;
+		spin_unlock_irqrestore(&rs->entries_lock, flags);
+		/* On failure the disk keeps them dirty: resynced again. */
+		if (first <= last && repl_al_save_regions(v, first, last))
+			DMWARN_LIMIT("%s: volume %u: cannot save the regions resynced",
+				     g->name, v->index);
+	}
+	mutex_unlock(&g->lock);
 }
 
 /*
