@@ -14,16 +14,32 @@
 # the round: recovery marked exactly the regions of the extents the AL
 # named and the on-disk bitmap's (alpha's metadata is copied before the
 # load and decoded by tests/guest/crashwriter ondisk), a small part of the
-# volume; the resync sent exactly those (the kernel's resynced_regions);
+# volume; the resync sent exactly those (the kernel's resynced_regions),
+# and the regions the replica asked for (a resync cut short: alpha's repld
+# logs them);
 # beta was not consistent until the resync ended (a reloaded primary
 # starts a stream with GAP after a crash: outdated, then inconsistent at
 # the first RESYNC record, consistent at its end; Documentation/dm-repl.md,
 # "Streams"), consistent after; the two data disks have the same sha256.
 # Then it starts the next round, or, after the last, only checks.
 #
-# usage: tests/al-reset.sh     (TAP on stdout, five tests per round)
-# Environment: AL_RESET_ROUNDS (default 2), AL_RESET_SEED (the first
-# round's seed; round i uses AL_RESET_SEED + i - 1; default random).
+# After those rounds, mid-resync rounds (issue 16: a resync interrupted by
+# a crash resumes where it was): alpha, with a 2 MiB ring and no repld
+# running, takes 12 MiB of writes and is behind with most of them dirty;
+# both replds start (resync-rate 512K), and once the kernel resynced
+# half of the dirty regions, alpha's repld stopped, the guest resets with
+# no write since. The next boot makes the same five checks, and a sixth:
+# the resync resumed: the on-disk bitmap holds exactly the regions the
+# reset left dirty or resynced and not released (a release saves the
+# regions it took out of the resync), the load marks at most those and
+# the regions of the AL's extents, fewer than at the resync's start.
+#
+# usage: tests/al-reset.sh     (TAP on stdout, five tests per round, six
+#                              per mid-resync round)
+# Environment: AL_RESET_ROUNDS (default 2), AL_RESET_MID_RESYNC (mid-resync
+# rounds, default 1; with AL_RESET_ROUNDS=0 only those), AL_RESET_SEED
+# (the first round's seed; round i uses AL_RESET_SEED + i - 1; default
+# random).
 #
 # A round fails on a check above, a kernel splat (vm.sh status 123), a
 # guest that did not reset when expected, or a check that did not run. The
@@ -36,12 +52,17 @@ TOP=$PWD
 source tests/lib/tap.sh
 
 ROUNDS=${AL_RESET_ROUNDS:-2}
+MID=${AL_RESET_MID_RESYNC:-1}
 SEED=${AL_RESET_SEED:-$((($(od -An -N4 -tu4 /dev/urandom) % 1000000) + 1))}
 DIR=$TOP/build/al-reset
 BOOT_TIMEOUT=300
-PER_ROUND=5
 
-[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "AL_RESET_ROUNDS: not a positive number" >&2; exit 2; }
+if ! [[ $ROUNDS =~ ^[0-9]+$ && $MID =~ ^[0-9]+$ ]] || ((10#$ROUNDS + 10#$MID == 0)); then
+	echo "AL_RESET_ROUNDS, AL_RESET_MID_RESYNC: numbers, not both 0" >&2
+	exit 2
+fi
+TOTAL=$((ROUNDS + MID))
+PLAN=$((ROUNDS * 5 + MID * 6))
 [[ $SEED =~ ^[0-9]+$ ]] || { echo "AL_RESET_SEED: not a number" >&2; exit 2; }
 
 if [[ ! -f dm-repl.ko ]]; then
@@ -68,29 +89,50 @@ field() {
 	head -1 "$2" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$1=//p"
 }
 
-tap_plan $((ROUNDS * PER_ROUND))
-tap_diag "seeds $SEED to $((SEED + ROUNDS - 1)) (AL_RESET_SEED=$SEED repeats this run)"
+# kind N: the guest's argument for round N (the mid-resync rounds come last).
+kind() {
+	(($1 > ROUNDS)) && echo --mid-resync
+}
+
+tap_plan $PLAN
+tap_diag "seeds $SEED to $((SEED + TOTAL - 1)) (AL_RESET_SEED=$SEED repeats this run)"
 start=$SECONDS
 sum_dirty=0 sum_regions=0
-boot 1 1 "$SEED"
-for ((round = 1; round <= ROUNDS; round++)); do
+# shellcheck disable=SC2046 # kind: one word or none
+boot 1 1 "$SEED" $(kind 1)
+for ((round = 1; round <= TOTAL; round++)); do
 	seed=$((SEED + round - 1))
 	reset=$DIR/out-$round/reset
-	name="round $round (seed $seed): alpha replicates to beta over the link under load and loses power"
 	why=$(boot_trouble "$round" reset)
-	if [[ -z $why ]] && (($(field beta_applied "$reset") == 0)); then
-		why="beta applied nothing before the reset: $(cat "$reset")"
+	if ((round <= ROUNDS)); then
+		name="round $round (seed $seed): alpha replicates to beta over the link under load and loses power"
+		if [[ -z $why ]] && (($(field beta_applied "$reset") == 0)); then
+			why="beta applied nothing before the reset: $(cat "$reset")"
+		fi
+	else
+		name="round $round (seed $seed): alpha resyncs to beta over the link and loses power mid-resync"
+		dirty_start=$(field dirty_start "$reset")
+		resynced_reset=$(field resynced "$reset")
+		if [[ -z $why ]] && ! ((resynced_reset > 0 && resynced_reset < dirty_start)); then
+			why="the reset was not mid-resync: $(cat "$reset")"
+		fi
 	fi
 	if [[ -n $why ]]; then
 		tap_fail "$name" "$why"
 		break
 	fi
 	tap_ok "$name"
-	tap_diag "reset after $(field delay_ms "$reset") ms: $(cut -d' ' -f4- "$reset")"
+	if ((round <= ROUNDS)); then
+		tap_diag "reset after $(field delay_ms "$reset") ms: $(cut -d' ' -f4- "$reset")"
+	else
+		tap_diag "reset with $resynced_reset of $dirty_start dirty regions resynced:" \
+			"$(cut -d' ' -f3- "$reset")"
+	fi
 
 	n=$((round + 1))
-	if ((round < ROUNDS)); then
-		boot "$n" "$n" "$((seed + 1))"
+	if ((round < TOTAL)); then
+		# shellcheck disable=SC2046
+		boot "$n" "$n" "$((seed + 1))" $(kind "$n")
 	else
 		boot "$n" --check-only "$n"
 	fi
@@ -120,14 +162,32 @@ $(tail -15 "$DIR/out-$n/output.log" 2>/dev/null)"
 	fi
 	tap_diag "AL: $(field al_extents "$check") extents, $(field al_regions "$check") regions (last transaction $(field al_seq "$check"), $(field al_torn "$check") torn); on-disk bitmap: $(field bm_dirty "$check") dirty; union $union; dirty at the load $dirty (unrecovered $(field unrecovered "$check"), extra $(field extra "$check")) of $regions regions"
 
-	name="round $round: the resync sent exactly those regions ($resynced resynced for $dirty dirty)"
-	if [[ $(field synced "$check") == yes && $resynced == "$dirty" ]]; then
+	asked=$(field asked "$check")
+	name="round $round: the resync sent exactly those regions and those the replica asked for ($resynced resynced for $dirty dirty, $asked asked)"
+	if [[ $(field synced "$check") == yes && -n $asked ]] &&
+		((resynced >= dirty && resynced <= dirty + asked)); then
 		tap_ok "$name"
 	else
 		tap_fail "$name" "$(cat "$check")"
 		ok=0
 	fi
 	tap_diag "alpha uptodate and beta consistent and caught up $(field resync_s "$check") s after the replds started"
+
+	if ((round > ROUNDS)); then
+		left=$(($(field dirty "$reset") + $(field unreleased "$reset")))
+		al=$(field al_regions "$check")
+		bm=$(field bm_dirty "$check")
+		name="round $round: the resync resumed: $dirty regions dirty at the load, of $dirty_start at its start"
+		if ((bm == left && dirty <= left + al && dirty < dirty_start)); then
+			tap_ok "$name"
+		else
+			tap_fail "$name" "the on-disk bitmap is not the $left regions dirty or unreleased at the reset, or the load found more than those and the AL's $al regions"
+			ok=0
+		fi
+		tap_diag "at the reset $resynced_reset regions resynced, $left dirty or unreleased;" \
+			"on disk $bm dirty; at the load $dirty dirty with the AL's extents ($al regions);" \
+			"resynced in this boot: $resynced"
+	fi
 
 	seen=$(field beta_seen "$check")
 	name="round $round: beta is not consistent from the reset to the end of the resync, consistent after"
@@ -143,7 +203,7 @@ $(tail -15 "$DIR/out-$n/output.log" 2>/dev/null)"
 	sum_a=$(field sum_a "$check")
 	name="round $round: the replica equals the primary byte for byte (sha256 $sum_a)"
 	why=""
-	if ((round == ROUNDS)); then
+	if ((round == TOTAL)); then
 		why=$(boot_trouble "$n" "exit 0")
 	fi
 	if [[ -z $why && -n $sum_a && $sum_a == "$(field sum_b "$check")" ]]; then
@@ -157,7 +217,7 @@ $(tail -15 "$DIR/out-$n/output.log" 2>/dev/null)"
 	sum_regions=$((sum_regions + regions))
 done
 # After a failure the remaining tests did not run.
-for ((i = TAP_N + 1; i <= ROUNDS * PER_ROUND; i++)); do
+for ((i = TAP_N + 1; i <= PLAN; i++)); do
 	tap_skip "test $i" "the run stopped at the first failure; disks kept in $DIR"
 done
 if ((sum_regions)); then

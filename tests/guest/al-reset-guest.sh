@@ -8,7 +8,7 @@
 # veth, a repld in each, TLS with a PSK): alpha's group vm1, the primary,
 # replicates over the link to beta's vm1b.
 #
-# usage: al-reset-guest.sh ROUND SEED
+# usage: al-reset-guest.sh ROUND SEED [--mid-resync]
 #        al-reset-guest.sh --check-only ROUND
 #
 # 1. ROUND > 1 (the previous boot ended in a reset): copy alpha's metadata
@@ -26,17 +26,30 @@
 #    0.4 s of writing, so that extents go hot, are released and go cold;
 #    after a delay drawn from SEED (2 to 5 s from fio's first writes) a
 #    reset with sysrq-b.
+# 3. --mid-resync instead of 2: a 2 MiB ring; with no repld running, 12 MiB
+#    of random data at a place drawn from SEED, most of it only in the
+#    dirty bitmap (alpha behind); then both replds resync it under
+#    resync-rate 512K, and once the kernel put half of the dirty regions
+#    in the ring (resynced_regions), alpha's repld is stopped (SIGSTOP, so
+#    that its counters hold), they are read, and a reset with sysrq-b; no
+#    write since the 12 MiB. The next boot's step 1 is the same: it finds
+#    what the reset left of the resync.
 #
 # Results for the host, in VM_OUT (written directly, not through the
 # console, so that the reset cannot lose them):
 #   check  one line "alreset: round=R KEY=VALUE..." (alpha's state and
 #          dirty_regions at the load, crashwriter ondisk's fields,
-#          resynced_regions at the end, beta's consistency at the load, as
+#          resynced_regions at the end, the regions the replica asked
+#          for (alpha's repld logs them), beta's consistency at the load, as
 #          polled during the resync and at the end, both sums), then
 #          alpha's recovery line of the kernel log and its repld's
 #          account of the resync
 #   reset  "round=R seed=S delay_ms=D KEY=VALUE..." (alpha's and beta's
-#          status), just before the reset
+#          status), just before the reset; with --mid-resync "round=R
+#          seed=S dirty_start=D resynced=N dirty=N unreleased=N ...":
+#          alpha's dirty regions when its repld started, and the kernel's
+#          resynced_regions, dirty_regions and resync_regions (resynced,
+#          not released yet) at the reset
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=tests/guest/lib.sh
@@ -47,8 +60,12 @@ if [[ ${1:-} == --check-only ]]; then
 	check_only=1
 	shift
 fi
-ROUND=${1:?usage: al-reset-guest.sh ROUND SEED | --check-only ROUND}
+ROUND=${1:?usage: al-reset-guest.sh ROUND SEED [--mid-resync] | --check-only ROUND}
 SEED=${2:-0}
+mid_resync=0
+[[ ${3:-} == --mid-resync ]] && mid_resync=1
+# A ring that the mid-resync round's writes overflow, one that the load's never do.
+RING_MB=$((mid_resync ? 2 : 32))
 OUT=${VM_OUT:?al-reset-guest.sh runs in the guest (tests/al-reset.sh)}
 WRITER=$HERE/crashwriter
 
@@ -78,7 +95,7 @@ done
 SECTORS=$(blockdev --getsz /dev/vda)
 
 load() {
-	dm_create vm1-0 "0 $SECTORS repl /dev/vda /dev/vdb vm1 primary 2 ring_mb 32" &&
+	dm_create vm1-0 "0 $SECTORS repl /dev/vda /dev/vdb vm1 primary 2 ring_mb $RING_MB" &&
 		dm_create vm1b-0 "0 $SECTORS repl /dev/vdc /dev/vdd vm1b secondary 2 source vm1"
 }
 
@@ -130,6 +147,9 @@ if ((ROUND > 1)); then
 	touch "$W/stop-poll"
 	wait $poller
 	resynced=$(status_of vm1 resynced_regions)
+	# Regions the replica asked for at the connection (a resync cut short).
+	asked=$(grep -o 'the replica asks for [0-9]* regions' "$W/alpha.log" |
+		awk '{ n += $5 } END { print n + 0 }')
 	beta_after=$(status_of vm1b consistency)
 	echo 1 >/proc/sys/vm/drop_caches
 	sum_a=$(data_sum /dev/vda)
@@ -137,7 +157,7 @@ if ((ROUND > 1)); then
 	{
 		echo "alreset: round=$((ROUND - 1)) state=$state dirty_regions=$dirty" \
 			"resynced_before=$resynced_before ${ondisk#ondisk: } ondisk_rc=$ondisk_rc" \
-			"resynced=$resynced synced=$synced resync_s=$resync_s" \
+			"resynced=$resynced asked=$asked synced=$synced resync_s=$resync_s" \
 			"beta_before=$beta_before beta_after=$beta_after" \
 			"beta_seen=$(paste -sd, "$W/beta-states") sum_a=$sum_a sum_b=$sum_b"
 		echo "kernel: $recovery"
@@ -152,18 +172,59 @@ if ((ROUND > 1)); then
 fi
 ((check_only)) && exit 0
 
-# 2. A fresh pair over the same data, replicating, and writes until the reset.
+# 2. and 3.: a fresh pair over the same data.
 "$REPLTOOL" meta create --force --group vm1 --volume 0 --extent-kb 1024 \
 	--hot-extents 4 --al-slots 4 --data-dev /dev/vda /dev/vdb >/dev/null ||
 	die "alpha's metadata"
 "$REPLTOOL" meta create --force --role secondary --group vm1b --volume 0 \
 	--data-dev /dev/vdc /dev/vdd >/dev/null || die "beta's metadata"
 load || die "cannot load the sites"
+
+# power_cut: sysrq-b, once VM_OUT/reset is written.
+power_cut() {
+	echo b >/proc/sysrq-trigger
+	sleep 10
+	die "sysrq-b did not reset the guest"
+}
+
+RANDOM=$SEED
+# 3. Alpha behind, then a power cut in the middle of its resync.
+if ((mid_resync)); then
+	dd if=/dev/urandom of=/dev/mapper/vm1-0 bs=1M count=12 seek=$((RANDOM % 53)) \
+		oflag=direct status=none || die "cannot write on alpha"
+	dirty_start=$(status_of vm1 dirty_regions)
+	if [[ $(status_of vm1 state) != behind ]] || ((dirty_start < 96)); then
+		die "12 MiB into a 2 MiB ring left alpha $(status_of vm1 state) with $dirty_start regions dirty"
+	fi
+	# shellcheck disable=SC2034 # sites_up reads it
+	SITES_KEYS="resync-rate 512K;"
+	sites_up || die "cannot start the sites"
+	site_start alpha
+	end=$((SECONDS + 120))
+	while (($(status_of vm1 resynced_regions) * 2 < dirty_start)); do
+		((SECONDS < end)) || die "half of $dirty_start regions not resynced after 120 s:" \
+			"$(status_of vm1 resynced_regions)"
+		sleep 0.1
+	done
+	# Alpha's repld stopped (its ioctls done): the counters stay as read.
+	pid=$(cat "$W/alpha.pid")
+	kill -STOP "$pid"
+	until awk '$3 != "T" { running = 1 } END { exit running }' /proc/"$pid"/task/*/stat; do
+		sleep 0.05
+	done
+	facts=$("$REPLTOOL" status vm1 | awk '$1 == "resynced_regions" { r = $2 }
+		$1 == "dirty_regions" { d = $2 } $1 == "resync_regions" { u = $2 }
+		END { print "resynced=" r " dirty=" d " unreleased=" u }')
+	echo "round=$ROUND seed=$SEED dirty_start=$dirty_start $facts" \
+		"beta=$(status_of vm1b consistency)" >"$OUT/reset"
+	power_cut
+fi
+
+# 2. Replicating, and writes until the reset.
 sites_up || die "cannot start the sites"
 site_start alpha
 out=$(shipped "$W/alpha.sock" vm1 60) || die "alpha does not replicate to beta: $out"
 
-RANDOM=$SEED
 delay_ms=$((2000 + RANDOM % 3001))
 regions=$((SECTORS / 128))	# of 64 KiB, the default: zones start on one
 {
@@ -207,6 +268,4 @@ read -r -a b < <(dmsetup status vm1b-0)
 echo "round=$ROUND seed=$SEED delay_ms=$delay_ms alpha_seq=${f[7]} overflows=${f[11]}" \
 	"al_txns=${f[17]} al_evictions=${f[18]} al_fallbacks=${f[19]} beta_applied=${b[7]}" \
 	>"$OUT/reset"
-echo b >/proc/sysrq-trigger
-sleep 10
-die "sysrq-b did not reset the guest"
+power_cut
