@@ -72,6 +72,18 @@ static void note_diverged(struct group *g, const char *text)
 	pthread_mutex_unlock(&g->lock);
 }
 
+/*
+ * A refusal, ours or the peer's, in the status: a divergence it says, or
+ * the end of one said before when it was judged after the generations.
+ */
+static void note_refusal(struct group *g, unsigned int reason, const char *text)
+{
+	if (reason == DMREPL_REFUSE_DIVERGED)
+		note_diverged(g, text);
+	else if (dmrepl_proto_gens_agree(reason))
+		note_diverged(g, "-");
+}
+
 int hello_exchange(struct group *g, struct link *l, const struct dmrepl_proto_hello *ours,
 		   struct dmrepl_proto_hello *theirs)
 {
@@ -90,10 +102,8 @@ int hello_exchange(struct group *g, struct link *l, const struct dmrepl_proto_he
 		return 0;
 	}
 	link_refuse(l, reason, "%s", text);
-	if (dmrepl_proto_gens_agree(reason))
-		note_diverged(g, "-");
+	note_refusal(g, reason, text);
 	if (reason == DMREPL_REFUSE_DIVERGED) {
-		note_diverged(g, text);
 		group_error(g, LOG_ERR, "refused peer %s (site %s): %s; our generation %s, "
 			    "theirs %s", g->st.peer, theirs->site, text,
 			    gens_text(ours, gen_ours, sizeof(gen_ours)),
@@ -115,10 +125,7 @@ static int unexpected(struct group *g, struct link *l, const struct dmrepl_frame
 	if (f->type == DMREPL_FRAME_REFUSE) {
 		name = dmrepl_proto_reason_name(f->refuse.reason);
 		/* A stop or a role change of the peer is no error of ours. */
-		if (f->refuse.reason == DMREPL_REFUSE_DIVERGED)
-			note_diverged(g, f->refuse.text);
-		else if (dmrepl_proto_gens_agree(f->refuse.reason))
-			note_diverged(g, "-");
+		note_refusal(g, f->refuse.reason, f->refuse.text);
 		if (f->refuse.reason == DMREPL_REFUSE_SHUTDOWN ||
 		    f->refuse.reason == DMREPL_REFUSE_ROLE)
 			glog(g, LOG_NOTICE, "peer %s ended the session: %s", g->st.peer,
