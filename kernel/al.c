@@ -10,7 +10,8 @@
  * and only then are the writes passed down. An extent may go cold once
  * every record of a write into it was released; it is dropped only when
  * the hot set is full and a new extent needs its place, after the bitmap
- * blocks of its dirty regions (from overflows, failed writes) are on disk.
+ * blocks of its dirty regions (from overflows, failed writes) are on disk,
+ * and by a transaction written after a flush of the data device.
  * When nothing can be dropped, a write's regions are marked dirty and their
  * bitmap blocks written before it passes: slower, never stalled.
  *
@@ -21,6 +22,7 @@
  * al->txn_lock serialises the worker's metadata I/O.
  */
 #include <linux/bio.h>
+#include <linux/blkdev.h>
 #include <linux/hash.h>
 #include <linux/log2.h>
 #include <linux/slab.h>
@@ -56,6 +58,7 @@ struct repl_al {
 
 	u32 slots;
 	u64 seq;			/* last transaction written */
+	bool dropped;			/* an extent went since it */
 	struct dm_repl_meta_al_slot *block;
 
 	/* Counters, for status. */
@@ -163,8 +166,10 @@ static bool al_evict_one(struct repl_al *al)
 		gone = true;
 	}
 	spin_unlock_irqrestore(&al->lock, flags);
-	if (gone)
+	if (gone) {
 		atomic64_inc(&al->evictions);
+		al->dropped = true;
+	}
 	return true;
 }
 
@@ -215,7 +220,12 @@ static bool al_make_hot(struct repl_al *al, const struct repl_io *io)
 	return true;
 }
 
-/* One transaction naming the whole hot set; then it is all logged. */
+/*
+ * One transaction naming the whole hot set; then it is all logged. If it
+ * drops an extent, the writes into it are flushed first: the replica may
+ * have them from the data device's volatile cache, and after a crash that
+ * lost them only the extent's place in the AL would have them resynced.
+ */
 static int al_write_txn(struct repl_al *al)
 {
 	struct dm_repl_meta_al_slot *s = al->block;
@@ -224,6 +234,12 @@ static int al_write_txn(struct repl_al *al)
 	unsigned int n = 0;
 	int r;
 
+	if (al->dropped) {
+		r = blkdev_issue_flush(al->vol->data_bdev);
+		if (r)
+			return r;
+		al->dropped = false;
+	}
 	memset(s, 0, DM_REPL_META_BLOCK_SIZE);
 	spin_lock_irqsave(&al->lock, flags);
 	list_for_each_entry(x, &al->hot, list)
@@ -349,6 +365,7 @@ void repl_al_destroy(struct repl_volume *v)
 /*
  * Save the bitmap blocks of regions @first to @last under txn_lock, as the
  * worker's saves: no block filled before another save can land after it.
+ * Process context, txn_lock not held.
  */
 int repl_al_save_regions(struct repl_volume *v, unsigned long first,
 			 unsigned long last)

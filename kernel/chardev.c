@@ -143,6 +143,8 @@ static void fill_group_info(struct dm_repl_group_info *info,
 	info->resync_regions = atomic64_read(&g->resync.regions);
 	info->departed_volumes = READ_ONCE(g->resync.departed[0]);
 	info->resynced_regions = atomic64_read(&g->resync.sent);
+	info->resync_blocks_unsaved = atomic64_read(&g->resync.unsaved_blocks);
+	info->resync_blocks_saved = atomic64_read(&g->resync.saved_blocks);
 	info->discarded = atomic64_read(&c->discarded);
 	info->overflows = atomic64_read(&c->overflows);
 	info->block_waits = atomic64_read(&c->block_waits);

@@ -179,6 +179,7 @@ static void group_release(struct kref *kref)
 {
 	struct repl_group *g = container_of(kref, struct repl_group, kref);
 
+	repl_resync_stop(g);
 	repl_ring_free(&g->ring);
 	mutex_destroy(&g->ring.release_lock);
 	mutex_destroy(&g->apply.lock);
@@ -341,7 +342,6 @@ static struct repl_volume *volume_create(struct repl_group *g,
 			     GFP_KERNEL);
 	v->syncing = kvcalloc(BITS_TO_LONGS(v->nr_regions), sizeof(long),
 			      GFP_KERNEL);
-	v->released_first = ULONG_MAX;
 	v->sb = kmemdup(args->meta->sb, DM_REPL_META_BLOCK_SIZE, GFP_KERNEL);
 	if (!v->bitmap || !v->syncing || !v->sb || repl_al_create(v)) {
 		*error = "Cannot allocate dirty bitmap";
@@ -667,8 +667,7 @@ void repl_volume_mark_dirty(struct repl_volume *v, sector_t sector,
 void repl_group_released(struct repl_group *g)
 {
 	wake_up_all(&g->room_wait);
-	if (repl_resync_released(g))
-		repl_resync_save_released(g);
+	repl_resync_released(g);
 	repl_group_extend_lease(g);
 	if (READ_ONCE(g->role) == DM_REPL_ROLE_PRIMARY &&
 	    repl_ring_emit_gap(&g->ring))

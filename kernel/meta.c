@@ -6,6 +6,7 @@
  * is intact, of a version this module knows, and made for this volume.
  */
 #include <linux/bio.h>
+#include <linux/blkdev.h>
 #include <linux/crc32c.h>
 #include <linux/slab.h>
 
@@ -448,25 +449,52 @@ static void bm_fill_block(const struct repl_volume *v,
 }
 
 /*
+ * A bit a release cleared reaches the disk only after the data it stands
+ * for: the replica has the region as the resync read it, which may have
+ * been from the data device's volatile cache; were the bit clean on disk
+ * and that cache lost, no resync would ever mend the region. So the data
+ * device is flushed first, once after any release that cleared a bit.
+ * Caller holds the group's clear_sem exclusive: none is cleared meanwhile.
+ */
+static int flush_released(struct repl_volume *v)
+{
+	struct repl_resync *rs = &v->group->resync;
+	int r;
+
+	lockdep_assert_held_write(&rs->clear_sem);
+	if (v->flushed_gen == rs->released_gen)
+		return 0;
+	r = blkdev_issue_flush(v->data_bdev);
+	if (!r)
+		v->flushed_gen = rs->released_gen;
+	return r;
+}
+
+/*
  * Write the bitmap blocks that hold regions @first to @last, with FUA: for
  * the AL, whose extents go cold only when their dirty bits are on disk.
  */
 int repl_meta_save_regions(struct repl_volume *v, unsigned long first,
 			   unsigned long last)
 {
+	struct rw_semaphore *clear_sem = &v->group->resync.clear_sem;
 	struct dm_repl_meta_bm_block *b;
 	u64 i;
-	int r = 0;
+	int r;
 
+	might_sleep();
 	b = kmalloc(DM_REPL_META_BLOCK_SIZE, GFP_KERNEL);
 	if (!b)
 		return -ENOMEM;
+	down_write(clear_sem);
+	r = flush_released(v);
 	for (i = first / DM_REPL_BM_BLOCK_BITS;
 	     i <= last / DM_REPL_BM_BLOCK_BITS && !r; i++) {
 		bm_fill_block(v, b, i);
 		r = meta_io(v->meta_bdev, bm_block_sector(v, i), b,
 			    REQ_OP_WRITE | REQ_FUA);
 	}
+	up_write(clear_sem);
 	kfree(b);
 	return r;
 }

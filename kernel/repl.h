@@ -147,10 +147,10 @@ struct repl_volume {
 	 */
 	unsigned long *syncing;
 	/*
-	 * The regions a release took out of syncing since the last save of
-	 * them (none: first > last). Guarded by the group's entries_lock.
+	 * The group's released_gen when its data device was last flushed for
+	 * a bitmap save (kernel/meta.c). Under the group's clear_sem.
 	 */
-	unsigned long released_first, released_last;
+	u64 flushed_gen;
 };
 
 /*
@@ -173,6 +173,13 @@ struct repl_counters {
 
 /* A primary's resync (kernel/resync.c). */
 #define REPL_RESYNC_UNRELEASED	256	/* regions resynced, not released */
+#define REPL_RESYNC_UNSAVED	32	/* bitmap blocks a save may wait for */
+
+/* A bitmap block holding a region a release took out of syncing. */
+struct repl_unsaved_block {
+	u32 volume;			/* index */
+	u32 block;
+};
 
 struct repl_resync_entry {
 	u64 seq;			/* of its last RESYNC record */
@@ -202,6 +209,24 @@ struct repl_resync {
 	wait_queue_head_t overflow_wait;
 	/* Volume indexes that left dirty: no resync ends before they are back. */
 	DECLARE_BITMAP(departed, DM_REPL_MAX_VOLUMES);
+	/*
+	 * A release that takes regions out of syncing holds clear_sem shared
+	 * and counts released_gen (under entries_lock); a bitmap save holds
+	 * it exclusive, so that every bit it writes cleared was cleared
+	 * before the data device's flush (kernel/meta.c).
+	 */
+	struct rw_semaphore clear_sem;
+	u64 released_gen;
+	/*
+	 * The blocks of the regions released, for save_work to write (under
+	 * entries_lock); one that does not fit stays dirty on disk until a
+	 * later save of its block: resent after a crash, never lost.
+	 */
+	struct work_struct save_work;
+	unsigned int nr_unsaved;
+	struct repl_unsaved_block unsaved[REPL_RESYNC_UNSAVED];
+	atomic64_t unsaved_blocks;	/* noted, not yet written: status */
+	atomic64_t saved_blocks;	/* written by save_work, ever */
 };
 
 /*
@@ -516,8 +541,8 @@ static inline bool repl_regions_dirty(const struct repl_volume *v,
 void repl_resync_init(struct repl_group *g);
 void repl_resync_overflow_start(struct repl_group *g, struct repl_io *io);
 void repl_resync_overflow_end(struct repl_group *g, struct repl_io *io);
-bool repl_resync_released(struct repl_group *g);
-void repl_resync_save_released(struct repl_group *g);
+void repl_resync_released(struct repl_group *g);
+void repl_resync_stop(struct repl_group *g);
 void repl_resync_forget(struct repl_volume *v);
 void repl_resync_joined(struct repl_volume *v);
 struct dm_repl_resync_req;

@@ -24,6 +24,8 @@
 
 #include "repl.h"
 
+static void resync_save_work(struct work_struct *work);
+
 void repl_resync_init(struct repl_group *g)
 {
 	/* DM_REPL_IOC_GROUP_INFO's departed_volumes is one word of it. */
@@ -32,6 +34,8 @@ void repl_resync_init(struct repl_group *g)
 	spin_lock_init(&g->resync.entries_lock);
 	spin_lock_init(&g->resync.phase_lock);
 	init_waitqueue_head(&g->resync.overflow_wait);
+	init_rwsem(&g->resync.clear_sem);
+	INIT_WORK(&g->resync.save_work, resync_save_work);
 }
 
 /*
@@ -99,67 +103,110 @@ static bool still_syncing(struct repl_resync *rs, unsigned int i,
 }
 
 /*
- * Forget the regions the consumer released. A region resynced again since
- * stays syncing until its last record is released too. True if a region
- * left syncing: its bit is to be saved (repl_resync_save_released()).
+ * Caller holds entries_lock. The bitmap block of @region, released, goes to
+ * save_work's list once; when the list is full it is left out: the region
+ * stays dirty on disk until a later save of its block.
  */
-bool repl_resync_released(struct repl_group *g)
+static bool note_unsaved(struct repl_resync *rs, const struct repl_volume *v,
+			 unsigned long region)
+{
+	u32 block = region / DM_REPL_BM_BLOCK_BITS;
+	unsigned int i;
+
+	for (i = rs->nr_unsaved; i-- > 0; )
+		if (rs->unsaved[i].volume == v->index && rs->unsaved[i].block == block)
+			return false;
+	if (rs->nr_unsaved == REPL_RESYNC_UNSAVED)
+		return false;
+	rs->unsaved[rs->nr_unsaved].volume = v->index;
+	rs->unsaved[rs->nr_unsaved].block = block;
+	rs->nr_unsaved++;
+	atomic64_inc(&rs->unsaved_blocks);
+	return true;
+}
+
+/*
+ * Forget the regions the consumer released. A region resynced again since
+ * stays syncing until its last record is released too. The bitmap blocks
+ * of those that left syncing are written by save_work, off the consumer's
+ * release: a primary that loses power mid-resync then resumes it where the
+ * replica is, not at its start.
+ */
+void repl_resync_released(struct repl_group *g)
 {
 	struct repl_resync *rs = &g->resync;
 	u64 released = READ_ONCE(g->ring.ctl->released_seq);
 	unsigned long flags;
-	bool cleared = false;
+	bool noted = false;
 
+	/* No bitmap save between a bit cleared and released_gen counted. */
+	down_read(&rs->clear_sem);
 	spin_lock_irqsave(&rs->entries_lock, flags);
 	while (rs->nr && entry(rs, 0)->seq <= released) {
 		struct repl_resync_entry *e = entry(rs, 0);
-		struct repl_volume *v = e->vol;
 
 		if (!still_syncing(rs, 1, e)) {
-			clear_bit(e->region, v->syncing);
-			v->released_first = min(v->released_first, e->region);
-			v->released_last = max(v->released_last, e->region);
-			cleared = true;
+			clear_bit(e->region, e->vol->syncing);
+			rs->released_gen++;
+			noted |= note_unsaved(rs, e->vol, e->region);
 		}
 		rs->head = (rs->head + 1) % REPL_RESYNC_UNRELEASED;
 		rs->nr--;
 		atomic64_dec(&rs->regions);
 	}
 	spin_unlock_irqrestore(&rs->entries_lock, flags);
-	return cleared;
+	up_read(&rs->clear_sem);
+	if (noted)
+		queue_work(repl_wq, &rs->save_work);
 }
 
 /*
- * The regions released since the last save reach the on-disk bitmap: the
- * replica has them, so a crash of the primary resumes the resync where the
- * replica is, not at its start. Under g->lock (the volumes stay; no role
- * change, whose own saves take it) and the AL's txn_lock (its saves).
- * Process context, no lock held.
+ * Caller holds g->lock (the volume stays, the role too). A volume gone or
+ * stepped down saved its whole bitmap then; the index may name a volume
+ * that came since, whose block is as well saved.
  */
-void repl_resync_save_released(struct repl_group *g)
+static void save_unsaved(struct repl_group *g, const struct repl_unsaved_block *u)
 {
-	struct repl_resync *rs = &g->resync;
-	unsigned long first, last, flags;
-	unsigned int i;
+	struct repl_volume *v = g->volumes[u->volume];
+	unsigned long first = (unsigned long)u->block * DM_REPL_BM_BLOCK_BITS;
+
+	if (!v || g->role != DM_REPL_ROLE_PRIMARY || first >= v->nr_regions)
+		return;
+	/* On failure the disk keeps them dirty: resynced again after a crash. */
+	if (repl_al_save_regions(v, first, first))
+		DMWARN_LIMIT("%s: volume %u: cannot save bitmap block %u of regions resynced",
+			     g->name, v->index, u->block);
+	else
+		atomic64_inc(&g->resync.saved_blocks);
+}
+
+/* The blocks noted by releases reach the disk, one at a time. */
+static void resync_save_work(struct work_struct *work)
+{
+	struct repl_resync *rs = container_of(work, struct repl_resync, save_work);
+	struct repl_group *g = container_of(rs, struct repl_group, resync);
+	struct repl_unsaved_block todo[REPL_RESYNC_UNSAVED];
+	unsigned long flags;
+	unsigned int i, n;
+
+	spin_lock_irqsave(&rs->entries_lock, flags);
+	n = rs->nr_unsaved;
+	memcpy(todo, rs->unsaved, n * sizeof(*todo));
+	rs->nr_unsaved = 0;
+	spin_unlock_irqrestore(&rs->entries_lock, flags);
 
 	mutex_lock(&g->lock);
-	for (i = 0; i < DM_REPL_MAX_VOLUMES; i++) {
-		struct repl_volume *v = g->volumes[i];
-
-		if (!v || g->role != DM_REPL_ROLE_PRIMARY)
-			continue;
-		spin_lock_irqsave(&rs->entries_lock, flags);
-		first = v->released_first;
-		last = min(v->released_last, v->nr_regions - 1);
-		v->released_first = ULONG_MAX;
-		v->released_last = 0;
-		spin_unlock_irqrestore(&rs->entries_lock, flags);
-		/* On failure the disk keeps them dirty: resynced again. */
-		if (first <= last && repl_al_save_regions(v, first, last))
-			DMWARN_LIMIT("%s: volume %u: cannot save the regions resynced",
-				     g->name, v->index);
+	for (i = 0; i < n; i++) {
+		save_unsaved(g, &todo[i]);
+		atomic64_dec(&rs->unsaved_blocks);
 	}
 	mutex_unlock(&g->lock);
+}
+
+/* The group goes: no save is left running (it takes g->lock). */
+void repl_resync_stop(struct repl_group *g)
+{
+	cancel_work_sync(&g->resync.save_work);
 }
 
 /*

@@ -30,8 +30,8 @@
 # half of the dirty regions, alpha's repld stopped, the guest resets with
 # no write since. The next boot makes the same five checks, and a sixth:
 # the resync resumed: the on-disk bitmap holds exactly the regions the
-# reset left dirty or resynced and not released (a release saves the
-# regions it took out of the resync), the load marks at most those and
+# reset left dirty or resynced and not released (a release has the kernel
+# save the bitmap blocks of the regions it took out of the resync), the load marks at most those and
 # the regions of the AL's extents, fewer than at the resync's start.
 #
 # usage: tests/al-reset.sh     (TAP on stdout, five tests per round, six

@@ -31,8 +31,9 @@
 #    dirty bitmap (alpha behind); then both replds resync it under
 #    resync-rate 512K, and once the kernel put half of the dirty regions
 #    in the ring (resynced_regions), alpha's repld is stopped (SIGSTOP, so
-#    that its counters hold), they are read, and a reset with sysrq-b; no
-#    write since the 12 MiB. The next boot's step 1 is the same: it finds
+#    that its counters hold), the kernel has written the bitmap blocks of
+#    the regions released (resync_blocks_unsaved 0), the counters are read,
+#    and a reset with sysrq-b; no write since the 12 MiB. The next boot's step 1 is the same: it finds
 #    what the reset left of the resync.
 #
 # Results for the host, in VM_OUT (written directly, not through the
@@ -212,6 +213,14 @@ if ((mid_resync)); then
 	until awk '$3 != "T" { running = 1 } END { exit running }' /proc/"$pid"/task/*/stat; do
 		sleep 0.05
 	done
+	# The bitmap blocks of the regions released reach the disk off the
+	# release (a kernel work item): the reset comes once they did.
+	end=$((SECONDS + 30))
+	until (($(status_of vm1 resync_blocks_unsaved) == 0)); do
+		((SECONDS < end)) || die "bitmap blocks still unsaved after 30 s:" \
+			"$(status_of vm1 resync_blocks_unsaved)"
+		sleep 0.1
+	done
 	facts=$("$REPLTOOL" status vm1 | awk '$1 == "resynced_regions" { r = $2 }
 		$1 == "dirty_regions" { d = $2 } $1 == "resync_regions" { u = $2 }
 		END { print "resynced=" r " dirty=" d " unreleased=" u }')
@@ -262,9 +271,9 @@ sleep "$((delay_ms / 1000)).$(printf %03d $((delay_ms % 1000)))"
 kill -0 $writer 2>/dev/null || die "fio ended before the reset: $(tail -5 "$W/fio.out")"
 # Replicating under load: what alpha wrote (its status fields: seq,
 # overflows, the AL's transactions, evictions and fallbacks), what beta
-# applied.
-read -r -a f < <(dmsetup status vm1-0)
+# applied: read first, so that it is at most what alpha wrote.
 read -r -a b < <(dmsetup status vm1b-0)
+read -r -a f < <(dmsetup status vm1-0)
 echo "round=$ROUND seed=$SEED delay_ms=$delay_ms alpha_seq=${f[7]} overflows=${f[11]}" \
 	"al_txns=${f[17]} al_evictions=${f[18]} al_fallbacks=${f[19]} beta_applied=${b[7]}" \
 	>"$OUT/reset"

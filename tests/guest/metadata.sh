@@ -4,7 +4,9 @@
 # removed and loaded again; a metadata device that was not shut down cleanly
 # comes back with the extents its activity log names dirty (every region if
 # the log cannot be trusted). repltool meta check agrees with what
-# the kernel wrote.
+# the kernel wrote. An extent dropped from the activity log is dropped only
+# after a flush of the data device (the replica may have its writes from
+# that device's volatile cache).
 set -uo pipefail
 source "$(dirname "$0")/../lib/tap.sh"
 source "$(dirname "$0")/lib.sh"
@@ -21,7 +23,7 @@ field() { "$REPLTOOL" meta show "$M" | awk -v f="$1" '$1 == f { print $2 }'; }
 dirty() { dmsetup status mv | awk '{ split($11, d, "/"); print d[1] }'; }
 load() { dm_create mv "0 $S repl $D $M gm primary 2 ring_mb $1"; }
 
-tap_plan 14
+tap_plan 16
 tap_strict
 meta_create $M gm $D
 load 64
@@ -88,6 +90,31 @@ M=$crashed
 load 64
 tap_check "an activity log that cannot be trusted makes every region dirty" test "$(dirty)" = "$REGIONS"
 dmsetup remove mv
+
+# On loop devices, which count the flushes they complete (brd has no cache):
+# four 1 MiB extents hot and released, then writes into four others drop
+# them, and the data device sees a flush.
+D=$(loop_disk 64)
+M=$(loop_disk 8)
+"$REPLTOOL" meta create --force --group gm --volume 0 --extent-kb 1024 \
+	--hot-extents 4 --data-dev "$D" "$M" >/dev/null
+load 64
+flushes() { awk '{ print $16 }' "/sys/block/${D#/dev/}/stat"; }
+for e in 0 1 2 3; do
+	dd if=/dev/urandom of=/dev/mapper/mv bs=4k count=1 seek=$((e * 256)) oflag=direct status=none
+done
+"$REPLTOOL" dump --release gm >/dev/null
+before=$(flushes)
+for e in 4 5 6 7; do
+	dd if=/dev/urandom of=/dev/mapper/mv bs=4k count=1 seek=$((e * 256)) oflag=direct status=none
+done
+evictions=$(dmsetup status mv | awk '{ print $19 }')
+tap_check "writes into four new extents drop the released ones ($evictions evictions)" \
+	test "$evictions" -ge 4
+tap_check "after a flush of the data device ($before flushes before, $(flushes) after)" \
+	test "$(flushes)" -gt "$before"
+dmsetup remove mv
+loop_disks_free
 tap_check "nothing is left" test "$(live_objects)" = "0 0 0"
 rmmod brd
 tap_done

@@ -4,12 +4,15 @@
  * is refused with its errno and changes nothing; a region's RESYNC record
  * holds what its data device holds; a region leaves the bitmap only while
  * its record is in the ring, and goes back to it when there is no room;
- * at most 256 regions wait unreleased; the last one ends the resync.
+ * at most 256 regions wait unreleased; the last one ends the resync; a
+ * release writes the bitmap blocks of its regions, not those between, after
+ * a flush of the data device.
  *
  * Runs in the guest (tests/guest/vm.sh) with dm-repl.ko loaded.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -43,15 +46,21 @@ FIXTURE_TEARDOWN(resync)
 	TL_TEARDOWN(&self->env);
 }
 
-/* A primary volume of group rs with opts, its ring and device open. */
-static void setup_vol(struct __test_metadata *_metadata, FIXTURE_DATA(resync) *self,
-		      const char *opts)
+/* A primary volume of group rs of mb MiB with opts, its ring and device open. */
+static void setup_vol_mb(struct __test_metadata *_metadata, FIXTURE_DATA(resync) *self,
+			 unsigned int mb, const char *opts)
 {
 	char err[DMREPL_ERRMSG_LEN];
 
-	ASSERT_EQ(0, tl_vol_create(&self->env, &self->vol, "rs", "rs", DATA_MB, opts));
+	ASSERT_EQ(0, tl_vol_create(&self->env, &self->vol, "rs", "rs", mb, opts));
 	ASSERT_EQ(0, tl_ring_open(&self->env, "rs", &self->ring, err, sizeof(err)));
 	self->fd = dmrepl_ring_fd(self->ring);
+}
+
+static void setup_vol(struct __test_metadata *_metadata, FIXTURE_DATA(resync) *self,
+		      const char *opts)
+{
+	setup_vol_mb(_metadata, self, DATA_MB, opts);
 }
 
 static int resync(int fd, unsigned int volume, __u64 region, __u32 flags,
@@ -70,13 +79,53 @@ static int resync(int fd, unsigned int volume, __u64 region, __u32 flags,
 	return r ? -errno : 0;
 }
 
+static int group_info(int fd, struct dm_repl_group_info *info)
+{
+	memset(info, 0, sizeof(*info));
+	info->abi_version = DM_REPL_ABI_VERSION;
+	return ioctl(fd, DM_REPL_IOC_GROUP_INFO, info) ? -errno : 0;
+}
+
 static __u64 dirty_of(int fd)
 {
-	struct dm_repl_group_info info = { .abi_version = DM_REPL_ABI_VERSION };
+	struct dm_repl_group_info info;
 
-	if (ioctl(fd, DM_REPL_IOC_GROUP_INFO, &info))
+	if (group_info(fd, &info))
 		return ~0ULL;
 	return info.volumes[0].dirty_regions;
+}
+
+/* Flush requests a block device completed (/sys/block/NAME/stat, 16th). */
+static long long flushes_of(const char *dev)
+{
+	const char *name = strrchr(dev, '/') + 1;
+	unsigned long long f[17];
+	char path[128];
+	FILE *s;
+	int n;
+
+	snprintf(path, sizeof(path), "/sys/block/%s/stat", name);
+	s = fopen(path, "r");
+	if (!s)
+		return -1;
+	for (n = 0; n < 17 && fscanf(s, "%llu", &f[n]) == 1; n++)
+		;
+	fclose(s);
+	return n == 17 ? (long long)f[15] : -1;
+}
+
+/* The group's info once save_work wrote every block it was given. */
+static int saves_done(int fd, struct dm_repl_group_info *info)
+{
+	int i, r;
+
+	for (i = 0; i < 100; i++) {
+		r = group_info(fd, info);
+		if (r || !info->resync_blocks_unsaved)
+			return r;
+		usleep(50000);
+	}
+	return -ETIMEDOUT;
 }
 
 static int raw(int fd, struct dm_repl_resync_req *req)
@@ -259,6 +308,36 @@ TEST_F_TIMEOUT(resync, at_most_256_regions_wait_unreleased, 180)
 	EXPECT_EQ(-EBUSY, resync(self->fd, 0, 256 % NR_REGIONS, DM_REPL_RESYNCF_ANY, NULL));
 	ASSERT_EQ(0, dmrepl_ring_release(self->ring, req.seq));
 	EXPECT_EQ(0, resync(self->fd, 0, 0, DM_REPL_RESYNCF_ANY, NULL));
+}
+
+/*
+ * 10 GiB of 64 KiB regions: five bitmap blocks of 32256 regions. One
+ * release of the first region and the last writes blocks 0 and 4 only,
+ * after a flush of the data device; a release of nothing writes none.
+ */
+TEST_F_TIMEOUT(resync, a_release_saves_the_blocks_of_its_regions_only, 120)
+{
+	struct dm_repl_resync_req req;
+	struct dm_repl_group_info info;
+	__u64 last = (10ULL << 30) / REGION - 1;
+	long long flushes;
+
+	setup_vol_mb(_metadata, self, 10 << 10, "2 ring_mb 8");
+	ASSERT_EQ(0, resync(self->fd, 0, 0, DM_REPL_RESYNCF_ANY, NULL));
+	ASSERT_EQ(0, resync(self->fd, 0, last, DM_REPL_RESYNCF_ANY, &req));
+	ASSERT_EQ(0, saves_done(self->fd, &info));
+	EXPECT_EQ(0U, info.resync_blocks_saved);
+	flushes = flushes_of(self->vol.data);
+	ASSERT_LE(0, flushes);
+
+	ASSERT_EQ(0, dmrepl_ring_release(self->ring, req.seq));
+	ASSERT_EQ(0, saves_done(self->fd, &info));
+	EXPECT_EQ(2U, info.resync_blocks_saved);
+	EXPECT_LT(flushes, flushes_of(self->vol.data));
+
+	ASSERT_EQ(0, dmrepl_ring_release(self->ring, req.seq));
+	ASSERT_EQ(0, saves_done(self->fd, &info));
+	EXPECT_EQ(2U, info.resync_blocks_saved);
 }
 
 TEST_F_TIMEOUT(resync, a_secondary_refuses, 120)

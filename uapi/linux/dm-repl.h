@@ -288,7 +288,14 @@ struct dm_repl_group_info {
 	__u64 gen_history[4];		/* DM_REPL_META_GEN_HISTORY, newest first */
 	__u32 flags;			/* DM_REPL_GROUPF_* */
 	__u32 reserved2;
-	__u64 reserved1[4];
+	/*
+	 * Bitmap blocks holding regions whose resync was released, not yet
+	 * written to the metadata (a crash resends those regions); and the
+	 * blocks so written since the group came.
+	 */
+	__u64 resync_blocks_unsaved;
+	__u64 resync_blocks_saved;
+	__u64 reserved1[2];
 
 	struct dm_repl_volume_info volumes[DM_REPL_MAX_VOLUMES];
 };

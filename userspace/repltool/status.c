@@ -71,7 +71,7 @@ static const struct u64_field group_fields[] = {
 	GI(next_seq), GI(epoch), GI(released_seq), GI(data_size), GI(records),
 	GI(record_bytes), GI(discarded), GI(overflows), GI(block_waits),
 	GI(block_timeouts), GI(wakeups), GI(resync_regions), GI(departed_volumes),
-	GI(resynced_regions),
+	GI(resynced_regions), GI(resync_blocks_unsaved), GI(resync_blocks_saved),
 };
 
 /* Streams are identifiers: shown in hex, as dmsetup status does. */
