@@ -37,7 +37,8 @@ cpu_ticks() {
 # CPU than the run can spare under TCG): the time, repld's lag_seconds,
 # link state and resync budget, then the kernel's state, dirty regions,
 # resynced regions, overflows and next_seq of the group, repld's
-# acked_seq; "-" for what it lacks. rs_next_sample reads them as they come.
+# acked_seq, and why the controller holds the resync back (resync_throttled,
+# spaces as _); "-" for what it lacks. rs_next_sample reads them as they come.
 #
 # rs_sampler_start SOCK GROUP
 rs_sampler_start() {
@@ -48,11 +49,16 @@ rs_sampler_start() {
 		function emit() {
 			print t, f("link:lag_seconds"), f("link:link"), f("link:resync_budget_bytes_per_s"),
 				f("kernel:state"), f("kernel:dirty_regions"), f("kernel:resynced_regions"),
-				f("kernel:overflows"), f("kernel:next_seq"), f("link:acked_seq")
+				f("kernel:overflows"), f("kernel:next_seq"), f("link:acked_seq"),
+				f("link:resync_throttled")
 			fflush()
 		}
 		$1 == "time" { if (t != "") emit(); t = $2; s = "kernel"; split("", v); next }
 		NF == 1 && $1 == "link" { s = "link"; next }
+		# Why the controller holds the resync back: one field, _ for spaces.
+		s == "link" && $1 == "resync_throttled" {
+			$1 = ""; sub(/^ +/, ""); gsub(/ /, "_"); v["link:resync_throttled"] = $0; next
+		}
 		NF && !((s ":" $1) in v) { v[s ":" $1] = $2 }' >>"$W/samples.raw") &
 	RS_SAMPLER_PID=$!
 }
