@@ -248,20 +248,40 @@ lg_bytes() {
 	link_of lg "$1"
 }
 
+# The end of a phase of GROUP whose data disk is DEV. Beta's first half,
+# replica_caught_up GROUP: once alpha says it is finished, its last
+# sequence applied and the replica's state for the host. Then on each
+# side phase_end GROUP DEV: the sums of DEV for the host, the group down;
+# alpha's primary_end GROUP DEV says it is finished, and its last sequence.
+replica_caught_up() {
+	local last
+	wait_for "$1-finished" 1200
+	last=$(heard "$1-last") || { echo "$last" >&2 && exit 1; }
+	applied_reaches "$1" "$last" 120
+	result replica-after "$1" "$(status_of "$1" consistency)"
+}
+
+phase_end() {
+	sums_put "$DIR/sums/$SITE.$1" "$2"
+	repl_down "$1"
+}
+
+primary_end() {
+	tell "$1-finished"
+	tell "$1-last" "$(last_seq "$1")"
+	phase_end "$1" "$2"
+}
+
 lag_and_catchup() {
-	local half t t0 t1 raw0 wire0 o0 d perf_pid fio_pid
+	local half t0 t1 raw0 wire0 o0 d perf_pid fio_pid
 	repl_up lg
 	if [[ $SITE == beta ]]; then
-		wait_for lg-finished 1200
-		t=$(heard lg-last) || { echo "$t" >&2 && exit 1; }
-		applied_reaches lg "$t" 120
-		result replica-after lg "$(status_of lg consistency)"
+		replica_caught_up lg
 		# The replica's copy of the image is a sound file system.
 		result replica-fsck lg "$(e2fsck -fn /dev/vdd >"$W/fsck.out" 2>&1 && echo clean ||
 			echo "errors (exit $?)")"
 		sed 's/^/# /' "$W/fsck.out"
-		sums_put "$DIR/sums/$SITE.lg" /dev/vdd
-		repl_down lg
+		phase_end lg /dev/vdd
 		return
 	fi
 	# Half of the capped link's measured rate, in bytes a second.
@@ -319,10 +339,7 @@ lag_and_catchup() {
 	result image overflows $(($(status_of lg overflows) - o0)) bytes "$(blockdev --getsize64 /dev/vdh)" write_s "$t1" \
 		drain_s "$(awk '{ print $2 }' <<<"$d")" \
 		raw $(($(lg_bytes raw_bytes) - raw0)) wire $(($(lg_bytes wire_bytes) - wire0))
-	tell lg-finished
-	tell lg-last "$(last_seq lg)"
-	sums_put "$DIR/sums/$SITE.lg" /dev/vdd
-	repl_down lg
+	primary_end lg /dev/vdd
 }
 
 # ---- the resync group: a resync while a stream writes ---------------------------
@@ -343,12 +360,8 @@ resync_phase() {
 		repld_start
 		log_has "$W/repld.log" "listening on" 60 >/dev/null
 		tell listening-rs
-		wait_for rs-finished 1200
-		out=$(heard rs-last) || { echo "$out" >&2 && exit 1; }
-		applied_reaches rs "$out" 120
-		result replica-after rs "$(status_of rs consistency)"
-		sums_put "$DIR/sums/$SITE.rs" /dev/vdf
-		repl_down rs
+		replica_caught_up rs
+		phase_end rs /dev/vdf
 		return
 	fi
 	at "rs behind: $DIRTY_MB MiB with no repld"
@@ -362,10 +375,7 @@ resync_phase() {
 	out=$(shipped "$SOCK" rs 120) || { echo "after the resync: $out" >&2 && exit 1; }
 	resync_report "$link" "$DIRTY_MB" "$RS_RING_MB" "$(($(blockdev --getsize64 /dev/vdf) >> 20))" \
 		"$STREAM_PCT" | while IFS= read -r out; do result resync-report "$out"; done
-	tell rs-finished
-	tell rs-last "$(last_seq rs)"
-	sums_put "$DIR/sums/$SITE.rs" /dev/vdf
-	repl_down rs
+	primary_end rs /dev/vdf
 }
 
 # ---- DRBD 8.4, protocol A ----------------------------------------------------
