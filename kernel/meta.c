@@ -449,52 +449,26 @@ static void bm_fill_block(const struct repl_volume *v,
 }
 
 /*
- * A bit a release cleared reaches the disk only after the data it stands
- * for: the replica has the region as the resync read it, which may have
- * been from the data device's volatile cache; were the bit clean on disk
- * and that cache lost, no resync would ever mend the region. So the data
- * device is flushed first, once after any release that cleared a bit.
- * Caller holds the group's clear_sem exclusive: none is cleared meanwhile.
- */
-static int flush_released(struct repl_volume *v)
-{
-	struct repl_resync *rs = &v->group->resync;
-	int r;
-
-	lockdep_assert_held_write(&rs->clear_sem);
-	if (v->flushed_gen == rs->released_gen)
-		return 0;
-	r = blkdev_issue_flush(v->data_bdev);
-	if (!r)
-		v->flushed_gen = rs->released_gen;
-	return r;
-}
-
-/*
  * Write the bitmap blocks that hold regions @first to @last, with FUA: for
  * the AL, whose extents go cold only when their dirty bits are on disk.
  */
 int repl_meta_save_regions(struct repl_volume *v, unsigned long first,
 			   unsigned long last)
 {
-	struct rw_semaphore *clear_sem = &v->group->resync.clear_sem;
 	struct dm_repl_meta_bm_block *b;
 	u64 i;
-	int r;
+	int r = 0;
 
 	might_sleep();
 	b = kmalloc(DM_REPL_META_BLOCK_SIZE, GFP_KERNEL);
 	if (!b)
 		return -ENOMEM;
-	down_write(clear_sem);
-	r = flush_released(v);
 	for (i = first / DM_REPL_BM_BLOCK_BITS;
 	     i <= last / DM_REPL_BM_BLOCK_BITS && !r; i++) {
 		bm_fill_block(v, b, i);
 		r = meta_io(v->meta_bdev, bm_block_sector(v, i), b,
 			    REQ_OP_WRITE | REQ_FUA);
 	}
-	up_write(clear_sem);
 	kfree(b);
 	return r;
 }
@@ -546,6 +520,18 @@ void repl_meta_close(struct block_device *bdev, struct repl_volume *v,
 	int r = 0;
 	u64 i;
 
+	/*
+	 * "Clean" drops the activity log's extents: the writes in them, which
+	 * the replica may have, must not be only in the data device's cache.
+	 */
+	if (le32_to_cpu(v->sb->role) == DM_REPL_ROLE_PRIMARY) {
+		r = blkdev_issue_flush(v->data_bdev);
+		if (r) {
+			DMERR("%s: volume %u: cannot flush its data device (%d): the next load recovers from its activity log",
+			      v->group->name, v->index, r);
+			return;
+		}
+	}
 	b = kmalloc(DM_REPL_META_BLOCK_SIZE, GFP_KERNEL);
 	if (!b) {
 		r = -ENOMEM;

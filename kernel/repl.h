@@ -146,11 +146,6 @@ struct repl_volume {
 	 * dirty for every bitmap save.
 	 */
 	unsigned long *syncing;
-	/*
-	 * The group's released_gen when its data device was last flushed for
-	 * a bitmap save (kernel/meta.c). Under the group's clear_sem.
-	 */
-	u64 flushed_gen;
 };
 
 /*
@@ -173,9 +168,9 @@ struct repl_counters {
 
 /* A primary's resync (kernel/resync.c). */
 #define REPL_RESYNC_UNRELEASED	256	/* regions resynced, not released */
-#define REPL_RESYNC_UNSAVED	32	/* bitmap blocks a save may wait for */
+#define REPL_RESYNC_UNSAVED	32	/* bitmap blocks save_work writes at once */
 
-/* A bitmap block holding a region a release took out of syncing. */
+/* A bitmap block of a region taken out of syncing. */
 struct repl_unsaved_block {
 	u32 volume;			/* index */
 	u32 block;
@@ -210,22 +205,11 @@ struct repl_resync {
 	/* Volume indexes that left dirty: no resync ends before they are back. */
 	DECLARE_BITMAP(departed, DM_REPL_MAX_VOLUMES);
 	/*
-	 * A release that takes regions out of syncing holds clear_sem shared
-	 * and counts released_gen (under entries_lock); a bitmap save holds
-	 * it exclusive, so that every bit it writes cleared was cleared
-	 * before the data device's flush (kernel/meta.c).
-	 */
-	struct rw_semaphore clear_sem;
-	u64 released_gen;
-	/*
-	 * The blocks of the regions released, for save_work to write (under
-	 * entries_lock); one that does not fit stays dirty on disk until a
-	 * later save of its block: resent after a crash, never lost.
+	 * Takes the released entries out, after a flush of their data
+	 * devices, and writes their bitmap blocks (kernel/resync.c).
 	 */
 	struct work_struct save_work;
-	unsigned int nr_unsaved;
-	struct repl_unsaved_block unsaved[REPL_RESYNC_UNSAVED];
-	atomic64_t unsaved_blocks;	/* noted, not yet written: status */
+	atomic64_t unsaved_blocks;	/* taken out, not yet written: status */
 	atomic64_t saved_blocks;	/* written by save_work, ever */
 };
 

@@ -16,9 +16,11 @@
  * when the region was read, so the record holds it; a write after S comes
  * after the record in the stream; a write that overflows after step 1 sets
  * the dirty bit again. The syncing bit goes when the consumer has released
- * S, that is, when the replica made the record durable.
+ * S, that is, when the replica made the record durable, and the data device
+ * was flushed after that (resync_save_work()).
  */
 #include <linux/bio.h>
+#include <linux/blkdev.h>
 #include <linux/highmem.h>
 #include <linux/vmalloc.h>
 
@@ -34,7 +36,6 @@ void repl_resync_init(struct repl_group *g)
 	spin_lock_init(&g->resync.entries_lock);
 	spin_lock_init(&g->resync.phase_lock);
 	init_waitqueue_head(&g->resync.overflow_wait);
-	init_rwsem(&g->resync.clear_sem);
 	INIT_WORK(&g->resync.save_work, resync_save_work);
 }
 
@@ -102,62 +103,105 @@ static bool still_syncing(struct repl_resync *rs, unsigned int i,
 	return false;
 }
 
-/*
- * Caller holds entries_lock. The bitmap block of @region, released, goes to
- * save_work's list once; when the list is full it is left out: the region
- * stays dirty on disk until a later save of its block.
- */
-static bool note_unsaved(struct repl_resync *rs, const struct repl_volume *v,
-			 unsigned long region)
+/* Caller holds entries_lock. Has the head entry's record been released? */
+static bool head_released(struct repl_resync *rs, u64 released)
 {
-	u32 block = region / DM_REPL_BM_BLOCK_BITS;
-	unsigned int i;
-
-	for (i = rs->nr_unsaved; i-- > 0; )
-		if (rs->unsaved[i].volume == v->index && rs->unsaved[i].block == block)
-			return false;
-	if (rs->nr_unsaved == REPL_RESYNC_UNSAVED)
-		return false;
-	rs->unsaved[rs->nr_unsaved].volume = v->index;
-	rs->unsaved[rs->nr_unsaved].block = block;
-	rs->nr_unsaved++;
-	atomic64_inc(&rs->unsaved_blocks);
-	return true;
+	return rs->nr && entry(rs, 0)->seq <= released;
 }
 
 /*
- * Forget the regions the consumer released. A region resynced again since
- * stays syncing until its last record is released too. The bitmap blocks
- * of those that left syncing are written by save_work, off the consumer's
- * release: a primary that loses power mid-resync then resumes it where the
- * replica is, not at its start.
+ * The consumer released records: save_work takes the regions it completed
+ * out of the resync. Nothing else here, so a release waits for no I/O.
  */
 void repl_resync_released(struct repl_group *g)
 {
 	struct repl_resync *rs = &g->resync;
 	u64 released = READ_ONCE(g->ring.ctl->released_seq);
 	unsigned long flags;
-	bool noted = false;
+	bool any;
 
-	/* No bitmap save between a bit cleared and released_gen counted. */
-	down_read(&rs->clear_sem);
 	spin_lock_irqsave(&rs->entries_lock, flags);
-	while (rs->nr && entry(rs, 0)->seq <= released) {
-		struct repl_resync_entry *e = entry(rs, 0);
+	any = head_released(rs, released);
+	spin_unlock_irqrestore(&rs->entries_lock, flags);
+	/* Not on repl_wq: the work waits for g->lock, whose holders may wait for repl_wq's. */
+	if (any)
+		queue_work(system_unbound_wq, &rs->save_work);
+}
 
-		if (!still_syncing(rs, 1, e)) {
-			clear_bit(e->region, e->vol->syncing);
-			rs->released_gen++;
-			noted |= note_unsaved(rs, e->vol, e->region);
+/*
+ * Caller holds g->lock (the volumes stay). Flush the data devices of the
+ * volumes whose entries are released: the replica has those regions as
+ * the resync read them, perhaps from a device's volatile cache, and their
+ * bits may go clean on disk only once the data is durable here too.
+ */
+static int flush_released(struct repl_group *g, u64 released)
+{
+	struct repl_resync *rs = &g->resync;
+	unsigned long vols = 0, flags;
+	unsigned int i;
+	int r;
+
+	spin_lock_irqsave(&rs->entries_lock, flags);
+	for (i = 0; i < rs->nr && entry(rs, i)->seq <= released; i++)
+		__set_bit(entry(rs, i)->vol->index, &vols);
+	spin_unlock_irqrestore(&rs->entries_lock, flags);
+	for_each_set_bit(i, &vols, DM_REPL_MAX_VOLUMES) {
+		/*
+		 * Going away: its save at removal flushes its device after the
+		 * last resync read of it (resync.lock), and forgets its entries.
+		 */
+		if (!g->volumes[i])
+			continue;
+		r = blkdev_issue_flush(g->volumes[i]->data_bdev);
+		if (r) {
+			DMWARN_LIMIT("%s: volume %u: cannot flush its data device (%d): its resynced regions stay dirty",
+				     g->name, i, r);
+			return r;
 		}
+	}
+	return 0;
+}
+
+/* Caller holds entries_lock. Is @u's block in the first @n of @todo? */
+static bool block_listed(const struct repl_unsaved_block *todo, unsigned int n,
+			 const struct repl_unsaved_block *u)
+{
+	while (n--)
+		if (todo[n].volume == u->volume && todo[n].block == u->block)
+			return true;
+	return false;
+}
+
+/*
+ * Caller holds entries_lock. Forget the entries released (up to @released,
+ * whose data is flushed), listing in @todo the bitmap blocks of the regions
+ * that leave syncing; a region resynced again since stays syncing until its
+ * last record is released too. Stops when @todo is full: true if so.
+ */
+static bool take_released(struct repl_resync *rs, u64 released,
+			  struct repl_unsaved_block *todo, unsigned int *n)
+{
+	while (head_released(rs, released)) {
+		struct repl_resync_entry *e = entry(rs, 0);
+		struct repl_unsaved_block u = {
+			.volume = e->vol->index,
+			.block = e->region / DM_REPL_BM_BLOCK_BITS,
+		};
+		bool cleared = !still_syncing(rs, 1, e);
+
+		if (cleared && !block_listed(todo, *n, &u)) {
+			if (*n == REPL_RESYNC_UNSAVED)
+				return true;
+			todo[(*n)++] = u;
+			atomic64_inc(&rs->unsaved_blocks);
+		}
+		if (cleared)
+			clear_bit(e->region, e->vol->syncing);
 		rs->head = (rs->head + 1) % REPL_RESYNC_UNRELEASED;
 		rs->nr--;
 		atomic64_dec(&rs->regions);
 	}
-	spin_unlock_irqrestore(&rs->entries_lock, flags);
-	up_read(&rs->clear_sem);
-	if (noted)
-		queue_work(repl_wq, &rs->save_work);
+	return false;
 }
 
 /*
@@ -165,7 +209,7 @@ void repl_resync_released(struct repl_group *g)
  * stepped down saved its whole bitmap then; the index may name a volume
  * that came since, whose block is as well saved.
  */
-static void save_unsaved(struct repl_group *g, const struct repl_unsaved_block *u)
+static void save_block(struct repl_group *g, const struct repl_unsaved_block *u)
 {
 	struct repl_volume *v = g->volumes[u->volume];
 	unsigned long first = (unsigned long)u->block * DM_REPL_BM_BLOCK_BITS;
@@ -180,7 +224,13 @@ static void save_unsaved(struct repl_group *g, const struct repl_unsaved_block *
 		atomic64_inc(&g->resync.saved_blocks);
 }
 
-/* The blocks noted by releases reach the disk, one at a time. */
+/*
+ * The regions whose records the consumer released leave the resync: their
+ * data devices flushed, then their syncing bits cleared, then their bitmap
+ * blocks written (only those, one at a time): a primary that loses power
+ * mid-resync resumes it where the replica is, not at its start. Until the
+ * flush every bitmap save writes them dirty.
+ */
 static void resync_save_work(struct work_struct *work)
 {
 	struct repl_resync *rs = container_of(work, struct repl_resync, save_work);
@@ -188,19 +238,27 @@ static void resync_save_work(struct work_struct *work)
 	struct repl_unsaved_block todo[REPL_RESYNC_UNSAVED];
 	unsigned long flags;
 	unsigned int i, n;
+	bool more;
+	u64 released;
 
-	spin_lock_irqsave(&rs->entries_lock, flags);
-	n = rs->nr_unsaved;
-	memcpy(todo, rs->unsaved, n * sizeof(*todo));
-	rs->nr_unsaved = 0;
-	spin_unlock_irqrestore(&rs->entries_lock, flags);
-
-	mutex_lock(&g->lock);
-	for (i = 0; i < n; i++) {
-		save_unsaved(g, &todo[i]);
-		atomic64_dec(&rs->unsaved_blocks);
-	}
-	mutex_unlock(&g->lock);
+	do {
+		n = 0;
+		more = false;
+		mutex_lock(&g->lock);
+		released = READ_ONCE(g->ring.ctl->released_seq);
+		if (!flush_released(g, released)) {
+			spin_lock_irqsave(&rs->entries_lock, flags);
+			more = take_released(rs, released, todo, &n);
+			spin_unlock_irqrestore(&rs->entries_lock, flags);
+		}
+		mutex_unlock(&g->lock);
+		for (i = 0; i < n; i++) {
+			mutex_lock(&g->lock);
+			save_block(g, &todo[i]);
+			mutex_unlock(&g->lock);
+			atomic64_dec(&rs->unsaved_blocks);
+		}
+	} while (more);
 }
 
 /* The group goes: no save is left running (it takes g->lock). */

@@ -31,9 +31,10 @@
 #    dirty bitmap (alpha behind); then both replds resync it under
 #    resync-rate 512K, and once the kernel put half of the dirty regions
 #    in the ring (resynced_regions), alpha's repld is stopped (SIGSTOP, so
-#    that its counters hold), the kernel has written the bitmap blocks of
-#    the regions released (resync_blocks_unsaved 0), the counters are read,
-#    and a reset with sysrq-b; no write since the 12 MiB. The next boot's step 1 is the same: it finds
+#    that its counters hold), the kernel has taken the regions released
+#    out of the resync and written their bitmap blocks (the counters the
+#    same twice, resync_blocks_unsaved 0), and a reset with sysrq-b; no
+#    write since the 12 MiB. The next boot's step 1 is the same: it finds
 #    what the reset left of the resync.
 #
 # Results for the host, in VM_OUT (written directly, not through the
@@ -213,17 +214,19 @@ if ((mid_resync)); then
 	until awk '$3 != "T" { running = 1 } END { exit running }' /proc/"$pid"/task/*/stat; do
 		sleep 0.05
 	done
-	# The bitmap blocks of the regions released reach the disk off the
-	# release (a kernel work item): the reset comes once they did.
-	end=$((SECONDS + 30))
-	until (($(status_of vm1 resync_blocks_unsaved) == 0)); do
-		((SECONDS < end)) || die "bitmap blocks still unsaved after 30 s:" \
-			"$(status_of vm1 resync_blocks_unsaved)"
-		sleep 0.1
+	# The regions released leave the resync in a kernel work item (a
+	# flush, then their bitmap blocks): the reset comes once it is idle,
+	# nothing left to write and the counters the same twice.
+	end=$((SECONDS + 30)) facts="" last=""
+	until [[ -n $facts && $facts == "$last" ]] && [[ $facts == *unsaved=0 ]]; do
+		((SECONDS < end)) || die "the kernel's resync saves not done after 30 s: $facts"
+		last=$facts
+		sleep 0.2
+		facts=$("$REPLTOOL" status vm1 | awk '$1 == "resynced_regions" { r = $2 }
+			$1 == "dirty_regions" { d = $2 } $1 == "resync_regions" { u = $2 }
+			$1 == "resync_blocks_unsaved" { s = $2 }
+			END { print "resynced=" r " dirty=" d " unreleased=" u " unsaved=" s }')
 	done
-	facts=$("$REPLTOOL" status vm1 | awk '$1 == "resynced_regions" { r = $2 }
-		$1 == "dirty_regions" { d = $2 } $1 == "resync_regions" { u = $2 }
-		END { print "resynced=" r " dirty=" d " unreleased=" u }')
 	echo "round=$ROUND seed=$SEED dirty_start=$dirty_start $facts" \
 		"beta=$(status_of vm1b consistency)" >"$OUT/reset"
 	power_cut

@@ -6,7 +6,7 @@
 # the log cannot be trusted). repltool meta check agrees with what
 # the kernel wrote. An extent dropped from the activity log is dropped only
 # after a flush of the data device (the replica may have its writes from
-# that device's volatile cache).
+# that device's volatile cache), and so is the whole log at a removal.
 set -uo pipefail
 source "$(dirname "$0")/../lib/tap.sh"
 source "$(dirname "$0")/lib.sh"
@@ -23,7 +23,7 @@ field() { "$REPLTOOL" meta show "$M" | awk -v f="$1" '$1 == f { print $2 }'; }
 dirty() { dmsetup status mv | awk '{ split($11, d, "/"); print d[1] }'; }
 load() { dm_create mv "0 $S repl $D $M gm primary 2 ring_mb $1"; }
 
-tap_plan 16
+tap_plan 17
 tap_strict
 meta_create $M gm $D
 load 64
@@ -113,7 +113,11 @@ tap_check "writes into four new extents drop the released ones ($evictions evict
 	test "$evictions" -ge 4
 tap_check "after a flush of the data device ($before flushes before, $(flushes) after)" \
 	test "$(flushes)" -gt "$before"
+# A clean removal drops the AL's extents too: after a flush.
+before=$(flushes)
 dmsetup remove mv
+tap_check "a removal flushes the data device before its metadata says clean" \
+	test "$(flushes)" -gt "$before"
 loop_disks_free
 tap_check "nothing is left" test "$(live_objects)" = "0 0 0"
 rmmod brd

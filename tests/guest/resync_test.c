@@ -4,9 +4,9 @@
  * is refused with its errno and changes nothing; a region's RESYNC record
  * holds what its data device holds; a region leaves the bitmap only while
  * its record is in the ring, and goes back to it when there is no room;
- * at most 256 regions wait unreleased; the last one ends the resync; a
- * release writes the bitmap blocks of its regions, not those between, after
- * a flush of the data device.
+ * at most 256 regions wait unreleased (or released, not yet taken out);
+ * the last one ends the resync; a release has the kernel flush the data
+ * device, then write the bitmap blocks of its regions, not those between.
  *
  * Runs in the guest (tests/guest/vm.sh) with dm-repl.ko loaded.
  */
@@ -95,11 +95,11 @@ static __u64 dirty_of(int fd)
 	return info.volumes[0].dirty_regions;
 }
 
-/* Flush requests a block device completed (/sys/block/NAME/stat, 16th). */
-static long long flushes_of(const char *dev)
+/* Field @f (from 1) of a block device's /sys/block/NAME/stat; -1 if none. */
+static long long stat_of(const char *dev, int f)
 {
 	const char *name = strrchr(dev, '/') + 1;
-	unsigned long long f[17];
+	unsigned long long v = 0;
 	char path[128];
 	FILE *s;
 	int n;
@@ -108,20 +108,26 @@ static long long flushes_of(const char *dev)
 	s = fopen(path, "r");
 	if (!s)
 		return -1;
-	for (n = 0; n < 17 && fscanf(s, "%llu", &f[n]) == 1; n++)
+	for (n = 0; n < f && fscanf(s, "%llu", &v) == 1; n++)
 		;
 	fclose(s);
-	return n == 17 ? (long long)f[15] : -1;
+	return n == f ? (long long)v : -1;
 }
 
-/* The group's info once save_work wrote every block it was given. */
-static int saves_done(int fd, struct dm_repl_group_info *info)
+#define STAT_WRITES	5	/* writes completed */
+#define STAT_FLUSHES	16	/* flush requests completed */
+
+/*
+ * The group's info once save_work took out the regions released, leaving
+ * @regions unreleased, and wrote their blocks.
+ */
+static int saves_done(int fd, __u64 regions, struct dm_repl_group_info *info)
 {
 	int i, r;
 
 	for (i = 0; i < 100; i++) {
 		r = group_info(fd, info);
-		if (r || !info->resync_blocks_unsaved)
+		if (r || (!info->resync_blocks_unsaved && info->resync_regions == regions))
 			return r;
 		usleep(50000);
 	}
@@ -227,10 +233,9 @@ TEST_F_TIMEOUT(resync, the_record_holds_the_region_as_the_disk_has_it, 120)
 	EXPECT_EQ(1ULL, le64toh(((const struct dm_repl_resync_end *)(rec + 1))->volumes));
 	ASSERT_EQ(0, dmrepl_ring_info(self->ring, &info));
 	EXPECT_EQ(1ULL, info.resync_regions);
-	/* Released: no longer waiting. */
+	/* Released: no longer waiting, once the kernel took it out. */
 	ASSERT_EQ(0, dmrepl_ring_release(self->ring, req.seq));
-	ASSERT_EQ(0, dmrepl_ring_info(self->ring, &info));
-	EXPECT_EQ(0ULL, info.resync_regions);
+	EXPECT_EQ(0, saves_done(self->fd, 0, &info));
 }
 
 TEST_F_TIMEOUT(resync, a_region_larger_than_half_the_ring_is_refused, 120)
@@ -299,6 +304,7 @@ TEST_F_TIMEOUT(resync, no_room_leaves_the_region_dirty_then_it_goes, 120)
 
 TEST_F_TIMEOUT(resync, at_most_256_regions_wait_unreleased, 180)
 {
+	struct dm_repl_group_info info;
 	struct dm_repl_resync_req req;
 	__u64 r;
 
@@ -307,37 +313,43 @@ TEST_F_TIMEOUT(resync, at_most_256_regions_wait_unreleased, 180)
 		ASSERT_EQ(0, resync(self->fd, 0, r, DM_REPL_RESYNCF_ANY, &req));
 	EXPECT_EQ(-EBUSY, resync(self->fd, 0, 256 % NR_REGIONS, DM_REPL_RESYNCF_ANY, NULL));
 	ASSERT_EQ(0, dmrepl_ring_release(self->ring, req.seq));
+	ASSERT_EQ(0, saves_done(self->fd, 0, &info));
 	EXPECT_EQ(0, resync(self->fd, 0, 0, DM_REPL_RESYNCF_ANY, NULL));
 }
 
 /*
- * 10 GiB of 64 KiB regions: five bitmap blocks of 32256 regions. One
- * release of the first region and the last writes blocks 0 and 4 only,
- * after a flush of the data device; a release of nothing writes none.
+ * 10 GiB of 64 KiB regions: six bitmap blocks of 32256 regions. One
+ * release of the first region and the last flushes the data device and
+ * writes blocks 0 and 5 only (the metadata device sees two writes); a
+ * release of nothing writes none.
  */
 TEST_F_TIMEOUT(resync, a_release_saves_the_blocks_of_its_regions_only, 120)
 {
 	struct dm_repl_resync_req req;
 	struct dm_repl_group_info info;
 	__u64 last = (10ULL << 30) / REGION - 1;
-	long long flushes;
+	long long flushes, writes;
 
 	setup_vol_mb(_metadata, self, 10 << 10, "2 ring_mb 8");
 	ASSERT_EQ(0, resync(self->fd, 0, 0, DM_REPL_RESYNCF_ANY, NULL));
 	ASSERT_EQ(0, resync(self->fd, 0, last, DM_REPL_RESYNCF_ANY, &req));
-	ASSERT_EQ(0, saves_done(self->fd, &info));
+	ASSERT_EQ(0, saves_done(self->fd, 2, &info));
 	EXPECT_EQ(0U, info.resync_blocks_saved);
-	flushes = flushes_of(self->vol.data);
+	flushes = stat_of(self->vol.data, STAT_FLUSHES);
+	writes = stat_of(self->vol.meta, STAT_WRITES);
 	ASSERT_LE(0, flushes);
+	ASSERT_LE(0, writes);
 
 	ASSERT_EQ(0, dmrepl_ring_release(self->ring, req.seq));
-	ASSERT_EQ(0, saves_done(self->fd, &info));
+	ASSERT_EQ(0, saves_done(self->fd, 0, &info));
 	EXPECT_EQ(2U, info.resync_blocks_saved);
-	EXPECT_LT(flushes, flushes_of(self->vol.data));
+	EXPECT_LT(flushes, stat_of(self->vol.data, STAT_FLUSHES));
+	EXPECT_EQ(writes + 2, stat_of(self->vol.meta, STAT_WRITES));
 
 	ASSERT_EQ(0, dmrepl_ring_release(self->ring, req.seq));
-	ASSERT_EQ(0, saves_done(self->fd, &info));
+	ASSERT_EQ(0, saves_done(self->fd, 0, &info));
 	EXPECT_EQ(2U, info.resync_blocks_saved);
+	EXPECT_EQ(writes + 2, stat_of(self->vol.meta, STAT_WRITES));
 }
 
 TEST_F_TIMEOUT(resync, a_secondary_refuses, 120)

@@ -62,7 +62,7 @@ void usage_verify(FILE *f)
 "Usage: repltool verify [--replica GROUP|PATH [--fix]] [--fill PCT]\n"
 "                       [--timeout SECS] GROUP|PATH\n"
 "       repltool verify --results [--since SEQ] [--fix [--socket PATH]] GROUP|PATH\n"
-"       repltool verify --resend V:R[,V:R...] GROUP|PATH\n"
+"       repltool verify --resend V@S|V:R[,...] GROUP|PATH\n"
 "\n"
 "Compare the primary group GROUP with its replica while replication runs:\n"
 "put a VERIFY record for every region of every volume in GROUP's ring (the\n"
