@@ -264,7 +264,7 @@ static int al_fallback(struct repl_al *al, const struct repl_io *io)
 	struct repl_volume *v = al->vol;
 
 	atomic64_inc(&al->fallbacks);
-	repl_volume_mark_dirty(v, io->sector, io->nbytes);
+	repl_volume_mark_dirty(v, io->sector, io->nbytes, DM_REPL_BEHIND_AL_FULL);
 	return repl_meta_save_regions(v, io->sector >> v->region_shift,
 				      (io->sector + (io->nbytes >> SECTOR_SHIFT) - 1) >>
 				      v->region_shift);

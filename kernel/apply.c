@@ -1060,6 +1060,7 @@ static bool save_clean(struct apply_batch *b)
 	 * No region of its own is left: a promotion from here has nothing
 	 * to resync (it would otherwise start with a resync's END).
 	 */
+	atomic_set(&b->g->behind_why, 0);
 	clear_bit(REPL_BEHIND, &b->g->flags);
 	if (b->seeded)
 		DMINFO("%s: seeded replica: every region verified equal to the primary or resent: consistent",

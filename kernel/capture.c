@@ -181,7 +181,8 @@ void repl_capture(struct repl_target *rt, struct bio *bio, sector_t sector,
 		/* A write we cannot describe still must not be forgotten. */
 		if (io->nbytes) {
 			repl_resync_overflow_start(g, io);
-			repl_volume_mark_dirty(v, sector, io->nbytes);
+			repl_volume_mark_dirty(v, sector, io->nbytes,
+					       DM_REPL_BEHIND_OVERFLOW);
 			repl_ring_note_overflow(&g->ring);
 		}
 		return;
@@ -195,11 +196,12 @@ void repl_capture(struct repl_target *rt, struct bio *bio, sector_t sector,
 		atomic64_inc(&g->cnt.overflows);
 		if (io->nbytes) {
 			repl_resync_overflow_start(g, io);
-			repl_volume_mark_dirty(v, sector, io->nbytes);
+			repl_volume_mark_dirty(v, sector, io->nbytes,
+					       DM_REPL_BEHIND_OVERFLOW);
 		}
 		repl_ring_note_overflow(&g->ring);
 		if (!io->nbytes)
-			set_bit(REPL_BEHIND, &g->flags);
+			repl_group_behind(g, DM_REPL_BEHIND_OVERFLOW);
 		return;
 	}
 
@@ -227,7 +229,8 @@ static void capture_done(struct repl_target *rt, struct repl_io *io,
 	unsigned int i;
 
 	if (failed && io->nbytes)
-		repl_volume_mark_dirty(rt->vol, io->sector, io->nbytes);
+		repl_volume_mark_dirty(rt->vol, io->sector, io->nbytes,
+				       DM_REPL_BEHIND_FAILED_WRITE);
 	repl_resync_overflow_end(g, io);
 	if (!io->nr)
 		return;

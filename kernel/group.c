@@ -595,8 +595,7 @@ int repl_volume_grow(struct repl_target *rt, sector_t sectors)
 		bitmap_set(v->bitmap, first, regions - first);
 		atomic64_add(added, &v->dirty);
 		/* The count before the state, as repl_volume_mark_dirty(). */
-		smp_mb__before_atomic();
-		set_bit(REPL_BEHIND, &g->flags);
+		repl_group_behind(g, DM_REPL_BEHIND_GROWN);
 	}
 	r = repl_meta_grow(v, old_sectors);
 	if (r) {
@@ -647,9 +646,22 @@ void repl_volume_set_active(struct repl_target *rt, bool active)
 	mutex_unlock(&g->lock);
 }
 
+/*
+ * The group is behind, for @why (DM_REPL_BEHIND_*): the reason before the
+ * state, so that whoever sees the state sees a reason (resync.c
+ * maybe_uptodate() takes them back together).
+ */
+void repl_group_behind(struct repl_group *g, u32 why)
+{
+	atomic_or(why, &g->behind_why);
+	/* The reason and the caller's dirty counts before the state. */
+	smp_mb__before_atomic();
+	set_bit(REPL_BEHIND, &g->flags);
+}
+
 /* Mark every region that [sector, sector + nbytes) touches. Atomic context. */
 void repl_volume_mark_dirty(struct repl_volume *v, sector_t sector,
-			    u32 nbytes)
+			    u32 nbytes, u32 why)
 {
 	sector_t last = sector + max_t(u32, nbytes >> SECTOR_SHIFT, 1) - 1;
 	unsigned long r, end;
@@ -659,8 +671,7 @@ void repl_volume_mark_dirty(struct repl_volume *v, sector_t sector,
 		if (!test_and_set_bit(r, v->bitmap))
 			atomic64_inc(&v->dirty);
 	/* The count before the state: a resync that clears BEHIND sees it. */
-	smp_mb__before_atomic();
-	set_bit(REPL_BEHIND, &v->group->flags);
+	repl_group_behind(v->group, why);
 }
 
 /* Room was freed in the ring: let writers waiting under overflow block go. */

@@ -399,6 +399,7 @@ int repl_meta_open(struct block_device *bdev, struct repl_volume *v,
 		   char **error)
 {
 	bool clean = le32_to_cpu(v->sb->flags) & DM_REPL_META_F_CLEAN;
+	u32 why = DM_REPL_BEHIND_LOADED;
 	int r;
 
 	r = bm_load(bdev, v);
@@ -415,9 +416,10 @@ int repl_meta_open(struct block_device *bdev, struct repl_volume *v,
 			*error = "Cannot recover from the activity log";
 			return r;
 		}
+		why |= DM_REPL_BEHIND_CRASH;
 	}
 	if (atomic64_read(&v->dirty))
-		set_bit(REPL_BEHIND, &v->group->flags);
+		repl_group_behind(v->group, why);
 	r = repl_al_reset(v);
 	if (r) {
 		*error = "Cannot write the activity log";

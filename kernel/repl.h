@@ -313,6 +313,7 @@ struct repl_group {
 	u64 gen_current;
 	u64 gen_history[DM_REPL_META_GEN_HISTORY];
 	unsigned long flags;		/* REPL_WAKE_PENDING, REPL_BEHIND */
+	atomic_t behind_why;		/* DM_REPL_BEHIND_*, while behind */
 	atomic64_t commits;		/* records committed, for poll() */
 	u64 woken_commits;		/* commits at the last wake-up */
 	struct timer_list wake_timer;	/* a wake-up the next tick */
@@ -406,7 +407,8 @@ void repl_volume_put(struct repl_volume *v, struct block_device *meta_bdev);
 void repl_group_put(struct repl_group *g);
 extern struct mutex repl_groups_lock;
 void repl_volume_mark_dirty(struct repl_volume *v, sector_t sector,
-			    u32 nbytes);
+			    u32 nbytes, u32 why);
+void repl_group_behind(struct repl_group *g, u32 why);
 void repl_group_notify(struct repl_group *g, unsigned int nr);
 void repl_group_notify_now(struct repl_group *g);
 void repl_group_released(struct repl_group *g);

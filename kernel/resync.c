@@ -512,6 +512,9 @@ static bool resync_end(struct repl_group *g, struct repl_volume *v)
 /* The group is whole again in the ring: it is no longer behind. */
 static void maybe_uptodate(struct repl_group *g, u64 gaps_before)
 {
+	/* Its reasons go with it, or come back with it (repl_group_behind()). */
+	u32 why = atomic_xchg(&g->behind_why, 0);
+
 	clear_bit(REPL_BEHIND, &g->flags);
 	/*
 	 * Pairs with smp_mb__before_atomic() in repl_volume_mark_dirty(): a
@@ -520,7 +523,7 @@ static void maybe_uptodate(struct repl_group *g, u64 gaps_before)
 	smp_mb__after_atomic();
 	/* Unless a write overflowed meanwhile (its GAP may follow the end). */
 	if (group_dirty(g) || repl_ring_gaps_noted(&g->ring) != gaps_before)
-		set_bit(REPL_BEHIND, &g->flags);
+		repl_group_behind(g, why);
 }
 
 /* Caller holds g->lock and rs->lock. */
@@ -556,7 +559,7 @@ static int resync_locked(struct repl_group *g, struct dm_repl_resync_req *req)
 	if (r) {
 		/* Dirty again before it stops syncing. */
 		repl_volume_mark_dirty(v, (sector_t)req->region << v->region_shift,
-				       SECTOR_SIZE);
+				       SECTOR_SIZE, DM_REPL_BEHIND_RESYNC_FAILED);
 		entry_drop(rs);
 		return r;
 	}

@@ -460,7 +460,8 @@ void repl_ring_mark_unreleased(struct repl_ring *ring, struct repl_volume *v)
 		if (!(len_flags & (DM_REPL_SLOT_BUSY | DM_REPL_SLOT_DISCARDED)) &&
 		    le16_to_cpu(rec->volume) == v->index && rec->nbytes)
 			repl_volume_mark_dirty(v, le64_to_cpu(rec->sector),
-					       le32_to_cpu(rec->nbytes));
+					       le32_to_cpu(rec->nbytes),
+					       DM_REPL_BEHIND_UNRELEASED);
 		pos += slot_span(len_flags & DM_REPL_SLOT_LEN_MASK);
 		cond_resched();
 	}

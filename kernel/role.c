@@ -418,7 +418,7 @@ static int mark_range(struct repl_group *g, struct repl_volume *v,
 		if (!(region % 4096))
 			cond_resched();
 	}
-	set_bit(REPL_BEHIND, &g->flags);
+	repl_group_behind(g, DM_REPL_BEHIND_MARKED);
 	/* Whatever reaches the disk, this replica differs there: it says so. */
 	spin_lock_irqsave(&a->stat_lock, flags);
 	a->inconsistent = true;

@@ -23,7 +23,7 @@ field() { "$REPLTOOL" meta show "$M" | awk -v f="$1" '$1 == f { print $2 }'; }
 dirty() { dmsetup status mv | awk '{ split($11, d, "/"); print d[1] }'; }
 load() { dm_create mv "0 $S repl $D $M gm primary 2 ring_mb $1"; }
 
-tap_plan 17
+tap_plan 18
 tap_strict
 meta_create $M gm $D
 load 64
@@ -76,6 +76,8 @@ dmsetup remove mv
 M=$crashed
 load 64
 tap_check "after a crash the two logged extents are dirty (128 regions)" test "$(dirty)" = 128
+tap_check "and the group says why it is behind" \
+	test "$(status_of gm behind_reasons)" = loaded-dirty,crash
 dmsetup remove mv
 # Two damaged AL slots: the log cannot be trusted, so every region is dirty.
 meta_create /dev/ram1 gm $D

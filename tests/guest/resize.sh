@@ -86,7 +86,8 @@ tap_check "suspend and resume grow the volume" bash -c \
 tap_check "the device has its new size" test "$(blockdev --getsz /dev/mapper/solo)" = $((12 * 2048))
 tap_check "the superblock says the new size" test "$(sb_field "$meta" data_sectors)" = $((12 * 2048))
 # 64 KiB regions: 8 MiB was 128 of them, the 4 MiB more are 64 more.
-tap_check "a primary's new regions are dirty (64)" test "$(status_of solo dirty_regions)" = 64
+tap_check "a primary's new regions are dirty (64), and status says why" \
+	test "$(status_of solo dirty_regions)/$(status_of solo behind_reasons)" = 64/grown
 tap_check "the resume said so in the kernel log" bash -c \
 	"dmesg | grep -q 'solo: volume 0 grew from 16384 to 24576 sectors'"
 dmsetup remove solo

@@ -30,8 +30,8 @@ overflow() {
 whole() {
 	local what=$1 out
 	out=$(quiesce g1 g2 120) || { tap_fail "$what: drained" "$out"; return; }
-	tap_check "$what: the primary is up to date, no region dirty" \
-		test "$(status_of g1 state)/$(dirty)" = uptodate/0
+	tap_check "$what: the primary is up to date, no region dirty, no reason left" \
+		test "$(status_of g1 state)/$(dirty)/$(status_of g1 behind_reasons)" = uptodate/0/-
 	tap_check "$what: the replica is consistent" test "$(status_of g2 consistency)" = consistent
 	tap_check "$what: identical byte for byte" identical
 }
@@ -40,8 +40,8 @@ whole() {
 pair || tap_bail "the pair's tables"
 overflow 24
 d0=$(dirty)
-tap_check "overflow: the primary is behind with $d0 dirty regions" \
-	test "$(status_of g1 state)" = behind -a "$d0" -gt 0
+tap_check "overflow: the primary is behind ($(status_of g1 behind_reasons)) with $d0 dirty regions" \
+	test "$(status_of g1 state)/$(status_of g1 behind_reasons)" = behind/overflow -a "$d0" -gt 0
 "$REPLTOOL" replicate --once g1 g2 >/dev/null
 tap_check "overflow: the replica is outdated past the gap" \
 	test "$(status_of g2 consistency)" = outdated

@@ -777,6 +777,7 @@ TEST_F(tool, status_of_a_primary_lists_the_group_and_its_volumes)
 	ASSERT_NE(NULL, strstr(self->r.out, "group             fake\n"));
 	ASSERT_NE(NULL, strstr(self->r.out, "\nrole              primary\n"));
 	ASSERT_NE(NULL, strstr(self->r.out, "\nstate             uptodate\n"
+			       "behind_reasons    -\n"
 			       "stream            5354524541d00001\n")) TH_LOG("%s", self->r.out);
 	ASSERT_NE(NULL, strstr(self->r.out, "\nnext_seq          2\n"));
 	ASSERT_NE(NULL, strstr(self->r.out, "\nvolumes           1\nvolume 0\n"

@@ -738,4 +738,22 @@ TEST(dirty_regions_past_the_primary_end)
 	EXPECT_EQ(13U, dmrepl_dirty_past(bits, 13, 8, 100, 100));
 }
 
+/* Why a primary is behind, as status shows it. */
+TEST(behind_reasons_are_words_in_bit_order_and_cut_short_visibly)
+{
+	char buf[64], tiny[12];
+
+	EXPECT_STREQ("-", dmrepl_behind_reasons(0, buf, sizeof(buf)));
+	EXPECT_STREQ("overflow", dmrepl_behind_reasons(DM_REPL_BEHIND_OVERFLOW, buf, sizeof(buf)));
+	EXPECT_STREQ("loaded-dirty,crash",
+		     dmrepl_behind_reasons(DM_REPL_BEHIND_CRASH | DM_REPL_BEHIND_LOADED,
+					   buf, sizeof(buf)));
+	EXPECT_STREQ("grown,resync-failed,bit-31",
+		     dmrepl_behind_reasons(DM_REPL_BEHIND_GROWN | DM_REPL_BEHIND_RESYNC_FAILED |
+					   1U << 31, buf, sizeof(buf)));
+	EXPECT_STREQ("overflow...",
+		     dmrepl_behind_reasons(DM_REPL_BEHIND_OVERFLOW | DM_REPL_BEHIND_FAILED_WRITE,
+					   tiny, sizeof(tiny)));
+}
+
 TEST_HARNESS_MAIN

@@ -287,7 +287,8 @@ struct dm_repl_group_info {
 	__u64 gen_current;
 	__u64 gen_history[4];		/* DM_REPL_META_GEN_HISTORY, newest first */
 	__u32 flags;			/* DM_REPL_GROUPF_* */
-	__u32 reserved2;
+	/* Primary: why it is behind (DM_REPL_BEHIND_*), since it was up to date. */
+	__u32 behind_reasons;
 	/*
 	 * Bitmap blocks holding regions whose resync was released, not yet
 	 * written to the metadata (a crash resends those regions); and the
@@ -305,6 +306,17 @@ struct dm_repl_group_info {
  * takes the first record it is given, of any stream and sequence.
  */
 #define DM_REPL_GROUPF_REJOIN	(1U << 0)
+
+/* Why a primary is behind: what made regions dirty that the ring lacks. */
+#define DM_REPL_BEHIND_OVERFLOW		(1U << 0) /* writes found no room in the ring */
+#define DM_REPL_BEHIND_FAILED_WRITE	(1U << 1) /* a write failed on the data device */
+#define DM_REPL_BEHIND_AL_FULL		(1U << 2) /* activity log full: writes marked */
+#define DM_REPL_BEHIND_LOADED		(1U << 3) /* dirty in the metadata at load */
+#define DM_REPL_BEHIND_CRASH		(1U << 4) /* not shut down cleanly: AL's extents */
+#define DM_REPL_BEHIND_GROWN		(1U << 5) /* a volume grew: its new space */
+#define DM_REPL_BEHIND_UNRELEASED	(1U << 6) /* records dropped unreleased */
+#define DM_REPL_BEHIND_MARKED		(1U << 7) /* regions marked (DM_REPL_IOC_MARK) */
+#define DM_REPL_BEHIND_RESYNC_FAILED	(1U << 8) /* a resync's read failed */
 /*
  * Secondary: seeded (DM_REPL_META_F_SEEDED) and inconsistent until a VERIFY
  * found every region equal (volumes[].dirty_regions are the ones left) or a

@@ -652,6 +652,14 @@ bool dmrepl_bit_test(const unsigned long *bits, __u64 n);
 __u64 dmrepl_resync_left(const struct dm_repl_group_info *info);
 
 /*
+ * A primary's DM_REPL_BEHIND_* reasons in words, comma-separated, in @buf:
+ * overflow, failed-write, al-full, loaded-dirty, crash, grown, unreleased,
+ * marked, resync-failed; "bit-N" for one this build does not know; "-" for
+ * none. Cut short (ending in "...") if @len is too small. Returns @buf.
+ */
+const char *dmrepl_behind_reasons(__u32 why, char *buf, size_t len);
+
+/*
  * The resync's share of the link, predicted: a write captured now waits
  * behind the bytes queued ahead of it (in the ring, sent or not, and not
  * yet acknowledged: the backlog) for about backlog / drain, the rate at

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -170,6 +171,33 @@ __u64 dmrepl_resync_left(const struct dm_repl_group_info *info)
 	for (i = 0; i < info->nr_volumes && i < DM_REPL_MAX_VOLUMES; i++)
 		left += info->volumes[i].dirty_regions;
 	return left;
+}
+
+const char *dmrepl_behind_reasons(__u32 why, char *buf, size_t len)
+{
+	static const char *const names[] = {
+		"overflow", "failed-write", "al-full", "loaded-dirty", "crash",
+		"grown", "unreleased", "marked", "resync-failed",
+	};
+	size_t used = 0;
+	unsigned int i;
+	int n;
+
+	if (!len)
+		return buf;
+	snprintf(buf, len, "-");
+	for (i = 0; i < 32 && used < len; i++) {
+		if (!(why & (1U << i)))
+			continue;
+		if (i < sizeof(names) / sizeof(names[0]))
+			n = snprintf(buf + used, len - used, "%s%s", used ? "," : "", names[i]);
+		else
+			n = snprintf(buf + used, len - used, "%sbit-%u", used ? "," : "", i);
+		used += (size_t)n;
+	}
+	if (used >= len && len > 3)
+		memcpy(buf + len - 4, "...", 4);
+	return buf;
 }
 
 int dmrepl_bitmap_get(int fd, const struct dm_repl_volume_info *v, unsigned long **bits,

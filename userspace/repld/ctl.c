@@ -63,14 +63,19 @@ static void print_state(FILE *f, const struct group_status *st,
 	__u64 applied = st->resync_done - st->resync_unreleased;
 	__u64 total = st->resync_done + st->resync_dirty;
 	double secs, rate;
+	char why[160];
 
 	if (!st->resyncing) {
 		fprintf(f, "state %s\n", st->behind ? "behind" : "uptodate");
+		fprintf(f, "behind_reasons %s\n", dmrepl_behind_reasons(st->behind ? st->behind_reasons : 0,
+									why, sizeof(why)));
 		return;
 	}
 	secs = (double)(now_ns() - st->resync_start_ns) / 1e9;
 	rate = secs > 0 ? (double)applied / secs : 0;
-	fprintf(f, "state resyncing\nresync_percent %.1f\nresync_regions_left %llu\n",
+	fprintf(f, "state resyncing\nbehind_reasons %s\n",
+		dmrepl_behind_reasons(st->behind_reasons, why, sizeof(why)));
+	fprintf(f, "resync_percent %.1f\nresync_regions_left %llu\n",
 		total ? 100.0 * (double)applied / (double)total : 0.0,
 		(unsigned long long)(st->resync_dirty + st->resync_unreleased));
 	fprintf(f, "resync_bytes %llu\nresync_regions_per_s %.1f\nresync_eta_seconds ",

@@ -94,6 +94,7 @@ void group_note_kernel(struct group *g, const struct dm_repl_group_info *info)
 	g->st.last_seq = info->next_seq - 1;
 	g->st.lag_bytes = info->producer_pos - info->released_pos;
 	g->st.behind = info->state == DM_REPL_STATE_BEHIND;
+	g->st.behind_reasons = info->behind_reasons;
 	pthread_mutex_unlock(&g->lock);
 }
 

@@ -52,6 +52,7 @@ struct group_status {
 	__u64 lag_bytes;		/* primary: ring bytes not released */
 	__u64 oldest_unacked_ns;	/* primary: capture time, 0 if none */
 	bool behind;			/* primary: writes only in the bitmap */
+	__u32 behind_reasons;		/* the kernel's DM_REPL_BEHIND_* */
 	/* Primary, behind: the resync this session runs (its regions). */
 	bool resyncing;
 	__u64 resync_start_ns;

@@ -418,6 +418,7 @@ static int resync_some(struct shipping *s)
 	g->st.resync_dirty = dmrepl_resync_left(&s->resync.info) - s->resync.info.resync_regions +
 			     s->resync.asked_left;
 	g->st.resync_asked = s->resync.asked_left;
+	g->st.behind_reasons = s->resync.info.behind_reasons;
 	g->st.behind = behind;
 	g->st.resyncing = behind;
 	note_ctl(s);

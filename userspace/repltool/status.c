@@ -105,7 +105,7 @@ static void show_u64_fields(struct out *o, const void *info, const struct u64_fi
 
 static void show_group(struct out *o, const char *path, const struct dm_repl_group_info *gi)
 {
-	char name[DM_REPL_GROUP_NAME_MAX + 1] = { 0 }, buf[32];
+	char name[DM_REPL_GROUP_NAME_MAX + 1] = { 0 }, buf[32], why[160];
 
 	memcpy(name, gi->name, DM_REPL_GROUP_NAME_MAX);
 	out_kv_str(o, "group", name);
@@ -131,6 +131,8 @@ static void show_group(struct out *o, const char *path, const struct dm_repl_gro
 	if (gi->role == DM_REPL_ROLE_SECONDARY)
 		return;
 	out_kv_str(o, "state", state_name(gi->state));
+	out_kv_str(o, "behind_reasons",
+		   dmrepl_behind_reasons(gi->behind_reasons, why, sizeof(why)));
 	out_kv_stream(o, "stream", gi->stream);
 	show_u64_fields(o, gi, group_fields, sizeof(group_fields) / sizeof(group_fields[0]));
 	out_kv_u64(o, "ring_used", gi->producer_pos - gi->released_pos);
