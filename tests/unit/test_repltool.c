@@ -810,6 +810,8 @@ TEST_F(tool, status_of_a_secondary_shows_the_apply_path)
 	run_tool(&self->r, "status", self->dev.path, NULL);
 	ASSERT_EQ(0, self->r.status) TH_LOG("%s", self->r.err);
 	ASSERT_NE(NULL, strstr(self->r.out, "\napply\n  consistency     inconsistent\n"
+			       "  inconsistent_reason 3 regions marked, waiting for the primary "
+			       "to resend them\n"
 			       "  applied_stream  5354524541d00001\n"
 			       "  applied_seq     99\n")) TH_LOG("%s", self->r.out);
 	ASSERT_NE(NULL, strstr(self->r.out, "\n  rejected        1\n  verify_compared 0\n"
@@ -820,6 +822,8 @@ TEST_F(tool, status_of_a_secondary_shows_the_apply_path)
 		TH_LOG("%s", self->r.out);
 	run_tool(&self->r, "status", "--json", self->dev.path, NULL);
 	ASSERT_NE(NULL, strstr(self->r.out, "\"apply\":{\"consistency\":\"inconsistent\","
+			       "\"inconsistent_reason\":\"3 regions marked, waiting for the "
+			       "primary to resend them\","
 			       "\"applied_stream\":\"5354524541d00001\",\"applied_seq\":99,"))
 		TH_LOG("%s", self->r.out);
 	ASSERT_NE(NULL, strstr(self->r.out, "\"last_error\":{\"errno\":18,\"error\":"

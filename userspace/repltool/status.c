@@ -247,14 +247,44 @@ static void show_consistent_point(struct out *o, const struct dm_repl_apply_info
 	out_kv_str(o, "consistent_time", when);
 }
 
+/*
+ * Why a replica is inconsistent, from what the group shows: a rejoin or a
+ * seed (each shown on its own line too), regions marked in its bitmap,
+ * which it waits for its primary to resend; else a resync its primary
+ * began, which ends consistent.
+ */
+static void show_inconsistent_reason(struct out *o, const struct dm_repl_group_info *gi,
+				     const struct dm_repl_apply_info *ai)
+{
+	char why[96];
+	__u64 marked = 0;
+	__u32 i;
+
+	if (!(ai->flags & DM_REPL_APPLYF_INCONSISTENT))
+		return;
+	for (i = 0; i < gi->nr_volumes && i < DM_REPL_MAX_VOLUMES; i++)
+		marked += gi->volumes[i].dirty_regions;
+	if (gi->flags & DM_REPL_GROUPF_REJOIN)
+		snprintf(why, sizeof(why), "rejoining its primary");
+	else if (gi->flags & DM_REPL_GROUPF_SEEDED)
+		snprintf(why, sizeof(why), "seeded, not yet verified");
+	else if (marked)
+		snprintf(why, sizeof(why), "%llu regions marked, waiting for the primary to resend them",
+			 (unsigned long long)marked);
+	else
+		snprintf(why, sizeof(why), "a resync from the primary, consistent at its end");
+	out_kv_str(o, "inconsistent_reason", why);
+}
+
 /* vi: NULL when the module has no DM_REPL_IOC_VERIFY_INFO. */
-static void show_apply(struct out *o, const struct dm_repl_apply_info *ai,
-		       const struct dm_repl_verify_info *vi)
+static void show_apply(struct out *o, const struct dm_repl_group_info *gi,
+		       const struct dm_repl_apply_info *ai, const struct dm_repl_verify_info *vi)
 {
 	out_open_object(o, "apply");
 	out_text(o, "apply\n");
 	o->kv_indent = 2;
 	out_kv_str(o, "consistency", consistency_name(ai));
+	show_inconsistent_reason(o, gi, ai);
 	show_consistent_point(o, ai);
 	out_kv_stream(o, "applied_stream", ai->applied_stream);
 	show_u64_fields(o, ai, apply_fields, sizeof(apply_fields) / sizeof(apply_fields[0]));
@@ -292,7 +322,7 @@ static int show(const char *path, int fd, const struct dm_repl_group_info *gi, b
 	show_group(&o, path, gi);
 	show_volumes(&o, gi);
 	if (gi->role == DM_REPL_ROLE_SECONDARY)
-		show_apply(&o, &ai, have_vi ? &vi : NULL);
+		show_apply(&o, gi, &ai, have_vi ? &vi : NULL);
 	if (link)
 		show_link_facts(&o, link);
 	out_close_object(&o);
