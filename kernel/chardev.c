@@ -145,6 +145,7 @@ static void fill_group_info(struct dm_repl_group_info *info,
 	info->resynced_regions = atomic64_read(&g->resync.sent);
 	info->resync_blocks_unsaved = atomic64_read(&g->resync.unsaved_blocks);
 	info->resync_blocks_saved = atomic64_read(&g->resync.saved_blocks);
+	info->resync_regions_released = repl_resync_releasing(g);
 	info->behind_reasons = info->state == DM_REPL_STATE_BEHIND ?
 			       atomic_read(&g->behind_why) : 0;
 	info->discarded = atomic64_read(&c->discarded);

@@ -208,7 +208,7 @@ struct repl_resync {
 	 * Takes the released entries out, after a flush of their data
 	 * devices, and writes their bitmap blocks (kernel/resync.c).
 	 */
-	struct work_struct save_work;
+	struct delayed_work save_work;
 	atomic64_t unsaved_blocks;	/* taken out, not yet written: status */
 	atomic64_t saved_blocks;	/* written by save_work, ever */
 };
@@ -529,6 +529,7 @@ void repl_resync_overflow_start(struct repl_group *g, struct repl_io *io);
 void repl_resync_overflow_end(struct repl_group *g, struct repl_io *io);
 void repl_resync_released(struct repl_group *g);
 void repl_resync_stop(struct repl_group *g);
+u64 repl_resync_releasing(struct repl_group *g);
 void repl_resync_forget(struct repl_volume *v);
 void repl_resync_joined(struct repl_volume *v);
 struct dm_repl_resync_req;

@@ -36,7 +36,7 @@ void repl_resync_init(struct repl_group *g)
 	spin_lock_init(&g->resync.entries_lock);
 	spin_lock_init(&g->resync.phase_lock);
 	init_waitqueue_head(&g->resync.overflow_wait);
-	INIT_WORK(&g->resync.save_work, resync_save_work);
+	INIT_DELAYED_WORK(&g->resync.save_work, resync_save_work);
 }
 
 /*
@@ -103,6 +103,21 @@ static bool still_syncing(struct repl_resync *rs, unsigned int i,
 	return false;
 }
 
+/* Regions released and not yet taken out by save_work (status). */
+u64 repl_resync_releasing(struct repl_group *g)
+{
+	struct repl_resync *rs = &g->resync;
+	u64 released = READ_ONCE(g->ring.ctl->released_seq);
+	unsigned long flags;
+	unsigned int i;
+
+	spin_lock_irqsave(&rs->entries_lock, flags);
+	for (i = 0; i < rs->nr && entry(rs, i)->seq <= released; i++)
+		;
+	spin_unlock_irqrestore(&rs->entries_lock, flags);
+	return i;
+}
+
 /* Caller holds entries_lock. Has the head entry's record been released? */
 static bool head_released(struct repl_resync *rs, u64 released)
 {
@@ -123,14 +138,14 @@ void repl_resync_released(struct repl_group *g)
 	spin_lock_irqsave(&rs->entries_lock, flags);
 	any = head_released(rs, released);
 	spin_unlock_irqrestore(&rs->entries_lock, flags);
-	/* Not on repl_wq: the work waits for g->lock, whose holders may wait for repl_wq's. */
+	/* Not on repl_wq: the work waits for locks whose holders may wait for repl_wq's. */
 	if (any)
-		queue_work(system_unbound_wq, &rs->save_work);
+		mod_delayed_work(system_unbound_wq, &rs->save_work, 0);
 }
 
 /*
- * Caller holds g->lock (the volumes stay). Flush the data devices of the
- * volumes whose entries are released: the replica has those regions as
+ * Caller holds rs->lock: no volume goes (its removal takes it), none is
+ * resynced. Flush the data devices of the volumes whose entries are released: the replica has those regions as
  * the resync read them, perhaps from a device's volatile cache, and their
  * bits may go clean on disk only once the data is durable here too.
  */
@@ -146,12 +161,6 @@ static int flush_released(struct repl_group *g, u64 released)
 		__set_bit(entry(rs, i)->vol->index, &vols);
 	spin_unlock_irqrestore(&rs->entries_lock, flags);
 	for_each_set_bit(i, &vols, DM_REPL_MAX_VOLUMES) {
-		/*
-		 * Going away: its save at removal flushes its device after the
-		 * last resync read of it (resync.lock), and forgets its entries.
-		 */
-		if (!g->volumes[i])
-			continue;
 		r = blkdev_issue_flush(g->volumes[i]->data_bdev);
 		if (r) {
 			DMWARN_LIMIT("%s: volume %u: cannot flush its data device (%d): its resynced regions stay dirty",
@@ -233,7 +242,8 @@ static void save_block(struct repl_group *g, const struct repl_unsaved_block *u)
  */
 static void resync_save_work(struct work_struct *work)
 {
-	struct repl_resync *rs = container_of(work, struct repl_resync, save_work);
+	struct repl_resync *rs = container_of(to_delayed_work(work), struct repl_resync,
+					      save_work);
 	struct repl_group *g = container_of(rs, struct repl_group, resync);
 	struct repl_unsaved_block todo[REPL_RESYNC_UNSAVED];
 	unsigned long flags;
@@ -244,14 +254,18 @@ static void resync_save_work(struct work_struct *work)
 	do {
 		n = 0;
 		more = false;
-		mutex_lock(&g->lock);
+		/* Not g->lock: its holders (GROUP_INFO, resume) need not wait for a flush. */
+		mutex_lock(&rs->lock);
 		released = READ_ONCE(g->ring.ctl->released_seq);
 		if (!flush_released(g, released)) {
 			spin_lock_irqsave(&rs->entries_lock, flags);
 			more = take_released(rs, released, todo, &n);
 			spin_unlock_irqrestore(&rs->entries_lock, flags);
+		} else {
+			/* Nothing else may come to retry it: a second from now. */
+			mod_delayed_work(system_unbound_wq, &rs->save_work, HZ);
 		}
-		mutex_unlock(&g->lock);
+		mutex_unlock(&rs->lock);
 		for (i = 0; i < n; i++) {
 			mutex_lock(&g->lock);
 			save_block(g, &todo[i]);
@@ -264,7 +278,7 @@ static void resync_save_work(struct work_struct *work)
 /* The group goes: no save is left running (it takes g->lock). */
 void repl_resync_stop(struct repl_group *g)
 {
-	cancel_work_sync(&g->resync.save_work);
+	cancel_delayed_work_sync(&g->resync.save_work);
 }
 
 /*

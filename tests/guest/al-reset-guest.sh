@@ -33,7 +33,8 @@
 #    in the ring (resynced_regions), alpha's repld is stopped (SIGSTOP, so
 #    that its counters hold), the kernel has taken the regions released
 #    out of the resync and written their bitmap blocks (the counters the
-#    same twice, resync_blocks_unsaved 0), and a reset with sysrq-b; no
+#    same twice, resync_regions_released and resync_blocks_unsaved 0), and
+#    a reset with sysrq-b; no
 #    write since the 12 MiB. The next boot's step 1 is the same: it finds
 #    what the reset left of the resync.
 #
@@ -218,14 +219,14 @@ if ((mid_resync)); then
 	# flush, then their bitmap blocks): the reset comes once it is idle,
 	# nothing left to write and the counters the same twice.
 	end=$((SECONDS + 30)) facts="" last=""
-	until [[ -n $facts && $facts == "$last" ]] && [[ $facts == *unsaved=0 ]]; do
+	until [[ -n $facts && $facts == "$last" ]] && [[ $facts == *untaken=0\ unsaved=0 ]]; do
 		((SECONDS < end)) || die "the kernel's resync saves not done after 30 s: $facts"
 		last=$facts
 		sleep 0.2
 		facts=$("$REPLTOOL" status vm1 | awk '$1 == "resynced_regions" { r = $2 }
 			$1 == "dirty_regions" { d = $2 } $1 == "resync_regions" { u = $2 }
-			$1 == "resync_blocks_unsaved" { s = $2 }
-			END { print "resynced=" r " dirty=" d " unreleased=" u " unsaved=" s }')
+			$1 == "resync_regions_released" { t = $2 } $1 == "resync_blocks_unsaved" { s = $2 }
+			END { print "resynced=" r " dirty=" d " unreleased=" u " untaken=" t " unsaved=" s }')
 	done
 	echo "round=$ROUND seed=$SEED dirty_start=$dirty_start $facts" \
 		"beta=$(status_of vm1b consistency)" >"$OUT/reset"

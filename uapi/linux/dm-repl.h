@@ -272,7 +272,11 @@ struct dm_repl_group_info {
 	__u64 block_timeouts;	/* overflow block: waits that timed out */
 	__u64 wakeups;		/* poll wake-ups issued */
 	__u64 stream;		/* the ring's stream (primary) */
-	/* Regions resynced whose records the consumer has not released. */
+	/*
+	 * Regions resynced not yet taken out of the resync: their records not
+	 * released, or released and waiting for the kernel's work item (the
+	 * data device's flush) to take them out: resync_regions_released.
+	 */
 	__u64 resync_regions;
 	/* Bit N: volume index N left dirty; no resync ends before it is back. */
 	__u64 departed_volumes;
@@ -296,7 +300,8 @@ struct dm_repl_group_info {
 	 */
 	__u64 resync_blocks_unsaved;
 	__u64 resync_blocks_saved;
-	__u64 reserved1[2];
+	__u64 resync_regions_released;
+	__u64 reserved1[1];
 
 	struct dm_repl_volume_info volumes[DM_REPL_MAX_VOLUMES];
 };

@@ -587,6 +587,12 @@ struct dmrepl_resync {
 	__u64 regions, bytes;		/* put in the ring */
 	bool ended;			/* a RESYNC_END went out */
 	/*
+	 * The last step found no room for want of entries (EBUSY): released
+	 * ones leave in the kernel's work item, which no event announces, so
+	 * the caller tries again shortly (DMREPL_RESYNC_BUSY_RETRY_MS).
+	 */
+	bool busy;
+	/*
 	 * Regions the replica asked for (its own dirty regions, a rejoin):
 	 * one bitmap per volume index, resent (RESYNCF_ANY) before the
 	 * group's own dirty regions.
@@ -647,6 +653,8 @@ int dmrepl_resync_step(struct dmrepl_resync *r, unsigned int max, unsigned int f
 int dmrepl_bitmap_get(int fd, const struct dm_repl_volume_info *v, unsigned long **bits,
 		      size_t *size);
 bool dmrepl_bit_test(const unsigned long *bits, __u64 n);
+
+#define DMREPL_RESYNC_BUSY_RETRY_MS	10
 
 /* Regions still to go: dirty in the bitmaps, or in the ring unreleased. */
 __u64 dmrepl_resync_left(const struct dm_repl_group_info *info);

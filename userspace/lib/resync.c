@@ -287,7 +287,9 @@ static int resync_one(struct dmrepl_resync *r, unsigned int vol, __u64 region, _
 		.flags = flags,
 	};
 
+	r->busy = false;
 	if (ioctl(r->fd, DM_REPL_IOC_RESYNC, &req) < 0) {
+		r->busy = errno == EBUSY;
 		if (errno == ENOSPC || errno == EBUSY)
 			return 0;	/* no room now */
 		if ((errno == ENOENT || errno == EINVAL) && !(flags & DM_REPL_RESYNCF_ANY)) {
@@ -333,6 +335,7 @@ int dmrepl_resync_step(struct dmrepl_resync *r, unsigned int max, unsigned int f
 	unsigned int done = 0;
 	int ret;
 
+	r->busy = false;
 	while (done < max) {
 		ret = dmrepl_group_info(r->fd, &r->info, NULL, 0);
 		if (ret)

@@ -390,6 +390,7 @@ static int resync_some(struct shipping *s)
 	s->resync_held = false;
 	if (!behind || s->resync_failed) {
 		dmrepl_resync_ctl_pause(&s->ctl);
+		s->resync.busy = false;
 		return 0;
 	}
 	ret = resync_regions(s);
@@ -518,8 +519,12 @@ static int stream(struct shipping *s)
 		if (session_check(s->g, s->l, dmrepl_ring_fd(s->ship.ring), DM_REPL_ROLE_PRIMARY,
 				  s->stream, &tick))
 			return 0;
-		/* A region held back goes when the bucket has room again. */
-		s->l->wake_ns = s->resync_held ? dmrepl_resync_ctl_next_ns(&s->ctl) : 0;
+		/*
+		 * A region held back goes when the bucket has room again; one
+		 * that found no entry free, once the kernel took released ones.
+		 */
+		s->l->wake_ns = s->resync_held ? dmrepl_resync_ctl_next_ns(&s->ctl) :
+				s->resync.busy ? now_ns() + DMREPL_RESYNC_BUSY_RETRY_MS * 1000000ULL : 0;
 		ev = link_wait(s->l, dmrepl_ring_fd(s->ship.ring),
 			       s->nflights < s->window ? POLLIN : 0);
 		if (ev < 0)
