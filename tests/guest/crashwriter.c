@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * The guest half of the crash test (tests/crash.sh, tests/guest/crash-guest.sh),
- * and the metadata decoder of the primary reset test (tests/al-reset.sh).
+ * and the metadata decoder of the primary reset test (tests/al-reset.sh) and
+ * of the unplanned failover test (tests/guest/rejoin.sh).
  *
  *   crashwriter write [-j THREADS] DEV LOGDEV ROUND SEED
  *       Write random data at random offsets and sizes to DEV with O_DIRECT,
@@ -56,15 +57,17 @@
  *       the metadata fails as above), 2 on stale entries or any other
  *       error.
  *
- *   crashwriter ondisk [-g GROUP] META
+ *   crashwriter ondisk [-g GROUP [-l]] META
  *       Decode META (a copy of a metadata device) as check -m does, and
  *       print what recovery must mark dirty when it is loaded after a crash:
  *         ondisk: al_seq=S al_extents=E al_regions=A bm_dirty=B union=U
  *                 regions=T al_torn=X al_bad=Y bm_bad=Z
  *       (union: regions in the AL's extents or dirty in the bitmap, or
- *       both). With GROUP, loaded from META's device since the copy was
- *       taken and not written since, also " dirty=D unrecovered=N extra=M"
- *       from its bitmap: recovery marked exactly the union when both are 0.
+ *       both). With GROUP, whose volume of META's index was loaded from
+ *       META's device since the copy was taken and not written since, also
+ *       " dirty=D unrecovered=N extra=M" from its bitmap: recovery marked
+ *       exactly the union when both are 0. With -l, then a line
+ *       "dirty REGION" for each region dirty in that bitmap, in order.
  *       Exit status 0 then, 1 when the AL cannot be trusted or the bitmap
  *       is not the union, 2 on any other error.
  *
@@ -490,7 +493,7 @@ static int cmd_consume(int argc, char **argv)
 
 /* ---- check ------------------------------------------------------------- */
 
-/* The first volume's dirty bitmap and geometry, from the group's device. */
+/* A volume's dirty bitmap and geometry, from the group's device. */
 struct bitmap {
 	uint8_t *bits;
 	uint64_t nr_regions, dirty;
@@ -498,11 +501,16 @@ struct bitmap {
 	uint32_t volume;	/* its index in the records */
 };
 
-static int read_bitmap(const char *group, struct bitmap *bm)
+/*
+ * The bitmap of the group's volume of index volume, or with volume < 0 of
+ * its only volume.
+ */
+static int read_bitmap(const char *group, int volume, struct bitmap *bm)
 {
 	char msg[DMREPL_ERRMSG_LEN];
 	struct dm_repl_group_info info = { .abi_version = DM_REPL_ABI_VERSION };
 	struct dm_repl_bitmap_req req = { .abi_version = DM_REPL_ABI_VERSION };
+	const struct dm_repl_volume_info *v = NULL;
 	struct dmrepl_ring *ring;
 	size_t size;
 	int r;
@@ -513,16 +521,23 @@ static int read_bitmap(const char *group, struct bitmap *bm)
 		return r;
 	}
 	r = dmrepl_ring_info(ring, &info);
-	if (r || info.nr_volumes != 1 || info.volumes[0].region_sectors == 0) {
-		fprintf(stderr, "crashwriter: group %s: not one volume (%s, %u volumes)\n",
-			group, strerror(r ? -r : ENOENT), info.nr_volumes);
+	for (__u32 i = 0; !r && i < info.nr_volumes; i++)
+		if (volume < 0 ? info.nr_volumes == 1 : info.volumes[i].index == (__u32)volume)
+			v = &info.volumes[i];
+	if (!v || v->region_sectors == 0) {
+		if (volume < 0)
+			fprintf(stderr, "crashwriter: group %s: not one volume (%s, %u volumes)\n",
+				group, strerror(r ? -r : ENOENT), info.nr_volumes);
+		else
+			fprintf(stderr, "crashwriter: group %s: no volume %d (%s)\n",
+				group, volume, strerror(r ? -r : ENOENT));
 		dmrepl_ring_close(ring);
 		return r ? r : -ENOENT;
 	}
-	bm->nr_regions = info.volumes[0].nr_regions;
-	bm->dirty = info.volumes[0].dirty_regions;
-	bm->region_sectors = info.volumes[0].region_sectors;
-	bm->volume = info.volumes[0].index;
+	bm->nr_regions = v->nr_regions;
+	bm->dirty = v->dirty_regions;
+	bm->region_sectors = v->region_sectors;
+	bm->volume = v->index;
 
 	/* The module copies whole longs: round up to 8 bytes. */
 	size = (bm->nr_regions + 63) / 64 * 8;
@@ -911,7 +926,7 @@ static int cmd_check(int argc, char **argv)
 		return 2;
 	}
 	close(fd);
-	if (read_bitmap(argv[1], &bm))
+	if (read_bitmap(argv[1], -1, &bm))
 		return 2;
 	if (argc == 5)
 		read_released(argv[4], round, bm.volume, &rel);
@@ -1013,17 +1028,21 @@ static int cmd_ondisk(int argc, char **argv)
 {
 	uint64_t both = 0, unrecovered = 0, extra = 0;
 	const char *group = NULL;
+	bool list = false;
 	struct ondisk od;
 	struct bitmap bm;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "g:")) != -1) {
-		if (opt != 'g')
+	while ((opt = getopt(argc, argv, "g:l")) != -1) {
+		if (opt == 'g')
+			group = optarg;
+		else if (opt == 'l')
+			list = true;
+		else
 			return 2;
-		group = optarg;
 	}
-	if (argc - optind != 1) {
-		fprintf(stderr, "usage: crashwriter ondisk [-g GROUP] META\n");
+	if (argc - optind != 1 || (list && !group)) {
+		fprintf(stderr, "usage: crashwriter ondisk [-g GROUP [-l]] META\n");
 		return 2;
 	}
 	read_ondisk(argv[optind], &od);
@@ -1036,14 +1055,19 @@ static int cmd_ondisk(int argc, char **argv)
 	       (unsigned long long)od.al_torn, (unsigned long long)od.al_bad,
 	       (unsigned long long)od.bm_bad);
 	if (group) {
-		if (read_bitmap(group, &bm) || !ondisk_is_loaded(&od, &bm, argv[optind]))
+		if (read_bitmap(group, (int)od.volume, &bm) ||
+		    !ondisk_is_loaded(&od, &bm, argv[optind]))
 			return 2;
 		ondisk_recovered(&od, &bm, &unrecovered, &extra);
-		printf(" dirty=%llu unrecovered=%llu extra=%llu", (unsigned long long)bm.dirty,
+		printf(" dirty=%llu unrecovered=%llu extra=%llu\n", (unsigned long long)bm.dirty,
 		       (unsigned long long)unrecovered, (unsigned long long)extra);
+		for (uint64_t r = 0; list && r < bm.nr_regions; r++)
+			if (region_dirty(&bm, r))
+				printf("dirty %llu\n", (unsigned long long)r);
 		free(bm.bits);
+	} else {
+		printf("\n");
 	}
-	printf("\n");
 	free(od.al_bits);
 	free(od.bm_bits);
 	return od.al_bad || unrecovered || extra ? 1 : 0;
@@ -1062,6 +1086,6 @@ int main(int argc, char **argv)
 	fprintf(stderr, "usage: crashwriter write [-j THREADS] DEV LOGDEV ROUND SEED\n"
 			"       crashwriter consume GROUP RELDEV ROUND\n"
 			"       crashwriter check [-m META] GROUP LOGDEV ROUND [RELDEV]\n"
-			"       crashwriter ondisk [-g GROUP] META\n");
+			"       crashwriter ondisk [-g GROUP [-l]] META\n");
 	return 2;
 }
