@@ -172,9 +172,13 @@ static void promote(struct repl_group *g)
 	u64 prev[DM_REPL_STREAM_HISTORY] = { a->applied_stream };
 	u64 gen;
 
-	/* A forced promotion of a copy that is not whole says so. */
-	repl_ring_new_stream(&g->ring,
-			     max(a->applied_seq + 1, g->ring.next_seq),
+	/*
+	 * The new stream goes on from what this copy applied, whatever its
+	 * ring numbered before (a crash's lease bound, an older stream of its
+	 * own: its old primary would refuse a jump). A forced promotion of a
+	 * copy that is not whole says so.
+	 */
+	repl_ring_new_stream(&g->ring, a->applied_seq + 1,
 			     max(epoch, g->ring.epoch), prev,
 			     a->inconsistent || a->outdated);
 	/* One new generation for the group, written with the new role. */
