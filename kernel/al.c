@@ -383,6 +383,24 @@ int repl_al_save_regions(struct repl_volume *v, unsigned long first,
 	return r;
 }
 
+/*
+ * The ring's records are gone (a demotion): nothing in the hot set waits for
+ * a release any more. The next records may be numbered lower (a promotion
+ * goes on from the sequence the copy applied): a stale number would keep
+ * its extent hot for good, and the hot set full.
+ */
+void repl_al_forget_seqs(struct repl_volume *v)
+{
+	struct repl_al *al = v->al;
+	struct repl_al_extent *x;
+	unsigned long flags;
+
+	spin_lock_irqsave(&al->lock, flags);
+	list_for_each_entry(x, &al->hot, list)
+		x->last_seq = 0;
+	spin_unlock_irqrestore(&al->lock, flags);
+}
+
 void repl_al_stats(const struct repl_volume *v, struct repl_al_stats *st)
 {
 	const struct repl_al *al = v->al;

@@ -384,6 +384,7 @@ int repl_al_recover(struct repl_volume *v);
 int repl_al_reset(struct repl_volume *v);
 int repl_al_save_regions(struct repl_volume *v, unsigned long first,
 			 unsigned long last);
+void repl_al_forget_seqs(struct repl_volume *v);
 void repl_al_stats(const struct repl_volume *v, struct repl_al_stats *st);
 
 /* What a table line says about its volume. */
@@ -531,6 +532,7 @@ void repl_resync_released(struct repl_group *g);
 void repl_resync_stop(struct repl_group *g);
 u64 repl_resync_releasing(struct repl_group *g);
 void repl_resync_forget(struct repl_volume *v);
+void repl_resync_drop(struct repl_group *g, u64 released);
 void repl_resync_joined(struct repl_volume *v);
 struct dm_repl_resync_req;
 int repl_resync_region(struct repl_group *g, struct dm_repl_resync_req *req);

@@ -144,10 +144,11 @@ void repl_resync_released(struct repl_group *g)
 }
 
 /*
- * Caller holds rs->lock: no volume goes (its removal takes it), none is
- * resynced. Flush the data devices of the volumes whose entries are released: the replica has those regions as
- * the resync read them, perhaps from a device's volatile cache, and their
- * bits may go clean on disk only once the data is durable here too.
+ * Caller holds rs->lock or g->lock: no volume goes (its removal takes both).
+ * Flush the data devices of the volumes whose entries are released: the
+ * replica has those regions as the resync read them, perhaps from a
+ * device's volatile cache, and their bits may go clean on disk only once
+ * the data is durable here too.
  */
 static int flush_released(struct repl_group *g, u64 released)
 {
@@ -273,6 +274,41 @@ static void resync_save_work(struct work_struct *work)
 			atomic64_dec(&rs->unsaved_blocks);
 		}
 	} while (more);
+}
+
+/*
+ * The group steps down and its ring is dropped (caller holds g->lock: no
+ * resync runs). The entries' sequences are the dropped ring's, which the
+ * next stream may not continue (a promotion goes on from what the copy
+ * applied, maybe lower): kept, they would never be released and the
+ * resync would stay full. They all go. A region whose record was released
+ * (up to @released) is on the replica and leaves syncing once its data
+ * device is flushed; any other, or all if a flush fails, is dirty again.
+ */
+void repl_resync_drop(struct repl_group *g, u64 released)
+{
+	struct repl_resync *rs = &g->resync;
+	struct repl_resync_entry *e;
+	unsigned long flags;
+	unsigned int i;
+
+	if (flush_released(g, released))
+		released = 0;
+	spin_lock_irqsave(&rs->entries_lock, flags);
+	for (i = 0; i < rs->nr; i++) {
+		e = entry(rs, i);
+		if (e->seq > released)
+			repl_volume_mark_dirty(e->vol,
+					       (sector_t)e->region << e->vol->region_shift,
+					       SECTOR_SIZE, DM_REPL_BEHIND_UNRELEASED);
+	}
+	/* See repl_dirty_word(): the dirty bits are seen before these go. */
+	smp_mb__before_atomic();
+	for (i = 0; i < rs->nr; i++)
+		clear_bit(entry(rs, i)->region, entry(rs, i)->vol->syncing);
+	atomic64_sub(rs->nr, &rs->regions);
+	rs->nr = 0;
+	spin_unlock_irqrestore(&rs->entries_lock, flags);
 }
 
 /* The group goes: no save is left running (it takes g->lock). */

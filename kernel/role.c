@@ -137,6 +137,7 @@ static void demote(struct repl_group *g)
 		repl_ring_mark_unreleased(ring, g->volumes[i]);
 		g->volumes[i]->joined = true;
 	}
+	repl_resync_drop(g, READ_ONCE(ring->ctl->released_seq));
 	last = repl_ring_last_seq(ring);
 	stream = repl_ring_applied_stream(ring, &gap_owed);
 	repl_ring_restart(ring, last + 1, ring->epoch);
@@ -170,6 +171,7 @@ static void promote(struct repl_group *g)
 	struct repl_apply *a = &g->apply;
 	u64 epoch = a->next_epoch ?: a->applied_epoch + 1;
 	u64 prev[DM_REPL_STREAM_HISTORY] = { a->applied_stream };
+	unsigned int i;
 	u64 gen;
 
 	/*
@@ -181,6 +183,15 @@ static void promote(struct repl_group *g)
 	repl_ring_new_stream(&g->ring, a->applied_seq + 1,
 			     max(epoch, g->ring.epoch), prev,
 			     a->inconsistent || a->outdated);
+	/*
+	 * Nothing may wait for a release of the old numbering: a removed
+	 * volume's last record, an extent's last write (all released, or
+	 * marked dirty, when the ring was dropped).
+	 */
+	memset(g->index_last_seq, 0, sizeof(g->index_last_seq));
+	for (i = 0; i < DM_REPL_MAX_VOLUMES; i++)
+		if (g->volumes[i])
+			repl_al_forget_seqs(g->volumes[i]);
 	/* One new generation for the group, written with the new role. */
 	do {
 		gen = get_random_u64();
