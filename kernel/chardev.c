@@ -137,7 +137,10 @@ static void fill_group_info(struct dm_repl_group_info *info,
 	fill_ring_info(info, &g->ring);
 	info->state = test_bit(REPL_BEHIND, &g->flags) ?
 		DM_REPL_STATE_BEHIND : DM_REPL_STATE_UPTODATE;
-	/* Sequences start at 1, positions at 0, and neither goes back. */
+	/*
+	 * Sequences start at 1, positions at 0. Positions never go back; a
+	 * promotion may number on lower than the ring did (promote()).
+	 */
 	info->records = info->next_seq - 1;
 	info->record_bytes = info->producer_pos;
 	info->resync_regions = atomic64_read(&g->resync.regions);

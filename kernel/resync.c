@@ -144,11 +144,11 @@ void repl_resync_released(struct repl_group *g)
 }
 
 /*
- * Caller holds rs->lock or g->lock: no volume goes (its removal takes both).
- * Flush the data devices of the volumes whose entries are released: the
- * replica has those regions as the resync read them, perhaps from a
- * device's volatile cache, and their bits may go clean on disk only once
- * the data is durable here too.
+ * Caller holds rs->lock: no volume goes (its removal takes it), none is
+ * resynced. Flush the data devices of the volumes whose entries are
+ * released: the replica has those regions as the resync read them, perhaps
+ * from a device's volatile cache, and their bits may go clean on disk only
+ * once the data is durable here too.
  */
 static int flush_released(struct repl_group *g, u64 released)
 {
@@ -278,12 +278,12 @@ static void resync_save_work(struct work_struct *work)
 
 /*
  * The group steps down and its ring is dropped (caller holds g->lock: no
- * resync runs). The entries' sequences are the dropped ring's, which the
- * next stream may not continue (a promotion goes on from what the copy
- * applied, maybe lower): kept, they would never be released and the
- * resync would stay full. They all go. A region whose record was released
- * (up to @released) is on the replica and leaves syncing once its data
- * device is flushed; any other, or all if a flush fails, is dirty again.
+ * resync runs; and it flushed every data device). The entries' sequences
+ * are the dropped ring's, which the next stream may not continue (a
+ * promotion goes on from what the copy applied, maybe lower): kept, they
+ * would never be released and the resync would stay full. They all go: a
+ * region whose record was released (up to @released) is on the replica and
+ * durable here; any other is dirty again.
  */
 void repl_resync_drop(struct repl_group *g, u64 released)
 {
@@ -292,8 +292,6 @@ void repl_resync_drop(struct repl_group *g, u64 released)
 	unsigned long flags;
 	unsigned int i;
 
-	if (flush_released(g, released))
-		released = 0;
 	spin_lock_irqsave(&rs->entries_lock, flags);
 	for (i = 0; i < rs->nr; i++) {
 		e = entry(rs, i);

@@ -6,7 +6,8 @@
  * Demotion (primary to secondary) is refused while a volume is open (its
  * writer would see its writes fail) and while the ring holds records the
  * consumer has not released (the replica lacks them); "force" marks those
- * records' regions dirty first. The demoted group applies what comes next
+ * records' regions dirty first. The data devices are flushed before the
+ * superblocks say secondary. The demoted group applies what comes next
  * from applied_seq = its last sequence, so that after a planned failover
  * (everything released, that is applied on the peer) the promoted peer's
  * records continue the same sequence.
@@ -121,7 +122,31 @@ static int may_promote(struct repl_group *g, bool force)
 	return 0;
 }
 
-/* Caller holds g->lock and g->apply.lock. */
+/*
+ * A secondary's load recovers no activity log: what the primary wrote must
+ * be durable on its data devices before its superblocks say secondary, or
+ * a power loss could take writes the replica has (released) while this
+ * copy claims their sequence. Caller holds g->lock.
+ */
+static int flush_data_devices(struct repl_group *g)
+{
+	unsigned int i;
+	int r;
+
+	for (i = 0; i < DM_REPL_MAX_VOLUMES; i++) {
+		if (!g->volumes[i])
+			continue;
+		r = blkdev_issue_flush(g->volumes[i]->data_bdev);
+		if (r) {
+			DMERR("%s: cannot become secondary: volume %u: cannot flush its data device (%d)",
+			      g->name, i, r);
+			return r;
+		}
+	}
+	return 0;
+}
+
+/* Caller holds g->lock and g->apply.lock, and flushed the data devices. */
 static void demote(struct repl_group *g)
 {
 	struct repl_apply *a = &g->apply;
@@ -247,7 +272,7 @@ static int change_role(struct repl_group *g, unsigned int role, bool force)
 	if (r)
 		goto out;
 	if (role == DM_REPL_ROLE_SECONDARY)
-		r = may_demote(g, force);
+		r = may_demote(g, force) ?: flush_data_devices(g);
 	else
 		r = may_promote(g, force);
 	if (r)

@@ -264,7 +264,7 @@ struct dm_repl_group_info {
 	__u64 released_pos;
 	__u64 released_seq;
 
-	__u64 records;		/* records reserved */
+	__u64 records;		/* next_seq - 1: lower after some promotions */
 	__u64 record_bytes;	/* bytes reserved in the ring */
 	__u64 discarded;	/* records marked DISCARDED (failed writes) */
 	__u64 overflows;	/* writes sent to the bitmap for lack of room */
