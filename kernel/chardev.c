@@ -135,8 +135,6 @@ static void fill_group_info(struct dm_repl_group_info *info,
 	info->role = g->role;
 	strscpy(info->name, g->name, sizeof(info->name));
 	fill_ring_info(info, &g->ring);
-	info->state = test_bit(REPL_BEHIND, &g->flags) ?
-		DM_REPL_STATE_BEHIND : DM_REPL_STATE_UPTODATE;
 	/*
 	 * Sequences start at 1, positions at 0. Positions never go back; a
 	 * promotion may number on lower than the ring did (promote()).
@@ -149,8 +147,6 @@ static void fill_group_info(struct dm_repl_group_info *info,
 	info->resync_blocks_unsaved = atomic64_read(&g->resync.unsaved_blocks);
 	info->resync_blocks_saved = atomic64_read(&g->resync.saved_blocks);
 	info->resync_regions_released = repl_resync_releasing(g);
-	info->behind_reasons = info->state == DM_REPL_STATE_BEHIND ?
-			       atomic_read(&g->behind_why) : 0;
 	info->discarded = atomic64_read(&c->discarded);
 	info->overflows = atomic64_read(&c->overflows);
 	info->block_waits = atomic64_read(&c->block_waits);
@@ -158,6 +154,11 @@ static void fill_group_info(struct dm_repl_group_info *info,
 	info->wakeups = atomic64_read(&c->wakeups);
 
 	mutex_lock(&g->lock);
+	/* Under g->lock: an end of resync clears both (maybe_uptodate()). */
+	info->state = test_bit(REPL_BEHIND, &g->flags) ?
+		DM_REPL_STATE_BEHIND : DM_REPL_STATE_UPTODATE;
+	info->behind_reasons = info->state == DM_REPL_STATE_BEHIND ?
+			       atomic_read(&g->behind_why) : 0;
 	info->flags = 0;
 	if (g->role == DM_REPL_ROLE_SECONDARY && READ_ONCE(g->apply.rejoin))
 		info->flags |= DM_REPL_GROUPF_REJOIN;

@@ -540,6 +540,7 @@ int repl_read_data(struct repl_volume *v, sector_t sector, void *buf,
 		   u32 nbytes);
 
 void repl_verify_init(struct repl_group *g);
+void repl_verify_forget(struct repl_verify_stats *s);
 int repl_verify_region(struct repl_group *g, struct repl_volume *v,
 		       unsigned long region, struct dm_repl_resync_req *req);
 void repl_verify_note_write(struct repl_group *g, struct repl_volume *v,

@@ -178,6 +178,7 @@ static void demote(struct repl_group *g)
 	a->seeded = false;
 	a->rejoin = false;
 	a->run.valid = false;
+	repl_verify_forget(&a->verify);
 	/*
 	 * Writes only in the bitmap (an overflow, a forced demotion) are not
 	 * on the peer: this copy is not one of the peer's states.
@@ -368,6 +369,7 @@ static int begin_rejoin(struct repl_group *g)
 	spin_lock_irqsave(&a->stat_lock, flags);
 	a->rejoin = true;
 	a->run.valid = false;
+	repl_verify_forget(&a->verify);
 	a->inconsistent = true;
 	a->seeded = false;
 	a->outdated = false;

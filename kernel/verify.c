@@ -41,6 +41,18 @@ void repl_verify_init(struct repl_group *g)
 }
 
 /*
+ * The replica takes another stream, whose numbering may be lower (a rejoin,
+ * a demotion): the mismatches listed by the old one's sequences would pass
+ * a "since" of the new one. The counts go on. Caller holds apply.stat_lock.
+ */
+void repl_verify_forget(struct repl_verify_stats *s)
+{
+	s->head = 0;
+	s->nr = 0;
+	s->last_seq = 0;
+}
+
+/*
  * A write captured on @v (any context), after its reservation in the ring
  * (or its attempt) and before it is submitted. Callers test verify.open
  * first: the common case costs one load.

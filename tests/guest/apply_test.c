@@ -348,13 +348,6 @@ static int verify_info(int fd, struct dm_repl_verify_info *vi)
 	return ioctl(fd, DM_REPL_IOC_VERIFY_INFO, vi) ? -errno : 0;
 }
 
-static int group_info(int fd, struct dm_repl_group_info *gi)
-{
-	memset(gi, 0, sizeof(*gi));
-	gi->abi_version = DM_REPL_ABI_VERSION;
-	return ioctl(fd, DM_REPL_IOC_GROUP_INFO, gi) ? -errno : 0;
-}
-
 /* write(2) of a whole batch: its size or -errno. */
 static long apply_buf(int fd, const void *buf, size_t len)
 {
@@ -533,7 +526,7 @@ static void group_create(struct __test_metadata *_metadata, struct ctx *c, int n
 	ASSERT_LE(0, c->fd) {
 		TH_LOG("open " DM_REPL_DEV_DIR "/%s O_RDWR: %s", c->group, strerror(errno));
 	}
-	ASSERT_EQ(0, group_info(c->fd, &gi));
+	ASSERT_EQ(0, dmrepl_group_info(c->fd, &gi, NULL, 0));
 	ASSERT_EQ((unsigned int)DM_REPL_ROLE_SECONDARY, gi.role);
 	ASSERT_EQ((unsigned int)nvols, gi.nr_volumes);
 }
@@ -2162,7 +2155,7 @@ TEST_F_TIMEOUT(apply, the_secondary_is_read_only_from_above, 120)
 	errno = 0;
 	EXPECT_EQ(-1, ioctl(c->fd, DM_REPL_IOC_RELEASE, &rel));
 	EXPECT_EQ(EPERM, errno);
-	ASSERT_EQ(0, group_info(c->fd, &gi));
+	ASSERT_EQ(0, dmrepl_group_info(c->fd, &gi, NULL, 0));
 	EXPECT_EQ((unsigned int)DM_REPL_ROLE_SECONDARY, gi.role);
 	EXPECT_STREQ("ap11", gi.name);
 	EXPECT_EQ(1U, gi.nr_volumes);
@@ -2242,7 +2235,7 @@ TEST_F_TIMEOUT(apply, two_volumes_take_their_own_records, 300)
 
 	ctx_init(_metadata, c, "ap14");
 	group_create(_metadata, c, 2, "");
-	ASSERT_EQ(0, group_info(c->fd, &gi));
+	ASSERT_EQ(0, dmrepl_group_info(c->fd, &gi, NULL, 0));
 	for (i = 0; i < gi.nr_volumes; i++)
 		seen |= 1U << gi.volumes[i].index;
 	EXPECT_EQ(3U, seen);
@@ -2373,9 +2366,49 @@ static uint64_t dirty_regions(struct __test_metadata *_metadata, struct ctx *c, 
 {
 	struct dm_repl_group_info gi;
 
-	EXPECT_EQ(0, group_info(c->fd, &gi));
+	EXPECT_EQ(0, dmrepl_group_info(c->fd, &gi, NULL, 0));
 	EXPECT_LT((uint32_t)vol, gi.nr_volumes);
 	return gi.volumes[vol].dirty_regions;
+}
+
+/*
+ * A mismatch a VERIFY of one stream found is not listed once the replica
+ * rejoins another, numbered lower: a pass of the new one, reading the
+ * mismatches from its own first sequence on, would take it for its own.
+ */
+TEST_F_TIMEOUT(apply, a_rejoin_forgets_the_old_streams_mismatches, 120)
+{
+	struct ctx *c = &self->c;
+	struct dm_repl_verify_info vi;
+	uint64_t vseq;
+
+	ctx_init(_metadata, c, "rjv");
+	group_create(_metadata, c, 1, "");
+	batch_reset(&c->b);
+	b_random(c, &c->b, &c->s, 30, true);
+	vseq = c->s.seq;
+	/* Its hash is 0x5a bytes: the region differs. */
+	b_verify(c, &c->b, &c->s, 0, 0, 65536, DM_REPL_VERIFY_HASH_SIZE);
+	b_flush(&c->b, &c->s);
+	apply_ok(_metadata, c, "a stream with a VERIFY that finds a mismatch");
+	ASSERT_EQ(0, verify_info(c->fd, &vi));
+	ASSERT_EQ(1U, vi.nr);
+	EXPECT_EQ(vseq, vi.list[0].seq);
+
+	ASSERT_EQ(0, dm_msg(c->vols[0].name, "rejoin"));
+	ASSERT_EQ(0, verify_info(c->fd, &vi));
+	EXPECT_EQ(0U, vi.nr);
+	EXPECT_EQ(0ULL, vi.last_seq);
+	EXPECT_EQ(1ULL, vi.mismatches);	/* counted since the load */
+
+	c->s = (struct src) { .seq = 2, .epoch = 5, .tag = c->s.tag,
+			      .stream = OTHER_STREAM };
+	batch_reset(&c->b);
+	b_write(c, &c->b, &c->s, 0, 8192, 4096, 7, c->vols[0].img);
+	b_flush(&c->b, &c->s);
+	apply_whole(_metadata, c, "the first batch of another stream, numbered lower");
+	ASSERT_EQ(0, verify_info(c->fd, &vi));
+	EXPECT_EQ(0U, vi.nr);
 }
 
 /*
@@ -2405,10 +2438,10 @@ TEST_F_TIMEOUT(apply, rejoin_takes_the_next_stream_whatever_it_is, 180)
 	b_flush(&c->b, &c->s);
 	apply_ok(_metadata, c, "stream S1");
 	/* A new secondary has no generation: it takes its primary's (repld). */
-	ASSERT_EQ(0, group_info(c->fd, &gi));
+	ASSERT_EQ(0, dmrepl_group_info(c->fd, &gi, NULL, 0));
 	EXPECT_EQ(0ULL, gi.gen_current);
 	ASSERT_EQ(0, ioctl(c->fd, DM_REPL_IOC_ADOPT_GEN, &g0));
-	ASSERT_EQ(0, group_info(c->fd, &gi));
+	ASSERT_EQ(0, dmrepl_group_info(c->fd, &gi, NULL, 0));
 	gen = gi.gen_current;
 	EXPECT_EQ(0x5151ULL, gen);
 	EXPECT_EQ(0U, gi.flags);
@@ -2426,7 +2459,7 @@ TEST_F_TIMEOUT(apply, rejoin_takes_the_next_stream_whatever_it_is, 180)
 
 	EXPECT_NE(0, dm_msg(name, "rejoin now"));
 	ASSERT_EQ(0, dm_msg(name, "rejoin"));
-	ASSERT_EQ(0, group_info(c->fd, &gi));
+	ASSERT_EQ(0, dmrepl_group_info(c->fd, &gi, NULL, 0));
 	EXPECT_EQ((uint32_t)DM_REPL_GROUPF_REJOIN, gi.flags);
 	EXPECT_EQ(0ULL, gi.gen_current);
 	EXPECT_EQ(gen, gi.gen_history[0]);
@@ -2444,7 +2477,7 @@ TEST_F_TIMEOUT(apply, rejoin_takes_the_next_stream_whatever_it_is, 180)
 
 	/* Loaded again, it is still rejoining. */
 	ASSERT_EQ(0, group_reload(c));
-	ASSERT_EQ(0, group_info(c->fd, &gi));
+	ASSERT_EQ(0, dmrepl_group_info(c->fd, &gi, NULL, 0));
 	EXPECT_EQ((uint32_t)DM_REPL_GROUPF_REJOIN, gi.flags);
 	EXPECT_EQ(0ULL, gi.gen_current);
 	ASSERT_EQ(0, apply_info(c->fd, &ai));
@@ -2462,7 +2495,7 @@ TEST_F_TIMEOUT(apply, rejoin_takes_the_next_stream_whatever_it_is, 180)
 	EXPECT_EQ(OTHER_STREAM, ai.applied_stream);
 	EXPECT_EQ(78ULL, ai.applied_epoch);
 	EXPECT_EQ((uint32_t)DM_REPL_APPLYF_INCONSISTENT, ai.flags);
-	ASSERT_EQ(0, group_info(c->fd, &gi));
+	ASSERT_EQ(0, dmrepl_group_info(c->fd, &gi, NULL, 0));
 	EXPECT_EQ(0U, gi.flags);
 	ASSERT_EQ(0, sb_read(&c->vols[0], &sb));
 	EXPECT_EQ((uint32_t)DM_REPL_META_F_INCONSISTENT,
@@ -2472,7 +2505,7 @@ TEST_F_TIMEOUT(apply, rejoin_takes_the_next_stream_whatever_it_is, 180)
 
 	/* Normal rules from there, also after a reload. */
 	ASSERT_EQ(0, group_reload(c));
-	ASSERT_EQ(0, group_info(c->fd, &gi));
+	ASSERT_EQ(0, dmrepl_group_info(c->fd, &gi, NULL, 0));
 	EXPECT_EQ(0U, gi.flags);
 	batch_reset(&c->b);
 	{
@@ -2519,7 +2552,7 @@ TEST_F_TIMEOUT(apply, adopted_generations_are_the_groups_and_a_promotion_shifts_
 	ctx_init(_metadata, c, "gen1");
 	group_create(_metadata, c, 2, "");
 	/* Secondaries made with meta create: no generation yet, on every volume. */
-	ASSERT_EQ(0, group_info(c->fd, &gi));
+	ASSERT_EQ(0, dmrepl_group_info(c->fd, &gi, NULL, 0));
 	EXPECT_EQ(0ULL, gi.gen_current);
 	for (i = 0; i < 2; i++) {
 		ASSERT_EQ(0, sb_read(&c->vols[i], &sb));
@@ -2542,13 +2575,13 @@ TEST_F_TIMEOUT(apply, adopted_generations_are_the_groups_and_a_promotion_shifts_
 	bad.abi_version = DM_REPL_ABI_VERSION - 1;
 	EXPECT_EQ(-1, ioctl(c->fd, DM_REPL_IOC_ADOPT_GEN, &bad));
 	EXPECT_EQ(EPROTO, errno);
-	ASSERT_EQ(0, group_info(c->fd, &gi));
+	ASSERT_EQ(0, dmrepl_group_info(c->fd, &gi, NULL, 0));
 	EXPECT_NE(0x1111ULL, gi.gen_current);
 
 	ASSERT_EQ(0, ioctl(c->fd, DM_REPL_IOC_ADOPT_GEN, &gen)) {
 		TH_LOG("ADOPT_GEN: %s", strerror(errno));
 	}
-	ASSERT_EQ(0, group_info(c->fd, &gi));
+	ASSERT_EQ(0, dmrepl_group_info(c->fd, &gi, NULL, 0));
 	EXPECT_EQ(0x1111ULL, gi.gen_current);
 	EXPECT_EQ(0, memcmp(gen.gen_history, gi.gen_history, sizeof(gen.gen_history)));
 	for (i = 0; i < 2; i++) {
@@ -2557,12 +2590,12 @@ TEST_F_TIMEOUT(apply, adopted_generations_are_the_groups_and_a_promotion_shifts_
 		EXPECT_EQ(0x4444ULL, le64toh(sb.gen_history[3]));
 	}
 	ASSERT_EQ(0, group_reload(c));
-	ASSERT_EQ(0, group_info(c->fd, &gi));
+	ASSERT_EQ(0, dmrepl_group_info(c->fd, &gi, NULL, 0));
 	EXPECT_EQ(0x1111ULL, gi.gen_current);
 	EXPECT_EQ(0, memcmp(gen.gen_history, gi.gen_history, sizeof(gen.gen_history)));
 
 	ASSERT_EQ(0, group_role(c, "primary"));
-	ASSERT_EQ(0, group_info(c->fd, &gi));
+	ASSERT_EQ(0, dmrepl_group_info(c->fd, &gi, NULL, 0));
 	ASSERT_EQ((unsigned int)DM_REPL_ROLE_PRIMARY, gi.role);
 	EXPECT_NE(0ULL, gi.gen_current);
 	EXPECT_NE(0x1111ULL, gi.gen_current);
@@ -2603,7 +2636,7 @@ TEST_F_TIMEOUT(apply, resync_clears_this_sites_own_regions_before_it_ends, 240)
 
 	ctx_init(_metadata, c, "rj2");
 	group_create(_metadata, c, 2, "");
-	ASSERT_EQ(0, group_info(c->fd, &gi));
+	ASSERT_EQ(0, dmrepl_group_info(c->fd, &gi, NULL, 0));
 	rb = (uint64_t)gi.volumes[0].region_sectors << 9;
 	ASSERT_EQ(rb, (uint64_t)gi.volumes[1].region_sectors << 9);
 	ASSERT_GE(c->vols[0].size, 16 * rb);
@@ -2632,7 +2665,7 @@ TEST_F_TIMEOUT(apply, resync_clears_this_sites_own_regions_before_it_ends, 240)
 	check_devs(_metadata, c, "after the forced demotion");
 
 	ASSERT_EQ(0, dm_msg(c->vols[0].name, "rejoin"));
-	ASSERT_EQ(0, group_info(c->fd, &gi));
+	ASSERT_EQ(0, dmrepl_group_info(c->fd, &gi, NULL, 0));
 	gen = gi.gen_history[0];
 	EXPECT_NE(0ULL, gen);
 	c->s = (struct src) { .seq = 9000, .epoch = 5, .tag = c->s.tag,
@@ -2684,11 +2717,11 @@ TEST_F_TIMEOUT(apply, resync_clears_this_sites_own_regions_before_it_ends, 240)
 
 	/* Rejoined again (no generation), then promoted: no zero in the history. */
 	ASSERT_EQ(0, dm_msg(c->vols[1].name, "rejoin"));
-	ASSERT_EQ(0, group_info(c->fd, &gi));
+	ASSERT_EQ(0, dmrepl_group_info(c->fd, &gi, NULL, 0));
 	EXPECT_EQ(0ULL, gi.gen_current);
 	EXPECT_EQ(gen, gi.gen_history[0]);
 	ASSERT_EQ(0, group_role(c, "primary force"));
-	ASSERT_EQ(0, group_info(c->fd, &gi));
+	ASSERT_EQ(0, dmrepl_group_info(c->fd, &gi, NULL, 0));
 	EXPECT_NE(0ULL, gi.gen_current);
 	EXPECT_EQ(gen, gi.gen_history[0]);
 }
@@ -2732,7 +2765,7 @@ TEST_F_TIMEOUT(apply, a_marked_range_stays_inconsistent_until_resent, 240)
 
 	ctx_init(_metadata, c, "mk1");
 	group_create(_metadata, c, 2, "");
-	ASSERT_EQ(0, group_info(c->fd, &gi));
+	ASSERT_EQ(0, dmrepl_group_info(c->fd, &gi, NULL, 0));
 	rb = (uint64_t)gi.volumes[1].region_sectors << 9;
 	sectors = gi.volumes[1].sectors;
 	ASSERT_GE(c->vols[1].size, 8 * rb);
@@ -2776,7 +2809,7 @@ TEST_F_TIMEOUT(apply, a_marked_range_stays_inconsistent_until_resent, 240)
 	EXPECT_EQ(0ULL, dirty_regions(_metadata, c, 0));
 	ASSERT_EQ(0, apply_info(c->fd, &ai));
 	EXPECT_EQ((uint32_t)DM_REPL_APPLYF_INCONSISTENT, ai.flags);
-	ASSERT_EQ(0, group_info(c->fd, &gi));
+	ASSERT_EQ(0, dmrepl_group_info(c->fd, &gi, NULL, 0));
 	EXPECT_EQ((uint32_t)DM_REPL_STATE_BEHIND, gi.state);
 	/* On the metadata disk when the ioctl returns, not only at a reload. */
 	ASSERT_EQ(0, disk_bits0(&c->vols[1], &bits));
@@ -2817,7 +2850,7 @@ TEST_F_TIMEOUT(apply, a_marked_range_stays_inconsistent_until_resent, 240)
 	ASSERT_EQ(0, apply_info(c->fd, &ai));
 	EXPECT_EQ(0U, ai.flags);
 	/* Nothing of its own left: a promotion would have nothing to resync. */
-	ASSERT_EQ(0, group_info(c->fd, &gi));
+	ASSERT_EQ(0, dmrepl_group_info(c->fd, &gi, NULL, 0));
 	EXPECT_EQ((uint32_t)DM_REPL_STATE_UPTODATE, gi.state);
 	ASSERT_EQ(0, group_reload(c));
 	ASSERT_EQ(0, sec_status(&c->vols[1], &st));
@@ -2848,7 +2881,7 @@ TEST_F_TIMEOUT(apply, a_region_is_resent_only_from_its_start, 180)
 
 	ctx_init(_metadata, c, "rj3");
 	group_create(_metadata, c, 1, "");
-	ASSERT_EQ(0, group_info(c->fd, &gi));
+	ASSERT_EQ(0, dmrepl_group_info(c->fd, &gi, NULL, 0));
 	rb = (uint64_t)gi.volumes[0].region_sectors << 9;
 	ASSERT_GE(c->vols[0].size, 16 * rb);
 	ASSERT_GE(rb, 8192ULL);
@@ -2939,7 +2972,7 @@ static void expect_seeded(struct __test_metadata *_metadata, struct ctx *c, bool
 	struct sec_status st;
 	uint32_t want = seeded ? DM_REPL_META_F_INCONSISTENT | DM_REPL_META_F_SEEDED : 0;
 
-	ASSERT_EQ(0, group_info(c->fd, &gi));
+	ASSERT_EQ(0, dmrepl_group_info(c->fd, &gi, NULL, 0));
 	EXPECT_EQ(seeded ? (uint32_t)DM_REPL_GROUPF_SEEDED : 0U, gi.flags) TH_LOG("%s", when);
 	EXPECT_EQ(left, gi.volumes[0].dirty_regions) TH_LOG("%s", when);
 	ASSERT_EQ(0, apply_info(c->fd, &ai));
@@ -3112,7 +3145,7 @@ TEST_F_TIMEOUT(apply, a_seeded_replica_past_a_gap_ends_at_the_resync_end, 180)
 	for (off = 3 * (uint64_t)rb; off < 4 * (uint64_t)rb; off += 1U << 20)
 		b_resync_zero(&c->b, &c->s, 0, off, 1U << 20, img);
 	apply_whole(_metadata, c, "a gap, three regions verified, the fourth resent");
-	ASSERT_EQ(0, group_info(c->fd, &gi));
+	ASSERT_EQ(0, dmrepl_group_info(c->fd, &gi, NULL, 0));
 	EXPECT_EQ(0ULL, gi.volumes[0].dirty_regions);
 	EXPECT_EQ((uint32_t)DM_REPL_GROUPF_SEEDED, gi.flags);
 	ASSERT_EQ(0, apply_info(c->fd, &ai));

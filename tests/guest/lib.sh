@@ -159,6 +159,11 @@ sites_cleanup() {
 	rm -rf "$W"
 }
 
+# flushes DEV: the flushes block device DEV completed (its /sys/block stat).
+flushes() {
+	awk '{ print $16 }' "/sys/block/${1#/dev/}/stat"
+}
+
 # log_has FILE TEXT [SECONDS]: TEXT appears in FILE (a daemon's log) within
 # SECONDS (20 by default); otherwise say so, with the log's errors and
 # warnings, then its end.

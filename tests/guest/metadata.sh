@@ -101,25 +101,24 @@ M=$(loop_disk 8)
 "$REPLTOOL" meta create --force --group gm --volume 0 --extent-kb 1024 \
 	--hot-extents 4 --data-dev "$D" "$M" >/dev/null
 load 64
-flushes() { awk '{ print $16 }' "/sys/block/${D#/dev/}/stat"; }
 for e in 0 1 2 3; do
 	dd if=/dev/urandom of=/dev/mapper/mv bs=4k count=1 seek=$((e * 256)) oflag=direct status=none
 done
 "$REPLTOOL" dump --release gm >/dev/null
-before=$(flushes)
+before=$(flushes $D)
 for e in 4 5 6 7; do
 	dd if=/dev/urandom of=/dev/mapper/mv bs=4k count=1 seek=$((e * 256)) oflag=direct status=none
 done
 evictions=$(dmsetup status mv | awk '{ print $19 }')
 tap_check "writes into four new extents drop the released ones ($evictions evictions)" \
 	test "$evictions" -ge 4
-tap_check "after a flush of the data device ($before flushes before, $(flushes) after)" \
-	test "$(flushes)" -gt "$before"
+tap_check "after a flush of the data device ($before flushes before, $(flushes $D) after)" \
+	test "$(flushes $D)" -gt "$before"
 # A clean removal drops the AL's extents too: after a flush.
-before=$(flushes)
+before=$(flushes $D)
 dmsetup remove mv
 tap_check "a removal flushes the data device before its metadata says clean" \
-	test "$(flushes)" -gt "$before"
+	test "$(flushes $D)" -gt "$before"
 loop_disks_free
 tap_check "nothing is left" test "$(live_objects)" = "0 0 0"
 rmmod brd

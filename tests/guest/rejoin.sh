@@ -144,11 +144,6 @@ al_field() {
 	esac
 }
 
-# flushes SITE:VOLUME: flushes its data device completed (block layer stat).
-flushes() {
-	awk '{ print $16 }' "/sys/block/${DATA[$1]#/dev/}/stat"
-}
-
 # in_set SET KEY...: every KEY is in the associative array named SET.
 # shellcheck disable=SC2317 # called by tap_check
 in_set() {
@@ -322,11 +317,11 @@ tap_check "alpha took beta's generation" test "$(status_of vm1 generation)" = "$
 tap_check "nothing diverged any more" test "$(link_fact "$W/beta.sock" vm1 diverged)" = -
 
 # ---- 2. planned failover back, then split brain -----------------------------------
-f0=$(flushes beta:0) && f1=$(flushes beta:1) || tap_bail "beta's flush counts"
+f0=$(flushes "${DATA[beta:0]}") && f1=$(flushes "${DATA[beta:1]}") || tap_bail "beta's flush counts"
 out=$(tool beta secondary --wait 60 2>&1) && out=$(tool alpha primary 2>&1) &&
 	tap_ok "planned failover back to alpha" || tap_fail "failover back" "$out"
 tap_check "beta's demotion flushed both its data devices (a secondary recovers no AL)" \
-	test "$(flushes beta:0)" -gt "$f0" -a "$(flushes beta:1)" -gt "$f1"
+	test "$(flushes "${DATA[beta:0]}")" -gt "$f0" -a "$(flushes "${DATA[beta:1]}")" -gt "$f1"
 fallbacks=$(al_field vm1-1 fallbacks)
 scribble /dev/mapper/vm1-1 4 30 || tap_bail "alpha's writes"
 out=$(pair_synced vm1 vm1b) && tap_ok "beta applies alpha's new generation's stream" ||

@@ -79,18 +79,11 @@ static int resync(int fd, unsigned int volume, __u64 region, __u32 flags,
 	return r ? -errno : 0;
 }
 
-static int group_info(int fd, struct dm_repl_group_info *info)
-{
-	memset(info, 0, sizeof(*info));
-	info->abi_version = DM_REPL_ABI_VERSION;
-	return ioctl(fd, DM_REPL_IOC_GROUP_INFO, info) ? -errno : 0;
-}
-
 static __u64 dirty_of(int fd)
 {
 	struct dm_repl_group_info info;
 
-	if (group_info(fd, &info))
+	if (dmrepl_group_info(fd, &info, NULL, 0))
 		return ~0ULL;
 	return info.volumes[0].dirty_regions;
 }
@@ -126,7 +119,7 @@ static int saves_done(int fd, __u64 regions, struct dm_repl_group_info *info)
 	int i, r;
 
 	for (i = 0; i < 100; i++) {
-		r = group_info(fd, info);
+		r = dmrepl_group_info(fd, info, NULL, 0);
 		if (r || (!info->resync_blocks_unsaved && info->resync_regions == regions))
 			return r;
 		usleep(50000);

@@ -483,7 +483,9 @@ struct dm_repl_resync_req {
  * refused batch counts nothing). The list keeps the latest
  * DM_REPL_VERIFY_LIST mismatches, oldest first; a verify pass reads those
  * with a sequence in its own range, before more than DM_REPL_VERIFY_LIST
- * newer ones come (the count of mismatches tells it if some did).
+ * newer ones come (the count of mismatches tells it if some did). The list
+ * and last_seq start afresh when the replica takes another stream (a
+ * rejoin, a demotion), whose sequences may be lower.
  */
 #define DM_REPL_VERIFY_LIST	128
 
