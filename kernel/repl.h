@@ -206,9 +206,10 @@ struct repl_resync {
 	DECLARE_BITMAP(departed, DM_REPL_MAX_VOLUMES);
 	/*
 	 * Takes the released entries out, after a flush of their data
-	 * devices, and writes their bitmap blocks (kernel/resync.c).
+	 * devices (dirty again where it failed), and writes their bitmap
+	 * blocks (kernel/resync.c).
 	 */
-	struct delayed_work save_work;
+	struct work_struct save_work;
 	atomic64_t unsaved_blocks;	/* taken out, not yet written: status */
 	atomic64_t saved_blocks;	/* written by save_work, ever */
 };

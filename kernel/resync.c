@@ -17,7 +17,8 @@
  * after the record in the stream; a write that overflows after step 1 sets
  * the dirty bit again. The syncing bit goes when the consumer has released
  * S, that is, when the replica made the record durable, and the data device
- * was flushed after that (resync_save_work()).
+ * was flushed after that (resync_save_work()); if that flush fails, the
+ * region is dirty again first.
  */
 #include <linux/bio.h>
 #include <linux/blkdev.h>
@@ -36,7 +37,7 @@ void repl_resync_init(struct repl_group *g)
 	spin_lock_init(&g->resync.entries_lock);
 	spin_lock_init(&g->resync.phase_lock);
 	init_waitqueue_head(&g->resync.overflow_wait);
-	INIT_DELAYED_WORK(&g->resync.save_work, resync_save_work);
+	INIT_WORK(&g->resync.save_work, resync_save_work);
 }
 
 /*
@@ -140,7 +141,7 @@ void repl_resync_released(struct repl_group *g)
 	spin_unlock_irqrestore(&rs->entries_lock, flags);
 	/* Not on repl_wq: the work waits for locks whose holders may wait for repl_wq's. */
 	if (any)
-		mod_delayed_work(system_unbound_wq, &rs->save_work, 0);
+		queue_work(system_unbound_wq, &rs->save_work);
 }
 
 /*
@@ -148,12 +149,13 @@ void repl_resync_released(struct repl_group *g)
  * resynced. Flush the data devices of the volumes whose entries are
  * released: the replica has those regions as the resync read them, perhaps
  * from a device's volatile cache, and their bits may go clean on disk only
- * once the data is durable here too.
+ * once the data is durable here too. Returns the volumes whose flush failed
+ * (bit N: index N).
  */
-static int flush_released(struct repl_group *g, u64 released)
+static unsigned long flush_released(struct repl_group *g, u64 released)
 {
 	struct repl_resync *rs = &g->resync;
-	unsigned long vols = 0, flags;
+	unsigned long vols = 0, failed = 0, flags;
 	unsigned int i;
 	int r;
 
@@ -164,12 +166,19 @@ static int flush_released(struct repl_group *g, u64 released)
 	for_each_set_bit(i, &vols, DM_REPL_MAX_VOLUMES) {
 		r = blkdev_issue_flush(g->volumes[i]->data_bdev);
 		if (r) {
-			DMWARN_LIMIT("%s: volume %u: cannot flush its data device (%d): its resynced regions stay dirty",
+			DMWARN_LIMIT("%s: volume %u: cannot flush its data device (%d): its resynced regions are dirty again",
 				     g->name, i, r);
-			return r;
+			__set_bit(i, &failed);
 		}
 	}
-	return 0;
+	return failed;
+}
+
+/* Caller holds entries_lock. The entry's region is dirty again. */
+static void entry_mark_dirty(const struct repl_resync_entry *e, u32 why)
+{
+	repl_volume_mark_dirty(e->vol, (sector_t)e->region << e->vol->region_shift,
+			       SECTOR_SIZE, why);
 }
 
 /* Caller holds entries_lock. Is @u's block in the first @n of @todo? */
@@ -183,27 +192,48 @@ static bool block_listed(const struct repl_unsaved_block *todo, unsigned int n,
 }
 
 /*
- * Caller holds entries_lock. Forget the entries released (up to @released,
- * whose data is flushed), listing in @todo the bitmap blocks of the regions
- * that leave syncing; a region resynced again since stays syncing until its
- * last record is released too. Stops when @todo is full: true if so.
+ * Caller holds entries_lock. List @e's bitmap block in @todo (@n of them),
+ * once; false if it is not there and @todo is full.
  */
-static bool take_released(struct repl_resync *rs, u64 released,
+static bool list_block(struct repl_resync *rs, const struct repl_resync_entry *e,
+		       struct repl_unsaved_block *todo, unsigned int *n)
+{
+	struct repl_unsaved_block u = {
+		.volume = e->vol->index,
+		.block = e->region / DM_REPL_BM_BLOCK_BITS,
+	};
+
+	if (block_listed(todo, *n, &u))
+		return true;
+	if (*n == REPL_RESYNC_UNSAVED)
+		return false;
+	todo[(*n)++] = u;
+	atomic64_inc(&rs->unsaved_blocks);
+	return true;
+}
+
+/*
+ * Caller holds entries_lock. Forget the entries released (up to
+ * @released). A region whose volume's data device flushed leaves syncing,
+ * its bitmap block listed in @todo; one whose volume is in @failed (its
+ * flush failed) is dirty again, before it leaves syncing (as entry_drop()),
+ * for a later resync to send again. A region resynced again since stays
+ * syncing until its last record is released too. Stops when @todo is
+ * full: true if so.
+ */
+static bool take_released(struct repl_resync *rs, u64 released, unsigned long failed,
 			  struct repl_unsaved_block *todo, unsigned int *n)
 {
 	while (head_released(rs, released)) {
 		struct repl_resync_entry *e = entry(rs, 0);
-		struct repl_unsaved_block u = {
-			.volume = e->vol->index,
-			.block = e->region / DM_REPL_BM_BLOCK_BITS,
-		};
 		bool cleared = !still_syncing(rs, 1, e);
 
-		if (cleared && !block_listed(todo, *n, &u)) {
-			if (*n == REPL_RESYNC_UNSAVED)
-				return true;
-			todo[(*n)++] = u;
-			atomic64_inc(&rs->unsaved_blocks);
+		if (test_bit(e->vol->index, &failed)) {
+			entry_mark_dirty(e, DM_REPL_BEHIND_RESYNC_FAILED);
+			/* See repl_dirty_word(): the dirty bit is seen before this. */
+			smp_mb__before_atomic();
+		} else if (cleared && !list_block(rs, e, todo, n)) {
+			return true;
 		}
 		if (cleared)
 			clear_bit(e->region, e->vol->syncing);
@@ -239,33 +269,28 @@ static void save_block(struct repl_group *g, const struct repl_unsaved_block *u)
  * data devices flushed, then their syncing bits cleared, then their bitmap
  * blocks written (only those, one at a time): a primary that loses power
  * mid-resync resumes it where the replica is, not at its start. Until the
- * flush every bitmap save writes them dirty.
+ * flush every bitmap save writes them dirty; a volume whose flush fails
+ * has its regions dirty again, and holds back no other volume's.
  */
 static void resync_save_work(struct work_struct *work)
 {
-	struct repl_resync *rs = container_of(to_delayed_work(work), struct repl_resync,
-					      save_work);
+	struct repl_resync *rs = container_of(work, struct repl_resync, save_work);
 	struct repl_group *g = container_of(rs, struct repl_group, resync);
 	struct repl_unsaved_block todo[REPL_RESYNC_UNSAVED];
-	unsigned long flags;
+	unsigned long failed, flags;
 	unsigned int i, n;
 	bool more;
 	u64 released;
 
 	do {
 		n = 0;
-		more = false;
 		/* Not g->lock: its holders (GROUP_INFO, resume) need not wait for a flush. */
 		mutex_lock(&rs->lock);
 		released = READ_ONCE(g->ring.ctl->released_seq);
-		if (!flush_released(g, released)) {
-			spin_lock_irqsave(&rs->entries_lock, flags);
-			more = take_released(rs, released, todo, &n);
-			spin_unlock_irqrestore(&rs->entries_lock, flags);
-		} else {
-			/* Nothing else may come to retry it: a second from now. */
-			mod_delayed_work(system_unbound_wq, &rs->save_work, HZ);
-		}
+		failed = flush_released(g, released);
+		spin_lock_irqsave(&rs->entries_lock, flags);
+		more = take_released(rs, released, failed, todo, &n);
+		spin_unlock_irqrestore(&rs->entries_lock, flags);
 		mutex_unlock(&rs->lock);
 		for (i = 0; i < n; i++) {
 			mutex_lock(&g->lock);
@@ -296,9 +321,7 @@ void repl_resync_drop(struct repl_group *g, u64 released)
 	for (i = 0; i < rs->nr; i++) {
 		e = entry(rs, i);
 		if (e->seq > released)
-			repl_volume_mark_dirty(e->vol,
-					       (sector_t)e->region << e->vol->region_shift,
-					       SECTOR_SIZE, DM_REPL_BEHIND_UNRELEASED);
+			entry_mark_dirty(e, DM_REPL_BEHIND_UNRELEASED);
 	}
 	/* See repl_dirty_word(): the dirty bits are seen before these go. */
 	smp_mb__before_atomic();
@@ -312,7 +335,7 @@ void repl_resync_drop(struct repl_group *g, u64 released)
 /* The group goes: no save is left running (it takes g->lock). */
 void repl_resync_stop(struct repl_group *g)
 {
-	cancel_delayed_work_sync(&g->resync.save_work);
+	cancel_work_sync(&g->resync.save_work);
 }
 
 /*

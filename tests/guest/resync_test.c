@@ -6,7 +6,9 @@
  * its record is in the ring, and goes back to it when there is no room;
  * at most 256 regions wait unreleased (or released, not yet taken out);
  * the last one ends the resync; a release has the kernel flush the data
- * device, then write the bitmap blocks of its regions, not those between.
+ * device, then write the bitmap blocks of its regions, not those between;
+ * a volume whose flush fails has its released regions dirty again, and
+ * holds back no other volume's.
  *
  * Runs in the guest (tests/guest/vm.sh) with dm-repl.ko loaded.
  */
@@ -343,6 +345,80 @@ TEST_F_TIMEOUT(resync, a_release_saves_the_blocks_of_its_regions_only, 120)
 	ASSERT_EQ(0, saves_done(self->fd, 0, &info));
 	EXPECT_EQ(2U, info.resync_blocks_saved);
 	EXPECT_EQ(writes + 2, stat_of(self->vol.meta, STAT_WRITES));
+}
+
+/* dm-flakey over a loop disk: up for an hour, or down with every write and flush failed. */
+#define FLAKEY_UP	"0 %u flakey %s 0 3600 0"
+#define FLAKEY_DOWN	"0 %u flakey %s 0 0 1 1 error_writes"
+
+/* A volume's entry in the group's info, by its index; NULL if none. */
+static const struct dm_repl_volume_info *vol_info(const struct dm_repl_group_info *info,
+						  unsigned int index)
+{
+	unsigned int i;
+
+	for (i = 0; i < info->nr_volumes && i < DM_REPL_MAX_VOLUMES; i++)
+		if (info->volumes[i].index == index)
+			return &info->volumes[i];
+	return NULL;
+}
+
+/*
+ * Volume 0's data device (dm-flakey) fails every flush from the release on,
+ * volume 1's does not. 128 regions of each fill the resync; their release
+ * takes them all out: volume 1's clean, its one bitmap block written;
+ * volume 0's dirty again (resync-failed), and a resync finds room.
+ */
+TEST_F_TIMEOUT(resync, a_volume_that_cannot_flush_holds_back_no_other, 240)
+{
+	const struct dm_repl_volume_info *a, *b;
+	unsigned char bm[2][NR_REGIONS / 8];
+	struct dm_repl_group_info info;
+	struct dm_repl_resync_req req;
+	char loop[TL_NAME_LEN], err[DMREPL_ERRMSG_LEN];
+	unsigned int wrong = 0;
+	struct tl_vol vb;
+	__u64 r;
+
+	ASSERT_EQ(0, tl_run("modprobe dm-flakey"));
+	ASSERT_EQ(0, tl_loop_create(&self->env, DATA_MB, loop, sizeof(loop)));
+	ASSERT_EQ(0, tl_dm_create(&self->env, "rsfa", FLAKEY_UP, DATA_MB * 2048, loop));
+	ASSERT_EQ(0, tl_vol_create_over(&self->env, &self->vol, "rs", "rs", "/dev/mapper/rsfa",
+					DATA_MB, "2 ring_mb 32", 0));
+	ASSERT_EQ(0, tl_vol_create_vol(&self->env, &vb, "rsb", "rs", DATA_MB, "2 ring_mb 32", 1));
+	ASSERT_EQ(0, tl_ring_open(&self->env, "rs", &self->ring, err, sizeof(err)));
+	self->fd = dmrepl_ring_fd(self->ring);
+	for (r = 0; r < 128; r++) {
+		ASSERT_EQ(0, resync(self->fd, 0, r, DM_REPL_RESYNCF_ANY, NULL));
+		ASSERT_EQ(0, resync(self->fd, 1, r, DM_REPL_RESYNCF_ANY, &req));
+	}
+	EXPECT_EQ(-EBUSY, resync(self->fd, 1, 128, DM_REPL_RESYNCF_ANY, NULL));
+	ASSERT_EQ(0, tl_run("dmsetup suspend rsfa && dmsetup load rsfa --table '" FLAKEY_DOWN
+			    "' && dmsetup resume rsfa", DATA_MB * 2048, loop));
+
+	ASSERT_EQ(0, dmrepl_ring_release(self->ring, req.seq));
+	ASSERT_EQ(0, saves_done(self->fd, 0, &info));
+	a = vol_info(&info, 0);
+	b = vol_info(&info, 1);
+	ASSERT_NE(NULL, a);
+	ASSERT_NE(NULL, b);
+	EXPECT_EQ(128ULL, a->dirty_regions);
+	EXPECT_EQ(0ULL, b->dirty_regions);
+	EXPECT_EQ(1U, info.resync_blocks_saved);
+	EXPECT_EQ((__u32)DM_REPL_STATE_BEHIND, info.state);
+	EXPECT_EQ((__u32)DM_REPL_BEHIND_RESYNC_FAILED, info.behind_reasons);
+	ASSERT_EQ(0, tl_get_bitmap(self->ring, 0, bm[0], sizeof(bm[0]), NULL));
+	ASSERT_EQ(0, tl_get_bitmap(self->ring, 1, bm[1], sizeof(bm[1]), NULL));
+	for (r = 0; r < NR_REGIONS; r++)
+		wrong += (tl_bit(bm[0], r) != (r < 128)) + tl_bit(bm[1], r);
+	EXPECT_EQ(0U, wrong);
+	/* Room: volume 0's regions go again. */
+	ASSERT_EQ(0, resync(self->fd, 0, 0, 0, &req));
+	EXPECT_EQ(1U, req.records);
+	ASSERT_EQ(0, dmrepl_group_info(self->fd, &info, NULL, 0));
+	EXPECT_EQ(127ULL, vol_info(&info, 0)->dirty_regions);
+	ASSERT_EQ(0, tl_run("dmsetup suspend rsfa && dmsetup load rsfa --table '" FLAKEY_UP
+			    "' && dmsetup resume rsfa", DATA_MB * 2048, loop));
 }
 
 TEST_F_TIMEOUT(resync, a_secondary_refuses, 120)

@@ -331,6 +331,19 @@ int tl_vol_create_vol(struct tl_env *e, struct tl_vol *v, const char *name,
 		      const char *group, unsigned int data_mb, const char *opts,
 		      unsigned int volume)
 {
+	char data[TL_NAME_LEN];
+	int r;
+
+	r = tl_loop_create(e, data_mb, data, sizeof(data));
+	if (r)
+		return r;
+	return tl_vol_create_over(e, v, name, group, data, data_mb, opts, volume);
+}
+
+int tl_vol_create_over(struct tl_env *e, struct tl_vol *v, const char *name,
+		       const char *group, const char *data, unsigned int data_mb,
+		       const char *opts, unsigned int volume)
+{
 	int r;
 
 	memset(v, 0, sizeof(*v));
@@ -338,10 +351,8 @@ int tl_vol_create_vol(struct tl_env *e, struct tl_vol *v, const char *name,
 	v->index = -1;
 	snprintf(v->name, sizeof(v->name), "%s", name);
 	snprintf(v->path, sizeof(v->path), "/dev/mapper/%s", name);
+	snprintf(v->data, sizeof(v->data), "%s", data);
 	v->size = (size_t)data_mb << 20;
-	r = tl_loop_create(e, data_mb, v->data, sizeof(v->data));
-	if (r)
-		return r;
 	r = tl_loop_create(e, TL_META_MB, v->meta, sizeof(v->meta));
 	if (r)
 		return r;

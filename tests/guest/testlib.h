@@ -111,6 +111,10 @@ int tl_vol_create(struct tl_env *e, struct tl_vol *v, const char *name,
 int tl_vol_create_vol(struct tl_env *e, struct tl_vol *v, const char *name,
 		      const char *group, unsigned int data_mb, const char *opts,
 		      unsigned int volume);
+/* ... or over data, an existing block device of data_mb MiB (a dm stack). */
+int tl_vol_create_over(struct tl_env *e, struct tl_vol *v, const char *name,
+		       const char *group, const char *data, unsigned int data_mb,
+		       const char *opts, unsigned int volume);
 /* Fill v->index from the group's info (matching the data device). */
 int tl_vol_find_index(struct tl_vol *v, const struct dm_repl_group_info *info);
 

@@ -321,7 +321,7 @@ struct dm_repl_group_info {
 #define DM_REPL_BEHIND_GROWN		(1U << 5) /* a volume grew: its new space */
 #define DM_REPL_BEHIND_UNRELEASED	(1U << 6) /* records dropped unreleased */
 #define DM_REPL_BEHIND_MARKED		(1U << 7) /* regions marked (DM_REPL_IOC_MARK) */
-#define DM_REPL_BEHIND_RESYNC_FAILED	(1U << 8) /* a resync's read failed */
+#define DM_REPL_BEHIND_RESYNC_FAILED	(1U << 8) /* a resync's read or flush failed */
 /*
  * Secondary: seeded (DM_REPL_META_F_SEEDED) and inconsistent until a VERIFY
  * found every region equal (volumes[].dirty_regions are the ones left) or a
