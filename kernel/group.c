@@ -184,6 +184,7 @@ static void group_release(struct kref *kref)
 	mutex_destroy(&g->ring.release_lock);
 	mutex_destroy(&g->apply.lock);
 	mutex_destroy(&g->resync.lock);
+	mutex_destroy(&g->resync.flush_lock);
 	mutex_destroy(&g->lock);
 	kfree(g);
 	atomic_dec(&repl_live_groups);
@@ -514,6 +515,7 @@ void repl_volume_put(struct repl_volume *v, struct block_device *meta_bdev)
 	 * and g outlives the unlock.
 	 */
 	kref_get(&g->kref);
+	mutex_lock(&g->resync.flush_lock);
 	mutex_lock(&g->resync.lock);
 	mutex_lock(&g->apply.lock);
 	mutex_lock(&repl_groups_lock);
@@ -538,6 +540,7 @@ void repl_volume_put(struct repl_volume *v, struct block_device *meta_bdev)
 	mutex_unlock(&repl_groups_lock);
 	mutex_unlock(&g->apply.lock);
 	mutex_unlock(&g->resync.lock);
+	mutex_unlock(&g->resync.flush_lock);
 	repl_group_put(g);
 }
 

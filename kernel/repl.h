@@ -184,10 +184,16 @@ struct repl_resync_entry {
 
 struct repl_resync {
 	/*
-	 * Serialises resyncs; taken before every other lock of the group, and
-	 * by a volume going away (so none goes while a resync reads it).
+	 * Serialises resyncs; taken before every other lock of the group but
+	 * flush_lock, and by a volume going away (so none goes while a resync
+	 * reads it).
 	 */
 	struct mutex lock;
+	/*
+	 * Held by save_work while it flushes data devices, and by a volume
+	 * going away (before lock): so a resync never waits for a flush.
+	 */
+	struct mutex flush_lock;
 	/* Guards the entries: a release pops them without waiting for lock. */
 	spinlock_t entries_lock;
 	unsigned int head, nr;

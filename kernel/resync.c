@@ -34,6 +34,7 @@ void repl_resync_init(struct repl_group *g)
 	/* DM_REPL_IOC_GROUP_INFO's departed_volumes is one word of it. */
 	BUILD_BUG_ON(DM_REPL_MAX_VOLUMES > BITS_PER_LONG);
 	mutex_init(&g->resync.lock);
+	mutex_init(&g->resync.flush_lock);
 	spin_lock_init(&g->resync.entries_lock);
 	spin_lock_init(&g->resync.phase_lock);
 	init_waitqueue_head(&g->resync.overflow_wait);
@@ -145,8 +146,8 @@ void repl_resync_released(struct repl_group *g)
 }
 
 /*
- * Caller holds rs->lock: no volume goes (its removal takes it), none is
- * resynced. Flush the data devices of the volumes whose entries are
+ * Caller holds rs->flush_lock: no volume goes (its removal takes it).
+ * Flush the data devices of the volumes whose entries are
  * released: the replica has those regions as the resync read them, perhaps
  * from a device's volatile cache, and their bits may go clean on disk only
  * once the data is durable here too. Returns the volumes whose flush failed
@@ -284,10 +285,18 @@ static void resync_save_work(struct work_struct *work)
 
 	do {
 		n = 0;
-		/* Not g->lock: its holders (GROUP_INFO, resume) need not wait for a flush. */
-		mutex_lock(&rs->lock);
+		/*
+		 * Nor rs->lock nor g->lock: a resync (repld's loop) and their
+		 * other holders (GROUP_INFO, resume) need not wait for a flush.
+		 * An entry up to @released was there before it, so a volume
+		 * that went meanwhile took its entries, and one that came
+		 * since has none.
+		 */
+		mutex_lock(&rs->flush_lock);
 		released = READ_ONCE(g->ring.ctl->released_seq);
 		failed = flush_released(g, released);
+		mutex_unlock(&rs->flush_lock);
+		mutex_lock(&rs->lock);
 		spin_lock_irqsave(&rs->entries_lock, flags);
 		more = take_released(rs, released, failed, todo, &n);
 		spin_unlock_irqrestore(&rs->entries_lock, flags);

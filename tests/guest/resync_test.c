@@ -14,10 +14,12 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kselftest_harness.h"
@@ -419,6 +421,65 @@ TEST_F_TIMEOUT(resync, a_volume_that_cannot_flush_holds_back_no_other, 240)
 	EXPECT_EQ(127ULL, vol_info(&info, 0)->dirty_regions);
 	ASSERT_EQ(0, tl_run("dmsetup suspend rsfa && dmsetup load rsfa --table '" FLAKEY_UP
 			    "' && dmsetup resume rsfa", DATA_MB * 2048, loop));
+}
+
+struct resync_job {
+	int fd;
+	__u32 volume;
+	__u64 region;
+	int r;
+};
+
+static void *resync_job_run(void *arg)
+{
+	struct resync_job *j = arg;
+
+	j->r = resync(j->fd, j->volume, j->region, DM_REPL_RESYNCF_ANY, NULL);
+	return NULL;
+}
+
+/*
+ * The flush of released regions' data device hangs (volume 0's, suspended
+ * with its bios held): a resync of volume 1 goes on meanwhile, since
+ * repld's loop makes it between the batches it ships. Once the device is
+ * back, the flush ends and the region leaves the resync.
+ */
+TEST_F_TIMEOUT(resync, a_flush_that_hangs_holds_back_no_resync, 240)
+{
+	struct resync_job job = { .volume = 1, .region = 5, .r = -EINPROGRESS };
+	struct dm_repl_group_info info;
+	struct dm_repl_resync_req req;
+	char loop[TL_NAME_LEN], err[DMREPL_ERRMSG_LEN];
+	struct timespec until;
+	struct tl_vol vb;
+	pthread_t t;
+	int joined;
+
+	ASSERT_EQ(0, tl_loop_create(&self->env, DATA_MB, loop, sizeof(loop)));
+	ASSERT_EQ(0, tl_dm_create(&self->env, "rsla", "0 %u linear %s 0", DATA_MB * 2048, loop));
+	ASSERT_EQ(0, tl_vol_create_over(&self->env, &self->vol, "rs", "rs", "/dev/mapper/rsla",
+					DATA_MB, "2 ring_mb 32", 0));
+	ASSERT_EQ(0, tl_vol_create_vol(&self->env, &vb, "rsb", "rs", DATA_MB, "2 ring_mb 32", 1));
+	ASSERT_EQ(0, tl_ring_open(&self->env, "rs", &self->ring, err, sizeof(err)));
+	job.fd = self->fd = dmrepl_ring_fd(self->ring);
+	ASSERT_EQ(0, resync(self->fd, 0, 0, DM_REPL_RESYNCF_ANY, &req));
+	ASSERT_EQ(0, tl_run("dmsetup suspend --noflush rsla"));
+	ASSERT_EQ(0, dmrepl_ring_release(self->ring, req.seq));
+	sleep(1);	/* the work is in the flush by now (else this proves less) */
+
+	ASSERT_EQ(0, pthread_create(&t, NULL, resync_job_run, &job));
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 60;
+	joined = pthread_timedjoin_np(t, NULL, &until);
+	ASSERT_EQ(0, dmrepl_group_info(self->fd, &info, NULL, 0));
+	EXPECT_EQ(1ULL, info.resync_regions_released);
+	ASSERT_EQ(0, tl_run("dmsetup resume rsla"));
+	if (joined)
+		ASSERT_EQ(0, pthread_join(t, NULL));
+	EXPECT_EQ(0, joined) TH_LOG("the resync waited for the flush");
+	EXPECT_EQ(0, job.r);
+	ASSERT_EQ(0, saves_done(self->fd, 1, &info));
+	EXPECT_EQ(0ULL, vol_info(&info, 0)->dirty_regions);
 }
 
 TEST_F_TIMEOUT(resync, a_secondary_refuses, 120)
