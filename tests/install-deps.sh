@@ -14,6 +14,9 @@
 #  * drbd-utils: the comparison of `make bench` (tests/bench/two-guests.sh).
 #    Debian's kernel has drbd.ko 8.4; drbd-utils 9.x drives it through its
 #    drbdadm-84 compatibility.
+#  * lvm2 and thin-provisioning-tools (thin_check, which activating a thin
+#    pool runs): the thin LVs of tests/guest/snapshot.sh, which runs the
+#    admin guide's snapshot-hook and runbook as written.
 #  * linux-image-amd64 / linux-headers-amd64 are meta packages: they pull the
 #    current 6.1.0-NN kernel, its modules and its kbuild tree.  The guest
 #    harness (tests/guest/vm.sh) boots the newest installed one.
@@ -54,6 +57,8 @@ PACKAGES=(
 	libclang-rt-14-dev
 	iproute2
 	drbd-utils
+	lvm2
+	thin-provisioning-tools
 )
 
 check_only=0

@@ -2,10 +2,13 @@
 # A consistent copy survives a resync: the replica's snapshot-hook.
 #
 # Two sites in this guest, each with its own repld (PSK, on 127.0.0.1 and
-# 127.0.0.2), one volume of 16 MiB with a 2 MiB ring. beta's volume is a
-# dm-thin volume, and beta has a snapshot-hook (dm-repl.conf(5)) that
-# snapshots it in its pool ("take") and deletes the snapshot ("drop"),
-# logging each call.
+# 127.0.0.2), one volume of 16 MiB with a 2 MiB ring. beta's volume is an
+# LVM thin LV, vg0/vm1-disk0 in a pool of a VG on a loop device, and
+# beta's snapshot-hook is the admin guide's, verbatim (taken from
+# Documentation/admin-guide.md, so that the two cannot drift): a wrapper
+# logs each call and runs it, and before a take records the sha256 of the
+# volume (what the snapshot must hold). LVM runs with a configuration of
+# its own (the guest's /etc/lvm is the host's, read-only; no udev).
 #
 # alpha's repld stops; 8 MiB of writes overflow alpha's ring (behind).
 # When it comes back, the GAP and the resync would end beta's consistency:
@@ -15,10 +18,11 @@
 # consistent again.
 # A second resync whose drop fails leaves its snapshot; the third resync
 # must replace it, not keep it. Then the disaster: alpha's link dies for
-# good in the middle of that third resync. Promoting beta from its snapshot
-# (the runbook: the snapshot merged back into the volume, `repltool primary
-# --force`) gives exactly the snapshot's data, the state beta had before
-# that resync.
+# good in the middle of that third resync. beta follows the runbook "The
+# primary is lost mid-resync" as written: repld stopped, `repltool down`,
+# `lvconvert --merge vg0/vm1-disk0-presync`, `repltool create-md
+# --role primary --initial-sync --force`, `repltool up`. beta then holds
+# exactly the data it had when the snapshot was taken, before that resync.
 # That state must be one alpha's disk had at a flush: alpha's data device
 # is a dm-log-writes device, whose log records every write alpha's disk
 # made durable, in order, with a mark at each flush. Before the third
@@ -46,40 +50,60 @@ SITES_KEYS="ring-size 2M; resync-rate 256K;"
 
 trap sites_cleanup EXIT
 
-# thin_volume MB: a new dm-thin volume (thin id 0) in a pool of its own.
-thin_volume() {
-	local tmeta tdata
-	modprobe dm-thin-pool && tmeta=$(loop_disk 8) && tdata=$(loop_disk $((2 * $1 + 8))) &&
-		dm_create snap-pool "0 $(blockdev --getsz "$tdata") thin-pool $tmeta $tdata 128 0" &&
-		dmsetup message snap-pool 0 "create_thin 0" &&
-		dm_create snap-thin "0 $(($1 * 2048)) thin /dev/mapper/snap-pool 0" &&
-		echo /dev/mapper/snap-thin
+VG=vg0				# the admin guide's example: vg0/vm1-disk0
+LV=vm1-disk0
+DOC=$(dirname "$0")/../../Documentation/admin-guide.md
+
+# lvm_conf: LVM's configuration for this guest, exported to every lvm
+# command of the test and of the hook (repld passes its environment on):
+# /etc/lvm is the host's, read-only, so its locking and backup directories
+# go to tmpfs; no udev; only loop devices are scanned for PVs.
+lvm_conf() {
+	export LVM_SYSTEM_DIR=$W/lvm LVM_SUPPRESS_FD_WARNINGS=1
+	mkdir -p "$W/lvm/lock" "$W/lvm/backup" "$W/lvm/archive" && cat >"$W/lvm/lvm.conf" <<EOF
+devices { global_filter = [ "a|^/dev/loop[0-9]+\$|", "r|.*|" ] }
+global { locking_dir = "$W/lvm/lock" }
+activation { udev_sync = 0 udev_rules = 0 monitoring = 0 }
+backup { backup_dir = "$W/lvm/backup" archive_dir = "$W/lvm/archive" }
+EOF
 }
 
-# The hook: the snapshot is thin id 1 of the pool, seen as snap-presync;
-# "take" also records the replica's consistency as it found it and the
-# snapshot's sha256, and replaces a snapshot there is; "drop" fails while
-# W/fail-drop exists, and succeeds when there is none.
+# thin_lv MB: the thin LV VG/LV of MB MiB, in a pool with room for a snapshot.
+thin_lv() {
+	local pv
+	modprobe dm-thin-pool && pv=$(loop_disk $((2 * $1 + 16))) &&
+		pvcreate -qq "$pv" && vgcreate -qq "$VG" "$pv" &&
+		lvcreate -qq -L $((2 * $1))M -T "$VG/pool" &&
+		lvcreate -qq -V "$1M" -T "$VG/pool" -n "$LV" && echo "/dev/$VG/$LV"
+}
+
+# doc_hook: the first code block of the admin guide's section "Keeping a
+# consistent copy through a resync", the snapshot-hook.
+doc_hook() {
+	awk '/^## Keeping a consistent copy through a resync$/ { s = 1 }
+	     s && /^```$/ { if (b) exit; b = 1; next }
+	     b' "$DOC"
+}
+
+# The hook is a wrapper: it logs each call; "take" also records the
+# replica's consistency and its volume's sha256 (read as sum_of does) as
+# it found them, what the snapshot must hold since repld applies nothing
+# while its hook runs, then runs the guide's hook; "drop" fails while
+# W/fail-drop exists, otherwise it is the guide's hook's.
 write_hook() {
+	doc_hook >"$W/doc-hook" && [[ $(head -1 "$W/doc-hook") == '#!/bin/sh' ]] &&
+		chmod 755 "$W/doc-hook" || return 1
 	cat >"$W/hook" <<EOF
 #!/bin/bash
 echo "\$1 \$2 \$3 \$4" >>"$W/hook.log"
 case \$1 in
 take)
-	if dmsetup info snap-presync >/dev/null 2>&1; then
-		dmsetup remove snap-presync && dmsetup message snap-pool 0 "delete 1" || exit 1
-	fi
 	$REPLTOOL status vm1b | awk '\$1 == "consistency" { print \$2 }' >"$W/snap.state"
-	dmsetup suspend snap-thin && dmsetup message snap-pool 0 "create_snap 1 0"
-	rc=\$?
-	dmsetup resume snap-thin || exit 1
-	[[ \$rc == 0 ]] || exit 1
-	dmsetup create snap-presync --table "0 $((MB * 2048)) thin /dev/mapper/snap-pool 1" &&
-		sha256sum </dev/mapper/snap-presync | cut -d' ' -f1 >"$W/snap.sum" ;;
+	dd if="\$4" bs=1M iflag=direct status=none | sha256sum | cut -d' ' -f1 >"$W/snap.sum"
+	exec "$W/doc-hook" "\$@" ;;
 drop)
 	[[ -e $W/fail-drop ]] && exit 1
-	dmsetup info snap-presync >/dev/null 2>&1 || exit 0
-	dmsetup remove snap-presync && dmsetup message snap-pool 0 "delete 1" ;;
+	exec "$W/doc-hook" "\$@" ;;
 *)
 	exit 2 ;;
 esac
@@ -87,8 +111,10 @@ EOF
 	chmod 755 "$W/hook"
 }
 
+# sum_of DEV: its sha256, read past the page cache (an LV's cache misses
+# the writes made through the repl device above it while that holds it open).
 sum_of() {
-	sha256sum <"$1" | cut -d' ' -f1
+	dd if="$1" bs=1M iflag=direct status=none | sha256sum | cut -d' ' -f1
 }
 
 # log_writes_volume MB: alpha's data device, a dm-log-writes device over a
@@ -167,8 +193,8 @@ snap_is() {
 }
 
 tap_strict
-DATA[alpha:0]=$(log_writes_volume $MB) && META[alpha:0]=$(loop_disk 4) && META[beta:0]=$(loop_disk 4) &&
-	DATA[beta:0]=$(thin_volume $MB) || tap_bail "the disks"
+lvm_conf && DATA[alpha:0]=$(log_writes_volume $MB) && META[alpha:0]=$(loop_disk 4) && META[beta:0]=$(loop_disk 4) &&
+	DATA[beta:0]=$(thin_lv $MB) || tap_bail "the disks, beta's an LVM thin LV"
 openssl rand -hex 32 >"$W/psk" && chmod 600 "$W/psk" && sites_conf "$W/conf" "$W/psk" &&
 	write_hook && sed -i "s|host beta;|host beta; snapshot-hook $W/hook;|" "$W/conf/vm1.conf" ||
 	tap_bail "the resource file and the hook"
@@ -201,7 +227,7 @@ out=$(log_has "$W/hook.log" "drop vm1 vm1b" 20) && tap_ok "the hook dropped the 
 	tap_fail "drop" "$out"
 out=$(snap_is none) && tap_ok "the status says none once the hook returned" ||
 	tap_fail "the status after the drop" "$out"
-tap_check "the snapshot is gone" bash -c "! dmsetup info snap-presync >/dev/null 2>&1"
+tap_check "the snapshot LV is gone" bash -c "! lvs $VG/$LV-presync >/dev/null 2>&1"
 tap_check "equal after the resync" test "$(sum_of /dev/mapper/vm1-0)" = "$(sum_of /dev/mapper/vm1b-0)"
 
 # ---- a drop that fails: the next resync takes a new snapshot ------------------------
@@ -238,15 +264,17 @@ start alpha
 out=$(not_consistent) && tap_ok "beta is past the gap: not consistent" || tap_fail "the second resync" "$out"
 stop alpha
 tap_diag "alpha is lost: beta is $(status_of vm1b consistency), its snapshot $(snap_fact)"
+# The runbook, step by step: repld stopped, the volumes down; the snapshot
+# merged back into its volume; fresh metadata of a primary of a new
+# generation with every region dirty (alpha holds writes past the snapshot
+# that no bitmap names), then up.
 stop beta
 tool beta down >/dev/null || tap_bail "beta down"
-# The runbook's merge (lvconvert --merge for an LVM thin snapshot): the
-# snapshot's data back into the volume.
-dd if=/dev/mapper/snap-presync of=/dev/mapper/snap-thin bs=1M oflag=direct status=none ||
-	tap_bail "the merge"
-# The runbook's promotion: fresh metadata, a primary of a new generation
-# with every region dirty (alpha holds writes past the snapshot that no
-# bitmap names), then up.
+out=$(lvconvert --merge "$VG/$LV-presync" 2>&1) && tap_ok "lvconvert --merge $VG/$LV-presync" ||
+	tap_fail "the merge" "$out"
+tap_check "merged at once: the snapshot LV is gone, the volume holds its data at the take" \
+	test "$(lvs --noheadings -o lv_name "$VG" 2>&1 | grep -c presync)" = 0 \
+	-a "$(sum_of "${DATA[beta:0]}")" = "$(cat "$W/snap.sum")"
 out=$(tool beta create-md --role primary --initial-sync --force 2>&1) && out=$(tool beta up 2>&1) &&
 	tap_ok "beta promoted from its snapshot" || tap_fail "promotion" "$out"
 tap_check "beta is a primary with every region dirty" \
@@ -255,7 +283,7 @@ tap_check "the third resync took a new snapshot in place of the one the failed d
 	test "$(grep -c '^take ' "$W/hook.log")" = 3 -a "$(cat "$W/snap.sum")" != "$first_sum"
 tap_check "the snapshot was taken while beta was consistent" \
 	test "$(cat "$W/snap.state" 2>/dev/null)" = consistent
-tap_check "beta holds exactly the snapshot's data, its state before the resync" \
+tap_check "beta holds exactly its data at the snapshot, its state before the resync" \
 	test "$(sum_of /dev/mapper/vm1b-0)" = "$(cat "$W/snap.sum")"
 flush_marks >/dev/null || tap_bail "the end of alpha's write log"
 verdict=$("$LWCHECK" check -m "$((min_mark + 1))" "$(cat "$W/lw.log")" /dev/mapper/vm1b-0 2>&1;
