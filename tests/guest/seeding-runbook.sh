@@ -91,19 +91,6 @@ connected() {
 	return 1
 }
 
-# applied_past SEQ: beta's applied_seq (its status) is SEQ or past it
-# within 120 s.
-applied_past() {
-	local got end=$((SECONDS + 120))
-	while ((SECONDS < end)); do
-		got=$(status_of "$B" applied_seq)
-		((got >= $1)) && return 0
-		sleep 0.1
-	done
-	echo "beta's applied_seq is $got after 120 s, not $1"
-	return 1
-}
-
 # link_raw: the bytes alpha's repld shipped to beta so far (its status).
 link_raw() {
 	link_fact "$W/alpha.sock" vm1 raw_bytes
@@ -172,7 +159,7 @@ while ((passes < PASSES)); do
 	last=$(sed -n 's/.* seq \([0-9]*\) to \([0-9]*\).*/\2/p' <<<"$out")
 	tap_check "pass $passes: A's verify exits 0, prints \"seq $first to $last\"" \
 		test "$rc" = 0 -a -n "$first" -a -n "$last"
-	out=$(applied_past "$last") || tap_bail "pass $passes: B did not apply the pass: $out"
+	out=$(applied_reaches "$B" "$last" 120) || tap_bail "pass $passes: B did not apply the pass: $out"
 	out=$("$REPLTOOL" verify --results --since "$first" $B 2>&1) && rc=0 || rc=$?
 	tap_diag "B\$ repltool verify --results --since $first vm1: $out"
 	tap_check "pass $passes: B's --results says \"last VERIFY seq $last\"" \
@@ -206,7 +193,7 @@ while ((passes < PASSES)); do
 		tap_ok "pass $passes: A's --resend exits 0, the $n regions in the ring" ||
 		tap_fail "pass $passes: A's --resend (exit $rc)" "$out"
 	resent=$((resent + n))
-	out=$(applied_past "${out##* }") || tap_bail "pass $passes: B did not apply the resend: $out"
+	out=$(applied_reaches "$B" "${out##* }" 120) || tap_bail "pass $passes: B did not apply the resend: $out"
 	applied=$(($(status_of $B bytes) - bytes0))
 	tap_check "pass $passes: B applied $applied bytes for the $n regions resent" \
 		test "$applied" = $((n * REGION_KB * 1024))
