@@ -31,7 +31,9 @@
 # on, and its ring overflows: beta stopped somewhere in that workload. The
 # oracle (logwrites_check check) replays the log and finds beta's promoted
 # data equal to the state at one of those flush marks, past the ones
-# before the writer started. Last, alpha comes back as beta's replica
+# before the writer started, or inside the epoch after it (what a
+# consistent replica holds when its stream stopped mid-epoch, as alpha's
+# own disk after a power cut there: dm-repl.md, "consistent"). Last, alpha comes back as beta's replica
 # (`repltool rejoin`) and ends equal to it: beta's promotion gave it fresh
 # metadata with every region dirty, since alpha holds writes past the
 # snapshot (records beta had applied and acknowledged) that no bitmap names.
@@ -289,8 +291,8 @@ flush_marks >/dev/null || tap_bail "the end of alpha's write log"
 verdict=$("$LWCHECK" check -m "$((min_mark + 1))" "$(cat "$W/lw.log")" /dev/mapper/vm1b-0 2>&1;
 	echo "exit status $?")
 tap_diag "$verdict"
-tap_check "the oracle: beta's data is alpha's disk at one of the writer's flush marks (after mark $min_mark)" \
-	grep -q 'lwcheck: .*result=exact' <<<"$verdict" && ! grep -q 'log-writes: Ran out' <(dmesg)
+tap_check "the oracle: beta's data is alpha's disk at one of the writer's flush marks (after mark $min_mark), or inside the epoch after it" \
+	grep -qE 'lwcheck: .*result=(exact|partial)' <<<"$verdict" && ! grep -q 'log-writes: Ran out' <(dmesg)
 
 # ---- alpha returns as beta's replica (the unplanned failover's runbook) ------------
 out=$(tool alpha rejoin --discard-my-data 2>&1) && tap_ok "alpha rejoins" || tap_fail "rejoin" "$out"
