@@ -587,11 +587,9 @@ struct dmrepl_resync {
 	__u64 regions, bytes;		/* put in the ring */
 	bool ended;			/* a RESYNC_END went out */
 	/*
-	 * The last step found no room for want of entries (EBUSY) while some
-	 * were released: they leave in the kernel's work item, which no event
-	 * announces, so the caller tries again shortly
-	 * (DMREPL_RESYNC_BUSY_RETRY_MS). Entries not yet released leave after
-	 * an ack, which wakes the caller anyway.
+	 * The last step found no room for want of entries (EBUSY): released
+	 * ones leave in the kernel's work item, which no event announces, so
+	 * the caller tries again shortly (DMREPL_RESYNC_BUSY_RETRY_MS).
 	 */
 	bool busy;
 	/*

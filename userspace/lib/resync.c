@@ -289,8 +289,7 @@ static int resync_one(struct dmrepl_resync *r, unsigned int vol, __u64 region, _
 
 	r->busy = false;
 	if (ioctl(r->fd, DM_REPL_IOC_RESYNC, &req) < 0) {
-		/* Worth a retry soon only if the kernel has entries to take out. */
-		r->busy = errno == EBUSY && r->info.resync_regions_released;
+		r->busy = errno == EBUSY;
 		if (errno == ENOSPC || errno == EBUSY)
 			return 0;	/* no room now */
 		if ((errno == ENOENT || errno == EINVAL) && !(flags & DM_REPL_RESYNCF_ANY)) {
