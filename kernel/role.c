@@ -146,6 +146,18 @@ static int flush_data_devices(struct repl_group *g)
 	return 0;
 }
 
+/*
+ * The copy takes another stream, whose numbering may be lower: what it
+ * listed of the old one goes (the mismatches a verify found, which a pass
+ * of the new one would take for its own; the markers applied, recovery
+ * points of data it no longer holds). Caller holds a->stat_lock.
+ */
+static void forget_old_stream(struct repl_apply *a)
+{
+	repl_verify_forget(&a->verify);
+	a->nr_markers = 0;
+}
+
 /* Caller holds g->lock and g->apply.lock, and flushed the data devices. */
 static void demote(struct repl_group *g)
 {
@@ -178,7 +190,7 @@ static void demote(struct repl_group *g)
 	a->seeded = false;
 	a->rejoin = false;
 	a->run.valid = false;
-	repl_verify_forget(&a->verify);
+	forget_old_stream(a);
 	/*
 	 * Writes only in the bitmap (an overflow, a forced demotion) are not
 	 * on the peer: this copy is not one of the peer's states.
@@ -369,7 +381,7 @@ static int begin_rejoin(struct repl_group *g)
 	spin_lock_irqsave(&a->stat_lock, flags);
 	a->rejoin = true;
 	a->run.valid = false;
-	repl_verify_forget(&a->verify);
+	forget_old_stream(a);
 	a->inconsistent = true;
 	a->seeded = false;
 	a->outdated = false;

@@ -41,9 +41,8 @@ void repl_verify_init(struct repl_group *g)
 }
 
 /*
- * The replica takes another stream, whose numbering may be lower (a rejoin,
- * a demotion): the mismatches listed by the old one's sequences would pass
- * a "since" of the new one. The counts go on. Caller holds apply.stat_lock.
+ * The replica takes another stream (forget_old_stream()): the list and the
+ * last sequence go, the counts go on. Caller holds apply.stat_lock.
  */
 void repl_verify_forget(struct repl_verify_stats *s)
 {

@@ -2375,11 +2375,14 @@ static uint64_t dirty_regions(struct __test_metadata *_metadata, struct ctx *c, 
  * A mismatch a VERIFY of one stream found is not listed once the replica
  * rejoins another, numbered lower: a pass of the new one, reading the
  * mismatches from its own first sequence on, would take it for its own.
+ * Nor are the old stream's markers: recovery points of data it no longer
+ * holds.
  */
 TEST_F_TIMEOUT(apply, a_rejoin_forgets_the_old_streams_mismatches, 120)
 {
 	struct ctx *c = &self->c;
 	struct dm_repl_verify_info vi;
+	struct dm_repl_apply_info ai;
 	uint64_t vseq;
 
 	ctx_init(_metadata, c, "rjv");
@@ -2390,16 +2393,21 @@ TEST_F_TIMEOUT(apply, a_rejoin_forgets_the_old_streams_mismatches, 120)
 	/* Its hash is 0x5a bytes: the region differs. */
 	b_verify(c, &c->b, &c->s, 0, 0, 65536, DM_REPL_VERIFY_HASH_SIZE);
 	b_flush(&c->b, &c->s);
+	b_marker(&c->b, &c->s, "old-stream");
 	apply_ok(_metadata, c, "a stream with a VERIFY that finds a mismatch");
 	ASSERT_EQ(0, verify_info(c->fd, &vi));
 	ASSERT_EQ(1U, vi.nr);
 	EXPECT_EQ(vseq, vi.list[0].seq);
+	ASSERT_EQ(0, apply_info(c->fd, &ai));
+	EXPECT_EQ(1U, ai.nr_markers);
 
 	ASSERT_EQ(0, dm_msg(c->vols[0].name, "rejoin"));
 	ASSERT_EQ(0, verify_info(c->fd, &vi));
 	EXPECT_EQ(0U, vi.nr);
 	EXPECT_EQ(0ULL, vi.last_seq);
 	EXPECT_EQ(1ULL, vi.mismatches);	/* counted since the load */
+	ASSERT_EQ(0, apply_info(c->fd, &ai));
+	EXPECT_EQ(0U, ai.nr_markers);
 
 	c->s = (struct src) { .seq = 2, .epoch = 5, .tag = c->s.tag,
 			      .stream = OTHER_STREAM };

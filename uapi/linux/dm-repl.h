@@ -433,7 +433,8 @@ struct dm_repl_apply_info {
 	__u64 last_error_seq;	/* sequence of the record refused last */
 	__s32 last_error;	/* its negative errno, 0 if none */
 	__u32 last_reason;	/* its enum dm_repl_apply_reason */
-	__u32 nr_markers;	/* entries used in markers[], newest last */
+	/* Entries used in markers[], newest last; none after a rejoin or demotion. */
+	__u32 nr_markers;
 	__u32 reserved0;
 	struct dm_repl_applied_marker markers[DM_REPL_APPLY_MARKERS];
 	__u64 applied_stream;	/* stream of the record at applied_seq */
