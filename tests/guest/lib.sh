@@ -32,6 +32,31 @@ loop_disks_free() {
 	done
 }
 
+# lvm_conf: LVM's configuration for this guest, in $W/lvm, exported to
+# every lvm command that follows and to the daemons started after (a
+# snapshot-hook's lvm commands: repld passes its environment on): /etc/lvm
+# is the host's, read-only, so its locking and backup directories go to
+# tmpfs; no udev; only loop devices are scanned for PVs.
+lvm_conf() {
+	export LVM_SYSTEM_DIR=$W/lvm LVM_SUPPRESS_FD_WARNINGS=1
+	mkdir -p "$W/lvm/lock" "$W/lvm/backup" "$W/lvm/archive" && cat >"$W/lvm/lvm.conf" <<EOF
+devices { global_filter = [ "a|^/dev/loop[0-9]+\$|", "r|.*|" ] }
+global { locking_dir = "$W/lvm/lock" }
+activation { udev_sync = 0 udev_rules = 0 monitoring = 0 }
+backup { backup_dir = "$W/lvm/backup" archive_dir = "$W/lvm/archive" }
+EOF
+}
+
+# lvm_nodes_free: after dm_remove_all, the VGs' folders in /dev gone (LVM
+# made them, with no udev; a VG of the same name in a later test would find
+# its folder taken).
+lvm_nodes_free() {
+	local vg
+	for vg in $(vgs --noheadings -o vg_name 2>/dev/null); do
+		rm -rf "/dev/${vg:?}"
+	done
+}
+
 # meta_create META GROUP DATA [VOLUME]: fresh dm-repl metadata on META for
 # the volume of GROUP over DATA with volume index VOLUME (default 0; each
 # volume of a group needs its own), whatever META held before.
@@ -146,8 +171,9 @@ applied_reaches() {
 }
 
 # sites_cleanup: the end of a test of two sites in this guest: the daemons
-# whose pids are in W/*.pid killed, every device and loop disk gone, the
-# daemons' logs (W/*.log) kept next to the TAP file, W removed.
+# whose pids are in W/*.pid killed, every device, LVM's folders in /dev
+# (after lvm_conf) and every loop disk gone, the daemons' logs (W/*.log)
+# kept next to the TAP file, W removed.
 sites_cleanup() {
 	local f
 	for f in "$W"/*.pid; do
@@ -155,6 +181,7 @@ sites_cleanup() {
 	done
 	wait 2>/dev/null
 	dm_remove_all
+	[[ -n ${LVM_SYSTEM_DIR:-} ]] && lvm_nodes_free
 	loop_disks_free
 	[[ -n ${VM_OUT:-} ]] && cp "$W"/*.log "$VM_OUT/" 2>/dev/null
 	rm -rf "$W"

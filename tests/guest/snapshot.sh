@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # A consistent copy survives a resync: the replica's snapshot-hook.
 #
 # Two sites in this guest, each with its own repld (PSK, on 127.0.0.1 and
@@ -38,7 +39,9 @@
 # metadata with every region dirty, since alpha holds writes past the
 # snapshot (records beta had applied and acknowledged) that no bitmap names.
 set -uo pipefail
+# shellcheck source=../lib/tap.sh
 source "$(dirname "$0")/../lib/tap.sh"
+# shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 MB=16
@@ -55,20 +58,6 @@ trap sites_cleanup EXIT
 VG=vg0				# the admin guide's example: vg0/vm1-disk0
 LV=vm1-disk0
 DOC=$(dirname "$0")/../../Documentation/admin-guide.md
-
-# lvm_conf: LVM's configuration for this guest, exported to every lvm
-# command of the test and of the hook (repld passes its environment on):
-# /etc/lvm is the host's, read-only, so its locking and backup directories
-# go to tmpfs; no udev; only loop devices are scanned for PVs.
-lvm_conf() {
-	export LVM_SYSTEM_DIR=$W/lvm LVM_SUPPRESS_FD_WARNINGS=1
-	mkdir -p "$W/lvm/lock" "$W/lvm/backup" "$W/lvm/archive" && cat >"$W/lvm/lvm.conf" <<EOF
-devices { global_filter = [ "a|^/dev/loop[0-9]+\$|", "r|.*|" ] }
-global { locking_dir = "$W/lvm/lock" }
-activation { udev_sync = 0 udev_rules = 0 monitoring = 0 }
-backup { backup_dir = "$W/lvm/backup" archive_dir = "$W/lvm/archive" }
-EOF
-}
 
 # thin_lv MB: the thin LV VG/LV of MB MiB, in a pool with room for a snapshot.
 thin_lv() {
