@@ -2399,7 +2399,7 @@ TEST_F_TIMEOUT(apply, a_rejoin_forgets_the_old_streams_mismatches, 120)
 	ASSERT_EQ(1U, vi.nr);
 	EXPECT_EQ(vseq, vi.list[0].seq);
 	ASSERT_EQ(0, apply_info(c->fd, &ai));
-	EXPECT_EQ(1U, ai.nr_markers);
+	EXPECT_LE(1U, ai.nr_markers);	/* b_random() puts some too */
 
 	ASSERT_EQ(0, dm_msg(c->vols[0].name, "rejoin"));
 	ASSERT_EQ(0, verify_info(c->fd, &vi));
