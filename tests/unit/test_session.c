@@ -40,6 +40,7 @@
 #include "dmrepl_proto.h"
 #include "dmrepl_tls.h"
 #include "fakering.h"
+#include "link.h"
 #include "repld.h"
 #include "kselftest_harness.h"
 
@@ -882,6 +883,89 @@ TEST_F(session, a_replica_stalled_mid_frame_is_dropped_at_the_timeout)
 	ends_at_the_timeout(_metadata, self, t0);
 	EXPECT_TRUE(self->p.streamed);
 	EXPECT_EQ(0U, fakering_released(&self->site.ring));
+}
+
+/* ---- a peer's last words --------------------------------------------------- */
+
+/* The dialing side's handshake, in a thread while the test answers it. */
+struct dial {
+	struct dmrepl_tls *tls;
+	int fd;
+	struct dmrepl_tls_conn *conn;
+	int ret;
+	char err[512];
+};
+
+static void *dial_run(void *arg)
+{
+	struct dial *d = arg;
+
+	d->ret = dmrepl_tls_handshake(d->tls, d->fd, TIMEOUT_MS, &d->conn, d->err,
+				      sizeof(d->err));
+	return NULL;
+}
+
+#define LINK_SAID_MAX 1024
+
+/* A link owner's log: every message, one a line. */
+static void link_said(void *arg, int level, bool error, const char *msg)
+{
+	char *said = arg;
+	size_t len = strlen(said);
+
+	(void)level;
+	(void)error;
+	snprintf(said + len, LINK_SAID_MAX - len, "%s\n", msg);
+}
+
+/*
+ * The replica refuses, closes and reads nothing: the primary's next send
+ * fails (a TCP peer that closes with bytes unread resets the connection;
+ * here the socketpair's EPIPE). The REFUSE that came first is still the
+ * first thing the link hands over, and the failure comes after it: the log
+ * that said "send: Broken pipe" in place of the peer's reason (rejoin-larger
+ * in CI) says the reason now.
+ */
+TEST_F(session, a_refusal_that_came_before_a_failed_send_is_handed_over_first)
+{
+	struct dial d = { .tls = self->site.g.tls_client, .fd = self->p.fd };
+	struct link_owner owner = {
+		.peer = "the test's replica", .heartbeat_ms = HEARTBEAT_MS,
+		.timeout_ms = TIMEOUT_MS, .log = link_said,
+	};
+	char said[LINK_SAID_MAX] = "";
+	struct link l;
+	pthread_t t;
+	int fd = self->replica_fd;
+
+	owner.arg = said;
+	self->p.fd = self->replica_fd = -1;	/* the handshakes own them */
+	ASSERT_EQ(0, pthread_create(&t, NULL, dial_run, &d));
+	EXPECT_EQ(0, replica_handshake(&self->r, self->site.replica_tls, fd, self->err,
+				       sizeof(self->err))) TH_LOG("%s", self->err);
+	ASSERT_EQ(0, pthread_join(t, NULL));
+	ASSERT_EQ(0, d.ret) TH_LOG("%s", d.err);
+	ASSERT_EQ(0, link_init(&l, &owner, d.conn, MAX_BODY));
+	ASSERT_NE(NULL, self->r.conn);
+	ASSERT_EQ(0, dmrepl_proto_put_refuse(&self->r.out, DMREPL_REFUSE_VOLUMES,
+					     "region 9 lies past the primary's end"));
+	ASSERT_EQ(0, replica_send(&self->r));
+	dmrepl_tls_close(self->r.conn);
+	self->r.conn = NULL;
+
+	ASSERT_EQ(0, dmrepl_proto_put_heartbeat(&l.out, now_ns()));
+	EXPECT_EQ(0, link_flush(&l)) TH_LOG("%s", said);
+	EXPECT_EQ(0, link_wait(&l, -1, 0));
+	ASSERT_EQ(1, link_next(&l, &self->f)) TH_LOG("%s", said);
+	ASSERT_EQ((unsigned int)DMREPL_FRAME_REFUSE, self->f.type);
+	EXPECT_STREQ("region 9 lies past the primary's end", self->f.refuse.text);
+	/* Then the send's failure, and nothing more goes. */
+	EXPECT_EQ(-EPIPE, link_next(&l, &self->f));
+	EXPECT_NE(NULL, strstr(said, "send: Broken pipe")) TH_LOG("%s", said);
+	ASSERT_EQ(0, dmrepl_proto_put_heartbeat(&l.out, now_ns()));
+	EXPECT_EQ(0, link_flush(&l));
+	EXPECT_EQ(0U, dmrepl_obuf_pending(&l.out));
+	link_close(&l);
 }
 
 /* ---- the group's thread ------------------------------------------------------ */

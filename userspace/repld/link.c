@@ -100,11 +100,80 @@ static int broken(struct link *l, int err, const char *what)
 	return err;
 }
 
+/*
+ * Read what the socket has into the input buffer: bytes read (> 0), 0 (none
+ * now, or no room), -ECONNRESET at the peer's close, or -errno.
+ */
+static ssize_t read_some(struct link *l)
+{
+	ssize_t n;
+
+	if (l->in_off) {
+		memmove(l->in, l->in + l->in_off, l->in_len - l->in_off);
+		l->in_len -= l->in_off;
+		l->in_off = 0;
+	}
+	if (l->in_len == l->in_cap)
+		return 0;
+	n = dmrepl_tls_read(l->conn, l->in + l->in_len, l->in_cap - l->in_len);
+	if (n == -EAGAIN)
+		return 0;
+	if (!n)
+		return -ECONNRESET;
+	if (n > 0) {
+		l->in_len += (size_t)n;
+		l->last_rx_ns = now_ns();
+	}
+	return n;
+}
+
+/* As read_some(), the end of the link logged: 1 (bytes read), 0 or -errno. */
+static int fill(struct link *l)
+{
+	ssize_t n = read_some(l);
+
+	if (l->send_err && n <= 0)	/* the frames that came are taken */
+		return broken(l, l->send_err, "send");
+	if (n == -ECONNRESET) {
+		say(l, LOG_WARNING, false, "peer %s closed the connection", l->owner->peer);
+		return -ECONNRESET;
+	}
+	if (n < 0)
+		return broken(l, (int)n, "receive");
+	return n > 0;
+}
+
+/*
+ * A send failed. A peer that refuses us and closes resets the connection
+ * when bytes of ours are still unread there, and its REFUSE then waits
+ * unread here: the caller must hear the peer's reason, not "Broken pipe".
+ * So when a whole frame came in, the failure waits until link_next() has
+ * handed over every frame that came; what is queued or sent meanwhile is
+ * dropped.
+ */
+static int send_failed(struct link *l, int err)
+{
+	struct dmrepl_frame f;
+
+	while (read_some(l) > 0)
+		;
+	if (dmrepl_frame_decode(l->in + l->in_off, l->in_len - l->in_off, l->max_body, &f) <= 0)
+		return broken(l, err, "send");
+	l->send_err = err;
+	l->retry_len = 0;
+	dmrepl_obuf_consume(&l->out, dmrepl_obuf_pending(&l->out));
+	return 0;
+}
+
 int link_flush(struct link *l)
 {
 	size_t chunk;
 	ssize_t n;
 
+	if (l->send_err) {	/* what is queued can no longer go */
+		dmrepl_obuf_consume(&l->out, dmrepl_obuf_pending(&l->out));
+		return 0;
+	}
 	while (dmrepl_obuf_pending(&l->out)) {
 		chunk = allowance(l);
 		if (chunk < l->retry_len)	/* TLS wants the same bytes again */
@@ -119,7 +188,7 @@ int link_flush(struct link *l)
 			return 0;
 		}
 		if (n < 0)
-			return broken(l, (int)n, "send");
+			return send_failed(l, (int)n);
 		l->retry_len = 0;
 		dmrepl_obuf_consume(&l->out, (size_t)n);
 		l->tokens -= (double)n;
@@ -134,32 +203,6 @@ static unsigned int decode_reason(long err)
 	if (err == -EPROTO)
 		return DMREPL_REFUSE_VERSION;
 	return err == -EMSGSIZE ? DMREPL_REFUSE_TOO_LARGE : DMREPL_REFUSE_MALFORMED;
-}
-
-/* Read what the socket has: bytes read (> 0), 0 (none now), or -errno. */
-static int fill(struct link *l)
-{
-	ssize_t n;
-
-	if (l->in_off) {
-		memmove(l->in, l->in + l->in_off, l->in_len - l->in_off);
-		l->in_len -= l->in_off;
-		l->in_off = 0;
-	}
-	if (l->in_len == l->in_cap)
-		return 0;
-	n = dmrepl_tls_read(l->conn, l->in + l->in_len, l->in_cap - l->in_len);
-	if (n == -EAGAIN)
-		return 0;
-	if (!n) {
-		say(l, LOG_WARNING, false, "peer %s closed the connection", l->owner->peer);
-		return -ECONNRESET;
-	}
-	if (n < 0)
-		return broken(l, (int)n, "receive");
-	l->in_len += (size_t)n;
-	l->last_rx_ns = now_ns();
-	return 1;
 }
 
 int link_next(struct link *l, struct dmrepl_frame *f)
@@ -228,6 +271,8 @@ int link_wait(struct link *l, int extra_fd, short extra_events)
 	__u64 now = now_ns();
 	int ret;
 
+	if (l->send_err)	/* no wait: link_next() has frames, then the failure */
+		return 0;
 	if (dmrepl_obuf_pending(&l->out) && (l->retry_len || !refill_wait_ns(l)))
 		p[0].events |= POLLOUT;
 	ret = poll(p, extra_fd >= 0 ? 2 : 1,

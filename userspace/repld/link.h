@@ -48,6 +48,7 @@ struct link {
 	double tokens;
 	__u64 refill_ns;
 	__u64 wire_tx;			/* bytes sent */
+	int send_err;			/* a send failed: the end, once the frames read are taken */
 	__u64 wake_ns;			/* the owner's: link_wait() returns by then (0: none) */
 };
 
@@ -63,7 +64,9 @@ void link_close(struct link *l);
 /*
  * Send what is queued, within the bandwidth limit. 0 (all sent, or the
  * socket or the limit wants a wait), or -errno (the link is broken; the
- * reason is logged).
+ * reason is logged). A failed send whose peer's last frames came in (its
+ * REFUSE, say) returns 0 and drops what is queued: link_next() hands those
+ * frames over, then returns the send's error.
  */
 int link_flush(struct link *l);
 /*
@@ -82,9 +85,10 @@ int link_next(struct link *l, struct dmrepl_frame *f);
 
 /*
  * Wait for the socket (and extra_fd for extra_events, if >= 0) until the
- * next heartbeat is due, or the owner's wake_ns. Sends a heartbeat when one is due. Returns the
- * revents of extra_fd (0 if none), or -ETIMEDOUT when the peer was silent
- * for longer than the timeout, or -errno.
+ * next heartbeat is due, or the owner's wake_ns. Sends a heartbeat when one
+ * is due. Returns the revents of extra_fd (0 if none), or -ETIMEDOUT when
+ * the peer was silent for longer than the timeout, or -errno. After a
+ * failed send (link_flush()) it returns 0 at once.
  */
 int link_wait(struct link *l, int extra_fd, short extra_events);
 
