@@ -505,6 +505,21 @@ static void volume_save(struct repl_volume *v, struct block_device *meta_bdev,
 	repl_meta_close(meta_bdev, v, READ_ONCE(ring->ctl->released_seq));
 }
 
+/*
+ * A primary's last target of @v: its removal flushes the data device
+ * (repl_meta_close()) under repl_groups_lock.
+ */
+static bool removal_flushes(struct repl_volume *v)
+{
+	struct repl_group *g = v->group;
+	bool flushes;
+
+	mutex_lock(&g->lock);
+	flushes = v->users == 1 && g->role == DM_REPL_ROLE_PRIMARY;
+	mutex_unlock(&g->lock);
+	return flushes;
+}
+
 void repl_volume_put(struct repl_volume *v, struct block_device *meta_bdev)
 {
 	struct repl_group *g = v->group;
@@ -516,6 +531,9 @@ void repl_volume_put(struct repl_volume *v, struct block_device *meta_bdev)
 	 */
 	kref_get(&g->kref);
 	mutex_lock(&g->resync.flush_lock);
+	/* First with no other lock held, as a demotion does (role.c). */
+	if (removal_flushes(v))
+		blkdev_issue_flush(v->data_bdev);
 	mutex_lock(&g->resync.lock);
 	mutex_lock(&g->apply.lock);
 	mutex_lock(&repl_groups_lock);

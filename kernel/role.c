@@ -147,6 +147,31 @@ static int flush_data_devices(struct repl_group *g)
 }
 
 /*
+ * The demotion's flush before its locks. change_role() flushes under
+ * repl_groups_lock, which every group's table loads and removals take: a
+ * data device that hangs there (multipath queueing with no path left)
+ * would hold them all back. This flush comes first, with only the group's
+ * flush_lock held (no volume goes meanwhile): a device that hangs then
+ * holds back this group alone, and the flush under the locks finds only
+ * what came since. Its errors are that flush's to report.
+ */
+static void flush_data_devices_early(struct repl_group *g)
+{
+	struct block_device *bdevs[DM_REPL_MAX_VOLUMES];
+	unsigned int i, n = 0;
+
+	mutex_lock(&g->resync.flush_lock);
+	mutex_lock(&g->lock);
+	for (i = 0; i < DM_REPL_MAX_VOLUMES; i++)
+		if (g->volumes[i])
+			bdevs[n++] = g->volumes[i]->data_bdev;
+	mutex_unlock(&g->lock);
+	while (n--)
+		blkdev_issue_flush(bdevs[n]);
+	mutex_unlock(&g->resync.flush_lock);
+}
+
+/*
  * The copy takes another stream, whose numbering may be lower: what it
  * listed of the old one goes (the mismatches a verify found, which a pass
  * of the new one would take for its own; the markers applied, recovery
@@ -314,6 +339,8 @@ int repl_role_message(struct repl_group *g, unsigned int argc, char **argv)
 		DMWARN("%s: usage: role primary|secondary [force]", g->name);
 		return -EINVAL;
 	}
+	if (role == DM_REPL_ROLE_SECONDARY && READ_ONCE(g->role) != role)
+		flush_data_devices_early(g);
 	/* No batch runs, no volume comes or goes, meanwhile. */
 	mutex_lock(&g->apply.lock);
 	mutex_lock(&repl_groups_lock);

@@ -476,4 +476,111 @@ TEST_F_TIMEOUT(lifecycle, reload_onto_another_data_device_is_refused, 120)
 	EXPECT_TRUE(info.volumes[0].dev_major == maj && info.volumes[0].dev_minor == min);
 }
 
+/* A command run in a thread of its own. */
+struct bg_cmd {
+	char cmd[512];
+	pthread_t thread;
+	int status;
+};
+
+static void *bg_cmd_run(void *arg)
+{
+	struct bg_cmd *c = arg;
+
+	c->status = tl_run("%s", c->cmd);
+	return NULL;
+}
+
+/* Wait up to @secs for @c: 0 when it ended, else nonzero (it runs on). */
+static int bg_cmd_wait(struct bg_cmd *c, int secs)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += secs;
+	return pthread_timedjoin_np(c->thread, NULL, &until);
+}
+
+/*
+ * @cmd runs while lcla (lc8's data device) holds its bios; meanwhile
+ * another group (lc9) is made and removed, which must not wait for it.
+ * Then lcla is back: @cmd's status.
+ */
+static int while_lcla_hangs(struct __test_metadata *_metadata, const char *cmd,
+			    const char *other_table)
+{
+	struct bg_cmd job, other;
+	bool job_ended;
+	int waited;
+
+	snprintf(job.cmd, sizeof(job.cmd), "%s", cmd);
+	snprintf(other.cmd, sizeof(other.cmd),
+		 "dmsetup create lc9 --table '%s' && dmsetup remove lc9", other_table);
+	if (tl_run("dmsetup suspend --noflush lcla") ||
+	    pthread_create(&job.thread, NULL, bg_cmd_run, &job))
+		return -1;
+	/* Its dmsetup waits in the kernel (D) before the other group's starts. */
+	EXPECT_EQ(0, tl_run("for i in $(seq 300); do grep -qs '^State:.*D' "
+			    "$(grep -ls '^Name:.*dmsetup' /proc/[0-9]*/status) /dev/null && "
+			    "exit 0; sleep 0.1; done; exit 1")) TH_LOG("'%s' never waited", cmd);
+	if (pthread_create(&other.thread, NULL, bg_cmd_run, &other)) {
+		tl_run("dmsetup resume lcla");
+		pthread_join(job.thread, NULL);
+		return -1;
+	}
+	waited = bg_cmd_wait(&other, 60);
+	job_ended = !bg_cmd_wait(&job, 0);
+	EXPECT_FALSE(job_ended) TH_LOG("'%s' did not wait for lcla", cmd);
+	EXPECT_EQ(0, tl_run("dmsetup resume lcla"));
+	if (waited)
+		pthread_join(other.thread, NULL);
+	if (!job_ended)
+		pthread_join(job.thread, NULL);
+	EXPECT_EQ(0, waited) TH_LOG("another group's table waited for lc8's data device");
+	EXPECT_EQ(0, other.status);
+	return job.status;
+}
+
+/*
+ * A data device that hangs (dm-linear suspended with its bios held, as
+ * multipath queues them with no path left) holds back the demotion that
+ * flushes it and the removal of a primary's volume, and nothing of any
+ * other group. Once it is back, both end as they would have: the volume
+ * secondary, then (promoted again) removed with its metadata clean.
+ */
+TEST_F_TIMEOUT(lifecycle, a_data_device_that_hangs_holds_back_no_other_group, 240)
+{
+	char loop[TL_NAME_LEN], data9[TL_NAME_LEN], meta9[TL_NAME_LEN];
+	char other[256], table[512], msg[DMREPL_ERRMSG_LEN], status[256];
+	struct dm_repl_group_info info;
+	struct dmrepl_ring *ring;
+
+	ASSERT_EQ(0, tl_loop_create(&self->env, DATA_MB, loop, sizeof(loop)));
+	ASSERT_EQ(0, tl_dm_create(&self->env, "lcla", "0 %u linear %s 0", DATA_MB * 2048, loop));
+	ASSERT_EQ(0, tl_vol_create_over(&self->env, &self->vol, "lc8", "lc8", "/dev/mapper/lcla",
+					DATA_MB, SMALL_RING, 0));
+	tl_env_close_fd(&self->env, self->vol.fd);	/* an open volume cannot step down */
+	ASSERT_EQ(0, tl_loop_create(&self->env, DATA_MB, data9, sizeof(data9)));
+	ASSERT_EQ(0, tl_loop_create(&self->env, TL_META_MB, meta9, sizeof(meta9)));
+	ASSERT_EQ(0, tl_meta_create(meta9, "lc9", data9));
+	snprintf(other, sizeof(other), "0 %u repl %s %s lc9 primary %s", DATA_MB * 2048, data9,
+		 meta9, SMALL_RING);
+
+	ASSERT_EQ(0, tl_run("dmsetup suspend lc8"));
+	EXPECT_EQ(0, while_lcla_hangs(_metadata, "dmsetup message lc8 0 role secondary", other));
+	ASSERT_EQ(0, tl_run_out(status, sizeof(status), "dmsetup status lc8"));
+	EXPECT_NE(NULL, strstr(status, " repl secondary ")) TH_LOG("%s", status);
+
+	ASSERT_EQ(0, tl_run("dmsetup message lc8 0 role primary && dmsetup resume lc8"));
+	EXPECT_EQ(0, while_lcla_hangs(_metadata, "dmsetup remove lc8", other));
+	/* Back from its metadata: it was shut down cleanly. */
+	snprintf(table, sizeof(table), "0 %u repl /dev/mapper/lcla %s lc8 primary %s",
+		 DATA_MB * 2048, self->vol.meta, SMALL_RING);
+	ASSERT_EQ(0, tl_run("dmsetup create lc8 --table '%s'", table));
+	ASSERT_EQ(0, tl_ring_open(&self->env, "lc8", &ring, msg, sizeof(msg))) TH_LOG("%s", msg);
+	ASSERT_EQ(0, dmrepl_ring_info(ring, &info));
+	EXPECT_EQ(0U, info.behind_reasons);
+	EXPECT_EQ(0ULL, info.volumes[0].dirty_regions);
+}
+
 TEST_HARNESS_MAIN

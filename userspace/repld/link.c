@@ -91,13 +91,17 @@ static void say(const struct link *l, int level, bool error, const char *fmt, ..
 	l->owner->log(l->owner->arg, level, error, msg);
 }
 
-static int broken(struct link *l, int err, const char *what)
+/* The link is broken: @what failed with @err, for @why (NULL: errno's words). */
+static int broken_why(struct link *l, int err, const char *what, const char *why)
 {
-	const char *why = dmrepl_tls_error(l->conn);
-
 	say(l, LOG_WARNING, false, "peer %s: %s: %s", l->owner->peer, what,
 	    why && *why ? why : strerror(-err));
 	return err;
+}
+
+static int broken(struct link *l, int err, const char *what)
+{
+	return broken_why(l, err, what, dmrepl_tls_error(l->conn));
 }
 
 /*
@@ -133,7 +137,7 @@ static int fill(struct link *l)
 	ssize_t n = read_some(l);
 
 	if (l->send_err && n <= 0)	/* the frames that came are taken */
-		return broken(l, l->send_err, "send");
+		return broken_why(l, l->send_err, "send", l->send_why);
 	if (n == -ECONNRESET) {
 		say(l, LOG_WARNING, false, "peer %s closed the connection", l->owner->peer);
 		return -ECONNRESET;
@@ -153,12 +157,15 @@ static int fill(struct link *l)
  */
 static int send_failed(struct link *l, int err)
 {
+	const char *why = dmrepl_tls_error(l->conn);
 	struct dmrepl_frame f;
 
+	/* The reads below say their own errors: the send's words first. */
+	snprintf(l->send_why, sizeof(l->send_why), "%s", why ? why : "");
 	while (read_some(l) > 0)
 		;
 	if (dmrepl_frame_decode(l->in + l->in_off, l->in_len - l->in_off, l->max_body, &f) <= 0)
-		return broken(l, err, "send");
+		return broken_why(l, err, "send", l->send_why);
 	l->send_err = err;
 	l->retry_len = 0;
 	dmrepl_obuf_consume(&l->out, dmrepl_obuf_pending(&l->out));

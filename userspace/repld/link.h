@@ -49,6 +49,7 @@ struct link {
 	__u64 refill_ns;
 	__u64 wire_tx;			/* bytes sent */
 	int send_err;			/* a send failed: the end, once the frames read are taken */
+	char send_why[128];		/* its reason, as the TLS layer said it */
 	__u64 wake_ns;			/* the owner's: link_wait() returns by then (0: none) */
 };
 
