@@ -309,12 +309,13 @@ tap_diag "$info"
 flushes=$(sed -n 's/.* flushes=\([0-9]*\).*/\1/p' <<<"$info")
 # The last record is the writer's last fsync: a FLUSH closing epoch
 # last_epoch, the first epoch being 1. The module's own flushes come on
-# top: one at the removal (before its metadata says clean, after every
-# write), and one before each AL transaction that dropped an extent
-# (evictions, the status's 19th field; none with this AL so far).
+# top: two at the removal (before its metadata says clean, after every
+# write: one before the lock of every group, one under it), and one before
+# each AL transaction that dropped an extent (evictions, the status's 19th
+# field; none with this AL so far).
 evictions=$(awk '{ print $19 }' <<<"$pstatus")
-if ((flushes >= last_epoch + 1 && flushes <= last_epoch + 1 + evictions)); then
-	tap_ok "raw: the log's flush marks are the primary's FLUSH records and the module's ($flushes: $last_epoch, the removal's, of $evictions evictions)"
+if ((flushes >= last_epoch + 2 && flushes <= last_epoch + 2 + evictions)); then
+	tap_ok "raw: the log's flush marks are the primary's FLUSH records and the module's ($flushes: $last_epoch, the removal's two, of $evictions evictions)"
 else
 	tap_fail "raw: the log's flush marks are the primary's FLUSH records and the module's" \
 		"log: $flushes flushes; epoch of the last record applied: $last_epoch; AL evictions: $evictions"
