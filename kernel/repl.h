@@ -186,7 +186,8 @@ struct repl_resync {
 	/*
 	 * Serialises resyncs; taken before every other lock of the group but
 	 * flush_lock, and by a volume going away (so none goes while a resync
-	 * reads it).
+	 * reads it), a resize and a role change. A resync holds group->lock
+	 * only around its checks, never across its reads and waits.
 	 */
 	struct mutex lock;
 	/*

@@ -479,8 +479,8 @@ struct resync_chunk {
 };
 
 /*
- * Steps 2 to 4 for one record. Caller holds g->lock (no role change, no
- * volume change) and rs->lock.
+ * Steps 2 to 4 for one record. Caller holds rs->lock (no role change, no
+ * volume change): see resync_read().
  */
 static int resync_chunk(struct repl_group *g, struct resync_chunk *c)
 {
@@ -562,8 +562,9 @@ static u64 group_volumes(struct repl_group *g)
  * record before it is complete (a write reserved during the last read may
  * still fail, and a failed write is dirty), no region is dirty (full
  * barrier, then the counts: a write that overflowed before it, and whose
- * GAP may precede it, is seen); otherwise it goes VOID. True if it ended
- * the resync.
+ * GAP may precede it, is seen) and the group has the volumes the record
+ * names; otherwise it goes VOID. True if it ended the resync. Caller holds
+ * rs->lock, not g->lock: the wait is for writes, which may hang.
  */
 static bool resync_end(struct repl_group *g, struct repl_volume *v)
 {
@@ -575,15 +576,22 @@ static bool resync_end(struct repl_group *g, struct repl_volume *v)
 		.payload_len = sizeof(*end),
 	};
 	bool ended;
+	u64 vols;
 
-	if (group_dirty(g) || repl_ring_reserve(&g->ring, &req, 1))
+	mutex_lock(&g->lock);
+	ended = !group_dirty(g) && !repl_ring_reserve(&g->ring, &req, 1);
+	vols = group_volumes(g);
+	mutex_unlock(&g->lock);
+	if (!ended)
 		return false;
 	end = (void *)(req.rec + 1);
-	end->volumes = cpu_to_le64(group_volumes(g));
+	end->volumes = cpu_to_le64(vols);
 	ended = !repl_ring_wait_before(&g->ring, req.pos);
 	/* Pairs with the fully ordered bit set of repl_volume_mark_dirty(). */
 	smp_mb();
-	ended = ended && !group_dirty(g);
+	mutex_lock(&g->lock);
+	ended = ended && !group_dirty(g) && group_volumes(g) == vols;
+	mutex_unlock(&g->lock);
 	repl_ring_commit(&g->ring, req.pos, !ended);
 	repl_group_notify_now(g);
 	return ended;
@@ -606,22 +614,31 @@ static void maybe_uptodate(struct repl_group *g, u64 gaps_before)
 		repl_group_behind(g, why);
 }
 
-/* Caller holds g->lock and rs->lock. */
-static int resync_locked(struct repl_group *g, struct dm_repl_resync_req *req)
+/* Caller holds g->lock and rs->lock: the volume @req names, if it may be resynced. */
+static struct repl_volume *resync_volume(struct repl_group *g,
+					 const struct dm_repl_resync_req *req)
 {
-	struct repl_resync *rs = &g->resync;
 	struct repl_volume *v = g->volumes[req->volume];
-	u64 gaps = repl_ring_gaps_noted(&g->ring);
-	int r;
 
 	if (g->role != DM_REPL_ROLE_PRIMARY)
-		return -EPERM;
+		return ERR_PTR(-EPERM);
 	if (!v)
-		return -ENOENT;
+		return ERR_PTR(-ENOENT);
 	if (req->region >= v->nr_regions)
-		return -EINVAL;
-	if (req->flags & DM_REPL_RESYNCF_VERIFY)
-		return repl_verify_region(g, v, req->region, req);
+		return ERR_PTR(-EINVAL);
+	return v;
+}
+
+/*
+ * Step 1: an entry, syncing, then out of the dirty bitmap. 1 when the
+ * region goes on to be read, 0 when it is clean (and not RESYNCF_ANY), or
+ * -errno. Caller holds g->lock and rs->lock.
+ */
+static int resync_start(struct repl_group *g, struct repl_volume *v,
+			struct dm_repl_resync_req *req)
+{
+	struct repl_resync *rs = &g->resync;
+
 	/* Its records must fit in the ring beside the stream's. */
 	if ((u64)SECTOR_SIZE << v->region_shift > g->ring.size / 2)
 		return -EFBIG;
@@ -629,13 +646,28 @@ static int resync_locked(struct repl_group *g, struct dm_repl_resync_req *req)
 		return -EBUSY;
 	if (!test_bit(req->region, v->bitmap) && !(req->flags & DM_REPL_RESYNCF_ANY))
 		return 0;
-	/* Step 1: an entry, syncing, then out of the dirty bitmap. */
 	entry_open(rs, v, req->region);
 	set_bit(req->region, v->syncing);
 	if (test_and_clear_bit(req->region, v->bitmap))
 		atomic64_dec(&v->dirty);
 	req->flags = 0;
-	r = resync_region_chunks(g, v, req->region, req);
+	return 1;
+}
+
+/*
+ * Steps 2 to 4, then the end. Caller holds rs->lock, not g->lock: they wait
+ * for writes in flight and read the data device, either of which may hang
+ * (a path lost), and g->lock's other holders must not wait for that: the
+ * group's status, and a table load into it, which holds the lock of every
+ * group. rs->lock keeps the volume, its bitmaps and the group's role (a
+ * removal, a resize and a role change take it).
+ */
+static int resync_read(struct repl_group *g, struct repl_volume *v,
+		       struct dm_repl_resync_req *req, u64 gaps)
+{
+	struct repl_resync *rs = &g->resync;
+	int r = resync_region_chunks(g, v, req->region, req);
+
 	if (r) {
 		/* Dirty again before it stops syncing. */
 		repl_volume_mark_dirty(v, (sector_t)req->region << v->region_shift,
@@ -647,13 +679,18 @@ static int resync_locked(struct repl_group *g, struct dm_repl_resync_req *req)
 	atomic64_inc(&rs->sent);
 	if (resync_end(g, v)) {
 		req->flags |= DM_REPL_RESYNCF_END;
+		mutex_lock(&g->lock);
 		maybe_uptodate(g, gaps);
+		mutex_unlock(&g->lock);
 	}
 	return 0;
 }
 
 int repl_resync_region(struct repl_group *g, struct dm_repl_resync_req *req)
 {
+	bool verify = req->flags & DM_REPL_RESYNCF_VERIFY;
+	struct repl_volume *v;
+	u64 gaps;
 	int r;
 
 	if (req->abi_version != DM_REPL_ABI_VERSION)
@@ -665,8 +702,16 @@ int repl_resync_region(struct repl_group *g, struct dm_repl_resync_req *req)
 		return -EINVAL;
 	mutex_lock(&g->resync.lock);
 	mutex_lock(&g->lock);
-	r = resync_locked(g, req);
+	gaps = repl_ring_gaps_noted(&g->ring);
+	v = resync_volume(g, req);
+	r = PTR_ERR_OR_ZERO(v);
+	if (!r && !verify)
+		r = resync_start(g, v, req);
 	mutex_unlock(&g->lock);
+	if (!r && verify)
+		r = repl_verify_region(g, v, req->region, req);
+	else if (r > 0)
+		r = resync_read(g, v, req, gaps);
 	mutex_unlock(&g->resync.lock);
 	return r;
 }

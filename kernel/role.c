@@ -299,7 +299,7 @@ static int persist_role(struct repl_group *g, unsigned int role)
 	return r;
 }
 
-/* Caller holds g->apply.lock and repl_groups_lock. */
+/* Caller holds g->resync.lock, g->apply.lock and repl_groups_lock. */
 static int change_role(struct repl_group *g, unsigned int role, bool force)
 {
 	int r;
@@ -341,12 +341,14 @@ int repl_role_message(struct repl_group *g, unsigned int argc, char **argv)
 	}
 	if (role == DM_REPL_ROLE_SECONDARY && READ_ONCE(g->role) != role)
 		flush_data_devices_early(g);
-	/* No batch runs, no volume comes or goes, meanwhile. */
+	/* No resync nor batch runs, no volume comes or goes, meanwhile. */
+	mutex_lock(&g->resync.lock);
 	mutex_lock(&g->apply.lock);
 	mutex_lock(&repl_groups_lock);
 	r = role == g->role ? 0 : change_role(g, role, force);
 	mutex_unlock(&repl_groups_lock);
 	mutex_unlock(&g->apply.lock);
+	mutex_unlock(&g->resync.lock);
 	return r;
 }
 

@@ -97,7 +97,7 @@ static bool window_close(struct repl_verify_window *w)
 /*
  * SHA-256 of @nbytes at @sector of @v's data device, read a chunk at a
  * time: a region of up to 1 GiB is read with the caller's mutexes held (the
- * primary's resync lock and g->lock, a secondary's apply lock), never a
+ * primary's resync lock, a secondary's apply lock), never a
  * spinlock. -EINTR between two chunks when the caller is killed or, if
  * @stop is given, when it is not zero (a secondary being suspended).
  */
@@ -130,8 +130,8 @@ int repl_verify_hash(struct repl_volume *v, sector_t sector, u32 nbytes,
 }
 
 /*
- * Steps 1 to 4 for @region of @v. Caller holds the resync lock and g->lock
- * and checked the role and the region.
+ * Steps 1 to 4 for @region of @v. Caller holds the resync lock (not
+ * g->lock: see resync_read()) and checked the role and the region.
  */
 int repl_verify_region(struct repl_group *g, struct repl_volume *v,
 		       unsigned long region, struct dm_repl_resync_req *req)

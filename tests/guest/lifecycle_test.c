@@ -476,31 +476,6 @@ TEST_F_TIMEOUT(lifecycle, reload_onto_another_data_device_is_refused, 120)
 	EXPECT_TRUE(info.volumes[0].dev_major == maj && info.volumes[0].dev_minor == min);
 }
 
-/* A command run in a thread of its own. */
-struct bg_cmd {
-	char cmd[512];
-	pthread_t thread;
-	int status;
-};
-
-static void *bg_cmd_run(void *arg)
-{
-	struct bg_cmd *c = arg;
-
-	c->status = tl_run("%s", c->cmd);
-	return NULL;
-}
-
-/* Wait up to @secs for @c: 0 when it ended, else nonzero (it runs on). */
-static int bg_cmd_wait(struct bg_cmd *c, int secs)
-{
-	struct timespec until;
-
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += secs;
-	return pthread_timedjoin_np(c->thread, NULL, &until);
-}
-
 /*
  * @cmd runs while lcla (lc8's data device) holds its bios; meanwhile
  * another group (lc9) is made and removed, which must not wait for it.
@@ -509,34 +484,27 @@ static int bg_cmd_wait(struct bg_cmd *c, int secs)
 static int while_lcla_hangs(struct __test_metadata *_metadata, const char *cmd,
 			    const char *other_table)
 {
-	struct bg_cmd job, other;
-	bool job_ended;
-	int waited;
+	struct tl_bg job, other;
+	bool waited;
 
-	snprintf(job.cmd, sizeof(job.cmd), "%s", cmd);
-	snprintf(other.cmd, sizeof(other.cmd),
-		 "dmsetup create lc9 --table '%s' && dmsetup remove lc9", other_table);
-	if (tl_run("dmsetup suspend --noflush lcla") ||
-	    pthread_create(&job.thread, NULL, bg_cmd_run, &job))
+	if (tl_run("dmsetup suspend --noflush lcla") || tl_bg_start(&job, "%s", cmd))
 		return -1;
 	/* Its dmsetup waits in the kernel (D) before the other group's starts. */
 	EXPECT_EQ(0, tl_run("for i in $(seq 300); do grep -qs '^State:.*D' "
 			    "$(grep -ls '^Name:.*dmsetup' /proc/[0-9]*/status) /dev/null && "
 			    "exit 0; sleep 0.1; done; exit 1")) TH_LOG("'%s' never waited", cmd);
-	if (pthread_create(&other.thread, NULL, bg_cmd_run, &other)) {
+	if (tl_bg_start(&other, "dmsetup create lc9 --table '%s' && dmsetup remove lc9",
+			other_table)) {
 		tl_run("dmsetup resume lcla");
-		pthread_join(job.thread, NULL);
+		tl_bg_wait(&job, 600);
 		return -1;
 	}
-	waited = bg_cmd_wait(&other, 60);
-	job_ended = !bg_cmd_wait(&job, 0);
-	EXPECT_FALSE(job_ended) TH_LOG("'%s' did not wait for lcla", cmd);
+	waited = !tl_bg_wait(&other, 60);
+	EXPECT_FALSE(tl_bg_wait(&job, 0)) TH_LOG("'%s' did not wait for lcla", cmd);
 	EXPECT_EQ(0, tl_run("dmsetup resume lcla"));
-	if (waited)
-		pthread_join(other.thread, NULL);
-	if (!job_ended)
-		pthread_join(job.thread, NULL);
-	EXPECT_EQ(0, waited) TH_LOG("another group's table waited for lc8's data device");
+	tl_bg_wait(&other, 600);
+	tl_bg_wait(&job, 600);
+	EXPECT_FALSE(waited) TH_LOG("another group's table waited for lc8's data device");
 	EXPECT_EQ(0, other.status);
 	return job.status;
 }

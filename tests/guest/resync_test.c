@@ -482,6 +482,83 @@ TEST_F_TIMEOUT(resync, a_flush_that_hangs_holds_back_no_resync, 240)
 	EXPECT_EQ(0ULL, vol_info(&info, 0)->dirty_regions);
 }
 
+struct hung_resync {
+	int fd;
+	_Atomic pid_t tid;
+	struct dm_repl_resync_req req;
+	_Atomic int r;
+};
+
+static void *hung_resync_run(void *arg)
+{
+	struct hung_resync *h = arg;
+
+	h->tid = gettid();
+	h->r = resync(h->fd, 0, 0, DM_REPL_RESYNCF_ANY, &h->req);
+	return NULL;
+}
+
+/*
+ * A resync's read hangs (volume 0's data device suspended with its bios
+ * held, as multipath queues them with no path left). Meanwhile the group's
+ * status answers, a third volume joins the group and leaves it, and
+ * another group is made and removed: the read holds the resync's lock, not
+ * the group's, nor the lock of every group a table load takes. Once the
+ * device is back, the region goes as it would have.
+ */
+TEST_F_TIMEOUT(resync, a_read_that_hangs_holds_back_no_status_and_no_table, 240)
+{
+	struct hung_resync h = { .r = -EINPROGRESS };
+	char loop[TL_NAME_LEN], err[DMREPL_ERRMSG_LEN];
+	char data[2][TL_NAME_LEN], meta[2][TL_NAME_LEN];
+	struct tl_bg status, join, other;
+	struct tl_vol vb;
+	pthread_t t;
+
+	ASSERT_EQ(0, tl_loop_create(&self->env, DATA_MB, loop, sizeof(loop)));
+	ASSERT_EQ(0, tl_dm_create(&self->env, "rsla", "0 %u linear %s 0", DATA_MB * 2048, loop));
+	ASSERT_EQ(0, tl_vol_create_over(&self->env, &self->vol, "rs", "rs", "/dev/mapper/rsla",
+					DATA_MB, "2 ring_mb 32", 0));
+	ASSERT_EQ(0, tl_vol_create_vol(&self->env, &vb, "rsb", "rs", DATA_MB, "2 ring_mb 32", 1));
+	ASSERT_EQ(0, tl_ring_open(&self->env, "rs", &self->ring, err, sizeof(err)));
+	h.fd = self->fd = dmrepl_ring_fd(self->ring);
+	for (int i = 0; i < 2; i++) {
+		ASSERT_EQ(0, tl_loop_create(&self->env, DATA_MB, data[i], sizeof(data[i])));
+		ASSERT_EQ(0, tl_loop_create(&self->env, TL_META_MB, meta[i], sizeof(meta[i])));
+	}
+	ASSERT_EQ(0, tl_meta_create_vol(meta[0], "rs", data[0], 2));
+	ASSERT_EQ(0, tl_meta_create(meta[1], "rsd", data[1]));
+
+	ASSERT_EQ(0, tl_run("dmsetup suspend --noflush rsla"));
+	ASSERT_EQ(0, pthread_create(&t, NULL, hung_resync_run, &h));
+	while (!h.tid)
+		usleep(1000);
+	EXPECT_EQ(0, tl_wait_blocked(h.tid, 30)) TH_LOG("the resync never waited for rsla");
+	ASSERT_EQ(0, tl_bg_start(&status, "%s status rs >/dev/null", TL_REPLTOOL));
+	ASSERT_EQ(0, tl_bg_start(&join, "dmsetup create rsc --table '0 %u repl %s %s rs primary "
+				 "2 ring_mb 32'", DATA_MB * 2048, data[0], meta[0]));
+	ASSERT_EQ(0, tl_bg_start(&other, "dmsetup create rsd --table '0 %u repl %s %s rsd "
+				 "primary 2 ring_mb 2' && dmsetup remove rsd", DATA_MB * 2048,
+				 data[1], meta[1]));
+	EXPECT_TRUE(tl_bg_wait(&status, 60)) TH_LOG("the status waited for the read");
+	/* (Its removal would wait: a volume leaves no resync reading it.) */
+	EXPECT_TRUE(tl_bg_wait(&join, 60)) TH_LOG("a volume joining waited for the read");
+	EXPECT_TRUE(tl_bg_wait(&other, 60)) TH_LOG("another group waited for the read");
+	EXPECT_EQ(-EINPROGRESS, h.r) TH_LOG("the resync did not wait for rsla");
+
+	ASSERT_EQ(0, tl_run("dmsetup resume rsla"));
+	ASSERT_EQ(0, pthread_join(t, NULL));
+	tl_bg_wait(&status, 600);
+	tl_bg_wait(&join, 600);
+	tl_bg_wait(&other, 600);
+	EXPECT_EQ(0, status.status);
+	EXPECT_EQ(0, join.status);
+	EXPECT_EQ(0, other.status);
+	EXPECT_EQ(0, h.r);
+	EXPECT_LE(1U, h.req.records);
+	EXPECT_EQ(0, tl_run("dmsetup remove rsc"));
+}
+
 TEST_F_TIMEOUT(resync, a_secondary_refuses, 120)
 {
 	setup_vol(_metadata, self, "2 ring_mb 8");

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <signal.h>
@@ -55,6 +56,41 @@ int tl_run(const char *fmt, ...)
 		return -1;
 	fflush(NULL);
 	return exit_status(system(cmd));
+}
+
+static void *bg_run(void *arg)
+{
+	struct tl_bg *b = arg;
+
+	b->status = tl_run("%s", b->cmd);
+	return NULL;
+}
+
+int tl_bg_start(struct tl_bg *b, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	memset(b, 0, sizeof(*b));
+	va_start(ap, fmt);
+	r = vformat(b->cmd, sizeof(b->cmd), fmt, ap);
+	va_end(ap);
+	if (!r)
+		r = -pthread_create(&b->thread, NULL, bg_run, b);
+	b->started = !r;
+	return r;
+}
+
+bool tl_bg_wait(struct tl_bg *b, int secs)
+{
+	struct timespec until;
+
+	if (!b->started || b->ended)
+		return b->ended;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += secs;
+	b->ended = !pthread_timedjoin_np(b->thread, NULL, &until);
+	return b->ended;
 }
 
 int tl_run_out(char *out, size_t len, const char *fmt, ...)
@@ -790,6 +826,19 @@ int tl_wait_sleeping_in_poll(pid_t tid, int timeout_s)
 		/* The state after the call: both say the same sleep. */
 		if ((nr == SYS_poll || nr == SYS_ppoll) && task_state(tid) == 'S' &&
 		    task_syscall(tid) == nr)
+			return 0;
+		nanosleep(&tick, NULL);
+	}
+	return -1;
+}
+
+int tl_wait_blocked(pid_t tid, int timeout_s)
+{
+	struct timespec tick = { 0, 1000000L };
+	long i;
+
+	for (i = 0; i < timeout_s * 1000L; i++) {
+		if (task_state(tid) == 'D')
 			return 0;
 		nanosleep(&tick, NULL);
 	}

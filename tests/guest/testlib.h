@@ -13,6 +13,7 @@
 #ifndef DMREPL_TESTLIB_H
 #define DMREPL_TESTLIB_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -77,6 +78,21 @@ int tl_live_objects(char *buf, size_t len);
  * duration. 0 once it does, -1 if it did not within timeout_s seconds.
  */
 int tl_wait_sleeping_in_poll(pid_t tid, int timeout_s);
+/* Wait up to timeout_s for thread tid to sleep uninterruptibly (D): 0, or -1. */
+int tl_wait_blocked(pid_t tid, int timeout_s);
+/* A shell command run in a thread of its own: its status once it ended. */
+struct tl_bg {
+	char cmd[512];
+	pthread_t thread;
+	bool started, ended;
+	int status;
+};
+
+/* Start the command (tl_run()'s format) in b's thread: 0 or -errno. */
+int tl_bg_start(struct tl_bg *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Wait up to secs (0: just look) for it to end: true once it has. */
+bool tl_bg_wait(struct tl_bg *b, int secs);
 /* Size in bytes of a block device (by fd). */
 int64_t tl_dev_bytes(int fd);
 /* major:minor of the block device at path. */
