@@ -1058,10 +1058,13 @@ static bool save_clean(struct apply_batch *b)
 	}
 	/*
 	 * No region of its own is left: a promotion from here has nothing
-	 * to resync (it would otherwise start with a resync's END).
+	 * to resync (it would otherwise start with a resync's END). Both
+	 * under g->lock, as status reads them: never "behind" for no reason.
 	 */
+	mutex_lock(&b->g->lock);
 	atomic_set(&b->g->behind_why, 0);
 	clear_bit(REPL_BEHIND, &b->g->flags);
+	mutex_unlock(&b->g->lock);
 	if (b->seeded)
 		DMINFO("%s: seeded replica: every region verified equal to the primary or resent: consistent",
 		       b->g->name);

@@ -154,9 +154,15 @@ static void fill_group_info(struct dm_repl_group_info *info,
 	info->wakeups = atomic64_read(&c->wakeups);
 
 	mutex_lock(&g->lock);
-	/* Under g->lock: an end of resync clears both (maybe_uptodate()). */
+	/*
+	 * Under g->lock: an end of resync clears both (maybe_uptodate(),
+	 * save_clean()). A reason is set before the state, with no lock
+	 * (repl_group_behind()): the state is read first.
+	 */
 	info->state = test_bit(REPL_BEHIND, &g->flags) ?
 		DM_REPL_STATE_BEHIND : DM_REPL_STATE_UPTODATE;
+	/* Pairs with smp_mb__before_atomic() in repl_group_behind(). */
+	smp_rmb();
 	info->behind_reasons = info->state == DM_REPL_STATE_BEHIND ?
 			       atomic_read(&g->behind_why) : 0;
 	info->flags = 0;
