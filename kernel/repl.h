@@ -198,6 +198,7 @@ struct repl_resync {
 	/* Guards the entries: a release pops them without waiting for lock. */
 	spinlock_t entries_lock;
 	unsigned int head, nr;
+	unsigned int drops;	/* repl_resync_drop()s: a release point's numbering */
 	struct repl_resync_entry unreleased[REPL_RESYNC_UNRELEASED];
 	atomic64_t regions;		/* nr, for status without the lock */
 	atomic64_t sent;		/* regions put in the ring, ever */

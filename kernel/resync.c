@@ -279,7 +279,7 @@ static void resync_save_work(struct work_struct *work)
 	struct repl_group *g = container_of(rs, struct repl_group, resync);
 	struct repl_unsaved_block todo[REPL_RESYNC_UNSAVED];
 	unsigned long failed, flags;
-	unsigned int i, n;
+	unsigned int i, n, drops;
 	bool more;
 	u64 released;
 
@@ -293,12 +293,21 @@ static void resync_save_work(struct work_struct *work)
 		 * since has none.
 		 */
 		mutex_lock(&rs->flush_lock);
+		drops = READ_ONCE(rs->drops);
+		/* The count before the release point a drop's stream renumbers. */
+		smp_rmb();
 		released = READ_ONCE(g->ring.ctl->released_seq);
 		failed = flush_released(g, released);
 		mutex_unlock(&rs->flush_lock);
 		mutex_lock(&rs->lock);
 		spin_lock_irqsave(&rs->entries_lock, flags);
-		more = take_released(rs, released, failed, todo, &n);
+		/*
+		 * A demotion meanwhile dropped the entries, and a promotion may
+		 * number on lower: @released may say nothing of the entries
+		 * now. Again, then.
+		 */
+		more = rs->drops != drops ||
+		       take_released(rs, released, failed, todo, &n);
 		spin_unlock_irqrestore(&rs->entries_lock, flags);
 		mutex_unlock(&rs->lock);
 		for (i = 0; i < n; i++) {
@@ -311,13 +320,13 @@ static void resync_save_work(struct work_struct *work)
 }
 
 /*
- * The group steps down and its ring is dropped (caller holds g->lock: no
- * resync runs; and it flushed every data device). The entries' sequences
- * are the dropped ring's, which the next stream may not continue (a
- * promotion goes on from what the copy applied, maybe lower): kept, they
- * would never be released and the resync would stay full. They all go: a
- * region whose record was released (up to @released) is on the replica and
- * durable here; any other is dirty again.
+ * The group steps down and its ring is dropped (caller holds rs->lock, so
+ * no resync runs, and g->lock; and it flushed every data device). The
+ * entries' sequences are the dropped ring's, which the next stream may not
+ * continue (a promotion goes on from what the copy applied, maybe lower):
+ * kept, they would never be released and the resync would stay full. They
+ * all go: a region whose record was released (up to @released) is on the
+ * replica and durable here; any other is dirty again.
  */
 void repl_resync_drop(struct repl_group *g, u64 released)
 {
@@ -338,6 +347,7 @@ void repl_resync_drop(struct repl_group *g, u64 released)
 		clear_bit(entry(rs, i)->region, entry(rs, i)->vol->syncing);
 	atomic64_sub(rs->nr, &rs->regions);
 	rs->nr = 0;
+	WRITE_ONCE(rs->drops, rs->drops + 1);
 	spin_unlock_irqrestore(&rs->entries_lock, flags);
 }
 

@@ -183,7 +183,10 @@ static void forget_old_stream(struct repl_apply *a)
 	a->nr_markers = 0;
 }
 
-/* Caller holds g->lock and g->apply.lock, and flushed the data devices. */
+/*
+ * Caller holds g->resync.lock (no resync runs), g->apply.lock and g->lock,
+ * and flushed the data devices.
+ */
 static void demote(struct repl_group *g)
 {
 	struct repl_apply *a = &g->apply;
@@ -228,7 +231,7 @@ static void demote(struct repl_group *g)
 	spin_unlock_irqrestore(&a->stat_lock, flags);
 }
 
-/* Caller holds g->lock and g->apply.lock. */
+/* Caller holds g->resync.lock (no resync runs), g->apply.lock and g->lock. */
 static void promote(struct repl_group *g)
 {
 	struct repl_apply *a = &g->apply;
@@ -339,7 +342,10 @@ int repl_role_message(struct repl_group *g, unsigned int argc, char **argv)
 		DMWARN("%s: usage: role primary|secondary [force]", g->name);
 		return -EINVAL;
 	}
-	if (role == DM_REPL_ROLE_SECONDARY && READ_ONCE(g->role) != role)
+	/* Already so: no lock, so no wait behind a resync's read that hangs. */
+	if (READ_ONCE(g->role) == role)
+		return 0;
+	if (role == DM_REPL_ROLE_SECONDARY)
 		flush_data_devices_early(g);
 	/* No resync nor batch runs, no volume comes or goes, meanwhile. */
 	mutex_lock(&g->resync.lock);

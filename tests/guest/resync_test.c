@@ -484,6 +484,7 @@ TEST_F_TIMEOUT(resync, a_flush_that_hangs_holds_back_no_resync, 240)
 
 struct hung_resync {
 	int fd;
+	pthread_t thread;
 	_Atomic pid_t tid;
 	struct dm_repl_resync_req req;
 	_Atomic int r;
@@ -498,22 +499,34 @@ static void *hung_resync_run(void *arg)
 	return NULL;
 }
 
+/* Volume 0's resync of region 0 in a thread, once it sleeps in the kernel (D). */
+static int hung_resync_start(struct hung_resync *h, int fd)
+{
+	h->fd = fd;
+	h->r = -EINPROGRESS;
+	if (pthread_create(&h->thread, NULL, hung_resync_run, h))
+		return -1;
+	while (!h->tid)
+		usleep(1000);
+	return tl_wait_blocked(h->tid, 30);
+}
+
 /*
  * A resync's read hangs (volume 0's data device suspended with its bios
  * held, as multipath queues them with no path left). Meanwhile the group's
- * status answers, a third volume joins the group and leaves it, and
- * another group is made and removed: the read holds the resync's lock, not
- * the group's, nor the lock of every group a table load takes. Once the
- * device is back, the region goes as it would have.
+ * status answers, a third volume joins the group, and another group is
+ * made and removed: the read holds the resync's lock, not the group's, nor
+ * the lock of every group a table load takes. Once the device is back, the
+ * region goes as it would have. (Nothing asserts between the suspend and
+ * the resume: a failure there must not leave the device held.)
  */
 TEST_F_TIMEOUT(resync, a_read_that_hangs_holds_back_no_status_and_no_table, 240)
 {
-	struct hung_resync h = { .r = -EINPROGRESS };
 	char loop[TL_NAME_LEN], err[DMREPL_ERRMSG_LEN];
 	char data[2][TL_NAME_LEN], meta[2][TL_NAME_LEN];
-	struct tl_bg status, join, other;
+	struct tl_bg status = { 0 }, join = { 0 }, other = { 0 };
+	struct hung_resync h = { 0 };
 	struct tl_vol vb;
-	pthread_t t;
 
 	ASSERT_EQ(0, tl_loop_create(&self->env, DATA_MB, loop, sizeof(loop)));
 	ASSERT_EQ(0, tl_dm_create(&self->env, "rsla", "0 %u linear %s 0", DATA_MB * 2048, loop));
@@ -521,7 +534,7 @@ TEST_F_TIMEOUT(resync, a_read_that_hangs_holds_back_no_status_and_no_table, 240)
 					DATA_MB, "2 ring_mb 32", 0));
 	ASSERT_EQ(0, tl_vol_create_vol(&self->env, &vb, "rsb", "rs", DATA_MB, "2 ring_mb 32", 1));
 	ASSERT_EQ(0, tl_ring_open(&self->env, "rs", &self->ring, err, sizeof(err)));
-	h.fd = self->fd = dmrepl_ring_fd(self->ring);
+	self->fd = dmrepl_ring_fd(self->ring);
 	for (int i = 0; i < 2; i++) {
 		ASSERT_EQ(0, tl_loop_create(&self->env, DATA_MB, data[i], sizeof(data[i])));
 		ASSERT_EQ(0, tl_loop_create(&self->env, TL_META_MB, meta[i], sizeof(meta[i])));
@@ -530,33 +543,69 @@ TEST_F_TIMEOUT(resync, a_read_that_hangs_holds_back_no_status_and_no_table, 240)
 	ASSERT_EQ(0, tl_meta_create(meta[1], "rsd", data[1]));
 
 	ASSERT_EQ(0, tl_run("dmsetup suspend --noflush rsla"));
-	ASSERT_EQ(0, pthread_create(&t, NULL, hung_resync_run, &h));
-	while (!h.tid)
-		usleep(1000);
-	EXPECT_EQ(0, tl_wait_blocked(h.tid, 30)) TH_LOG("the resync never waited for rsla");
-	ASSERT_EQ(0, tl_bg_start(&status, "%s status rs >/dev/null", TL_REPLTOOL));
-	ASSERT_EQ(0, tl_bg_start(&join, "dmsetup create rsc --table '0 %u repl %s %s rs primary "
-				 "2 ring_mb 32'", DATA_MB * 2048, data[0], meta[0]));
-	ASSERT_EQ(0, tl_bg_start(&other, "dmsetup create rsd --table '0 %u repl %s %s rsd "
+	EXPECT_EQ(0, hung_resync_start(&h, self->fd)) TH_LOG("the resync never waited for rsla");
+	EXPECT_EQ(0, tl_bg_start(&status, "%s status rs >/dev/null", TL_REPLTOOL));
+	/* It joins; its removal would wait: a volume leaves no resync reading it. */
+	EXPECT_EQ(0, tl_bg_start(&join, "dmsetup create rsc --table '0 %u repl %s %s rs "
+				 "primary 2 ring_mb 32'", DATA_MB * 2048, data[0], meta[0]));
+	EXPECT_EQ(0, tl_bg_start(&other, "dmsetup create rsd --table '0 %u repl %s %s rsd "
 				 "primary 2 ring_mb 2' && dmsetup remove rsd", DATA_MB * 2048,
 				 data[1], meta[1]));
-	EXPECT_TRUE(tl_bg_wait(&status, 60)) TH_LOG("the status waited for the read");
-	/* (Its removal would wait: a volume leaves no resync reading it.) */
-	EXPECT_TRUE(tl_bg_wait(&join, 60)) TH_LOG("a volume joining waited for the read");
-	EXPECT_TRUE(tl_bg_wait(&other, 60)) TH_LOG("another group waited for the read");
+	EXPECT_TRUE(tl_bg_wait(&status, 30)) TH_LOG("the status waited for the read");
+	EXPECT_TRUE(tl_bg_wait(&join, 10)) TH_LOG("a volume joining waited for the read");
+	EXPECT_TRUE(tl_bg_wait(&other, 10)) TH_LOG("another group waited for the read");
 	EXPECT_EQ(-EINPROGRESS, h.r) TH_LOG("the resync did not wait for rsla");
+	EXPECT_EQ(0, tl_run("dmsetup resume rsla"));
 
-	ASSERT_EQ(0, tl_run("dmsetup resume rsla"));
-	ASSERT_EQ(0, pthread_join(t, NULL));
-	tl_bg_wait(&status, 600);
-	tl_bg_wait(&join, 600);
-	tl_bg_wait(&other, 600);
+	if (h.thread)
+		EXPECT_EQ(0, pthread_join(h.thread, NULL));
+	EXPECT_TRUE(tl_bg_wait(&status, 600) && tl_bg_wait(&join, 600) &&
+		    tl_bg_wait(&other, 600));
 	EXPECT_EQ(0, status.status);
 	EXPECT_EQ(0, join.status);
 	EXPECT_EQ(0, other.status);
 	EXPECT_EQ(0, h.r);
 	EXPECT_LE(1U, h.req.records);
-	EXPECT_EQ(0, tl_run("dmsetup remove rsc"));
+	if (join.started)
+		EXPECT_EQ(0, tl_run("dmsetup remove rsc"));
+}
+
+/*
+ * A resync reads slowly (dm-delay holds reads 15 s, neither writes nor
+ * flushes): a forced demotion waits for it rather than drop the ring under
+ * its reserved records, and then goes. A role the group has already is no
+ * wait at all.
+ */
+TEST_F_TIMEOUT(resync, a_role_change_waits_for_a_resync_that_reads, 240)
+{
+	char loop[TL_NAME_LEN], err[DMREPL_ERRMSG_LEN], status[256];
+	struct hung_resync h = { 0 };
+	struct tl_bg role = { 0 };
+
+	ASSERT_EQ(0, tl_loop_create(&self->env, DATA_MB, loop, sizeof(loop)));
+	ASSERT_EQ(0, tl_dm_create(&self->env, "rsde", "0 %u delay %s 0 15000 %s 0 0 %s 0 0",
+				  DATA_MB * 2048, loop, loop, loop));
+	ASSERT_EQ(0, tl_vol_create_over(&self->env, &self->vol, "rs", "rs", "/dev/mapper/rsde",
+					DATA_MB, "2 ring_mb 32", 0));
+	ASSERT_EQ(0, tl_ring_open(&self->env, "rs", &self->ring, err, sizeof(err)));
+	self->fd = dmrepl_ring_fd(self->ring);
+	tl_env_close_fd(&self->env, self->vol.fd);	/* an open volume cannot step down */
+	ASSERT_EQ(0, tl_run("dmsetup suspend rs"));
+
+	EXPECT_EQ(0, hung_resync_start(&h, self->fd)) TH_LOG("the resync never read rsde");
+	EXPECT_EQ(0, tl_run("timeout 10 dmsetup message rs 0 role primary"));
+	EXPECT_EQ(0, tl_bg_start(&role, "dmsetup message rs 0 role secondary force"));
+	EXPECT_FALSE(tl_bg_wait(&role, 3)) TH_LOG("the demotion did not wait for the resync");
+	EXPECT_EQ(-EINPROGRESS, h.r);
+
+	if (h.thread)
+		EXPECT_EQ(0, pthread_join(h.thread, NULL));
+	EXPECT_TRUE(tl_bg_wait(&role, 600));
+	EXPECT_EQ(0, h.r);
+	EXPECT_LE(1U, h.req.records);
+	EXPECT_EQ(0, role.status);
+	ASSERT_EQ(0, tl_run_out(status, sizeof(status), "dmsetup status rs"));
+	EXPECT_NE(NULL, strstr(status, " repl secondary ")) TH_LOG("%s", status);
 }
 
 TEST_F_TIMEOUT(resync, a_secondary_refuses, 120)
