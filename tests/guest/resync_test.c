@@ -423,6 +423,24 @@ TEST_F_TIMEOUT(resync, a_volume_that_cannot_flush_holds_back_no_other, 240)
 			    "' && dmsetup resume rsfa", DATA_MB * 2048, loop));
 }
 
+/*
+ * Group rs of two volumes, volume 0 (self->vol) over dm-linear rsla (for a
+ * test to suspend), volume 1 (@vb) on a loop device; the ring open.
+ */
+static void setup_two_over_linear(struct __test_metadata *_metadata,
+				  FIXTURE_DATA(resync) *self, struct tl_vol *vb)
+{
+	char loop[TL_NAME_LEN], err[DMREPL_ERRMSG_LEN];
+
+	ASSERT_EQ(0, tl_loop_create(&self->env, DATA_MB, loop, sizeof(loop)));
+	ASSERT_EQ(0, tl_dm_create(&self->env, "rsla", "0 %u linear %s 0", DATA_MB * 2048, loop));
+	ASSERT_EQ(0, tl_vol_create_over(&self->env, &self->vol, "rs", "rs", "/dev/mapper/rsla",
+					DATA_MB, "2 ring_mb 32", 0));
+	ASSERT_EQ(0, tl_vol_create_vol(&self->env, vb, "rsb", "rs", DATA_MB, "2 ring_mb 32", 1));
+	ASSERT_EQ(0, tl_ring_open(&self->env, "rs", &self->ring, err, sizeof(err)));
+	self->fd = dmrepl_ring_fd(self->ring);
+}
+
 struct resync_job {
 	int fd;
 	__u32 volume;
@@ -449,19 +467,13 @@ TEST_F_TIMEOUT(resync, a_flush_that_hangs_holds_back_no_resync, 240)
 	struct resync_job job = { .volume = 1, .region = 5, .r = -EINPROGRESS };
 	struct dm_repl_group_info info;
 	struct dm_repl_resync_req req;
-	char loop[TL_NAME_LEN], err[DMREPL_ERRMSG_LEN];
 	struct timespec until;
 	struct tl_vol vb;
 	pthread_t t;
 	int joined;
 
-	ASSERT_EQ(0, tl_loop_create(&self->env, DATA_MB, loop, sizeof(loop)));
-	ASSERT_EQ(0, tl_dm_create(&self->env, "rsla", "0 %u linear %s 0", DATA_MB * 2048, loop));
-	ASSERT_EQ(0, tl_vol_create_over(&self->env, &self->vol, "rs", "rs", "/dev/mapper/rsla",
-					DATA_MB, "2 ring_mb 32", 0));
-	ASSERT_EQ(0, tl_vol_create_vol(&self->env, &vb, "rsb", "rs", DATA_MB, "2 ring_mb 32", 1));
-	ASSERT_EQ(0, tl_ring_open(&self->env, "rs", &self->ring, err, sizeof(err)));
-	job.fd = self->fd = dmrepl_ring_fd(self->ring);
+	setup_two_over_linear(_metadata, self, &vb);
+	job.fd = self->fd;
 	ASSERT_EQ(0, resync(self->fd, 0, 0, DM_REPL_RESYNCF_ANY, &req));
 	ASSERT_EQ(0, tl_run("dmsetup suspend --noflush rsla"));
 	ASSERT_EQ(0, dmrepl_ring_release(self->ring, req.seq));
@@ -522,19 +534,12 @@ static int hung_resync_start(struct hung_resync *h, int fd)
  */
 TEST_F_TIMEOUT(resync, a_read_that_hangs_holds_back_no_status_and_no_table, 240)
 {
-	char loop[TL_NAME_LEN], err[DMREPL_ERRMSG_LEN];
 	char data[2][TL_NAME_LEN], meta[2][TL_NAME_LEN];
 	struct tl_bg status = { 0 }, join = { 0 }, other = { 0 };
 	struct hung_resync h = { 0 };
 	struct tl_vol vb;
 
-	ASSERT_EQ(0, tl_loop_create(&self->env, DATA_MB, loop, sizeof(loop)));
-	ASSERT_EQ(0, tl_dm_create(&self->env, "rsla", "0 %u linear %s 0", DATA_MB * 2048, loop));
-	ASSERT_EQ(0, tl_vol_create_over(&self->env, &self->vol, "rs", "rs", "/dev/mapper/rsla",
-					DATA_MB, "2 ring_mb 32", 0));
-	ASSERT_EQ(0, tl_vol_create_vol(&self->env, &vb, "rsb", "rs", DATA_MB, "2 ring_mb 32", 1));
-	ASSERT_EQ(0, tl_ring_open(&self->env, "rs", &self->ring, err, sizeof(err)));
-	self->fd = dmrepl_ring_fd(self->ring);
+	setup_two_over_linear(_metadata, self, &vb);
 	for (int i = 0; i < 2; i++) {
 		ASSERT_EQ(0, tl_loop_create(&self->env, DATA_MB, data[i], sizeof(data[i])));
 		ASSERT_EQ(0, tl_loop_create(&self->env, TL_META_MB, meta[i], sizeof(meta[i])));
