@@ -173,10 +173,13 @@ static void fill_group_info(struct dm_repl_group_info *info,
 	info->gen_current = g->gen_current;
 	for (i = 0; i < DM_REPL_META_GEN_HISTORY; i++)
 		info->gen_history[i] = g->gen_history[i];
-	for (i = 0; i < DM_REPL_MAX_VOLUMES; i++)
-		if (g->volumes[i])
-			fill_volume_info(&info->volumes[info->nr_volumes++],
-					 g->volumes[i]);
+	for (i = 0; i < DM_REPL_MAX_VOLUMES; i++) {
+		if (!g->volumes[i])
+			continue;
+		fill_volume_info(&info->volumes[info->nr_volumes++], g->volumes[i]);
+		if (repl_resync_held(g->volumes[i]))
+			info->resync_held_volumes |= BIT_ULL(i);
+	}
 	mutex_unlock(&g->lock);
 }
 

@@ -146,6 +146,13 @@ struct repl_volume {
 	 * dirty for every bitmap save.
 	 */
 	unsigned long *syncing;
+	/*
+	 * Flushes of its data device after a resync that failed in a row, and
+	 * until when its resync is held (jiffies): kernel/resync.c, under the
+	 * group's resync lock.
+	 */
+	unsigned int flush_failures;
+	unsigned long resync_hold_until;
 };
 
 /*
@@ -540,6 +547,7 @@ void repl_resync_overflow_end(struct repl_group *g, struct repl_io *io);
 void repl_resync_released(struct repl_group *g);
 void repl_resync_stop(struct repl_group *g);
 u64 repl_resync_releasing(struct repl_group *g);
+bool repl_resync_held(const struct repl_volume *v);
 void repl_resync_forget(struct repl_volume *v);
 void repl_resync_drop(struct repl_group *g, u64 released);
 void repl_resync_joined(struct repl_volume *v);

@@ -29,6 +29,9 @@
 
 static void resync_save_work(struct work_struct *work);
 
+/* The longest a volume's resync is held (resync_hold()). */
+#define REPL_RESYNC_HOLD_MAX	(300 * HZ)
+
 void repl_resync_init(struct repl_group *g)
 {
 	/* DM_REPL_IOC_GROUP_INFO's departed_volumes is one word of it. */
@@ -213,28 +216,59 @@ static bool list_block(struct repl_resync *rs, const struct repl_resync_entry *e
 	return true;
 }
 
+/* Is @v's resync held (DM_REPL_IOC_GROUP_INFO's resync_held_volumes)? */
+bool repl_resync_held(const struct repl_volume *v)
+{
+	return READ_ONCE(v->flush_failures) &&
+	       time_before(jiffies, READ_ONCE(v->resync_hold_until));
+}
+
 /*
- * Caller holds entries_lock. Forget the entries released (up to
- * @released). A region whose volume's data device flushed leaves syncing,
- * its bitmap block listed in @todo; one whose volume is in @failed (its
- * flush failed) is dirty again, before it leaves syncing (as entry_drop()),
- * for a later resync to send again. A region resynced again since stays
+ * Caller holds rs->lock. @v's data device failed to flush what its resync
+ * read, and its regions are dirty again. Sent again at once, they would
+ * fail again, and the link would carry them for as long as the device
+ * fails: its resync waits, twice as long at each failure in a row.
+ */
+static void resync_hold(struct repl_volume *v)
+{
+	unsigned long hold = min_t(unsigned long, HZ << min(v->flush_failures, 9U),
+				   REPL_RESYNC_HOLD_MAX);
+
+	WRITE_ONCE(v->resync_hold_until, jiffies + hold);
+	if (v->flush_failures < UINT_MAX)
+		WRITE_ONCE(v->flush_failures, v->flush_failures + 1);
+	DMWARN_LIMIT("%s: volume %u: %u flushes of its data device failed in a row: its resync waits %lu s",
+		     v->group->name, v->index, v->flush_failures, hold / HZ);
+}
+
+/*
+ * Caller holds rs->lock and entries_lock. Forget the entries released (up
+ * to @released). A region whose volume's data device flushed leaves
+ * syncing, its bitmap block listed in @todo; one whose volume is in
+ * @failed (its flush failed) is dirty again, before it leaves syncing (as
+ * entry_drop()), for a later resync to send again, and its volume's resync
+ * is held (once a call: @held). A region resynced again since stays
  * syncing until its last record is released too. Stops when @todo is
  * full: true if so.
  */
 static bool take_released(struct repl_resync *rs, u64 released, unsigned long failed,
-			  struct repl_unsaved_block *todo, unsigned int *n)
+			  unsigned long *held, struct repl_unsaved_block *todo,
+			  unsigned int *n)
 {
 	while (head_released(rs, released)) {
 		struct repl_resync_entry *e = entry(rs, 0);
 		bool cleared = !still_syncing(rs, 1, e);
 
 		if (test_bit(e->vol->index, &failed)) {
+			if (!__test_and_set_bit(e->vol->index, held))
+				resync_hold(e->vol);
 			entry_mark_dirty(e, DM_REPL_BEHIND_RESYNC_FAILED);
 			/* See repl_dirty_word(): the dirty bit is seen before this. */
 			smp_mb__before_atomic();
-		} else if (cleared && !list_block(rs, e, todo, n)) {
-			return true;
+		} else {
+			WRITE_ONCE(e->vol->flush_failures, 0);
+			if (cleared && !list_block(rs, e, todo, n))
+				return true;
 		}
 		if (cleared)
 			clear_bit(e->region, e->vol->syncing);
@@ -278,7 +312,7 @@ static void resync_save_work(struct work_struct *work)
 	struct repl_resync *rs = container_of(work, struct repl_resync, save_work);
 	struct repl_group *g = container_of(rs, struct repl_group, resync);
 	struct repl_unsaved_block todo[REPL_RESYNC_UNSAVED];
-	unsigned long failed, flags;
+	unsigned long failed, held = 0, flags;
 	unsigned int i, n, drops;
 	bool more;
 	u64 released;
@@ -307,7 +341,7 @@ static void resync_save_work(struct work_struct *work)
 		 * now. Again, then.
 		 */
 		more = rs->drops != drops ||
-		       take_released(rs, released, failed, todo, &n);
+		       take_released(rs, released, failed, &held, todo, &n);
 		spin_unlock_irqrestore(&rs->entries_lock, flags);
 		mutex_unlock(&rs->lock);
 		for (i = 0; i < n; i++) {
@@ -652,6 +686,8 @@ static int resync_start(struct repl_group *g, struct repl_volume *v,
 	/* Its records must fit in the ring beside the stream's. */
 	if ((u64)SECTOR_SIZE << v->region_shift > g->ring.size / 2)
 		return -EFBIG;
+	if (repl_resync_held(v))
+		return -EAGAIN;
 	if (entries_full(rs))
 		return -EBUSY;
 	if (!test_bit(req->region, v->bitmap) && !(req->flags & DM_REPL_RESYNCF_ANY))

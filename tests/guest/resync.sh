@@ -3,7 +3,8 @@
 # or was reloaded with records unreleased, puts its dirty regions in the
 # ring (repltool resync) while the VM goes on writing into them; the replica
 # turns consistent at the last RESYNC record and holds the primary's bytes.
-# An interrupted resync goes on where it was. Bad requests are refused.
+# An interrupted resync goes on where it was. Bad requests are refused. A
+# data device that cannot flush holds its resync back a while.
 set -uo pipefail
 source "$(dirname "$0")/../lib/tap.sh"
 source "$(dirname "$0")/lib.sh"
@@ -357,4 +358,38 @@ kill -TERM "$rep"
 wait "$rep"
 dm_remove_all
 loop_disks_free
+
+# 12. A data device whose flushes keep failing (dm-flakey, error_writes): its
+# resynced regions go dirty again, and its resync is held, twice as long at
+# each failure, rather than sent again and again; once the device flushes,
+# the resync ends.
+modprobe dm-flakey || tap_bail "dm-flakey"
+flakey() { dmsetup suspend d0 && dmsetup load d0 --table "0 $S flakey /dev/ram0 0 $1" &&
+	dmsetup resume d0; }
+delayed_pair "0 $S flakey /dev/ram0 0 3600 0" || tap_bail "the pair over dm-flakey"
+overflow 3
+d0=$(dirty)
+"$REPLTOOL" replicate g1 g2 >/dev/null 2>&1 &
+rep=$!
+flakey "0 1 1 error_writes" || tap_bail "d0 fails its flushes"
+timeout 120 "$REPLTOOL" resync g1 >"$W/resync12.out" 2>&1 &
+res=$!
+sleep 6
+sent=$(status_of g1 resynced_regions)
+tap_check "flushes failing: the volume's resync is held" \
+	test "$(status_of g1 resync_held_volumes)" = 1
+tap_check "flushes failing: in 6 s its $d0 dirty regions went 1 to 4 times ($sent)" \
+	test "$sent" -ge "$d0" -a "$sent" -le $((4 * d0))
+tap_check "flushes failing: behind, the resync failed, its regions dirty" bash -c \
+	"[[ \$('$REPLTOOL' status g1 | awk '\$1 == \"behind_reasons\" { print \$2 }') == *resync-failed* ]]"
+flakey "3600 0" || tap_bail "d0 flushes again"
+wait "$res"
+rc=$?
+tap_check "the device flushes again: the resync ends (exit $rc)" test "$rc" = 0
+whole "flushes failing, then back"
+tap_check "flushes failing, then back: no volume held" \
+	test "$(status_of g1 resync_held_volumes)" = 0
+kill -TERM "$rep"
+wait "$rep"
+dm_remove_all
 tap_done

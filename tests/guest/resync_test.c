@@ -7,8 +7,8 @@
  * at most 256 regions wait unreleased (or released, not yet taken out);
  * the last one ends the resync; a release has the kernel flush the data
  * device, then write the bitmap blocks of its regions, not those between;
- * a volume whose flush fails has its released regions dirty again, and
- * holds back no other volume's.
+ * a volume whose flush fails has its released regions dirty again, its
+ * resync held a while (EAGAIN), and holds back no other volume's.
  *
  * Runs in the guest (tests/guest/vm.sh) with dm-repl.ko loaded.
  */
@@ -365,11 +365,27 @@ static const struct dm_repl_volume_info *vol_info(const struct dm_repl_group_inf
 	return NULL;
 }
 
+/* A resync of @region of @volume once its hold ended (within 20 s). */
+static int resync_after_hold(int fd, unsigned int volume, __u64 region,
+			     struct dm_repl_resync_req *out)
+{
+	int i, r = -EAGAIN;
+
+	for (i = 0; i < 200 && r == -EAGAIN; i++) {
+		r = resync(fd, volume, region, 0, out);
+		if (r == -EAGAIN)
+			usleep(100000);
+	}
+	return r;
+}
+
 /*
  * Volume 0's data device (dm-flakey) fails every flush from the release on,
  * volume 1's does not. 128 regions of each fill the resync; their release
  * takes them all out: volume 1's clean, its one bitmap block written;
- * volume 0's dirty again (resync-failed), and a resync finds room.
+ * volume 0's dirty again (resync-failed). Volume 0's resync is held
+ * (EAGAIN), volume 1's is not; once the device flushes again and the hold
+ * ended, volume 0's regions go, and their release ends the hold.
  */
 TEST_F_TIMEOUT(resync, a_volume_that_cannot_flush_holds_back_no_other, 240)
 {
@@ -414,13 +430,20 @@ TEST_F_TIMEOUT(resync, a_volume_that_cannot_flush_holds_back_no_other, 240)
 	for (r = 0; r < NR_REGIONS; r++)
 		wrong += (tl_bit(bm[0], r) != (r < 128)) + tl_bit(bm[1], r);
 	EXPECT_EQ(0U, wrong);
-	/* Room: volume 0's regions go again. */
-	ASSERT_EQ(0, resync(self->fd, 0, 0, 0, &req));
-	EXPECT_EQ(1U, req.records);
-	ASSERT_EQ(0, dmrepl_group_info(self->fd, &info, NULL, 0));
-	EXPECT_EQ(127ULL, vol_info(&info, 0)->dirty_regions);
+	/* Room, but volume 0's resync is held; volume 1's is not. */
+	EXPECT_EQ(1ULL, info.resync_held_volumes);
+	EXPECT_EQ(-EAGAIN, resync(self->fd, 0, 0, 0, NULL));
+	EXPECT_EQ(0, resync(self->fd, 1, 0, DM_REPL_RESYNCF_ANY, &req));
+	ASSERT_EQ(0, dmrepl_ring_release(self->ring, req.seq));
 	ASSERT_EQ(0, tl_run("dmsetup suspend rsfa && dmsetup load rsfa --table '" FLAKEY_UP
 			    "' && dmsetup resume rsfa", DATA_MB * 2048, loop));
+	/* The hold ends (1 s after a first failure): volume 0's regions go again. */
+	ASSERT_EQ(0, resync_after_hold(self->fd, 0, 0, &req));
+	EXPECT_EQ(1U, req.records);
+	ASSERT_EQ(0, dmrepl_ring_release(self->ring, req.seq));
+	ASSERT_EQ(0, saves_done(self->fd, 0, &info));
+	EXPECT_EQ(127ULL, vol_info(&info, 0)->dirty_regions);
+	EXPECT_EQ(0ULL, info.resync_held_volumes);
 }
 
 /*

@@ -301,7 +301,14 @@ struct dm_repl_group_info {
 	__u64 resync_blocks_unsaved;
 	__u64 resync_blocks_saved;
 	__u64 resync_regions_released;
-	__u64 reserved1[1];
+	/*
+	 * Bit N: volume index N's resync is held: its data device failed to
+	 * flush after a resync (its regions are dirty again), and
+	 * DM_REPL_IOC_RESYNC refuses its regions with EAGAIN for a while: 1 s
+	 * after the first failure, twice as long after each next one, at most
+	 * 300 s. A flush that succeeds ends it.
+	 */
+	__u64 resync_held_volumes;
 
 	struct dm_repl_volume_info volumes[DM_REPL_MAX_VOLUMES];
 };
@@ -456,7 +463,9 @@ struct dm_repl_apply_info {
  * for it: the way to end a replica's rejoin once its regions are resent.
  * Errors: EPERM (not primary), ENOENT (no such volume),
  * EINVAL (a field), ENOSPC (no room in the ring), EBUSY (too many regions
- * unreleased), EIO (the read failed); the region stays dirty on any.
+ * unreleased), EAGAIN (the volume's resync is held: resync_held_volumes of
+ * DM_REPL_IOC_GROUP_INFO), EIO (the read failed); the region stays dirty on
+ * any.
  */
 struct dm_repl_resync_req {
 	__u32 abi_version;	/* DM_REPL_ABI_VERSION */

@@ -243,6 +243,25 @@ static void restart_pass(struct dmrepl_resync *r)
 	r->loaded = false;
 }
 
+/* The pass leaves the cursor's volume for the next one. */
+static void next_volume(struct dmrepl_resync *r)
+{
+	r->vol++;
+	r->region = 0;
+	r->loaded = false;
+}
+
+/*
+ * Is the info's @vol-th volume held (its data device's flush keeps
+ * failing)? Its regions wait for a pass after the hold.
+ */
+static bool volume_held(const struct dmrepl_resync *r, unsigned int vol)
+{
+	__u32 index = r->info.volumes[vol].index;
+
+	return index < DM_REPL_MAX_VOLUMES && ((r->info.resync_held_volumes >> index) & 1);
+}
+
 /* The next dirty region at or after the cursor, in this pass: 1, 0 if none. */
 static int next_dirty(struct dmrepl_resync *r)
 {
@@ -252,10 +271,10 @@ static int next_dirty(struct dmrepl_resync *r)
 	if (r->loaded && (r->vol >= r->info.nr_volumes ||
 			  r->info.volumes[r->vol].index != r->vol_index))
 		restart_pass(r);
-	for (; r->vol < r->info.nr_volumes; r->vol++, r->region = 0, r->loaded = false) {
+	for (; r->vol < r->info.nr_volumes; next_volume(r)) {
 		__u64 n = r->info.volumes[r->vol].nr_regions;
 
-		if (!r->info.volumes[r->vol].dirty_regions)
+		if (!r->info.volumes[r->vol].dirty_regions || volume_held(r, r->vol))
 			continue;
 		if (!r->loaded) {
 			ret = load_bits(r);
@@ -325,6 +344,8 @@ static int resync_asked(struct dmrepl_resync *r)
 	ret = resync_one(r, (unsigned int)vol, r->asked_next, DM_REPL_RESYNCF_ANY);
 	if (ret == -ENOENT || ret == -EINVAL)
 		ret = 1;	/* the volume went or shrank */
+	else if (ret == -EAGAIN)
+		ret = 0;	/* held: asked again after the hold */
 	if (ret > 0)
 		asked_done(r);
 	return ret;
@@ -369,8 +390,15 @@ int dmrepl_resync_step(struct dmrepl_resync *r, unsigned int max, unsigned int f
 			if (!r->info.nr_volumes)
 				return -ENODEV;
 			ret = resync_one(r, 0, 0, DM_REPL_RESYNCF_ANY);
+			if (ret == -EAGAIN)
+				ret = 0;	/* volume 0 held: ended after it */
 		} else {
 			ret = resync_one(r, r->vol, r->region, 0);
+			if (ret == -EAGAIN) {
+				/* Held since the info: the next volume. */
+				next_volume(r);
+				continue;
+			}
 			if (ret > 0)
 				r->region++;
 		}

@@ -56,6 +56,25 @@ static double age_s(__u64 time_ns)
 	return (double)age_ns(time_ns) / 1e9;
 }
 
+/*
+ * The volumes whose resync the kernel holds, their data device's flush
+ * failing: "0,2", or "-".
+ */
+static void print_held_volumes(FILE *f, __u64 held)
+{
+	const char *sep = "";
+	unsigned int i;
+
+	fputs("resync_held_volumes ", f);
+	for (i = 0; i < 64; i++) {
+		if (!((held >> i) & 1))
+			continue;
+		fprintf(f, "%s%u", sep, i);
+		sep = ",";
+	}
+	fputs(held ? "\n" : "-\n", f);
+}
+
 /* A primary's state; while it resyncs, how far, how fast, how long still. */
 static void print_state(FILE *f, const struct group_status *st,
 			const struct dmrepl_conf_group *conf)
@@ -92,6 +111,7 @@ static void print_state(FILE *f, const struct group_status *st,
 		(unsigned long long)st->resync_lag_holds,
 		(unsigned long long)st->resync_rate_waits);
 	fprintf(f, "resync_asked_regions %llu\n", (unsigned long long)st->resync_asked);
+	print_held_volumes(f, st->resync_held_volumes);
 }
 
 static void print_group(FILE *f, struct group *g)

@@ -65,6 +65,7 @@ struct group_status {
 	__u64 resync_rate_waits;	/* regions held back at the rate limit */
 	char resync_held[80];		/* why the last was held back, or "-" */
 	__u64 resync_asked;		/* primary: regions the replica asked for, to go */
+	__u64 resync_held_volumes;	/* bit N: volume N's flush failing, its resync held */
 	char snapshot[200];		/* replica: the snapshot-hook's last word, or "" */
 	char diverged[DMREPL_PROTO_REFUSE_TEXT_MAX + 1];	/* the last refusal of the
 							 * generations, or "-" */

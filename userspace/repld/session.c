@@ -419,6 +419,7 @@ static int resync_some(struct shipping *s)
 	g->st.resync_dirty = dmrepl_resync_left(&s->resync.info) - s->resync.info.resync_regions +
 			     s->resync.asked_left;
 	g->st.resync_asked = s->resync.asked_left;
+	g->st.resync_held_volumes = s->resync.info.resync_held_volumes;
 	g->st.behind_reasons = s->resync.info.behind_reasons;
 	g->st.behind = behind;
 	g->st.resyncing = behind;

@@ -108,6 +108,9 @@ static void progress(const struct dmrepl_resync *r, double start)
 	if (r->info.departed_volumes)
 		printf("; waiting for volumes that left dirty (mask %#llx)",
 		       (unsigned long long)r->info.departed_volumes);
+	if (r->info.resync_held_volumes)
+		printf("; held: volumes whose data device failed to flush (mask %#llx)",
+		       (unsigned long long)r->info.resync_held_volumes);
 	putchar('\n');
 	fflush(stdout);
 }

@@ -72,7 +72,7 @@ static const struct u64_field group_fields[] = {
 	GI(record_bytes), GI(discarded), GI(overflows), GI(block_waits),
 	GI(block_timeouts), GI(wakeups), GI(resync_regions), GI(departed_volumes),
 	GI(resynced_regions), GI(resync_blocks_unsaved), GI(resync_blocks_saved),
-	GI(resync_regions_released),
+	GI(resync_regions_released), GI(resync_held_volumes),
 };
 
 /* Streams are identifiers: shown in hex, as dmsetup status does. */
