@@ -302,20 +302,23 @@ static int persist_role(struct repl_group *g, unsigned int role)
 	return r;
 }
 
+/* Caller holds g->lock. What a role change checks before it flushes. */
+static int may_change_role(struct repl_group *g, unsigned int role, bool force)
+{
+	if (role == DM_REPL_ROLE_PRIMARY)
+		return all_suspended(g, "primary") ?: may_promote(g, force);
+	return all_suspended(g, "secondary") ?: may_demote(g, force);
+}
+
 /* Caller holds g->resync.lock, g->apply.lock and repl_groups_lock. */
 static int change_role(struct repl_group *g, unsigned int role, bool force)
 {
 	int r;
 
 	mutex_lock(&g->lock);
-	r = all_suspended(g, role == DM_REPL_ROLE_PRIMARY ?
-			  "primary" : "secondary");
-	if (r)
-		goto out;
-	if (role == DM_REPL_ROLE_SECONDARY)
-		r = may_demote(g, force) ?: flush_data_devices(g);
-	else
-		r = may_promote(g, force);
+	r = may_change_role(g, role, force);
+	if (!r && role == DM_REPL_ROLE_SECONDARY)
+		r = flush_data_devices(g);
 	if (r)
 		goto out;
 	if (role == DM_REPL_ROLE_SECONDARY)
@@ -345,8 +348,15 @@ int repl_role_message(struct repl_group *g, unsigned int argc, char **argv)
 	/* Already so: no lock, so no wait behind a resync's read that hangs. */
 	if (READ_ONCE(g->role) == role)
 		return 0;
-	if (role == DM_REPL_ROLE_SECONDARY)
+	if (role == DM_REPL_ROLE_SECONDARY) {
+		/* Refused now: at once, not after a flush (which may hang). */
+		mutex_lock(&g->lock);
+		r = may_change_role(g, role, force);
+		mutex_unlock(&g->lock);
+		if (r)
+			return r;
 		flush_data_devices_early(g);
+	}
 	/* No resync nor batch runs, no volume comes or goes, meanwhile. */
 	mutex_lock(&g->resync.lock);
 	mutex_lock(&g->apply.lock);

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Lifecycle of a group and of its character device: removal under a
- * consumer, the read-only mapping, the ioctls' refusals, table reloads, and
- * no leak over create/remove cycles.
+ * consumer, the read-only mapping, the ioctls' refusals, table reloads, no
+ * leak over create/remove cycles, and a data device that hangs: it holds
+ * back its own group's demotion and removal only, and no refusal.
  *
  * Runs in the guest (tests/guest/vm.sh) with dm-repl.ko loaded.
  */
@@ -549,6 +550,36 @@ TEST_F_TIMEOUT(lifecycle, a_data_device_that_hangs_holds_back_no_other_group, 24
 	ASSERT_EQ(0, dmrepl_ring_info(ring, &info));
 	EXPECT_EQ(0U, info.behind_reasons);
 	EXPECT_EQ(0ULL, info.volumes[0].dirty_regions);
+}
+
+/*
+ * A demotion that is refused (a record not released; a volume not
+ * suspended) is refused at once, even while the data device hangs: it
+ * flushes nothing first.
+ */
+TEST_F_TIMEOUT(lifecycle, a_demotion_refused_waits_for_no_hung_device, 240)
+{
+	static const char *const cases[] = { "unreleased", "resumed" };
+	char loop[TL_NAME_LEN];
+	struct tl_bg job;
+	unsigned int i;
+
+	ASSERT_EQ(0, tl_loop_create(&self->env, DATA_MB, loop, sizeof(loop)));
+	ASSERT_EQ(0, tl_dm_create(&self->env, "lcla", "0 %u linear %s 0", DATA_MB * 2048, loop));
+	ASSERT_EQ(0, tl_vol_create_over(&self->env, &self->vol, "lc8", "lc8", "/dev/mapper/lcla",
+					DATA_MB, SMALL_RING, 0));
+	tl_env_close_fd(&self->env, self->vol.fd);
+	ASSERT_EQ(0, tl_run("dd if=/dev/urandom of=/dev/mapper/lc8 bs=4k count=1 oflag=direct "
+			    "status=none"));
+	for (i = 0; i < 2; i++) {
+		ASSERT_EQ(0, tl_run(i ? "dmsetup resume lc8" : "dmsetup suspend lc8"));
+		ASSERT_EQ(0, tl_run("dmsetup suspend --noflush lcla"));
+		ASSERT_EQ(0, tl_bg_start(&job, "dmsetup message lc8 0 role secondary"));
+		EXPECT_TRUE(tl_bg_wait(&job, 60)) TH_LOG("%s: the refusal waited for lcla", cases[i]);
+		EXPECT_EQ(0, tl_run("dmsetup resume lcla"));
+		tl_bg_wait(&job, 600);
+		EXPECT_NE(0, job.status) TH_LOG("%s: the demotion was not refused", cases[i]);
+	}
 }
 
 TEST_HARNESS_MAIN
