@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Initial sync of a new pair over repld, with regions of zeros skipped.
 #
-# Two sites in this guest, each with its own repld (PSK, on 127.0.0.1 and
-# 127.0.0.2), one group of two volumes of 64 MiB. The primary's volumes
-# hold data in a few places and zeros elsewhere, as a new thin or sparse
-# disk does. Volume 0's replica is a dm-thin volume (nothing allocated),
-# volume 1's a disk full of random bytes (a reused disk). Both sites make
-# their metadata with `create-md --initial-sync`: every region of the
-# primary is dirty, the replica inconsistent. repld resyncs the regions; a
-# region of zeros goes as a record header (ZERO), which the replica zeroes
-# where it is not zero already.
+# Two sites in this guest, each with its own repld (PSK, each in its own
+# network namespace, joined by veth: lib.sh), one group of two volumes of 64
+# MiB. The primary's volumes hold data in a few places and zeros elsewhere, as
+# a new thin or sparse disk does. Volume 0's replica is a dm-thin volume
+# (nothing allocated), volume 1's a disk full of random bytes (a reused disk).
+# Both sites make their metadata with `create-md --initial-sync`: every region
+# of the primary is dirty, the replica inconsistent. repld resyncs the
+# regions; a region of zeros goes as a record header (ZERO), which the replica
+# zeroes where it is not zero already.
 #
 # Checked: the replica is inconsistent and refuses promotion until the
 # sync ends; then it is consistent and equal to the primary byte for byte;
@@ -25,11 +25,12 @@ MB=64
 DATA_CHUNKS=4			# of 256 KiB on each primary volume
 SEED=${TEST_SEED:-$(date +%s)}
 W=$(mktemp -d /tmp/initsync.XXXXXX)
-A_IP=127.0.0.1			# both sites in this namespace (sites_conf)
-B_IP=127.0.0.2
+A_IP=10.77.10.1			# each site in its namespace (sites_network)
+B_IP=10.77.10.2
 declare -A DATA META		# site:volume -> data, metadata device
 
-trap sites_cleanup EXIT
+trap sites_netns_cleanup EXIT
+sites_network || tap_bail "two network namespaces joined by veth"
 
 # ---- set-up ----------------------------------------------------------------
 
@@ -101,8 +102,8 @@ tap_check "an inconsistent replica is not promoted without --force (exit $rc): $
 	test $rc -ne 0 -a "$(status_of vm1b role)" = secondary
 
 # ---- the sync ---------------------------------------------------------------------
-start beta
-start alpha
+site_start beta
+site_start alpha
 out=$(synced) && tap_ok "the initial sync ends: alpha up to date, beta consistent" ||
 	tap_fail "the initial sync" "$out"
 tap_check "beta is alpha byte for byte (the thin replica and the reused disk)" sites_same

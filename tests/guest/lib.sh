@@ -397,7 +397,7 @@ repld_kill() {
 	return 0
 }
 
-# ---- two sites in one guest (repld.sh, resync-link.sh) --------------------------
+# ---- two sites in one guest (repld.sh, resync-link.sh, rejoin.sh, ...) -----------
 #
 # Two network namespaces, dmr-alpha ($A_IP) and dmr-beta ($B_IP), joined by
 # veth (va, vb); each site's repld runs in its own. The caller sets W (a
@@ -406,6 +406,9 @@ repld_kill() {
 # arrays DATA and META (SITE:VOLUME -> device).
 
 sites_network() {
+	# A suite killed before its clean-up may have left them.
+	ip netns del dmr-alpha 2>/dev/null
+	ip netns del dmr-beta 2>/dev/null
 	ip netns add dmr-alpha && ip netns add dmr-beta &&
 		ip link add va netns dmr-alpha type veth peer name vb netns dmr-beta &&
 		ip -n dmr-alpha addr add "$A_IP/24" dev va && ip -n dmr-beta addr add "$B_IP/24" dev vb &&
@@ -525,24 +528,10 @@ site_logged() {
 	log_has "$W/$1.log" "$2" "${3:-45}"
 }
 
-# Two sites in this namespace (sites_conf with A_IP and B_IP of 127.0.0.0/8),
-# the resource file in $W/conf:
+# The sites' resource file in $W/conf:
 # tool SITE VERB [ARGS...]: repltool VERB for SITE of vm1.
 tool() {
 	local site=$1 verb=$2
 	shift 2
 	"$REPLTOOL" "$verb" --config-dir "$W/conf" --site "$site" "$@" vm1
-}
-
-# start SITE: its repld, logging to $W/SITE.log, its pid in $W/SITE.pid.
-start() {
-	"$REPLD" --config-dir "$W/conf" --site "$1" --socket "$W/$1.sock" >>"$W/$1.log" 2>&1 &
-	echo $! >"$W/$1.pid"
-}
-
-# stop SITE: kill -9 its repld, and wait for it.
-stop() {
-	kill -9 "$(cat "$W/$1.pid")" 2>/dev/null
-	wait "$(cat "$W/$1.pid")" 2>/dev/null
-	rm -f "$W/$1.pid"
 }

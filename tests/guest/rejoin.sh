@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Generations at connect, unplanned failover and return, split brain.
 #
-# Two sites in this guest, each with its own repld (PSK, on 127.0.0.1 and
-# 127.0.0.2), one group of two volumes of 16 MiB in 64 KiB regions: alpha
-# (kernel group vm1) the primary, beta (vm1b) its replica. Rings of 2 MiB;
-# alpha's activity log has extents of 1 MiB, at most 4 hot a volume, and 4
-# transactions, so that what a crash leaves dirty is not the whole disk.
+# Two sites in this guest, each with its own repld (PSK, each in its own
+# network namespace, joined by veth: lib.sh), one group of two volumes of 16
+# MiB in 64 KiB regions: alpha (kernel group vm1) the primary, beta (vm1b) its
+# replica. Rings of 2 MiB; alpha's activity log has extents of 1 MiB, at most
+# 4 hot a volume, and 4 transactions, so that what a crash leaves dirty is not
+# the whole disk.
 #
 # 1. Unplanned failover, as the runbook has it (Documentation/admin-guide.md):
 #    alpha's repld is killed, alpha writes regions that stay in its ring,
@@ -43,14 +44,15 @@ SEED=${TEST_SEED:-$(date +%s)}
 W=$(mktemp -d /tmp/rejoin.XXXXXX)
 WRITER=$(dirname "$0")/crashwriter
 RIO=$(dirname "$0")/resyncio
-A_IP=127.0.0.1			# both sites in this namespace (sites_conf)
-B_IP=127.0.0.2
+A_IP=10.77.3.1			# each site in its namespace (sites_network)
+B_IP=10.77.3.2
 # shellcheck disable=SC2034 # sites_conf reads it
 SITES_KEYS="ring-size 2M;"
 declare -A DATA META		# site:volume -> data, metadata device
 declare -A WROTE		# volume:MiB -> 1: a MiB some write of the test touched
 
-trap sites_cleanup EXIT
+trap sites_netns_cleanup EXIT
+sites_network || tap_bail "two network namespaces joined by veth"
 
 disks() {
 	local s v
@@ -166,8 +168,8 @@ tap_setup "metadata of alpha (primary) and beta (secondary), both up" sites_md
 tap_check "a new replica has no generation (it takes its primary's)" \
 	test "$(status_of vm1b generation)" = 0000000000000000
 scribble /dev/mapper/vm1-0 8 0 && scribble /dev/mapper/vm1-1 8 3 || tap_bail "first writes"
-start beta
-start alpha
+site_start beta
+site_start alpha
 out=$(pair_synced vm1 vm1b) && tap_ok "replicating: beta consistent and caught up" ||
 	tap_fail "the first sync" "$out"
 tap_check "beta took alpha's generation" \
@@ -180,7 +182,7 @@ fresh 0 && put /dev/mapper/vm1-0 "$REGION" && fresh 1 && put /dev/mapper/vm1-1 "
 	tap_bail "alpha's writes"
 out=$(shipped "$W/alpha.sock" vm1 60) && tap_ok "alpha shipped its writes to beta" ||
 	tap_fail "alpha shipping" "$out"
-stop alpha
+site_stop alpha KILL
 for v in 0 0 0 1 1; do
 	fresh $v && put /dev/mapper/vm1-$v "$REGION" || tap_bail "alpha's unshipped writes"
 	UNSHIPPED[$v:$REGION]=1
@@ -295,7 +297,7 @@ tap_check "alpha has no generation until it connects" \
 	test "$(status_of vm1 generation)" = 0000000000000000
 tap_check "alpha says it rejoins" test -n "$(status_of vm1 rejoining)"
 tap_check "alpha keeps its dirty regions, to be resent" test "$(dirty_total vm1)" -eq "$own"
-start alpha
+site_start alpha
 out=$(pair_synced vm1b vm1) && tap_ok "alpha is beta's consistent replica again" ||
 	tap_fail "the rejoin" "$out"
 tap_check "beta uptodate, alpha consistent" test "$(status_of vm1b state)" = uptodate -a \
@@ -333,14 +335,14 @@ tap_check "no resync of alpha's from before its rejoin waits for a release" \
 	test "$(status_of vm1 resync_regions)" = 0
 tap_check "equal after the failover back" sites_same
 
-stop alpha
-stop beta
+site_stop alpha KILL
+site_stop beta KILL
 out=$(tool beta primary 2>&1) && tap_ok "the link is cut and beta is promoted too" ||
 	tap_fail "beta primary" "$out"
 scribble /dev/mapper/vm1-0 4 40 && scribble /dev/mapper/vm1b-0 4 50 ||
 	tap_bail "writes on both sides"
-start alpha
-start beta
+site_start alpha
+site_start beta
 out=$(log_has "$W/alpha.log" "split brain" 90) && out=$(log_has "$W/beta.log" "split brain" 90) &&
 	tap_ok "both sites refuse at connect: split brain" || tap_fail "split brain" "$out"
 tap_check "alpha's status says split brain" bash -c \
@@ -358,7 +360,7 @@ tap_check "beta's kernel refused no batch" test "$(status_of vm1b rejected)" = 0
 # ---- 3. the old primary demoted with --force before its repld runs ----------------
 out=$(state_reaches vm1 ring_used 0 60) && tap_ok "alpha's ring all released" ||
 	tap_fail "alpha's ring" "$out"
-stop alpha
+site_stop alpha KILL
 scribble /dev/mapper/vm1-0 3 60 && scribble /dev/mapper/vm1-1 2 61 ||
 	tap_bail "alpha's last writes"
 gen3=$(status_of vm1 generation)
@@ -375,18 +377,18 @@ tap_check "alpha demoted with --force: its 5 unshipped writes are its dirty regi
 	test "$rc" -eq 0 -a "$own" -eq 5
 resynced_before=$(status_of vm1b resynced_regions)
 blog=$(wc -l <"$W/beta.log")
-start alpha
+site_start alpha
 out=$(logged_since "$W/beta.log" "$blog" "holds writes of its own" 90) &&
 	tap_ok "beta refuses alpha: it holds writes of its own" ||
 	tap_fail "the refusal of a replica with writes of its own" "$out"
 tap_check "alpha's status says why it is not replicating" \
 	test "$(link_fact "$W/alpha.sock" vm1 diverged)" != -
-stop alpha
+site_stop alpha KILL
 out=$(tool alpha rejoin --discard-my-data 2>&1) && tap_ok "alpha rejoins: $out" ||
 	tap_fail "rejoin" "$out"
 tap_check "alpha keeps its own writes as dirty regions, to be resent" \
 	test "$(dirty_total vm1)" -eq "$own"
-start alpha
+site_start alpha
 out=$(pair_synced vm1b vm1) && tap_ok "alpha is beta's consistent replica again" ||
 	tap_fail "the rejoin" "$out"
 tap_check "equal byte for byte" sites_same

@@ -7,15 +7,15 @@
 # `behind` until A is `uptodate` and B `consistent`. Checked then: both
 # volumes have the new size and are equal byte for byte, the new space too.
 #
-# Two sites in this guest, each with its own repld (PSK, on 127.0.0.1 and
-# 127.0.0.2), one volume whose data and metadata are linear LVs of a VG on
-# a loop device (LVM set up by lib.sh's lvm_conf). One LVM, one kernel
-# hold both sites, so beta's names differ from the runbook's, which are
-# those of a host of its own: its VG is vg1 (two VGs vg0 would clash, and
-# so would their LVs' device-mapper names), its group in this kernel vm1b,
-# its device vm1b-0 (sites_conf). Each VG's free space held random bytes
-# (an LV written, then removed) before the lvextend takes it: the new
-# extents hold different bytes on A and B, and B must end with A's.
+# Two sites in this guest, each with its own repld (PSK, each in its own
+# network namespace, joined by veth: lib.sh), one volume whose data and
+# metadata are linear LVs of a VG on a loop device (LVM set up by lib.sh's
+# lvm_conf). One LVM, one kernel hold both sites, so beta's names differ from
+# the runbook's, which are those of a host of its own: its VG is vg1 (two VGs
+# vg0 would clash, and so would their LVs' device-mapper names), its group in
+# this kernel vm1b, its device vm1b-0 (sites_conf). Each VG's free space held
+# random bytes (an LV written, then removed) before the lvextend takes it: the
+# new extents hold different bytes on A and B, and B must end with A's.
 set -uo pipefail
 # shellcheck source=../lib/tap.sh
 source "$(dirname "$0")/../lib/tap.sh"
@@ -25,13 +25,14 @@ source "$(dirname "$0")/lib.sh"
 MB=16
 GROW_MB=8
 W=$(mktemp -d /tmp/resize-runbook.XXXXXX)
-A_IP=127.0.0.1			# both sites in this namespace (sites_conf)
-B_IP=127.0.0.2
+A_IP=10.77.6.1			# each site in its namespace (sites_network)
+B_IP=10.77.6.2
 declare -A DATA META VG=([alpha]=vg0 [beta]=vg1)
 # shellcheck disable=SC2034 # lib.sh's sites_conf reads it
 SITES_VOLUMES=0
 
-trap 'stop_writer; sites_cleanup' EXIT
+trap 'stop_writer; sites_netns_cleanup' EXIT
+sites_network || tap_bail "two network namespaces joined by veth"
 
 # site_lvs SITE: its VG on a loop disk, the LVs vm1-disk0 ($MB MiB) and
 # vm1-meta0, and random bytes in the rest.
@@ -72,8 +73,8 @@ openssl rand -hex 32 >"$W/psk" && chmod 600 "$W/psk" && sites_conf "$W/conf" "$W
 tap_setup "create-md and up on alpha (primary) and beta (secondary)" bash -c \
 	"$(declare -f tool); REPLTOOL=$REPLTOOL W=$W; tool alpha create-md --role primary &&
 	 tool beta create-md --role secondary && tool alpha up && tool beta up"
-start beta
-start alpha
+site_start beta
+site_start alpha
 start_writer
 out=$(state_reaches vm1 state uptodate 120) && out=$(state_reaches vm1b consistency consistent 60) &&
 	tap_ok "replicating, the writer writing" || tap_fail "the first sync" "$out"

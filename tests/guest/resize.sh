@@ -21,12 +21,13 @@ source "$(dirname "$0")/lib.sh"
 MB=16
 GROW_MB=24
 W=$(mktemp -d /tmp/resize.XXXXXX)
-A_IP=127.0.0.1			# both sites in this namespace (sites_conf)
-B_IP=127.0.0.2
+A_IP=10.77.5.1			# each site in its namespace (sites_network)
+B_IP=10.77.5.2
 SITES_VOLUMES=0
 declare -A DATA META		# site:volume -> data, metadata device
 
-trap 'stop_load; sites_cleanup' EXIT
+trap 'stop_load; sites_netns_cleanup' EXIT
+sites_network || tap_bail "two network namespaces joined by veth"
 
 # grow DEV MB: its loop file grows to MB MiB, and the device with it.
 grow() {
@@ -157,8 +158,8 @@ tap_check "resize without a group is a usage error (exit $rc)" test $rc -eq 2
 out=$(tool alpha resize 2>&1) && rc=0 || rc=$?
 tap_check "nothing grew: resize says so and exits 0 ($out)" \
 	test $rc -eq 0 -a -n "$(grep 'nothing to do' <<<"$out")"
-start beta
-start alpha
+site_start beta
+site_start alpha
 start_load
 out=$(pair_synced vm1 vm1b) && tap_ok "replicating under load" || tap_fail "the first sync" "$out"
 
@@ -195,8 +196,8 @@ tap_check "beta's kernel refused no batch" test "$(status_of vm1b rejected)" = 0
 out=$(tool alpha resize 2>&1) && rc=0 || rc=$?
 tap_check "a second resize has nothing to do (exit $rc)" test $rc -eq 0
 
-stop alpha
-stop beta
+site_stop alpha KILL
+site_stop beta KILL
 # A grow whose metadata write fails at the resume (beta's metadata device
 # refuses writes, dm-flakey): repltool puts the old table back and resumes,
 # so that no VM waits on a suspended device.

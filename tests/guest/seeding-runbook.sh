@@ -4,17 +4,18 @@
 # media or a backup") run as written, its three-command form over two
 # replds: what an admin types on A and on B, nothing of the tests' own.
 #
-# Two sites in this guest, each with its own repld (PSK, on 127.0.0.1 and
-# 127.0.0.2), one volume of 32 MiB in 512 regions of 64 KiB. alpha's volume
-# holds random bytes; beta's is a copy of it made by other means (dd), with
-# one sector changed in 1% of its regions, picked at random. Step 1 as written:
-# `create-md vm1 --role primary` on alpha, `create-md vm1 --role secondary
-# --seeded` on beta, `up` and repld on both. Step 2, each pass: `verify vm1`
-# on alpha (FIRST taken from the line it prints), `verify --results --since
-# FIRST vm1` on beta once beta's applied_seq is LAST, `verify --resend` on alpha
-# with the V@S of every line listed; passes until none is listed and
-# beta's status says consistent (step 3). alpha writes while the first
-# pass runs: writes in flight are no difference.
+# Two sites in this guest, each with its own repld (PSK, each in its own
+# network namespace, joined by veth: lib.sh), one volume of 32 MiB in 512
+# regions of 64 KiB. alpha's volume holds random bytes; beta's is a copy of it
+# made by other means (dd), with one sector changed in 1% of its regions,
+# picked at random. Step 1 as written: `create-md vm1 --role primary` on
+# alpha, `create-md vm1 --role secondary --seeded` on beta, `up` and repld on
+# both. Step 2, each pass: `verify vm1` on alpha (FIRST taken from the line it
+# prints), `verify --results --since FIRST vm1` on beta once beta's
+# applied_seq is LAST, `verify --resend` on alpha with the V@S of every line
+# listed; passes until none is listed and beta's status says consistent (step
+# 3). alpha writes while the first pass runs: writes in flight are no
+# difference.
 #
 # Checked: each command's exit status and the output the runbook quotes;
 # the regions listed are exactly the changed ones; only they were resent
@@ -39,14 +40,15 @@ CHANGED=$((REGIONS / 100))		# 1% of the regions
 PASSES=4				# the most the runbook should need here
 SEED=${TEST_SEED:-$(date +%s)}
 W=$(mktemp -d /tmp/seeding-runbook.XXXXXX)
-A_IP=127.0.0.1				# both sites in this namespace (sites_conf)
-B_IP=127.0.0.2
+A_IP=10.77.8.1			# each site in its namespace (sites_network)
+B_IP=10.77.8.2
 B=vm1b					# beta's group in this kernel
 declare -A DATA META
 # shellcheck disable=SC2034 # lib.sh's sites_conf reads it
 SITES_VOLUMES=0
 
-trap sites_cleanup EXIT
+trap sites_netns_cleanup EXIT
+sites_network || tap_bail "two network namespaces joined by veth"
 
 # on SITE CMD [ARGS...]: repltool CMD [ARGS...] as the admin of SITE types
 # it, told where that site's resource file is.
@@ -129,8 +131,8 @@ tap_check "B\$ repltool create-md vm1 --role secondary --seeded (exit $rc)" test
 tap_diag "$out"
 tap_setup "A\$ repltool up vm1" on alpha up vm1
 tap_setup "B\$ repltool up vm1" on beta up vm1
-start beta
-start alpha
+site_start beta
+site_start alpha
 tap_check "B is inconsistent" test "$(status_of $B consistency)" = inconsistent
 tap_check "B's status says seeded, every region left ($(seeded_left))" \
 	test "$(seeded_left)" = $REGIONS

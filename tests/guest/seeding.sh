@@ -2,12 +2,12 @@
 # Seeding a replica over repld (admin-guide.md, "Seeding a replica from
 # media or a backup"), as the runbook says it.
 #
-# Two sites in this guest, each with its own repld (PSK, on 127.0.0.1 and
-# 127.0.0.2), one volume of 16 MiB. alpha's volume holds random bytes;
-# beta's is a copy of it made by other means (dd here), with one sector
-# changed in a few regions, as a copy made while the VM ran would differ.
-# alpha's metadata is a primary's, beta's `create-md --seeded`: every region
-# not yet shown equal.
+# Two sites in this guest, each with its own repld (PSK, each in its own
+# network namespace, joined by veth: lib.sh), one volume of 16 MiB. alpha's
+# volume holds random bytes; beta's is a copy of it made by other means (dd
+# here), with one sector changed in a few regions, as a copy made while the VM
+# ran would differ. alpha's metadata is a primary's, beta's `create-md
+# --seeded`: every region not yet shown equal.
 #
 # Checked: a seed of another region size is refused at connect, with the
 # reason; beta is inconsistent and seeded and refuses promotion; its repld
@@ -36,13 +36,14 @@ source "$(dirname "$0")/lib.sh"
 MB=16
 CHANGED=6			# regions of beta's copy with a sector changed
 W=$(mktemp -d /tmp/seeding.XXXXXX)
-A_IP=127.0.0.1			# both sites in this namespace (sites_conf)
-B_IP=127.0.0.2
+A_IP=10.77.7.1			# each site in its namespace (sites_network)
+B_IP=10.77.7.2
 declare -A DATA META
 # shellcheck disable=SC2034 # lib.sh's sites_conf reads it
 SITES_VOLUMES=0
 
-trap sites_cleanup EXIT
+trap sites_netns_cleanup EXIT
+sites_network || tap_bail "two network namespaces joined by veth"
 
 sum_of() {
 	sha256sum <"$1" | cut -d' ' -f1
@@ -87,13 +88,13 @@ tap_setup "beta seeded with 128 KiB regions, up" bash -c \
 	"'$REPLTOOL' meta create --force --seeded --role secondary --group vm1b \
 	   --region-kb 128 --data-dev '${DATA[beta:0]}' '${META[beta:0]}' >/dev/null &&
 	 $(declare -f tool); REPLTOOL=$REPLTOOL W=$W; tool beta up"
-start beta
-start alpha
+site_start beta
+site_start alpha
 out=$(log_has "$W/beta.log" "seeded replica's region size differs from the primary's") &&
 	tap_ok "a seed of another region size is refused, with the reason" ||
 	tap_fail "the refusal of the region size" "$out"
-stop alpha
-stop beta
+site_stop alpha KILL
+site_stop beta KILL
 mv "$W/alpha.log" "$W/alpha-refused.log" && mv "$W/beta.log" "$W/beta-refused.log"
 tap_setup "beta made a seeded replica again, in alpha's region size, and up" bash -c \
 	"$(declare -f tool); REPLTOOL=$REPLTOOL W=$W; tool beta down &&
@@ -106,8 +107,8 @@ out=$(tool beta primary 2>&1) && rc=0 || rc=$?
 tap_check "beta refuses promotion without --force (exit $rc)" test "$rc" -ne 0
 tap_diag "$out"
 
-start beta
-start alpha
+site_start beta
+site_start alpha
 dd if=/dev/urandom of=/dev/mapper/vm1-0 bs=64k count=8 seek=100 oflag=direct status=none ||
 	tap_bail "alpha's writes"
 out=$(quiesce vm1 vm1b 120) && tap_ok "alpha's writes stream to beta" || tap_fail "the stream" "$out"
@@ -189,7 +190,7 @@ for ((i = 0; i < 300; i++)); do
 done
 tap_check "beta's repld marked the region before asking for it" \
 	test "$(grep -c "(1 marked" "$W/beta.log")" -gt "$marks"
-stop alpha
+site_stop alpha KILL
 link_is connecting || tap_bail "beta's session did not end"
 tap_check "beta is inconsistent while disconnected, the fix not applied" \
 	test "$(status_of vm1b consistency)" = inconsistent
@@ -198,7 +199,7 @@ out=$(tool beta primary 2>&1) && rc=0 || rc=$?
 tap_diag "$out"
 tap_check "beta refuses promotion without --force meanwhile (exit $rc)" \
 	test "$rc" -ne 0 -a "$(grep -c 'data is inconsistent' <<<"$out")" -ge 1
-start alpha
+site_start alpha
 out=$(log_has "$W/beta.log" "1 regions of our own writes asked from the primary" 90) &&
 	tap_ok "at the connect, beta asks alpha for the marked region" || tap_fail "the ask" "$out"
 out=$(state_reaches vm1 resynced_regions $((before + 1)) 120) && out=$(pair_synced vm1 vm1b) &&

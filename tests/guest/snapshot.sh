@@ -2,13 +2,13 @@
 # shellcheck source-path=SCRIPTDIR
 # A consistent copy survives a resync: the replica's snapshot-hook.
 #
-# Two sites in this guest, each with its own repld (PSK, on 127.0.0.1 and
-# 127.0.0.2), one volume of 16 MiB with a 2 MiB ring. beta's volume is an
-# LVM thin LV, vg0/vm1-disk0 in a pool of a VG on a loop device, and
-# beta's snapshot-hook is the admin guide's, verbatim (taken from
-# Documentation/admin-guide.md, so that the two cannot drift): a wrapper
-# logs each call and runs it, and before a take records the sha256 of the
-# volume (what the snapshot must hold). LVM runs with a configuration of
+# Two sites in this guest, each with its own repld (PSK, each in its own
+# network namespace, joined by veth: lib.sh), one volume of 16 MiB with a 2
+# MiB ring. beta's volume is an LVM thin LV, vg0/vm1-disk0 in a pool of a VG
+# on a loop device, and beta's snapshot-hook is the admin guide's, verbatim
+# (taken from Documentation/admin-guide.md, so that the two cannot drift): a
+# wrapper logs each call and runs it, and before a take records the sha256 of
+# the volume (what the snapshot must hold). LVM runs with a configuration of
 # its own (the guest's /etc/lvm is the host's, read-only; no udev).
 #
 # alpha's repld stops; 8 MiB of writes overflow alpha's ring (behind).
@@ -47,13 +47,14 @@ source "$(dirname "$0")/lib.sh"
 MB=16
 W=$(mktemp -d /tmp/snapshot.XXXXXX)
 LWCHECK=$(cd "$(dirname "$0")" && pwd)/logwrites_check
-A_IP=127.0.0.1			# both sites in this namespace (sites_conf)
-B_IP=127.0.0.2
+A_IP=10.77.9.1			# each site in its namespace (sites_network)
+B_IP=10.77.9.2
 declare -A DATA META
 SITES_VOLUMES=0
 SITES_KEYS="ring-size 2M; resync-rate 256K;"
 
-trap sites_cleanup EXIT
+trap sites_netns_cleanup EXIT
+sites_network || tap_bail "two network namespaces joined by veth"
 
 VG=vg0				# the admin guide's example: vg0/vm1-disk0
 LV=vm1-disk0
@@ -195,15 +196,15 @@ tap_setup "both sites made and up" bash -c \
 tap_check "config check accepts the hook" \
 	"$REPLTOOL" config check --dir "$W/conf" --site beta
 dd if=/dev/urandom of=/dev/mapper/vm1-0 bs=64k count=16 oflag=direct conv=fsync status=none
-start beta
-start alpha
+site_start beta
+site_start alpha
 out=$(quiesce vm1 vm1b 120) && tap_ok "replicating" || tap_fail "the first writes" "$out"
 tap_check "no snapshot while nothing ends the consistency" test ! -e "$W/hook.log"
 
 # ---- a gap and a resync: the copy is kept, then dropped ---------------------------
-stop alpha
+site_stop alpha KILL
 out=$(overflow 8) && tap_ok "alpha overflows its ring: behind" || tap_fail "overflow" "$out"
-start alpha
+site_start alpha
 out=$(resyncing) && tap_ok "alpha resyncs" ||
 	tap_fail "the resync" "$out"
 out=$(snap_is taken) && tap_ok "beta's status says the snapshot is taken during the resync" ||
@@ -223,9 +224,9 @@ tap_check "equal after the resync" test "$(sum_of /dev/mapper/vm1-0)" = "$(sum_o
 
 # ---- a drop that fails: the next resync takes a new snapshot ------------------------
 touch "$W/fail-drop"
-stop alpha
+site_stop alpha KILL
 overflow 4 >/dev/null || tap_bail "the second overflow"
-start alpha
+site_start alpha
 out=$(state_reaches vm1 state uptodate 300) && out=$(state_reaches vm1b consistency consistent 60) &&
 	tap_ok "a second resync ends" || tap_fail "the second resync" "$out"
 out=$(log_has "$W/beta.log" "snapshot-hook $W/hook drop: exit status 1" 30) &&
@@ -244,22 +245,22 @@ applied=$(status_of vm1b applied_seq)
 writer=$!
 out=$(applied_moves "$applied") && tap_ok "beta applies the writer's epochs" ||
 	tap_fail "the stream of the writer" "$out"
-stop alpha
+site_stop alpha KILL
 out=$(state_reaches vm1 state behind 120) && tap_ok "the writer goes on; alpha's ring overflows" ||
 	tap_fail "the third overflow" "$out"
 kill -TERM "$writer" 2>/dev/null || true	# unless it reached its 48 MiB
 wait "$writer"
 tap_check "the writer stopped after an epoch's flush" grep -q '^writer: epochs=' "$W/writer.out"
 tap_diag "$(cat "$W/writer.out"); beta applied up to $(status_of vm1b applied_seq)"
-start alpha
+site_start alpha
 out=$(not_consistent) && tap_ok "beta is past the gap: not consistent" || tap_fail "the second resync" "$out"
-stop alpha
+site_stop alpha KILL
 tap_diag "alpha is lost: beta is $(status_of vm1b consistency), its snapshot $(snap_fact)"
 # The runbook, step by step: repld stopped, the volumes down; the snapshot
 # merged back into its volume; fresh metadata of a primary of a new
 # generation with every region dirty (alpha holds writes past the snapshot
 # that no bitmap names), then up.
-stop beta
+site_stop beta KILL
 tool beta down >/dev/null || tap_bail "beta down"
 out=$(lvconvert --merge "$VG/$LV-presync" 2>&1) && tap_ok "lvconvert --merge $VG/$LV-presync" ||
 	tap_fail "the merge" "$out"
@@ -285,8 +286,8 @@ tap_check "the oracle: beta's data is alpha's disk at one of the writer's flush 
 
 # ---- alpha returns as beta's replica (the unplanned failover's runbook) ------------
 out=$(tool alpha rejoin --discard-my-data 2>&1) && tap_ok "alpha rejoins" || tap_fail "rejoin" "$out"
-start alpha
-start beta
+site_start alpha
+site_start beta
 out=$(state_reaches vm1b state uptodate 300) && out=$(state_reaches vm1 consistency consistent 120) &&
 	tap_ok "beta resyncs every region to alpha: beta up to date, alpha consistent" ||
 	tap_fail "the return" "$out"
