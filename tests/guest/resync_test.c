@@ -8,7 +8,8 @@
  * the last one ends the resync; a release has the kernel flush the data
  * device, then write the bitmap blocks of its regions, not those between;
  * a volume whose flush fails has its released regions dirty again, its
- * resync held a while (EAGAIN), and holds back no other volume's.
+ * resync held a while (EAGAIN), and holds back no other volume's; an end
+ * whose wait saw a volume join is no end.
  *
  * Runs in the guest (tests/guest/vm.sh) with dm-repl.ko loaded.
  */
@@ -634,6 +635,55 @@ TEST_F_TIMEOUT(resync, a_role_change_waits_for_a_resync_that_reads, 240)
 	EXPECT_EQ(0, role.status);
 	ASSERT_EQ(0, tl_run_out(status, sizeof(status), "dmsetup status rs"));
 	EXPECT_NE(NULL, strstr(status, " repl secondary ")) TH_LOG("%s", status);
+}
+
+/*
+ * The end of a resync waits for a write reserved during the last read
+ * (dm-delay: reads 5 s, writes 20 s), and a clean volume joins the group
+ * meanwhile: the end names the volumes the group had, so it goes VOID. The
+ * next end, with every volume named, ends it.
+ */
+TEST_F_TIMEOUT(resync, an_end_waiting_while_a_volume_joins_is_no_end, 240)
+{
+	char loop[TL_NAME_LEN], data[TL_NAME_LEN], meta[TL_NAME_LEN];
+	char err[DMREPL_ERRMSG_LEN];
+	struct tl_bg write = { 0 }, join = { 0 };
+	struct dm_repl_resync_req req;
+	struct hung_resync h = { 0 };
+
+	ASSERT_EQ(0, tl_loop_create(&self->env, DATA_MB, loop, sizeof(loop)));
+	ASSERT_EQ(0, tl_dm_create(&self->env, "rsde", "0 %u delay %s 0 5000 %s 0 20000 %s 0 0",
+				  DATA_MB * 2048, loop, loop, loop));
+	ASSERT_EQ(0, tl_vol_create_over(&self->env, &self->vol, "rs", "rs", "/dev/mapper/rsde",
+					DATA_MB, "2 ring_mb 32", 0));
+	ASSERT_EQ(0, tl_ring_open(&self->env, "rs", &self->ring, err, sizeof(err)));
+	self->fd = dmrepl_ring_fd(self->ring);
+	ASSERT_EQ(0, tl_loop_create(&self->env, DATA_MB, data, sizeof(data)));
+	ASSERT_EQ(0, tl_loop_create(&self->env, TL_META_MB, meta, sizeof(meta)));
+	ASSERT_EQ(0, tl_meta_create_vol(meta, "rs", data, 2));
+
+	ASSERT_EQ(0, hung_resync_start(&h, self->fd));
+	ASSERT_EQ(0, tl_wait_in_stack(h.tid, "submit_bio_wait", 30)) TH_LOG("the resync never read");
+	ASSERT_EQ(0, tl_bg_start(&write, "dd if=/dev/urandom of=/dev/mapper/rs bs=4k count=1 "
+				 "seek=100 oflag=direct status=none"));
+	EXPECT_EQ(0, tl_wait_in_stack(h.tid, "repl_ring_wait_before", 30)) TH_LOG("the end never waited");
+	EXPECT_EQ(0, tl_bg_start(&join, "dmsetup create rsc --table '0 %u repl %s %s rs "
+				 "primary 2 ring_mb 32'", DATA_MB * 2048, data, meta));
+	EXPECT_TRUE(tl_bg_wait(&join, 15)) TH_LOG("the volume's join waited for the end");
+	EXPECT_EQ(-EINPROGRESS, h.r) TH_LOG("the end did not wait for the write");
+
+	EXPECT_EQ(0, pthread_join(h.thread, NULL));
+	EXPECT_TRUE(tl_bg_wait(&write, 600) && tl_bg_wait(&join, 600));
+	EXPECT_EQ(0, write.status);
+	EXPECT_EQ(0, join.status);
+	EXPECT_EQ(0, h.r);
+	EXPECT_EQ(1U, h.req.records);
+	EXPECT_EQ(0U, h.req.flags & DM_REPL_RESYNCF_END) TH_LOG("an end of one volume of two");
+	EXPECT_EQ(0, resync(self->fd, 0, 0, DM_REPL_RESYNCF_ANY, &req));
+	EXPECT_EQ((__u32)DM_REPL_RESYNCF_END, req.flags & DM_REPL_RESYNCF_END)
+		TH_LOG("no end with both volumes named");
+	if (join.started)
+		EXPECT_EQ(0, tl_run("dmsetup remove rsc"));
 }
 
 TEST_F_TIMEOUT(resync, a_secondary_refuses, 120)

@@ -776,21 +776,31 @@ int tl_get_bitmap(struct dmrepl_ring *ring, unsigned int volume, void *buf,
 }
 
 /* The state letter of /proc/self/task/TID/stat, after "(comm) ". */
-static char task_state(pid_t tid)
+/* /proc/self/task/TID/WHAT into buf (a string): its length, or -1. */
+static ssize_t read_task_file(pid_t tid, const char *what, char *buf, size_t size)
 {
-	char path[64], buf[512], *p;
+	char path[64];
 	ssize_t n;
 	int fd;
 
-	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+	snprintf(path, sizeof(path), "/proc/self/task/%d/%s", (int)tid, what);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
+		return -1;
+	n = read(fd, buf, size - 1);
 	close(fd);
-	if (n <= 0)
-		return 0;
+	if (n < 0)
+		return -1;
 	buf[n] = 0;
+	return n;
+}
+
+static char task_state(pid_t tid)
+{
+	char buf[512], *p;
+
+	if (read_task_file(tid, "stat", buf, sizeof(buf)) <= 0)
+		return 0;
 	p = strrchr(buf, ')');
 	return p && p[1] == ' ' ? p[2] : 0;
 }
@@ -798,19 +808,10 @@ static char task_state(pid_t tid)
 /* The system call TID is in (/proc/self/task/TID/syscall), or -1. */
 static long task_syscall(pid_t tid)
 {
-	char path[64], buf[256];
-	ssize_t n;
-	int fd;
+	char buf[256];
 
-	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (read_task_file(tid, "syscall", buf, sizeof(buf)) <= 0)
 		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = 0;
 	if (buf[0] < '0' || buf[0] > '9')	/* "running" */
 		return -1;
 	return strtol(buf, NULL, 10);
@@ -826,6 +827,20 @@ int tl_wait_sleeping_in_poll(pid_t tid, int timeout_s)
 		/* The state after the call: both say the same sleep. */
 		if ((nr == SYS_poll || nr == SYS_ppoll) && task_state(tid) == 'S' &&
 		    task_syscall(tid) == nr)
+			return 0;
+		nanosleep(&tick, NULL);
+	}
+	return -1;
+}
+
+int tl_wait_in_stack(pid_t tid, const char *fn, int timeout_s)
+{
+	struct timespec tick = { 0, 10000000L };
+	char stack[8192];
+	long i;
+
+	for (i = 0; i < timeout_s * 100L; i++) {
+		if (read_task_file(tid, "stack", stack, sizeof(stack)) > 0 && strstr(stack, fn))
 			return 0;
 		nanosleep(&tick, NULL);
 	}

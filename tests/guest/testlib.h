@@ -80,6 +80,8 @@ int tl_live_objects(char *buf, size_t len);
 int tl_wait_sleeping_in_poll(pid_t tid, int timeout_s);
 /* Wait up to timeout_s for thread tid to sleep uninterruptibly (D): 0, or -1. */
 int tl_wait_blocked(pid_t tid, int timeout_s);
+/* Wait up to timeout_s for thread tid's kernel stack to name function fn: 0, or -1. */
+int tl_wait_in_stack(pid_t tid, const char *fn, int timeout_s);
 /* A shell command run in a thread of its own: its status once it ended. */
 struct tl_bg {
 	char cmd[512];
