@@ -600,6 +600,24 @@ TEST_F_TIMEOUT(resync, a_read_that_hangs_holds_back_no_status_and_no_table, 240)
 }
 
 /*
+ * Group rs of one volume over dm-delay rsde (reads held @read_ms, writes
+ * @write_ms, flushes not), the ring open.
+ */
+static void setup_over_delay(struct __test_metadata *_metadata, FIXTURE_DATA(resync) *self,
+			     unsigned int read_ms, unsigned int write_ms)
+{
+	char loop[TL_NAME_LEN], err[DMREPL_ERRMSG_LEN];
+
+	ASSERT_EQ(0, tl_loop_create(&self->env, DATA_MB, loop, sizeof(loop)));
+	ASSERT_EQ(0, tl_dm_create(&self->env, "rsde", "0 %u delay %s 0 %u %s 0 %u %s 0 0",
+				  DATA_MB * 2048, loop, read_ms, loop, write_ms, loop));
+	ASSERT_EQ(0, tl_vol_create_over(&self->env, &self->vol, "rs", "rs", "/dev/mapper/rsde",
+					DATA_MB, "2 ring_mb 32", 0));
+	ASSERT_EQ(0, tl_ring_open(&self->env, "rs", &self->ring, err, sizeof(err)));
+	self->fd = dmrepl_ring_fd(self->ring);
+}
+
+/*
  * A resync reads slowly (dm-delay holds reads 15 s, neither writes nor
  * flushes): a forced demotion waits for it rather than drop the ring under
  * its reserved records, and then goes. A role the group has already is no
@@ -607,17 +625,11 @@ TEST_F_TIMEOUT(resync, a_read_that_hangs_holds_back_no_status_and_no_table, 240)
  */
 TEST_F_TIMEOUT(resync, a_role_change_waits_for_a_resync_that_reads, 240)
 {
-	char loop[TL_NAME_LEN], err[DMREPL_ERRMSG_LEN], status[256];
 	struct hung_resync h = { 0 };
 	struct tl_bg role = { 0 };
+	char status[256];
 
-	ASSERT_EQ(0, tl_loop_create(&self->env, DATA_MB, loop, sizeof(loop)));
-	ASSERT_EQ(0, tl_dm_create(&self->env, "rsde", "0 %u delay %s 0 15000 %s 0 0 %s 0 0",
-				  DATA_MB * 2048, loop, loop, loop));
-	ASSERT_EQ(0, tl_vol_create_over(&self->env, &self->vol, "rs", "rs", "/dev/mapper/rsde",
-					DATA_MB, "2 ring_mb 32", 0));
-	ASSERT_EQ(0, tl_ring_open(&self->env, "rs", &self->ring, err, sizeof(err)));
-	self->fd = dmrepl_ring_fd(self->ring);
+	setup_over_delay(_metadata, self, 15000, 0);
 	tl_env_close_fd(&self->env, self->vol.fd);	/* an open volume cannot step down */
 	ASSERT_EQ(0, tl_run("dmsetup suspend rs"));
 
@@ -645,19 +657,12 @@ TEST_F_TIMEOUT(resync, a_role_change_waits_for_a_resync_that_reads, 240)
  */
 TEST_F_TIMEOUT(resync, an_end_waiting_while_a_volume_joins_is_no_end, 240)
 {
-	char loop[TL_NAME_LEN], data[TL_NAME_LEN], meta[TL_NAME_LEN];
-	char err[DMREPL_ERRMSG_LEN];
+	char data[TL_NAME_LEN], meta[TL_NAME_LEN];
 	struct tl_bg write = { 0 }, join = { 0 };
 	struct dm_repl_resync_req req;
 	struct hung_resync h = { 0 };
 
-	ASSERT_EQ(0, tl_loop_create(&self->env, DATA_MB, loop, sizeof(loop)));
-	ASSERT_EQ(0, tl_dm_create(&self->env, "rsde", "0 %u delay %s 0 5000 %s 0 20000 %s 0 0",
-				  DATA_MB * 2048, loop, loop, loop));
-	ASSERT_EQ(0, tl_vol_create_over(&self->env, &self->vol, "rs", "rs", "/dev/mapper/rsde",
-					DATA_MB, "2 ring_mb 32", 0));
-	ASSERT_EQ(0, tl_ring_open(&self->env, "rs", &self->ring, err, sizeof(err)));
-	self->fd = dmrepl_ring_fd(self->ring);
+	setup_over_delay(_metadata, self, 5000, 20000);
 	ASSERT_EQ(0, tl_loop_create(&self->env, DATA_MB, data, sizeof(data)));
 	ASSERT_EQ(0, tl_loop_create(&self->env, TL_META_MB, meta, sizeof(meta)));
 	ASSERT_EQ(0, tl_meta_create_vol(meta, "rs", data, 2));
