@@ -6,7 +6,8 @@
 # the log cannot be trusted). repltool meta check agrees with what
 # the kernel wrote. An extent dropped from the activity log is dropped only
 # after a flush of the data device (the replica may have its writes from
-# that device's volatile cache), and so is the whole log at a removal.
+# that device's volatile cache), and so is the whole log at a removal; a
+# flush that fails fails the write that would have dropped it.
 set -uo pipefail
 source "$(dirname "$0")/../lib/tap.sh"
 source "$(dirname "$0")/lib.sh"
@@ -23,7 +24,7 @@ field() { "$REPLTOOL" meta show "$M" | awk -v f="$1" '$1 == f { print $2 }'; }
 dirty() { dmsetup status mv | awk '{ split($11, d, "/"); print d[1] }'; }
 load() { dm_create mv "0 $S repl $D $M gm primary 2 ring_mb $1"; }
 
-tap_plan 18
+tap_plan 20
 tap_strict
 meta_create $M gm $D
 load 64
@@ -119,6 +120,34 @@ before=$(flushes $D)
 dmsetup remove mv
 tap_check "a removal flushes the data device before its metadata says clean" \
 	test "$(flushes $D)" -gt "$before"
+
+# An extent to drop, and a data device that cannot flush (fl: its second
+# half dm-flakey, failing writes and every flush fl gets): the write whose
+# transaction would drop the extent fails (EIO) rather than go with the
+# extent unflushed; once the device flushes again, the write goes.
+modprobe dm-flakey || tap_bail "dm-flakey"
+L=$(loop_disk 64)
+M=$(loop_disk 8)
+H=$((S / 2))
+fl_load() { dmsetup load fl --table "0 $H linear $L 0
+$H $H $1"; }
+dmsetup create fl --notable && fl_load "linear $L $H" && dmsetup resume fl && dmsetup mknodes fl ||
+	tap_bail "fl"
+D=/dev/mapper/fl
+"$REPLTOOL" meta create --force --group gm --volume 0 --extent-kb 1024 \
+	--hot-extents 1 --data-dev "$D" "$M" >/dev/null
+load 64
+w_extent() { dd if=/dev/urandom of=/dev/mapper/mv bs=4k count=1 seek=$(($1 * 256)) \
+	oflag=direct status=none 2>/dev/null; }
+w_extent 0 || tap_bail "a write into extent 0"
+"$REPLTOOL" dump --release gm >/dev/null
+dmsetup suspend fl && fl_load "flakey $L $H 0 1 1 error_writes" && dmsetup resume fl ||
+	tap_bail "fl's flushes failing"
+tap_check "a transaction to drop an extent whose device cannot flush: the write fails" \
+	bash -c "! dd if=/dev/zero of=/dev/mapper/mv bs=4k count=1 seek=256 oflag=direct status=none"
+dmsetup suspend fl && fl_load "linear $L $H" && dmsetup resume fl || tap_bail "fl back"
+tap_check "the device flushes again: the write goes" w_extent 1
+dmsetup remove mv && dmsetup remove fl
 loop_disks_free
 tap_check "nothing is left" test "$(live_objects)" = "0 0 0"
 rmmod brd
