@@ -152,7 +152,7 @@ struct repl_volume {
 	 * group's resync lock.
 	 */
 	unsigned int flush_failures;
-	unsigned long resync_hold_until;
+	u64 resync_hold_until;
 };
 
 /*
@@ -205,7 +205,7 @@ struct repl_resync {
 	/* Guards the entries: a release pops them without waiting for lock. */
 	spinlock_t entries_lock;
 	unsigned int head, nr;
-	unsigned int drops;	/* repl_resync_drop()s: a release point's numbering */
+	unsigned int drops;	/* role changes: a release point's numbering */
 	struct repl_resync_entry unreleased[REPL_RESYNC_UNRELEASED];
 	atomic64_t regions;		/* nr, for status without the lock */
 	atomic64_t sent;		/* regions put in the ring, ever */
@@ -550,6 +550,7 @@ u64 repl_resync_releasing(struct repl_group *g);
 bool repl_resync_held(const struct repl_volume *v);
 void repl_resync_forget(struct repl_volume *v);
 void repl_resync_drop(struct repl_group *g, u64 released);
+void repl_resync_renumbered(struct repl_group *g);
 void repl_resync_joined(struct repl_volume *v);
 struct dm_repl_resync_req;
 int repl_resync_region(struct repl_group *g, struct dm_repl_resync_req *req);

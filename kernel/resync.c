@@ -148,34 +148,41 @@ void repl_resync_released(struct repl_group *g)
 		queue_work(system_unbound_wq, &rs->save_work);
 }
 
+/* What save_work's flush did, by volume index (bit N: index N). */
+struct resync_flushed {
+	unsigned long vols;		/* flushed, or tried */
+	unsigned long failed;		/* of those, failed */
+	unsigned long held;		/* of those, newly held (resync_hold()) */
+};
+
 /*
  * Caller holds rs->flush_lock: no volume goes (its removal takes it).
  * Flush the data devices of the volumes whose entries are
  * released: the replica has those regions as the resync read them, perhaps
  * from a device's volatile cache, and their bits may go clean on disk only
- * once the data is durable here too. Returns the volumes whose flush failed
- * (bit N: index N).
+ * once the data is durable here too. An entry a resync closes after this
+ * look may be released by @released too: its volume may not be in @f.
  */
-static unsigned long flush_released(struct repl_group *g, u64 released)
+static void flush_released(struct repl_group *g, u64 released, struct resync_flushed *f)
 {
 	struct repl_resync *rs = &g->resync;
-	unsigned long vols = 0, failed = 0, flags;
+	unsigned long flags;
 	unsigned int i;
 	int r;
 
+	*f = (struct resync_flushed) { 0 };
 	spin_lock_irqsave(&rs->entries_lock, flags);
 	for (i = 0; i < rs->nr && entry(rs, i)->seq <= released; i++)
-		__set_bit(entry(rs, i)->vol->index, &vols);
+		__set_bit(entry(rs, i)->vol->index, &f->vols);
 	spin_unlock_irqrestore(&rs->entries_lock, flags);
-	for_each_set_bit(i, &vols, DM_REPL_MAX_VOLUMES) {
+	for_each_set_bit(i, &f->vols, DM_REPL_MAX_VOLUMES) {
 		r = blkdev_issue_flush(g->volumes[i]->data_bdev);
 		if (r) {
 			DMWARN_LIMIT("%s: volume %u: cannot flush its data device (%d): its resynced regions are dirty again",
 				     g->name, i, r);
-			__set_bit(i, &failed);
+			__set_bit(i, &f->failed);
 		}
 	}
-	return failed;
 }
 
 /* Caller holds entries_lock. The entry's region is dirty again. */
@@ -220,48 +227,67 @@ static bool list_block(struct repl_resync *rs, const struct repl_resync_entry *e
 bool repl_resync_held(const struct repl_volume *v)
 {
 	return READ_ONCE(v->flush_failures) &&
-	       time_before(jiffies, READ_ONCE(v->resync_hold_until));
+	       time_before64(get_jiffies_64(), READ_ONCE(v->resync_hold_until));
+}
+
+/* The length of the hold after @failures failures in a row: 1 s, doubling. */
+static u64 hold_length(unsigned int failures)
+{
+	return min_t(u64, (u64)HZ << (min(failures, 10U) - 1), REPL_RESYNC_HOLD_MAX);
 }
 
 /*
- * Caller holds rs->lock. @v's data device failed to flush what its resync
- * read, and its regions are dirty again. Sent again at once, they would
- * fail again, and the link would carry them for as long as the device
- * fails: its resync waits, twice as long at each failure in a row.
+ * Caller holds rs->lock and entries_lock. @v's data device failed to flush
+ * what its resync read, and its regions are dirty again. Sent again at
+ * once, they would fail again, and the link would carry them for as long
+ * as the device fails: its resync waits, twice as long at each failure in
+ * a row. Records sent before a hold that come back during it fail again
+ * and lengthen nothing. True if the hold is new.
  */
-static void resync_hold(struct repl_volume *v)
+static bool resync_hold(struct repl_volume *v)
 {
-	unsigned long hold = min_t(unsigned long, HZ << min(v->flush_failures, 9U),
-				   REPL_RESYNC_HOLD_MAX);
-
-	WRITE_ONCE(v->resync_hold_until, jiffies + hold);
+	if (repl_resync_held(v))
+		return false;
 	if (v->flush_failures < UINT_MAX)
 		WRITE_ONCE(v->flush_failures, v->flush_failures + 1);
-	DMWARN_LIMIT("%s: volume %u: %u flushes of its data device failed in a row: its resync waits %lu s",
-		     v->group->name, v->index, v->flush_failures, hold / HZ);
+	WRITE_ONCE(v->resync_hold_until,
+		   get_jiffies_64() + hold_length(v->flush_failures));
+	return true;
+}
+
+/* Caller holds rs->lock (the volumes stay): the kernel log names the new holds. */
+static void log_holds(struct repl_group *g, unsigned long held)
+{
+	unsigned int i;
+
+	for_each_set_bit(i, &held, DM_REPL_MAX_VOLUMES)
+		DMWARN_LIMIT("%s: volume %u: %u flushes of its data device failed in a row: its resync waits %llu s",
+			     g->name, i, g->volumes[i]->flush_failures,
+			     hold_length(g->volumes[i]->flush_failures) / HZ);
 }
 
 /*
  * Caller holds rs->lock and entries_lock. Forget the entries released (up
  * to @released). A region whose volume's data device flushed leaves
- * syncing, its bitmap block listed in @todo; one whose volume is in
- * @failed (its flush failed) is dirty again, before it leaves syncing (as
- * entry_drop()), for a later resync to send again, and its volume's resync
- * is held (once a call: @held). A region resynced again since stays
- * syncing until its last record is released too. Stops when @todo is
- * full: true if so.
+ * syncing, its bitmap block listed in @todo; one whose volume's flush
+ * failed is dirty again, before it leaves syncing (as entry_drop()), for a
+ * later resync to send again, and its volume's resync is held (@f->held:
+ * the new holds). A region resynced again since stays syncing until its
+ * last record is released too. Stops when @todo is full, or at an entry
+ * whose volume was not flushed (closed after the flush looked): true if so.
  */
-static bool take_released(struct repl_resync *rs, u64 released, unsigned long failed,
-			  unsigned long *held, struct repl_unsaved_block *todo,
-			  unsigned int *n)
+static bool take_released(struct repl_resync *rs, u64 released, struct resync_flushed *f,
+			  struct repl_unsaved_block *todo, unsigned int *n)
 {
 	while (head_released(rs, released)) {
 		struct repl_resync_entry *e = entry(rs, 0);
 		bool cleared = !still_syncing(rs, 1, e);
 
-		if (test_bit(e->vol->index, &failed)) {
-			if (!__test_and_set_bit(e->vol->index, held))
-				resync_hold(e->vol);
+		if (!test_bit(e->vol->index, &f->vols))
+			return true;
+		if (test_bit(e->vol->index, &f->failed)) {
+			if (resync_hold(e->vol))
+				__set_bit(e->vol->index, &f->held);
 			entry_mark_dirty(e, DM_REPL_BEHIND_RESYNC_FAILED);
 			/* See repl_dirty_word(): the dirty bit is seen before this. */
 			smp_mb__before_atomic();
@@ -312,8 +338,9 @@ static void resync_save_work(struct work_struct *work)
 	struct repl_resync *rs = container_of(work, struct repl_resync, save_work);
 	struct repl_group *g = container_of(rs, struct repl_group, resync);
 	struct repl_unsaved_block todo[REPL_RESYNC_UNSAVED];
-	unsigned long failed, held = 0, flags;
+	struct resync_flushed flushed;
 	unsigned int i, n, drops;
+	unsigned long flags;
 	bool more;
 	u64 released;
 
@@ -328,21 +355,22 @@ static void resync_save_work(struct work_struct *work)
 		 */
 		mutex_lock(&rs->flush_lock);
 		drops = READ_ONCE(rs->drops);
-		/* The count before the release point a drop's stream renumbers. */
+		/* Pairs with repl_resync_renumbered(): the count, then the point. */
 		smp_rmb();
 		released = READ_ONCE(g->ring.ctl->released_seq);
-		failed = flush_released(g, released);
+		flush_released(g, released, &flushed);
 		mutex_unlock(&rs->flush_lock);
 		mutex_lock(&rs->lock);
 		spin_lock_irqsave(&rs->entries_lock, flags);
 		/*
-		 * A demotion meanwhile dropped the entries, and a promotion may
-		 * number on lower: @released may say nothing of the entries
-		 * now. Again, then.
+		 * A role change meanwhile dropped the entries, or numbers on
+		 * lower: @released may say nothing of the entries now. Again,
+		 * then.
 		 */
 		more = rs->drops != drops ||
-		       take_released(rs, released, failed, &held, todo, &n);
+		       take_released(rs, released, &flushed, todo, &n);
 		spin_unlock_irqrestore(&rs->entries_lock, flags);
+		log_holds(g, flushed.held);
 		mutex_unlock(&rs->lock);
 		for (i = 0; i < n; i++) {
 			mutex_lock(&g->lock);
@@ -381,8 +409,19 @@ void repl_resync_drop(struct repl_group *g, u64 released)
 		clear_bit(entry(rs, i)->region, entry(rs, i)->vol->syncing);
 	atomic64_sub(rs->nr, &rs->regions);
 	rs->nr = 0;
-	WRITE_ONCE(rs->drops, rs->drops + 1);
 	spin_unlock_irqrestore(&rs->entries_lock, flags);
+}
+
+/*
+ * The ring numbers on anew (a role change; caller holds rs->lock, after
+ * the ring's new release point is written): a save_work that read the
+ * release point before takes nothing out by it.
+ */
+void repl_resync_renumbered(struct repl_group *g)
+{
+	/* The new release point is seen before the count. */
+	smp_wmb();
+	WRITE_ONCE(g->resync.drops, g->resync.drops + 1);
 }
 
 /* The group goes: no save is left running (it takes g->lock). */

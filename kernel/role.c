@@ -325,6 +325,7 @@ static int change_role(struct repl_group *g, unsigned int role, bool force)
 		demote(g);
 	else
 		promote(g);
+	repl_resync_renumbered(g);
 	WRITE_ONCE(g->role, role);
 	r = persist_role(g, role);
 	DMINFO("%s: role %s%s", g->name,

@@ -376,7 +376,8 @@ TEST(acks_seconds_apart_during_a_resync_measure_a_slow_link)
  * volumes of FK_REGIONS regions, their dirty bits, and a log of the RESYNC
  * calls. A RESYNC of a dirty region (or of any, with RESYNCF_ANY) puts one
  * record in and cleans the region; of a volume index the group does not
- * have, ENOENT; of a region past its end, EINVAL; with room 0, ENOSPC.
+ * have, ENOENT; of a region past its end, EINVAL; of a volume in held,
+ * EAGAIN (the info says so, or not yet); with room 0, ENOSPC.
  * The one that leaves a group behind with no dirty region says END, and the
  * group is up to date.
  */
@@ -385,6 +386,7 @@ static struct fake_kernel {
 	struct dm_repl_group_info info;
 	unsigned long bits[DM_REPL_MAX_VOLUMES][FK_REGIONS / (8 * sizeof(long)) + 1];
 	int room;			/* RESYNCs taken before ENOSPC; -1: no end */
+	__u64 held;			/* bit N: volume N's RESYNCs refused (EAGAIN) */
 	unsigned int ncalls;
 	struct dm_repl_resync_req calls[FK_CALLS];
 } fk = { .fd = -1 };
@@ -410,6 +412,10 @@ static int fk_resync(struct dm_repl_resync_req *req)
 		fk.calls[fk.ncalls++] = *req;
 	if (v < 0 || req->region >= fk.info.volumes[v].nr_regions) {
 		errno = v < 0 ? ENOENT : EINVAL;
+		return -1;
+	}
+	if ((fk.held >> req->volume) & 1) {
+		errno = EAGAIN;
 		return -1;
 	}
 	if (!fk.room) {
@@ -697,6 +703,82 @@ TEST(asked_regions_of_a_volume_gone_or_shrunk_are_dropped)
 	ASSERT_EQ(1U, fk.ncalls);
 	expect_call(_metadata, 0, 0, 199, true);
 	EXPECT_EQ(0U, r.regions);
+	fk_teardown(&r);
+}
+
+/* Volume 3's resync held, as the kernel's info says it and as its RESYNC does. */
+static void fk_hold(__u64 held)
+{
+	fk.held = held;
+	fk.info.resync_held_volumes = held;
+}
+
+/* Region 5 of volume 7 dirty too. */
+static void fk_dirty_7(void)
+{
+	fk.bits[7][0] = 1UL << 5;
+	fk.info.volumes[2].dirty_regions = 1;
+}
+
+TEST(a_held_volumes_regions_wait_and_the_others_go)
+{
+	static const __u64 v3[] = { 2 }, v0[] = { 4 };
+	struct dmrepl_resync r;
+
+	fk_setup(&r);
+	fk_dirty_7();
+	fk_hold(1ULL << 3);
+	ASSERT_EQ(0, dmrepl_resync_ask(&r, 3, FK_REGIONS, v3, 1));
+	ASSERT_EQ(0, dmrepl_resync_ask(&r, 0, FK_REGIONS, v0, 1));
+	/* Volume 0's asked region, volume 7's dirty one; no end while 3 waits. */
+	ASSERT_EQ(2, dmrepl_resync_step(&r, 8, 50));
+	ASSERT_EQ(2U, fk.ncalls);
+	expect_call(_metadata, 0, 0, 4, true);
+	expect_call(_metadata, 1, 7, 5, false);
+	EXPECT_EQ(1U, r.asked_left);
+	ASSERT_EQ(0, dmrepl_resync_step(&r, 8, 50));
+	EXPECT_EQ(2U, fk.ncalls);
+	/* The hold ends: volume 3's asked region, then its dirty ones, the last the end. */
+	fk_hold(0);
+	ASSERT_EQ(3, dmrepl_resync_step(&r, 8, 50));
+	ASSERT_EQ(5U, fk.ncalls);
+	expect_call(_metadata, 2, 3, 2, true);
+	expect_call(_metadata, 3, 3, 10, false);
+	expect_call(_metadata, 4, 3, 150, false);
+	EXPECT_TRUE(r.ended);
+	fk_teardown(&r);
+}
+
+TEST(a_hold_the_info_did_not_show_yet_skips_to_the_next_volume)
+{
+	struct dmrepl_resync r;
+
+	fk_setup(&r);
+	fk_dirty_7();
+	fk.held = 1ULL << 3;
+	ASSERT_EQ(1, dmrepl_resync_step(&r, 8, 50));
+	ASSERT_EQ(2U, fk.ncalls);
+	expect_call(_metadata, 0, 3, 10, false);
+	expect_call(_metadata, 1, 7, 5, false);
+	fk_teardown(&r);
+}
+
+TEST(the_end_goes_by_a_volume_not_held_and_waits_if_all_are)
+{
+	struct dmrepl_resync r;
+
+	fk_setup(&r);
+	/* Behind with nothing dirty: a clean region carries the end. */
+	memset(fk.bits, 0, sizeof(fk.bits));
+	fk.info.volumes[1].dirty_regions = 0;
+	fk_hold(1ULL << 0 | 1ULL << 3 | 1ULL << 7);
+	ASSERT_EQ(0, dmrepl_resync_step(&r, 8, 50));
+	EXPECT_EQ(0U, fk.ncalls);
+	fk_hold(1ULL << 0);
+	ASSERT_EQ(1, dmrepl_resync_step(&r, 8, 50));
+	ASSERT_EQ(1U, fk.ncalls);
+	expect_call(_metadata, 0, 3, 0, true);
+	EXPECT_TRUE(r.ended);
 	fk_teardown(&r);
 }
 

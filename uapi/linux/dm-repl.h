@@ -305,8 +305,9 @@ struct dm_repl_group_info {
 	 * Bit N: volume index N's resync is held: its data device failed to
 	 * flush after a resync (its regions are dirty again), and
 	 * DM_REPL_IOC_RESYNC refuses its regions with EAGAIN for a while: 1 s
-	 * after the first failure, twice as long after each next one, at most
-	 * 300 s. A flush that succeeds ends it.
+	 * after the first failure, twice as long after each next one in a row
+	 * (a failure during a hold adds none), at most 300 s. A flush that
+	 * succeeds ends it.
 	 */
 	__u64 resync_held_volumes;
 

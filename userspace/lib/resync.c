@@ -132,11 +132,23 @@ __u64 dmrepl_dirty_past(const unsigned long *bits, __u64 nr_regions, __u32 regio
 	return nr_regions;
 }
 
-/* The next region asked for, from the cursor: true, or false if none. */
+/*
+ * Is volume @index's resync held (its data device's flush keeps failing)?
+ * Its regions wait for a pass after the hold; the others go meanwhile.
+ */
+static bool index_held(const struct dmrepl_resync *r, __u32 index)
+{
+	return index < DM_REPL_MAX_VOLUMES && ((r->info.resync_held_volumes >> index) & 1);
+}
+
+/*
+ * The next region asked for, from the cursor, of a volume not held: true,
+ * or false if none.
+ */
 static bool next_asked(struct dmrepl_resync *r)
 {
 	for (; r->asked_vol < DM_REPL_MAX_VOLUMES; r->asked_vol++, r->asked_next = 0) {
-		if (!r->asked[r->asked_vol])
+		if (!r->asked[r->asked_vol] || index_held(r, r->asked_vol))
 			continue;
 		for (; r->asked_next < r->asked_regions[r->asked_vol]; r->asked_next++)
 			if (dmrepl_bit_test(r->asked[r->asked_vol], r->asked_next))
@@ -251,17 +263,6 @@ static void next_volume(struct dmrepl_resync *r)
 	r->loaded = false;
 }
 
-/*
- * Is the info's @vol-th volume held (its data device's flush keeps
- * failing)? Its regions wait for a pass after the hold.
- */
-static bool volume_held(const struct dmrepl_resync *r, unsigned int vol)
-{
-	__u32 index = r->info.volumes[vol].index;
-
-	return index < DM_REPL_MAX_VOLUMES && ((r->info.resync_held_volumes >> index) & 1);
-}
-
 /* The next dirty region at or after the cursor, in this pass: 1, 0 if none. */
 static int next_dirty(struct dmrepl_resync *r)
 {
@@ -274,7 +275,8 @@ static int next_dirty(struct dmrepl_resync *r)
 	for (; r->vol < r->info.nr_volumes; next_volume(r)) {
 		__u64 n = r->info.volumes[r->vol].nr_regions;
 
-		if (!r->info.volumes[r->vol].dirty_regions || volume_held(r, r->vol))
+		if (!r->info.volumes[r->vol].dirty_regions ||
+		    index_held(r, r->info.volumes[r->vol].index))
 			continue;
 		if (!r->loaded) {
 			ret = load_bits(r);
@@ -327,15 +329,14 @@ static int resync_one(struct dmrepl_resync *r, unsigned int vol, __u64 region, _
 }
 
 /*
- * The next region the replica asked for: 1 put in (or its volume is gone:
- * the replica asks again at its next connection), 0 no room now.
+ * The region the replica asked for at the cursor (next_asked()): 1 put in
+ * (or its volume is gone: the replica asks again at its next connection),
+ * 0 no room now.
  */
 static int resync_asked(struct dmrepl_resync *r)
 {
 	int vol, ret;
 
-	if (!next_asked(r))
-		return 0;
 	vol = dmrepl_volume_entry(&r->info, r->asked_vol);
 	if (vol < 0) {
 		asked_done(r);
@@ -349,6 +350,24 @@ static int resync_asked(struct dmrepl_resync *r)
 	if (ret > 0)
 		asked_done(r);
 	return ret;
+}
+
+/*
+ * A clean region of the first volume not held, to carry the end: 1 put in,
+ * 0 not now (no room, or every volume held), or -errno.
+ */
+static int resync_end(struct dmrepl_resync *r)
+{
+	unsigned int vol;
+	int ret;
+
+	for (vol = 0; vol < r->info.nr_volumes && vol < DM_REPL_MAX_VOLUMES; vol++)
+		if (!index_held(r, r->info.volumes[vol].index))
+			break;
+	if (vol == r->info.nr_volumes || vol == DM_REPL_MAX_VOLUMES)
+		return 0;
+	ret = resync_one(r, vol, 0, DM_REPL_RESYNCF_ANY);
+	return ret == -EAGAIN ? 0 : ret;	/* held since the info */
 }
 
 int dmrepl_resync_step(struct dmrepl_resync *r, unsigned int max, unsigned int fill_pct)
@@ -365,7 +384,8 @@ int dmrepl_resync_step(struct dmrepl_resync *r, unsigned int max, unsigned int f
 			return -EPERM;
 		if (dmrepl_ring_over(&r->info, fill_pct))
 			break;
-		if (r->asked_left) {
+		/* Those of a held volume wait; the dirty ones go meanwhile. */
+		if (r->asked_left && next_asked(r)) {
 			ret = resync_asked(r);
 			if (ret <= 0)
 				return ret < 0 ? ret : (int)done;
@@ -384,14 +404,13 @@ int dmrepl_resync_step(struct dmrepl_resync *r, unsigned int max, unsigned int f
 			 * and came back clean): region 0 again, to end it.
 			 */
 			restart_pass(r);
-			/* Nothing to do until they are back. */
-			if (dmrepl_resync_left(&r->info) || r->info.departed_volumes)
+			/* Nothing to do until they are back, or no longer held. */
+			if (dmrepl_resync_left(&r->info) || r->info.departed_volumes ||
+			    r->asked_left)
 				break;
 			if (!r->info.nr_volumes)
 				return -ENODEV;
-			ret = resync_one(r, 0, 0, DM_REPL_RESYNCF_ANY);
-			if (ret == -EAGAIN)
-				ret = 0;	/* volume 0 held: ended after it */
+			ret = resync_end(r);
 		} else {
 			ret = resync_one(r, r->vol, r->region, 0);
 			if (ret == -EAGAIN) {

@@ -379,10 +379,15 @@ static int put_records(struct verify_run *vr)
 	return 0;
 }
 
-/* Resend one region: its RESYNC records' last sequence, or -errno. */
+/*
+ * Resend one region: its RESYNC records' last sequence, or -errno. It waits
+ * for room in the ring, and while the volume's resync is held (EAGAIN: its
+ * data device failed to flush; at most 300 s), saying so once.
+ */
 static long long resend(const struct verify_run *vr, unsigned int volume, __u64 region)
 {
 	struct dm_repl_resync_req req;
+	bool told = false;
 
 	for (;;) {
 		req = (struct dm_repl_resync_req) {
@@ -393,8 +398,13 @@ static long long resend(const struct verify_run *vr, unsigned int volume, __u64 
 		};
 		if (!ioctl(vr->v.fd, DM_REPL_IOC_RESYNC, &req))
 			return (long long)req.seq;
-		if (errno != ENOSPC && errno != EBUSY)
+		if (errno == EAGAIN && !told) {
+			fprintf(stderr, "verify: volume %u: its resync is held (its data device "
+				"failed to flush): waiting\n", volume);
+			told = true;
+		} else if (errno != ENOSPC && errno != EBUSY && errno != EAGAIN) {
 			return -errno;
+		}
 		if (stop_requested)
 			return -EINTR;
 		pause_idle();
