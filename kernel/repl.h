@@ -321,6 +321,11 @@ struct repl_group {
 
 	unsigned int role;		/* enum dm_repl_role, of every volume */
 	/*
+	 * The last role change failed to reach a superblock: a message that
+	 * names the role writes them again. Under lock.
+	 */
+	bool role_unsaved;
+	/*
 	 * The generation identifiers, written to every superblock of the
 	 * group: from its first volume, changed under both apply.lock and
 	 * lock (a superblock is written under one of them), read under

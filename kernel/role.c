@@ -296,8 +296,9 @@ static int persist_role(struct repl_group *g, unsigned int role)
 		    repl_meta_write_sb(v->meta_bdev, v) ?: r;
 		set_disk_ro(dm_disk(v->md), role == DM_REPL_ROLE_SECONDARY);
 	}
+	WRITE_ONCE(g->role_unsaved, r != 0);
 	if (r)
-		DMERR("%s: cannot write the new role to every superblock (%d)",
+		DMERR("%s: cannot write the new role to every superblock (%d); the message, repeated, writes them again",
 		      g->name, r);
 	return r;
 }
@@ -308,6 +309,27 @@ static int may_change_role(struct repl_group *g, unsigned int role, bool force)
 	if (role == DM_REPL_ROLE_PRIMARY)
 		return all_suspended(g, "primary") ?: may_promote(g, force);
 	return all_suspended(g, "secondary") ?: may_demote(g, force);
+}
+
+/*
+ * The group has the role already, but a superblock may say the old one: a
+ * reboot must not bring the old role back. Caller holds the locks
+ * change_role() is called with.
+ */
+static int resave_role(struct repl_group *g)
+{
+	int r = 0;
+
+	mutex_lock(&g->lock);
+	if (g->role_unsaved) {
+		r = persist_role(g, g->role);
+		if (!r)
+			DMINFO("%s: role %s written again", g->name,
+			       g->role == DM_REPL_ROLE_PRIMARY ?
+			       "primary" : "secondary");
+	}
+	mutex_unlock(&g->lock);
+	return r;
 }
 
 /* Caller holds g->resync.lock, g->apply.lock and repl_groups_lock. */
@@ -347,9 +369,10 @@ int repl_role_message(struct repl_group *g, unsigned int argc, char **argv)
 		return -EINVAL;
 	}
 	/* Already so: no lock, so no wait behind a resync's read that hangs. */
-	if (READ_ONCE(g->role) == role)
-		return 0;
-	if (role == DM_REPL_ROLE_SECONDARY) {
+	if (READ_ONCE(g->role) == role) {
+		if (!READ_ONCE(g->role_unsaved))
+			return 0;
+	} else if (role == DM_REPL_ROLE_SECONDARY) {
 		/* Refused now: at once, not after a flush (which may hang). */
 		mutex_lock(&g->lock);
 		r = may_change_role(g, role, force);
@@ -362,7 +385,7 @@ int repl_role_message(struct repl_group *g, unsigned int argc, char **argv)
 	mutex_lock(&g->resync.lock);
 	mutex_lock(&g->apply.lock);
 	mutex_lock(&repl_groups_lock);
-	r = role == g->role ? 0 : change_role(g, role, force);
+	r = role == g->role ? resave_role(g) : change_role(g, role, force);
 	mutex_unlock(&repl_groups_lock);
 	mutex_unlock(&g->apply.lock);
 	mutex_unlock(&g->resync.lock);

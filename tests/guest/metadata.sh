@@ -7,7 +7,9 @@
 # the kernel wrote. An extent dropped from the activity log is dropped only
 # after a flush of the data device (the replica may have its writes from
 # that device's volatile cache), and so is the whole log at a removal; a
-# flush that fails fails the write that would have dropped it.
+# flush that fails fails the write that would have dropped it. A role
+# change whose superblock cannot be written fails, and so does the same
+# message until the superblock takes it.
 set -uo pipefail
 source "$(dirname "$0")/../lib/tap.sh"
 source "$(dirname "$0")/lib.sh"
@@ -24,7 +26,7 @@ field() { "$REPLTOOL" meta show "$M" | awk -v f="$1" '$1 == f { print $2 }'; }
 dirty() { dmsetup status mv | awk '{ split($11, d, "/"); print d[1] }'; }
 load() { dm_create mv "0 $S repl $D $M gm primary 2 ring_mb $1"; }
 
-tap_plan 20
+tap_plan 24
 tap_strict
 meta_create $M gm $D
 load 64
@@ -148,6 +150,28 @@ tap_check "a transaction to drop an extent whose device cannot flush: the write 
 dmsetup suspend fl && fl_load "linear $L $H" && dmsetup resume fl || tap_bail "fl back"
 tap_check "the device flushes again: the write goes" w_extent 1
 dmsetup remove mv && dmsetup remove fl
+
+# The metadata device a dm-linear (mm) that turns into dm-error: the group
+# is secondary in memory, but a reboot would find it primary, so the
+# message fails until the superblock says secondary.
+ML=$(loop_disk 8)
+mm_load() { dmsetup suspend mm && dmsetup load mm --table "0 $(blockdev --getsz "$ML") $1" &&
+	dmsetup resume mm; }
+dm_create mm "0 $(blockdev --getsz "$ML") linear $ML 0" || tap_bail "mm"
+M=/dev/mapper/mm
+D=$(loop_disk 64)
+meta_create $M gm "$D"
+load 64
+dmsetup suspend mv && mm_load error || tap_bail "mm failing"
+tap_check "a demotion whose superblock cannot be written fails" \
+	bash -c "! dmsetup message mv 0 role secondary"
+tap_check "and so does the same message while it still cannot" \
+	bash -c "! dmsetup message mv 0 role secondary"
+mm_load "linear $ML 0" || tap_bail "mm back"
+tap_check "once the device writes, the same message succeeds" \
+	dmsetup message mv 0 role secondary
+tap_check "and the superblock says secondary" test "$(field role)" = secondary
+dmsetup resume mv && dmsetup remove mv && dmsetup remove mm
 loop_disks_free
 tap_check "nothing is left" test "$(live_objects)" = "0 0 0"
 rmmod brd

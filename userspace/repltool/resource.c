@@ -322,9 +322,13 @@ static int vols_read(struct res *r)
 		if (vol_read(r, &r->vols[i]))
 			return -1;
 		if (r->vols[i].role != r->vols[0].role) {
-			err_msg("%s: volume %u is %s in its metadata, volume %u %s", r->conf.name,
+			err_msg("%s: volume %u is %s in its metadata, volume %u %s (a role "
+				"change that failed half-way: \"dmsetup message %s 0 role "
+				"ROLE\" with the role the group has in dmsetup status writes "
+				"them all again)", r->conf.name,
 				r->vols[i].conf->index, dmrepl_meta_role_name(r->vols[i].role),
-				r->vols[0].conf->index, dmrepl_meta_role_name(r->vols[0].role));
+				r->vols[0].conf->index, dmrepl_meta_role_name(r->vols[0].role),
+				r->vols[0].conf->device);
 			return -1;
 		}
 	}
