@@ -298,7 +298,7 @@ static int persist_role(struct repl_group *g, unsigned int role)
 	}
 	WRITE_ONCE(g->role_unsaved, r != 0);
 	if (r)
-		DMERR("%s: cannot write the new role to every superblock (%d); the message, repeated, writes them again",
+		DMERR("%s: cannot write the new role to every superblock (%d); the message, repeated with every volume suspended, writes them again",
 		      g->name, r);
 	return r;
 }
@@ -313,8 +313,11 @@ static int may_change_role(struct repl_group *g, unsigned int role, bool force)
 
 /*
  * The group has the role already, but a superblock may say the old one: a
- * reboot must not bring the old role back. Caller holds the locks
- * change_role() is called with.
+ * reboot must not bring the old role back. Suspended as for a role change:
+ * the bitmap's save is not ordered with a live primary's activity log
+ * (repl_al_save_regions()). Other superblock writes (a batch, a removal)
+ * may have saved the role meanwhile; the flag stays until this writes them
+ * all. Caller holds the locks change_role() is called with.
  */
 static int resave_role(struct repl_group *g)
 {
@@ -322,7 +325,9 @@ static int resave_role(struct repl_group *g)
 
 	mutex_lock(&g->lock);
 	if (g->role_unsaved) {
-		r = persist_role(g, g->role);
+		r = all_suspended(g, g->role == DM_REPL_ROLE_PRIMARY ?
+				  "primary" : "secondary") ?:
+		    persist_role(g, g->role);
 		if (!r)
 			DMINFO("%s: role %s written again", g->name,
 			       g->role == DM_REPL_ROLE_PRIMARY ?
@@ -348,7 +353,9 @@ static int change_role(struct repl_group *g, unsigned int role, bool force)
 	else
 		promote(g);
 	repl_resync_renumbered(g);
-	WRITE_ONCE(g->role, role);
+	WRITE_ONCE(g->role_unsaved, true);
+	/* Unsaved before it shows: a message seeing the role waits for this. */
+	smp_store_release(&g->role, role);
 	r = persist_role(g, role);
 	DMINFO("%s: role %s%s", g->name,
 	       role == DM_REPL_ROLE_PRIMARY ? "primary" : "secondary",
@@ -368,8 +375,11 @@ int repl_role_message(struct repl_group *g, unsigned int argc, char **argv)
 		DMWARN("%s: usage: role primary|secondary [force]", g->name);
 		return -EINVAL;
 	}
-	/* Already so: no lock, so no wait behind a resync's read that hangs. */
-	if (READ_ONCE(g->role) == role) {
+	/*
+	 * Already so and saved: no lock, so no wait behind a resync's read
+	 * that hangs. Unsaved, it takes them: the save may be under way.
+	 */
+	if (smp_load_acquire(&g->role) == role) {
 		if (!READ_ONCE(g->role_unsaved))
 			return 0;
 	} else if (role == DM_REPL_ROLE_SECONDARY) {

@@ -26,7 +26,7 @@ field() { "$REPLTOOL" meta show "$M" | awk -v f="$1" '$1 == f { print $2 }'; }
 dirty() { dmsetup status mv | awk '{ split($11, d, "/"); print d[1] }'; }
 load() { dm_create mv "0 $S repl $D $M gm primary 2 ring_mb $1"; }
 
-tap_plan 24
+tap_plan 31
 tap_strict
 meta_create $M gm $D
 load 64
@@ -152,26 +152,37 @@ tap_check "the device flushes again: the write goes" w_extent 1
 dmsetup remove mv && dmsetup remove fl
 
 # The metadata device a dm-linear (mm) that turns into dm-error: the group
-# is secondary in memory, but a reboot would find it primary, so the
-# message fails until the superblock says secondary.
+# has the new role in memory, but a reboot would find the old one, so the
+# message fails until every superblock says the new role; rewriting them
+# wants the volumes suspended, as a role change does.
 ML=$(loop_disk 8)
 mm_load() { dmsetup suspend mm && dmsetup load mm --table "0 $(blockdev --getsz "$ML") $1" &&
 	dmsetup resume mm; }
+refused_unsuspended() { ! dmsetup message mv 0 role "$1" && dmesg | tail -1 | grep -q 'is not suspended'; }
+role_written_once_it_can() {
+	dmsetup suspend mv && mm_load error || tap_bail "mm failing"
+	tap_check "a change to $1 whose superblock cannot be written fails" \
+		bash -c "! dmsetup message mv 0 role $1"
+	tap_check "and so does the same message while it still cannot" \
+		bash -c "! dmsetup message mv 0 role $1"
+	mm_load "linear $ML 0" && dmsetup resume mv || tap_bail "mm back"
+	tap_check "the device writes again, but the volume is not suspended: refused" \
+		refused_unsuspended "$1"
+	dmsetup suspend mv || tap_bail "suspend mv"
+	tap_check "suspended, the same message succeeds" dmsetup message mv 0 role "$1"
+	tap_check "and the superblock says $1" test "$(field role)" = "$1"
+	dmsetup resume mv || tap_bail "resume mv"
+}
 dm_create mm "0 $(blockdev --getsz "$ML") linear $ML 0" || tap_bail "mm"
 M=/dev/mapper/mm
 D=$(loop_disk 64)
 meta_create $M gm "$D"
 load 64
-dmsetup suspend mv && mm_load error || tap_bail "mm failing"
-tap_check "a demotion whose superblock cannot be written fails" \
-	bash -c "! dmsetup message mv 0 role secondary"
-tap_check "and so does the same message while it still cannot" \
-	bash -c "! dmsetup message mv 0 role secondary"
-mm_load "linear $ML 0" || tap_bail "mm back"
-tap_check "once the device writes, the same message succeeds" \
-	dmsetup message mv 0 role secondary
-tap_check "and the superblock says secondary" test "$(field role)" = secondary
-dmsetup resume mv && dmsetup remove mv && dmsetup remove mm
+role_written_once_it_can secondary
+role_written_once_it_can primary
+tap_check "once saved, the message returns at once, the volume resumed" \
+	dmsetup message mv 0 role primary
+dmsetup remove mv && dmsetup remove mm
 loop_disks_free
 tap_check "nothing is left" test "$(live_objects)" = "0 0 0"
 rmmod brd

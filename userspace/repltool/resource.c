@@ -323,9 +323,10 @@ static int vols_read(struct res *r)
 			return -1;
 		if (r->vols[i].role != r->vols[0].role) {
 			err_msg("%s: volume %u is %s in its metadata, volume %u %s (a role "
-				"change that failed half-way: \"dmsetup message %s 0 role "
-				"ROLE\" with the role the group has in dmsetup status writes "
-				"them all again)", r->conf.name,
+				"change that failed half-way: while the group is loaded, \"dmsetup "
+				"suspend\" its volumes, then \"dmsetup message %s 0 role "
+				"ROLE\" with the role dmsetup status shows first writes them "
+				"all again)", r->conf.name,
 				r->vols[i].conf->index, dmrepl_meta_role_name(r->vols[i].role),
 				r->vols[0].conf->index, dmrepl_meta_role_name(r->vols[0].role),
 				r->vols[0].conf->device);
