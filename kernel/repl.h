@@ -322,7 +322,8 @@ struct repl_group {
 	unsigned int role;		/* enum dm_repl_role, of every volume */
 	/*
 	 * The last role change failed to reach a superblock: a message that
-	 * names the role writes them again. Under lock.
+	 * names the role writes them again, and a primary takes no write.
+	 * Written under lock, read without it too.
 	 */
 	bool role_unsaved;
 	/*

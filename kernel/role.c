@@ -356,10 +356,10 @@ static int change_role(struct repl_group *g, unsigned int role, bool force)
 	WRITE_ONCE(g->role_unsaved, true);
 	/* Unsaved before it shows: a message seeing the role waits for this. */
 	smp_store_release(&g->role, role);
-	r = persist_role(g, role);
 	DMINFO("%s: role %s%s", g->name,
 	       role == DM_REPL_ROLE_PRIMARY ? "primary" : "secondary",
 	       force ? " (forced)" : "");
+	r = persist_role(g, role);
 out:
 	mutex_unlock(&g->lock);
 	return r;
@@ -368,18 +368,20 @@ out:
 int repl_role_message(struct repl_group *g, unsigned int argc, char **argv)
 {
 	unsigned int role;
-	bool force;
-	int r;
+	bool force, changing, retry;
+	int r = 0;
 
 	if (parse_role_message(argc, argv, &role, &force)) {
 		DMWARN("%s: usage: role primary|secondary [force]", g->name);
 		return -EINVAL;
 	}
+again:
 	/*
 	 * Already so and saved: no lock, so no wait behind a resync's read
 	 * that hangs. Unsaved, it takes them: the save may be under way.
 	 */
-	if (smp_load_acquire(&g->role) == role) {
+	changing = smp_load_acquire(&g->role) != role;
+	if (!changing) {
 		if (!READ_ONCE(g->role_unsaved))
 			return 0;
 	} else if (role == DM_REPL_ROLE_SECONDARY) {
@@ -395,10 +397,16 @@ int repl_role_message(struct repl_group *g, unsigned int argc, char **argv)
 	mutex_lock(&g->resync.lock);
 	mutex_lock(&g->apply.lock);
 	mutex_lock(&repl_groups_lock);
-	r = role == g->role ? resave_role(g) : change_role(g, role, force);
+	/* Changed meanwhile by another message: checked early, as above. */
+	retry = role != g->role && !changing;
+	if (!retry)
+		r = role == g->role ? resave_role(g) :
+		    change_role(g, role, force);
 	mutex_unlock(&repl_groups_lock);
 	mutex_unlock(&g->apply.lock);
 	mutex_unlock(&g->resync.lock);
+	if (retry)
+		goto again;
 	return r;
 }
 

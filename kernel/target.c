@@ -372,8 +372,12 @@ static int repl_map(struct dm_target *ti, struct bio *bio)
 	io->seq = 0;
 	io->deferred = false;
 	io->overflow_phase = 0;
-	if (is_secondary(rt)) {
-		/* Its device is read-only (see repl_resume()). */
+	/*
+	 * Read-only as a secondary (see repl_resume()), and as a primary
+	 * whose promotion is not in every superblock: a crash would load it
+	 * as a secondary, which recovers no activity log.
+	 */
+	if (is_secondary(rt) || READ_ONCE(rt->vol->group->role_unsaved)) {
 		if (bio_op(bio) != REQ_OP_READ && bio_sectors(bio))
 			return DM_MAPIO_KILL;
 	} else if (op_is_write(bio_op(bio)) || (bio->bi_opf & REQ_PREFLUSH)) {

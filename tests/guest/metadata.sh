@@ -26,7 +26,7 @@ field() { "$REPLTOOL" meta show "$M" | awk -v f="$1" '$1 == f { print $2 }'; }
 dirty() { dmsetup status mv | awk '{ split($11, d, "/"); print d[1] }'; }
 load() { dm_create mv "0 $S repl $D $M gm primary 2 ring_mb $1"; }
 
-tap_plan 31
+tap_plan 35
 tap_strict
 meta_create $M gm $D
 load 64
@@ -158,16 +158,21 @@ dmsetup remove mv && dmsetup remove fl
 ML=$(loop_disk 8)
 mm_load() { dmsetup suspend mm && dmsetup load mm --table "0 $(blockdev --getsz "$ML") $1" &&
 	dmsetup resume mm; }
-refused_unsuspended() { ! dmsetup message mv 0 role "$1" && dmesg | tail -1 | grep -q 'is not suspended'; }
+role_now() { dmsetup status mv | awk '{ print $4 }'; }
+write_mv() { dd if=/dev/urandom of=/dev/mapper/mv bs=4k count=1 oflag=direct status=none 2>/dev/null; }
+write_refused() { ! write_mv; }
 role_written_once_it_can() {
 	dmsetup suspend mv && mm_load error || tap_bail "mm failing"
 	tap_check "a change to $1 whose superblock cannot be written fails" \
-		bash -c "! dmsetup message mv 0 role $1"
-	tap_check "and so does the same message while it still cannot" \
-		bash -c "! dmsetup message mv 0 role $1"
+		fails_with "cannot write the new role" dmsetup message mv 0 role "$1"
+	tap_check "the group has the new role in memory" test "$(role_now)" = "$1"
+	tap_check "and the same message fails while it still cannot" \
+		fails_with "cannot write the new role" dmsetup message mv 0 role "$1"
 	mm_load "linear $ML 0" && dmsetup resume mv || tap_bail "mm back"
+	[[ $1 == primary ]] && tap_check "a write while the promotion is not saved fails" \
+		write_refused
 	tap_check "the device writes again, but the volume is not suspended: refused" \
-		refused_unsuspended "$1"
+		fails_with "volume 0 is not suspended" dmsetup message mv 0 role "$1"
 	dmsetup suspend mv || tap_bail "suspend mv"
 	tap_check "suspended, the same message succeeds" dmsetup message mv 0 role "$1"
 	tap_check "and the superblock says $1" test "$(field role)" = "$1"
@@ -182,6 +187,7 @@ role_written_once_it_can secondary
 role_written_once_it_can primary
 tap_check "once saved, the message returns at once, the volume resumed" \
 	dmsetup message mv 0 role primary
+tap_check "and a write goes" write_mv
 dmsetup remove mv && dmsetup remove mm
 loop_disks_free
 tap_check "nothing is left" test "$(live_objects)" = "0 0 0"

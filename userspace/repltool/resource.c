@@ -323,10 +323,11 @@ static int vols_read(struct res *r)
 			return -1;
 		if (r->vols[i].role != r->vols[0].role) {
 			err_msg("%s: volume %u is %s in its metadata, volume %u %s (a role "
-				"change that failed half-way: while the group is loaded, \"dmsetup "
-				"suspend\" its volumes, then \"dmsetup message %s 0 role "
-				"ROLE\" with the role dmsetup status shows first writes them "
-				"all again)", r->conf.name,
+				"change that failed half-way: while the group is loaded, suspend "
+				"its volumes, send \"dmsetup message %s 0 role ROLE\" with "
+				"the role dmsetup status shows first, for a secondary also "
+				"\"source PEER-GROUP\", reload each table with that role and "
+				"resume; dm-repl.md, \"Messages\")", r->conf.name,
 				r->vols[i].conf->index, dmrepl_meta_role_name(r->vols[i].role),
 				r->vols[0].conf->index, dmrepl_meta_role_name(r->vols[0].role),
 				r->vols[0].conf->device);
