@@ -52,6 +52,11 @@ static int parse_role_message(unsigned int argc, char **argv,
 	return argc == 3 && strcasecmp(argv[2], "force") ? -EINVAL : 0;
 }
 
+static const char *role_name(unsigned int role)
+{
+	return role == DM_REPL_ROLE_PRIMARY ? "primary" : "secondary";
+}
+
 static bool volume_open(const struct repl_volume *v)
 {
 	return atomic_read(&dm_disk(v->md)->part0->bd_openers);
@@ -325,13 +330,11 @@ static int resave_role(struct repl_group *g)
 
 	mutex_lock(&g->lock);
 	if (g->role_unsaved) {
-		r = all_suspended(g, g->role == DM_REPL_ROLE_PRIMARY ?
-				  "primary" : "secondary") ?:
+		r = all_suspended(g, role_name(g->role)) ?:
 		    persist_role(g, g->role);
 		if (!r)
 			DMINFO("%s: role %s written again", g->name,
-			       g->role == DM_REPL_ROLE_PRIMARY ?
-			       "primary" : "secondary");
+			       role_name(g->role));
 	}
 	mutex_unlock(&g->lock);
 	return r;
@@ -356,8 +359,7 @@ static int change_role(struct repl_group *g, unsigned int role, bool force)
 	WRITE_ONCE(g->role_unsaved, true);
 	/* Unsaved before it shows: a message seeing the role waits for this. */
 	smp_store_release(&g->role, role);
-	DMINFO("%s: role %s%s", g->name,
-	       role == DM_REPL_ROLE_PRIMARY ? "primary" : "secondary",
+	DMINFO("%s: role %s%s", g->name, role_name(role),
 	       force ? " (forced)" : "");
 	r = persist_role(g, role);
 out:
